@@ -1,0 +1,8 @@
+//! The names a service stack usually needs: `use tower_bulwark::prelude::*;`.
+
+pub use tower_bulwark_core::{
+    find_rejection, BoxError, Classify, Criticality, Deadline, ErrorsAreFailures, Outcome,
+    Rejection, RejectionKind,
+};
+#[cfg(feature = "http")]
+pub use tower_bulwark_core::{GrpcClassifier, HandleRejectionsLayer, HttpClassifier};

@@ -1,0 +1,172 @@
+//! [`ConfigError`] and the checks every builder in the workspace shares.
+
+use std::borrow::Cow;
+use std::fmt;
+use std::time::Duration;
+
+/// A configuration value was rejected by a builder.
+///
+/// Every builder in tower-bulwark validates its input and returns this error instead of
+/// panicking. It names the offending field so the message points at the line to fix.
+///
+/// ```
+/// use tower_bulwark_core::ConfigError;
+///
+/// let err = ConfigError::new("failure_rate_threshold", "must be within 0..=1, got 1.5");
+/// assert_eq!(err.field(), "failure_rate_threshold");
+/// assert_eq!(
+///     err.to_string(),
+///     "invalid `failure_rate_threshold`: must be within 0..=1, got 1.5"
+/// );
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    field: &'static str,
+    problem: Cow<'static, str>,
+}
+
+impl ConfigError {
+    /// A new error about `field`, with a short description of the problem.
+    pub fn new(field: &'static str, problem: impl Into<Cow<'static, str>>) -> Self {
+        ConfigError {
+            field,
+            problem: problem.into(),
+        }
+    }
+
+    /// The name of the rejected field, as spelled in the builder method.
+    pub fn field(&self) -> &'static str {
+        self.field
+    }
+
+    /// What is wrong with it.
+    pub fn problem(&self) -> &str {
+        &self.problem
+    }
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "invalid `{}`: {}", self.field, self.problem)
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+/// Accepts a ratio within `0.0..=1.0`; NaN and anything outside is an error.
+///
+/// ```
+/// use tower_bulwark_core::config::ratio;
+///
+/// assert_eq!(ratio("retry_ratio", 0.25), Ok(0.25));
+/// assert!(ratio("retry_ratio", f64::NAN).is_err());
+/// assert!(ratio("retry_ratio", -0.1).is_err());
+/// ```
+pub fn ratio(field: &'static str, value: f64) -> Result<f64, ConfigError> {
+    if (0.0..=1.0).contains(&value) {
+        Ok(value)
+    } else {
+        Err(ConfigError::new(
+            field,
+            format!("must be within 0..=1, got {value}"),
+        ))
+    }
+}
+
+/// Accepts a finite number that is zero or more; NaN, infinities and negatives are errors.
+pub fn non_negative(field: &'static str, value: f64) -> Result<f64, ConfigError> {
+    if value.is_finite() && value >= 0.0 {
+        Ok(value)
+    } else {
+        Err(ConfigError::new(
+            field,
+            format!("must be a finite number >= 0, got {value}"),
+        ))
+    }
+}
+
+/// Accepts a count greater than zero.
+pub fn non_zero(field: &'static str, value: usize) -> Result<usize, ConfigError> {
+    if value > 0 {
+        Ok(value)
+    } else {
+        Err(ConfigError::new(field, "must be greater than 0"))
+    }
+}
+
+/// Accepts a duration greater than zero.
+pub fn non_zero_duration(field: &'static str, value: Duration) -> Result<Duration, ConfigError> {
+    if value.is_zero() {
+        Err(ConfigError::new(field, "must be longer than zero"))
+    } else {
+        Ok(value)
+    }
+}
+
+/// Accepts `value` when it is at most `limit`, where `limit` is the value of `limit_field`.
+///
+/// ```
+/// use tower_bulwark_core::config::at_most;
+///
+/// assert!(at_most("minimum_calls", 5, "window_size", 10).is_ok());
+/// let err = at_most("minimum_calls", 50, "window_size", 10).unwrap_err();
+/// assert_eq!(err.field(), "minimum_calls");
+/// ```
+pub fn at_most<T: PartialOrd + fmt::Display>(
+    field: &'static str,
+    value: T,
+    limit_field: &'static str,
+    limit: T,
+) -> Result<T, ConfigError> {
+    if value <= limit {
+        Ok(value)
+    } else {
+        Err(ConfigError::new(
+            field,
+            format!("must be at most `{limit_field}` ({limit}), got {value}"),
+        ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ratio_bounds_are_inclusive_and_nan_is_rejected() {
+        assert_eq!(ratio("r", 0.0), Ok(0.0));
+        assert_eq!(ratio("r", 1.0), Ok(1.0));
+        for bad in [f64::NAN, f64::INFINITY, f64::NEG_INFINITY, -0.0001, 1.0001] {
+            let err = ratio("r", bad).unwrap_err();
+            assert_eq!(err.field(), "r");
+        }
+    }
+
+    #[test]
+    fn non_negative_rejects_nan_infinity_and_negatives() {
+        assert_eq!(non_negative("x", 0.0), Ok(0.0));
+        assert_eq!(non_negative("x", 1e300), Ok(1e300));
+        for bad in [f64::NAN, f64::INFINITY, -1.0] {
+            assert_eq!(non_negative("x", bad).unwrap_err().field(), "x");
+        }
+    }
+
+    #[test]
+    fn zero_counts_and_durations_are_rejected() {
+        assert_eq!(non_zero("n", 1), Ok(1));
+        assert_eq!(non_zero("n", 0).unwrap_err().field(), "n");
+        assert!(non_zero_duration("d", Duration::from_nanos(1)).is_ok());
+        let err = non_zero_duration("d", Duration::ZERO).unwrap_err();
+        assert_eq!(err.to_string(), "invalid `d`: must be longer than zero");
+    }
+
+    #[test]
+    fn at_most_names_both_fields() {
+        let err = at_most("min", 11u32, "max", 10).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "invalid `min`: must be at most `max` (10), got 11"
+        );
+        assert_eq!(at_most("min", 10u32, "max", 10), Ok(10));
+    }
+}

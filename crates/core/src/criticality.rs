@@ -1,0 +1,227 @@
+//! [`Criticality`]: how much it matters that a request is served, for load shedding.
+
+use std::fmt;
+use std::str::FromStr;
+
+/// How important a request is, in Google SRE's four levels, least important first.
+///
+/// Carried in request extensions and on the wire in the `x-request-criticality` header.
+/// Under overload the shed layer rejects `Sheddable` work first and `CriticalPlus` last.
+/// The default is `Critical`: a request nobody labelled is treated as ordinary production
+/// traffic.
+///
+/// `Ord` follows importance: `Sheddable < SheddablePlus < Critical < CriticalPlus`.
+///
+/// ```
+/// use tower_bulwark_core::Criticality;
+///
+/// assert_eq!("sheddable-plus".parse(), Ok(Criticality::SheddablePlus));
+/// assert_eq!(Criticality::CriticalPlus.to_string(), "critical-plus");
+/// assert!(Criticality::Sheddable < Criticality::Critical);
+/// assert_eq!(Criticality::default(), Criticality::Critical);
+/// ```
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Criticality {
+    /// Work that may be dropped at any sign of overload: prefetches, batch jobs, retries of
+    /// best-effort work.
+    Sheddable,
+    /// Work that may be dropped under real overload and retried later.
+    SheddablePlus,
+    /// Ordinary production traffic. The default.
+    #[default]
+    Critical,
+    /// The most important traffic; shed only when nothing else is left to shed.
+    CriticalPlus,
+}
+
+/// The header that carries a request's criticality between services.
+pub const CRITICALITY_HEADER: &str = "x-request-criticality";
+
+impl Criticality {
+    /// All levels, least important first.
+    pub const ALL: [Criticality; 4] = [
+        Criticality::Sheddable,
+        Criticality::SheddablePlus,
+        Criticality::Critical,
+        Criticality::CriticalPlus,
+    ];
+
+    /// The header value: `sheddable`, `sheddable-plus`, `critical` or `critical-plus`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Criticality::Sheddable => "sheddable",
+            Criticality::SheddablePlus => "sheddable-plus",
+            Criticality::Critical => "critical",
+            Criticality::CriticalPlus => "critical-plus",
+        }
+    }
+
+    /// Parses a header value.
+    ///
+    /// Accepts the four names in any ASCII case, with `-` or `_` between the words
+    /// (`critical-plus`, `CRITICAL_PLUS`), and ignores surrounding spaces and tabs. Anything
+    /// else is an error; it never panics.
+    pub fn parse_bytes(value: &[u8]) -> Result<Criticality, ParseCriticalityError> {
+        let value = value.trim_ascii();
+        Criticality::ALL
+            .into_iter()
+            .find(|level| {
+                let name = level.as_str().as_bytes();
+                name.len() == value.len()
+                    && name
+                        .iter()
+                        .zip(value)
+                        .all(|(&n, &v)| n == v.to_ascii_lowercase() || (n == b'-' && v == b'_'))
+            })
+            .ok_or(ParseCriticalityError { _private: () })
+    }
+
+    /// The criticality of a request with these headers.
+    ///
+    /// A missing header gives the default (`Critical`). So does a value that is not one of
+    /// the four names, or not text at all: an unknown label must neither promote a request
+    /// above ordinary traffic nor let a malformed header get ordinary traffic shed. Such
+    /// values are logged at `debug` level.
+    ///
+    /// ```
+    /// use http::HeaderMap;
+    /// use tower_bulwark_core::Criticality;
+    ///
+    /// let mut headers = HeaderMap::new();
+    /// assert_eq!(Criticality::from_headers(&headers), Criticality::Critical);
+    /// headers.insert("x-request-criticality", "sheddable".parse().unwrap());
+    /// assert_eq!(Criticality::from_headers(&headers), Criticality::Sheddable);
+    /// headers.insert("x-request-criticality", "urgent!!".parse().unwrap());
+    /// assert_eq!(Criticality::from_headers(&headers), Criticality::Critical);
+    /// ```
+    #[cfg(feature = "http")]
+    pub fn from_headers(headers: &http::HeaderMap) -> Criticality {
+        let Some(value) = headers.get(CRITICALITY_HEADER) else {
+            return Criticality::default();
+        };
+        Criticality::parse_bytes(value.as_bytes()).unwrap_or_else(|_| {
+            tracing::debug!(
+                ?value,
+                "unknown {CRITICALITY_HEADER} value; using the default"
+            );
+            Criticality::default()
+        })
+    }
+
+    /// The header value, without allocating.
+    #[cfg(feature = "http")]
+    pub fn header_value(self) -> http::HeaderValue {
+        http::HeaderValue::from_static(self.as_str())
+    }
+}
+
+impl fmt::Display for Criticality {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for Criticality {
+    type Err = ParseCriticalityError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Criticality::parse_bytes(s.as_bytes())
+    }
+}
+
+/// A criticality value was not one of the four known names.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ParseCriticalityError {
+    _private: (),
+}
+
+impl fmt::Display for ParseCriticalityError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(
+            "unknown criticality: expected critical-plus, critical, sheddable-plus or sheddable",
+        )
+    }
+}
+
+impl std::error::Error for ParseCriticalityError {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[test]
+    fn every_level_round_trips_through_text() {
+        for level in Criticality::ALL {
+            assert_eq!(level.to_string().parse(), Ok(level));
+        }
+    }
+
+    #[test]
+    fn accepts_case_underscores_and_surrounding_whitespace() {
+        assert_eq!("CRITICAL_PLUS".parse(), Ok(Criticality::CriticalPlus));
+        assert_eq!("Sheddable_Plus".parse(), Ok(Criticality::SheddablePlus));
+        assert_eq!(" \tcritical ".parse(), Ok(Criticality::Critical));
+    }
+
+    #[test]
+    fn rejects_everything_else() {
+        for bad in [
+            "",
+            " ",
+            "critical plus",
+            "critical--plus",
+            "critical-plus-plus",
+            "critica",
+            "criticalplus",
+            "sheddable-",
+            "high",
+            "0",
+            "crit\u{00ed}cal",
+        ] {
+            assert!(bad.parse::<Criticality>().is_err(), "{bad:?}");
+        }
+        assert!(Criticality::parse_bytes(b"\xff\xfe").is_err());
+    }
+
+    #[test]
+    fn ordering_follows_importance() {
+        let mut levels = Criticality::ALL;
+        levels.reverse();
+        levels.sort();
+        assert_eq!(levels, Criticality::ALL);
+        assert!(Criticality::SheddablePlus > Criticality::Sheddable);
+        assert!(Criticality::CriticalPlus > Criticality::Critical);
+    }
+
+    #[cfg(feature = "http")]
+    #[test]
+    fn headers_with_bad_values_fall_back_to_the_default() {
+        use http::{HeaderMap, HeaderValue};
+        let mut headers = HeaderMap::new();
+        for (value, expected) in [
+            (&b"critical-plus"[..], Criticality::CriticalPlus),
+            (b"sheddable", Criticality::Sheddable),
+            (b"garbage", Criticality::Critical),
+            (b"", Criticality::Critical),
+            (b"\xfa\xfb", Criticality::Critical),
+        ] {
+            headers.insert(CRITICALITY_HEADER, HeaderValue::from_bytes(value).unwrap());
+            assert_eq!(Criticality::from_headers(&headers), expected, "{value:?}");
+        }
+        for level in Criticality::ALL {
+            headers.insert(CRITICALITY_HEADER, level.header_value());
+            assert_eq!(Criticality::from_headers(&headers), level);
+        }
+    }
+
+    proptest! {
+        #[test]
+        fn parsing_arbitrary_bytes_never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..40)) {
+            if let Ok(level) = Criticality::parse_bytes(&bytes) {
+                let normalized = String::from_utf8(bytes).unwrap().trim().to_ascii_lowercase().replace('_', "-");
+                prop_assert_eq!(normalized, level.as_str());
+            }
+        }
+    }
+}

@@ -1,0 +1,271 @@
+//! [`Deadline`]: the instant by which a request's answer is no longer wanted.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use pin_project::pin_project;
+use tokio::task::futures::TaskLocalFuture;
+use tokio::time::Instant;
+
+tokio::task_local! {
+    static CURRENT: Deadline;
+}
+
+/// How far ahead a deadline built from an absurdly long duration lands: about 30 years,
+/// the same horizon tokio uses for "never".
+const FAR_FUTURE: Duration = Duration::from_secs(86_400 * 365 * 30);
+
+/// The absolute instant by which a request must be answered.
+///
+/// A deadline travels two ways:
+///
+/// - in a request's extensions (`request.extensions().get::<Deadline>()`), written by the
+///   deadline layer that accepted the request and read by retry, bulkhead and shed layers so
+///   that no retry, queue wait or admission outlives it;
+/// - as the task-local *current* deadline of a handler ([`Deadline::scope`],
+///   [`Deadline::current`]), so client calls made by the handler inherit it without passing
+///   it by hand.
+///
+/// It is a [`tokio::time::Instant`], so paused-time tests control it.
+///
+/// ```
+/// use std::time::Duration;
+/// use tower_bulwark_core::Deadline;
+///
+/// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+/// # async fn main() {
+/// let deadline = Deadline::after(Duration::from_millis(300));
+/// assert_eq!(Deadline::current(), None);
+///
+/// deadline
+///     .scope(async {
+///         tokio::time::sleep(Duration::from_millis(100)).await;
+///         let current = Deadline::current().unwrap();
+///         assert_eq!(current.remaining(), Duration::from_millis(200));
+///     })
+///     .await;
+/// # }
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Deadline(Instant);
+
+impl Deadline {
+    /// A deadline at `instant`.
+    pub fn at(instant: Instant) -> Self {
+        Deadline(instant)
+    }
+
+    /// A deadline `timeout` from now. A duration too long to represent (such as
+    /// `Duration::MAX`) lands about 30 years ahead instead of panicking.
+    pub fn after(timeout: Duration) -> Self {
+        let now = Instant::now();
+        let at = now
+            .checked_add(timeout)
+            .or_else(|| now.checked_add(FAR_FUTURE))
+            .unwrap_or(now);
+        Deadline(at)
+    }
+
+    /// The instant itself.
+    pub fn instant(self) -> Instant {
+        self.0
+    }
+
+    /// Time left until the deadline; zero once it has passed.
+    pub fn remaining(self) -> Duration {
+        self.0.saturating_duration_since(Instant::now())
+    }
+
+    /// Whether the deadline has passed.
+    pub fn is_expired(self) -> bool {
+        self.0 <= Instant::now()
+    }
+
+    /// The earlier of this deadline and `other`, if any.
+    pub fn earliest(self, other: Option<Deadline>) -> Deadline {
+        match other {
+            Some(other) => self.min(other),
+            None => self,
+        }
+    }
+
+    /// The current task's deadline, set by an enclosing [`Deadline::scope`].
+    ///
+    /// `None` outside any scope. Tasks started with `tokio::spawn` do not inherit it: wrap
+    /// the spawned future in its own scope.
+    pub fn current() -> Option<Deadline> {
+        CURRENT.try_with(|deadline| *deadline).ok()
+    }
+
+    /// Runs `future` with this deadline as the current one.
+    ///
+    /// Scopes only ever shorten: inside a scope whose deadline is earlier, the earlier one
+    /// stays current, because work done for a caller cannot outlive the caller's deadline.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use tower_bulwark_core::Deadline;
+    ///
+    /// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+    /// # async fn main() {
+    /// let outer = Deadline::after(Duration::from_secs(1));
+    /// let inner = Deadline::after(Duration::from_secs(5));
+    /// outer
+    ///     .scope(async move {
+    ///         inner.scope(async move {
+    ///             assert_eq!(Deadline::current(), Some(outer));
+    ///         })
+    ///         .await
+    ///     })
+    ///     .await;
+    /// # }
+    /// ```
+    pub fn scope<F: Future>(self, future: F) -> DeadlineScope<F> {
+        let effective = self.earliest(Deadline::current());
+        DeadlineScope {
+            inner: CURRENT.scope(effective, future),
+        }
+    }
+
+    /// The deadline that applies to a request: the earlier of the one in its extensions and
+    /// the task's current one.
+    #[cfg(feature = "http")]
+    pub fn of_request(extensions: &http::Extensions) -> Option<Deadline> {
+        let current = Deadline::current();
+        match extensions.get::<Deadline>() {
+            Some(deadline) => Some(deadline.earliest(current)),
+            None => current,
+        }
+    }
+}
+
+/// Future returned by [`Deadline::scope`]: the wrapped future, run with a current deadline.
+#[pin_project]
+pub struct DeadlineScope<F> {
+    #[pin]
+    inner: TaskLocalFuture<Deadline, F>,
+}
+
+impl<F: Future> Future for DeadlineScope<F> {
+    type Output = F::Output;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
+        self.project().inner.poll(cx)
+    }
+}
+
+impl<F> std::fmt::Debug for DeadlineScope<F> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DeadlineScope").finish_non_exhaustive()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::time::sleep;
+
+    #[tokio::test(start_paused = true)]
+    async fn remaining_counts_down_and_saturates_at_zero() {
+        let deadline = Deadline::after(Duration::from_millis(100));
+        assert_eq!(deadline.remaining(), Duration::from_millis(100));
+        assert!(!deadline.is_expired());
+        sleep(Duration::from_millis(60)).await;
+        assert_eq!(deadline.remaining(), Duration::from_millis(40));
+        sleep(Duration::from_millis(40)).await;
+        assert!(deadline.is_expired());
+        sleep(Duration::from_secs(5)).await;
+        assert_eq!(deadline.remaining(), Duration::ZERO);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn huge_durations_do_not_panic() {
+        let deadline = Deadline::after(Duration::MAX);
+        assert!(deadline.remaining() >= FAR_FUTURE - Duration::from_secs(1));
+        assert!(!deadline.is_expired());
+        let zero = Deadline::after(Duration::ZERO);
+        assert!(zero.is_expired());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn current_is_visible_across_awaits_and_gone_outside() {
+        assert_eq!(Deadline::current(), None);
+        let deadline = Deadline::after(Duration::from_secs(2));
+        let seen = deadline
+            .scope(async {
+                let before = Deadline::current();
+                sleep(Duration::from_millis(500)).await;
+                tokio::task::yield_now().await;
+                (before, Deadline::current())
+            })
+            .await;
+        assert_eq!(seen, (Some(deadline), Some(deadline)));
+        assert_eq!(Deadline::current(), None);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn nested_scopes_only_shorten() {
+        let long = Deadline::after(Duration::from_secs(10));
+        let short = Deadline::after(Duration::from_secs(1));
+        let (inner_of_long, inner_of_short) = long
+            .scope(async move {
+                let a = short.scope(async { Deadline::current() }).await;
+                let b = Deadline::current();
+                (a, b)
+            })
+            .await;
+        assert_eq!(inner_of_long, Some(short));
+        assert_eq!(inner_of_short, Some(long));
+
+        let extended = short
+            .scope(async move { long.scope(async { Deadline::current() }).await })
+            .await;
+        assert_eq!(extended, Some(short));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn spawned_tasks_do_not_inherit_the_scope() {
+        let deadline = Deadline::after(Duration::from_secs(1));
+        let spawned = deadline
+            .scope(async { tokio::spawn(async { Deadline::current() }).await.unwrap() })
+            .await;
+        assert_eq!(spawned, None);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn concurrent_scopes_are_independent() {
+        let a = Deadline::after(Duration::from_secs(1));
+        let b = Deadline::after(Duration::from_secs(2));
+        let fa = a.scope(async {
+            sleep(Duration::from_millis(10)).await;
+            Deadline::current()
+        });
+        let fb = b.scope(async {
+            sleep(Duration::from_millis(5)).await;
+            Deadline::current()
+        });
+        assert_eq!(tokio::join!(fa, fb), (Some(a), Some(b)));
+    }
+
+    #[cfg(feature = "http")]
+    #[tokio::test(start_paused = true)]
+    async fn of_request_takes_the_earlier_of_extension_and_scope() {
+        let mut extensions = http::Extensions::new();
+        assert_eq!(Deadline::of_request(&extensions), None);
+        let early = Deadline::after(Duration::from_secs(1));
+        let late = Deadline::after(Duration::from_secs(3));
+        extensions.insert(late);
+        assert_eq!(Deadline::of_request(&extensions), Some(late));
+        let seen = early
+            .scope(async { Deadline::of_request(&extensions) })
+            .await;
+        assert_eq!(seen, Some(early));
+        let empty = http::Extensions::new();
+        assert_eq!(
+            late.scope(async { Deadline::of_request(&empty) }).await,
+            Some(late)
+        );
+    }
+}

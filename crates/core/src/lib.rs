@@ -1,0 +1,58 @@
+//! The shared contracts of [tower-bulwark](https://docs.rs/tower-bulwark).
+//!
+//! Every pattern crate (breaker, bulkhead, retry, deadline, shed) depends on this one and on
+//! none of its siblings, so that one decision means the same in each of them:
+//!
+//! | contract | what it is |
+//! |---|---|
+//! | [`Outcome`], [`Classify`] | did a call fail? [`ErrorsAreFailures`] by default; [`HttpClassifier`] and [`GrpcClassifier`] with feature `http`; closures |
+//! | [`Rejection`], [`find_rejection`] | the common view of "a layer refused this call", and its HTTP / gRPC responses |
+//! | [`HandleRejectionsLayer`] | errors become responses, so a stack fits axum and tonic (feature `http`) |
+//! | [`Deadline`] | a request's absolute deadline, in extensions and as the task's current one |
+//! | [`Criticality`] | how important a request is, for load shedding |
+//! | [`events`] | listeners, `tracing`, and [`metrics`] (feature `metrics`) |
+//! | [`ConfigError`], [`config`] | validated configuration |
+//! | `testing` | readiness probe and controllable inner service (feature `testing`) |
+//!
+//! # Features
+//!
+//! - `http`: HTTP and gRPC classifiers, rejection responses, [`HandleRejectionsLayer`],
+//!   header parsing.
+//! - `metrics`: events recorded through the `metrics` facade.
+//! - `testing`: the test kit.
+#![forbid(unsafe_code)]
+#![cfg_attr(docsrs, feature(doc_cfg))]
+
+pub mod classify;
+pub mod config;
+mod criticality;
+mod deadline;
+pub mod events;
+pub mod grpc;
+#[cfg(feature = "http")]
+mod handle;
+#[cfg(feature = "metrics")]
+pub mod metrics;
+mod name;
+mod rejection;
+#[cfg(feature = "testing")]
+pub mod testing;
+
+pub use self::classify::{Classify, ErrorsAreFailures, Outcome};
+#[cfg(feature = "http")]
+pub use self::classify::{GrpcClassifier, HttpClassifier};
+pub use self::config::ConfigError;
+pub use self::criticality::{Criticality, ParseCriticalityError, CRITICALITY_HEADER};
+pub use self::deadline::{Deadline, DeadlineScope};
+pub use self::events::{Event, Listener, Listeners};
+pub use self::grpc::GrpcCode;
+#[cfg(feature = "http")]
+pub use self::handle::{HandleRejections, HandleRejectionsLayer, ResponseFuture};
+pub use self::name::Name;
+#[cfg(feature = "http")]
+pub use self::rejection::is_grpc_request;
+pub use self::rejection::{find_rejection, Rejection, RejectionKind};
+
+/// The boxed error of tower services that add failure modes (the same type as
+/// `tower::BoxError`).
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;

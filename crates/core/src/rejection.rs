@@ -1,0 +1,272 @@
+//! [`Rejection`]: the common view of "a bulwark layer refused this call".
+
+#[cfg(feature = "http")]
+pub(crate) mod response;
+
+use std::error::Error;
+use std::fmt;
+use std::time::Duration;
+
+use crate::{BoxError, GrpcCode, Name};
+
+#[cfg(feature = "http")]
+pub use self::response::is_grpc_request;
+
+/// Why a layer refused a call. Decides the HTTP status and gRPC code it maps to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum RejectionKind {
+    /// A circuit breaker is open: the dependency is failing. HTTP 503, gRPC `UNAVAILABLE`.
+    CircuitOpen,
+    /// A bulkhead has no free place, or the wait for one timed out. HTTP 503, gRPC
+    /// `RESOURCE_EXHAUSTED`.
+    BulkheadFull,
+    /// The service is overloaded and shed the call. HTTP 503, gRPC `RESOURCE_EXHAUSTED`.
+    Overloaded,
+    /// The caller is sending too much: client-side throttling or a rate limit. HTTP 429, gRPC
+    /// `RESOURCE_EXHAUSTED`.
+    Throttled,
+    /// The call's deadline passed, or too little of it is left to be useful. HTTP 504, gRPC
+    /// `DEADLINE_EXCEEDED`.
+    DeadlineExceeded,
+}
+
+impl RejectionKind {
+    /// The gRPC status code a rejection of this kind is reported as.
+    pub fn grpc_code(self) -> GrpcCode {
+        match self {
+            RejectionKind::CircuitOpen => GrpcCode::Unavailable,
+            RejectionKind::BulkheadFull | RejectionKind::Overloaded | RejectionKind::Throttled => {
+                GrpcCode::ResourceExhausted
+            }
+            RejectionKind::DeadlineExceeded => GrpcCode::DeadlineExceeded,
+        }
+    }
+
+    /// The HTTP status a rejection of this kind is reported as.
+    #[cfg(feature = "http")]
+    pub fn http_status(self) -> http::StatusCode {
+        match self {
+            RejectionKind::CircuitOpen
+            | RejectionKind::BulkheadFull
+            | RejectionKind::Overloaded => http::StatusCode::SERVICE_UNAVAILABLE,
+            RejectionKind::Throttled => http::StatusCode::TOO_MANY_REQUESTS,
+            RejectionKind::DeadlineExceeded => http::StatusCode::GATEWAY_TIMEOUT,
+        }
+    }
+
+    fn as_str(self) -> &'static str {
+        match self {
+            RejectionKind::CircuitOpen => "circuit open",
+            RejectionKind::BulkheadFull => "bulkhead full",
+            RejectionKind::Overloaded => "overloaded",
+            RejectionKind::Throttled => "throttled",
+            RejectionKind::DeadlineExceeded => "deadline exceeded",
+        }
+    }
+}
+
+impl fmt::Display for RejectionKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A bulwark layer refused the call without (or before) letting it reach the inner service.
+///
+/// Every refusing layer of tower-bulwark reports a `Rejection`: either its error *is* one,
+/// or its error type (such as a breaker's `CircuitOpen`) carries one and returns it from
+/// [`Error::source`]. Either way [`find_rejection`] finds it in a [`BoxError`], however many
+/// layers of wrapping lie on top, and [`HandleRejectionsLayer`](crate::HandleRejectionsLayer)
+/// turns it into an HTTP or gRPC response.
+///
+/// ```
+/// use std::time::Duration;
+/// use tower_bulwark_core::{find_rejection, BoxError, Rejection, RejectionKind};
+///
+/// let err: BoxError = Rejection::new(RejectionKind::CircuitOpen, "payments")
+///     .with_retry_after(Duration::from_secs(5))
+///     .into();
+///
+/// let rejection = find_rejection(&err).expect("a rejection");
+/// assert_eq!(rejection.kind(), RejectionKind::CircuitOpen);
+/// assert_eq!(rejection.layer(), "payments");
+/// assert_eq!(rejection.retry_after(), Some(Duration::from_secs(5)));
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rejection {
+    kind: RejectionKind,
+    layer: Name,
+    retry_after: Option<Duration>,
+    reason: Option<&'static str>,
+}
+
+impl Rejection {
+    /// A rejection of `kind` by the layer instance named `layer`.
+    pub fn new(kind: RejectionKind, layer: impl Into<Name>) -> Self {
+        Rejection {
+            kind,
+            layer: layer.into(),
+            retry_after: None,
+            reason: None,
+        }
+    }
+
+    /// Tells the caller when trying again makes sense (sent as `Retry-After` /
+    /// `grpc-retry-pushback-ms`).
+    pub fn with_retry_after(mut self, retry_after: Duration) -> Self {
+        self.retry_after = Some(retry_after);
+        self
+    }
+
+    /// Adds a short, fixed detail (`"queue full"`, `"wait timed out"`).
+    pub fn with_reason(mut self, reason: &'static str) -> Self {
+        self.reason = Some(reason);
+        self
+    }
+
+    /// Why the call was refused.
+    pub fn kind(&self) -> RejectionKind {
+        self.kind
+    }
+
+    /// The name of the layer instance that refused it.
+    pub fn layer(&self) -> &Name {
+        &self.layer
+    }
+
+    /// When the caller may try again, if the layer knows.
+    pub fn retry_after(&self) -> Option<Duration> {
+        self.retry_after
+    }
+
+    /// The layer's detail, if it gave one.
+    pub fn reason(&self) -> Option<&'static str> {
+        self.reason
+    }
+
+    /// Finds a rejection in an error or anywhere in its [`source`](Error::source) chain.
+    ///
+    /// The same as [`find_rejection`], for errors that are not a [`BoxError`].
+    pub fn find<'a>(error: &'a (dyn Error + 'static)) -> Option<&'a Rejection> {
+        let mut next = Some(error);
+        while let Some(error) = next {
+            if let Some(rejection) = error.downcast_ref::<Rejection>() {
+                return Some(rejection);
+            }
+            next = error.source();
+        }
+        None
+    }
+}
+
+impl fmt::Display for Rejection {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.kind)?;
+        if let Some(reason) = self.reason {
+            write!(f, " ({reason})")?;
+        }
+        write!(f, ", rejected by `{}`", self.layer)?;
+        if let Some(retry_after) = self.retry_after {
+            write!(f, "; retry after {retry_after:?}")?;
+        }
+        Ok(())
+    }
+}
+
+impl Error for Rejection {}
+
+/// Finds the [`Rejection`] in a boxed error, walking its [`source`](Error::source) chain.
+///
+/// `None` means no bulwark layer refused the call: the error came from the inner service or
+/// the transport.
+///
+/// ```
+/// use tower_bulwark_core::{find_rejection, BoxError};
+///
+/// let err: BoxError = "connection refused".into();
+/// assert!(find_rejection(&err).is_none());
+/// ```
+pub fn find_rejection(error: &BoxError) -> Option<&Rejection> {
+    Rejection::find(&**error)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// An error of another layer that wraps the rejection, the way a pattern crate's own
+    /// error type does.
+    #[derive(Debug)]
+    struct Wrapper(Rejection);
+
+    impl fmt::Display for Wrapper {
+        fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("wrapped")
+        }
+    }
+
+    impl Error for Wrapper {
+        fn source(&self) -> Option<&(dyn Error + 'static)> {
+            Some(&self.0)
+        }
+    }
+
+    #[derive(Debug)]
+    struct Outer(BoxError);
+
+    impl fmt::Display for Outer {
+        fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("outer")
+        }
+    }
+
+    impl Error for Outer {
+        fn source(&self) -> Option<&(dyn Error + 'static)> {
+            Some(&*self.0)
+        }
+    }
+
+    #[test]
+    fn found_at_the_top_and_deep_in_the_source_chain() {
+        let rejection = Rejection::new(RejectionKind::Overloaded, "shed");
+        let top: BoxError = rejection.clone().into();
+        assert_eq!(find_rejection(&top), Some(&rejection));
+
+        let deep: BoxError = Box::new(Outer(Box::new(Outer(Box::new(Wrapper(rejection.clone()))))));
+        assert_eq!(find_rejection(&deep), Some(&rejection));
+    }
+
+    #[test]
+    fn other_errors_have_none() {
+        let plain: BoxError = "boom".into();
+        assert_eq!(find_rejection(&plain), None);
+        let nested: BoxError = Box::new(Outer("boom".into()));
+        assert_eq!(find_rejection(&nested), None);
+    }
+
+    #[test]
+    fn display_names_kind_reason_layer_and_wait() {
+        let rejection = Rejection::new(RejectionKind::BulkheadFull, String::from("inventory"))
+            .with_reason("queue full")
+            .with_retry_after(Duration::from_millis(1500));
+        assert_eq!(
+            rejection.to_string(),
+            "bulkhead full (queue full), rejected by `inventory`; retry after 1.5s"
+        );
+        assert_eq!(
+            Rejection::new(RejectionKind::DeadlineExceeded, "edge").to_string(),
+            "deadline exceeded, rejected by `edge`"
+        );
+    }
+
+    #[test]
+    fn grpc_codes_by_kind() {
+        use RejectionKind::*;
+        assert_eq!(CircuitOpen.grpc_code(), GrpcCode::Unavailable);
+        assert_eq!(BulkheadFull.grpc_code(), GrpcCode::ResourceExhausted);
+        assert_eq!(Overloaded.grpc_code(), GrpcCode::ResourceExhausted);
+        assert_eq!(Throttled.grpc_code(), GrpcCode::ResourceExhausted);
+        assert_eq!(DeadlineExceeded.grpc_code(), GrpcCode::DeadlineExceeded);
+    }
+}

@@ -1,0 +1,18 @@
+//! Test kit (feature `testing`): inner services that check and drive the layers above them.
+//!
+//! - [`ReadinessProbe`] wraps any service and panics when `call` comes without a successful
+//!   `poll_ready`: the tower contract, checked.
+//! - [`controlled`] returns an inner service and a [`Controller`] that decides, while the
+//!   test runs, whether calls succeed, fail, reject, take time or hang, and whether the
+//!   service is ready; it counts calls, completions and cancellations.
+//! - [`mock`] re-exports `tower-test`'s mock service for tests that script every request by
+//!   hand.
+
+mod controlled;
+mod probe;
+
+pub use self::controlled::{
+    controlled, Behavior, Controlled, ControlledFuture, Controller, TestError,
+};
+pub use self::probe::ReadinessProbe;
+pub use tower_test::mock;
