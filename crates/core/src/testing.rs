@@ -5,14 +5,17 @@
 //! - [`controlled`] returns an inner service and a [`Controller`] that decides, while the
 //!   test runs, whether calls succeed, fail, reject, take time or hang, and whether the
 //!   service is ready; it counts calls, completions and cancellations.
+//! - [`Noop`] answers at once, the baseline of benches and allocation tests.
 //! - [`mock`] re-exports `tower-test`'s mock service for tests that script every request by
 //!   hand.
 
 mod controlled;
+mod noop;
 mod probe;
 
 pub use self::controlled::{
     controlled, Behavior, Controlled, ControlledFuture, Controller, TestError,
 };
+pub use self::noop::Noop;
 pub use self::probe::ReadinessProbe;
 pub use tower_test::mock;

@@ -1,0 +1,55 @@
+//! Helpers for the integration tests: real servers on loopback and a real HTTP/1 client.
+//!
+//! Nothing here is mocked: servers listen on `127.0.0.1` on a port the OS picks, and the
+//! client speaks HTTP/1.1 over a TCP connection to it.
+#![forbid(unsafe_code)]
+
+use std::net::SocketAddr;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper_util::rt::TokioIo;
+use tokio::net::{TcpListener, TcpStream};
+
+/// Serves an axum router on a fresh loopback port until the test's runtime ends.
+pub async fn serve_axum(router: axum::Router) -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind loopback");
+    let addr = listener.local_addr().expect("local address");
+    tokio::spawn(async move {
+        axum::serve(listener, router).await.expect("axum server");
+    });
+    addr
+}
+
+/// A response read to its end.
+#[derive(Debug)]
+pub struct Received {
+    /// Status and headers.
+    pub head: http::response::Parts,
+    /// The whole body.
+    pub body: Bytes,
+}
+
+/// Sends `request` to `addr` over a new HTTP/1.1 connection and reads the whole response.
+pub async fn send(addr: SocketAddr, request: http::Request<Full<Bytes>>) -> Received {
+    let stream = TcpStream::connect(addr).await.expect("connect");
+    let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        .await
+        .expect("handshake");
+    tokio::spawn(connection);
+    let response = sender.send_request(request).await.expect("response");
+    let (head, body) = response.into_parts();
+    let body = body.collect().await.expect("body").to_bytes();
+    Received { head, body }
+}
+
+/// A `GET` of `path` with the given headers.
+pub fn get(path: &str, headers: &[(&str, &str)]) -> http::Request<Full<Bytes>> {
+    let mut request = http::Request::get(path);
+    for (name, value) in headers {
+        request = request.header(*name, *value);
+    }
+    request.body(Full::default()).expect("valid request")
+}

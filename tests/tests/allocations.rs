@@ -1,0 +1,121 @@
+//! Heap allocations per call on the happy path, counted by a global allocator that counts
+//! per thread (`allocation-counter`).
+//!
+//! The rule (DESIGN.md, section 4): zero allocations per call once a service is built and
+//! warmed up. Pattern crates add their layers here.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use http::{Request, Response};
+use tower::{Service, ServiceExt};
+use tower_bulwark::core::events::Listeners;
+use tower_bulwark::core::testing::Noop;
+use tower_bulwark::core::HandleRejections;
+
+const CALLS: u64 = 1_000;
+
+/// Allocations made by `CALLS` ready+call round trips, after a warm-up that lets lazily
+/// built state (runtime internals, semaphores' wait lists) settle.
+fn allocations<S, Req>(mut service: S, request: impl Fn() -> Req) -> u64
+where
+    S: Service<Req>,
+    S::Error: std::fmt::Debug,
+{
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .build()
+        .unwrap();
+    let mut round_trips = |count: u64| {
+        runtime.block_on(async {
+            for _ in 0..count {
+                let response = service.ready().await.unwrap().call(request()).await;
+                std::hint::black_box(response.unwrap());
+            }
+        })
+    };
+    round_trips(100);
+    allocation_counter::measure(|| round_trips(CALLS)).count_total
+}
+
+fn http_noop(
+) -> impl Service<Request<()>, Response = Response<()>, Error = std::convert::Infallible> {
+    Noop.map_response(|_request: Request<()>| Response::new(()))
+}
+
+#[test]
+fn the_counter_sees_allocations() {
+    // Guards the other tests: a counter that always says 0 would make them pass vacuously.
+    let boxing = tower::service_fn(|x: u64| async move { Ok::<_, ()>(Box::new(x)) });
+    assert!(allocations(boxing, || 1) >= CALLS);
+}
+
+#[test]
+fn noop_baseline_allocates_nothing() {
+    assert_eq!(allocations(Noop, || 7u64), 0);
+}
+
+#[test]
+fn handle_rejections_allocates_nothing_on_success() {
+    assert_eq!(
+        allocations(HandleRejections::new(http_noop()), || Request::new(())),
+        0
+    );
+}
+
+#[test]
+fn events_without_listeners_are_never_built() {
+    let listeners = Listeners::<String>::new();
+    let built = AtomicUsize::new(0);
+    let count = allocation_counter::measure(|| {
+        for i in 0..CALLS {
+            listeners.emit(|| {
+                built.fetch_add(1, Ordering::Relaxed);
+                format!("call {i} finished")
+            });
+        }
+    })
+    .count_total;
+    assert_eq!(count, 0);
+    assert_eq!(built.load(Ordering::Relaxed), 0);
+}
+
+#[test]
+fn events_with_a_listener_add_no_allocation_of_their_own() {
+    let heard = Arc::new(AtomicUsize::new(0));
+    let mut listeners = Listeners::<Duration>::new();
+    let counter = heard.clone();
+    listeners.push(move |_latency: &Duration| {
+        counter.fetch_add(1, Ordering::Relaxed);
+    });
+    let count = allocation_counter::measure(|| {
+        for i in 0..CALLS {
+            listeners.emit(|| Duration::from_micros(i));
+        }
+    })
+    .count_total;
+    assert_eq!(count, 0);
+    assert_eq!(heard.load(Ordering::Relaxed), CALLS as usize);
+}
+
+/// tower's own middleware, measured so pattern crates can compare: each is expected to
+/// allocate nothing per call after warm-up. If a tower release changes that, this test
+/// names which one.
+#[test]
+fn tower_peers_allocate_nothing_after_warm_up() {
+    use tower::limit::ConcurrencyLimit;
+    use tower::load_shed::LoadShed;
+    use tower::timeout::Timeout;
+    assert_eq!(
+        allocations(ConcurrencyLimit::new(Noop, 64), || 7u64),
+        0,
+        "ConcurrencyLimit"
+    );
+    assert_eq!(allocations(LoadShed::new(Noop), || 7u64), 0, "LoadShed");
+    assert_eq!(
+        allocations(Timeout::new(Noop, Duration::from_secs(1)), || 7u64),
+        0,
+        "Timeout"
+    );
+}
