@@ -3,6 +3,7 @@
 //! `cargo bench -p tower-bulwark-benches --bench overhead` (add `-- --quick` for a short run).
 //! Read the results as ratios to `noop` and to the peers in the same group.
 
+use std::convert::Infallible;
 use std::time::Duration;
 
 use criterion::{criterion_group, criterion_main, Criterion};
@@ -60,5 +61,59 @@ fn answer(_request: Request<()>) -> Response<()> {
     Response::new(())
 }
 
-criterion_group!(benches, tower_peers, http_layers);
+/// The published `tower-resilience` crate: each pattern with default-like configuration,
+/// configured so that it never rejects, retries or times out here.
+fn tower_resilience_peers(c: &mut Criterion) {
+    use tower::Layer;
+    use tower_resilience::adaptive::{AdaptiveLimiterLayer, Aimd};
+    use tower_resilience::bulkhead::BulkheadLayer;
+    use tower_resilience::circuitbreaker::CircuitBreakerLayer;
+    use tower_resilience::retry::RetryLayer;
+    use tower_resilience::timelimiter::TimeLimiterLayer;
+
+    let mut group = c.benchmark_group("ready_call");
+    let breaker = CircuitBreakerLayer::builder()
+        .build()
+        .expect("breaker config");
+    bench_ready_call(
+        &mut group,
+        "resilience_circuit_breaker",
+        breaker.layer(Noop),
+        || 7u64,
+    );
+    let bulkhead = BulkheadLayer::builder()
+        .max_concurrent_calls(1024)
+        .build()
+        .expect("bulkhead config");
+    bench_ready_call(
+        &mut group,
+        "resilience_bulkhead",
+        bulkhead.layer(Noop),
+        || 7u64,
+    );
+    let retry = RetryLayer::<u64, u64, Infallible>::builder()
+        .max_attempts(3)
+        .fixed_backoff(Duration::ZERO)
+        .build();
+    bench_ready_call(&mut group, "resilience_retry", retry.layer(Noop), || 7u64);
+    let time_limiter = TimeLimiterLayer::builder()
+        .timeout_duration(Duration::from_secs(1))
+        .build();
+    bench_ready_call(
+        &mut group,
+        "resilience_time_limiter",
+        time_limiter.layer(Noop),
+        || 7u64,
+    );
+    let aimd = Aimd::builder().build().expect("AIMD config");
+    bench_ready_call(
+        &mut group,
+        "resilience_adaptive_aimd",
+        AdaptiveLimiterLayer::new(aimd).layer(Noop),
+        || 7u64,
+    );
+    group.finish();
+}
+
+criterion_group!(benches, tower_peers, tower_resilience_peers, http_layers);
 criterion_main!(benches);
