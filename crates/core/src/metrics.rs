@@ -57,9 +57,54 @@ impl<E: Event> Listener<E> for MetricsListener {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::events::Listeners;
+    use metrics_util::debugging::{DebugValue, DebuggingRecorder};
+    use metrics_util::MetricKind;
+    use std::fmt;
+    use tracing::Level;
+
+    #[derive(Debug)]
+    struct Rejected;
+
+    impl fmt::Display for Rejected {
+        fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("rejected")
+        }
+    }
+
+    impl Event for Rejected {
+        fn layer_kind(&self) -> &'static str {
+            "bulkhead"
+        }
+        fn level(&self) -> Level {
+            Level::DEBUG
+        }
+        fn record_metrics(&self) {
+            metrics::counter!(metric_name!("bulkhead_rejected_total"), "layer" => "db")
+                .increment(1);
+        }
+    }
 
     #[test]
     fn macro_and_prefix_agree() {
         assert!(metric_name!("x_total").starts_with(PREFIX));
+    }
+
+    #[test]
+    fn the_metrics_listener_records_through_the_facade() {
+        let recorder = DebuggingRecorder::new();
+        let snapshotter = recorder.snapshotter();
+        let mut listeners = Listeners::new();
+        listeners.push(MetricsListener);
+        metrics::with_local_recorder(&recorder, || {
+            listeners.emit(|| Rejected);
+            listeners.emit(|| Rejected);
+        });
+        let metrics = snapshotter.snapshot().into_vec();
+        assert_eq!(metrics.len(), 1);
+        let (key, _, _, value) = &metrics[0];
+        assert_eq!(key.kind(), MetricKind::Counter);
+        assert_eq!(key.key().name(), "bulwark_bulkhead_rejected_total");
+        assert_eq!(value, &DebugValue::Counter(2));
     }
 }

@@ -78,3 +78,108 @@ where
         }
     }
 }
+
+#[cfg(all(test, feature = "testing"))]
+mod tests {
+    use super::*;
+    use crate::testing::{controlled, Controller};
+    use crate::{GrpcCode, Rejection, RejectionKind};
+    use std::time::Duration;
+    use tower::ServiceExt;
+
+    type Inner = tower::util::MapResponse<
+        crate::testing::Controlled<Request<String>>,
+        fn(Request<String>) -> Response<String>,
+    >;
+
+    fn stack() -> (HandleRejections<Inner>, Controller) {
+        let (inner, control) = controlled::<Request<String>>();
+        let echo: fn(Request<String>) -> Response<String> =
+            |request| Response::new(request.into_body());
+        (HandleRejections::new(inner.map_response(echo)), control)
+    }
+
+    fn request(grpc: bool) -> Request<String> {
+        let mut request = Request::new(String::from("payload"));
+        if grpc {
+            request.headers_mut().insert(
+                http::header::CONTENT_TYPE,
+                http::HeaderValue::from_static("application/grpc"),
+            );
+        }
+        request
+    }
+
+    #[tokio::test]
+    async fn successes_pass_through_untouched() {
+        let (service, _control) = stack();
+        let response = service.oneshot(request(false)).await.unwrap();
+        assert_eq!(response.status(), 200);
+        assert_eq!(response.body(), "payload");
+        assert!(response.extensions().get::<Rejection>().is_none());
+    }
+
+    #[tokio::test]
+    async fn rejections_are_answered_and_recorded_in_extensions() {
+        let (service, control) = stack();
+        let rejection = Rejection::new(RejectionKind::BulkheadFull, "pool")
+            .with_retry_after(Duration::from_secs(1));
+        control.reject(rejection.clone());
+        let response = service.clone().oneshot(request(false)).await.unwrap();
+        assert_eq!(response.status(), 503);
+        assert_eq!(response.headers()["retry-after"], "1");
+        assert!(response.body().is_empty());
+        assert_eq!(response.extensions().get::<Rejection>(), Some(&rejection));
+
+        let response = service.oneshot(request(true)).await.unwrap();
+        assert_eq!(response.status(), 200);
+        assert_eq!(response.headers()["grpc-status"], "8");
+        assert_eq!(response.headers()["grpc-retry-pushback-ms"], "1000");
+    }
+
+    #[tokio::test]
+    async fn other_errors_are_500_or_unknown() {
+        let (service, control) = stack();
+        control.fail();
+        let response = service.clone().oneshot(request(false)).await.unwrap();
+        assert_eq!(response.status(), 500);
+        let response = service.oneshot(request(true)).await.unwrap();
+        assert_eq!(
+            response.headers()["grpc-status"],
+            GrpcCode::Unknown.as_header_str()
+        );
+        assert_eq!(response.headers()["grpc-message"], "internal error");
+    }
+
+    #[tokio::test]
+    async fn a_readiness_error_answers_the_next_call_without_calling_inner() {
+        let (mut service, control) = stack();
+        control.fail_readiness();
+        let response = service
+            .ready()
+            .await
+            .unwrap()
+            .call(request(false))
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 500);
+        assert_eq!(control.calls(), 0);
+
+        // The error was consumed: once the inner service recovers, calls go through.
+        control.ready();
+        let response = service.oneshot(request(false)).await.unwrap();
+        assert_eq!(response.status(), 200);
+        assert_eq!(control.calls(), 1);
+    }
+
+    #[tokio::test]
+    async fn a_clone_does_not_inherit_a_pending_readiness_error() {
+        let (mut service, control) = stack();
+        control.fail_readiness();
+        service.ready().await.unwrap();
+        control.ready();
+        let response = service.clone().oneshot(request(false)).await.unwrap();
+        assert_eq!(response.status(), 200);
+        assert_eq!(control.calls(), 1);
+    }
+}
