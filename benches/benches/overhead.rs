@@ -13,8 +13,8 @@ use tower::load_shed::LoadShed;
 use tower::retry::Retry;
 use tower::timeout::Timeout;
 use tower::ServiceExt;
-use tower_bulwark::core::testing::Noop;
-use tower_bulwark::core::HandleRejections;
+use tower_bulwark::testing::Noop;
+use tower_bulwark::HandleRejections;
 use tower_bulwark_benches::{bench_ready_call, BudgetedRetry};
 
 /// Plain requests: the baseline and tower's own middleware.

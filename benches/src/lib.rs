@@ -2,7 +2,7 @@
 //!
 //! Every layer is timed the same way: the service is built once, outside the timed loop;
 //! each iteration awaits `ready()` then `call()` on a current-thread runtime; the inner
-//! service is [`Noop`](tower_bulwark::core::testing::Noop), so what is measured is the
+//! service is [`Noop`](tower_bulwark::testing::Noop), so what is measured is the
 //! layer's own cost. Results are read as ratios to the peers measured in the same run.
 #![forbid(unsafe_code)]
 

@@ -20,7 +20,7 @@ use hyper_util::rt::TokioIo;
 use tokio::net::{TcpListener, TcpStream};
 use tower::filter::FilterLayer;
 use tower::ServiceBuilder;
-use tower_bulwark::core::{BoxError, Criticality, HandleRejectionsLayer, Rejection, RejectionKind};
+use tower_bulwark::{BoxError, Criticality, HandleRejectionsLayer, Rejection, RejectionKind};
 
 fn shed_low_priority(request: Request<Body>) -> Result<Request<Body>, BoxError> {
     match Criticality::from_headers(request.headers()) {

@@ -10,9 +10,9 @@ use std::time::Duration;
 
 use http::{Request, Response};
 use tower::{Service, ServiceExt};
-use tower_bulwark::core::events::Listeners;
-use tower_bulwark::core::testing::Noop;
-use tower_bulwark::core::HandleRejections;
+use tower_bulwark::events::Listeners;
+use tower_bulwark::testing::Noop;
+use tower_bulwark::HandleRejections;
 
 const CALLS: u64 = 1_000;
 

@@ -9,7 +9,7 @@ use axum::Router;
 use http::Request;
 use tower::filter::FilterLayer;
 use tower::ServiceBuilder;
-use tower_bulwark::core::{BoxError, HandleRejectionsLayer, Rejection, RejectionKind};
+use tower_bulwark::{BoxError, HandleRejectionsLayer, Rejection, RejectionKind};
 use tower_bulwark_tests::{get as get_request, send, serve_axum};
 
 /// An error of some other layer that carries a rejection in its source chain.

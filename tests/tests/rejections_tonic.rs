@@ -13,7 +13,7 @@ use tonic_health::pb::health_client::HealthClient;
 use tonic_health::pb::HealthCheckRequest;
 use tower::filter::FilterLayer;
 use tower::ServiceBuilder;
-use tower_bulwark::core::{BoxError, HandleRejectionsLayer, Rejection, RejectionKind};
+use tower_bulwark::{BoxError, HandleRejectionsLayer, Rejection, RejectionKind};
 
 /// Refuses calls as the `x-test-reject` metadata says, the way a bulwark layer would.
 fn refuse_on_demand<B>(request: Request<B>) -> Result<Request<B>, BoxError> {

@@ -2,13 +2,22 @@
 #![forbid(unsafe_code)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
-pub use tower_bulwark_core as core;
+pub mod prelude;
+
+// The shared contracts of `tower-bulwark-core`, by module and flat.
+#[cfg(feature = "testing")]
+pub use tower_bulwark_core::testing;
+pub use tower_bulwark_core::{classify, config, events, grpc};
+#[cfg(feature = "metrics")]
+pub use tower_bulwark_core::{metric_name, metrics};
 
 pub use tower_bulwark_core::{
-    find_rejection, BoxError, Classify, ConfigError, Criticality, Deadline, ErrorsAreFailures,
-    Name, Outcome, Rejection, RejectionKind,
+    find_rejection, BoxError, Classify, ConfigError, Criticality, Deadline, DeadlineScope,
+    ErrorsAreFailures, Event, GrpcCode, Listener, Listeners, Name, Outcome, ParseCriticalityError,
+    Rejection, RejectionKind, CRITICALITY_HEADER,
 };
 #[cfg(feature = "http")]
-pub use tower_bulwark_core::{GrpcClassifier, HandleRejectionsLayer, HttpClassifier};
-
-pub mod prelude;
+pub use tower_bulwark_core::{
+    handle, is_grpc_request, GrpcClassifier, HandleRejections, HandleRejectionsLayer,
+    HttpClassifier,
+};

@@ -30,7 +30,7 @@ mod deadline;
 pub mod events;
 pub mod grpc;
 #[cfg(feature = "http")]
-mod handle;
+pub mod handle;
 #[cfg(feature = "metrics")]
 pub mod metrics;
 mod name;
@@ -47,7 +47,7 @@ pub use self::deadline::{Deadline, DeadlineScope};
 pub use self::events::{Event, Listener, Listeners};
 pub use self::grpc::GrpcCode;
 #[cfg(feature = "http")]
-pub use self::handle::{HandleRejections, HandleRejectionsLayer, ResponseFuture};
+pub use self::handle::{HandleRejections, HandleRejectionsLayer};
 pub use self::name::Name;
 #[cfg(feature = "http")]
 pub use self::rejection::is_grpc_request;
