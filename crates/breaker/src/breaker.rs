@@ -1,0 +1,531 @@
+//! The shared state of one breaker: admission, recording and transitions.
+//!
+//! The closed path is lock-free: admission reads two atomics, recording adjusts a few
+//! counters. The mutex is taken only to change state, which is rare.
+
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::task::Waker;
+use std::time::Duration;
+
+use tokio::time::Instant;
+use tower_bulwark_core::{Listeners, Outcome, Rejection, RejectionKind};
+
+use crate::backoff::Jitter;
+use crate::config::{Config, WindowKind};
+use crate::events::{BreakerEvent, Reason};
+use crate::probes::Probes;
+use crate::state::{Machine, Mode, Phase};
+use crate::sync::{AtomicU32, AtomicU64, AtomicU8, Ordering::*};
+use crate::window::{CountWindow, Sample, TimeWindow, Window};
+use crate::{CircuitOpen, Snapshot, State};
+
+#[derive(Debug)]
+pub(crate) struct Breaker {
+    pub(crate) config: Config,
+    pub(crate) listeners: Listeners<BreakerEvent>,
+    start: Instant,
+    mode: AtomicU8,
+    phase: AtomicU64,
+    /// Nanoseconds since `start` at which an open breaker lets a probe through.
+    open_until: AtomicU64,
+    /// Nanoseconds since `start` at which the current state began.
+    entered: AtomicU64,
+    consecutive_failures: AtomicU32,
+    /// `None` when no rate condition is enabled.
+    window: Option<Window>,
+    probes: Probes,
+    /// Nanoseconds since `start` at which the recovery ramp ends; 0 when not ramping.
+    ramp_until: AtomicU64,
+    ramp_calls: AtomicU64,
+    rejected: AtomicU64,
+    would_reject: AtomicU64,
+    transitions: Mutex<Transitions>,
+    waiting: Mutex<Vec<Waker>>,
+}
+
+#[derive(Debug)]
+struct Transitions {
+    jitter: Jitter,
+    /// Trips since the growth of the open duration last started over.
+    trips: u32,
+    /// When the breaker last closed (nanoseconds since `start`).
+    closed_at: u64,
+}
+
+/// The breaker refused a call.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Refusal {
+    pub(crate) state: State,
+    pub(crate) retry_after: Option<Duration>,
+    /// Refused by the recovery ramp, which always fails fast.
+    pub(crate) by_ramp: bool,
+}
+
+/// An admitted call, to be finished with its outcome. Dropping it unfinished releases what
+/// it holds and counts as `Ignored`.
+#[derive(Debug)]
+pub(crate) struct Permit {
+    breaker: Arc<Breaker>,
+    phase: Phase,
+    kind: PermitKind,
+    started: Option<Instant>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum PermitKind {
+    /// Admitted while closed: recorded in the window.
+    Normal,
+    /// A half-open probe: holds a probe slot.
+    Probe,
+    /// Disabled or shadow-admitted: recorded nowhere.
+    Untracked,
+    /// Finished or released.
+    Done,
+}
+
+impl Breaker {
+    pub(crate) fn new(config: Config, listeners: Listeners<BreakerEvent>) -> Self {
+        let window = (config.failure_rate.is_some() || config.slow_call.is_some()).then(|| {
+            match config.window {
+                WindowKind::Count(size) => Window::Count(CountWindow::new(size)),
+                WindowKind::Time { length, buckets } => {
+                    let nanos = u64::try_from(length.as_nanos()).unwrap_or(u64::MAX);
+                    Window::Time(TimeWindow::new(buckets, nanos / u64::from(buckets)))
+                }
+            }
+        });
+        Breaker {
+            probes: Probes::new(config.half_open_probes),
+            transitions: Mutex::new(Transitions {
+                jitter: Jitter::new(config.seed),
+                trips: 0,
+                closed_at: 0,
+            }),
+            config,
+            listeners,
+            start: Instant::now(),
+            mode: AtomicU8::new(Mode::Normal as u8),
+            phase: AtomicU64::new(Phase::INITIAL.bits()),
+            open_until: AtomicU64::new(0),
+            entered: AtomicU64::new(0),
+            consecutive_failures: AtomicU32::new(0),
+            window,
+            ramp_until: AtomicU64::new(0),
+            ramp_calls: AtomicU64::new(0),
+            rejected: AtomicU64::new(0),
+            would_reject: AtomicU64::new(0),
+            waiting: Mutex::new(Vec::new()),
+        }
+    }
+
+    fn nanos(&self, instant: Instant) -> u64 {
+        u64::try_from(instant.saturating_duration_since(self.start).as_nanos()).unwrap_or(u64::MAX)
+    }
+
+    fn now(&self) -> u64 {
+        self.nanos(Instant::now())
+    }
+
+    fn phase(&self) -> Phase {
+        Phase::from_bits(self.phase.load(Acquire))
+    }
+
+    fn mode(&self) -> Mode {
+        Mode::from_u8(self.mode.load(Acquire))
+    }
+
+    /// Whether calls need their start time: for slow-call detection.
+    fn times_calls(&self) -> bool {
+        self.config.slow_call.is_some()
+    }
+
+    // === admission ===
+
+    /// Admits a call or says why not.
+    pub(crate) fn acquire(self: &Arc<Self>) -> Result<Permit, Refusal> {
+        match self.mode() {
+            Mode::Normal => self.decide().inspect_err(|refusal| {
+                self.rejected.fetch_add(1, Relaxed);
+                self.listeners.emit(|| BreakerEvent::Rejected {
+                    breaker: self.config.name.clone(),
+                    state: refusal.state,
+                    retry_after: refusal.retry_after,
+                });
+            }),
+            Mode::Disabled => Ok(self.permit(Phase::INITIAL, PermitKind::Untracked)),
+            Mode::ForcedOpen => {
+                self.rejected.fetch_add(1, Relaxed);
+                self.listeners.emit(|| BreakerEvent::Rejected {
+                    breaker: self.config.name.clone(),
+                    state: State::ForcedOpen,
+                    retry_after: None,
+                });
+                Err(Refusal {
+                    state: State::ForcedOpen,
+                    retry_after: None,
+                    by_ramp: false,
+                })
+            }
+            Mode::MetricsOnly => Ok(self.decide().unwrap_or_else(|refusal| {
+                self.would_reject.fetch_add(1, Relaxed);
+                self.listeners.emit(|| BreakerEvent::WouldReject {
+                    breaker: self.config.name.clone(),
+                    state: refusal.state,
+                });
+                self.permit(Phase::INITIAL, PermitKind::Untracked)
+            })),
+        }
+    }
+
+    fn decide(self: &Arc<Self>) -> Result<Permit, Refusal> {
+        loop {
+            let phase = self.phase();
+            match phase.machine() {
+                Machine::Closed => {
+                    if self.ramp_refuses() {
+                        return Err(Refusal {
+                            state: State::Closed,
+                            retry_after: None,
+                            by_ramp: true,
+                        });
+                    }
+                    return Ok(self.permit(phase, PermitKind::Normal));
+                }
+                Machine::Open => {
+                    let now = self.now();
+                    let until = self.open_until.load(Acquire);
+                    if now < until {
+                        return Err(Refusal {
+                            state: State::Open,
+                            retry_after: Some(Duration::from_nanos(until - now)),
+                            by_ramp: false,
+                        });
+                    }
+                    self.transition(phase, Machine::HalfOpen, Reason::OpenElapsed);
+                }
+                Machine::HalfOpen => {
+                    if self.probes.try_acquire() {
+                        return Ok(self.permit(phase, PermitKind::Probe));
+                    }
+                    return Err(Refusal {
+                        state: State::HalfOpen,
+                        retry_after: None,
+                        by_ramp: false,
+                    });
+                }
+            }
+        }
+    }
+
+    fn permit(self: &Arc<Self>, phase: Phase, kind: PermitKind) -> Permit {
+        Permit {
+            breaker: self.clone(),
+            phase,
+            kind,
+            started: (kind != PermitKind::Untracked && self.times_calls()).then(Instant::now),
+        }
+    }
+
+    /// Whether the recovery ramp refuses this call: after closing, the share admitted grows
+    /// linearly from 0 to 1 over the ramp; admissions are spread evenly by a counter.
+    fn ramp_refuses(&self) -> bool {
+        let until = self.ramp_until.load(Relaxed);
+        if until == 0 {
+            return false;
+        }
+        let Some(ramp) = self.config.ramp else {
+            return false;
+        };
+        let now = self.now();
+        if now >= until {
+            let _ = self.ramp_until.compare_exchange(until, 0, Relaxed, Relaxed);
+            return false;
+        }
+        let ramp = ramp.as_nanos() as f64;
+        let share = 1.0 - (until - now) as f64 / ramp;
+        let n = self.ramp_calls.fetch_add(1, Relaxed) as f64;
+        ((n + 1.0) * share).floor() <= (n * share).floor()
+    }
+
+    // === recording ===
+
+    fn record(&self, permit: &Permit, outcome: Outcome) {
+        let slow = match (self.config.slow_call, permit.started) {
+            (Some((threshold, _)), Some(started)) => started.elapsed() >= threshold,
+            _ => false,
+        };
+        self.listeners.emit(|| BreakerEvent::Recorded {
+            breaker: self.config.name.clone(),
+            outcome,
+            slow,
+            probe: permit.kind == PermitKind::Probe,
+        });
+        if outcome == Outcome::Ignored || self.phase() != permit.phase {
+            return;
+        }
+        match permit.kind {
+            PermitKind::Normal => self.record_closed(permit.phase, outcome, slow),
+            PermitKind::Probe => self.record_probe(permit.phase, outcome),
+            PermitKind::Untracked | PermitKind::Done => {}
+        }
+    }
+
+    fn record_closed(&self, phase: Phase, outcome: Outcome, slow: bool) {
+        let failure = outcome == Outcome::Failure;
+        if let Some(limit) = self.config.consecutive_failures {
+            if failure {
+                let failures = self.consecutive_failures.fetch_add(1, AcqRel) + 1;
+                if failures >= limit {
+                    self.transition(phase, Machine::Open, Reason::ConsecutiveFailures(failures));
+                    return;
+                }
+            } else if self.consecutive_failures.load(Relaxed) != 0 {
+                self.consecutive_failures.store(0, Relaxed);
+            }
+        }
+        let Some(window) = &self.window else { return };
+        let now = if window.needs_time() { self.now() } else { 0 };
+        window.record(now, Sample { failure, slow });
+        let counts = window.counts(now);
+        if counts.calls < u64::from(self.config.minimum_calls) {
+            return;
+        }
+        let calls = counts.calls as f64;
+        if let Some(threshold) = self.config.failure_rate {
+            let rate = counts.failures as f64 / calls;
+            if rate >= threshold {
+                let reason = Reason::FailureRate {
+                    rate,
+                    calls: counts.calls,
+                };
+                self.transition(phase, Machine::Open, reason);
+                return;
+            }
+        }
+        if let Some((_, threshold)) = self.config.slow_call {
+            let rate = counts.slow as f64 / calls;
+            if rate >= threshold {
+                let reason = Reason::SlowCallRate {
+                    rate,
+                    calls: counts.calls,
+                };
+                self.transition(phase, Machine::Open, reason);
+            }
+        }
+    }
+
+    fn record_probe(&self, phase: Phase, outcome: Outcome) {
+        match outcome {
+            Outcome::Success => {
+                let successes = self.probes.succeed(phase.generation()).unwrap_or(0);
+                if successes >= self.config.success_threshold {
+                    self.transition(phase, Machine::Closed, Reason::ProbesSucceeded(successes));
+                }
+            }
+            Outcome::Failure => {
+                self.transition(phase, Machine::Open, Reason::ProbeFailed);
+            }
+            Outcome::Ignored => {}
+        }
+    }
+
+    // === transitions ===
+
+    fn lock(&self) -> MutexGuard<'_, Transitions> {
+        self.transitions.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Moves from `from` to `to`, unless another thread already moved on from `from`.
+    fn transition(&self, from: Phase, to: Machine, reason: Reason) {
+        let now = self.now();
+        {
+            let mut transitions = self.lock();
+            if self.phase() != from {
+                return;
+            }
+            let next = from.next(to);
+            self.enter(&mut transitions, from.machine(), next, now);
+        }
+        self.announce(from.machine().state(), to.state(), reason);
+    }
+
+    /// Sets up the state `next` and publishes it. Called with the transition lock held.
+    fn enter(&self, transitions: &mut Transitions, from: Machine, next: Phase, now: u64) {
+        match next.machine() {
+            Machine::Open => {
+                let healthy = self.config.open.reset_after().is_some_and(|reset| {
+                    from == Machine::Closed
+                        && Duration::from_nanos(now.saturating_sub(transitions.closed_at)) >= reset
+                });
+                if healthy {
+                    transitions.trips = 0;
+                }
+                transitions.trips = transitions.trips.saturating_add(1);
+                let wait = self
+                    .config
+                    .open
+                    .wait(transitions.trips, transitions.jitter.next_unit());
+                let wait = u64::try_from(wait.as_nanos()).unwrap_or(u64::MAX);
+                self.open_until.store(now.saturating_add(wait), Release);
+            }
+            Machine::HalfOpen => self.probes.start(next.generation()),
+            Machine::Closed => {
+                if let Some(window) = &self.window {
+                    window.reset();
+                }
+                self.consecutive_failures.store(0, Relaxed);
+                transitions.closed_at = now;
+                if let Some(ramp) = self.config.ramp {
+                    let ramp = u64::try_from(ramp.as_nanos()).unwrap_or(u64::MAX);
+                    self.ramp_calls.store(0, Relaxed);
+                    self.ramp_until
+                        .store(now.saturating_add(ramp).max(1), Relaxed);
+                }
+            }
+        }
+        self.entered.store(now, Relaxed);
+        self.phase.store(next.bits(), Release);
+    }
+
+    /// Logs and reports a state change, and wakes tasks waiting for one.
+    fn announce(&self, from: State, to: State, reason: Reason) {
+        let name = &self.config.name;
+        match to {
+            State::Closed | State::HalfOpen => {
+                tracing::info!(breaker = %name, %from, %to, %reason, "circuit breaker state changed")
+            }
+            _ => {
+                tracing::warn!(breaker = %name, %from, %to, %reason, "circuit breaker state changed")
+            }
+        }
+        self.listeners.emit(|| BreakerEvent::StateChanged {
+            breaker: name.clone(),
+            from,
+            to,
+            reason,
+        });
+        self.wake_all();
+    }
+
+    // === waiting (readiness admission) ===
+
+    /// Wakes `waker` at the next state change, probe release or operator action.
+    pub(crate) fn wait(&self, waker: &Waker) {
+        let mut waiting = self.waiting.lock().unwrap_or_else(|e| e.into_inner());
+        if !waiting.iter().any(|w| w.will_wake(waker)) {
+            waiting.push(waker.clone());
+        }
+    }
+
+    fn wake_all(&self) {
+        let waiting = std::mem::take(&mut *self.waiting.lock().unwrap_or_else(|e| e.into_inner()));
+        waiting.into_iter().for_each(Waker::wake);
+    }
+
+    /// When an open breaker will let a probe through.
+    pub(crate) fn open_until(&self) -> Instant {
+        self.start + Duration::from_nanos(self.open_until.load(Acquire))
+    }
+
+    // === the handle's view and operations ===
+
+    pub(crate) fn state(&self) -> State {
+        match self.mode() {
+            Mode::Normal => self.phase().machine().state(),
+            Mode::ForcedOpen => State::ForcedOpen,
+            Mode::Disabled => State::Disabled,
+            Mode::MetricsOnly => State::MetricsOnly,
+        }
+    }
+
+    pub(crate) fn snapshot(&self) -> Snapshot {
+        let now = self.now();
+        let counts = self
+            .window
+            .as_ref()
+            .map(|w| w.counts(now))
+            .unwrap_or_default();
+        let rate = |n: u64| (counts.calls > 0).then(|| n as f64 / counts.calls as f64);
+        Snapshot {
+            state: self.state(),
+            calls: counts.calls,
+            failures: counts.failures,
+            slow_calls: counts.slow,
+            failure_rate: rate(counts.failures),
+            slow_call_rate: rate(counts.slow),
+            consecutive_failures: self.consecutive_failures.load(Relaxed),
+            time_in_state: Duration::from_nanos(now.saturating_sub(self.entered.load(Relaxed))),
+            probes_in_flight: self.probes.in_flight(),
+            rejected: self.rejected.load(Relaxed),
+            would_reject: self.would_reject.load(Relaxed),
+            trips: self.lock().trips,
+        }
+    }
+
+    pub(crate) fn set_mode(&self, mode: Mode) {
+        let before = self.state();
+        self.mode.store(mode as u8, Release);
+        let after = self.state();
+        if before != after {
+            self.announce(before, after, Reason::Operator);
+        }
+    }
+
+    /// Back to normal operation, closed, with an empty window; `forget_trips` also starts
+    /// the growth of the open duration over.
+    pub(crate) fn close(&self, forget_trips: bool) {
+        let before = self.state();
+        {
+            let mut transitions = self.lock();
+            if forget_trips {
+                transitions.trips = 0;
+            }
+            let from = self.phase();
+            self.enter(
+                &mut transitions,
+                from.machine(),
+                from.next(Machine::Closed),
+                self.now(),
+            );
+            self.ramp_until.store(0, Relaxed);
+            self.mode.store(Mode::Normal as u8, Release);
+        }
+        self.announce(before, State::Closed, Reason::Operator);
+    }
+
+    /// The error of a refused call.
+    pub(crate) fn refusal_error(&self, refusal: Refusal) -> CircuitOpen {
+        let mut rejection = Rejection::new(RejectionKind::CircuitOpen, self.config.name.clone());
+        if let Some(wait) = refusal.retry_after {
+            rejection = rejection.with_retry_after(wait);
+        }
+        if refusal.by_ramp {
+            rejection = rejection.with_reason("recovery ramp");
+        }
+        CircuitOpen::new(refusal.state, rejection)
+    }
+}
+
+// === impl Permit ===
+
+impl Permit {
+    /// Records the call's outcome and releases the permit.
+    pub(crate) fn finish(mut self, outcome: Outcome) {
+        self.breaker.record(&self, outcome);
+        self.release();
+    }
+
+    fn release(&mut self) {
+        if std::mem::replace(&mut self.kind, PermitKind::Done) == PermitKind::Probe {
+            self.breaker.probes.release();
+            self.breaker.wake_all();
+        }
+    }
+}
+
+impl Drop for Permit {
+    fn drop(&mut self) {
+        // Unfinished: the call was dropped. It says nothing about the dependency.
+        self.release();
+    }
+}

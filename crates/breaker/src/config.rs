@@ -1,0 +1,421 @@
+//! The validated configuration of a breaker and its builder.
+
+use std::time::Duration;
+
+use tower_bulwark_core::config::{at_most, non_zero, non_zero_duration, ratio};
+use tower_bulwark_core::{ConfigError, ErrorsAreFailures, Listener, Listeners, Name};
+
+use crate::backoff::OpenDuration;
+use crate::events::BreakerEvent;
+use crate::layer::CircuitBreakerLayer;
+
+/// Where the failure-rate and slow-call-rate conditions count calls.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WindowKind {
+    /// The last `n` calls.
+    Count(u32),
+    /// The calls of the last `length`, kept in `buckets` slices that expire one at a time.
+    Time {
+        /// How far back the window reaches.
+        length: Duration,
+        /// How many slices it is kept in (more: smoother expiry, more memory).
+        buckets: u32,
+    },
+}
+
+/// What the service does when the breaker refuses a call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Admission {
+    /// `poll_ready` is ready; `call` returns the `CircuitOpen` rejection at once without
+    /// touching the inner service. For clients and servers that want to fail fast.
+    #[default]
+    FailFast,
+    /// `poll_ready` is `Pending` while the breaker refuses, and wakes the task when a probe
+    /// may go. For load balancers (`tower::balance::p2c`) that route to ready endpoints.
+    Readiness,
+}
+
+/// The checked settings a breaker runs with.
+#[derive(Debug, Clone)]
+pub(crate) struct Config {
+    pub(crate) name: Name,
+    pub(crate) consecutive_failures: Option<u32>,
+    pub(crate) failure_rate: Option<f64>,
+    pub(crate) slow_call: Option<(Duration, f64)>,
+    pub(crate) window: WindowKind,
+    pub(crate) minimum_calls: u32,
+    pub(crate) open: OpenDuration,
+    pub(crate) half_open_probes: u32,
+    pub(crate) success_threshold: u32,
+    pub(crate) ramp: Option<Duration>,
+    pub(crate) admission: Admission,
+    pub(crate) seed: u64,
+}
+
+/// Builds a [`CircuitBreakerLayer`]; every setting is checked by [`Builder::build`].
+///
+/// Defaults: trip after 5 consecutive failures; no rate conditions; a count window of 100
+/// calls with a minimum of 20 once a rate condition is enabled; open for 30 s; one probe at
+/// a time, one success to close; no ramp; fail-fast admission; every `Err` is a failure.
+///
+/// ```
+/// use std::time::Duration;
+/// use tower_bulwark_breaker::{CircuitBreakerLayer, WindowKind};
+///
+/// let layer = CircuitBreakerLayer::builder()
+///     .name("payments")
+///     .failure_rate(0.5)
+///     .slow_calls(Duration::from_secs(2), 0.8)
+///     .window(WindowKind::Time { length: Duration::from_secs(60), buckets: 10 })
+///     .minimum_calls(20)
+///     .half_open_probes(3)
+///     .success_threshold(3)
+///     .build()
+///     .expect("valid configuration");
+/// # let _ = layer;
+///
+/// let err = CircuitBreakerLayer::builder().failure_rate(1.5).build().unwrap_err();
+/// assert_eq!(err.field(), "failure_rate");
+/// ```
+#[derive(Debug)]
+pub struct Builder<C = ErrorsAreFailures> {
+    config: Config,
+    classifier: C,
+    listeners: Listeners<BreakerEvent>,
+}
+
+impl Default for Builder {
+    fn default() -> Self {
+        Builder {
+            config: Config {
+                name: Name::new_static("circuit-breaker"),
+                consecutive_failures: Some(5),
+                failure_rate: None,
+                slow_call: None,
+                window: WindowKind::Count(100),
+                minimum_calls: 20,
+                open: OpenDuration::Fixed(Duration::from_secs(30)),
+                half_open_probes: 1,
+                success_threshold: 1,
+                ramp: None,
+                admission: Admission::FailFast,
+                seed: random_seed(),
+            },
+            classifier: ErrorsAreFailures,
+            listeners: Listeners::new(),
+        }
+    }
+}
+
+impl<C> Builder<C> {
+    /// The name in rejections, events, logs and metric labels.
+    pub fn name(mut self, name: impl Into<Name>) -> Self {
+        self.config.name = name.into();
+        self
+    }
+
+    /// Trip after this many failures in a row (default 5).
+    pub fn consecutive_failures(mut self, failures: u32) -> Self {
+        self.config.consecutive_failures = Some(failures);
+        self
+    }
+
+    /// Do not trip on consecutive failures (use the rate conditions only).
+    pub fn no_consecutive_failures(mut self) -> Self {
+        self.config.consecutive_failures = None;
+        self
+    }
+
+    /// Trip when at least this fraction (`0 < rate <= 1`) of the calls in the window failed,
+    /// once the window holds [`minimum_calls`](Builder::minimum_calls).
+    pub fn failure_rate(mut self, rate: f64) -> Self {
+        self.config.failure_rate = Some(rate);
+        self
+    }
+
+    /// Trip when at least `rate` of the calls in the window took `threshold` or longer,
+    /// whatever their outcome.
+    pub fn slow_calls(mut self, threshold: Duration, rate: f64) -> Self {
+        self.config.slow_call = Some((threshold, rate));
+        self
+    }
+
+    /// The window the rate conditions read (default: the last 100 calls).
+    pub fn window(mut self, window: WindowKind) -> Self {
+        self.config.window = window;
+        self
+    }
+
+    /// How many calls the window must hold before its rates are trusted (default 20).
+    pub fn minimum_calls(mut self, calls: u32) -> Self {
+        self.config.minimum_calls = calls;
+        self
+    }
+
+    /// How long the breaker stays open (default: 30 s, fixed).
+    pub fn open_duration(mut self, open: OpenDuration) -> Self {
+        self.config.open = open;
+        self
+    }
+
+    /// At most this many probe calls in flight while half-open, across every clone
+    /// (default 1).
+    pub fn half_open_probes(mut self, probes: u32) -> Self {
+        self.config.half_open_probes = probes;
+        self
+    }
+
+    /// Successful probes needed to close (default 1). Any failed probe reopens.
+    pub fn success_threshold(mut self, successes: u32) -> Self {
+        self.config.success_threshold = successes;
+        self
+    }
+
+    /// After closing, admit a linearly growing share of calls over `ramp` instead of all at
+    /// once; calls refused by the ramp fail fast like open ones.
+    pub fn recovery_ramp(mut self, ramp: Duration) -> Self {
+        self.config.ramp = Some(ramp);
+        self
+    }
+
+    /// Fail-fast (default) or readiness admission.
+    pub fn admission(mut self, admission: Admission) -> Self {
+        self.config.admission = admission;
+        self
+    }
+
+    /// Seeds the jitter of [`OpenDuration::Exponential`], for exact tests.
+    pub fn seed(mut self, seed: u64) -> Self {
+        self.config.seed = seed;
+        self
+    }
+
+    /// Adds a listener for the breaker's events. Listeners run inline: keep them quick.
+    pub fn on_event(mut self, listener: impl Listener<BreakerEvent> + 'static) -> Self {
+        self.listeners.push(listener);
+        self
+    }
+
+    /// Records events through the `metrics` facade (`bulwark_breaker_*`).
+    #[cfg(feature = "metrics")]
+    pub fn with_metrics(self) -> Self {
+        self.on_event(tower_bulwark_core::metrics::MetricsListener)
+    }
+
+    /// Decides which results are failures (default: every `Err`).
+    pub fn classifier<C2>(self, classifier: C2) -> Builder<C2> {
+        Builder {
+            config: self.config,
+            classifier,
+            listeners: self.listeners,
+        }
+    }
+
+    /// Checks the settings and builds the layer.
+    pub fn build(self) -> Result<CircuitBreakerLayer<C>, ConfigError> {
+        let config = validate(self.config)?;
+        Ok(CircuitBreakerLayer::from_parts(
+            config,
+            self.classifier,
+            self.listeners,
+        ))
+    }
+}
+
+fn threshold(field: &'static str, rate: f64) -> Result<f64, ConfigError> {
+    let rate = ratio(field, rate)?;
+    if rate == 0.0 {
+        return Err(ConfigError::new(
+            field,
+            "must be above 0: a rate of 0 would always trip",
+        ));
+    }
+    Ok(rate)
+}
+
+fn validate(config: Config) -> Result<Config, ConfigError> {
+    if let Some(failures) = config.consecutive_failures {
+        non_zero("consecutive_failures", failures as usize)?;
+    }
+    if let Some(rate) = config.failure_rate {
+        threshold("failure_rate", rate)?;
+    }
+    if let Some((duration, rate)) = config.slow_call {
+        non_zero_duration("slow_call_threshold", duration)?;
+        threshold("slow_call_rate", rate)?;
+    }
+    match config.window {
+        WindowKind::Count(size) => {
+            non_zero("window", size as usize)?;
+            at_most("minimum_calls", config.minimum_calls, "window", size)?;
+        }
+        WindowKind::Time { length, buckets } => {
+            non_zero_duration("window", length)?;
+            non_zero("window_buckets", buckets as usize)?;
+            at_most("window_buckets", buckets, "limit", 10_000)?;
+            if length.as_nanos() < u128::from(buckets) {
+                return Err(ConfigError::new(
+                    "window_buckets",
+                    "must be at most the window length in nanoseconds",
+                ));
+            }
+        }
+    }
+    non_zero("minimum_calls", config.minimum_calls as usize)?;
+    match config.open {
+        OpenDuration::Fixed(wait) => {
+            non_zero_duration("open_duration", wait)?;
+        }
+        OpenDuration::Exponential {
+            initial,
+            multiplier,
+            max,
+            jitter,
+            reset_after,
+        } => {
+            non_zero_duration("open_duration.initial", initial)?;
+            if !(multiplier.is_finite() && multiplier >= 1.0) {
+                return Err(ConfigError::new(
+                    "open_duration.multiplier",
+                    format!("must be a finite number >= 1, got {multiplier}"),
+                ));
+            }
+            at_most(
+                "open_duration.initial",
+                initial.as_secs_f64(),
+                "open_duration.max",
+                max.as_secs_f64(),
+            )?;
+            ratio("open_duration.jitter", jitter)?;
+            non_zero_duration("open_duration.reset_after", reset_after)?;
+        }
+    }
+    non_zero("half_open_probes", config.half_open_probes as usize)?;
+    non_zero("success_threshold", config.success_threshold as usize)?;
+    if let Some(ramp) = config.ramp {
+        non_zero_duration("recovery_ramp", ramp)?;
+    }
+    Ok(config)
+}
+
+/// A seed that differs between processes, so a fleet's jitter is not in step.
+fn random_seed() -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    std::collections::hash_map::RandomState::new()
+        .build_hasher()
+        .finish()
+}
+
+#[cfg(all(test, not(bulwark_loom)))]
+mod tests {
+    use super::*;
+
+    fn field_of<C>(builder: Builder<C>) -> &'static str {
+        builder.build().map(|_| ()).unwrap_err().field()
+    }
+
+    fn base() -> Builder {
+        Builder::default()
+    }
+
+    #[test]
+    fn defaults_are_valid() {
+        assert!(base().build().is_ok());
+    }
+
+    #[test]
+    fn each_bad_field_is_named() {
+        let exp = |initial: u64, multiplier: f64, max: u64, jitter: f64, reset: u64| {
+            OpenDuration::Exponential {
+                initial: Duration::from_secs(initial),
+                multiplier,
+                max: Duration::from_secs(max),
+                jitter,
+                reset_after: Duration::from_secs(reset),
+            }
+        };
+        let cases: Vec<(Builder, &str)> = vec![
+            (base().consecutive_failures(0), "consecutive_failures"),
+            (base().failure_rate(0.0), "failure_rate"),
+            (base().failure_rate(1.01), "failure_rate"),
+            (base().failure_rate(f64::NAN), "failure_rate"),
+            (base().failure_rate(-0.5), "failure_rate"),
+            (
+                base().slow_calls(Duration::ZERO, 0.5),
+                "slow_call_threshold",
+            ),
+            (
+                base().slow_calls(Duration::from_secs(1), f64::INFINITY),
+                "slow_call_rate",
+            ),
+            (base().window(WindowKind::Count(0)), "window"),
+            (
+                base().window(WindowKind::Count(10)).minimum_calls(11),
+                "minimum_calls",
+            ),
+            (base().minimum_calls(0), "minimum_calls"),
+            (
+                base().window(WindowKind::Time {
+                    length: Duration::ZERO,
+                    buckets: 10,
+                }),
+                "window",
+            ),
+            (
+                base().window(WindowKind::Time {
+                    length: Duration::from_secs(1),
+                    buckets: 0,
+                }),
+                "window_buckets",
+            ),
+            (
+                base().window(WindowKind::Time {
+                    length: Duration::from_nanos(5),
+                    buckets: 10,
+                }),
+                "window_buckets",
+            ),
+            (
+                base().window(WindowKind::Time {
+                    length: Duration::from_secs(10),
+                    buckets: 1_000_000,
+                }),
+                "window_buckets",
+            ),
+            (
+                base().open_duration(OpenDuration::Fixed(Duration::ZERO)),
+                "open_duration",
+            ),
+            (
+                base().open_duration(exp(0, 2.0, 10, 0.1, 60)),
+                "open_duration.initial",
+            ),
+            (
+                base().open_duration(exp(1, 0.5, 10, 0.1, 60)),
+                "open_duration.multiplier",
+            ),
+            (
+                base().open_duration(exp(1, f64::NAN, 10, 0.1, 60)),
+                "open_duration.multiplier",
+            ),
+            (
+                base().open_duration(exp(20, 2.0, 10, 0.1, 60)),
+                "open_duration.initial",
+            ),
+            (
+                base().open_duration(exp(1, 2.0, 10, 1.5, 60)),
+                "open_duration.jitter",
+            ),
+            (
+                base().open_duration(exp(1, 2.0, 10, 0.1, 0)),
+                "open_duration.reset_after",
+            ),
+            (base().half_open_probes(0), "half_open_probes"),
+            (base().success_threshold(0), "success_threshold"),
+            (base().recovery_ramp(Duration::ZERO), "recovery_ramp"),
+        ];
+        for (builder, field) in cases {
+            assert_eq!(field_of(builder), field);
+        }
+    }
+}

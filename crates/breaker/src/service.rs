@@ -1,0 +1,146 @@
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use tokio::time::Sleep;
+use tower_bulwark_core::{BoxError, Classify};
+use tower_service::Service;
+
+use crate::breaker::{Breaker, Permit, Refusal};
+use crate::config::Admission;
+use crate::future::ResponseFuture;
+
+/// A service guarded by a circuit breaker. Built by [`CircuitBreakerLayer`](crate::CircuitBreakerLayer).
+///
+/// The decision is taken in `poll_ready`: an admitted call holds its permit (and, while
+/// half-open, its probe slot) until its response future completes or is dropped. In
+/// fail-fast admission a refused call is answered by `call` with [`CircuitOpen`](crate::CircuitOpen)
+/// and the inner service is neither polled nor called; in readiness admission `poll_ready`
+/// stays `Pending` until a probe may go.
+pub struct CircuitBreaker<S, C> {
+    inner: S,
+    breaker: Arc<Breaker>,
+    classifier: C,
+    /// Admitted by `poll_ready`, waiting for `call`.
+    permit: Option<Permit>,
+    /// Refused by `poll_ready` (fail-fast), answered by `call`.
+    refusal: Option<Refusal>,
+    /// Readiness admission: wakes the task when an open breaker lets probes through.
+    sleep: Option<Pin<Box<Sleep>>>,
+}
+
+impl<S, C> CircuitBreaker<S, C> {
+    pub(crate) fn new(inner: S, breaker: Arc<Breaker>, classifier: C) -> Self {
+        CircuitBreaker {
+            inner,
+            breaker,
+            classifier,
+            permit: None,
+            refusal: None,
+            sleep: None,
+        }
+    }
+
+    /// The wrapped service.
+    pub fn get_ref(&self) -> &S {
+        &self.inner
+    }
+
+    /// The wrapped service, mutably.
+    pub fn get_mut(&mut self) -> &mut S {
+        &mut self.inner
+    }
+
+    /// A handle to read and steer the breaker.
+    pub fn handle(&self) -> crate::BreakerHandle {
+        crate::BreakerHandle::new(self.breaker.clone())
+    }
+
+    /// Readiness admission: arranges a wake-up for when the refusal may end.
+    fn wait_for_admission(&mut self, refusal: Refusal, cx: &mut Context<'_>) {
+        // Any state change or operator action wakes the task...
+        self.breaker.wait(cx.waker());
+        // ...and so does the end of the open duration, which no one announces.
+        if refusal.retry_after.is_some() {
+            let deadline = self.breaker.open_until();
+            let sleep = self
+                .sleep
+                .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(deadline)));
+            sleep.as_mut().reset(deadline);
+            if sleep.as_mut().poll(cx).is_ready() {
+                cx.waker().wake_by_ref();
+            }
+        }
+    }
+}
+
+/// A clone shares the breaker but not the original's reserved permit or pending refusal.
+impl<S: Clone, C: Clone> Clone for CircuitBreaker<S, C> {
+    fn clone(&self) -> Self {
+        CircuitBreaker::new(
+            self.inner.clone(),
+            self.breaker.clone(),
+            self.classifier.clone(),
+        )
+    }
+}
+
+impl<S: fmt::Debug, C> fmt::Debug for CircuitBreaker<S, C> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("CircuitBreaker")
+            .field("inner", &self.inner)
+            .field("breaker", &self.breaker.config.name)
+            .field("state", &self.breaker.state())
+            .finish_non_exhaustive()
+    }
+}
+
+impl<S, C, Req> Service<Req> for CircuitBreaker<S, C>
+where
+    S: Service<Req>,
+    S::Error: Into<BoxError>,
+    C: Classify<S::Response, S::Error> + Clone,
+{
+    type Response = S::Response;
+    type Error = BoxError;
+    type Future = ResponseFuture<S::Future, C>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), BoxError>> {
+        if self.refusal.is_some() {
+            return Poll::Ready(Ok(()));
+        }
+        if self.permit.is_none() {
+            match self.breaker.acquire() {
+                Ok(permit) => self.permit = Some(permit),
+                Err(refusal)
+                    if refusal.by_ramp || self.breaker.config.admission == Admission::FailFast =>
+                {
+                    self.refusal = Some(refusal);
+                    return Poll::Ready(Ok(()));
+                }
+                Err(refusal) => {
+                    self.wait_for_admission(refusal, cx);
+                    // A probe slot may have come back between the refusal and the wait.
+                    match self.breaker.acquire() {
+                        Ok(permit) => self.permit = Some(permit),
+                        Err(_) => return Poll::Pending,
+                    }
+                }
+            }
+        }
+        self.inner.poll_ready(cx).map_err(Into::into)
+    }
+
+    fn call(&mut self, request: Req) -> Self::Future {
+        if let Some(refusal) = self.refusal.take() {
+            return ResponseFuture::refused(self.breaker.refusal_error(refusal));
+        }
+        let permit = self
+            .permit
+            .take()
+            .expect("CircuitBreaker::call without a successful poll_ready");
+        ResponseFuture::new(self.inner.call(request), permit, self.classifier.clone())
+    }
+}
