@@ -67,24 +67,24 @@ impl OpenDuration {
     }
 }
 
-/// A small xorshift generator for jitter: seeded, so tests are exact.
+/// A small splitmix64 generator for jitter: seeded, so tests are exact; nearby seeds give
+/// unrelated sequences.
 #[derive(Debug)]
 pub(crate) struct Jitter(u64);
 
 impl Jitter {
     pub(crate) fn new(seed: u64) -> Self {
-        // xorshift must not start at zero.
-        Jitter((seed ^ 0x9E37_79B9_7F4A_7C15) | 1)
+        Jitter(seed)
     }
 
     /// A uniform number in `0..1`.
     pub(crate) fn next_unit(&mut self) -> f64 {
-        let mut x = self.0;
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        self.0 = x;
-        (x >> 11) as f64 / (1u64 << 53) as f64
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^= z >> 31;
+        (z >> 11) as f64 / (1u64 << 53) as f64
     }
 }
 
@@ -133,7 +133,12 @@ mod tests {
         assert!(xs.iter().all(|x| (0.0..1.0).contains(x)));
         let mean = xs.iter().sum::<f64>() / 1000.0;
         assert!((0.45..0.55).contains(&mean), "{mean}");
-        let mut zero = Jitter::new(0x9E37_79B9_7F4A_7C15);
-        assert!(zero.next_unit() > 0.0);
+        let firsts: Vec<f64> = (0..10).map(|seed| Jitter::new(seed).next_unit()).collect();
+        let spread = firsts.iter().cloned().fold(f64::MIN, f64::max)
+            - firsts.iter().cloned().fold(f64::MAX, f64::min);
+        assert!(
+            spread > 0.5,
+            "nearby seeds must not start alike: {firsts:?}"
+        );
     }
 }
