@@ -40,8 +40,9 @@ impl Probes {
 
     /// Starts counting successes for the half-open phase of `generation`.
     pub(crate) fn start(&self, generation: u64) {
-        self.successes
-            .store(tag(generation) << 32, Ordering::Release);
+        // A read-modify-write, like every other change of this word, so it is ordered with
+        // a racing `succeed` (loom finds a plain store reordered after one).
+        self.successes.swap(tag(generation) << 32, Ordering::AcqRel);
     }
 
     /// Counts a probe success of the phase `generation`; returns the phase's successes so
@@ -122,7 +123,11 @@ mod loom_model {
     /// more than two hold a slot, and all slots come back.
     #[test]
     fn probe_slots_never_exceed_the_maximum() {
-        loom::model(|| {
+        let mut model = loom::model::Builder::new();
+        // Bounding preemptions keeps three threads tractable; races of probe admission
+        // need at most two preemptions to show.
+        model.preemption_bound = Some(3);
+        model.check(|| {
             let probes = Arc::new(Probes::new(2));
             let holders = Arc::new(AtomicU32::new(0));
             let threads: Vec<_> = (0..3)
