@@ -213,12 +213,15 @@ impl<C> Builder<C> {
 
     /// Checks the settings and builds the layer.
     pub fn build(self) -> Result<CircuitBreakerLayer<C>, ConfigError> {
-        let config = validate(self.config)?;
+        let (config, classifier, listeners) = self.into_parts()?;
         Ok(CircuitBreakerLayer::from_parts(
-            config,
-            self.classifier,
-            self.listeners,
+            config, classifier, listeners,
         ))
+    }
+
+    /// The checked settings, the classifier and the listeners.
+    pub(crate) fn into_parts(self) -> Result<(Config, C, Listeners<BreakerEvent>), ConfigError> {
+        Ok((validate(self.config)?, self.classifier, self.listeners))
     }
 }
 
