@@ -102,14 +102,14 @@ impl Model {
                     *self = open;
                     return true;
                 }
-                if s.rate.is_some() {
+                if let Some(rate) = s.rate {
                     window.push_back(failed);
                     if window.len() > s.window as usize {
                         window.pop_front();
                     }
                     let failures = window.iter().filter(|f| **f).count() as f64;
                     let calls = window.len() as f64;
-                    if window.len() >= s.minimum as usize && failures / calls >= s.rate.unwrap() {
+                    if window.len() >= s.minimum as usize && failures / calls >= rate {
                         *self = open;
                     }
                 }
