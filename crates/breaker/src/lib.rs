@@ -85,6 +85,8 @@ mod keyed;
 mod layer;
 mod probes;
 mod service;
+#[cfg(feature = "serde")]
+mod settings;
 mod state;
 mod sync;
 mod window;
@@ -98,4 +100,8 @@ pub use self::handle::{BreakerHandle, Snapshot};
 pub use self::keyed::{KeyedCircuitBreaker, KeyedCircuitBreakerLayer, KeyedHandle};
 pub use self::layer::CircuitBreakerLayer;
 pub use self::service::CircuitBreaker;
+#[cfg(feature = "serde")]
+pub use self::settings::{
+    AdmissionSetting, BreakerConfig, OpenSettings, SlowCallSettings, WindowSettings,
+};
 pub use self::state::State;
