@@ -12,7 +12,7 @@ use tower::limit::ConcurrencyLimit;
 use tower::load_shed::LoadShed;
 use tower::retry::Retry;
 use tower::timeout::Timeout;
-use tower::ServiceExt;
+use tower::{Service, ServiceExt};
 use tower_bulwark::testing::Noop;
 use tower_bulwark::HandleRejections;
 use tower_bulwark_benches::{bench_ready_call, BudgetedRetry};
@@ -38,6 +38,104 @@ fn tower_peers(c: &mut Criterion) {
         &mut group,
         "tower_timeout",
         Timeout::new(Noop, Duration::from_secs(1)),
+        || 7u64,
+    );
+    group.finish();
+}
+
+/// Our circuit breaker's closed path beside its peers (`ConcurrencyLimit` is the bar the
+/// issue sets; tower-resilience's breaker is the direct peer).
+fn circuit_breaker(c: &mut Criterion) {
+    use tower::Layer;
+    use tower_bulwark::breaker::{CircuitBreakerLayer, WindowKind};
+
+    let mut group = c.benchmark_group("ready_call");
+    bench_ready_call(
+        &mut group,
+        "bulwark_breaker_default",
+        CircuitBreakerLayer::new().layer(Noop),
+        || 7u64,
+    );
+    let count = CircuitBreakerLayer::builder()
+        .failure_rate(0.5)
+        .window(WindowKind::Count(100))
+        .build()
+        .expect("breaker config");
+    bench_ready_call(
+        &mut group,
+        "bulwark_breaker_count_window",
+        count.layer(Noop),
+        || 7u64,
+    );
+    let time = CircuitBreakerLayer::builder()
+        .failure_rate(0.5)
+        .window(WindowKind::Time {
+            length: Duration::from_secs(60),
+            buckets: 10,
+        })
+        .build()
+        .expect("breaker config");
+    bench_ready_call(
+        &mut group,
+        "bulwark_breaker_time_window",
+        time.layer(Noop),
+        || 7u64,
+    );
+    group.finish();
+}
+
+/// The time window's cost does not grow with what it holds: one window filled with 1,000
+/// calls, one with 1,000,000, then both timed the same way.
+fn circuit_breaker_window_flatness(c: &mut Criterion) {
+    use tower::Layer;
+    use tower_bulwark::breaker::{CircuitBreakerLayer, WindowKind};
+
+    let mut group = c.benchmark_group("breaker_time_window_holding");
+    for held in [1_000u64, 1_000_000] {
+        let layer = CircuitBreakerLayer::builder()
+            .failure_rate(0.5)
+            .window(WindowKind::Time {
+                length: Duration::from_secs(3600),
+                buckets: 10,
+            })
+            .build()
+            .expect("breaker config");
+        let mut service = layer.layer(Noop);
+        let runtime = tower_bulwark_benches::current_thread_runtime();
+        runtime.block_on(async {
+            for _ in 0..held {
+                ServiceExt::<u64>::ready(&mut service)
+                    .await
+                    .unwrap()
+                    .call(1u64)
+                    .await
+                    .unwrap();
+            }
+        });
+        assert!(layer.handle().snapshot().calls >= held);
+        bench_ready_call(&mut group, &format!("{held}_calls"), service, || 7u64);
+    }
+    group.finish();
+}
+
+/// Two threads sharing one breaker (and, for comparison, one `ConcurrencyLimit`).
+fn two_threads(c: &mut Criterion) {
+    use tower::Layer;
+    use tower_bulwark::breaker::CircuitBreakerLayer;
+    use tower_bulwark_benches::bench_two_threads;
+
+    let mut group = c.benchmark_group("two_threads");
+    bench_two_threads(&mut group, "noop", Noop, || 7u64);
+    bench_two_threads(
+        &mut group,
+        "tower_concurrency_limit",
+        ConcurrencyLimit::new(Noop, 1024),
+        || 7u64,
+    );
+    bench_two_threads(
+        &mut group,
+        "bulwark_breaker_default",
+        CircuitBreakerLayer::new().layer(Noop),
         || 7u64,
     );
     group.finish();
@@ -115,5 +213,13 @@ fn tower_resilience_peers(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, tower_peers, tower_resilience_peers, http_layers);
+criterion_group!(
+    benches,
+    tower_peers,
+    tower_resilience_peers,
+    circuit_breaker,
+    circuit_breaker_window_flatness,
+    two_threads,
+    http_layers
+);
 criterion_main!(benches);

@@ -44,6 +44,51 @@ pub fn bench_ready_call<S, Req>(
     });
 }
 
+/// Times ready+call with two threads sharing one service (each thread drives its own clone
+/// on its own current-thread runtime). The reported time is wall time per call across both
+/// threads, so perfect scaling shows as half the single-thread time.
+pub fn bench_two_threads<S, Req>(
+    group: &mut BenchmarkGroup<'_, WallTime>,
+    name: &str,
+    service: S,
+    request: fn() -> Req,
+) where
+    Req: 'static,
+    S: Service<Req> + Clone + Send + 'static,
+    S::Error: std::fmt::Debug,
+{
+    group.bench_function(name, |b| {
+        b.iter_custom(|iterations| {
+            let per_thread = iterations.div_ceil(2);
+            let barrier = Arc::new(std::sync::Barrier::new(2));
+            let threads: Vec<_> = (0..2)
+                .map(|_| {
+                    let mut service = service.clone();
+                    let barrier = barrier.clone();
+                    std::thread::spawn(move || {
+                        let runtime = current_thread_runtime();
+                        barrier.wait();
+                        runtime.block_on(async {
+                            let start = tokio::time::Instant::now();
+                            for _ in 0..per_thread {
+                                let ready = service.ready().await.expect("ready");
+                                let response = ready.call(std::hint::black_box(request())).await;
+                                std::hint::black_box(response.expect("call"));
+                            }
+                            start.elapsed()
+                        })
+                    })
+                })
+                .collect();
+            threads
+                .into_iter()
+                .map(|thread| thread.join().expect("bench thread"))
+                .max()
+                .unwrap_or_default()
+        })
+    });
+}
+
 /// The runtime the harness runs on: current-thread, with timers (for timeout layers).
 pub fn current_thread_runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_current_thread()

@@ -99,6 +99,37 @@ fn events_with_a_listener_add_no_allocation_of_their_own() {
     assert_eq!(heard.load(Ordering::Relaxed), CALLS as usize);
 }
 
+/// The breaker's closed path, in each configuration that touches different machinery:
+/// consecutive failures only (the default), a count window, a time window with slow-call
+/// detection (which read the clock) and a recovery ramp.
+#[test]
+fn circuit_breaker_allocates_nothing_while_closed() {
+    use tower::Layer;
+    use tower_bulwark::breaker::{CircuitBreakerLayer, WindowKind};
+
+    let default = CircuitBreakerLayer::new();
+    assert_eq!(allocations(default.layer(Noop), || 7u64), 0, "default");
+
+    let count = CircuitBreakerLayer::builder()
+        .failure_rate(0.5)
+        .window(WindowKind::Count(100))
+        .build()
+        .unwrap();
+    assert_eq!(allocations(count.layer(Noop), || 7u64), 0, "count window");
+
+    let time = CircuitBreakerLayer::builder()
+        .failure_rate(0.5)
+        .slow_calls(Duration::from_secs(1), 0.5)
+        .window(WindowKind::Time {
+            length: Duration::from_secs(60),
+            buckets: 10,
+        })
+        .recovery_ramp(Duration::from_secs(10))
+        .build()
+        .unwrap();
+    assert_eq!(allocations(time.layer(Noop), || 7u64), 0, "time window");
+}
+
 /// tower's own middleware, measured so pattern crates can compare: each is expected to
 /// allocate nothing per call after warm-up. If a tower release changes that, this test
 /// names which one.

@@ -52,26 +52,28 @@ struct Transitions {
     closed_at: u64,
 }
 
-/// The breaker refused a call.
+/// The breaker refused a call. Two bytes, so `Result<Permit, Refusal>` stays as small as a
+/// permit: the time until the next probe is read when the rejection is built.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Refusal {
     pub(crate) state: State,
-    pub(crate) retry_after: Option<Duration>,
     /// Refused by the recovery ramp, which always fails fast.
     pub(crate) by_ramp: bool,
 }
 
 /// An admitted call, to be finished with its outcome. Dropping it unfinished releases what
 /// it holds and counts as `Ignored`.
+///
+/// Two words (the breaker, and the phase with the kind in its low bits), so it moves in
+/// registers on the hot path.
 #[derive(Debug)]
 pub(crate) struct Permit {
     breaker: Arc<Breaker>,
-    phase: Phase,
-    kind: PermitKind,
-    started: Option<Instant>,
+    tag: u64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
 enum PermitKind {
     /// Admitted while closed: recorded in the window.
     Normal,
@@ -81,6 +83,17 @@ enum PermitKind {
     Untracked,
     /// Finished or released.
     Done,
+}
+
+impl PermitKind {
+    fn from_bits(bits: u64) -> PermitKind {
+        match bits & 0b11 {
+            0 => PermitKind::Normal,
+            1 => PermitKind::Probe,
+            2 => PermitKind::Untracked,
+            _ => PermitKind::Done,
+        }
+    }
 }
 
 impl Breaker {
@@ -118,30 +131,36 @@ impl Breaker {
         }
     }
 
+    #[inline]
     fn nanos(&self, instant: Instant) -> u64 {
         u64::try_from(instant.saturating_duration_since(self.start).as_nanos()).unwrap_or(u64::MAX)
     }
 
+    #[inline]
     fn now(&self) -> u64 {
         self.nanos(Instant::now())
     }
 
+    #[inline]
     fn phase(&self) -> Phase {
         Phase::from_bits(self.phase.load(Acquire))
     }
 
+    #[inline]
     fn mode(&self) -> Mode {
         Mode::from_u8(self.mode.load(Acquire))
     }
 
     /// Whether calls need their start time: for slow-call detection.
-    fn times_calls(&self) -> bool {
+    #[inline]
+    pub(crate) fn times_calls(&self) -> bool {
         self.config.slow_call.is_some()
     }
 
     // === admission ===
 
     /// Admits a call or says why not.
+    #[inline]
     pub(crate) fn acquire(self: &Arc<Self>) -> Result<Permit, Refusal> {
         match self.mode() {
             Mode::Normal => self.decide().inspect_err(|refusal| {
@@ -149,7 +168,7 @@ impl Breaker {
                 self.listeners.emit(|| BreakerEvent::Rejected {
                     breaker: self.config.name.clone(),
                     state: refusal.state,
-                    retry_after: refusal.retry_after,
+                    retry_after: self.retry_after(*refusal),
                 });
             }),
             Mode::Disabled => Ok(self.permit(Phase::INITIAL, PermitKind::Untracked)),
@@ -162,7 +181,6 @@ impl Breaker {
                 });
                 Err(Refusal {
                     state: State::ForcedOpen,
-                    retry_after: None,
                     by_ramp: false,
                 })
             }
@@ -177,6 +195,7 @@ impl Breaker {
         }
     }
 
+    #[inline]
     fn decide(self: &Arc<Self>) -> Result<Permit, Refusal> {
         loop {
             let phase = self.phase();
@@ -185,7 +204,6 @@ impl Breaker {
                     if self.ramp_refuses() {
                         return Err(Refusal {
                             state: State::Closed,
-                            retry_after: None,
                             by_ramp: true,
                         });
                     }
@@ -197,7 +215,6 @@ impl Breaker {
                     if now < until {
                         return Err(Refusal {
                             state: State::Open,
-                            retry_after: Some(Duration::from_nanos(until - now)),
                             by_ramp: false,
                         });
                     }
@@ -209,7 +226,6 @@ impl Breaker {
                     }
                     return Err(Refusal {
                         state: State::HalfOpen,
-                        retry_after: None,
                         by_ramp: false,
                     });
                 }
@@ -217,17 +233,23 @@ impl Breaker {
         }
     }
 
+    #[inline]
     fn permit(self: &Arc<Self>, phase: Phase, kind: PermitKind) -> Permit {
         Permit {
             breaker: self.clone(),
-            phase,
-            kind,
-            started: (kind != PermitKind::Untracked && self.times_calls()).then(Instant::now),
+            tag: (phase.bits() << 2) | kind as u64,
         }
+    }
+
+    /// Time until an open breaker lets a probe through; `None` in other states.
+    fn retry_after(&self, refusal: Refusal) -> Option<Duration> {
+        (refusal.state == State::Open)
+            .then(|| Duration::from_nanos(self.open_until.load(Acquire).saturating_sub(self.now())))
     }
 
     /// Whether the recovery ramp refuses this call: after closing, the share admitted grows
     /// linearly from 0 to 1 over the ramp; admissions are spread evenly by a counter.
+    #[inline]
     fn ramp_refuses(&self) -> bool {
         let until = self.ramp_until.load(Relaxed);
         if until == 0 {
@@ -249,8 +271,10 @@ impl Breaker {
 
     // === recording ===
 
-    fn record(&self, permit: &Permit, outcome: Outcome) {
-        let slow = match (self.config.slow_call, permit.started) {
+    #[inline]
+    fn record(&self, permit: &Permit, outcome: Outcome, started: Option<Instant>) {
+        let kind = permit.kind();
+        let slow = match (self.config.slow_call, started) {
             (Some((threshold, _)), Some(started)) => started.elapsed() >= threshold,
             _ => false,
         };
@@ -258,18 +282,20 @@ impl Breaker {
             breaker: self.config.name.clone(),
             outcome,
             slow,
-            probe: permit.kind == PermitKind::Probe,
+            probe: kind == PermitKind::Probe,
         });
-        if outcome == Outcome::Ignored || self.phase() != permit.phase {
+        let phase = permit.phase();
+        if outcome == Outcome::Ignored || self.phase() != phase {
             return;
         }
-        match permit.kind {
-            PermitKind::Normal => self.record_closed(permit.phase, outcome, slow),
-            PermitKind::Probe => self.record_probe(permit.phase, outcome),
+        match kind {
+            PermitKind::Normal => self.record_closed(phase, outcome, slow),
+            PermitKind::Probe => self.record_probe(phase, outcome),
             PermitKind::Untracked | PermitKind::Done => {}
         }
     }
 
+    #[inline]
     fn record_closed(&self, phase: Phase, outcome: Outcome, slow: bool) {
         let failure = outcome == Outcome::Failure;
         if let Some(limit) = self.config.consecutive_failures {
@@ -314,6 +340,7 @@ impl Breaker {
         }
     }
 
+    #[cold]
     fn record_probe(&self, phase: Phase, outcome: Outcome) {
         match outcome {
             Outcome::Success => {
@@ -336,6 +363,7 @@ impl Breaker {
     }
 
     /// Moves from `from` to `to`, unless another thread already moved on from `from`.
+    #[cold]
     fn transition(&self, from: Phase, to: Machine, reason: Reason) {
         let now = self.now();
         {
@@ -388,6 +416,7 @@ impl Breaker {
     }
 
     /// Logs and reports a state change, and wakes tasks waiting for one.
+    #[cold]
     fn announce(&self, from: State, to: State, reason: Reason) {
         let name = &self.config.name;
         match to {
@@ -417,6 +446,7 @@ impl Breaker {
         }
     }
 
+    #[cold]
     fn wake_all(&self) {
         let waiting = std::mem::take(&mut *self.waiting.lock().unwrap_or_else(|e| e.into_inner()));
         waiting.into_iter().for_each(Waker::wake);
@@ -496,7 +526,7 @@ impl Breaker {
     /// The error of a refused call.
     pub(crate) fn refusal_error(&self, refusal: Refusal) -> CircuitOpen {
         let mut rejection = Rejection::new(RejectionKind::CircuitOpen, self.config.name.clone());
-        if let Some(wait) = refusal.retry_after {
+        if let Some(wait) = self.retry_after(refusal) {
             rejection = rejection.with_retry_after(wait);
         }
         if refusal.by_ramp {
@@ -509,14 +539,27 @@ impl Breaker {
 // === impl Permit ===
 
 impl Permit {
-    /// Records the call's outcome and releases the permit.
-    pub(crate) fn finish(mut self, outcome: Outcome) {
-        self.breaker.record(&self, outcome);
+    /// Records the call's outcome (and its start, for slow-call detection) and releases the
+    /// permit.
+    #[inline]
+    pub(crate) fn finish(mut self, outcome: Outcome, started: Option<Instant>) {
+        self.breaker.record(&self, outcome, started);
         self.release();
     }
 
+    fn kind(&self) -> PermitKind {
+        PermitKind::from_bits(self.tag)
+    }
+
+    fn phase(&self) -> Phase {
+        Phase::from_bits(self.tag >> 2)
+    }
+
+    #[inline]
     fn release(&mut self) {
-        if std::mem::replace(&mut self.kind, PermitKind::Done) == PermitKind::Probe {
+        let kind = self.kind();
+        self.tag |= PermitKind::Done as u64;
+        if kind == PermitKind::Probe {
             self.breaker.probes.release();
             self.breaker.wake_all();
         }
@@ -524,6 +567,7 @@ impl Permit {
 }
 
 impl Drop for Permit {
+    #[inline]
     fn drop(&mut self) {
         // Unfinished: the call was dropped. It says nothing about the dependency.
         self.release();

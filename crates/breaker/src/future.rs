@@ -3,6 +3,7 @@ use std::pin::Pin;
 use std::task::{ready, Context, Poll};
 
 use pin_project::pin_project;
+use tokio::time::Instant;
 use tower_bulwark_core::{BoxError, Classify};
 
 use crate::breaker::Permit;
@@ -26,19 +27,21 @@ enum Kind<F, C> {
         #[pin]
         future: F,
         permit: Option<Permit>,
+        started: Option<Instant>,
         classifier: C,
     },
-    Refused {
-        error: Option<CircuitOpen>,
-    },
+    /// Boxed when refused, which converting to `BoxError` needs anyway: keeps the future
+    /// small for the admitted path.
+    Refused { error: Option<BoxError> },
 }
 
 impl<F, C> ResponseFuture<F, C> {
-    pub(crate) fn new(future: F, permit: Permit, classifier: C) -> Self {
+    pub(crate) fn new(future: F, permit: Permit, started: Option<Instant>, classifier: C) -> Self {
         ResponseFuture {
             kind: Kind::Called {
                 future,
                 permit: Some(permit),
+                started,
                 classifier,
             },
         }
@@ -46,7 +49,9 @@ impl<F, C> ResponseFuture<F, C> {
 
     pub(crate) fn refused(error: CircuitOpen) -> Self {
         ResponseFuture {
-            kind: Kind::Refused { error: Some(error) },
+            kind: Kind::Refused {
+                error: Some(Box::new(error)),
+            },
         }
     }
 }
@@ -64,18 +69,18 @@ where
             KindProjection::Called {
                 future,
                 permit,
+                started,
                 classifier,
             } => {
                 let result = ready!(future.poll(cx));
                 if let Some(permit) = permit.take() {
-                    permit.finish(classifier.classify(&result));
+                    permit.finish(classifier.classify(&result), *started);
                 }
                 Poll::Ready(result.map_err(Into::into))
             }
             KindProjection::Refused { error } => Poll::Ready(Err(error
                 .take()
-                .expect("ResponseFuture polled after completion")
-                .into())),
+                .expect("ResponseFuture polled after completion"))),
         }
     }
 }

@@ -244,7 +244,13 @@ where
         let breaker = self.registry.breaker(&(self.key_of)(&request));
         match breaker.acquire() {
             Ok(permit) => {
-                ResponseFuture::new(self.inner.call(request), permit, self.classifier.clone())
+                let started = breaker.times_calls().then(Instant::now);
+                ResponseFuture::new(
+                    self.inner.call(request),
+                    permit,
+                    started,
+                    self.classifier.clone(),
+                )
             }
             Err(refusal) => ResponseFuture::refused(breaker.refusal_error(refusal)),
         }

@@ -63,7 +63,7 @@ impl<S, C> CircuitBreaker<S, C> {
         // Any state change or operator action wakes the task...
         self.breaker.wait(cx.waker());
         // ...and so does the end of the open duration, which no one announces.
-        if refusal.retry_after.is_some() {
+        if refusal.state == crate::State::Open {
             let deadline = self.breaker.open_until();
             let sleep = self
                 .sleep
@@ -141,6 +141,12 @@ where
             .permit
             .take()
             .expect("CircuitBreaker::call without a successful poll_ready");
-        ResponseFuture::new(self.inner.call(request), permit, self.classifier.clone())
+        let started = self.breaker.times_calls().then(tokio::time::Instant::now);
+        ResponseFuture::new(
+            self.inner.call(request),
+            permit,
+            started,
+            self.classifier.clone(),
+        )
     }
 }

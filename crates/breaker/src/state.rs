@@ -101,8 +101,10 @@ pub(crate) struct Phase(u64);
 impl Phase {
     pub(crate) const INITIAL: Phase = Phase(0);
 
+    /// The phase from its bits; only the low 62 are kept, so a phase fits beside a permit's
+    /// kind in one word (2^60 transitions never wrap in practice).
     pub(crate) fn from_bits(bits: u64) -> Phase {
-        Phase(bits)
+        Phase(bits & (u64::MAX >> 2))
     }
 
     pub(crate) fn bits(self) -> u64 {
@@ -119,7 +121,7 @@ impl Phase {
 
     /// The phase after a transition to `to`.
     pub(crate) fn next(self, to: Machine) -> Phase {
-        Phase(((self.0 >> 2).wrapping_add(1) << 2) | to as u64)
+        Phase::from_bits(((self.0 >> 2).wrapping_add(1) << 2) | to as u64)
     }
 
     /// The transition count, which tags the half-open success counter.

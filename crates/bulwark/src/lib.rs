@@ -4,6 +4,10 @@
 
 pub mod prelude;
 
+/// The circuit breaker: [`tower-bulwark-breaker`](https://docs.rs/tower-bulwark-breaker).
+#[cfg(feature = "breaker")]
+pub use tower_bulwark_breaker as breaker;
+
 // The shared contracts of `tower-bulwark-core`, by module and flat.
 #[cfg(feature = "testing")]
 pub use tower_bulwark_core::testing;

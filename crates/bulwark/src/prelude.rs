@@ -1,5 +1,7 @@
 //! The names a service stack usually needs: `use tower_bulwark::prelude::*;`.
 
+#[cfg(feature = "breaker")]
+pub use tower_bulwark_breaker::{CircuitBreakerLayer, CircuitOpen};
 pub use tower_bulwark_core::{
     find_rejection, BoxError, Classify, Criticality, Deadline, ErrorsAreFailures, Outcome,
     Rejection, RejectionKind,
