@@ -160,7 +160,7 @@ impl Breaker {
     // === admission ===
 
     /// Admits a call or says why not.
-    #[inline]
+    #[inline(always)]
     pub(crate) fn acquire(self: &Arc<Self>) -> Result<Permit, Refusal> {
         match self.mode() {
             Mode::Normal => self.decide().inspect_err(|refusal| {
@@ -195,7 +195,7 @@ impl Breaker {
         }
     }
 
-    #[inline]
+    #[inline(always)]
     fn decide(self: &Arc<Self>) -> Result<Permit, Refusal> {
         loop {
             let phase = self.phase();
@@ -233,7 +233,7 @@ impl Breaker {
         }
     }
 
-    #[inline]
+    #[inline(always)]
     fn permit(self: &Arc<Self>, phase: Phase, kind: PermitKind) -> Permit {
         Permit {
             breaker: self.clone(),

@@ -50,7 +50,9 @@ impl fmt::Display for Reason {
             }
             Reason::OpenElapsed => f.write_str("open duration elapsed"),
             Reason::ProbeFailed => f.write_str("a probe failed"),
-            Reason::ProbesSucceeded(n) => write!(f, "{n} probes succeeded"),
+            Reason::ProbesSucceeded(n) => {
+                write!(f, "{n} successful probe{}", if *n == 1 { "" } else { "s" })
+            }
             Reason::Operator => f.write_str("operator"),
         }
     }
