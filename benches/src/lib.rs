@@ -31,17 +31,28 @@ pub fn bench_ready_call<S, Req>(
     let runtime = current_thread_runtime();
     group.bench_function(name, |b| {
         b.iter_custom(|iterations| {
-            runtime.block_on(async {
-                let start = tokio::time::Instant::now();
-                for _ in 0..iterations {
-                    let ready = service.ready().await.expect("ready");
-                    let response = ready.call(std::hint::black_box(request())).await;
-                    std::hint::black_box(response.expect("call"));
-                }
-                start.elapsed()
-            })
+            runtime.block_on(round_trips(&mut service, &request, iterations))
         })
     });
+}
+
+/// `iterations` ready+call round trips; returns how long they took.
+async fn round_trips<S, Req>(
+    service: &mut S,
+    request: impl Fn() -> Req,
+    iterations: u64,
+) -> Duration
+where
+    S: Service<Req>,
+    S::Error: std::fmt::Debug,
+{
+    let start = tokio::time::Instant::now();
+    for _ in 0..iterations {
+        let ready = service.ready().await.expect("ready");
+        let response = ready.call(std::hint::black_box(request())).await;
+        std::hint::black_box(response.expect("call"));
+    }
+    start.elapsed()
 }
 
 /// Times ready+call with two threads sharing one service (each thread drives its own clone
@@ -68,15 +79,7 @@ pub fn bench_two_threads<S, Req>(
                     std::thread::spawn(move || {
                         let runtime = current_thread_runtime();
                         barrier.wait();
-                        runtime.block_on(async {
-                            let start = tokio::time::Instant::now();
-                            for _ in 0..per_thread {
-                                let ready = service.ready().await.expect("ready");
-                                let response = ready.call(std::hint::black_box(request())).await;
-                                std::hint::black_box(response.expect("call"));
-                            }
-                            start.elapsed()
-                        })
+                        runtime.block_on(round_trips(&mut service, request, per_thread))
                     })
                 })
                 .collect();

@@ -316,27 +316,20 @@ impl Breaker {
         if counts.calls < u64::from(self.config.minimum_calls) {
             return;
         }
-        let calls = counts.calls as f64;
-        if let Some(threshold) = self.config.failure_rate {
-            let rate = counts.failures as f64 / calls;
-            if rate >= threshold {
-                let reason = Reason::FailureRate {
-                    rate,
-                    calls: counts.calls,
-                };
-                self.transition(phase, Machine::Open, reason);
-                return;
-            }
-        }
-        if let Some((_, threshold)) = self.config.slow_call {
-            let rate = counts.slow as f64 / calls;
-            if rate >= threshold {
-                let reason = Reason::SlowCallRate {
-                    rate,
-                    calls: counts.calls,
-                };
-                self.transition(phase, Machine::Open, reason);
-            }
+        // The rate of `n` in the window, if it reaches `threshold`.
+        let over = |threshold: Option<f64>, n: u64| {
+            let rate = n as f64 / counts.calls as f64;
+            threshold.is_some_and(|t| rate >= t).then_some(rate)
+        };
+        let calls = counts.calls;
+        let reason = over(self.config.failure_rate, counts.failures)
+            .map(|rate| Reason::FailureRate { rate, calls })
+            .or_else(|| {
+                over(self.config.slow_call.map(|(_, t)| t), counts.slow)
+                    .map(|rate| Reason::SlowCallRate { rate, calls })
+            });
+        if let Some(reason) = reason {
+            self.transition(phase, Machine::Open, reason);
         }
     }
 

@@ -7,6 +7,9 @@ use metrics_util::debugging::{DebugValue, DebuggingRecorder};
 use support::{call, guarded};
 use tower_bulwark_breaker::CircuitBreakerLayer;
 
+/// A metric's name, labels and value.
+type Recorded = (String, Vec<(String, String)>, DebugValue);
+
 #[tokio::test(start_paused = true)]
 async fn transitions_rejections_and_calls_are_recorded() {
     let recorder = DebuggingRecorder::new();
@@ -24,7 +27,7 @@ async fn transitions_rejections_and_calls_are_recorded() {
     call(&mut service).await.unwrap_err();
     call(&mut service).await.unwrap_err();
 
-    let metrics: Vec<(String, Vec<(String, String)>, DebugValue)> = snapshotter
+    let metrics: Vec<Recorded> = snapshotter
         .snapshot()
         .into_vec()
         .into_iter()
