@@ -274,6 +274,9 @@ impl Breaker {
     #[inline]
     fn record(&self, permit: &Permit, outcome: Outcome, started: Option<Instant>) {
         let kind = permit.kind();
+        if kind == PermitKind::Untracked {
+            return;
+        }
         let slow = match (self.config.slow_call, started) {
             (Some((threshold, _)), Some(started)) => started.elapsed() >= threshold,
             _ => false,

@@ -107,6 +107,47 @@ impl Default for Builder {
     }
 }
 
+/// Presets for common cases; each is a starting point whose every setting can still be
+/// changed before [`Builder::build`].
+impl Builder {
+    /// The defaults: trip after 5 consecutive failures, open for 30 s, one probe. Simple and
+    /// predictable; fits low-traffic dependencies where rates mean little.
+    pub fn standard() -> Self {
+        Builder::default()
+    }
+
+    /// For busy dependencies: trip when half the calls of the last minute failed (10 time
+    /// buckets, at least 20 calls); open 30 s, then 1, 2, 4, 5 min with 10% jitter while it
+    /// keeps failing; 3 probes at a time, 3 successes to close.
+    ///
+    /// ```
+    /// use tower_bulwark_breaker::CircuitBreakerLayer;
+    /// use tower_bulwark_breaker::Builder;
+    ///
+    /// let layer: CircuitBreakerLayer = Builder::rate_based().name("search").build().unwrap();
+    /// # let _ = layer;
+    /// ```
+    pub fn rate_based() -> Self {
+        Builder::default()
+            .no_consecutive_failures()
+            .failure_rate(0.5)
+            .window(WindowKind::Time {
+                length: Duration::from_secs(60),
+                buckets: 10,
+            })
+            .minimum_calls(20)
+            .open_duration(OpenDuration::STANDARD_EXPONENTIAL)
+            .half_open_probes(3)
+            .success_threshold(3)
+    }
+
+    /// [`Builder::rate_based`], plus: trip when half the calls take `slow` or longer, for
+    /// dependencies that degrade by slowing down before they fail.
+    pub fn latency_sensitive(slow: Duration) -> Self {
+        Builder::rate_based().slow_calls(slow, 0.5)
+    }
+}
+
 impl<C> Builder<C> {
     /// The name in rejections, events, logs and metric labels.
     pub fn name(mut self, name: impl Into<Name>) -> Self {
@@ -322,8 +363,20 @@ mod tests {
     }
 
     #[test]
-    fn defaults_are_valid() {
+    fn defaults_and_presets_are_valid() {
         assert!(base().build().is_ok());
+        assert!(Builder::standard().build().is_ok());
+        assert!(Builder::rate_based().build().is_ok());
+        assert!(Builder::latency_sensitive(Duration::from_millis(500))
+            .build()
+            .is_ok());
+        assert_eq!(
+            Builder::latency_sensitive(Duration::ZERO)
+                .build()
+                .unwrap_err()
+                .field(),
+            "slow_call_threshold"
+        );
     }
 
     #[test]
