@@ -28,6 +28,20 @@
 //! while the breaker refuses and wakes the task when a probe may go, for load balancers such
 //! as `tower::balance::p2c`.
 //!
+//! # Configuration
+//!
+//! [`CircuitBreakerLayer::builder`] checks every setting and names the bad field in a
+//! [`ConfigError`](tower_bulwark_core::ConfigError). Presets: [`Builder::standard`],
+//! [`Builder::rate_based`], [`Builder::latency_sensitive`]. With feature `serde`,
+//! `BreakerConfig` reads the same settings from TOML or JSON.
+//!
+//! # Sharing and keys
+//!
+//! One layer value is one breaker, shared by every service it builds and their clones.
+//! [`KeyedCircuitBreakerLayer`] keeps one breaker per key (host, route) with a bound on the
+//! number of keys and idle eviction. [`BreakerHandle`] reads a breaker's [`Snapshot`] and
+//! sets the operator states.
+//!
 //! # Cost
 //!
 //! The closed path takes no lock and allocates nothing: admission reads two atomics,
