@@ -159,31 +159,17 @@ impl Breaker {
 
     // === admission ===
 
-    /// Admits a call or says why not.
+    /// Admits a call or says why not. A refusal is only counted as a rejection when a call
+    /// is actually refused ([`Breaker::reject`]), not while a readiness-mode caller waits.
     #[inline(always)]
     pub(crate) fn acquire(self: &Arc<Self>) -> Result<Permit, Refusal> {
         match self.mode() {
-            Mode::Normal => self.decide().inspect_err(|refusal| {
-                self.rejected.fetch_add(1, Relaxed);
-                self.listeners.emit(|| BreakerEvent::Rejected {
-                    breaker: self.config.name.clone(),
-                    state: refusal.state,
-                    retry_after: self.retry_after(*refusal),
-                });
-            }),
+            Mode::Normal => self.decide(),
             Mode::Disabled => Ok(self.permit(Phase::INITIAL, PermitKind::Untracked)),
-            Mode::ForcedOpen => {
-                self.rejected.fetch_add(1, Relaxed);
-                self.listeners.emit(|| BreakerEvent::Rejected {
-                    breaker: self.config.name.clone(),
-                    state: State::ForcedOpen,
-                    retry_after: None,
-                });
-                Err(Refusal {
-                    state: State::ForcedOpen,
-                    by_ramp: false,
-                })
-            }
+            Mode::ForcedOpen => Err(Refusal {
+                state: State::ForcedOpen,
+                by_ramp: false,
+            }),
             Mode::MetricsOnly => Ok(self.decide().unwrap_or_else(|refusal| {
                 self.would_reject.fetch_add(1, Relaxed);
                 self.listeners.emit(|| BreakerEvent::WouldReject {
@@ -516,13 +502,23 @@ impl Breaker {
             self.ramp_until.store(0, Relaxed);
             self.mode.store(Mode::Normal as u8, Release);
         }
-        self.announce(before, State::Closed, Reason::Operator);
+        if before != State::Closed {
+            self.announce(before, State::Closed, Reason::Operator);
+        }
     }
 
-    /// The error of a refused call.
-    pub(crate) fn refusal_error(&self, refusal: Refusal) -> CircuitOpen {
+    /// Refuses a call: counts and reports the rejection and builds its error.
+    #[cold]
+    pub(crate) fn reject(&self, refusal: Refusal) -> CircuitOpen {
+        let retry_after = self.retry_after(refusal);
+        self.rejected.fetch_add(1, Relaxed);
+        self.listeners.emit(|| BreakerEvent::Rejected {
+            breaker: self.config.name.clone(),
+            state: refusal.state,
+            retry_after,
+        });
         let mut rejection = Rejection::new(RejectionKind::CircuitOpen, self.config.name.clone());
-        if let Some(wait) = self.retry_after(refusal) {
+        if let Some(wait) = retry_after {
             rejection = rejection.with_retry_after(wait);
         }
         if refusal.by_ramp {

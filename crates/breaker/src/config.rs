@@ -35,6 +35,9 @@ pub enum Admission {
     Readiness,
 }
 
+/// The largest count window: one byte per call, so 1 MiB.
+const MAX_COUNT_WINDOW: u32 = 1 << 20;
+
 /// The checked settings a breaker runs with.
 #[derive(Debug, Clone)]
 pub(crate) struct Config {
@@ -213,7 +216,8 @@ impl<C> Builder<C> {
     }
 
     /// After closing, admit a linearly growing share of calls over `ramp` instead of all at
-    /// once; calls refused by the ramp fail fast like open ones.
+    /// once. Calls refused by the ramp fail fast with `CircuitOpen` (reason
+    /// `"recovery ramp"`), in either admission mode: the next call may well be admitted.
     pub fn recovery_ramp(mut self, ramp: Duration) -> Self {
         self.config.ramp = Some(ramp);
         self
@@ -288,10 +292,20 @@ fn validate(config: Config) -> Result<Config, ConfigError> {
         non_zero_duration("slow_call_threshold", duration)?;
         threshold("slow_call_rate", rate)?;
     }
+    let rates = config.failure_rate.is_some() || config.slow_call.is_some();
+    if config.consecutive_failures.is_none() && !rates {
+        return Err(ConfigError::new(
+            "consecutive_failures",
+            "no trip condition is enabled: keep consecutive failures or set a failure or slow-call rate",
+        ));
+    }
     match config.window {
         WindowKind::Count(size) => {
             non_zero("window", size as usize)?;
-            at_most("minimum_calls", config.minimum_calls, "window", size)?;
+            at_most("window", size, "limit", MAX_COUNT_WINDOW)?;
+            if rates {
+                at_most("minimum_calls", config.minimum_calls, "window", size)?;
+            }
         }
         WindowKind::Time { length, buckets } => {
             non_zero_duration("window", length)?;
@@ -354,12 +368,13 @@ fn random_seed() -> u64 {
 mod tests {
     use super::*;
 
-    fn field_of<C>(builder: Builder<C>) -> &'static str {
-        builder.build().map(|_| ()).unwrap_err().field()
-    }
-
     fn base() -> Builder {
         Builder::default()
+    }
+
+    #[test]
+    fn minimum_calls_only_matters_with_a_rate_condition() {
+        assert!(base().window(WindowKind::Count(10)).build().is_ok());
     }
 
     #[test]
@@ -406,9 +421,14 @@ mod tests {
             ),
             (base().window(WindowKind::Count(0)), "window"),
             (
-                base().window(WindowKind::Count(10)).minimum_calls(11),
+                base()
+                    .failure_rate(0.5)
+                    .window(WindowKind::Count(10))
+                    .minimum_calls(11),
                 "minimum_calls",
             ),
+            (base().window(WindowKind::Count(u32::MAX)), "window"),
+            (base().no_consecutive_failures(), "consecutive_failures"),
             (base().minimum_calls(0), "minimum_calls"),
             (
                 base().window(WindowKind::Time {
@@ -470,8 +490,9 @@ mod tests {
             (base().success_threshold(0), "success_threshold"),
             (base().recovery_ramp(Duration::ZERO), "recovery_ramp"),
         ];
-        for (builder, field) in cases {
-            assert_eq!(field_of(builder), field);
+        for (i, (builder, field)) in cases.into_iter().enumerate() {
+            let result = builder.build().map(|_| ());
+            assert_eq!(result.map_err(|e| e.field()), Err(field), "case {i}");
         }
     }
 }

@@ -145,7 +145,8 @@ impl Event for BreakerEvent {
     fn level(&self) -> Level {
         match self {
             BreakerEvent::StateChanged {
-                to: State::Closed, ..
+                to: State::Closed | State::HalfOpen,
+                ..
             } => Level::INFO,
             BreakerEvent::StateChanged { .. } => Level::WARN,
             BreakerEvent::Rejected { .. } | BreakerEvent::WouldReject { .. } => Level::DEBUG,

@@ -252,7 +252,7 @@ where
                     self.classifier.clone(),
                 )
             }
-            Err(refusal) => ResponseFuture::refused(breaker.refusal_error(refusal)),
+            Err(refusal) => ResponseFuture::refused(breaker.reject(refusal)),
         }
     }
 }

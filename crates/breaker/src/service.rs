@@ -19,6 +19,11 @@ use crate::future::ResponseFuture;
 /// fail-fast admission a refused call is answered by `call` with [`CircuitOpen`](crate::CircuitOpen)
 /// and the inner service is neither polled nor called; in readiness admission `poll_ready`
 /// stays `Pending` until a probe may go.
+///
+/// A permit taken by `poll_ready` is the call's admission: a call readied while closed goes
+/// through even if the breaker trips before `call`, and a service readied while half-open
+/// holds its probe slot until it is called or dropped. Drop a readied service you will not
+/// call, as tower's contract expects.
 pub struct CircuitBreaker<S, C> {
     inner: S,
     breaker: Arc<Breaker>,
@@ -58,20 +63,19 @@ impl<S, C> CircuitBreaker<S, C> {
         crate::BreakerHandle::new(self.breaker.clone())
     }
 
-    /// Readiness admission: arranges a wake-up for when the refusal may end.
-    fn wait_for_admission(&mut self, refusal: Refusal, cx: &mut Context<'_>) {
-        // Any state change or operator action wakes the task...
-        self.breaker.wait(cx.waker());
-        // ...and so does the end of the open duration, which no one announces.
-        if refusal.state == crate::State::Open {
-            let deadline = self.breaker.open_until();
-            let sleep = self
-                .sleep
-                .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(deadline)));
-            sleep.as_mut().reset(deadline);
-            if sleep.as_mut().poll(cx).is_ready() {
-                cx.waker().wake_by_ref();
-            }
+    /// Readiness admission: an open breaker announces nothing when its open duration ends,
+    /// so a timer wakes the task then.
+    fn wake_when_open_ends(&mut self, refusal: Refusal, cx: &mut Context<'_>) {
+        if refusal.state != crate::State::Open {
+            return;
+        }
+        let deadline = self.breaker.open_until();
+        let sleep = self
+            .sleep
+            .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(deadline)));
+        sleep.as_mut().reset(deadline);
+        if sleep.as_mut().poll(cx).is_ready() {
+            cx.waker().wake_by_ref();
         }
     }
 }
@@ -108,24 +112,34 @@ where
     type Future = ResponseFuture<S::Future, C>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), BoxError>> {
-        if self.refusal.is_some() {
-            return Poll::Ready(Ok(()));
-        }
+        // A refusal from an earlier poll whose call never came may be stale: decide again.
+        self.refusal = None;
         if self.permit.is_none() {
-            match self.breaker.acquire() {
-                Ok(permit) => self.permit = Some(permit),
-                Err(refusal)
-                    if refusal.by_ramp || self.breaker.config.admission == Admission::FailFast =>
-                {
+            let refusal = match self.breaker.acquire() {
+                Ok(permit) => {
+                    self.permit = Some(permit);
+                    None
+                }
+                Err(refusal) => Some(refusal),
+            };
+            if let Some(refusal) = refusal {
+                if refusal.by_ramp || self.breaker.config.admission == Admission::FailFast {
                     self.refusal = Some(refusal);
                     return Poll::Ready(Ok(()));
                 }
-                Err(refusal) => {
-                    self.wait_for_admission(refusal, cx);
-                    // A probe slot may have come back between the refusal and the wait.
-                    match self.breaker.acquire() {
-                        Ok(permit) => self.permit = Some(permit),
-                        Err(_) => return Poll::Pending,
+                // Readiness admission: register for wake-ups first, then decide again, so a
+                // change between the refusal and the registration is not missed; the wait
+                // follows the latest refusal.
+                self.breaker.wait(cx.waker());
+                match self.breaker.acquire() {
+                    Ok(permit) => self.permit = Some(permit),
+                    Err(refusal) if refusal.by_ramp => {
+                        self.refusal = Some(refusal);
+                        return Poll::Ready(Ok(()));
+                    }
+                    Err(refusal) => {
+                        self.wake_when_open_ends(refusal, cx);
+                        return Poll::Pending;
                     }
                 }
             }
@@ -135,7 +149,7 @@ where
 
     fn call(&mut self, request: Req) -> Self::Future {
         if let Some(refusal) = self.refusal.take() {
-            return ResponseFuture::refused(self.breaker.refusal_error(refusal));
+            return ResponseFuture::refused(self.breaker.reject(refusal));
         }
         let permit = self
             .permit

@@ -106,11 +106,15 @@ impl CountWindow {
     }
 
     fn counts(&self) -> Counts {
-        let calls = u64::from(self.calls.load(Relaxed));
+        // A reader can catch a total mid-update (a concurrent writer that has subtracted
+        // what it pushed out before another added it), so the totals are read as signed
+        // and clamped: a passing -1 reads as 0, never as 4 billion.
+        let read = |total: &AtomicU32| u64::try_from(total.load(Relaxed) as i32).unwrap_or(0);
+        let calls = read(&self.calls);
         Counts {
             calls,
-            failures: u64::from(self.failures.load(Relaxed)).min(calls),
-            slow: u64::from(self.slow.load(Relaxed)).min(calls),
+            failures: read(&self.failures).min(calls),
+            slow: read(&self.slow).min(calls),
         }
     }
 
@@ -138,6 +142,10 @@ impl CountWindow {
 pub(crate) struct TimeWindow {
     buckets: Box<[Bucket]>,
     bucket_nanos: u64,
+    /// The full 64-bit epoch of the latest record. After an idle gap as long as the window,
+    /// every bucket has expired; checking this catches the 32-bit epoch tags of the buckets
+    /// wrapping around (a bucket idle for exactly 2^32 epochs would otherwise look live).
+    latest: AtomicU64,
 }
 
 #[derive(Debug)]
@@ -158,15 +166,33 @@ impl TimeWindow {
                 })
                 .collect(),
             bucket_nanos: bucket_nanos.max(1),
+            latest: AtomicU64::new(0),
         }
+    }
+
+    fn full_epoch(&self, now_nanos: u64) -> u64 {
+        now_nanos / self.bucket_nanos
     }
 
     fn epoch(&self, now_nanos: u64) -> u32 {
         // Truncation is intended: epochs are compared with wrapping arithmetic.
-        (now_nanos / self.bucket_nanos) as u32
+        self.full_epoch(now_nanos) as u32
+    }
+
+    /// Whether nothing was recorded for a whole window before `now`.
+    fn idle_for_a_window(&self, now_nanos: u64) -> bool {
+        let latest = self.latest.load(Relaxed);
+        self.full_epoch(now_nanos).saturating_sub(latest) >= self.buckets.len() as u64
     }
 
     fn record(&self, now_nanos: u64, sample: Sample) {
+        let full = self.full_epoch(now_nanos);
+        if self.latest.load(Relaxed) != full {
+            if self.idle_for_a_window(now_nanos) {
+                self.reset();
+            }
+            self.latest.fetch_max(full, Relaxed);
+        }
         let epoch = self.epoch(now_nanos);
         let bucket = &self.buckets[epoch as usize % self.buckets.len()];
         bump(&bucket.calls, epoch);
@@ -179,6 +205,9 @@ impl TimeWindow {
     }
 
     fn counts(&self, now_nanos: u64) -> Counts {
+        if self.idle_for_a_window(now_nanos) {
+            return Counts::default();
+        }
         let now = self.epoch(now_nanos);
         let len = self.buckets.len() as u32;
         let live = |counter: &AtomicU64| {
@@ -203,6 +232,7 @@ impl TimeWindow {
 
     fn reset(&self) {
         // A zero count adds nothing whichever epoch it is read as.
+        self.latest.store(0, Relaxed);
         for bucket in self.buckets.iter() {
             for counter in [&bucket.calls, &bucket.failures, &bucket.slow] {
                 counter.store(0, Relaxed);
@@ -354,6 +384,40 @@ mod tests {
         );
         // Long idle: everything expired, even though no one wrote.
         assert_eq!(window.counts(10_000), Counts::default());
+    }
+
+    #[test]
+    fn bucket_tags_wrapping_around_do_not_revive_old_counts() {
+        // One-nanosecond buckets: the 32-bit tags wrap every 2^32 ns.
+        let window = TimeWindow::new(4, 1);
+        window.record(1, FAIL);
+        window.record(2, FAIL);
+        let wrapped = 1u64 << 32;
+        assert_eq!(window.counts(wrapped + 2), Counts::default());
+        window.record(wrapped + 2, OK);
+        assert_eq!(
+            window.counts(wrapped + 2),
+            Counts {
+                calls: 1,
+                failures: 0,
+                slow: 0
+            }
+        );
+    }
+
+    #[test]
+    fn a_total_caught_below_zero_reads_as_zero() {
+        let window = CountWindow::new(4);
+        window.failures.store(u32::MAX, Relaxed);
+        window.calls.store(3, Relaxed);
+        assert_eq!(
+            window.counts(),
+            Counts {
+                calls: 3,
+                failures: 0,
+                slow: 0
+            }
+        );
     }
 
     #[test]

@@ -236,3 +236,40 @@ async fn racing_clones_never_exceed_the_probe_limit() {
     );
     assert_eq!(handle.snapshot().probes_in_flight, 0);
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_refusal_whose_call_never_came_is_decided_again() {
+    let (mut service, control, layer) = guarded(tripping(Admission::FailFast));
+    control.fail();
+    call(&mut service).await.unwrap_err();
+    // Readied while open, then abandoned before the call.
+    service.ready().await.unwrap();
+    layer.handle().reset();
+    control.succeed();
+    assert_eq!(service.ready().await.unwrap().call(9).await.unwrap(), 9);
+}
+
+#[tokio::test(start_paused = true)]
+async fn waiting_in_readiness_mode_is_not_counted_as_a_rejection() {
+    let (service, control, layer) = guarded(tripping(Admission::Readiness));
+    control.fail();
+    call(&mut service.clone()).await.unwrap_err();
+    control.succeed();
+    let waiting = tokio::spawn(service.clone().oneshot(1));
+    tokio::task::yield_now().await;
+    assert_eq!(waiting.await.unwrap().unwrap(), 1);
+    assert_eq!(layer.handle().snapshot().rejected, 0);
+}
+
+#[tokio::test(start_paused = true)]
+async fn fail_fast_counts_each_refused_call_once() {
+    let (mut service, control, layer) = guarded(tripping(Admission::FailFast));
+    control.fail();
+    call(&mut service).await.unwrap_err();
+    for _ in 0..3 {
+        // Polled twice before each call: still one rejection per call.
+        service.ready().await.unwrap();
+        assert!(refused(&call(&mut service).await));
+    }
+    assert_eq!(layer.handle().snapshot().rejected, 3);
+}

@@ -54,6 +54,9 @@ fn settings() -> impl Strategy<Value = Settings> {
                 successes,
             },
         )
+        .prop_filter("a breaker needs a trip condition", |s| {
+            s.consecutive.is_some() || s.rate.is_some()
+        })
 }
 
 /// The rules, written as plainly as possible.
