@@ -36,6 +36,7 @@ enum Kind<F, C> {
 }
 
 impl<F, C> ResponseFuture<F, C> {
+    #[inline]
     pub(crate) fn new(future: F, permit: Permit, started: Option<Instant>, classifier: C) -> Self {
         ResponseFuture {
             kind: Kind::Called {
@@ -64,6 +65,7 @@ where
 {
     type Output = Result<T, BoxError>;
 
+    #[inline]
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         match self.project().kind.project() {
             KindProjection::Called {

@@ -111,6 +111,7 @@ where
     type Error = BoxError;
     type Future = ResponseFuture<S::Future, C>;
 
+    #[inline]
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), BoxError>> {
         // A refusal from an earlier poll whose call never came may be stale: decide again.
         self.refusal = None;
@@ -147,6 +148,7 @@ where
         self.inner.poll_ready(cx).map_err(Into::into)
     }
 
+    #[inline]
     fn call(&mut self, request: Req) -> Self::Future {
         if let Some(refusal) = self.refusal.take() {
             return ResponseFuture::refused(self.breaker.reject(refusal));
