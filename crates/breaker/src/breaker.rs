@@ -235,12 +235,14 @@ impl Breaker {
 
     /// Whether the recovery ramp refuses this call: after closing, the share admitted grows
     /// linearly from 0 to 1 over the ramp; admissions are spread evenly by a counter.
-    #[inline]
+    #[inline(always)]
     fn ramp_refuses(&self) -> bool {
         let until = self.ramp_until.load(Relaxed);
-        if until == 0 {
-            return false;
-        }
+        until != 0 && self.ramp_refuses_until(until)
+    }
+
+    #[cold]
+    fn ramp_refuses_until(&self, until: u64) -> bool {
         let Some(ramp) = self.config.ramp else {
             return false;
         };

@@ -36,7 +36,7 @@ enum Kind<F, C> {
 }
 
 impl<F, C> ResponseFuture<F, C> {
-    #[inline]
+    #[inline(always)]
     pub(crate) fn new(future: F, permit: Permit, started: Option<Instant>, classifier: C) -> Self {
         ResponseFuture {
             kind: Kind::Called {

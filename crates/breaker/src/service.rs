@@ -148,7 +148,7 @@ where
         self.inner.poll_ready(cx).map_err(Into::into)
     }
 
-    #[inline]
+    #[inline(always)]
     fn call(&mut self, request: Req) -> Self::Future {
         if let Some(refusal) = self.refusal.take() {
             return ResponseFuture::refused(self.breaker.reject(refusal));
