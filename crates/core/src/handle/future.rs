@@ -30,6 +30,7 @@ enum State<F> {
 }
 
 impl<F> ResponseFuture<F> {
+    #[inline(always)]
     pub(super) fn new(future: F, grpc: bool) -> Self {
         ResponseFuture {
             state: State::Inner { future, grpc },
@@ -51,6 +52,7 @@ where
 {
     type Output = Result<Response<B>, Infallible>;
 
+    #[inline]
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let Projection { state } = self.project();
         let response = match state.project() {

@@ -58,6 +58,7 @@ where
     type Error = Infallible;
     type Future = ResponseFuture<S::Future>;
 
+    #[inline]
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
         if self.ready_error.is_some() {
             return Poll::Ready(Ok(()));
@@ -70,6 +71,7 @@ where
         Poll::Ready(Ok(()))
     }
 
+    #[inline(always)]
     fn call(&mut self, request: Request<ReqBody>) -> Self::Future {
         let grpc = is_grpc_request(request.headers());
         match self.ready_error.take() {
