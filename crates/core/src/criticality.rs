@@ -59,7 +59,7 @@ impl Criticality {
     /// Parses a header value.
     ///
     /// Accepts the four names in any ASCII case, with `-` or `_` between the words
-    /// (`critical-plus`, `CRITICAL_PLUS`), and ignores surrounding spaces and tabs. Anything
+    /// (`critical-plus`, `CRITICAL_PLUS`), and ignores surrounding ASCII whitespace. Anything
     /// else is an error; it never panics.
     pub fn parse_bytes(value: &[u8]) -> Result<Criticality, ParseCriticalityError> {
         let value = value.trim_ascii();
@@ -216,6 +216,28 @@ mod tests {
     }
 
     proptest! {
+        #[test]
+        fn every_spelling_of_a_level_parses_to_it(
+            level in proptest::sample::select(Criticality::ALL.to_vec()),
+            upper in proptest::collection::vec(any::<bool>(), 14),
+            underscore in any::<bool>(),
+            before in "[ \t]{0,3}",
+            after in "[ \t]{0,3}",
+        ) {
+            let spelled: String = level
+                .as_str()
+                .chars()
+                .zip(upper.iter().cycle())
+                .map(|(c, up)| match c {
+                    '-' if underscore => '_',
+                    c if *up => c.to_ascii_uppercase(),
+                    c => c,
+                })
+                .collect();
+            let text = format!("{before}{spelled}{after}");
+            prop_assert_eq!(text.parse::<Criticality>(), Ok(level));
+        }
+
         #[test]
         fn parsing_arbitrary_bytes_never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..40)) {
             if let Ok(level) = Criticality::parse_bytes(&bytes) {

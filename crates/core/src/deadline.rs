@@ -6,7 +6,6 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use pin_project::pin_project;
-use tokio::task::futures::TaskLocalFuture;
 use tokio::time::Instant;
 
 tokio::task_local! {
@@ -103,6 +102,8 @@ impl Deadline {
     ///
     /// Scopes only ever shorten: inside a scope whose deadline is earlier, the earlier one
     /// stays current, because work done for a caller cannot outlive the caller's deadline.
+    /// The comparison is made each time the future is polled, so it holds however the
+    /// scoped future is later nested (built here, awaited inside another scope).
     ///
     /// ```
     /// use std::time::Duration;
@@ -123,9 +124,9 @@ impl Deadline {
     /// # }
     /// ```
     pub fn scope<F: Future>(self, future: F) -> DeadlineScope<F> {
-        let effective = self.earliest(Deadline::current());
         DeadlineScope {
-            inner: CURRENT.scope(effective, future),
+            deadline: self,
+            inner: future,
         }
     }
 
@@ -144,15 +145,20 @@ impl Deadline {
 /// Future returned by [`Deadline::scope`]: the wrapped future, run with a current deadline.
 #[pin_project]
 pub struct DeadlineScope<F> {
+    deadline: Deadline,
     #[pin]
-    inner: TaskLocalFuture<Deadline, F>,
+    inner: F,
 }
 
 impl<F: Future> Future for DeadlineScope<F> {
     type Output = F::Output;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
-        self.project().inner.poll(cx)
+        let this = self.project();
+        // The enclosing scope is the one current at this poll, wherever this future went.
+        let effective = this.deadline.earliest(Deadline::current());
+        let inner = this.inner;
+        CURRENT.sync_scope(effective, || inner.poll(cx))
     }
 }
 
@@ -223,6 +229,22 @@ mod tests {
             .scope(async move { long.scope(async { Deadline::current() }).await })
             .await;
         assert_eq!(extended, Some(short));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_scope_built_outside_still_only_shortens_where_it_is_awaited() {
+        let long = Deadline::after(Duration::from_secs(10));
+        let short = Deadline::after(Duration::from_secs(1));
+        // Built with no scope around it, then awaited inside the short one.
+        let built_early = long.scope(async { Deadline::current() });
+        let seen = short.scope(built_early).await;
+        assert_eq!(seen, Some(short));
+        // And across awaits inside it.
+        let built_early = long.scope(async {
+            sleep(Duration::from_millis(10)).await;
+            Deadline::current()
+        });
+        assert_eq!(short.scope(built_early).await, Some(short));
     }
 
     #[tokio::test(start_paused = true)]

@@ -155,6 +155,12 @@ mod tests {
 
     proptest! {
         #[test]
+        fn every_code_parses_with_or_without_a_leading_zero(code in 0i32..=16, zero in any::<bool>()) {
+            let text = if zero && code < 10 { format!("0{code}") } else { code.to_string() };
+            prop_assert_eq!(GrpcCode::parse(text.as_bytes()).map(GrpcCode::as_i32), Some(code));
+        }
+
+        #[test]
         fn parse_never_panics_and_accepts_only_defined_codes(bytes in proptest::collection::vec(any::<u8>(), 0..12)) {
             if let Some(code) = GrpcCode::parse(&bytes) {
                 let text = std::str::from_utf8(&bytes).unwrap();

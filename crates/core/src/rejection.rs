@@ -11,6 +11,8 @@ use crate::{BoxError, GrpcCode, Name};
 
 #[cfg(feature = "http")]
 pub use self::response::is_grpc_request;
+#[cfg(feature = "http")]
+pub(crate) use self::response::Protocol;
 
 /// Why a layer refused a call. Decides the HTTP status and gRPC code it maps to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

@@ -8,7 +8,8 @@ use pin_project::pin_project;
 
 use crate::grpc::GrpcCode;
 use crate::rejection::response::grpc_error_response;
-use crate::{BoxError, Rejection};
+use crate::rejection::Protocol;
+use crate::{BoxError, Rejection, RejectionKind};
 
 /// Response future of [`HandleRejections`](super::HandleRejections).
 #[pin_project(project = Projection)]
@@ -24,16 +25,16 @@ enum State<F> {
     Inner {
         #[pin]
         future: F,
-        grpc: bool,
+        protocol: Protocol,
     },
     Ready(Option<Response<()>>),
 }
 
 impl<F> ResponseFuture<F> {
     #[inline(always)]
-    pub(super) fn new(future: F, grpc: bool) -> Self {
+    pub(super) fn new(future: F, protocol: Protocol) -> Self {
         ResponseFuture {
-            state: State::Inner { future, grpc },
+            state: State::Inner { future, protocol },
         }
     }
 
@@ -56,9 +57,9 @@ where
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let Projection { state } = self.project();
         let response = match state.project() {
-            StateProjection::Inner { future, grpc } => match ready!(future.poll(cx)) {
+            StateProjection::Inner { future, protocol } => match ready!(future.poll(cx)) {
                 Ok(response) => return Poll::Ready(Ok(response)),
-                Err(error) => error_response(&error.into(), *grpc),
+                Err(error) => error_response(&error.into(), *protocol),
             },
             StateProjection::Ready(response) => response
                 .take()
@@ -69,27 +70,53 @@ where
 }
 
 /// The response for an error: its rejection's response, or 500 / `UNKNOWN`.
-pub(super) fn error_response(error: &BoxError, grpc: bool) -> Response<()> {
-    match Rejection::find(&**error) {
+pub(super) fn error_response(error: &BoxError, protocol: Protocol) -> Response<()> {
+    let tower_rejection;
+    let rejection = match Rejection::find(&**error) {
+        Some(rejection) => Some(rejection),
+        None => {
+            tower_rejection = tower_equivalent(error);
+            tower_rejection.as_ref()
+        }
+    };
+    match rejection {
         Some(rejection) => {
             tracing::debug!(%rejection, "request rejected");
-            let mut response = if grpc {
-                rejection.to_grpc_response()
-            } else {
-                rejection.to_http_response()
-            };
+            let mut response = rejection.to_response_for(protocol);
             response.extensions_mut().insert(rejection.clone());
             response
         }
         None => {
             tracing::error!(error = %error, "request failed inside the service stack");
-            if grpc {
-                grpc_error_response(GrpcCode::Unknown, "internal error")
-            } else {
-                let mut response = Response::new(());
-                *response.status_mut() = StatusCode::INTERNAL_SERVER_ERROR;
-                response
+            match protocol.grpc_content_type() {
+                Some(content_type) => {
+                    grpc_error_response(GrpcCode::Unknown, "internal error", content_type)
+                }
+                None => {
+                    let mut response = Response::new(());
+                    *response.status_mut() = StatusCode::INTERNAL_SERVER_ERROR;
+                    response
+                }
             }
         }
     }
+}
+
+/// tower's own refusals, answered like ours: `LoadShed`'s `Overloaded` as overloaded (503),
+/// `Timeout`'s `Elapsed` as deadline exceeded (504).
+fn tower_equivalent(error: &BoxError) -> Option<Rejection> {
+    let mut next: Option<&(dyn std::error::Error + 'static)> = Some(&**error);
+    while let Some(error) = next {
+        if error.is::<tower::load_shed::error::Overloaded>() {
+            return Some(Rejection::new(RejectionKind::Overloaded, "tower-load-shed"));
+        }
+        if error.is::<tower::timeout::error::Elapsed>() {
+            return Some(Rejection::new(
+                RejectionKind::DeadlineExceeded,
+                "tower-timeout",
+            ));
+        }
+        next = error.source();
+    }
+    None
 }

@@ -10,8 +10,12 @@ use super::HandleRejections;
 ///   `RESOURCE_EXHAUSTED`, `DEADLINE_EXCEEDED` with `grpc-retry-pushback-ms`). The
 ///   [`Rejection`](crate::Rejection) is also put in the response's extensions, so layers
 ///   above can tell a rejection from an answer of the inner service.
+/// - tower's own refusals are answered the same way: `LoadShed`'s `Overloaded` as
+///   overloaded (503 / `RESOURCE_EXHAUSTED`), `Timeout`'s `Elapsed` as deadline exceeded
+///   (504 / `DEADLINE_EXCEEDED`).
 /// - Any other error becomes HTTP 500 or gRPC `UNKNOWN`, and is logged at `error` level;
 ///   its text is not sent to the client.
+/// - gRPC-Web requests get gRPC-Web content types back.
 ///
 /// The service's error type is [`Infallible`](std::convert::Infallible), which is what axum
 /// routers and tonic servers require of their layers. Place it outermost in the stack.

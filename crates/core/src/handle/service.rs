@@ -5,7 +5,7 @@ use http::{Request, Response};
 use tower_service::Service;
 
 use super::future::{error_response, ResponseFuture};
-use crate::rejection::is_grpc_request;
+use crate::rejection::Protocol;
 use crate::BoxError;
 
 /// Middleware that turns errors into responses. See [`HandleRejectionsLayer`](super::HandleRejectionsLayer).
@@ -64,7 +64,9 @@ where
             return Poll::Ready(Ok(()));
         }
         // A readiness error (a closed buffer, a refusing readiness-mode layer) cannot be
-        // returned as `Infallible`: keep it and answer the next call with it.
+        // returned as `Infallible`: keep it and answer the next call with it. The inner
+        // service is polled again after that call; services that fail for good keep
+        // answering with their error, which keeps turning into responses.
         if let Err(error) = std::task::ready!(self.inner.poll_ready(cx)) {
             self.ready_error = Some(error.into());
         }
@@ -73,10 +75,10 @@ where
 
     #[inline(always)]
     fn call(&mut self, request: Request<ReqBody>) -> Self::Future {
-        let grpc = is_grpc_request(request.headers());
+        let protocol = Protocol::of(request.headers());
         match self.ready_error.take() {
-            Some(error) => ResponseFuture::ready(error_response(&error, grpc)),
-            None => ResponseFuture::new(self.inner.call(request), grpc),
+            Some(error) => ResponseFuture::ready(error_response(&error, protocol)),
+            None => ResponseFuture::new(self.inner.call(request), protocol),
         }
     }
 }
@@ -183,5 +185,36 @@ mod tests {
         let response = service.clone().oneshot(request(false)).await.unwrap();
         assert_eq!(response.status(), 200);
         assert_eq!(control.calls(), 1);
+    }
+}
+
+#[cfg(all(test, feature = "testing"))]
+mod tower_errors {
+    use super::*;
+    use crate::testing::controlled;
+    use std::time::Duration;
+    use tower::ServiceExt;
+
+    fn answer(request: Request<()>) -> Response<String> {
+        drop(request);
+        Response::new(String::new())
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn tower_load_shed_and_timeout_are_answered_like_rejections() {
+        let (inner, control) = controlled::<Request<()>>();
+        let inner = inner.map_response(answer as fn(Request<()>) -> Response<String>);
+
+        control.pause();
+        let shed = HandleRejections::new(tower::load_shed::LoadShed::new(inner.clone()));
+        let response = shed.oneshot(Request::new(())).await.unwrap();
+        assert_eq!(response.status(), 503);
+
+        control.ready();
+        control.hang();
+        let timeout =
+            HandleRejections::new(tower::timeout::Timeout::new(inner, Duration::from_secs(1)));
+        let response = timeout.oneshot(Request::new(())).await.unwrap();
+        assert_eq!(response.status(), 504);
     }
 }

@@ -12,6 +12,10 @@ use crate::grpc::{GrpcCode, GRPC_MESSAGE, GRPC_RETRY_PUSHBACK_MS, GRPC_STATUS};
 /// integer (about 24.8 days).
 const MAX_PUSHBACK_MS: u128 = i32::MAX as u128;
 
+/// The largest `Retry-After` written, in seconds (about 68 years), so clients that read it
+/// into 32 bits do not overflow.
+const MAX_RETRY_AFTER_SECS: u64 = i32::MAX as u64;
+
 /// Whether a request is a gRPC call (`content-type: application/grpc`, `application/grpc+proto`,
 /// `application/grpc-web`, ...), and so wants its errors as gRPC statuses.
 ///
@@ -23,11 +27,56 @@ const MAX_PUSHBACK_MS: u128 = i32::MAX as u128;
 /// assert!(!is_grpc_request(&headers));
 /// headers.insert("content-type", "application/grpc+proto".parse().unwrap());
 /// assert!(is_grpc_request(&headers));
+/// headers.insert("content-type", "application/grpcfoo".parse().unwrap());
+/// assert!(!is_grpc_request(&headers));
 /// ```
 pub fn is_grpc_request(headers: &HeaderMap) -> bool {
-    headers
-        .get(CONTENT_TYPE)
-        .is_some_and(|v| v.as_bytes().starts_with(b"application/grpc"))
+    Protocol::of(headers) != Protocol::Http
+}
+
+/// How a request wants its errors: by its `content-type`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Protocol {
+    Http,
+    Grpc,
+    GrpcWeb,
+    GrpcWebText,
+}
+
+impl Protocol {
+    pub(crate) fn of(headers: &HeaderMap) -> Protocol {
+        let Some(value) = headers.get(CONTENT_TYPE) else {
+            return Protocol::Http;
+        };
+        let value = value.as_bytes();
+        let prefix = b"application/grpc";
+        if value.len() < prefix.len() || !value[..prefix.len()].eq_ignore_ascii_case(prefix) {
+            return Protocol::Http;
+        }
+        // What may follow: nothing, a `+codec`, parameters, or the grpc-web variants.
+        let rest = &value[prefix.len()..];
+        let starts =
+            |with: &[u8]| rest.len() >= with.len() && rest[..with.len()].eq_ignore_ascii_case(with);
+        if starts(b"-web-text") {
+            Protocol::GrpcWebText
+        } else if starts(b"-web") {
+            Protocol::GrpcWeb
+        } else if rest.is_empty() || rest[0] == b'+' || rest[0] == b';' {
+            Protocol::Grpc
+        } else {
+            Protocol::Http
+        }
+    }
+
+    /// The content type of an error response in this protocol; `None` for plain HTTP.
+    pub(crate) fn grpc_content_type(self) -> Option<&'static str> {
+        match self {
+            Protocol::Http => None,
+            Protocol::Grpc => Some("application/grpc"),
+            Protocol::GrpcWeb => Some("application/grpc-web"),
+            Protocol::GrpcWebText => Some("application/grpc-web-text"),
+        }
+    }
 }
 
 impl Rejection {
@@ -42,8 +91,9 @@ impl Rejection {
     }
 
     /// An HTTP response for this rejection: 503, 429 or 504 by kind, with `Retry-After` in
-    /// whole seconds (rounded up, so clients never come back early) when the layer gave a
-    /// wait. The body is `B::default()` (empty for axum's and hyper's bodies).
+    /// whole seconds (rounded up, so clients never come back early; capped at `i32::MAX`)
+    /// when the layer gave a wait. The body is `B::default()` (empty for axum's and hyper's
+    /// bodies).
     ///
     /// ```
     /// use std::time::Duration;
@@ -68,7 +118,8 @@ impl Rejection {
 
     /// A gRPC *trailers-only* response for this rejection: HTTP 200 with `grpc-status`
     /// (`UNAVAILABLE`, `RESOURCE_EXHAUSTED` or `DEADLINE_EXCEEDED` by kind), `grpc-message`
-    /// (percent-encoded as the gRPC spec requires) and, when the layer gave a wait,
+    /// (the kind and reason, such as `bulkhead full (queue full)`; the layer's name stays
+    /// on the server, like the text of other errors) and, when the layer gave a wait,
     /// `grpc-retry-pushback-ms` (rounded up, capped at `i32::MAX`).
     ///
     /// ```
@@ -82,8 +133,20 @@ impl Rejection {
     /// assert_eq!(response.headers()["grpc-retry-pushback-ms"], "250");
     /// ```
     pub fn to_grpc_response<B: Default>(&self) -> Response<B> {
+        self.to_response_for(Protocol::Grpc)
+    }
+
+    /// The response for a request of `protocol`.
+    pub(crate) fn to_response_for<B: Default>(&self, protocol: Protocol) -> Response<B> {
+        let Some(content_type) = protocol.grpc_content_type() else {
+            return self.to_http_response();
+        };
+        let message = match self.reason {
+            Some(reason) => format!("{} ({reason})", self.kind),
+            None => self.kind.to_string(),
+        };
         let mut response =
-            grpc_error_response(self.grpc_code(), &percent_encode(&self.to_string()));
+            grpc_error_response(self.grpc_code(), &percent_encode(&message), content_type);
         if let Some(wait) = self.retry_after {
             response.headers_mut().insert(
                 GRPC_RETRY_PUSHBACK_MS,
@@ -95,10 +158,14 @@ impl Rejection {
 }
 
 /// A trailers-only gRPC response with `code` and an already percent-encoded message.
-pub(crate) fn grpc_error_response<B: Default>(code: GrpcCode, message: &str) -> Response<B> {
+pub(crate) fn grpc_error_response<B: Default>(
+    code: GrpcCode,
+    message: &str,
+    content_type: &'static str,
+) -> Response<B> {
     let mut response = Response::new(B::default());
     let headers = response.headers_mut();
-    headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/grpc"));
+    headers.insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
     headers.insert(GRPC_STATUS, HeaderValue::from_static(code.as_header_str()));
     // Percent-encoding leaves only visible ASCII, which is always a valid header value.
     if let Ok(message) = HeaderValue::from_str(message) {
@@ -110,6 +177,7 @@ pub(crate) fn grpc_error_response<B: Default>(code: GrpcCode, message: &str) -> 
 fn retry_after_seconds(wait: Duration) -> u64 {
     wait.as_secs()
         .saturating_add(u64::from(wait.subsec_nanos() > 0))
+        .min(MAX_RETRY_AFTER_SECS)
 }
 
 fn pushback_millis(wait: Duration) -> u32 {
@@ -160,7 +228,7 @@ mod tests {
             (Duration::from_secs(1), "1"),
             (Duration::from_millis(1001), "2"),
             (Duration::from_secs(300), "300"),
-            (Duration::MAX, "18446744073709551615"),
+            (Duration::MAX, "2147483647"),
         ];
         for (wait, header) in cases {
             let response: Response<()> = Rejection::new(RejectionKind::Throttled, "x")
@@ -179,10 +247,7 @@ mod tests {
         let headers = response.headers();
         assert_eq!(headers[CONTENT_TYPE], "application/grpc");
         assert_eq!(headers[GRPC_STATUS], "4");
-        assert_eq!(
-            headers[GRPC_MESSAGE],
-            "deadline exceeded, rejected by `edge`; retry after 1.5ms"
-        );
+        assert_eq!(headers[GRPC_MESSAGE], "deadline exceeded");
         assert_eq!(headers[GRPC_RETRY_PUSHBACK_MS], "2");
     }
 
@@ -194,13 +259,40 @@ mod tests {
     }
 
     #[test]
-    fn grpc_message_is_percent_encoded() {
-        let layer = String::from("naïve 100%\nname");
-        let response: Response<()> =
-            Rejection::new(RejectionKind::CircuitOpen, layer).to_grpc_response();
+    fn grpc_message_names_the_kind_and_reason_not_the_layer() {
+        let response: Response<()> = Rejection::new(RejectionKind::BulkheadFull, "payments-db")
+            .with_reason("queue full")
+            .to_grpc_response();
         assert_eq!(
             response.headers()[GRPC_MESSAGE],
-            "circuit open, rejected by `na%C3%AFve 100%25%0Aname`"
+            "bulkhead full (queue full)"
         );
+    }
+
+    #[test]
+    fn percent_encoding_covers_non_ascii_percent_and_controls() {
+        assert_eq!(percent_encode("naïve 100%\nok"), "na%C3%AFve 100%25%0Aok");
+    }
+
+    #[test]
+    fn protocols_by_content_type() {
+        let of = |value: &str| {
+            let mut headers = HeaderMap::new();
+            headers.insert(CONTENT_TYPE, HeaderValue::from_str(value).unwrap());
+            Protocol::of(&headers)
+        };
+        assert_eq!(of("application/grpc"), Protocol::Grpc);
+        assert_eq!(of("application/grpc+proto"), Protocol::Grpc);
+        assert_eq!(of("Application/GRPC;charset=utf-8"), Protocol::Grpc);
+        assert_eq!(of("application/grpc-web"), Protocol::GrpcWeb);
+        assert_eq!(of("application/grpc-web+proto"), Protocol::GrpcWeb);
+        assert_eq!(of("application/grpc-web-text+proto"), Protocol::GrpcWebText);
+        assert_eq!(of("application/grpcfoo"), Protocol::Http);
+        assert_eq!(of("application/json"), Protocol::Http);
+        assert_eq!(of("application/grp"), Protocol::Http);
+        assert_eq!(Protocol::of(&HeaderMap::new()), Protocol::Http);
+        let web: Response<()> =
+            Rejection::new(RejectionKind::Overloaded, "x").to_response_for(Protocol::GrpcWeb);
+        assert_eq!(web.headers()[CONTENT_TYPE], "application/grpc-web");
     }
 }

@@ -258,7 +258,9 @@ impl<Req> Service<Req> for Controlled<Req> {
             Readiness::Ready => Poll::Ready(Ok(())),
             Readiness::Fail => Poll::Ready(Err(TestError.into())),
             Readiness::Pending => {
-                control.waiting.push(cx.waker().clone());
+                if !control.waiting.iter().any(|w| w.will_wake(cx.waker())) {
+                    control.waiting.push(cx.waker().clone());
+                }
                 Poll::Pending
             }
         }
@@ -280,7 +282,8 @@ impl<Req> Service<Req> for Controlled<Req> {
         ControlledFuture {
             request: Some(request),
             behavior,
-            delay: (!delay.is_zero()).then(|| sleep(delay)),
+            delay,
+            sleep: None,
             track: Track {
                 shared: shared.clone(),
                 done: false,
@@ -294,8 +297,10 @@ impl<Req> Service<Req> for Controlled<Req> {
 pub struct ControlledFuture<Req> {
     request: Option<Req>,
     behavior: Behavior,
+    delay: Duration,
+    /// Started on the first poll, so `call` works outside a runtime.
     #[pin]
-    delay: Option<Sleep>,
+    sleep: Option<Sleep>,
     track: Track,
 }
 
@@ -311,9 +316,14 @@ impl<Req> Future for ControlledFuture<Req> {
     type Output = Result<Req, BoxError>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let this = self.project();
-        if let Some(delay) = this.delay.as_pin_mut() {
-            ready!(delay.poll(cx));
+        let mut this = self.project();
+        if !this.delay.is_zero() {
+            if this.sleep.is_none() {
+                this.sleep.set(Some(sleep(*this.delay)));
+            }
+            if let Some(sleep) = this.sleep.as_pin_mut() {
+                ready!(sleep.poll(cx));
+            }
         }
         let result = match this.behavior {
             Behavior::Hang => return Poll::Pending,
