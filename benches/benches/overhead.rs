@@ -118,6 +118,28 @@ fn circuit_breaker_window_flatness(c: &mut Criterion) {
     group.finish();
 }
 
+/// Our bulkhead with a free permit beside tower's `ConcurrencyLimit` (above) and
+/// tower-resilience's bulkhead (above).
+fn bulkhead(c: &mut Criterion) {
+    use tower::Layer;
+    use tower_bulwark::bulkhead::{Admission, BulkheadLayer};
+
+    let mut group = c.benchmark_group("ready_call");
+    for (name, admission) in [
+        ("bulwark_bulkhead_reject", Admission::Reject),
+        ("bulwark_bulkhead_backpressure", Admission::Backpressure),
+    ] {
+        let layer = BulkheadLayer::builder()
+            .max_concurrent(1024)
+            .max_queue(64)
+            .admission(admission)
+            .build()
+            .expect("bulkhead config");
+        bench_ready_call(&mut group, name, layer.layer(Noop), || 7u64);
+    }
+    group.finish();
+}
+
 /// Two threads sharing one breaker (and, for comparison, one `ConcurrencyLimit`).
 fn two_threads(c: &mut Criterion) {
     use tower::Layer;
@@ -136,6 +158,16 @@ fn two_threads(c: &mut Criterion) {
         &mut group,
         "bulwark_breaker_default",
         CircuitBreakerLayer::new().layer(Noop),
+        || 7u64,
+    );
+    let bulkhead = tower_bulwark::bulkhead::BulkheadLayer::builder()
+        .max_concurrent(1024)
+        .build()
+        .expect("bulkhead config");
+    bench_two_threads(
+        &mut group,
+        "bulwark_bulkhead_reject",
+        bulkhead.layer(Noop),
         || 7u64,
     );
     group.finish();
@@ -219,6 +251,7 @@ criterion_group!(
     tower_resilience_peers,
     circuit_breaker,
     circuit_breaker_window_flatness,
+    bulkhead,
     two_threads,
     http_layers
 );

@@ -130,6 +130,23 @@ fn circuit_breaker_allocates_nothing_while_closed() {
     assert_eq!(allocations(time.layer(Noop), || 7u64), 0, "time window");
 }
 
+/// A bulkhead call that finds a free permit, in both admission modes.
+#[test]
+fn bulkhead_allocates_nothing_with_a_free_permit() {
+    use tower::Layer;
+    use tower_bulwark::bulkhead::{Admission, BulkheadLayer};
+
+    for admission in [Admission::Reject, Admission::Backpressure] {
+        let layer = BulkheadLayer::builder()
+            .max_concurrent(64)
+            .max_queue(16)
+            .admission(admission)
+            .build()
+            .unwrap();
+        assert_eq!(allocations(layer.layer(Noop), || 7u64), 0, "{admission:?}");
+    }
+}
+
 /// tower's own middleware, measured so pattern crates can compare: each is expected to
 /// allocate nothing per call after warm-up. If a tower release changes that, this test
 /// names which one.

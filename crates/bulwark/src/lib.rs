@@ -8,6 +8,10 @@ pub mod prelude;
 #[cfg(feature = "breaker")]
 pub use tower_bulwark_breaker as breaker;
 
+/// The bulkhead: [`tower-bulwark-bulkhead`](https://docs.rs/tower-bulwark-bulkhead).
+#[cfg(feature = "bulkhead")]
+pub use tower_bulwark_bulkhead as bulkhead;
+
 // The shared contracts of `tower-bulwark-core`, by module and flat.
 #[cfg(feature = "testing")]
 pub use tower_bulwark_core::testing;

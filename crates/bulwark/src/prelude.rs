@@ -2,6 +2,8 @@
 
 #[cfg(feature = "breaker")]
 pub use tower_bulwark_breaker::{CircuitBreakerLayer, CircuitOpen};
+#[cfg(feature = "bulkhead")]
+pub use tower_bulwark_bulkhead::{BulkheadFull, BulkheadLayer};
 pub use tower_bulwark_core::{
     find_rejection, BoxError, Classify, Criticality, Deadline, ErrorsAreFailures, Outcome,
     Rejection, RejectionKind,

@@ -1,0 +1,364 @@
+//! The compartment: a bounded number of permits and a bounded FIFO queue of waiters.
+//!
+//! A call that finds a free permit and nobody waiting takes it with one compare-and-swap and
+//! no lock. Everything else (queueing, handing a released permit to the next waiter,
+//! cancelling) takes the queue's mutex. A released permit goes straight to the waiter at the
+//! front, so newcomers cannot overtake the queue.
+
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicU64, AtomicU8, AtomicUsize, Ordering::*};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::task::{Context, Poll, Waker};
+use std::time::Duration;
+
+use tower_bulwark_core::Name;
+
+#[derive(Debug)]
+pub(crate) struct Compartment {
+    pub(crate) name: Name,
+    max_concurrent: AtomicUsize,
+    max_queue: AtomicUsize,
+    in_flight: AtomicUsize,
+    /// Waiters still waiting (cancelled ones may linger in `queue` until they reach its
+    /// front, but are not counted here).
+    queued: AtomicUsize,
+    queue: Mutex<VecDeque<Arc<Waiter>>>,
+    pub(crate) stats: Stats,
+}
+
+/// Counters for the handle.
+#[derive(Debug, Default)]
+pub(crate) struct Stats {
+    pub(crate) peak_in_flight: AtomicUsize,
+    pub(crate) rejected_queue_full: AtomicU64,
+    pub(crate) rejected_wait_timeout: AtomicU64,
+    pub(crate) rejected_deadline: AtomicU64,
+    /// Mean time granted waiters waited, as an exponentially weighted average (nanoseconds).
+    pub(crate) mean_wait_nanos: AtomicU64,
+}
+
+#[derive(Debug)]
+struct Waiter {
+    state: AtomicU8,
+    waker: Mutex<Option<Waker>>,
+}
+
+const WAITING: u8 = 0;
+const GRANTED: u8 = 1;
+const CANCELLED: u8 = 2;
+
+/// Where a call stands after asking for a permit.
+#[derive(Debug)]
+pub(crate) enum Admission {
+    Admitted(Permit),
+    Queued(Ticket),
+    QueueFull,
+}
+
+impl Compartment {
+    pub(crate) fn new(name: Name, max_concurrent: usize, max_queue: usize) -> Self {
+        Compartment {
+            name,
+            max_concurrent: AtomicUsize::new(max_concurrent),
+            max_queue: AtomicUsize::new(max_queue),
+            in_flight: AtomicUsize::new(0),
+            queued: AtomicUsize::new(0),
+            queue: Mutex::new(VecDeque::new()),
+            stats: Stats::default(),
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, VecDeque<Arc<Waiter>>> {
+        self.queue.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Takes a permit if one is free, nobody is waiting.
+    fn take_free(&self) -> bool {
+        let max = self.max_concurrent.load(Relaxed);
+        let taken = self
+            .in_flight
+            .fetch_update(SeqCst, SeqCst, |n| (n < max).then_some(n + 1));
+        if let Ok(before) = taken {
+            if before + 1 > self.stats.peak_in_flight.load(Relaxed) {
+                self.stats.peak_in_flight.fetch_max(before + 1, Relaxed);
+            }
+        }
+        taken.is_ok()
+    }
+
+    /// A permit now, a place in the queue, or a refusal because the queue is full.
+    /// `bounded: false` queues without limit (backpressure admission).
+    #[inline]
+    pub(crate) fn admit(self: &Arc<Self>, bounded: bool) -> Admission {
+        if self.queued.load(SeqCst) == 0 && self.take_free() {
+            return Admission::Admitted(Permit {
+                compartment: self.clone(),
+            });
+        }
+        self.enqueue(bounded)
+    }
+
+    #[cold]
+    fn enqueue(self: &Arc<Self>, bounded: bool) -> Admission {
+        let mut queue = self.lock();
+        if self.queued.load(SeqCst) == 0 && self.take_free() {
+            return Admission::Admitted(Permit {
+                compartment: self.clone(),
+            });
+        }
+        if bounded && self.queued.load(SeqCst) >= self.max_queue.load(Relaxed) {
+            return Admission::QueueFull;
+        }
+        // Cancelled waiters wait for the front to be dropped; sweep them when they pile up.
+        if queue.len() > 2 * self.max_queue.load(Relaxed) + 16 {
+            queue.retain(|w| w.state.load(Acquire) == WAITING);
+        }
+        let waiter = Arc::new(Waiter {
+            state: AtomicU8::new(WAITING),
+            waker: Mutex::new(None),
+        });
+        queue.push_back(waiter.clone());
+        self.queued.fetch_add(1, SeqCst);
+        // A permit released between the failed attempt above and the push found nobody
+        // queued and was not handed on: hand it on now.
+        self.grant(&mut queue);
+        Admission::Queued(Ticket {
+            compartment: self.clone(),
+            waiter,
+            done: false,
+        })
+    }
+
+    /// Hands free permits to the waiters at the front of the queue.
+    fn grant(&self, queue: &mut VecDeque<Arc<Waiter>>) {
+        while let Some(front) = queue.front() {
+            if front.state.load(Acquire) != WAITING {
+                queue.pop_front();
+                continue;
+            }
+            if !self.take_free() {
+                return;
+            }
+            let front = queue.pop_front().expect("front exists");
+            front.state.store(GRANTED, Release);
+            self.queued.fetch_sub(1, SeqCst);
+            let waker = front.waker.lock().unwrap_or_else(|e| e.into_inner()).take();
+            if let Some(waker) = waker {
+                waker.wake();
+            }
+        }
+    }
+
+    fn release(&self) {
+        self.in_flight.fetch_sub(1, SeqCst);
+        if self.queued.load(SeqCst) > 0 {
+            self.grant(&mut self.lock());
+        }
+    }
+
+    pub(crate) fn in_flight(&self) -> usize {
+        self.in_flight.load(Relaxed)
+    }
+
+    pub(crate) fn queued(&self) -> usize {
+        self.queued.load(Relaxed)
+    }
+
+    pub(crate) fn max_concurrent(&self) -> usize {
+        self.max_concurrent.load(Relaxed)
+    }
+
+    pub(crate) fn max_queue(&self) -> usize {
+        self.max_queue.load(Relaxed)
+    }
+
+    /// Changes the limits; calls in flight are not affected. A raised limit admits waiters
+    /// at once.
+    pub(crate) fn set_limits(&self, max_concurrent: usize, max_queue: usize) {
+        self.max_concurrent.store(max_concurrent, SeqCst);
+        self.max_queue.store(max_queue, SeqCst);
+        self.grant(&mut self.lock());
+    }
+
+    pub(crate) fn record_wait(&self, waited: Duration) {
+        let sample = u64::try_from(waited.as_nanos()).unwrap_or(u64::MAX);
+        let _ = self
+            .stats
+            .mean_wait_nanos
+            .fetch_update(Relaxed, Relaxed, |mean| {
+                Some(if mean == 0 {
+                    sample
+                } else {
+                    mean - mean / 8 + sample / 8
+                })
+            });
+    }
+
+    pub(crate) fn mean_wait(&self) -> Duration {
+        Duration::from_nanos(self.stats.mean_wait_nanos.load(Relaxed))
+    }
+}
+
+/// One call's place in flight; released (and handed to the next waiter) when dropped.
+#[derive(Debug)]
+pub(crate) struct Permit {
+    compartment: Arc<Compartment>,
+}
+
+impl Drop for Permit {
+    fn drop(&mut self) {
+        self.compartment.release();
+    }
+}
+
+/// A place in the queue. Dropped before its permit is claimed, it leaves the queue (or
+/// passes on a permit granted meanwhile).
+#[derive(Debug)]
+pub(crate) struct Ticket {
+    compartment: Arc<Compartment>,
+    waiter: Arc<Waiter>,
+    done: bool,
+}
+
+impl Ticket {
+    /// Ready with the permit once the ticket reaches the front and a permit frees up.
+    pub(crate) fn poll_permit(&mut self, cx: &mut Context<'_>) -> Poll<Permit> {
+        if self.waiter.state.load(Acquire) != GRANTED {
+            *self.waiter.waker.lock().unwrap_or_else(|e| e.into_inner()) = Some(cx.waker().clone());
+            // Granted between the check and the registration: the granter found no waker.
+            if self.waiter.state.load(Acquire) != GRANTED {
+                return Poll::Pending;
+            }
+        }
+        self.done = true;
+        Poll::Ready(Permit {
+            compartment: self.compartment.clone(),
+        })
+    }
+}
+
+impl Drop for Ticket {
+    fn drop(&mut self) {
+        if self.done {
+            return;
+        }
+        match self
+            .waiter
+            .state
+            .compare_exchange(WAITING, CANCELLED, AcqRel, Acquire)
+        {
+            Ok(_) => {
+                self.compartment.queued.fetch_sub(1, SeqCst);
+            }
+            // Granted but never claimed: the permit is ours to give back.
+            Err(_) => self.compartment.release(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::future::poll_fn;
+
+    fn compartment(max: usize, queue: usize) -> Arc<Compartment> {
+        Arc::new(Compartment::new(Name::from("test"), max, queue))
+    }
+
+    fn admitted(admission: Admission) -> Permit {
+        match admission {
+            Admission::Admitted(permit) => permit,
+            other => panic!("expected a permit, got {other:?}"),
+        }
+    }
+
+    fn queued(admission: Admission) -> Ticket {
+        match admission {
+            Admission::Queued(ticket) => ticket,
+            other => panic!("expected a place in the queue, got {other:?}"),
+        }
+    }
+
+    #[tokio::test]
+    async fn permits_are_bounded_and_the_queue_is_fifo() {
+        let c = compartment(1, 2);
+        let first = admitted(c.admit(true));
+        let mut a = queued(c.admit(true));
+        let mut b = queued(c.admit(true));
+        assert!(matches!(c.admit(true), Admission::QueueFull));
+        assert_eq!((c.in_flight(), c.queued()), (1, 2));
+        drop(first);
+        // `a` was first in line.
+        let permit_a = poll_fn(|cx| a.poll_permit(cx)).await;
+        assert_eq!(c.queued(), 1);
+        let pending = poll_fn(|cx| Poll::Ready(b.poll_permit(cx).is_pending())).await;
+        assert!(pending);
+        drop(permit_a);
+        let permit_b = poll_fn(|cx| b.poll_permit(cx)).await;
+        drop(permit_b);
+        assert_eq!((c.in_flight(), c.queued()), (0, 0));
+    }
+
+    #[tokio::test]
+    async fn a_cancelled_ticket_leaves_and_a_granted_one_passes_its_permit_on() {
+        let c = compartment(1, 4);
+        let first = admitted(c.admit(true));
+        let cancelled = queued(c.admit(true));
+        let granted_then_dropped = queued(c.admit(true));
+        let mut last = queued(c.admit(true));
+        drop(cancelled);
+        assert_eq!(c.queued(), 2);
+        drop(first); // granted to `granted_then_dropped`, which never claims it
+        drop(granted_then_dropped);
+        let permit = poll_fn(|cx| last.poll_permit(cx)).await;
+        assert_eq!((c.in_flight(), c.queued()), (1, 0));
+        drop(permit);
+        assert_eq!(c.in_flight(), 0);
+    }
+
+    #[tokio::test]
+    async fn newcomers_do_not_overtake_the_queue() {
+        let c = compartment(1, 4);
+        let first = admitted(c.admit(true));
+        let _waiting = queued(c.admit(true));
+        drop(first);
+        // The freed permit went to the waiter, not to this newcomer.
+        assert!(matches!(c.admit(true), Admission::Queued(_)));
+    }
+
+    #[tokio::test]
+    async fn raising_the_limit_admits_waiters() {
+        let c = compartment(1, 4);
+        let _first = admitted(c.admit(true));
+        let mut waiting = queued(c.admit(true));
+        c.set_limits(2, 4);
+        let _permit = poll_fn(|cx| waiting.poll_permit(cx)).await;
+        assert_eq!(c.in_flight(), 2);
+        assert_eq!(c.stats.peak_in_flight.load(Relaxed), 2);
+    }
+
+    #[test]
+    fn many_threads_keep_the_books_balanced() {
+        let c = compartment(3, 1_000);
+        let threads: Vec<_> = (0..8)
+            .map(|_| {
+                let c = c.clone();
+                std::thread::spawn(move || {
+                    for _ in 0..5_000 {
+                        match c.admit(true) {
+                            Admission::Admitted(permit) => drop(permit),
+                            Admission::Queued(ticket) => drop(ticket),
+                            Admission::QueueFull => {}
+                        }
+                        assert!(c.in_flight() <= 3);
+                    }
+                })
+            })
+            .collect();
+        for thread in threads {
+            thread.join().unwrap();
+        }
+        assert_eq!((c.in_flight(), c.queued()), (0, 0));
+        assert!(c.stats.peak_in_flight.load(Relaxed) <= 3);
+    }
+}

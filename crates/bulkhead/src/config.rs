@@ -1,0 +1,126 @@
+//! The bulkhead's settings and their builder.
+
+use std::time::Duration;
+
+use tower_bulwark_core::config::non_zero;
+use tower_bulwark_core::{ConfigError, Name};
+
+use crate::{BulkheadLayer, TaskDeadline};
+
+/// What `poll_ready` does when every permit is taken.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Admission {
+    /// `poll_ready` is ready; `call` waits in the bounded queue for at most `max_wait`, and
+    /// is refused with [`BulkheadFull`](crate::BulkheadFull) when the queue is full or the
+    /// wait runs out. For servers and clients that must not pile up work.
+    #[default]
+    Reject,
+    /// `poll_ready` waits for a permit (in the same FIFO order, without bound), like tower's
+    /// `ConcurrencyLimit`. For callers that want backpressure.
+    Backpressure,
+}
+
+#[derive(Debug, Clone)]
+pub(crate) struct Config {
+    pub(crate) name: Name,
+    pub(crate) max_concurrent: usize,
+    pub(crate) max_queue: usize,
+    pub(crate) max_wait: Duration,
+    pub(crate) admission: Admission,
+}
+
+/// Builds a [`BulkheadLayer`]; [`Builder::build`] checks every setting.
+///
+/// Defaults: 25 calls in flight, no queue (a call that finds no free permit is refused at
+/// once), a wait of at most 1 s once a queue is set, reject admission, the task's current
+/// deadline.
+///
+/// ```
+/// use std::time::Duration;
+/// use tower_bulwark_bulkhead::BulkheadLayer;
+///
+/// let layer = BulkheadLayer::builder()
+///     .name("payments")
+///     .max_concurrent(10)
+///     .max_queue(20)
+///     .max_wait(Duration::from_millis(200))
+///     .build()
+///     .expect("valid configuration");
+/// # let _ = layer;
+/// assert_eq!(
+///     BulkheadLayer::builder().max_concurrent(0).build().unwrap_err().field(),
+///     "max_concurrent"
+/// );
+/// ```
+#[derive(Debug, Clone)]
+pub struct Builder<D = TaskDeadline> {
+    config: Config,
+    deadline: D,
+}
+
+impl Default for Builder {
+    fn default() -> Self {
+        Builder {
+            config: Config {
+                name: Name::new_static("bulkhead"),
+                max_concurrent: 25,
+                max_queue: 0,
+                max_wait: Duration::from_secs(1),
+                admission: Admission::Reject,
+            },
+            deadline: TaskDeadline,
+        }
+    }
+}
+
+impl<D> Builder<D> {
+    /// The name in rejections and the handle.
+    pub fn name(mut self, name: impl Into<Name>) -> Self {
+        self.config.name = name.into();
+        self
+    }
+
+    /// Calls in flight at once, across every clone (default 25).
+    pub fn max_concurrent(mut self, calls: usize) -> Self {
+        self.config.max_concurrent = calls;
+        self
+    }
+
+    /// Calls that may wait for a permit; 0 refuses at once (default 0).
+    pub fn max_queue(mut self, calls: usize) -> Self {
+        self.config.max_queue = calls;
+        self
+    }
+
+    /// The longest a call waits in the queue (default 1 s).
+    pub fn max_wait(mut self, wait: Duration) -> Self {
+        self.config.max_wait = wait;
+        self
+    }
+
+    /// Reject (default) or backpressure admission.
+    pub fn admission(mut self, admission: Admission) -> Self {
+        self.config.admission = admission;
+        self
+    }
+
+    /// Where a request's deadline comes from (default: the task's current deadline).
+    pub fn deadline_source<D2>(self, deadline: D2) -> Builder<D2> {
+        Builder {
+            config: self.config,
+            deadline,
+        }
+    }
+
+    /// Checks the settings and builds the layer.
+    pub fn build(self) -> Result<BulkheadLayer<D>, ConfigError> {
+        non_zero("max_concurrent", self.config.max_concurrent)?;
+        if self.config.max_queue > 0 && self.config.max_wait.is_zero() {
+            return Err(ConfigError::new(
+                "max_wait",
+                "must be longer than zero when a queue is set (use max_queue(0) to refuse at once)",
+            ));
+        }
+        Ok(BulkheadLayer::from_parts(self.config, self.deadline))
+    }
+}

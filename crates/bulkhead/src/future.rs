@@ -1,0 +1,172 @@
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::Arc;
+use std::task::{ready, Context, Poll};
+
+use pin_project::pin_project;
+use tokio::time::{sleep_until, Instant, Sleep};
+use tower_bulwark_core::{BoxError, Name, Rejection, RejectionKind};
+use tower_service::Service;
+
+use crate::compartment::{Compartment, Permit, Ticket};
+use crate::{BulkheadFull, FullReason};
+
+/// Response future of [`Bulkhead`](crate::Bulkhead).
+#[pin_project]
+pub struct ResponseFuture<S: Service<Req>, Req> {
+    #[pin]
+    kind: Kind<S, Req>,
+}
+
+#[pin_project(project = KindProjection)]
+enum Kind<S: Service<Req>, Req> {
+    Waiting {
+        ticket: Option<Ticket>,
+        #[pin]
+        sleep: Sleep,
+        service: Option<S>,
+        request: Option<Req>,
+        since: Instant,
+        compartment: Arc<Compartment>,
+        timed_out: TimedOut,
+    },
+    Running {
+        #[pin]
+        future: S::Future,
+        permit: Option<Permit>,
+    },
+    Refused {
+        error: Option<BoxError>,
+    },
+}
+
+/// How a waiting call is refused when its wait runs out.
+#[derive(Debug)]
+pub(crate) struct TimedOut {
+    pub(crate) reason: FullReason,
+    pub(crate) name: Name,
+}
+
+impl<S: Service<Req>, Req> ResponseFuture<S, Req> {
+    #[inline]
+    pub(crate) fn running(future: S::Future, permit: Permit) -> Self {
+        ResponseFuture {
+            kind: Kind::Running {
+                future,
+                permit: Some(permit),
+            },
+        }
+    }
+
+    pub(crate) fn refused(error: BoxError) -> Self {
+        ResponseFuture {
+            kind: Kind::Refused { error: Some(error) },
+        }
+    }
+
+    pub(crate) fn waiting(
+        ticket: Ticket,
+        until: Instant,
+        service: S,
+        request: Req,
+        since: Instant,
+        compartment: Arc<Compartment>,
+        timed_out: TimedOut,
+    ) -> Self {
+        ResponseFuture {
+            kind: Kind::Waiting {
+                ticket: Some(ticket),
+                sleep: sleep_until(until),
+                service: Some(service),
+                request: Some(request),
+                since,
+                compartment,
+                timed_out,
+            },
+        }
+    }
+}
+
+impl<S, Req> Future for ResponseFuture<S, Req>
+where
+    S: Service<Req>,
+    S::Error: Into<BoxError>,
+{
+    type Output = Result<S::Response, BoxError>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let mut kind = self.project().kind;
+        loop {
+            let next = match kind.as_mut().project() {
+                KindProjection::Running { future, permit } => {
+                    let result = ready!(future.poll(cx));
+                    drop(permit.take());
+                    return Poll::Ready(result.map_err(Into::into));
+                }
+                KindProjection::Refused { error } => {
+                    return Poll::Ready(Err(error
+                        .take()
+                        .expect("ResponseFuture polled after completion")));
+                }
+                KindProjection::Waiting {
+                    ticket,
+                    sleep,
+                    service,
+                    request,
+                    since,
+                    compartment,
+                    timed_out,
+                } => {
+                    let granted = match ticket.as_mut() {
+                        Some(ticket) => ticket.poll_permit(cx),
+                        None => Poll::Pending,
+                    };
+                    match granted {
+                        Poll::Ready(permit) => {
+                            compartment.record_wait(since.elapsed());
+                            let (Some(mut service), Some(request)) =
+                                (service.take(), request.take())
+                            else {
+                                unreachable!("a waiting call holds its service and request");
+                            };
+                            Kind::Running {
+                                future: service.call(request),
+                                permit: Some(permit),
+                            }
+                        }
+                        Poll::Pending => {
+                            ready!(sleep.poll(cx));
+                            // Out of time: leave the queue (or pass on a permit granted
+                            // just now) and refuse.
+                            drop(ticket.take());
+                            let stats = &compartment.stats;
+                            match timed_out.reason {
+                                FullReason::Deadline => {
+                                    stats.rejected_deadline.fetch_add(1, Relaxed)
+                                }
+                                _ => stats.rejected_wait_timeout.fetch_add(1, Relaxed),
+                            };
+                            let rejection =
+                                Rejection::new(RejectionKind::BulkheadFull, timed_out.name.clone())
+                                    .with_reason(timed_out.reason.as_str());
+                            Kind::Refused {
+                                error: Some(Box::new(BulkheadFull::new(
+                                    timed_out.reason,
+                                    rejection,
+                                ))),
+                            }
+                        }
+                    }
+                }
+            };
+            kind.set(next);
+        }
+    }
+}
+
+impl<S: Service<Req>, Req> std::fmt::Debug for ResponseFuture<S, Req> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ResponseFuture").finish_non_exhaustive()
+    }
+}

@@ -1,0 +1,61 @@
+//! A bulkhead for [tower] services: each dependency (or partition of traffic) gets its own
+//! bounded compartment, so one slow dependency cannot take every connection, task or thread
+//! and sink the whole service.
+//!
+//! - `max_concurrent` calls in flight across every clone; a bounded FIFO wait queue
+//!   (`max_queue`, 0 = refuse at once) with a wait timeout (`max_wait`). A call that finds
+//!   the queue full, or waits past `max_wait`, gets the [`BulkheadFull`] rejection (a core
+//!   `Rejection` of kind `BulkheadFull`) and never reaches the inner service.
+//! - Deadline-aware waiting: a call whose deadline ([`DeadlineSource`]; the task's current
+//!   deadline by default) is nearer than the recent average wait is refused at once, and no
+//!   call waits past its deadline.
+//! - [`Admission::Reject`] (default) or [`Admission::Backpressure`] (`poll_ready` waits for
+//!   the permit, like tower's `ConcurrencyLimit`, in the same FIFO order).
+//! - Permits are released when the response future completes or is dropped; a dropped
+//!   waiting call leaves the queue. Freed permits go to the front of the queue: newcomers do
+//!   not overtake it.
+//! - [`BulkheadHandle`]: in flight, queued, available, peak, refusals by reason, mean wait;
+//!   limits can be changed at runtime without dropping calls.
+//!
+//! A call that finds a free permit takes no lock and allocates nothing.
+//!
+//! ```
+//! use std::time::Duration;
+//! use tower::{service_fn, ServiceBuilder, ServiceExt};
+//! use tower_bulwark_bulkhead::BulkheadLayer;
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() {
+//! let inventory = BulkheadLayer::builder()
+//!     .name("inventory")
+//!     .max_concurrent(30)
+//!     .max_queue(10)
+//!     .max_wait(Duration::from_millis(100))
+//!     .build()
+//!     .expect("valid configuration");
+//! let client = ServiceBuilder::new()
+//!     .layer(inventory)
+//!     .service(service_fn(|sku: u32| async move { Ok::<_, std::io::Error>(sku) }));
+//! assert_eq!(client.oneshot(42).await.unwrap(), 42);
+//! # }
+//! ```
+//!
+//! [tower]: https://docs.rs/tower
+#![forbid(unsafe_code)]
+
+mod compartment;
+mod config;
+mod deadline;
+mod error;
+mod future;
+mod handle;
+mod layer;
+mod service;
+
+pub use self::config::{Admission, Builder};
+pub use self::deadline::{DeadlineSource, TaskDeadline};
+pub use self::error::{BulkheadFull, FullReason};
+pub use self::future::ResponseFuture;
+pub use self::handle::{BulkheadHandle, Snapshot};
+pub use self::layer::BulkheadLayer;
+pub use self::service::Bulkhead;
