@@ -49,7 +49,7 @@ pub(crate) struct TimedOut {
 }
 
 impl<S: Service<Req>, Req> ResponseFuture<S, Req> {
-    #[inline]
+    #[inline(always)]
     pub(crate) fn running(future: S::Future, permit: Permit) -> Self {
         ResponseFuture {
             kind: Kind::Running {
@@ -95,6 +95,7 @@ where
 {
     type Output = Result<S::Response, BoxError>;
 
+    #[inline]
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let mut kind = self.project().kind;
         loop {

@@ -118,7 +118,7 @@ where
         self.inner.poll_ready(cx).map_err(Into::into)
     }
 
-    #[inline]
+    #[inline(always)]
     fn call(&mut self, request: Req) -> Self::Future {
         if let Some(permit) = self.permit.take() {
             return ResponseFuture::running(self.inner.call(request), permit);
