@@ -41,6 +41,9 @@ enum Kind<S: Service<Req>, Req> {
     },
 }
 
+/// A call's result and the permit it still holds, if it was admitted.
+pub(crate) type WithPermit<T> = (Result<T, BoxError>, Option<Permit>);
+
 /// How a waiting call is refused when its wait runs out.
 #[derive(Debug)]
 pub(crate) struct TimedOut {
@@ -97,18 +100,34 @@ where
 
     #[inline]
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        // The permit is released here, when the response is ready.
+        self.poll_with_permit(cx).map(|(result, _permit)| result)
+    }
+}
+
+impl<S, Req> ResponseFuture<S, Req>
+where
+    S: Service<Req>,
+    S::Error: Into<BoxError>,
+{
+    /// The result and, for an admitted call, its still-held permit.
+    #[inline]
+    pub(crate) fn poll_with_permit(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<WithPermit<S::Response>> {
         let mut kind = self.project().kind;
         loop {
             let next = match kind.as_mut().project() {
                 KindProjection::Running { future, permit } => {
                     let result = ready!(future.poll(cx));
-                    drop(permit.take());
-                    return Poll::Ready(result.map_err(Into::into));
+                    return Poll::Ready((result.map_err(Into::into), permit.take()));
                 }
                 KindProjection::Refused { error } => {
-                    return Poll::Ready(Err(error
+                    let error = error
                         .take()
-                        .expect("ResponseFuture polled after completion")));
+                        .expect("ResponseFuture polled after completion");
+                    return Poll::Ready((Err(error), None));
                 }
                 KindProjection::Waiting {
                     ticket,

@@ -12,7 +12,9 @@
 //! - [`Admission::Reject`] (default) or [`Admission::Backpressure`] (`poll_ready` waits for
 //!   the permit, like tower's `ConcurrencyLimit`, in the same FIFO order).
 //! - Permits are released when the response future completes or is dropped; a dropped
-//!   waiting call leaves the queue. Freed permits go to the front of the queue: newcomers do
+//!   waiting call leaves the queue. With feature `http`,
+//!   [`BulkheadLayer::hold_permit_for_body`] holds the permit until an `http::Response`
+//!   body ends or is dropped, so streaming responses count for as long as they stream. Freed permits go to the front of the queue: newcomers do
 //!   not overtake it.
 //! - [`BulkheadHandle`]: in flight, queued, available, peak, refusals by reason, mean wait;
 //!   limits can be changed at runtime without dropping calls.
@@ -43,6 +45,8 @@
 //! [tower]: https://docs.rs/tower
 #![forbid(unsafe_code)]
 
+#[cfg(feature = "http")]
+mod body;
 mod compartment;
 mod config;
 mod deadline;
@@ -52,6 +56,8 @@ mod handle;
 mod layer;
 mod service;
 
+#[cfg(feature = "http")]
+pub use self::body::{BodyBulkhead, BodyBulkheadLayer, BodyResponseFuture, PermitBody};
 pub use self::config::{Admission, Builder};
 pub use self::deadline::{DeadlineSource, TaskDeadline};
 pub use self::error::{BulkheadFull, FullReason};
