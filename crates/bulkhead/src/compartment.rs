@@ -11,7 +11,9 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
-use tower_bulwark_core::Name;
+use tower_bulwark_core::{BoxError, Name, Rejection, RejectionKind};
+
+use crate::{BulkheadFull, FullReason};
 
 #[derive(Debug)]
 pub(crate) struct Compartment {
@@ -178,6 +180,20 @@ impl Compartment {
         self.max_concurrent.store(max_concurrent, SeqCst);
         self.max_queue.store(max_queue, SeqCst);
         self.grant(&mut self.lock());
+    }
+
+    /// Counts a refusal and builds its error.
+    #[cold]
+    pub(crate) fn refuse(&self, reason: FullReason) -> BoxError {
+        let counter = match reason {
+            FullReason::QueueFull => &self.stats.rejected_queue_full,
+            FullReason::WaitTimeout => &self.stats.rejected_wait_timeout,
+            FullReason::Deadline => &self.stats.rejected_deadline,
+        };
+        counter.fetch_add(1, Relaxed);
+        let rejection = Rejection::new(RejectionKind::BulkheadFull, self.name.clone())
+            .with_reason(reason.as_str());
+        Box::new(BulkheadFull::new(reason, rejection))
     }
 
     pub(crate) fn record_wait(&self, waited: Duration) {

@@ -1,16 +1,15 @@
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 use std::task::{ready, Context, Poll};
 
 use pin_project::pin_project;
 use tokio::time::{sleep_until, Instant, Sleep};
-use tower_bulwark_core::{BoxError, Name, Rejection, RejectionKind};
+use tower_bulwark_core::BoxError;
 use tower_service::Service;
 
 use crate::compartment::{Compartment, Permit, Ticket};
-use crate::{BulkheadFull, FullReason};
+use crate::FullReason;
 
 /// Response future of [`Bulkhead`](crate::Bulkhead).
 #[pin_project]
@@ -29,7 +28,8 @@ enum Kind<S: Service<Req>, Req> {
         request: Option<Req>,
         since: Instant,
         compartment: Arc<Compartment>,
-        timed_out: TimedOut,
+        /// The reason given if the wait runs out.
+        timed_out: FullReason,
     },
     Running {
         #[pin]
@@ -43,13 +43,6 @@ enum Kind<S: Service<Req>, Req> {
 
 /// A call's result and the permit it still holds, if it was admitted.
 pub(crate) type WithPermit<T> = (Result<T, BoxError>, Option<Permit>);
-
-/// How a waiting call is refused when its wait runs out.
-#[derive(Debug)]
-pub(crate) struct TimedOut {
-    pub(crate) reason: FullReason,
-    pub(crate) name: Name,
-}
 
 impl<S: Service<Req>, Req> ResponseFuture<S, Req> {
     #[inline(always)]
@@ -75,7 +68,7 @@ impl<S: Service<Req>, Req> ResponseFuture<S, Req> {
         request: Req,
         since: Instant,
         compartment: Arc<Compartment>,
-        timed_out: TimedOut,
+        timed_out: FullReason,
     ) -> Self {
         ResponseFuture {
             kind: Kind::Waiting {
@@ -160,21 +153,8 @@ where
                             // Out of time: leave the queue (or pass on a permit granted
                             // just now) and refuse.
                             drop(ticket.take());
-                            let stats = &compartment.stats;
-                            match timed_out.reason {
-                                FullReason::Deadline => {
-                                    stats.rejected_deadline.fetch_add(1, Relaxed)
-                                }
-                                _ => stats.rejected_wait_timeout.fetch_add(1, Relaxed),
-                            };
-                            let rejection =
-                                Rejection::new(RejectionKind::BulkheadFull, timed_out.name.clone())
-                                    .with_reason(timed_out.reason.as_str());
                             Kind::Refused {
-                                error: Some(Box::new(BulkheadFull::new(
-                                    timed_out.reason,
-                                    rejection,
-                                ))),
+                                error: Some(compartment.refuse(*timed_out)),
                             }
                         }
                     }

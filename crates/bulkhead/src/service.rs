@@ -1,16 +1,17 @@
 use std::fmt;
-use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 use std::task::{ready, Context, Poll};
 
+use std::time::Duration;
 use tokio::time::Instant;
-use tower_bulwark_core::{BoxError, Rejection, RejectionKind};
+
+use tower_bulwark_core::BoxError;
 use tower_service::Service;
 
 use crate::compartment::{Admission as Slot, Compartment, Permit, Ticket};
 use crate::config::{Admission, Config};
 use crate::future::ResponseFuture;
-use crate::{BulkheadFull, DeadlineSource, FullReason};
+use crate::{DeadlineSource, FullReason};
 
 /// A service behind a bulkhead. Built by [`BulkheadLayer`](crate::BulkheadLayer).
 ///
@@ -54,18 +55,6 @@ impl<S, D> Bulkhead<S, D> {
     /// A handle to the bulkhead.
     pub fn handle(&self) -> crate::BulkheadHandle {
         crate::BulkheadHandle::new(self.compartment.clone())
-    }
-
-    fn refuse(&self, reason: FullReason) -> BoxError {
-        let stats = &self.compartment.stats;
-        match reason {
-            FullReason::QueueFull => stats.rejected_queue_full.fetch_add(1, Relaxed),
-            FullReason::WaitTimeout => stats.rejected_wait_timeout.fetch_add(1, Relaxed),
-            FullReason::Deadline => stats.rejected_deadline.fetch_add(1, Relaxed),
-        };
-        let rejection = Rejection::new(RejectionKind::BulkheadFull, self.compartment.name.clone())
-            .with_reason(reason.as_str());
-        Box::new(BulkheadFull::new(reason, rejection))
     }
 }
 
@@ -123,56 +112,74 @@ where
         if let Some(permit) = self.permit.take() {
             return ResponseFuture::running(self.inner.call(request), permit);
         }
-        match self.compartment.admit(true) {
-            Slot::Admitted(permit) => ResponseFuture::running(self.inner.call(request), permit),
-            Slot::QueueFull => ResponseFuture::refused(self.refuse(FullReason::QueueFull)),
-            Slot::Queued(ticket) => self.wait(ticket, request),
-        }
+        admit_call(
+            &self.compartment,
+            self.config.max_wait,
+            &self.deadline,
+            &mut self.inner,
+            request,
+        )
     }
 }
 
-impl<S, D> Bulkhead<S, D> {
-    /// Queues the call: it waits for at most `max_wait`, never past its deadline, and is
-    /// refused at once when its deadline is nearer than the recent average wait.
-    #[cold]
-    fn wait<Req>(&mut self, ticket: Ticket, request: Req) -> ResponseFuture<S, Req>
-    where
-        S: Service<Req> + Clone,
-        D: DeadlineSource<Req>,
-    {
-        let now = Instant::now();
-        let mut until = now + self.config.max_wait;
-        let mut reason = FullReason::WaitTimeout;
-        if let Some(deadline) = self.deadline.deadline(&request) {
-            if deadline.remaining() <= self.compartment.mean_wait() {
-                drop(ticket);
-                return ResponseFuture::refused(self.refuse(FullReason::Deadline));
-            }
-            if deadline.instant() < until {
-                until = deadline.instant();
-                reason = FullReason::Deadline;
-            }
-        }
-        // The readied inner service waits with the request; this handle keeps a clone.
-        let clone = self.inner.clone();
-        let readied = std::mem::replace(&mut self.inner, clone);
-        let timed_out = self.refuse_later(reason);
-        ResponseFuture::waiting(
-            ticket,
-            until,
-            readied,
-            request,
-            now,
-            self.compartment.clone(),
-            timed_out,
-        )
+/// Admits `request` through `compartment` in reject admission: a permit now, a place in
+/// the queue (the readied `inner` waits with the request, `inner` keeps a clone), or a
+/// refusal. A queued call waits for at most `max_wait`, never past its deadline, and is
+/// refused at once when its deadline is nearer than the recent average wait.
+#[inline(always)]
+pub(crate) fn admit_call<S, D, Req>(
+    compartment: &Arc<Compartment>,
+    max_wait: Duration,
+    deadline: &D,
+    inner: &mut S,
+    request: Req,
+) -> ResponseFuture<S, Req>
+where
+    S: Service<Req> + Clone,
+    D: DeadlineSource<Req>,
+{
+    match compartment.admit(true) {
+        Slot::Admitted(permit) => ResponseFuture::running(inner.call(request), permit),
+        Slot::QueueFull => ResponseFuture::refused(compartment.refuse(FullReason::QueueFull)),
+        Slot::Queued(ticket) => queue_call(compartment, max_wait, deadline, inner, request, ticket),
     }
+}
 
-    /// What a waiting call is refused with if its wait runs out.
-    fn refuse_later(&self, reason: FullReason) -> crate::future::TimedOut {
-        crate::future::TimedOut {
-            reason,
-            name: self.compartment.name.clone(),
+#[cold]
+fn queue_call<S, D, Req>(
+    compartment: &Arc<Compartment>,
+    max_wait: Duration,
+    deadline: &D,
+    inner: &mut S,
+    request: Req,
+    ticket: Ticket,
+) -> ResponseFuture<S, Req>
+where
+    S: Service<Req> + Clone,
+    D: DeadlineSource<Req>,
+{
+    let now = Instant::now();
+    let mut until = now + max_wait;
+    let mut reason = FullReason::WaitTimeout;
+    if let Some(deadline) = deadline.deadline(&request) {
+        if deadline.remaining() <= compartment.mean_wait() {
+            drop(ticket);
+            return ResponseFuture::refused(compartment.refuse(FullReason::Deadline));
+        }
+        if deadline.instant() < until {
+            until = deadline.instant();
+            reason = FullReason::Deadline;
         }
     }
+    let clone = inner.clone();
+    let readied = std::mem::replace(inner, clone);
+    ResponseFuture::waiting(
+        ticket,
+        until,
+        readied,
+        request,
+        now,
+        compartment.clone(),
+        reason,
+    )
 }
