@@ -114,6 +114,17 @@ impl<D> Builder<D> {
 
     /// Checks the settings and builds the layer.
     pub fn build(self) -> Result<BulkheadLayer<D>, ConfigError> {
+        let deadline = self.deadline;
+        let config = Builder {
+            config: self.config,
+            deadline: (),
+        }
+        .into_config()?;
+        Ok(BulkheadLayer::from_parts(config, deadline))
+    }
+
+    /// The checked settings.
+    pub(crate) fn into_config(self) -> Result<Config, ConfigError> {
         non_zero("max_concurrent", self.config.max_concurrent)?;
         if self.config.max_queue > 0 && self.config.max_wait.is_zero() {
             return Err(ConfigError::new(
@@ -121,6 +132,11 @@ impl<D> Builder<D> {
                 "must be longer than zero when a queue is set (use max_queue(0) to refuse at once)",
             ));
         }
-        Ok(BulkheadLayer::from_parts(self.config, self.deadline))
+        Ok(self.config)
+    }
+
+    /// Whether no name was set.
+    pub(crate) fn has_default_name(&self) -> bool {
+        self.config.name == "bulkhead"
     }
 }

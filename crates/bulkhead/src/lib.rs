@@ -16,6 +16,9 @@
 //!   [`BulkheadLayer::hold_permit_for_body`] holds the permit until an `http::Response`
 //!   body ends or is dropped, so streaming responses count for as long as they stream. Freed permits go to the front of the queue: newcomers do
 //!   not overtake it.
+//! - [`PartitionedBulkheadLayer`]: one layer routing each request to a named compartment
+//!   by a key function, each with its own limits. Sharing one [`BulkheadLayer`] between
+//!   services or routes makes them draw from one compartment.
 //! - [`BulkheadHandle`]: in flight, queued, available, peak, refusals by reason, mean wait;
 //!   limits can be changed at runtime without dropping calls.
 //!
@@ -54,6 +57,7 @@ mod error;
 mod future;
 mod handle;
 mod layer;
+mod partition;
 mod service;
 
 #[cfg(feature = "http")]
@@ -64,4 +68,5 @@ pub use self::error::{BulkheadFull, FullReason};
 pub use self::future::ResponseFuture;
 pub use self::handle::{BulkheadHandle, Snapshot};
 pub use self::layer::BulkheadLayer;
+pub use self::partition::{PartitionedBuilder, PartitionedBulkhead, PartitionedBulkheadLayer};
 pub use self::service::Bulkhead;
