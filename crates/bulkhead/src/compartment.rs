@@ -11,9 +11,9 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
-use tower_bulwark_core::{BoxError, Name, Rejection, RejectionKind};
+use tower_bulwark_core::{BoxError, Listeners, Name, Rejection, RejectionKind};
 
-use crate::{BulkheadFull, FullReason};
+use crate::{BulkheadEvent, BulkheadFull, FullReason};
 
 #[derive(Debug)]
 pub(crate) struct Compartment {
@@ -26,6 +26,7 @@ pub(crate) struct Compartment {
     queued: AtomicUsize,
     queue: Mutex<VecDeque<Arc<Waiter>>>,
     pub(crate) stats: Stats,
+    listeners: Listeners<BulkheadEvent>,
 }
 
 /// Counters for the handle.
@@ -58,8 +59,14 @@ pub(crate) enum Admission {
 }
 
 impl Compartment {
-    pub(crate) fn new(name: Name, max_concurrent: usize, max_queue: usize) -> Self {
+    pub(crate) fn new(
+        name: Name,
+        max_concurrent: usize,
+        max_queue: usize,
+        listeners: Listeners<BulkheadEvent>,
+    ) -> Self {
         Compartment {
+            listeners,
             name,
             max_concurrent: AtomicUsize::new(max_concurrent),
             max_queue: AtomicUsize::new(max_queue),
@@ -191,12 +198,20 @@ impl Compartment {
             FullReason::Deadline => &self.stats.rejected_deadline,
         };
         counter.fetch_add(1, Relaxed);
+        self.listeners.emit(|| BulkheadEvent::Rejected {
+            bulkhead: self.name.clone(),
+            reason,
+        });
         let rejection = Rejection::new(RejectionKind::BulkheadFull, self.name.clone())
             .with_reason(reason.as_str());
         Box::new(BulkheadFull::new(reason, rejection))
     }
 
     pub(crate) fn record_wait(&self, waited: Duration) {
+        self.listeners.emit(|| BulkheadEvent::Waited {
+            bulkhead: self.name.clone(),
+            wait: waited,
+        });
         let sample = u64::try_from(waited.as_nanos()).unwrap_or(u64::MAX);
         let _ = self
             .stats
@@ -278,7 +293,12 @@ mod tests {
     use std::future::poll_fn;
 
     fn compartment(max: usize, queue: usize) -> Arc<Compartment> {
-        Arc::new(Compartment::new(Name::from("test"), max, queue))
+        Arc::new(Compartment::new(
+            Name::from("test"),
+            max,
+            queue,
+            Listeners::new(),
+        ))
     }
 
     fn admitted(admission: Admission) -> Permit {

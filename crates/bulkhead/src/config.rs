@@ -3,9 +3,9 @@
 use std::time::Duration;
 
 use tower_bulwark_core::config::non_zero;
-use tower_bulwark_core::{ConfigError, Name};
+use tower_bulwark_core::{ConfigError, Listener, Listeners, Name};
 
-use crate::{BulkheadLayer, TaskDeadline};
+use crate::{BulkheadEvent, BulkheadLayer, TaskDeadline};
 
 /// What `poll_ready` does when every permit is taken.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -22,6 +22,7 @@ pub enum Admission {
 
 #[derive(Debug, Clone)]
 pub(crate) struct Config {
+    pub(crate) listeners: Listeners<BulkheadEvent>,
     pub(crate) name: Name,
     pub(crate) max_concurrent: usize,
     pub(crate) max_queue: usize,
@@ -62,6 +63,7 @@ impl Default for Builder {
     fn default() -> Self {
         Builder {
             config: Config {
+                listeners: Listeners::new(),
                 name: Name::new_static("bulkhead"),
                 max_concurrent: 25,
                 max_queue: 0,
@@ -102,6 +104,19 @@ impl<D> Builder<D> {
     pub fn admission(mut self, admission: Admission) -> Self {
         self.config.admission = admission;
         self
+    }
+
+    /// Adds a listener for the bulkhead's events (refusals, waits). Calls that find a free
+    /// permit emit nothing.
+    pub fn on_event(mut self, listener: impl Listener<BulkheadEvent> + 'static) -> Self {
+        self.config.listeners.push(listener);
+        self
+    }
+
+    /// Records events through the `metrics` facade (`bulwark_bulkhead_*`).
+    #[cfg(feature = "metrics")]
+    pub fn with_metrics(self) -> Self {
+        self.on_event(tower_bulwark_core::metrics::MetricsListener)
     }
 
     /// Where a request's deadline comes from (default: the task's current deadline).

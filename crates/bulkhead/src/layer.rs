@@ -48,6 +48,7 @@ impl<D> BulkheadLayer<D> {
                 config.name.clone(),
                 config.max_concurrent,
                 config.max_queue,
+                config.listeners.clone(),
             )),
             config: Arc::new(config),
             deadline,

@@ -22,7 +22,12 @@
 //! - [`BulkheadHandle`]: in flight, queued, available, peak, refusals by reason, mean wait;
 //!   limits can be changed at runtime without dropping calls.
 //!
-//! A call that finds a free permit takes no lock and allocates nothing.
+//! Refusals and waits are reported as [`BulkheadEvent`]s to listeners
+//! ([`Builder::on_event`]) and, with feature `metrics`, as `bulwark_bulkhead_rejections_total`
+//! and `bulwark_bulkhead_wait_seconds` ([`Builder::with_metrics`]). Gauges of calls in flight
+//! and queued come from [`BulkheadHandle::snapshot`], read by an exporter when it scrapes.
+//!
+//! A call that finds a free permit takes no lock, allocates nothing and emits no event.
 //!
 //! ```
 //! use std::time::Duration;
@@ -54,6 +59,7 @@ mod compartment;
 mod config;
 mod deadline;
 mod error;
+mod events;
 mod future;
 mod handle;
 mod layer;
@@ -65,6 +71,7 @@ pub use self::body::{BodyBulkhead, BodyBulkheadLayer, BodyResponseFuture, Permit
 pub use self::config::{Admission, Builder};
 pub use self::deadline::{DeadlineSource, TaskDeadline};
 pub use self::error::{BulkheadFull, FullReason};
+pub use self::events::BulkheadEvent;
 pub use self::future::ResponseFuture;
 pub use self::handle::{BulkheadHandle, Snapshot};
 pub use self::layer::BulkheadLayer;

@@ -102,8 +102,12 @@ impl<K: Hash + Eq + fmt::Display, F> PartitionedBuilder<K, F> {
                     "partitions know the key only in `call`: use reject admission",
                 ));
             }
-            let compartment =
-                Compartment::new(config.name.clone(), config.max_concurrent, config.max_queue);
+            let compartment = Compartment::new(
+                config.name.clone(),
+                config.max_concurrent,
+                config.max_queue,
+                config.listeners.clone(),
+            );
             Ok((Arc::new(compartment), config))
         };
         let mut named = HashMap::new();

@@ -333,3 +333,47 @@ async fn a_saturated_compartment_does_not_delay_another() {
     }
     assert_eq!(started.elapsed(), Duration::ZERO);
 }
+
+#[tokio::test(start_paused = true)]
+async fn refusals_and_waits_are_reported_to_listeners() {
+    use std::sync::{Arc, Mutex};
+    use tower_bulwark_bulkhead::BulkheadEvent;
+
+    let events = Arc::new(Mutex::new(Vec::new()));
+    let sink = events.clone();
+    let layer = BulkheadLayer::builder()
+        .name("db")
+        .max_concurrent(1)
+        .max_queue(1)
+        .max_wait(Duration::from_secs(5))
+        .on_event(move |e: &BulkheadEvent| sink.lock().unwrap().push(e.clone()))
+        .build()
+        .unwrap();
+    let (inner, control) = controlled::<u32>();
+    control.delay(Duration::from_secs(1));
+    let service = layer.layer(inner);
+    let first = tokio::spawn(service.clone().oneshot(1));
+    tokio::task::yield_now().await;
+    let second = tokio::spawn(service.clone().oneshot(2));
+    tokio::task::yield_now().await;
+    assert_eq!(
+        reason(&service.clone().oneshot(3).await),
+        Some(FullReason::QueueFull)
+    );
+    first.await.unwrap().unwrap();
+    second.await.unwrap().unwrap();
+    let events = events.lock().unwrap().clone();
+    assert_eq!(
+        events,
+        [
+            BulkheadEvent::Rejected {
+                bulkhead: "db".into(),
+                reason: FullReason::QueueFull
+            },
+            BulkheadEvent::Waited {
+                bulkhead: "db".into(),
+                wait: Duration::from_secs(1)
+            },
+        ]
+    );
+}
