@@ -4,4 +4,6 @@
 //!   `Retry-After`, turning the rejection into a response with `HandleRejectionsLayer`.
 //! - `breaker_http_client`: an HTTP client with a circuit breaker against a local server
 //!   that breaks for two seconds, printing the state changes.
+//! - `bulkhead_compartments`: an axum server where a slow route saturates its bulkhead
+//!   while a fast route in its own compartment stays fast.
 #![forbid(unsafe_code)]
