@@ -81,7 +81,8 @@ impl Compartment {
         self.queue.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Takes a permit if one is free, nobody is waiting.
+    /// Takes a permit if one is free.
+    #[inline(always)]
     fn take_free(&self) -> bool {
         let max = self.max_concurrent.load(Relaxed);
         let taken = self
@@ -97,7 +98,7 @@ impl Compartment {
 
     /// A permit now, a place in the queue, or a refusal because the queue is full.
     /// `bounded: false` queues without limit (backpressure admission).
-    #[inline]
+    #[inline(always)]
     pub(crate) fn admit(self: &Arc<Self>, bounded: bool) -> Admission {
         if self.queued.load(SeqCst) == 0 && self.take_free() {
             return Admission::Admitted(Permit {
@@ -158,6 +159,7 @@ impl Compartment {
         }
     }
 
+    #[inline]
     fn release(&self) {
         self.in_flight.fetch_sub(1, SeqCst);
         if self.queued.load(SeqCst) > 0 {
@@ -237,6 +239,7 @@ pub(crate) struct Permit {
 }
 
 impl Drop for Permit {
+    #[inline]
     fn drop(&mut self) {
         self.compartment.release();
     }

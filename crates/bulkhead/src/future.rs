@@ -20,17 +20,9 @@ pub struct ResponseFuture<S: Service<Req>, Req> {
 
 #[pin_project(project = KindProjection)]
 enum Kind<S: Service<Req>, Req> {
-    Waiting {
-        ticket: Option<Ticket>,
-        #[pin]
-        sleep: Sleep,
-        service: Option<S>,
-        request: Option<Req>,
-        since: Instant,
-        compartment: Arc<Compartment>,
-        /// The reason given if the wait runs out.
-        timed_out: FullReason,
-    },
+    /// Boxed: a queued call allocates, so that the future of a call that finds a free
+    /// permit stays small (moving a large future costs more than the permit itself).
+    Waiting(Pin<Box<Waiting<S, Req>>>),
     Running {
         #[pin]
         future: S::Future,
@@ -39,6 +31,20 @@ enum Kind<S: Service<Req>, Req> {
     Refused {
         error: Option<BoxError>,
     },
+}
+
+/// A call waiting in the queue with its readied service and its request.
+#[pin_project(project = WaitingProjection)]
+struct Waiting<S, Req> {
+    ticket: Option<Ticket>,
+    #[pin]
+    sleep: Sleep,
+    service: Option<S>,
+    request: Option<Req>,
+    since: Instant,
+    compartment: Arc<Compartment>,
+    /// The reason given if the wait runs out.
+    timed_out: FullReason,
 }
 
 /// A call's result and the permit it still holds, if it was admitted.
@@ -71,7 +77,7 @@ impl<S: Service<Req>, Req> ResponseFuture<S, Req> {
         timed_out: FullReason,
     ) -> Self {
         ResponseFuture {
-            kind: Kind::Waiting {
+            kind: Kind::Waiting(Box::pin(Waiting {
                 ticket: Some(ticket),
                 sleep: sleep_until(until),
                 service: Some(service),
@@ -79,7 +85,7 @@ impl<S: Service<Req>, Req> ResponseFuture<S, Req> {
                 since,
                 compartment,
                 timed_out,
-            },
+            })),
         }
     }
 }
@@ -122,15 +128,16 @@ where
                         .expect("ResponseFuture polled after completion");
                     return Poll::Ready((Err(error), None));
                 }
-                KindProjection::Waiting {
-                    ticket,
-                    sleep,
-                    service,
-                    request,
-                    since,
-                    compartment,
-                    timed_out,
-                } => {
+                KindProjection::Waiting(waiting) => {
+                    let WaitingProjection {
+                        ticket,
+                        sleep,
+                        service,
+                        request,
+                        since,
+                        compartment,
+                        timed_out,
+                    } = waiting.as_mut().project();
                     let granted = match ticket.as_mut() {
                         Some(ticket) => ticket.poll_permit(cx),
                         None => Poll::Pending,
