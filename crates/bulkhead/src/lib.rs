@@ -19,6 +19,9 @@
 //! - [`PartitionedBulkheadLayer`]: one layer routing each request to a named compartment
 //!   by a key function, each with its own limits. Sharing one [`BulkheadLayer`] between
 //!   services or routes makes them draw from one compartment.
+//! - [`BlockingBulkhead`]: blocking closures on a dedicated, bounded pool of threads with
+//!   its own bounded queue ([`BlockingService`] as a tower service), so a slow blocking
+//!   dependency cannot starve tokio's shared blocking pool.
 //! - [`BulkheadHandle`]: in flight, queued, available, peak, refusals by reason, mean wait;
 //!   limits can be changed at runtime without dropping calls.
 //!
@@ -53,6 +56,7 @@
 //! [tower]: https://docs.rs/tower
 #![forbid(unsafe_code)]
 
+mod blocking;
 #[cfg(feature = "http")]
 mod body;
 mod compartment;
@@ -66,6 +70,7 @@ mod layer;
 mod partition;
 mod service;
 
+pub use self::blocking::{BlockingBulkhead, BlockingFuture, BlockingService, FlattenBlocking};
 #[cfg(feature = "http")]
 pub use self::body::{BodyBulkhead, BodyBulkheadLayer, BodyResponseFuture, PermitBody};
 pub use self::config::{Admission, Builder};
