@@ -1,36 +1,49 @@
 //! The compartment: a bounded number of permits and a bounded FIFO queue of waiters.
 //!
-//! A call that finds a free permit and nobody waiting takes it with one compare-and-swap and
-//! no lock. Everything else (queueing, handing a released permit to the next waiter,
-//! cancelling) takes the queue's mutex. A released permit goes straight to the waiter at the
-//! front, so newcomers cannot overtake the queue.
+//! The permits in use and the waiters still waiting live in one atomic word, so every
+//! decision (take a free permit, join the queue, hand a released permit on) is one
+//! read-modify-write of one location: no call can miss another's release. A call that finds
+//! a free permit and nobody waiting takes it with one compare-and-swap and no lock.
+//! Queueing, handing a released permit to the next waiter and cancelling take the queue's
+//! mutex. A released permit goes straight to the waiter at the front, so newcomers cannot
+//! overtake the queue.
 
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicU64, AtomicU8, AtomicUsize, Ordering::*};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::Arc;
 use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
 use tower_bulwark_core::{BoxError, Listeners, Name, Rejection, RejectionKind};
 
+use crate::sync::{AtomicU64, AtomicU8, AtomicUsize, Mutex, MutexGuard, Ordering::*};
 use crate::{BulkheadEvent, BulkheadFull, FullReason};
+
+/// One waiter in the `queued` half of the counter word.
+const ONE_QUEUED: u64 = 1 << 32;
+
+fn in_flight_of(word: u64) -> usize {
+    (word & u64::from(u32::MAX)) as usize
+}
+
+fn queued_of(word: u64) -> usize {
+    (word >> 32) as usize
+}
 
 #[derive(Debug)]
 pub(crate) struct Compartment {
     pub(crate) name: Name,
     max_concurrent: AtomicUsize,
     max_queue: AtomicUsize,
-    in_flight: AtomicUsize,
-    /// Waiters still waiting (cancelled ones may linger in `queue` until they reach its
-    /// front, but are not counted here).
-    queued: AtomicUsize,
+    /// Permits in use (low 32 bits) and waiters still waiting (high 32 bits). Cancelled
+    /// waiters may linger in `queue` until they reach its front, but are not counted.
+    counts: AtomicU64,
     queue: Mutex<VecDeque<Arc<Waiter>>>,
     pub(crate) stats: Stats,
     listeners: Listeners<BulkheadEvent>,
 }
 
 /// Counters for the handle.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(crate) struct Stats {
     pub(crate) peak_in_flight: AtomicUsize,
     pub(crate) rejected_queue_full: AtomicU64,
@@ -68,12 +81,17 @@ impl Compartment {
         Compartment {
             listeners,
             name,
-            max_concurrent: AtomicUsize::new(max_concurrent),
-            max_queue: AtomicUsize::new(max_queue),
-            in_flight: AtomicUsize::new(0),
-            queued: AtomicUsize::new(0),
+            max_concurrent: AtomicUsize::new(max_concurrent.min(u32::MAX as usize)),
+            max_queue: AtomicUsize::new(max_queue.min(u32::MAX as usize)),
+            counts: AtomicU64::new(0),
             queue: Mutex::new(VecDeque::new()),
-            stats: Stats::default(),
+            stats: Stats {
+                peak_in_flight: AtomicUsize::new(0),
+                rejected_queue_full: AtomicU64::new(0),
+                rejected_wait_timeout: AtomicU64::new(0),
+                rejected_deadline: AtomicU64::new(0),
+                mean_wait_nanos: AtomicU64::new(0),
+            },
         }
     }
 
@@ -81,46 +99,58 @@ impl Compartment {
         self.queue.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Takes a permit if one is free.
-    #[inline(always)]
-    fn take_free(&self) -> bool {
-        let max = self.max_concurrent.load(Relaxed);
-        let taken = self
-            .in_flight
-            .fetch_update(SeqCst, SeqCst, |n| (n < max).then_some(n + 1));
-        if let Ok(before) = taken {
-            if before + 1 > self.stats.peak_in_flight.load(Relaxed) {
-                self.stats.peak_in_flight.fetch_max(before + 1, Relaxed);
-            }
+    fn note_peak(&self, in_flight: usize) {
+        if in_flight > self.stats.peak_in_flight.load(Relaxed) {
+            self.stats.peak_in_flight.fetch_max(in_flight, Relaxed);
         }
-        taken.is_ok()
     }
 
     /// A permit now, a place in the queue, or a refusal because the queue is full.
     /// `bounded: false` queues without limit (backpressure admission).
     #[inline(always)]
     pub(crate) fn admit(self: &Arc<Self>, bounded: bool) -> Admission {
-        if self.queued.load(SeqCst) == 0 && self.take_free() {
-            return Admission::Admitted(Permit {
-                compartment: self.clone(),
-            });
+        let max = self.max_concurrent.load(Relaxed);
+        let free = self.counts.fetch_update(AcqRel, Acquire, |word| {
+            (queued_of(word) == 0 && in_flight_of(word) < max).then_some(word + 1)
+        });
+        match free {
+            Ok(before) => {
+                self.note_peak(in_flight_of(before) + 1);
+                Admission::Admitted(Permit {
+                    compartment: self.clone(),
+                })
+            }
+            Err(_) => self.enqueue(bounded),
         }
-        self.enqueue(bounded)
     }
 
     #[cold]
     fn enqueue(self: &Arc<Self>, bounded: bool) -> Admission {
         let mut queue = self.lock();
-        if self.queued.load(SeqCst) == 0 && self.take_free() {
+        let max = self.max_concurrent.load(Relaxed);
+        let max_queue = self.max_queue.load(Relaxed);
+        // One decision on one word: a permit if one came free, else a place if there is room.
+        let decided = self.counts.fetch_update(AcqRel, Acquire, |word| {
+            if queued_of(word) == 0 && in_flight_of(word) < max {
+                Some(word + 1)
+            } else if bounded && queued_of(word) >= max_queue {
+                None
+            } else {
+                Some(word + ONE_QUEUED)
+            }
+        });
+        let before = match decided {
+            Err(_) => return Admission::QueueFull,
+            Ok(before) => before,
+        };
+        if queued_of(before) == 0 && in_flight_of(before) < max {
+            self.note_peak(in_flight_of(before) + 1);
             return Admission::Admitted(Permit {
                 compartment: self.clone(),
             });
         }
-        if bounded && self.queued.load(SeqCst) >= self.max_queue.load(Relaxed) {
-            return Admission::QueueFull;
-        }
         // Cancelled waiters wait for the front to be dropped; sweep them when they pile up.
-        if queue.len() > 2 * self.max_queue.load(Relaxed) + 16 {
+        if queue.len() > 2 * max_queue + 16 {
             queue.retain(|w| w.state.load(Acquire) == WAITING);
         }
         let waiter = Arc::new(Waiter {
@@ -128,9 +158,8 @@ impl Compartment {
             waker: Mutex::new(None),
         });
         queue.push_back(waiter.clone());
-        self.queued.fetch_add(1, SeqCst);
-        // A permit released between the failed attempt above and the push found nobody
-        // queued and was not handed on: hand it on now.
+        // A permit released after the decision above saw this waiter counted and is
+        // waiting for the lock to hand it on; one freed before is handed on here.
         self.grant(&mut queue);
         Admission::Queued(Ticket {
             compartment: self.clone(),
@@ -139,19 +168,32 @@ impl Compartment {
         })
     }
 
-    /// Hands free permits to the waiters at the front of the queue.
+    /// Hands free permits to the waiters at the front of the queue. Called with the queue
+    /// locked.
     fn grant(&self, queue: &mut VecDeque<Arc<Waiter>>) {
+        let max = self.max_concurrent.load(Relaxed);
         while let Some(front) = queue.front() {
             if front.state.load(Acquire) != WAITING {
                 queue.pop_front();
                 continue;
             }
-            if !self.take_free() {
-                return;
-            }
+            // Take a permit for it...
+            let taken = self.counts.fetch_update(AcqRel, Acquire, |word| {
+                (in_flight_of(word) < max).then_some(word + 1)
+            });
+            let Ok(before) = taken else { return };
             let front = queue.pop_front().expect("front exists");
-            front.state.store(GRANTED, Release);
-            self.queued.fetch_sub(1, SeqCst);
+            // ...unless it gave up meanwhile (then it already left the count of waiters).
+            if front
+                .state
+                .compare_exchange(WAITING, GRANTED, AcqRel, Acquire)
+                .is_err()
+            {
+                self.counts.fetch_sub(1, AcqRel);
+                continue;
+            }
+            self.counts.fetch_sub(ONE_QUEUED, AcqRel);
+            self.note_peak(in_flight_of(before) + 1);
             let waker = front.waker.lock().unwrap_or_else(|e| e.into_inner()).take();
             if let Some(waker) = waker {
                 waker.wake();
@@ -161,18 +203,18 @@ impl Compartment {
 
     #[inline]
     fn release(&self) {
-        self.in_flight.fetch_sub(1, SeqCst);
-        if self.queued.load(SeqCst) > 0 {
+        let before = self.counts.fetch_sub(1, AcqRel);
+        if queued_of(before) > 0 {
             self.grant(&mut self.lock());
         }
     }
 
     pub(crate) fn in_flight(&self) -> usize {
-        self.in_flight.load(Relaxed)
+        in_flight_of(self.counts.load(Acquire))
     }
 
     pub(crate) fn queued(&self) -> usize {
-        self.queued.load(Relaxed)
+        queued_of(self.counts.load(Acquire))
     }
 
     pub(crate) fn max_concurrent(&self) -> usize {
@@ -186,8 +228,10 @@ impl Compartment {
     /// Changes the limits; calls in flight are not affected. A raised limit admits waiters
     /// at once.
     pub(crate) fn set_limits(&self, max_concurrent: usize, max_queue: usize) {
-        self.max_concurrent.store(max_concurrent, SeqCst);
-        self.max_queue.store(max_queue, SeqCst);
+        self.max_concurrent
+            .store(max_concurrent.min(u32::MAX as usize), SeqCst);
+        self.max_queue
+            .store(max_queue.min(u32::MAX as usize), SeqCst);
         self.grant(&mut self.lock());
     }
 
@@ -282,7 +326,7 @@ impl Drop for Ticket {
             .compare_exchange(WAITING, CANCELLED, AcqRel, Acquire)
         {
             Ok(_) => {
-                self.compartment.queued.fetch_sub(1, SeqCst);
+                self.compartment.counts.fetch_sub(ONE_QUEUED, AcqRel);
             }
             // Granted but never claimed: the permit is ours to give back.
             Err(_) => self.compartment.release(),
@@ -290,7 +334,7 @@ impl Drop for Ticket {
     }
 }
 
-#[cfg(test)]
+#[cfg(all(test, not(bulwark_loom)))]
 mod tests {
     use super::*;
     use std::future::poll_fn;
@@ -399,5 +443,71 @@ mod tests {
         }
         assert_eq!((c.in_flight(), c.queued()), (0, 0));
         assert!(c.stats.peak_in_flight.load(Relaxed) <= 3);
+    }
+}
+
+#[cfg(all(test, bulwark_loom))]
+mod loom_model {
+    use super::*;
+    use std::task::{Context, Waker};
+
+    fn compartment(max: usize) -> Arc<Compartment> {
+        Arc::new(Compartment::new(
+            Name::from("loom"),
+            max,
+            4,
+            Listeners::new(),
+        ))
+    }
+
+    /// One caller holds the only permit and releases it while another queues: the permit
+    /// is never lost (the waiter is granted it, or got it at once), never doubled, and the
+    /// books balance at the end.
+    #[test]
+    fn a_release_racing_a_queueing_call_is_never_lost() {
+        loom::model(|| {
+            let c = compartment(1);
+            let held = match c.admit(true) {
+                Admission::Admitted(permit) => permit,
+                _ => unreachable!("the first call finds the permit free"),
+            };
+            let releaser = loom::thread::spawn(move || drop(held));
+            let mut cx = Context::from_waker(Waker::noop());
+            let permit = match c.admit(true) {
+                Admission::Admitted(permit) => Some(permit),
+                Admission::Queued(mut ticket) => {
+                    releaser.join().unwrap();
+                    match ticket.poll_permit(&mut cx) {
+                        Poll::Ready(permit) => Some(permit),
+                        Poll::Pending => panic!("the released permit was not handed on"),
+                    }
+                }
+                Admission::QueueFull => unreachable!(),
+            };
+            assert!(c.in_flight() <= 1);
+            drop(permit);
+            assert_eq!((c.in_flight(), c.queued()), (0, 0));
+        });
+    }
+
+    /// A waiter that gives up while the permit is being handed to it passes the permit on
+    /// rather than leaking it.
+    #[test]
+    fn a_ticket_dropped_during_its_grant_passes_the_permit_on() {
+        loom::model(|| {
+            let c = compartment(1);
+            let held = match c.admit(true) {
+                Admission::Admitted(permit) => permit,
+                _ => unreachable!(),
+            };
+            let ticket = match c.admit(true) {
+                Admission::Queued(ticket) => ticket,
+                _ => unreachable!("the only permit is held"),
+            };
+            let releaser = loom::thread::spawn(move || drop(held));
+            drop(ticket);
+            releaser.join().unwrap();
+            assert_eq!((c.in_flight(), c.queued()), (0, 0));
+        });
     }
 }

@@ -69,6 +69,7 @@ mod handle;
 mod layer;
 mod partition;
 mod service;
+mod sync;
 
 pub use self::blocking::{BlockingBulkhead, BlockingFuture, BlockingService, FlattenBlocking};
 #[cfg(feature = "http")]
