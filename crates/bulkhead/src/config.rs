@@ -75,6 +75,26 @@ impl Default for Builder {
     }
 }
 
+/// Presets; each is a starting point whose every setting can still be changed.
+impl Builder {
+    /// Refuse at once when full: no queue. For servers shedding excess, where a waiting
+    /// call only adds latency.
+    pub fn fail_fast(max_concurrent: usize) -> Self {
+        Builder::default()
+            .max_concurrent(max_concurrent)
+            .max_queue(0)
+    }
+
+    /// Absorb short bursts: a queue as long as the limit, waiting at most 100 ms. For
+    /// clients of a dependency with steady latency.
+    pub fn absorb_bursts(max_concurrent: usize) -> Self {
+        Builder::default()
+            .max_concurrent(max_concurrent)
+            .max_queue(max_concurrent)
+            .max_wait(Duration::from_millis(100))
+    }
+}
+
 impl<D> Builder<D> {
     /// The name in rejections and the handle.
     pub fn name(mut self, name: impl Into<Name>) -> Self {

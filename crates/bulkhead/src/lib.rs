@@ -75,6 +75,8 @@ pub use self::blocking::{BlockingBulkhead, BlockingFuture, BlockingService, Flat
 #[cfg(feature = "http")]
 pub use self::body::{BodyBulkhead, BodyBulkheadLayer, BodyResponseFuture, PermitBody};
 pub use self::config::{Admission, Builder};
+#[cfg(feature = "http")]
+pub use self::deadline::HttpDeadline;
 pub use self::deadline::{DeadlineSource, TaskDeadline};
 pub use self::error::{BulkheadFull, FullReason};
 pub use self::events::BulkheadEvent;

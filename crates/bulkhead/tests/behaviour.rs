@@ -377,3 +377,17 @@ async fn refusals_and_waits_are_reported_to_listeners() {
         ]
     );
 }
+
+#[tokio::test(start_paused = true)]
+async fn presets_build_and_behave_as_named() {
+    use tower_bulwark_bulkhead::Builder;
+    let fail_fast = Builder::fail_fast(1).build().unwrap();
+    assert_eq!(fail_fast.handle().snapshot().max_queue, 0);
+    let bursts = Builder::absorb_bursts(8).build().unwrap();
+    let snapshot = bursts.handle().snapshot();
+    assert_eq!((snapshot.max_concurrent, snapshot.max_queue), (8, 8));
+    assert_eq!(
+        Builder::fail_fast(0).build().unwrap_err().field(),
+        "max_concurrent"
+    );
+}

@@ -77,3 +77,41 @@ async fn a_streaming_response_holds_its_permit_until_the_body_ends() {
     drop(response);
     assert_eq!(handle.snapshot().in_flight, 0);
 }
+
+#[tokio::test(start_paused = true)]
+async fn the_deadline_in_request_extensions_is_honoured() {
+    use std::time::Duration;
+    use tower_bulwark_bulkhead::{FullReason, HttpDeadline};
+    use tower_bulwark_core::Deadline;
+
+    let layer = BulkheadLayer::builder()
+        .max_concurrent(1)
+        .max_queue(4)
+        .max_wait(Duration::from_secs(10))
+        .deadline_source(HttpDeadline)
+        .build()
+        .unwrap();
+    let (release, released) = tokio::sync::watch::channel(false);
+    let service = layer.layer(service_fn(move |_: Request<()>| {
+        let mut released = released.clone();
+        async move {
+            let _ = released.wait_for(|done| *done).await;
+            Ok::<_, std::io::Error>(Response::new(()))
+        }
+    }));
+    let busy = tokio::spawn(service.clone().oneshot(Request::new(())));
+    tokio::task::yield_now().await;
+
+    let mut request = Request::new(());
+    request
+        .extensions_mut()
+        .insert(Deadline::after(Duration::ZERO));
+    let refused = service.clone().oneshot(request).await.unwrap_err();
+    assert_eq!(
+        refused.downcast_ref::<BulkheadFull>().unwrap().reason(),
+        FullReason::Deadline
+    );
+
+    release.send(true).unwrap();
+    busy.await.unwrap().unwrap();
+}
