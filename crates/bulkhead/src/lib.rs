@@ -69,6 +69,8 @@ mod handle;
 mod layer;
 mod partition;
 mod service;
+#[cfg(feature = "serde")]
+mod settings;
 mod sync;
 
 pub use self::blocking::{BlockingBulkhead, BlockingFuture, BlockingService, FlattenBlocking};
@@ -85,3 +87,5 @@ pub use self::handle::{BulkheadHandle, Snapshot};
 pub use self::layer::BulkheadLayer;
 pub use self::partition::{PartitionedBuilder, PartitionedBulkhead, PartitionedBulkheadLayer};
 pub use self::service::Bulkhead;
+#[cfg(feature = "serde")]
+pub use self::settings::{AdmissionSetting, BulkheadConfig};
