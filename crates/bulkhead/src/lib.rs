@@ -25,6 +25,10 @@
 //! - [`BulkheadHandle`]: in flight, queued, available, peak, refusals by reason, mean wait;
 //!   limits can be changed at runtime without dropping calls.
 //!
+//! Configuration is checked by [`Builder::build`] ([`ConfigError`](tower_bulwark_core::ConfigError)
+//! naming the field); presets [`Builder::fail_fast`] and [`Builder::absorb_bursts`]; with
+//! feature `serde`, `BulkheadConfig` reads the settings from TOML or JSON.
+//!
 //! Refusals and waits are reported as [`BulkheadEvent`]s to listeners
 //! ([`Builder::on_event`]) and, with feature `metrics`, as `bulwark_bulkhead_rejections_total`
 //! and `bulwark_bulkhead_wait_seconds` ([`Builder::with_metrics`]). Gauges of calls in flight
