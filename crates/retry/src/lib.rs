@@ -1,0 +1,22 @@
+//! Retry budgets for [tower]: the extra load retries may add, capped and shared.
+//!
+//! Retries turn transient failures into successes; unbounded retries turn a partial outage
+//! into a full one. A budget caps the extra load, shared by every caller that holds it:
+//!
+//! - [`RatioBudget`]: retries limited to a fraction of recent requests plus a minimum per
+//!   second (the Finagle / tower `TpsBudget` model, exact and never overdrawn);
+//! - [`TokenBucket`]: gRPC's retry throttling (failures take a token, successes add a
+//!   fraction; no retries while half or fewer are left).
+//!
+//! Both implement `tower::retry::budget::Budget`, so they plug into plain `tower::retry`, and
+//! are shared by wrapping them in an `Arc`.
+//!
+//! [tower]: https://docs.rs/tower
+#![forbid(unsafe_code)]
+
+mod budget;
+mod sync;
+mod throttle;
+
+pub use self::budget::RatioBudget;
+pub use self::throttle::TokenBucket;
