@@ -67,27 +67,6 @@ impl OpenDuration {
     }
 }
 
-/// A small splitmix64 generator for jitter: seeded, so tests are exact; nearby seeds give
-/// unrelated sequences.
-#[derive(Debug)]
-pub(crate) struct Jitter(u64);
-
-impl Jitter {
-    pub(crate) fn new(seed: u64) -> Self {
-        Jitter(seed)
-    }
-
-    /// A uniform number in `0..1`.
-    pub(crate) fn next_unit(&mut self) -> f64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^= z >> 31;
-        (z >> 11) as f64 / (1u64 << 53) as f64
-    }
-}
-
 #[cfg(all(test, not(bulwark_loom)))]
 mod tests {
     use super::*;
@@ -121,24 +100,5 @@ mod tests {
         assert_eq!(open.wait(1, 1.0), Duration::from_secs(33));
         assert_eq!(open.wait(10, 1.0), Duration::from_secs(300));
         assert_eq!(open.wait(10, 0.0), Duration::from_secs(270));
-    }
-
-    #[test]
-    fn jitter_numbers_are_uniformish_and_seeded() {
-        let mut a = Jitter::new(42);
-        let mut b = Jitter::new(42);
-        let xs: Vec<f64> = (0..1000).map(|_| a.next_unit()).collect();
-        let ys: Vec<f64> = (0..1000).map(|_| b.next_unit()).collect();
-        assert_eq!(xs, ys);
-        assert!(xs.iter().all(|x| (0.0..1.0).contains(x)));
-        let mean = xs.iter().sum::<f64>() / 1000.0;
-        assert!((0.45..0.55).contains(&mean), "{mean}");
-        let firsts: Vec<f64> = (0..10).map(|seed| Jitter::new(seed).next_unit()).collect();
-        let spread = firsts.iter().cloned().fold(f64::MIN, f64::max)
-            - firsts.iter().cloned().fold(f64::MAX, f64::min);
-        assert!(
-            spread > 0.5,
-            "nearby seeds must not start alike: {firsts:?}"
-        );
     }
 }

@@ -8,9 +8,8 @@ use std::task::Waker;
 use std::time::Duration;
 
 use tokio::time::Instant;
-use tower_bulwark_core::{Listeners, Outcome, Rejection, RejectionKind};
+use tower_bulwark_core::{Listeners, Outcome, Rejection, RejectionKind, SeededRng};
 
-use crate::backoff::Jitter;
 use crate::config::{Config, WindowKind};
 use crate::events::{BreakerEvent, Reason};
 use crate::probes::Probes;
@@ -45,7 +44,7 @@ pub(crate) struct Breaker {
 
 #[derive(Debug)]
 struct Transitions {
-    jitter: Jitter,
+    jitter: SeededRng,
     /// Trips since the growth of the open duration last started over.
     trips: u32,
     /// When the breaker last closed (nanoseconds since `start`).
@@ -110,7 +109,7 @@ impl Breaker {
         Breaker {
             probes: Probes::new(config.half_open_probes),
             transitions: Mutex::new(Transitions {
-                jitter: Jitter::new(config.seed),
+                jitter: SeededRng::new(config.seed),
                 trips: 0,
                 closed_at: 0,
             }),

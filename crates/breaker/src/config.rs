@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use tower_bulwark_core::config::{at_most, non_zero, non_zero_duration, ratio};
-use tower_bulwark_core::{ConfigError, ErrorsAreFailures, Listener, Listeners, Name};
+use tower_bulwark_core::{ConfigError, ErrorsAreFailures, Listener, Listeners, Name, SeededRng};
 
 use crate::backoff::OpenDuration;
 use crate::events::BreakerEvent;
@@ -102,7 +102,7 @@ impl Default for Builder {
                 success_threshold: 1,
                 ramp: None,
                 admission: Admission::FailFast,
-                seed: random_seed(),
+                seed: SeededRng::from_entropy().next_u64(),
             },
             classifier: ErrorsAreFailures,
             listeners: Listeners::new(),
@@ -354,14 +354,6 @@ fn validate(config: Config) -> Result<Config, ConfigError> {
         non_zero_duration("recovery_ramp", ramp)?;
     }
     Ok(config)
-}
-
-/// A seed that differs between processes, so a fleet's jitter is not in step.
-fn random_seed() -> u64 {
-    use std::hash::{BuildHasher, Hasher};
-    std::collections::hash_map::RandomState::new()
-        .build_hasher()
-        .finish()
 }
 
 #[cfg(all(test, not(bulwark_loom)))]

@@ -34,6 +34,7 @@ pub mod handle;
 #[cfg(feature = "metrics")]
 pub mod metrics;
 mod name;
+mod random;
 mod rejection;
 #[cfg(feature = "testing")]
 pub mod testing;
@@ -49,6 +50,7 @@ pub use self::grpc::GrpcCode;
 #[cfg(feature = "http")]
 pub use self::handle::{HandleRejections, HandleRejectionsLayer};
 pub use self::name::Name;
+pub use self::random::SeededRng;
 #[cfg(feature = "http")]
 pub use self::rejection::is_grpc_request;
 pub use self::rejection::{find_rejection, Rejection, RejectionKind};
