@@ -8,15 +8,21 @@
 //! - [`TokenBucket`]: gRPC's retry throttling (failures take a token, successes add a
 //!   fraction; no retries while half or fewer are left).
 //!
-//! Both implement `tower::retry::budget::Budget`, so they plug into plain `tower::retry`, and
+//! Waits between attempts come from [`Backoffs`]: constant, linear, exponential or Fibonacci
+//! [`Backoff`], with [`Jitter`] (none, full, equal, decorrelated), a cap and a seedable
+//! generator.
+//!
+//! Both budgets implement `tower::retry::budget::Budget`, so they plug into plain `tower::retry`, and
 //! are shared by wrapping them in an `Arc`.
 //!
 //! [tower]: https://docs.rs/tower
 #![forbid(unsafe_code)]
 
+mod backoff;
 mod budget;
 mod sync;
 mod throttle;
 
+pub use self::backoff::{Backoff, Backoffs, Jitter};
 pub use self::budget::RatioBudget;
 pub use self::throttle::TokenBucket;
