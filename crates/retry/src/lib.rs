@@ -12,6 +12,10 @@
 //! [`Backoff`], with [`Jitter`] (none, full, equal, decorrelated), a cap and a seedable
 //! generator.
 //!
+//! With feature `http`, [`pushback`] reads what a server asked for (`Retry-After` as
+//! delay-seconds or HTTP-date, `grpc-retry-pushback-ms` where negative means "do not
+//! retry"), capped by a maximum, with malformed values ignored.
+//!
 //! Both budgets implement `tower::retry::budget::Budget`, so they plug into plain `tower::retry`, and
 //! are shared by wrapping them in an `Arc`.
 //!
@@ -20,9 +24,13 @@
 
 mod backoff;
 mod budget;
+#[cfg(feature = "http")]
+mod pushback;
 mod sync;
 mod throttle;
 
 pub use self::backoff::{Backoff, Backoffs, Jitter};
 pub use self::budget::RatioBudget;
+#[cfg(feature = "http")]
+pub use self::pushback::{pushback, Pushback};
 pub use self::throttle::TokenBucket;
