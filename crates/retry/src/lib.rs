@@ -19,11 +19,16 @@
 //! Both budgets implement `tower::retry::budget::Budget`, so they plug into plain `tower::retry`, and
 //! are shared by wrapping them in an `Arc`.
 //!
+//! [`RetryPolicy`] puts it together as a `tower::retry::Policy` (tower's retry engine, no
+//! second one): attempts, backoff, the budget, server pushback and the caller's deadline.
+//!
 //! [tower]: https://docs.rs/tower
 #![forbid(unsafe_code)]
 
 mod backoff;
 mod budget;
+mod decide;
+mod policy;
 #[cfg(feature = "http")]
 mod pushback;
 mod sync;
@@ -31,6 +36,8 @@ mod throttle;
 
 pub use self::backoff::{Backoff, Backoffs, Jitter};
 pub use self::budget::RatioBudget;
+pub use self::decide::{Decision, RetryClassify, RetryErrors};
+pub use self::policy::{Builder, RetryPolicy};
 #[cfg(feature = "http")]
 pub use self::pushback::{pushback, Pushback};
 pub use self::throttle::TokenBucket;

@@ -1,0 +1,47 @@
+//! Which results are retried.
+
+use std::time::Duration;
+
+/// What to do after an attempt.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Decision {
+    /// Keep this result: it succeeded, or failing again would not help.
+    Done,
+    /// Retry, waiting at least `pushback` if the server asked for it.
+    Retry {
+        /// The server's requested wait, if any.
+        pushback: Option<Duration>,
+    },
+}
+
+/// Decides whether an attempt's result should be retried.
+///
+/// Closures `Fn(&Req, &Result<Res, E>) -> Decision` implement it. [`RetryErrors`] (every
+/// `Err`) is the default; with feature `http`, `HttpRetry` and `GrpcRetry` follow the rules
+/// users know from HTTP and gRPC clients.
+pub trait RetryClassify<Req, Res, E> {
+    /// The decision for one finished attempt of `request`.
+    fn decide(&self, request: &Req, result: &Result<Res, E>) -> Decision;
+}
+
+impl<F, Req, Res, E> RetryClassify<Req, Res, E> for F
+where
+    F: Fn(&Req, &Result<Res, E>) -> Decision,
+{
+    fn decide(&self, request: &Req, result: &Result<Res, E>) -> Decision {
+        self(request, result)
+    }
+}
+
+/// Retries every `Err`; keeps every `Ok`.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct RetryErrors;
+
+impl<Req, Res, E> RetryClassify<Req, Res, E> for RetryErrors {
+    fn decide(&self, _request: &Req, result: &Result<Res, E>) -> Decision {
+        match result {
+            Ok(_) => Decision::Done,
+            Err(_) => Decision::Retry { pushback: None },
+        }
+    }
+}

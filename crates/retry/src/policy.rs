@@ -1,0 +1,258 @@
+//! [`RetryPolicy`]: a `tower::retry::Policy` with attempts, backoff, a budget and deadlines.
+
+use std::fmt;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::time::{sleep, Instant, Sleep};
+use tower::retry::budget::Budget;
+use tower_bulwark_core::config::non_zero;
+use tower_bulwark_core::{ConfigError, Deadline};
+
+use crate::{Backoff, Backoffs, Decision, Jitter, RatioBudget, RetryClassify, RetryErrors};
+
+/// Retries calls of a `tower::retry::Retry` service (build it with
+/// `tower::retry::RetryLayer::new(policy)` or [`RetryPolicy::layer`]).
+///
+/// For each call: at most `max_attempts` attempts (the first counts); a retry only when the
+/// classifier says so, the shared budget allows it, and its wait (the backoff, or the
+/// server's pushback if longer) ends before the task's current [`Deadline`]. The budget gets
+/// one deposit per call.
+///
+/// tower's `Retry` clones the policy for every call; a clone costs one `Arc` clone.
+///
+/// ```
+/// use std::sync::Arc;
+/// use std::time::Duration;
+/// use tower::{service_fn, Layer, ServiceExt};
+/// use tower_bulwark_retry::{RatioBudget, RetryPolicy};
+///
+/// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+/// # async fn main() {
+/// let budget = Arc::new(RatioBudget::new(Duration::from_secs(10), 10, 0.2).unwrap());
+/// let policy = RetryPolicy::builder().max_attempts(3).budget(budget).build().unwrap();
+/// let calls = std::sync::atomic::AtomicUsize::new(0);
+/// let calls = &calls;
+/// let flaky = service_fn(move |n: u32| async move {
+///     if calls.fetch_add(1, std::sync::atomic::Ordering::SeqCst) < 2 { Err("busy") } else { Ok(n) }
+/// });
+/// let service = policy.layer().layer(flaky);
+/// assert_eq!(service.oneshot(7).await.unwrap(), 7);
+/// # }
+/// ```
+pub struct RetryPolicy<C = RetryErrors> {
+    shared: Arc<Shared>,
+    classify: C,
+    /// Attempts made so far for this call.
+    attempts: u32,
+    /// Created at the first retry, seeded from the shared counter.
+    backoffs: Option<Backoffs>,
+}
+
+struct Shared {
+    max_attempts: u32,
+    backoff: Backoff,
+    jitter: Jitter,
+    max_wait: Duration,
+    budget: Arc<dyn Budget + Send + Sync>,
+    seeds: AtomicU64,
+}
+
+/// Builds a [`RetryPolicy`].
+///
+/// Defaults: 3 attempts; exponential backoff from 50 ms doubling, full jitter, at most 5 s
+/// per wait (and pushback beyond 5 s means "do not retry"); a budget of 20% of calls plus
+/// 10 retries per second over 10 s; every `Err` retried.
+pub struct Builder<C = RetryErrors> {
+    max_attempts: u32,
+    backoff: Backoff,
+    jitter: Jitter,
+    max_wait: Duration,
+    budget: Option<Arc<dyn Budget + Send + Sync>>,
+    seed: Option<u64>,
+    classify: C,
+}
+
+impl RetryPolicy {
+    /// Starts configuring a policy.
+    pub fn builder() -> Builder {
+        Builder {
+            max_attempts: 3,
+            backoff: Backoff::Exponential {
+                initial: Duration::from_millis(50),
+                multiplier: 2.0,
+            },
+            jitter: Jitter::Full,
+            max_wait: Duration::from_secs(5),
+            budget: None,
+            seed: None,
+            classify: RetryErrors,
+        }
+    }
+}
+
+impl<C> Builder<C> {
+    /// Attempts per call, the first included (at least 1).
+    pub fn max_attempts(mut self, attempts: u32) -> Self {
+        self.max_attempts = attempts;
+        self
+    }
+
+    /// How the wait between attempts grows, and how it is spread.
+    pub fn backoff(mut self, backoff: Backoff, jitter: Jitter) -> Self {
+        self.backoff = backoff;
+        self.jitter = jitter;
+        self
+    }
+
+    /// The longest wait between attempts; a server asking for longer is not retried.
+    pub fn max_wait(mut self, wait: Duration) -> Self {
+        self.max_wait = wait;
+        self
+    }
+
+    /// The budget shared by every call (and by other layers holding the same `Arc`).
+    pub fn budget(mut self, budget: Arc<dyn Budget + Send + Sync>) -> Self {
+        self.budget = Some(budget);
+        self
+    }
+
+    /// Seeds the jitter, for exact tests.
+    pub fn seed(mut self, seed: u64) -> Self {
+        self.seed = Some(seed);
+        self
+    }
+
+    /// Which results are retried.
+    pub fn classify<C2>(self, classify: C2) -> Builder<C2> {
+        Builder {
+            max_attempts: self.max_attempts,
+            backoff: self.backoff,
+            jitter: self.jitter,
+            max_wait: self.max_wait,
+            budget: self.budget,
+            seed: self.seed,
+            classify,
+        }
+    }
+
+    /// Checks the settings and builds the policy.
+    pub fn build(self) -> Result<RetryPolicy<C>, ConfigError> {
+        non_zero("max_attempts", self.max_attempts as usize)?;
+        // Checks the backoff's own settings.
+        Backoffs::new(self.backoff, self.jitter, self.max_wait)?;
+        let budget = match self.budget {
+            Some(budget) => budget,
+            None => Arc::new(RatioBudget::new(Duration::from_secs(10), 10, 0.2)?),
+        };
+        let seed = self
+            .seed
+            .unwrap_or_else(|| tower_bulwark_core::SeededRng::from_entropy().next_u64());
+        Ok(RetryPolicy {
+            shared: Arc::new(Shared {
+                max_attempts: self.max_attempts,
+                backoff: self.backoff,
+                jitter: self.jitter,
+                max_wait: self.max_wait,
+                budget,
+                seeds: AtomicU64::new(seed),
+            }),
+            classify: self.classify,
+            attempts: 1,
+            backoffs: None,
+        })
+    }
+}
+
+impl<C: Clone> RetryPolicy<C> {
+    /// A `tower::retry::RetryLayer` with this policy.
+    pub fn layer(self) -> tower::retry::RetryLayer<Self> {
+        tower::retry::RetryLayer::new(self)
+    }
+}
+
+impl<C> RetryPolicy<C> {
+    /// The wait before the next attempt, or `None` when the call must not be retried.
+    fn next_wait(&mut self, pushback: Option<Duration>) -> Option<Duration> {
+        let shared = &self.shared;
+        if self.attempts >= shared.max_attempts {
+            return None;
+        }
+        if pushback.is_some_and(|wait| wait > shared.max_wait) {
+            return None;
+        }
+        let backoffs = self.backoffs.get_or_insert_with(|| {
+            let seed = shared.seeds.fetch_add(0x9E37_79B9_7F4A_7C15, Relaxed);
+            Backoffs::new(shared.backoff, shared.jitter, shared.max_wait)
+                .expect("checked when the policy was built")
+                .seeded(seed)
+        });
+        let wait = backoffs
+            .wait(self.attempts)
+            .max(pushback.unwrap_or_default());
+        // No retry whose wait outlives the caller's deadline.
+        if let Some(deadline) = Deadline::current() {
+            if Instant::now() + wait >= deadline.instant() {
+                return None;
+            }
+        }
+        if !shared.budget.withdraw() {
+            return None;
+        }
+        self.attempts += 1;
+        Some(wait)
+    }
+}
+
+impl<C, Req, Res, E> tower::retry::Policy<Req, Res, E> for RetryPolicy<C>
+where
+    C: RetryClassify<Req, Res, E> + Clone,
+    Req: Clone,
+{
+    type Future = Sleep;
+
+    fn retry(&mut self, request: &mut Req, result: &mut Result<Res, E>) -> Option<Sleep> {
+        if self.attempts == 1 {
+            self.shared.budget.deposit();
+        }
+        match self.classify.decide(request, result) {
+            Decision::Done => None,
+            Decision::Retry { pushback } => self.next_wait(pushback).map(sleep),
+        }
+    }
+
+    fn clone_request(&mut self, request: &Req) -> Option<Req> {
+        Some(request.clone())
+    }
+}
+
+impl<C: Clone> Clone for RetryPolicy<C> {
+    /// A fresh policy for a new call: attempts start over, the budget is shared.
+    fn clone(&self) -> Self {
+        RetryPolicy {
+            shared: self.shared.clone(),
+            classify: self.classify.clone(),
+            attempts: 1,
+            backoffs: None,
+        }
+    }
+}
+
+impl<C> fmt::Debug for RetryPolicy<C> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RetryPolicy")
+            .field("max_attempts", &self.shared.max_attempts)
+            .field("attempts", &self.attempts)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<C> fmt::Debug for Builder<C> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Builder")
+            .field("max_attempts", &self.max_attempts)
+            .field("backoff", &self.backoff)
+            .finish_non_exhaustive()
+    }
+}

@@ -1,0 +1,140 @@
+//! The retry policy over tower's `Retry`, in paused time.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::time::Instant;
+use tower::{Layer, ServiceExt};
+use tower_bulwark_core::testing::{controlled, Behavior};
+use tower_bulwark_core::Deadline;
+use tower_bulwark_retry::{Backoff, Decision, Jitter, RatioBudget, RetryPolicy};
+
+fn constant(ms: u64) -> (Backoff, Jitter) {
+    (Backoff::Constant(Duration::from_millis(ms)), Jitter::None)
+}
+
+#[tokio::test(start_paused = true)]
+async fn retries_until_success_within_max_attempts_waiting_the_backoff() {
+    let (backoff, jitter) = constant(100);
+    let policy = RetryPolicy::builder()
+        .max_attempts(3)
+        .backoff(backoff, jitter)
+        .build()
+        .unwrap();
+    let (inner, control) = controlled::<u32>();
+    control.script([Behavior::Fail, Behavior::Fail]);
+    let service = policy.layer().layer(inner);
+    let started = Instant::now();
+    assert_eq!(service.clone().oneshot(5).await.unwrap(), 5);
+    assert_eq!(control.calls(), 3);
+    assert_eq!(started.elapsed(), Duration::from_millis(200));
+
+    control.fail();
+    assert!(service.oneshot(6).await.is_err());
+    assert_eq!(control.calls(), 6, "three attempts, no more");
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_budget_caps_retries_across_calls() {
+    let budget = Arc::new(RatioBudget::new(Duration::from_secs(10), 0, 0.1).unwrap());
+    let (backoff, jitter) = constant(1);
+    let policy = RetryPolicy::builder()
+        .max_attempts(3)
+        .backoff(backoff, jitter)
+        .budget(budget.clone())
+        .build()
+        .unwrap();
+    let (inner, control) = controlled::<u32>();
+    control.fail();
+    let service = policy.layer().layer(inner);
+    for i in 0..100 {
+        assert!(service.clone().oneshot(i).await.is_err());
+    }
+    // 100 calls at 10% buy about 10 retries, not 200.
+    let retries = control.calls() - 100;
+    assert!((9..=10).contains(&retries), "{retries} retries");
+    assert_eq!(budget.counts().0 as usize, retries);
+}
+
+#[tokio::test(start_paused = true)]
+async fn no_retry_whose_wait_outlives_the_deadline() {
+    let (backoff, jitter) = constant(300);
+    let policy = RetryPolicy::builder()
+        .max_attempts(5)
+        .backoff(backoff, jitter)
+        .build()
+        .unwrap();
+    let (inner, control) = controlled::<u32>();
+    control.fail();
+    let service = policy.layer().layer(inner);
+    let started = Instant::now();
+    let result = Deadline::after(Duration::from_millis(700))
+        .scope(service.oneshot(1))
+        .await;
+    assert!(result.is_err());
+    // Attempts at 0 and 300 ms; a third at 600 ms would be fine, a fourth at 900 is not.
+    assert_eq!(control.calls(), 3);
+    assert_eq!(started.elapsed(), Duration::from_millis(600));
+}
+
+#[tokio::test(start_paused = true)]
+async fn pushback_stretches_the_wait_and_too_much_of_it_stops_retrying() {
+    let (backoff, jitter) = constant(10);
+    let classify = |_: &u32, result: &Result<u32, tower_bulwark_core::BoxError>| match result {
+        Ok(n) if *n == 0 => Decision::Retry {
+            pushback: Some(Duration::from_secs(2)),
+        },
+        Ok(n) if *n == 1 => Decision::Retry {
+            pushback: Some(Duration::from_secs(60)),
+        },
+        Ok(_) => Decision::Done,
+        Err(_) => Decision::Retry { pushback: None },
+    };
+    let policy = RetryPolicy::builder()
+        .max_attempts(2)
+        .backoff(backoff, jitter)
+        .max_wait(Duration::from_secs(5))
+        .classify(classify)
+        .build()
+        .unwrap();
+    let (inner, control) = controlled::<u32>();
+    let service = policy.layer().layer(inner);
+    let started = Instant::now();
+    service.clone().oneshot(0).await.unwrap();
+    assert_eq!(
+        started.elapsed(),
+        Duration::from_secs(2),
+        "waited the server's 2 s"
+    );
+    assert_eq!(control.calls(), 2);
+    service.oneshot(1).await.unwrap();
+    assert_eq!(
+        control.calls(),
+        3,
+        "a 60 s pushback is beyond the 5 s maximum: not retried"
+    );
+}
+
+#[test]
+fn bad_settings_name_their_field() {
+    assert_eq!(
+        RetryPolicy::builder()
+            .max_attempts(0)
+            .build()
+            .unwrap_err()
+            .field(),
+        "max_attempts"
+    );
+    let bad = Backoff::Exponential {
+        initial: Duration::from_millis(1),
+        multiplier: f64::NAN,
+    };
+    assert_eq!(
+        RetryPolicy::builder()
+            .backoff(bad, Jitter::Full)
+            .build()
+            .unwrap_err()
+            .field(),
+        "backoff.multiplier"
+    );
+}
