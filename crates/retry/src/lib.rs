@@ -28,6 +28,8 @@
 mod backoff;
 mod budget;
 mod decide;
+#[cfg(feature = "http")]
+mod http;
 mod policy;
 #[cfg(feature = "http")]
 mod pushback;
@@ -37,6 +39,8 @@ mod throttle;
 pub use self::backoff::{Backoff, Backoffs, Jitter};
 pub use self::budget::RatioBudget;
 pub use self::decide::{Decision, RetryClassify, RetryErrors};
+#[cfg(feature = "http")]
+pub use self::http::{GrpcRetry, HttpRetry, IDEMPOTENCY_KEY};
 pub use self::policy::{Builder, RetryPolicy};
 #[cfg(feature = "http")]
 pub use self::pushback::{pushback, Pushback};

@@ -1,0 +1,235 @@
+//! HTTP and gRPC retry rules (feature `http`).
+
+use std::time::Duration;
+
+use http::{Method, Request, Response, StatusCode};
+use tower_bulwark_core::grpc::{GrpcCode, GRPC_STATUS};
+
+use crate::{pushback, Decision, Pushback, RetryClassify};
+
+/// The request header that makes a non-idempotent request safe to retry.
+pub const IDEMPOTENCY_KEY: &str = "idempotency-key";
+
+/// The rules HTTP clients follow.
+///
+/// - Only requests that are safe to repeat are retried: idempotent methods (`GET`, `HEAD`,
+///   `OPTIONS`, `PUT`, `DELETE`, `TRACE`), or any request carrying an `Idempotency-Key`
+///   header ([`HttpRetry::any_method`] lifts this).
+/// - Retried: transport errors (`Err`: connection refused or reset, timeouts), and 408, 429,
+///   502, 503 and 504, honouring the response's `Retry-After` (or
+///   `grpc-retry-pushback-ms`) up to the policy's maximum wait.
+/// - Never retried: any other status, other 4xx included.
+///
+/// ```
+/// use http::{Request, Response};
+/// use tower_bulwark_retry::{Decision, HttpRetry, RetryClassify};
+///
+/// let get = Request::get("/").body(()).unwrap();
+/// let post = Request::post("/").body(()).unwrap();
+/// let busy: Result<Response<()>, ()> = Ok(Response::builder().status(503).body(()).unwrap());
+/// assert!(matches!(HttpRetry::default().decide(&get, &busy), Decision::Retry { .. }));
+/// assert_eq!(HttpRetry::default().decide(&post, &busy), Decision::Done);
+/// ```
+#[derive(Debug, Clone, Copy, Default)]
+pub struct HttpRetry {
+    any_method: bool,
+}
+
+impl HttpRetry {
+    /// Also retries non-idempotent requests (`POST`, `PATCH`) without an `Idempotency-Key`:
+    /// only for services known to deduplicate.
+    pub fn any_method(mut self) -> Self {
+        self.any_method = true;
+        self
+    }
+
+    fn repeatable<B>(&self, request: &Request<B>) -> bool {
+        self.any_method
+            || matches!(
+                *request.method(),
+                Method::GET
+                    | Method::HEAD
+                    | Method::OPTIONS
+                    | Method::PUT
+                    | Method::DELETE
+                    | Method::TRACE
+            )
+            || request.headers().contains_key(IDEMPOTENCY_KEY)
+    }
+}
+
+impl<ReqB, ResB, E> RetryClassify<Request<ReqB>, Response<ResB>, E> for HttpRetry {
+    fn decide(&self, request: &Request<ReqB>, result: &Result<Response<ResB>, E>) -> Decision {
+        if !self.repeatable(request) {
+            return Decision::Done;
+        }
+        match result {
+            Err(_) => Decision::Retry { pushback: None },
+            Ok(response) => match response.status() {
+                StatusCode::REQUEST_TIMEOUT
+                | StatusCode::TOO_MANY_REQUESTS
+                | StatusCode::BAD_GATEWAY
+                | StatusCode::SERVICE_UNAVAILABLE
+                | StatusCode::GATEWAY_TIMEOUT => with_pushback(response),
+                _ => Decision::Done,
+            },
+        }
+    }
+}
+
+/// The rules gRPC clients follow: `UNAVAILABLE` and `RESOURCE_EXHAUSTED` (read from the
+/// `grpc-status` of a trailers-only response) and transport errors are retried, honouring
+/// `grpc-retry-pushback-ms`; a negative pushback means "do not retry". Everything else is
+/// kept.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct GrpcRetry;
+
+impl<Req, ResB, E> RetryClassify<Req, Response<ResB>, E> for GrpcRetry {
+    fn decide(&self, _request: &Req, result: &Result<Response<ResB>, E>) -> Decision {
+        match result {
+            Err(_) => Decision::Retry { pushback: None },
+            Ok(response) => {
+                let code = response
+                    .headers()
+                    .get(GRPC_STATUS)
+                    .and_then(|v| GrpcCode::parse(v.as_bytes()));
+                match code {
+                    Some(GrpcCode::Unavailable | GrpcCode::ResourceExhausted) => {
+                        with_pushback(response)
+                    }
+                    _ => Decision::Done,
+                }
+            }
+        }
+    }
+}
+
+/// A retry that waits what the response asks, if anything; no retry if it says never. The
+/// policy applies its own maximum wait, so the cap here only needs to be "any".
+fn with_pushback<B>(response: &Response<B>) -> Decision {
+    match pushback(response.headers(), Duration::MAX) {
+        Pushback::Never => Decision::Done,
+        Pushback::After(wait) => Decision::Retry {
+            pushback: Some(wait),
+        },
+        Pushback::None => Decision::Retry { pushback: None },
+    }
+}
+
+#[cfg(all(test, not(bulwark_loom)))]
+mod tests {
+    use super::*;
+
+    fn response(status: u16, headers: &[(&str, &str)]) -> Result<Response<()>, ()> {
+        let mut builder = Response::builder().status(status);
+        for (name, value) in headers {
+            builder = builder.header(*name, *value);
+        }
+        Ok(builder.body(()).unwrap())
+    }
+
+    fn request(method: &str, key: bool) -> Request<()> {
+        let mut builder = Request::builder().method(method).uri("/");
+        if key {
+            builder = builder.header(IDEMPOTENCY_KEY, "k-1");
+        }
+        builder.body(()).unwrap()
+    }
+
+    #[test]
+    fn http_statuses() {
+        let get = request("GET", false);
+        for status in [408, 429, 502, 503, 504] {
+            assert!(
+                matches!(
+                    HttpRetry::default().decide(&get, &response(status, &[])),
+                    Decision::Retry { .. }
+                ),
+                "{status}"
+            );
+        }
+        for status in [200, 201, 301, 400, 401, 403, 404, 409, 422, 500, 501] {
+            assert_eq!(
+                HttpRetry::default().decide(&get, &response(status, &[])),
+                Decision::Done,
+                "{status}"
+            );
+        }
+        assert_eq!(
+            HttpRetry::default().decide(&get, &Err::<Response<()>, ()>(())),
+            Decision::Retry { pushback: None }
+        );
+    }
+
+    #[test]
+    fn idempotency_rules() {
+        let busy = response(503, &[]);
+        for method in ["GET", "HEAD", "OPTIONS", "PUT", "DELETE", "TRACE"] {
+            assert_ne!(
+                HttpRetry::default().decide(&request(method, false), &busy),
+                Decision::Done,
+                "{method}"
+            );
+        }
+        for method in ["POST", "PATCH"] {
+            assert_eq!(
+                HttpRetry::default().decide(&request(method, false), &busy),
+                Decision::Done,
+                "{method}"
+            );
+            assert_ne!(
+                HttpRetry::default().decide(&request(method, true), &busy),
+                Decision::Done,
+                "{method} with a key"
+            );
+            assert_ne!(
+                HttpRetry::default()
+                    .any_method()
+                    .decide(&request(method, false), &busy),
+                Decision::Done
+            );
+        }
+    }
+
+    #[test]
+    fn pushback_is_passed_on() {
+        let get = request("GET", false);
+        assert_eq!(
+            HttpRetry::default().decide(&get, &response(429, &[("retry-after", "7")])),
+            Decision::Retry {
+                pushback: Some(Duration::from_secs(7))
+            }
+        );
+        assert_eq!(
+            HttpRetry::default().decide(&get, &response(503, &[("retry-after", "garbage")])),
+            Decision::Retry { pushback: None }
+        );
+    }
+
+    #[test]
+    fn grpc_codes_and_pushback() {
+        let decide = |headers: &[(&str, &str)]| GrpcRetry.decide(&(), &response(200, headers));
+        assert_eq!(
+            decide(&[("grpc-status", "14")]),
+            Decision::Retry { pushback: None }
+        );
+        assert_eq!(
+            decide(&[("grpc-status", "8"), ("grpc-retry-pushback-ms", "250")]),
+            Decision::Retry {
+                pushback: Some(Duration::from_millis(250))
+            }
+        );
+        assert_eq!(
+            decide(&[("grpc-status", "14"), ("grpc-retry-pushback-ms", "-1")]),
+            Decision::Done
+        );
+        for code in ["0", "2", "4", "13", "garbage"] {
+            assert_eq!(decide(&[("grpc-status", code)]), Decision::Done, "{code}");
+        }
+        assert_eq!(
+            decide(&[]),
+            Decision::Done,
+            "no status in headers: the call went on normally"
+        );
+    }
+}
