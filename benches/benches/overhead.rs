@@ -140,6 +140,23 @@ fn bulkhead(c: &mut Criterion) {
     group.finish();
 }
 
+/// Our retry policy on tower's `Retry`, beside tower's `Retry` + `TpsBudget` and
+/// tower-resilience's retry (both above): the first attempt succeeds.
+fn retry(c: &mut Criterion) {
+    use tower::Layer;
+    use tower_bulwark::retry::RetryPolicy;
+
+    let mut group = c.benchmark_group("ready_call");
+    let policy = RetryPolicy::builder().build().expect("retry config");
+    bench_ready_call(
+        &mut group,
+        "bulwark_retry",
+        policy.layer().layer(Noop),
+        || 7u64,
+    );
+    group.finish();
+}
+
 /// Two threads sharing one breaker (and, for comparison, one `ConcurrencyLimit`).
 fn two_threads(c: &mut Criterion) {
     use tower::Layer;
@@ -252,6 +269,7 @@ criterion_group!(
     circuit_breaker,
     circuit_breaker_window_flatness,
     bulkhead,
+    retry,
     two_threads,
     http_layers
 );

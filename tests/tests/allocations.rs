@@ -147,6 +147,17 @@ fn bulkhead_allocates_nothing_with_a_free_permit() {
     }
 }
 
+/// A call whose first attempt succeeds: tower's `Retry` with our policy clones the request
+/// (a `u64` here, no allocation) and the policy (one `Arc` clone), and allocates nothing.
+#[test]
+fn retry_allocates_nothing_when_the_first_attempt_succeeds() {
+    use tower::Layer;
+    use tower_bulwark::retry::RetryPolicy;
+
+    let policy = RetryPolicy::builder().build().unwrap();
+    assert_eq!(allocations(policy.layer().layer(Noop), || 7u64), 0);
+}
+
 /// tower's own middleware, measured so pattern crates can compare: each is expected to
 /// allocate nothing per call after warm-up. If a tower release changes that, this test
 /// names which one.

@@ -12,6 +12,10 @@ pub use tower_bulwark_breaker as breaker;
 #[cfg(feature = "bulkhead")]
 pub use tower_bulwark_bulkhead as bulkhead;
 
+/// Retry policy and budgets: [`tower-bulwark-retry`](https://docs.rs/tower-bulwark-retry).
+#[cfg(feature = "retry")]
+pub use tower_bulwark_retry as retry;
+
 // The shared contracts of `tower-bulwark-core`, by module and flat.
 #[cfg(feature = "testing")]
 pub use tower_bulwark_core::testing;

@@ -10,3 +10,5 @@ pub use tower_bulwark_core::{
 };
 #[cfg(feature = "http")]
 pub use tower_bulwark_core::{GrpcClassifier, HandleRejectionsLayer, HttpClassifier};
+#[cfg(feature = "retry")]
+pub use tower_bulwark_retry::{RatioBudget, RetryPolicy};

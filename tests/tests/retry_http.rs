@@ -1,0 +1,88 @@
+//! Retries over real HTTP: a server fails twice with 503 (asking for a short wait) and then
+//! succeeds; the client's retry policy gets the answer on the third attempt.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::http::StatusCode;
+use axum::routing::{get, post};
+use axum::Router;
+use bytes::Bytes;
+use http_body_util::Full;
+use tower::{service_fn, Layer, ServiceExt};
+use tower_bulwark::retry::{Backoff, HttpRetry, Jitter, RetryPolicy};
+use tower_bulwark_tests::{send, serve_axum};
+
+fn flaky_router(hits: Arc<AtomicUsize>) -> Router {
+    let handler = move || {
+        let hits = hits.clone();
+        async move {
+            if hits.fetch_add(1, Ordering::SeqCst) < 2 {
+                (
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    [("retry-after", "0")],
+                    "busy",
+                )
+            } else {
+                (StatusCode::OK, [("retry-after", "0")], "done")
+            }
+        }
+    };
+    Router::new()
+        .route("/item", get(handler.clone()))
+        .route("/order", post(handler))
+}
+
+#[tokio::test]
+async fn a_get_is_retried_until_the_server_recovers() {
+    let hits = Arc::new(AtomicUsize::new(0));
+    let addr = serve_axum(flaky_router(hits.clone())).await;
+    let policy = RetryPolicy::builder()
+        .max_attempts(3)
+        .backoff(Backoff::Constant(Duration::from_millis(1)), Jitter::None)
+        .classify(HttpRetry::default())
+        .build()
+        .unwrap();
+    let client = policy
+        .layer()
+        .layer(service_fn(
+            move |request: http::Request<Full<Bytes>>| async move {
+                let received = send(addr, request).await;
+                Ok::<_, std::convert::Infallible>(http::Response::from_parts(
+                    received.head,
+                    received.body,
+                ))
+            },
+        ))
+        .map_response(|response| response.status());
+
+    let request = http::Request::get("/item").body(Full::default()).unwrap();
+    let status = client.clone().oneshot(request).await.unwrap();
+    assert_eq!(status, 200);
+    assert_eq!(hits.load(Ordering::SeqCst), 3);
+}
+
+#[tokio::test]
+async fn a_post_without_an_idempotency_key_is_not_retried() {
+    let hits = Arc::new(AtomicUsize::new(0));
+    let addr = serve_axum(flaky_router(hits.clone())).await;
+    let policy = RetryPolicy::builder()
+        .max_attempts(3)
+        .classify(HttpRetry::default())
+        .build()
+        .unwrap();
+    let client = policy.layer().layer(service_fn(
+        move |request: http::Request<Full<Bytes>>| async move {
+            let received = send(addr, request).await;
+            Ok::<_, std::convert::Infallible>(http::Response::from_parts(
+                received.head,
+                received.body,
+            ))
+        },
+    ));
+    let request = http::Request::post("/order").body(Full::default()).unwrap();
+    let response = client.oneshot(request).await.unwrap();
+    assert_eq!(response.status(), 503);
+    assert_eq!(hits.load(Ordering::SeqCst), 1);
+}
