@@ -26,7 +26,7 @@ pub use tower_bulwark_core::{metric_name, metrics};
 pub use tower_bulwark_core::{
     find_rejection, BoxError, Classify, ConfigError, Criticality, Deadline, DeadlineScope,
     ErrorsAreFailures, Event, GrpcCode, Listener, Listeners, Name, Outcome, ParseCriticalityError,
-    Rejection, RejectionKind, CRITICALITY_HEADER,
+    Rejection, RejectionKind, SeededRng, CRITICALITY_HEADER,
 };
 #[cfg(feature = "http")]
 pub use tower_bulwark_core::{
