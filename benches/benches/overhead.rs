@@ -157,6 +157,74 @@ fn retry(c: &mut Criterion) {
     group.finish();
 }
 
+/// A budget's deposit + withdraw, ours beside tower's `TpsBudget`, on one thread and with
+/// two threads sharing the budget.
+fn budgets(c: &mut Criterion) {
+    use std::sync::Arc;
+    use tower::retry::budget::{Budget, TpsBudget};
+    use tower_bulwark::retry::{RatioBudget, TokenBucket};
+
+    let mut group = c.benchmark_group("budget_deposit_withdraw");
+    let ours = Arc::new(RatioBudget::new(Duration::from_secs(10), 10, 0.2).expect("budget"));
+    let theirs = Arc::new(TpsBudget::new(Duration::from_secs(10), 10, 0.2));
+    let bucket = Arc::new(TokenBucket::new(100, 0.1).expect("bucket"));
+    let runtime = tower_bulwark_benches::current_thread_runtime();
+    let _guard = runtime.enter();
+    group.bench_function("bulwark_ratio_budget", |b| {
+        b.iter(|| {
+            ours.deposit();
+            std::hint::black_box(ours.withdraw())
+        })
+    });
+    group.bench_function("bulwark_token_bucket", |b| {
+        b.iter(|| {
+            bucket.deposit();
+            std::hint::black_box(bucket.withdraw())
+        })
+    });
+    group.bench_function("tower_tps_budget", |b| {
+        b.iter(|| {
+            Budget::deposit(&*theirs);
+            std::hint::black_box(Budget::withdraw(&*theirs))
+        })
+    });
+    for (name, budget) in [
+        (
+            "bulwark_ratio_budget_two_threads",
+            ours.clone() as Arc<dyn Budget + Send + Sync>,
+        ),
+        (
+            "tower_tps_budget_two_threads",
+            theirs.clone() as Arc<dyn Budget + Send + Sync>,
+        ),
+    ] {
+        group.bench_function(name, |b| {
+            b.iter_custom(|iterations| {
+                let per_thread = iterations.div_ceil(2);
+                let threads: Vec<_> = (0..2)
+                    .map(|_| {
+                        let budget = budget.clone();
+                        std::thread::spawn(move || {
+                            let start = tokio::time::Instant::now();
+                            for _ in 0..per_thread {
+                                budget.deposit();
+                                std::hint::black_box(budget.withdraw());
+                            }
+                            start.elapsed()
+                        })
+                    })
+                    .collect();
+                threads
+                    .into_iter()
+                    .map(|t| t.join().expect("thread"))
+                    .max()
+                    .unwrap_or_default()
+            })
+        });
+    }
+    group.finish();
+}
+
 /// Two threads sharing one breaker (and, for comparison, one `ConcurrencyLimit`).
 fn two_threads(c: &mut Criterion) {
     use tower::Layer;
@@ -270,6 +338,7 @@ criterion_group!(
     circuit_breaker_window_flatness,
     bulkhead,
     retry,
+    budgets,
     two_threads,
     http_layers
 );

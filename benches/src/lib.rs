@@ -6,8 +6,6 @@
 //! layer's own cost. Results are read as ratios to the peers measured in the same run.
 #![forbid(unsafe_code)]
 
-pub mod scenario;
-
 use std::future::{ready, Ready};
 use std::sync::Arc;
 use std::time::Duration;

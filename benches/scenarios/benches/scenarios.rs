@@ -1,7 +1,6 @@
-//! Scenario simulations in virtual time (`cargo bench -p tower-bulwark-benches --bench
-//! scenarios`): the load retries put on a dependency, with and without a budget.
+//! Scenario simulations in virtual time (`cargo bench -p tower-bulwark-scenarios`): the load retries put on a dependency, with and without a budget.
 
-use tower_bulwark_benches::scenario::retry_amplification;
+use tower_bulwark_scenarios::retry_amplification;
 
 fn main() {
     println!("retry amplification: 100 calls/s for 60 s of virtual time, at most 3 attempts");

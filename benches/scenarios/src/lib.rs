@@ -1,4 +1,5 @@
 //! Scenario simulations in virtual time: what the layers are for, measured.
+#![forbid(unsafe_code)]
 
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
