@@ -2,10 +2,10 @@
 //! succeeds; the client's retry policy gets the answer on the third attempt.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use axum::http::StatusCode;
+use axum::http::{HeaderMap, StatusCode};
 use axum::routing::{get, post};
 use axum::Router;
 use bytes::Bytes;
@@ -14,10 +14,15 @@ use tower::{service_fn, Layer, ServiceExt};
 use tower_bulwark::retry::{Backoff, HttpRetry, Jitter, RetryPolicy};
 use tower_bulwark_tests::{send, serve_axum};
 
-fn flaky_router(hits: Arc<AtomicUsize>) -> Router {
-    let handler = move || {
+fn flaky_router(hits: Arc<AtomicUsize>, attempts: Arc<Mutex<Vec<String>>>) -> Router {
+    let handler = move |headers: HeaderMap| {
         let hits = hits.clone();
+        let attempts = attempts.clone();
         async move {
+            let attempt = headers
+                .get("x-request-attempt")
+                .map_or("-".to_string(), |v| v.to_str().unwrap().to_string());
+            attempts.lock().unwrap().push(attempt);
             if hits.fetch_add(1, Ordering::SeqCst) < 2 {
                 (
                     StatusCode::SERVICE_UNAVAILABLE,
@@ -37,11 +42,12 @@ fn flaky_router(hits: Arc<AtomicUsize>) -> Router {
 #[tokio::test]
 async fn a_get_is_retried_until_the_server_recovers() {
     let hits = Arc::new(AtomicUsize::new(0));
-    let addr = serve_axum(flaky_router(hits.clone())).await;
+    let attempts = Arc::new(Mutex::new(Vec::new()));
+    let addr = serve_axum(flaky_router(hits.clone(), attempts.clone())).await;
     let policy = RetryPolicy::builder()
         .max_attempts(3)
         .backoff(Backoff::Constant(Duration::from_millis(1)), Jitter::None)
-        .classify(HttpRetry::default())
+        .classify(HttpRetry::default().attempt_header())
         .build()
         .unwrap();
     let client = policy
@@ -61,12 +67,17 @@ async fn a_get_is_retried_until_the_server_recovers() {
     let status = client.clone().oneshot(request).await.unwrap();
     assert_eq!(status, 200);
     assert_eq!(hits.load(Ordering::SeqCst), 3);
+    assert_eq!(
+        *attempts.lock().unwrap(),
+        ["-", "2", "3"],
+        "retries carry their number"
+    );
 }
 
 #[tokio::test]
 async fn a_post_without_an_idempotency_key_is_not_retried() {
     let hits = Arc::new(AtomicUsize::new(0));
-    let addr = serve_axum(flaky_router(hits.clone())).await;
+    let addr = serve_axum(flaky_router(hits.clone(), Arc::default())).await;
     let policy = RetryPolicy::builder()
         .max_attempts(3)
         .classify(HttpRetry::default())

@@ -22,6 +22,13 @@ pub enum Decision {
 pub trait RetryClassify<Req, Res, E> {
     /// The decision for one finished attempt of `request`.
     fn decide(&self, request: &Req, result: &Result<Res, E>) -> Decision;
+
+    /// Prepares the copy of the request sent as attempt number `attempt` (2 for the first
+    /// retry). Does nothing by default; [`HttpRetry`](crate::HttpRetry) can mark the attempt
+    /// in a header.
+    fn prepare_retry(&self, request: &mut Req, attempt: u32) {
+        let _ = (request, attempt);
+    }
 }
 
 impl<F, Req, Res, E> RetryClassify<Req, Res, E> for F

@@ -10,6 +10,10 @@ use crate::{pushback, Decision, Pushback, RetryClassify};
 /// The request header that makes a non-idempotent request safe to retry.
 pub const IDEMPOTENCY_KEY: &str = "idempotency-key";
 
+/// The request header that numbers retried attempts (2 for the first retry), when
+/// [`HttpRetry::attempt_header`] is on.
+pub const ATTEMPT_HEADER: &str = "x-request-attempt";
+
 /// The rules HTTP clients follow.
 ///
 /// - Only requests that are safe to repeat are retried: idempotent methods (`GET`, `HEAD`,
@@ -33,6 +37,7 @@ pub const IDEMPOTENCY_KEY: &str = "idempotency-key";
 #[derive(Debug, Clone, Copy, Default)]
 pub struct HttpRetry {
     any_method: bool,
+    attempt_header: bool,
 }
 
 impl HttpRetry {
@@ -40,6 +45,13 @@ impl HttpRetry {
     /// only for services known to deduplicate.
     pub fn any_method(mut self) -> Self {
         self.any_method = true;
+        self
+    }
+
+    /// Numbers retried attempts in the `x-request-attempt` header, so the server can tell a
+    /// retry from a first try.
+    pub fn attempt_header(mut self) -> Self {
+        self.attempt_header = true;
         self
     }
 
@@ -73,6 +85,14 @@ impl<ReqB, ResB, E> RetryClassify<Request<ReqB>, Response<ResB>, E> for HttpRetr
                 | StatusCode::GATEWAY_TIMEOUT => with_pushback(response),
                 _ => Decision::Done,
             },
+        }
+    }
+
+    fn prepare_retry(&self, request: &mut Request<ReqB>, attempt: u32) {
+        if self.attempt_header {
+            request
+                .headers_mut()
+                .insert(ATTEMPT_HEADER, http::HeaderValue::from(attempt));
         }
     }
 }
@@ -204,6 +224,18 @@ mod tests {
             HttpRetry::default().decide(&get, &response(503, &[("retry-after", "garbage")])),
             Decision::Retry { pushback: None }
         );
+    }
+
+    #[test]
+    fn the_attempt_header_numbers_retries_only_when_asked() {
+        fn prepare(retry: HttpRetry, request: &mut Request<()>, attempt: u32) {
+            RetryClassify::<Request<()>, Response<()>, ()>::prepare_retry(&retry, request, attempt);
+        }
+        let mut request = request("GET", false);
+        prepare(HttpRetry::default(), &mut request, 2);
+        assert!(request.headers().get(ATTEMPT_HEADER).is_none());
+        prepare(HttpRetry::default().attempt_header(), &mut request, 3);
+        assert_eq!(request.headers()[ATTEMPT_HEADER], "3");
     }
 
     #[test]

@@ -40,7 +40,7 @@ pub use self::backoff::{Backoff, Backoffs, Jitter};
 pub use self::budget::RatioBudget;
 pub use self::decide::{Decision, RetryClassify, RetryErrors};
 #[cfg(feature = "http")]
-pub use self::http::{GrpcRetry, HttpRetry, IDEMPOTENCY_KEY};
+pub use self::http::{GrpcRetry, HttpRetry, ATTEMPT_HEADER, IDEMPOTENCY_KEY};
 pub use self::policy::{Builder, RetryPolicy};
 #[cfg(feature = "http")]
 pub use self::pushback::{pushback, Pushback};

@@ -218,7 +218,11 @@ where
         }
         match self.classify.decide(request, result) {
             Decision::Done => None,
-            Decision::Retry { pushback } => self.next_wait(pushback).map(sleep),
+            Decision::Retry { pushback } => {
+                let wait = self.next_wait(pushback)?;
+                self.classify.prepare_retry(request, self.attempts);
+                Some(sleep(wait))
+            }
         }
     }
 
