@@ -28,6 +28,7 @@
 mod backoff;
 mod budget;
 mod decide;
+mod events;
 #[cfg(feature = "http")]
 mod http;
 mod policy;
@@ -39,6 +40,7 @@ mod throttle;
 pub use self::backoff::{Backoff, Backoffs, Jitter};
 pub use self::budget::RatioBudget;
 pub use self::decide::{Decision, RetryClassify, RetryErrors};
+pub use self::events::{NoRetry, RetryEvent};
 #[cfg(feature = "http")]
 pub use self::http::{GrpcRetry, HttpRetry, ATTEMPT_HEADER, IDEMPOTENCY_KEY};
 pub use self::policy::{Builder, RetryPolicy};

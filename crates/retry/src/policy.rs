@@ -8,9 +8,12 @@ use std::time::Duration;
 use tokio::time::{sleep, Instant, Sleep};
 use tower::retry::budget::Budget;
 use tower_bulwark_core::config::non_zero;
-use tower_bulwark_core::{ConfigError, Deadline};
+use tower_bulwark_core::{ConfigError, Deadline, Listener, Listeners};
 
-use crate::{Backoff, Backoffs, Decision, Jitter, RatioBudget, RetryClassify, RetryErrors};
+use crate::{
+    Backoff, Backoffs, Decision, Jitter, NoRetry, RatioBudget, RetryClassify, RetryErrors,
+    RetryEvent,
+};
 
 /// Retries calls of a `tower::retry::Retry` service (build it with
 /// `tower::retry::RetryLayer::new(policy)` or [`RetryPolicy::layer`]).
@@ -51,6 +54,7 @@ pub struct RetryPolicy<C = RetryErrors> {
 }
 
 struct Shared {
+    listeners: Listeners<RetryEvent>,
     max_attempts: u32,
     backoff: Backoff,
     jitter: Jitter,
@@ -65,6 +69,7 @@ struct Shared {
 /// per wait (and pushback beyond 5 s means "do not retry"); a budget of 20% of calls plus
 /// 10 retries per second over 10 s; every `Err` retried.
 pub struct Builder<C = RetryErrors> {
+    listeners: Listeners<RetryEvent>,
     max_attempts: u32,
     backoff: Backoff,
     jitter: Jitter,
@@ -78,6 +83,7 @@ impl RetryPolicy {
     /// Starts configuring a policy.
     pub fn builder() -> Builder {
         Builder {
+            listeners: Listeners::new(),
             max_attempts: 3,
             backoff: Backoff::Exponential {
                 initial: Duration::from_millis(50),
@@ -124,9 +130,22 @@ impl<C> Builder<C> {
         self
     }
 
+    /// Adds a listener for the policy's events (retries and refusals to retry).
+    pub fn on_event(mut self, listener: impl Listener<RetryEvent> + 'static) -> Self {
+        self.listeners.push(listener);
+        self
+    }
+
+    /// Records events through the `metrics` facade (`bulwark_retry_*`).
+    #[cfg(feature = "metrics")]
+    pub fn with_metrics(self) -> Self {
+        self.on_event(tower_bulwark_core::metrics::MetricsListener)
+    }
+
     /// Which results are retried.
     pub fn classify<C2>(self, classify: C2) -> Builder<C2> {
         Builder {
+            listeners: self.listeners,
             max_attempts: self.max_attempts,
             backoff: self.backoff,
             jitter: self.jitter,
@@ -151,6 +170,7 @@ impl<C> Builder<C> {
             .unwrap_or_else(|| tower_bulwark_core::SeededRng::from_entropy().next_u64());
         Ok(RetryPolicy {
             shared: Arc::new(Shared {
+                listeners: self.listeners,
                 max_attempts: self.max_attempts,
                 backoff: self.backoff,
                 jitter: self.jitter,
@@ -175,12 +195,25 @@ impl<C: Clone> RetryPolicy<C> {
 impl<C> RetryPolicy<C> {
     /// The wait before the next attempt, or `None` when the call must not be retried.
     fn next_wait(&mut self, pushback: Option<Duration>) -> Option<Duration> {
+        let decided = self.decide_wait(pushback);
+        let listeners = &self.shared.listeners;
+        match decided {
+            Ok(wait) => listeners.emit(|| RetryEvent::Retrying {
+                attempt: self.attempts,
+                wait,
+            }),
+            Err(reason) => listeners.emit(|| RetryEvent::NotRetried { reason }),
+        }
+        decided.ok()
+    }
+
+    fn decide_wait(&mut self, pushback: Option<Duration>) -> Result<Duration, NoRetry> {
         let shared = &self.shared;
         if self.attempts >= shared.max_attempts {
-            return None;
+            return Err(NoRetry::MaxAttempts);
         }
         if pushback.is_some_and(|wait| wait > shared.max_wait) {
-            return None;
+            return Err(NoRetry::Pushback);
         }
         let backoffs = self.backoffs.get_or_insert_with(|| {
             let seed = shared.seeds.fetch_add(0x9E37_79B9_7F4A_7C15, Relaxed);
@@ -194,14 +227,14 @@ impl<C> RetryPolicy<C> {
         // No retry whose wait outlives the caller's deadline.
         if let Some(deadline) = Deadline::current() {
             if Instant::now() + wait >= deadline.instant() {
-                return None;
+                return Err(NoRetry::Deadline);
             }
         }
         if !shared.budget.withdraw() {
-            return None;
+            return Err(NoRetry::Budget);
         }
         self.attempts += 1;
-        Some(wait)
+        Ok(wait)
     }
 }
 

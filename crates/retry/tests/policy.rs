@@ -138,3 +138,35 @@ fn bad_settings_name_their_field() {
         "backoff.multiplier"
     );
 }
+
+#[tokio::test(start_paused = true)]
+async fn retries_and_refusals_are_reported() {
+    use std::sync::Mutex;
+    use tower_bulwark_retry::{NoRetry, RetryEvent};
+
+    let events = Arc::new(Mutex::new(Vec::new()));
+    let sink = events.clone();
+    let (backoff, jitter) = constant(10);
+    let policy = RetryPolicy::builder()
+        .max_attempts(2)
+        .backoff(backoff, jitter)
+        .on_event(move |e: &RetryEvent| sink.lock().unwrap().push(e.clone()))
+        .build()
+        .unwrap();
+    let (inner, control) = controlled::<u32>();
+    control.fail();
+    let service = policy.layer().layer(inner);
+    assert!(service.oneshot(1).await.is_err());
+    assert_eq!(
+        *events.lock().unwrap(),
+        [
+            RetryEvent::Retrying {
+                attempt: 2,
+                wait: Duration::from_millis(10)
+            },
+            RetryEvent::NotRetried {
+                reason: NoRetry::MaxAttempts
+            },
+        ]
+    );
+}

@@ -1,0 +1,90 @@
+//! The retry policy's events.
+
+use std::fmt;
+use std::time::Duration;
+
+use tower_bulwark_core::Event;
+use tracing::Level;
+
+/// Why a call that asked to be retried was not.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum NoRetry {
+    /// It had used all its attempts.
+    MaxAttempts,
+    /// The budget had no retry left.
+    Budget,
+    /// The wait would have ended after the caller's deadline.
+    Deadline,
+    /// The server asked for a longer wait than the policy allows, or for no retry.
+    Pushback,
+}
+
+impl NoRetry {
+    fn as_str(self) -> &'static str {
+        match self {
+            NoRetry::MaxAttempts => "max_attempts",
+            NoRetry::Budget => "budget",
+            NoRetry::Deadline => "deadline",
+            NoRetry::Pushback => "pushback",
+        }
+    }
+}
+
+/// What a retry policy reports to its listeners. Calls whose first attempt succeeds report
+/// nothing.
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub enum RetryEvent {
+    /// A retry was scheduled.
+    Retrying {
+        /// The attempt about to be made (2 for the first retry).
+        attempt: u32,
+        /// The wait before it.
+        wait: Duration,
+    },
+    /// A retry was wanted but not made.
+    NotRetried {
+        /// Why.
+        reason: NoRetry,
+    },
+}
+
+impl fmt::Display for RetryEvent {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            RetryEvent::Retrying { attempt, wait } => {
+                write!(f, "retrying (attempt {attempt}) after {wait:?}")
+            }
+            RetryEvent::NotRetried { reason } => write!(f, "not retried ({})", reason.as_str()),
+        }
+    }
+}
+
+impl Event for RetryEvent {
+    fn layer_kind(&self) -> &'static str {
+        "retry"
+    }
+
+    fn level(&self) -> Level {
+        Level::DEBUG
+    }
+
+    /// Records `bulwark_retry_retries_total`, `bulwark_retry_wait_seconds` (histogram) and
+    /// `bulwark_retry_not_retried_total` (label `reason`: `max_attempts`, `budget`,
+    /// `deadline`, `pushback`).
+    #[cfg(feature = "metrics")]
+    fn record_metrics(&self) {
+        use tower_bulwark_core::metric_name;
+        match self {
+            RetryEvent::Retrying { wait, .. } => {
+                metrics::counter!(metric_name!("retry_retries_total")).increment(1);
+                metrics::histogram!(metric_name!("retry_wait_seconds")).record(wait.as_secs_f64());
+            }
+            RetryEvent::NotRetried { reason } => {
+                metrics::counter!(metric_name!("retry_not_retried_total"), "reason" => reason.as_str())
+                    .increment(1);
+            }
+        }
+    }
+}
