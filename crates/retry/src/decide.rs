@@ -2,6 +2,8 @@
 
 use std::time::Duration;
 
+use tower_bulwark_core::Deadline;
+
 /// What to do after an attempt.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Decision {
@@ -28,6 +30,14 @@ pub trait RetryClassify<Req, Res, E> {
     /// in a header.
     fn prepare_retry(&self, request: &mut Req, attempt: u32) {
         let _ = (request, attempt);
+    }
+
+    /// The deadline the request itself carries, if any. The policy also honours the task's
+    /// current deadline; the earlier one wins. `None` by default;
+    /// [`HttpRetry`](crate::HttpRetry) reads the `Deadline` in request extensions.
+    fn request_deadline(&self, request: &Req) -> Option<Deadline> {
+        let _ = request;
+        None
     }
 }
 

@@ -4,6 +4,7 @@ use std::time::Duration;
 
 use http::{Method, Request, Response, StatusCode};
 use tower_bulwark_core::grpc::{GrpcCode, GRPC_STATUS};
+use tower_bulwark_core::Deadline;
 
 use crate::{pushback, Decision, Pushback, RetryClassify};
 
@@ -23,6 +24,7 @@ pub const ATTEMPT_HEADER: &str = "x-request-attempt";
 ///   502, 503 and 504, honouring the response's `Retry-After` (or
 ///   `grpc-retry-pushback-ms`) up to the policy's maximum wait.
 /// - Never retried: any other status, other 4xx included.
+/// - The `Deadline` in the request's extensions is honoured like the task's current one.
 ///
 /// ```
 /// use http::{Request, Response};
@@ -86,6 +88,10 @@ impl<ReqB, ResB, E> RetryClassify<Request<ReqB>, Response<ResB>, E> for HttpRetr
                 _ => Decision::Done,
             },
         }
+    }
+
+    fn request_deadline(&self, request: &Request<ReqB>) -> Option<Deadline> {
+        request.extensions().get::<Deadline>().copied()
     }
 
     fn prepare_retry(&self, request: &mut Request<ReqB>, attempt: u32) {
@@ -236,6 +242,23 @@ mod tests {
         assert!(request.headers().get(ATTEMPT_HEADER).is_none());
         prepare(HttpRetry::default().attempt_header(), &mut request, 3);
         assert_eq!(request.headers()[ATTEMPT_HEADER], "3");
+    }
+
+    #[test]
+    fn the_request_deadline_comes_from_extensions() {
+        let mut get = request("GET", false);
+        let retry = HttpRetry::default();
+        let of = |r: &Request<()>| {
+            RetryClassify::<Request<()>, Response<()>, ()>::request_deadline(&retry, r)
+        };
+        assert_eq!(of(&get), None);
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .build()
+            .unwrap();
+        let deadline = rt.block_on(async { Deadline::after(Duration::from_secs(1)) });
+        get.extensions_mut().insert(deadline);
+        assert_eq!(of(&get), Some(deadline));
     }
 
     #[test]

@@ -20,7 +20,8 @@ use crate::{
 ///
 /// For each call: at most `max_attempts` attempts (the first counts); a retry only when the
 /// classifier says so, the shared budget allows it, and its wait (the backoff, or the
-/// server's pushback if longer) ends before the task's current [`Deadline`]. The budget gets
+/// server's pushback if longer) ends before the caller's [`Deadline`] (the task's current
+/// one, or the request's own: see [`RetryClassify::request_deadline`]). The budget gets
 /// one deposit per call.
 ///
 /// tower's `Retry` clones the policy for every call; a clone costs one `Arc` clone.
@@ -190,12 +191,45 @@ impl<C: Clone> RetryPolicy<C> {
     pub fn layer(self) -> tower::retry::RetryLayer<Self> {
         tower::retry::RetryLayer::new(self)
     }
+
+    /// This policy's layer with a timeout on each attempt: an attempt that takes longer
+    /// fails with tower's `Elapsed` error, which the classifier sees as an `Err` (retried by
+    /// [`RetryErrors`] and `HttpRetry`), while the call as a whole is bounded by
+    /// `max_attempts`, the waits and the caller's deadline.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use tower::{service_fn, Layer, ServiceExt};
+    /// use tower_bulwark_retry::RetryPolicy;
+    ///
+    /// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+    /// # async fn main() {
+    /// let policy = RetryPolicy::builder().max_attempts(2).build().unwrap();
+    /// let slow = service_fn(|_: ()| async {
+    ///     tokio::time::sleep(Duration::from_secs(10)).await;
+    ///     Ok::<_, std::io::Error>(())
+    /// });
+    /// let service = policy.layer_with_attempt_timeout(Duration::from_millis(100)).layer(slow);
+    /// assert!(service.oneshot(()).await.is_err());
+    /// # }
+    /// ```
+    pub fn layer_with_attempt_timeout(
+        self,
+        timeout: Duration,
+    ) -> tower::layer::util::Stack<tower::timeout::TimeoutLayer, tower::retry::RetryLayer<Self>>
+    {
+        tower::layer::util::Stack::new(tower::timeout::TimeoutLayer::new(timeout), self.layer())
+    }
 }
 
 impl<C> RetryPolicy<C> {
     /// The wait before the next attempt, or `None` when the call must not be retried.
-    fn next_wait(&mut self, pushback: Option<Duration>) -> Option<Duration> {
-        let decided = self.decide_wait(pushback);
+    fn next_wait(
+        &mut self,
+        pushback: Option<Duration>,
+        deadline: Option<Deadline>,
+    ) -> Option<Duration> {
+        let decided = self.decide_wait(pushback, deadline);
         let listeners = &self.shared.listeners;
         match decided {
             Ok(wait) => listeners.emit(|| RetryEvent::Retrying {
@@ -207,7 +241,11 @@ impl<C> RetryPolicy<C> {
         decided.ok()
     }
 
-    fn decide_wait(&mut self, pushback: Option<Duration>) -> Result<Duration, NoRetry> {
+    fn decide_wait(
+        &mut self,
+        pushback: Option<Duration>,
+        deadline: Option<Deadline>,
+    ) -> Result<Duration, NoRetry> {
         let shared = &self.shared;
         if self.attempts >= shared.max_attempts {
             return Err(NoRetry::MaxAttempts);
@@ -225,7 +263,11 @@ impl<C> RetryPolicy<C> {
             .wait(self.attempts)
             .max(pushback.unwrap_or_default());
         // No retry whose wait outlives the caller's deadline.
-        if let Some(deadline) = Deadline::current() {
+        let deadline = match (deadline, Deadline::current()) {
+            (Some(a), b) => Some(a.earliest(b)),
+            (None, b) => b,
+        };
+        if let Some(deadline) = deadline {
             if Instant::now() + wait >= deadline.instant() {
                 return Err(NoRetry::Deadline);
             }
@@ -252,7 +294,8 @@ where
         match self.classify.decide(request, result) {
             Decision::Done => None,
             Decision::Retry { pushback } => {
-                let wait = self.next_wait(pushback)?;
+                let deadline = self.classify.request_deadline(request);
+                let wait = self.next_wait(pushback, deadline)?;
                 self.classify.prepare_retry(request, self.attempts);
                 Some(sleep(wait))
             }

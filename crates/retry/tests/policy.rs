@@ -170,3 +170,28 @@ async fn retries_and_refusals_are_reported() {
         ]
     );
 }
+
+#[tokio::test(start_paused = true)]
+async fn each_attempt_can_have_its_own_timeout() {
+    let (backoff, jitter) = constant(50);
+    let policy = RetryPolicy::builder()
+        .max_attempts(3)
+        .backoff(backoff, jitter)
+        .build()
+        .unwrap();
+    let (inner, control) = controlled::<u32>();
+    // The first attempt hangs, the second answers at once.
+    control.script([Behavior::Hang, Behavior::Succeed]);
+    let service = policy
+        .layer_with_attempt_timeout(Duration::from_millis(200))
+        .layer(inner);
+    let started = Instant::now();
+    assert_eq!(service.oneshot(4).await.unwrap(), 4);
+    assert_eq!(
+        started.elapsed(),
+        Duration::from_millis(250),
+        "200 ms timeout + 50 ms backoff"
+    );
+    assert_eq!(control.calls(), 2);
+    assert_eq!(control.cancelled(), 1, "the hanging attempt was dropped");
+}
