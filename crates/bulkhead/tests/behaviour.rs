@@ -5,9 +5,33 @@ use std::time::Duration;
 
 use tokio::time::{advance, Instant};
 use tower::{Layer, Service, ServiceExt};
-use tower_bulwark_bulkhead::{Admission, BulkheadFull, BulkheadLayer, FullReason};
-use tower_bulwark_core::testing::{controlled, ReadinessProbe};
+use tower_bulwark_bulkhead::{
+    Admission, Bulkhead, BulkheadFull, BulkheadHandle, BulkheadLayer, FullReason, TaskDeadline,
+};
+use tower_bulwark_core::testing::{controlled, Controlled, Controller, ReadinessProbe};
 use tower_bulwark_core::{find_rejection, BoxError, Deadline, RejectionKind};
+
+/// A bulkhead of `max` permits and a queue of `queue` calls waiting at most `wait`, around
+/// a controllable inner service.
+fn bulkhead(
+    max: usize,
+    queue: usize,
+    wait: Duration,
+) -> (
+    Bulkhead<Controlled<u32>, TaskDeadline>,
+    Controller,
+    BulkheadHandle,
+) {
+    let layer = BulkheadLayer::builder()
+        .max_concurrent(max)
+        .max_queue(queue)
+        .max_wait(wait)
+        .build()
+        .unwrap();
+    let handle = layer.handle();
+    let (inner, control) = controlled::<u32>();
+    (layer.layer(inner), control, handle)
+}
 
 fn reason(result: &Result<u32, BoxError>) -> Option<FullReason> {
     result
@@ -65,16 +89,8 @@ async fn no_queue_means_refusing_at_once() {
 
 #[tokio::test(start_paused = true)]
 async fn a_call_waits_at_most_max_wait() {
-    let layer = BulkheadLayer::builder()
-        .max_concurrent(1)
-        .max_queue(5)
-        .max_wait(Duration::from_millis(300))
-        .build()
-        .unwrap();
-    let handle = layer.handle();
-    let (inner, control) = controlled::<u32>();
+    let (service, control, handle) = bulkhead(1, 5, Duration::from_millis(300));
     control.hang();
-    let service = layer.layer(inner);
     let _running = tokio::spawn(service.clone().oneshot(1));
     tokio::task::yield_now().await;
     let started = Instant::now();
@@ -115,16 +131,8 @@ async fn waiting_calls_start_in_arrival_order() {
 
 #[tokio::test(start_paused = true)]
 async fn deadlines_refuse_at_once_or_cut_the_wait_short() {
-    let layer = BulkheadLayer::builder()
-        .max_concurrent(1)
-        .max_queue(10)
-        .max_wait(Duration::from_secs(10))
-        .build()
-        .unwrap();
-    let handle = layer.handle();
-    let (inner, control) = controlled::<u32>();
+    let (service, control, handle) = bulkhead(1, 10, Duration::from_secs(10));
     control.hang();
-    let service = layer.layer(inner);
     let _running = tokio::spawn(service.clone().oneshot(1));
     tokio::task::yield_now().await;
 
@@ -147,16 +155,8 @@ async fn deadlines_refuse_at_once_or_cut_the_wait_short() {
 
 #[tokio::test(start_paused = true)]
 async fn a_deadline_nearer_than_the_usual_wait_is_refused_at_once() {
-    let layer = BulkheadLayer::builder()
-        .max_concurrent(1)
-        .max_queue(10)
-        .max_wait(Duration::from_secs(10))
-        .build()
-        .unwrap();
-    let handle = layer.handle();
-    let (inner, control) = controlled::<u32>();
+    let (service, control, handle) = bulkhead(1, 10, Duration::from_secs(10));
     control.delay(Duration::from_secs(1));
-    let service = layer.layer(inner);
     // Teach the bulkhead that waits last about a second.
     let first = tokio::spawn(service.clone().oneshot(1));
     tokio::task::yield_now().await;
@@ -176,16 +176,8 @@ async fn a_deadline_nearer_than_the_usual_wait_is_refused_at_once() {
 
 #[tokio::test(start_paused = true)]
 async fn raising_the_limit_at_runtime_admits_waiters_and_lowering_it_drops_nothing() {
-    let layer = BulkheadLayer::builder()
-        .max_concurrent(1)
-        .max_queue(10)
-        .max_wait(Duration::from_secs(60))
-        .build()
-        .unwrap();
-    let handle = layer.handle();
-    let (inner, control) = controlled::<u32>();
+    let (service, control, handle) = bulkhead(1, 10, Duration::from_secs(60));
     control.hang();
-    let service = layer.layer(inner);
     let tasks: Vec<_> = (0..3)
         .map(|i| tokio::spawn(service.clone().oneshot(i)))
         .collect();
@@ -211,16 +203,8 @@ async fn raising_the_limit_at_runtime_admits_waiters_and_lowering_it_drops_nothi
 
 #[tokio::test(start_paused = true)]
 async fn thousands_of_calls_dropped_anywhere_give_everything_back() {
-    let layer = BulkheadLayer::builder()
-        .max_concurrent(4)
-        .max_queue(8)
-        .max_wait(Duration::from_secs(1))
-        .build()
-        .unwrap();
-    let handle = layer.handle();
-    let (inner, control) = controlled::<u32>();
+    let (service, control, handle) = bulkhead(4, 8, Duration::from_secs(1));
     control.delay(Duration::from_millis(5));
-    let service = layer.layer(inner);
     let mut seed = 0x2545_F491_4F6C_DD1Du64;
     let mut tasks = Vec::new();
     for i in 0..3_000u32 {
