@@ -5,7 +5,7 @@ use std::task::{ready, Context, Poll};
 use std::time::Duration;
 use tokio::time::Instant;
 
-use tower_bulwark_core::BoxError;
+use tower_bulwark_core::{BoxError, Deadline};
 use tower_service::Service;
 
 use crate::compartment::{Admission as Slot, Compartment, Permit, Ticket};
@@ -159,7 +159,8 @@ where
     D: DeadlineSource<Req>,
 {
     let now = Instant::now();
-    let mut until = now + max_wait;
+    // Saturates for an enormous `max_wait` instead of overflowing the instant.
+    let mut until = Deadline::after(max_wait).instant();
     let mut reason = FullReason::WaitTimeout;
     if let Some(deadline) = deadline.deadline(&request) {
         if deadline.remaining() <= compartment.mean_wait() {

@@ -5,7 +5,7 @@ use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::time::{sleep, Instant, Sleep};
+use tokio::time::{sleep, Sleep};
 use tower::retry::budget::Budget;
 use tower_bulwark_core::config::non_zero;
 use tower_bulwark_core::{ConfigError, Deadline, Listener, Listeners};
@@ -268,7 +268,8 @@ impl<C> RetryPolicy<C> {
             (None, b) => b,
         };
         if let Some(deadline) = deadline {
-            if Instant::now() + wait >= deadline.instant() {
+            // `Deadline::after` saturates for an enormous wait instead of overflowing.
+            if Deadline::after(wait) >= deadline {
                 return Err(NoRetry::Deadline);
             }
         }

@@ -195,3 +195,21 @@ async fn each_attempt_can_have_its_own_timeout() {
     assert_eq!(control.calls(), 2);
     assert_eq!(control.cancelled(), 1, "the hanging attempt was dropped");
 }
+
+#[tokio::test(start_paused = true)]
+async fn an_enormous_wait_under_a_deadline_saturates_instead_of_panicking() {
+    let policy = RetryPolicy::builder()
+        .max_attempts(3)
+        .backoff(Backoff::Constant(Duration::MAX), Jitter::None)
+        .max_wait(Duration::MAX)
+        .build()
+        .unwrap();
+    let (inner, control) = controlled::<u32>();
+    control.fail();
+    let service = policy.layer().layer(inner);
+    let result = Deadline::after(Duration::from_secs(1))
+        .scope(service.oneshot(1))
+        .await;
+    assert!(result.is_err());
+    assert_eq!(control.calls(), 1, "a wait past the deadline is not taken");
+}
