@@ -72,19 +72,22 @@ async fn rejections_become_statuses_with_retry_after() {
     assert_eq!(ok.head.status, 200);
     assert_eq!(&ok.body[..], b"hello");
 
+    // (what the server refuses with, status, Retry-After, marked as shed for overload)
     let cases = [
-        ("circuit-open", 503, Some("3")),
-        ("bulkhead-full", 503, None),
-        ("overloaded", 503, Some("1")),
-        ("throttled", 429, Some("30")),
-        ("deadline", 504, None),
-        ("wrapped", 503, Some("7")),
+        ("circuit-open", 503, Some("3"), false),
+        ("bulkhead-full", 503, None, true),
+        ("overloaded", 503, Some("1"), true),
+        ("throttled", 429, Some("30"), false),
+        ("deadline", 504, None, false),
+        ("wrapped", 503, Some("7"), false),
     ];
-    for (what, status, retry_after) in cases {
+    for (what, status, retry_after, shed) in cases {
         let response = send(addr, get_request("/", &[("x-test-reject", what)])).await;
         assert_eq!(response.head.status, status, "{what}");
         let header = response.head.headers.get("retry-after");
         assert_eq!(header.map(|v| v.to_str().unwrap()), retry_after, "{what}");
+        let marker = response.head.headers.get("x-bulwark-overloaded");
+        assert_eq!(marker.is_some_and(|v| v == "true"), shed, "{what}");
         assert!(response.head.headers.get("grpc-status").is_none(), "{what}");
     }
 }

@@ -12,6 +12,7 @@ use bytes::Bytes;
 use http_body_util::Full;
 use tower::{service_fn, Layer, ServiceExt};
 use tower_bulwark::retry::{Backoff, HttpRetry, Jitter, RetryPolicy};
+use tower_bulwark::HandleRejectionsLayer;
 use tower_bulwark_tests::{send, serve_axum};
 
 fn flaky_router(hits: Arc<AtomicUsize>, attempts: Arc<Mutex<Vec<String>>>) -> Router {
@@ -39,6 +40,27 @@ fn flaky_router(hits: Arc<AtomicUsize>, attempts: Arc<Mutex<Vec<String>>>) -> Ro
         .route("/order", post(handler))
 }
 
+/// A real HTTP/1 client for `addr`, retried by `policy`.
+fn client(
+    addr: std::net::SocketAddr,
+    policy: RetryPolicy<HttpRetry>,
+) -> impl tower::Service<
+    http::Request<Full<Bytes>>,
+    Response = http::Response<Bytes>,
+    Error = std::convert::Infallible,
+    Future = impl Send,
+> + Clone {
+    policy.layer().layer(service_fn(
+        move |request: http::Request<Full<Bytes>>| async move {
+            let received = send(addr, request).await;
+            Ok::<_, std::convert::Infallible>(http::Response::from_parts(
+                received.head,
+                received.body,
+            ))
+        },
+    ))
+}
+
 #[tokio::test]
 async fn a_get_is_retried_until_the_server_recovers() {
     let hits = Arc::new(AtomicUsize::new(0));
@@ -50,18 +72,7 @@ async fn a_get_is_retried_until_the_server_recovers() {
         .classify(HttpRetry::default().attempt_header())
         .build()
         .unwrap();
-    let client = policy
-        .layer()
-        .layer(service_fn(
-            move |request: http::Request<Full<Bytes>>| async move {
-                let received = send(addr, request).await;
-                Ok::<_, std::convert::Infallible>(http::Response::from_parts(
-                    received.head,
-                    received.body,
-                ))
-            },
-        ))
-        .map_response(|response| response.status());
+    let client = client(addr, policy).map_response(|response| response.status());
 
     let request = http::Request::get("/item").body(Full::default()).unwrap();
     let status = client.clone().oneshot(request).await.unwrap();
@@ -83,17 +94,40 @@ async fn a_post_without_an_idempotency_key_is_not_retried() {
         .classify(HttpRetry::default())
         .build()
         .unwrap();
-    let client = policy.layer().layer(service_fn(
-        move |request: http::Request<Full<Bytes>>| async move {
-            let received = send(addr, request).await;
-            Ok::<_, std::convert::Infallible>(http::Response::from_parts(
-                received.head,
-                received.body,
-            ))
-        },
-    ));
     let request = http::Request::post("/order").body(Full::default()).unwrap();
-    let response = client.oneshot(request).await.unwrap();
+    let response = client(addr, policy).oneshot(request).await.unwrap();
     assert_eq!(response.status(), 503);
     assert_eq!(hits.load(Ordering::SeqCst), 1);
+}
+
+#[tokio::test]
+async fn a_shed_for_overload_is_not_retried() {
+    // A server that sheds everything: tower's LoadShed over a limit of zero, answered by
+    // our rejection handler (503 + the shed marker).
+    let hits = Arc::new(AtomicUsize::new(0));
+    let counted = hits.clone();
+    let router = Router::new()
+        .route("/item", get(|| async { "never" }))
+        .layer(
+            tower::ServiceBuilder::new()
+                .map_request(move |request: http::Request<axum::body::Body>| {
+                    counted.fetch_add(1, Ordering::SeqCst);
+                    request
+                })
+                .layer(HandleRejectionsLayer::new())
+                .load_shed()
+                .concurrency_limit(0),
+        );
+    let addr = serve_axum(router).await;
+    let policy = RetryPolicy::builder()
+        .max_attempts(3)
+        .backoff(Backoff::Constant(Duration::from_millis(1)), Jitter::None)
+        .classify(HttpRetry::default())
+        .build()
+        .unwrap();
+    let request = http::Request::get("/item").body(Full::default()).unwrap();
+    let response = client(addr, policy).oneshot(request).await.unwrap();
+    assert_eq!(response.status(), 503);
+    assert_eq!(response.headers()["x-bulwark-overloaded"], "true");
+    assert_eq!(hits.load(Ordering::SeqCst), 1, "one attempt, no retry");
 }

@@ -30,6 +30,6 @@ pub use tower_bulwark_core::{
 };
 #[cfg(feature = "http")]
 pub use tower_bulwark_core::{
-    handle, is_grpc_request, GrpcClassifier, HandleRejections, HandleRejectionsLayer,
-    HttpClassifier,
+    handle, is_grpc_request, is_shed_for_overload, GrpcClassifier, HandleRejections,
+    HandleRejectionsLayer, HttpClassifier, ENVOY_OVERLOADED_HEADER, OVERLOADED_HEADER,
 };

@@ -51,9 +51,11 @@ pub use self::grpc::GrpcCode;
 pub use self::handle::{HandleRejections, HandleRejectionsLayer};
 pub use self::name::Name;
 pub use self::random::SeededRng;
-#[cfg(feature = "http")]
-pub use self::rejection::is_grpc_request;
 pub use self::rejection::{find_rejection, Rejection, RejectionKind};
+#[cfg(feature = "http")]
+pub use self::rejection::{
+    is_grpc_request, is_shed_for_overload, ENVOY_OVERLOADED_HEADER, OVERLOADED_HEADER,
+};
 
 /// The boxed error of tower services that add failure modes (the same type as
 /// `tower::BoxError`).

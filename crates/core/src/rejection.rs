@@ -2,6 +2,8 @@
 
 #[cfg(feature = "http")]
 pub(crate) mod response;
+#[cfg(feature = "http")]
+mod shed;
 
 use std::error::Error;
 use std::fmt;
@@ -13,6 +15,8 @@ use crate::{BoxError, GrpcCode, Name};
 pub use self::response::is_grpc_request;
 #[cfg(feature = "http")]
 pub(crate) use self::response::Protocol;
+#[cfg(feature = "http")]
+pub use self::shed::{is_shed_for_overload, ENVOY_OVERLOADED_HEADER, OVERLOADED_HEADER};
 
 /// Why a layer refused a call. Decides the HTTP status and gRPC code it maps to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -55,6 +59,20 @@ impl RejectionKind {
             RejectionKind::Throttled => http::StatusCode::TOO_MANY_REQUESTS,
             RejectionKind::DeadlineExceeded => http::StatusCode::GATEWAY_TIMEOUT,
         }
+    }
+
+    /// Whether the server refused the call because it is out of capacity ([`Overloaded`],
+    /// [`BulkheadFull`]). Responses for these kinds carry the
+    /// [`OVERLOADED_HEADER`](crate::OVERLOADED_HEADER) marker, so retry layers upstream do
+    /// not amplify the overload.
+    ///
+    /// [`Overloaded`]: RejectionKind::Overloaded
+    /// [`BulkheadFull`]: RejectionKind::BulkheadFull
+    pub fn is_shed(self) -> bool {
+        matches!(
+            self,
+            RejectionKind::Overloaded | RejectionKind::BulkheadFull
+        )
     }
 
     fn as_str(self) -> &'static str {
@@ -260,6 +278,16 @@ mod tests {
             Rejection::new(RejectionKind::DeadlineExceeded, "edge").to_string(),
             "deadline exceeded, rejected by `edge`"
         );
+    }
+
+    #[test]
+    fn only_capacity_refusals_are_sheds() {
+        use RejectionKind::*;
+        assert!(Overloaded.is_shed());
+        assert!(BulkheadFull.is_shed());
+        for kind in [CircuitOpen, Throttled, DeadlineExceeded] {
+            assert!(!kind.is_shed(), "{kind:?}");
+        }
     }
 
     #[test]

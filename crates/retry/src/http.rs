@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use http::{Method, Request, Response, StatusCode};
 use tower_bulwark_core::grpc::{GrpcCode, GRPC_STATUS};
-use tower_bulwark_core::Deadline;
+use tower_bulwark_core::{is_shed_for_overload, Deadline};
 
 use crate::{pushback, Decision, Pushback, RetryClassify};
 
@@ -23,7 +23,10 @@ pub const ATTEMPT_HEADER: &str = "x-request-attempt";
 /// - Retried: transport errors (`Err`: connection refused or reset, timeouts), and 408, 429,
 ///   502, 503 and 504, honouring the response's `Retry-After` (or
 ///   `grpc-retry-pushback-ms`) up to the policy's maximum wait.
-/// - Never retried: any other status, other 4xx included.
+/// - Never retried: any other status, other 4xx included, and responses marked as shed for
+///   overload ([`OVERLOADED_HEADER`](tower_bulwark_core::OVERLOADED_HEADER) or Envoy's
+///   `x-envoy-overloaded`): the server refused because it is overloaded, and retrying at
+///   every hop of a call chain would multiply its load.
 /// - The `Deadline` in the request's extensions is honoured like the task's current one.
 ///
 /// ```
@@ -105,8 +108,9 @@ impl<ReqB, ResB, E> RetryClassify<Request<ReqB>, Response<ResB>, E> for HttpRetr
 
 /// The rules gRPC clients follow: `UNAVAILABLE` and `RESOURCE_EXHAUSTED` (read from the
 /// `grpc-status` of a trailers-only response) and transport errors are retried, honouring
-/// `grpc-retry-pushback-ms`; a negative pushback means "do not retry". Everything else is
-/// kept.
+/// `grpc-retry-pushback-ms`; a negative pushback means "do not retry", and so does the
+/// shed-for-overload marker ([`OVERLOADED_HEADER`](tower_bulwark_core::OVERLOADED_HEADER)).
+/// Everything else is kept.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct GrpcRetry;
 
@@ -130,9 +134,13 @@ impl<Req, ResB, E> RetryClassify<Req, Response<ResB>, E> for GrpcRetry {
     }
 }
 
-/// A retry that waits what the response asks, if anything; no retry if it says never. The
-/// policy applies its own maximum wait, so the cap here only needs to be "any".
+/// A retry that waits what the response asks, if anything; no retry if it says never or
+/// marks itself as shed for overload. The policy applies its own maximum wait, so the cap
+/// here only needs to be "any".
 fn with_pushback<B>(response: &Response<B>) -> Decision {
+    if is_shed_for_overload(response.headers()) {
+        return Decision::Done;
+    }
     match pushback(response.headers(), Duration::MAX) {
         Pushback::Never => Decision::Done,
         Pushback::After(wait) => Decision::Retry {
@@ -229,6 +237,50 @@ mod tests {
         assert_eq!(
             HttpRetry::default().decide(&get, &response(503, &[("retry-after", "garbage")])),
             Decision::Retry { pushback: None }
+        );
+    }
+
+    #[test]
+    fn a_shed_for_overload_is_not_retried() {
+        let get = request("GET", false);
+        for marker in ["x-bulwark-overloaded", "x-envoy-overloaded"] {
+            for status in [503, 429] {
+                assert_eq!(
+                    HttpRetry::default().decide(&get, &response(status, &[(marker, "true")])),
+                    Decision::Done,
+                    "{status} {marker}"
+                );
+            }
+            assert_eq!(
+                GrpcRetry.decide(
+                    &(),
+                    &response(200, &[("grpc-status", "8"), (marker, "true")])
+                ),
+                Decision::Done,
+                "{marker}"
+            );
+        }
+        // A shed response as our own rejection writes it, over both protocols.
+        let shed = tower_bulwark_core::Rejection::new(
+            tower_bulwark_core::RejectionKind::Overloaded,
+            "server",
+        );
+        assert_eq!(
+            HttpRetry::default().decide(&get, &Ok::<_, ()>(shed.to_http_response::<()>())),
+            Decision::Done
+        );
+        assert_eq!(
+            GrpcRetry.decide(&(), &Ok::<_, ()>(shed.to_grpc_response::<()>())),
+            Decision::Done
+        );
+        // An open circuit on the server is not a shed: the call may go elsewhere next time.
+        let open = tower_bulwark_core::Rejection::new(
+            tower_bulwark_core::RejectionKind::CircuitOpen,
+            "server",
+        );
+        assert_ne!(
+            HttpRetry::default().decide(&get, &Ok::<_, ()>(open.to_http_response::<()>())),
+            Decision::Done
         );
     }
 

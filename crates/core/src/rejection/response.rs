@@ -5,6 +5,7 @@ use std::time::Duration;
 use http::header::{HeaderMap, HeaderValue, CONTENT_TYPE, RETRY_AFTER};
 use http::{Response, StatusCode};
 
+use super::shed::mark_shed;
 use super::Rejection;
 use crate::grpc::{GrpcCode, GRPC_MESSAGE, GRPC_RETRY_PUSHBACK_MS, GRPC_STATUS};
 
@@ -92,7 +93,8 @@ impl Rejection {
 
     /// An HTTP response for this rejection: 503, 429 or 504 by kind, with `Retry-After` in
     /// whole seconds (rounded up, so clients never come back early; capped at `i32::MAX`)
-    /// when the layer gave a wait. The body is `B::default()` (empty for axum's and hyper's
+    /// when the layer gave a wait, and the [`OVERLOADED_HEADER`](crate::OVERLOADED_HEADER)
+    /// marker when the server shed the call ([`RejectionKind::is_shed`](super::RejectionKind::is_shed)). The body is `B::default()` (empty for axum's and hyper's
     /// bodies).
     ///
     /// ```
@@ -113,6 +115,9 @@ impl Rejection {
                 .headers_mut()
                 .insert(RETRY_AFTER, HeaderValue::from(retry_after_seconds(wait)));
         }
+        if self.kind.is_shed() {
+            mark_shed(response.headers_mut());
+        }
         response
     }
 
@@ -120,7 +125,8 @@ impl Rejection {
     /// (`UNAVAILABLE`, `RESOURCE_EXHAUSTED` or `DEADLINE_EXCEEDED` by kind), `grpc-message`
     /// (the kind and reason, such as `bulkhead full (queue full)`; the layer's name stays
     /// on the server, like the text of other errors) and, when the layer gave a wait,
-    /// `grpc-retry-pushback-ms` (rounded up, capped at `i32::MAX`).
+    /// `grpc-retry-pushback-ms` (rounded up, capped at `i32::MAX`); sheds carry the
+    /// [`OVERLOADED_HEADER`](crate::OVERLOADED_HEADER) marker as on HTTP.
     ///
     /// ```
     /// use std::time::Duration;
@@ -152,6 +158,9 @@ impl Rejection {
                 GRPC_RETRY_PUSHBACK_MS,
                 HeaderValue::from(pushback_millis(wait)),
             );
+        }
+        if self.kind.is_shed() {
+            mark_shed(response.headers_mut());
         }
         response
     }
@@ -217,6 +226,17 @@ mod tests {
             let response: Response<()> = Rejection::new(kind, "x").to_http_response();
             assert_eq!(response.status(), status, "{kind:?}");
             assert!(response.headers().get(RETRY_AFTER).is_none());
+            assert_eq!(
+                crate::is_shed_for_overload(response.headers()),
+                kind.is_shed(),
+                "{kind:?}"
+            );
+            let grpc: Response<()> = Rejection::new(kind, "x").to_grpc_response();
+            assert_eq!(
+                crate::is_shed_for_overload(grpc.headers()),
+                kind.is_shed(),
+                "{kind:?}"
+            );
         }
     }
 
