@@ -33,7 +33,12 @@ pub struct Received {
 }
 
 /// Sends `request` to `addr` over a new HTTP/1.1 connection and reads the whole response.
-pub async fn send(addr: SocketAddr, request: http::Request<Full<Bytes>>) -> Received {
+pub async fn send<B>(addr: SocketAddr, request: http::Request<B>) -> Received
+where
+    B: http_body::Body + Send + 'static,
+    B::Data: Send,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
     let stream = TcpStream::connect(addr).await.expect("connect");
     let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
         .await

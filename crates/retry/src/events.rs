@@ -18,6 +18,9 @@ pub enum NoRetry {
     Deadline,
     /// The server asked for a longer wait than the policy allows, or for no retry.
     Pushback,
+    /// The request's [`ReplayBody`](crate::ReplayBody) was larger than its replay limit, so
+    /// it cannot be sent again.
+    BodyTooLarge,
 }
 
 impl NoRetry {
@@ -27,6 +30,7 @@ impl NoRetry {
             NoRetry::Budget => "budget",
             NoRetry::Deadline => "deadline",
             NoRetry::Pushback => "pushback",
+            NoRetry::BodyTooLarge => "body_too_large",
         }
     }
 }
@@ -72,7 +76,7 @@ impl Event for RetryEvent {
 
     /// Records `bulwark_retry_retries_total`, `bulwark_retry_wait_seconds` (histogram) and
     /// `bulwark_retry_not_retried_total` (label `reason`: `max_attempts`, `budget`,
-    /// `deadline`, `pushback`).
+    /// `deadline`, `pushback`, `body_too_large`).
     #[cfg(feature = "metrics")]
     fn record_metrics(&self) {
         use tower_bulwark_core::metric_name;

@@ -34,6 +34,8 @@ mod http;
 mod policy;
 #[cfg(feature = "http")]
 mod pushback;
+#[cfg(feature = "http")]
+mod replay;
 mod sync;
 mod throttle;
 
@@ -46,4 +48,6 @@ pub use self::http::{GrpcRetry, HttpRetry, ATTEMPT_HEADER, IDEMPOTENCY_KEY};
 pub use self::policy::{Builder, RetryPolicy};
 #[cfg(feature = "http")]
 pub use self::pushback::{pushback, Pushback};
+#[cfg(feature = "http")]
+pub use self::replay::{Replay, ReplayBody, ReplayLayer};
 pub use self::throttle::TokenBucket;

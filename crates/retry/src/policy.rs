@@ -19,10 +19,11 @@ use crate::{
 /// `tower::retry::RetryLayer::new(policy)` or [`RetryPolicy::layer`]).
 ///
 /// For each call: at most `max_attempts` attempts (the first counts); a retry only when the
-/// classifier says so, the shared budget allows it, and its wait (the backoff, or the
-/// server's pushback if longer) ends before the caller's [`Deadline`] (the task's current
-/// one, or the request's own: see [`RetryClassify::request_deadline`]). The budget gets
-/// one deposit per call.
+/// classifier says so, the request can be sent again (a [`ReplayBody`](crate::ReplayBody)
+/// within its limit, when the body is one), the shared budget allows it, and its wait (the
+/// backoff, or the server's pushback if longer) ends before the caller's [`Deadline`] (the
+/// task's current one, or the request's own: see [`RetryClassify::request_deadline`]). The
+/// budget gets one deposit per call.
 ///
 /// tower's `Retry` clones the policy for every call; a clone costs one `Arc` clone.
 ///
@@ -284,7 +285,7 @@ impl<C> RetryPolicy<C> {
 impl<C, Req, Res, E> tower::retry::Policy<Req, Res, E> for RetryPolicy<C>
 where
     C: RetryClassify<Req, Res, E> + Clone,
-    Req: Clone,
+    Req: Clone + 'static,
 {
     type Future = Sleep;
 
@@ -295,6 +296,13 @@ where
         match self.classify.decide(request, result) {
             Decision::Done => None,
             Decision::Retry { pushback } => {
+                if !can_replay(request) {
+                    let listeners = &self.shared.listeners;
+                    listeners.emit(|| RetryEvent::NotRetried {
+                        reason: NoRetry::BodyTooLarge,
+                    });
+                    return None;
+                }
                 let deadline = self.classify.request_deadline(request);
                 let wait = self.next_wait(pushback, deadline)?;
                 self.classify.prepare_retry(request, self.attempts);
@@ -306,6 +314,20 @@ where
     fn clone_request(&mut self, request: &Req) -> Option<Req> {
         Some(request.clone())
     }
+}
+
+/// Whether the request can be sent again: false only for an `http::Request<ReplayBody>`
+/// whose body outgrew its replay limit.
+fn can_replay<Req: 'static>(request: &Req) -> bool {
+    #[cfg(feature = "http")]
+    {
+        let request: &dyn std::any::Any = request;
+        if let Some(request) = request.downcast_ref::<http::Request<crate::ReplayBody>>() {
+            return request.body().can_replay();
+        }
+    }
+    let _ = request;
+    true
 }
 
 impl<C: Clone> Clone for RetryPolicy<C> {
