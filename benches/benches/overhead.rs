@@ -188,6 +188,16 @@ fn budgets(c: &mut Criterion) {
             std::hint::black_box(Budget::withdraw(&*theirs))
         })
     });
+    // The deposit alone (made on every call) and the clock read both budgets make in it.
+    group.bench_function("bulwark_ratio_budget_deposit", |b| {
+        b.iter(|| ours.deposit())
+    });
+    group.bench_function("tower_tps_budget_deposit", |b| {
+        b.iter(|| Budget::deposit(&*theirs))
+    });
+    group.bench_function("clock_read", |b| {
+        b.iter(|| std::hint::black_box(tokio::time::Instant::now()))
+    });
     for (name, budget) in [
         (
             "bulwark_ratio_budget_two_threads",

@@ -96,6 +96,7 @@ impl RatioBudget {
     }
 
     /// Records a request (call it for every first attempt).
+    #[inline]
     pub fn deposit(&self) {
         let slot = self.advance();
         self.balance.fetch_add(self.deposit, AcqRel);
@@ -132,9 +133,20 @@ impl RatioBudget {
     }
 
     /// Expires the slices that left the window; returns the slot of the current one.
+    #[inline]
     fn advance(&self) -> usize {
         let nanos = u64::try_from(self.start.elapsed().as_nanos()).unwrap_or(u64::MAX);
-        let current = nanos / self.bucket_nanos.max(1);
+        let epoch = self.epoch.load(Acquire);
+        // Still within the newest slice: no division, nothing to expire.
+        if nanos < (epoch + 1).saturating_mul(self.bucket_nanos) {
+            return (epoch % BUCKETS) as usize;
+        }
+        self.expire_until(nanos / self.bucket_nanos.max(1))
+    }
+
+    /// Expires every slice up to `current`, each exactly once however many threads race.
+    #[cold]
+    fn expire_until(&self, current: u64) -> usize {
         loop {
             let seen = self.epoch.load(Acquire);
             if seen >= current {

@@ -51,8 +51,9 @@ pub struct RetryPolicy<C = RetryErrors> {
     classify: C,
     /// Attempts made so far for this call.
     attempts: u32,
-    /// Created at the first retry, seeded from the shared counter.
-    backoffs: Option<Backoffs>,
+    /// Created at the first retry, seeded from the shared counter; boxed so the policy that
+    /// every call carries stays small when nothing is retried.
+    backoffs: Option<Box<Backoffs>>,
 }
 
 struct Shared {
@@ -256,9 +257,11 @@ impl<C> RetryPolicy<C> {
         }
         let backoffs = self.backoffs.get_or_insert_with(|| {
             let seed = shared.seeds.fetch_add(0x9E37_79B9_7F4A_7C15, Relaxed);
-            Backoffs::new(shared.backoff, shared.jitter, shared.max_wait)
-                .expect("checked when the policy was built")
-                .seeded(seed)
+            Box::new(
+                Backoffs::new(shared.backoff, shared.jitter, shared.max_wait)
+                    .expect("checked when the policy was built")
+                    .seeded(seed),
+            )
         });
         let wait = backoffs
             .wait(self.attempts)
