@@ -259,6 +259,26 @@ mod tests {
     }
 
     #[tokio::test(start_paused = true)]
+    async fn slices_expire_exactly_at_their_boundaries() {
+        // A 10 s window kept in 1 s slices.
+        let budget = budget(1.0);
+        budget.deposit();
+        advance(Duration::from_millis(999)).await;
+        budget.deposit(); // still the first slice
+        advance(Duration::from_millis(1)).await;
+        budget.deposit(); // the second slice
+        assert_eq!(budget.balance(), 3.0);
+        advance(Duration::from_millis(8_999)).await; // 9.999 s
+        assert_eq!(budget.balance(), 3.0);
+        advance(Duration::from_millis(1)).await; // 10 s: the first slice leaves
+        assert_eq!(budget.balance(), 1.0);
+        advance(Duration::from_millis(999)).await;
+        assert_eq!(budget.balance(), 1.0);
+        advance(Duration::from_millis(1)).await; // 11 s: the second slice leaves
+        assert_eq!(budget.balance(), 0.0);
+    }
+
+    #[tokio::test(start_paused = true)]
     async fn the_minimum_per_second_is_always_there_and_refills() {
         let budget = RatioBudget::new(Duration::from_secs(2), 3, 0.0).unwrap();
         let first: usize = std::iter::from_fn(|| budget.withdraw().then_some(())).count();
