@@ -59,11 +59,16 @@ impl Deadline {
     /// A deadline `timeout` from now. A duration too long to represent (such as
     /// `Duration::MAX`) lands about 30 years ahead instead of panicking.
     pub fn after(timeout: Duration) -> Self {
-        let now = Instant::now();
-        let at = now
+        Deadline::after_from(Instant::now(), timeout)
+    }
+
+    /// A deadline `timeout` after `start`, saturating like [`Deadline::after`]: for a layer
+    /// that has already read the clock.
+    pub fn after_from(start: Instant, timeout: Duration) -> Self {
+        let at = start
             .checked_add(timeout)
-            .or_else(|| now.checked_add(FAR_FUTURE))
-            .unwrap_or(now);
+            .or_else(|| start.checked_add(FAR_FUTURE))
+            .unwrap_or(start);
         Deadline(at)
     }
 
@@ -128,6 +133,24 @@ impl Deadline {
             deadline: self,
             inner: future,
         }
+    }
+
+    /// Runs the closure `f` with this deadline as the current one (or the enclosing one, if
+    /// earlier), for synchronous work such as a tower `Service::call`, which builds its
+    /// future before [`scope`](Self::scope) first polls it.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use tower_bulwark_core::Deadline;
+    ///
+    /// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+    /// # async fn main() {
+    /// let deadline = Deadline::after(Duration::from_secs(1));
+    /// assert_eq!(deadline.in_scope(Deadline::current), Some(deadline));
+    /// # }
+    /// ```
+    pub fn in_scope<R>(self, f: impl FnOnce() -> R) -> R {
+        CURRENT.sync_scope(self.earliest(Deadline::current()), f)
     }
 
     /// The deadline that applies to a request: the earlier of the one in its extensions and

@@ -35,6 +35,9 @@ pub enum RejectionKind {
     /// The call's deadline passed, or too little of it is left to be useful. HTTP 504, gRPC
     /// `DEADLINE_EXCEEDED`.
     DeadlineExceeded,
+    /// The request is malformed in a way a layer was told to refuse (such as a garbled
+    /// deadline header under strict parsing). HTTP 400, gRPC `INVALID_ARGUMENT`.
+    InvalidRequest,
 }
 
 impl RejectionKind {
@@ -46,6 +49,7 @@ impl RejectionKind {
                 GrpcCode::ResourceExhausted
             }
             RejectionKind::DeadlineExceeded => GrpcCode::DeadlineExceeded,
+            RejectionKind::InvalidRequest => GrpcCode::InvalidArgument,
         }
     }
 
@@ -58,6 +62,7 @@ impl RejectionKind {
             | RejectionKind::Overloaded => http::StatusCode::SERVICE_UNAVAILABLE,
             RejectionKind::Throttled => http::StatusCode::TOO_MANY_REQUESTS,
             RejectionKind::DeadlineExceeded => http::StatusCode::GATEWAY_TIMEOUT,
+            RejectionKind::InvalidRequest => http::StatusCode::BAD_REQUEST,
         }
     }
 
@@ -82,6 +87,7 @@ impl RejectionKind {
             RejectionKind::Overloaded => "overloaded",
             RejectionKind::Throttled => "throttled",
             RejectionKind::DeadlineExceeded => "deadline exceeded",
+            RejectionKind::InvalidRequest => "invalid request",
         }
     }
 }
@@ -285,7 +291,7 @@ mod tests {
         use RejectionKind::*;
         assert!(Overloaded.is_shed());
         assert!(BulkheadFull.is_shed());
-        for kind in [CircuitOpen, Throttled, DeadlineExceeded] {
+        for kind in [CircuitOpen, Throttled, DeadlineExceeded, InvalidRequest] {
             assert!(!kind.is_shed(), "{kind:?}");
         }
     }
@@ -298,5 +304,6 @@ mod tests {
         assert_eq!(Overloaded.grpc_code(), GrpcCode::ResourceExhausted);
         assert_eq!(Throttled.grpc_code(), GrpcCode::ResourceExhausted);
         assert_eq!(DeadlineExceeded.grpc_code(), GrpcCode::DeadlineExceeded);
+        assert_eq!(InvalidRequest.grpc_code(), GrpcCode::InvalidArgument);
     }
 }

@@ -221,6 +221,7 @@ mod tests {
             (RejectionKind::Overloaded, 503),
             (RejectionKind::Throttled, 429),
             (RejectionKind::DeadlineExceeded, 504),
+            (RejectionKind::InvalidRequest, 400),
         ];
         for (kind, status) in cases {
             let response: Response<()> = Rejection::new(kind, "x").to_http_response();

@@ -1,0 +1,138 @@
+//! [`ResponseFuture`]: the inner call, run inside its deadline and dropped when it passes.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{ready, Context, Poll};
+
+use pin_project::pin_project;
+use tokio::time::{Instant, Sleep};
+use tower_bulwark_core::{BoxError, Deadline, DeadlineScope, Name, Rejection, RejectionKind};
+
+use crate::latency::LatencyRecord;
+
+/// Response future of the deadline layers.
+///
+/// Runs the inner future with the deadline as the task's current one. If the deadline
+/// passes first, the inner future is dropped at once (its work stops) and the call fails
+/// with a `DeadlineExceeded` [`Rejection`]. A call refused before it started fails the same
+/// way without an inner future.
+#[pin_project]
+#[derive(Debug)]
+pub struct ResponseFuture<F> {
+    #[pin]
+    kind: Kind<F>,
+}
+
+#[pin_project(project = KindProjection)]
+#[derive(Debug)]
+enum Kind<F> {
+    /// No deadline applies: the inner future as it is.
+    Unbounded {
+        #[pin]
+        future: F,
+    },
+    Bounded {
+        #[pin]
+        future: DeadlineScope<F>,
+        #[pin]
+        expiry: Sleep,
+        layer: Name,
+        /// What expiry is reported as ("deadline passed", "timed out").
+        reason: &'static str,
+        /// Where successful latencies are recorded, when a layer learns from them.
+        latencies: Option<(Arc<LatencyRecord>, Instant)>,
+    },
+    /// Refused before calling the inner service, or expired; the error is taken once.
+    Done { error: Option<BoxError> },
+}
+
+impl<F> ResponseFuture<F> {
+    #[inline]
+    pub(crate) fn unbounded(future: F) -> Self {
+        ResponseFuture {
+            kind: Kind::Unbounded { future },
+        }
+    }
+
+    #[inline]
+    pub(crate) fn bounded(future: F, deadline: Deadline, layer: Name, reason: &'static str) -> Self
+    where
+        F: Future,
+    {
+        ResponseFuture {
+            kind: Kind::Bounded {
+                future: deadline.scope(future),
+                expiry: tokio::time::sleep_until(deadline.instant()),
+                layer,
+                reason,
+                latencies: None,
+            },
+        }
+    }
+
+    /// Records the latency of every call that completes in time into `record`.
+    pub(crate) fn recording(mut self, record: Arc<LatencyRecord>, started: Instant) -> Self {
+        if let Kind::Bounded { latencies, .. } = &mut self.kind {
+            *latencies = Some((record, started));
+        }
+        self
+    }
+
+    pub(crate) fn refused(rejection: Rejection) -> Self {
+        ResponseFuture {
+            kind: Kind::Done {
+                error: Some(Box::new(rejection)),
+            },
+        }
+    }
+}
+
+impl<F, T, E> Future for ResponseFuture<F>
+where
+    F: Future<Output = Result<T, E>>,
+    E: Into<BoxError>,
+{
+    type Output = Result<T, BoxError>;
+
+    #[inline]
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let mut kind = self.project().kind;
+        let expired = match kind.as_mut().project() {
+            KindProjection::Unbounded { future } => {
+                return future.poll(cx).map_err(Into::into);
+            }
+            KindProjection::Bounded {
+                future,
+                expiry,
+                layer,
+                reason,
+                latencies,
+            } => {
+                if let Poll::Ready(result) = future.poll(cx) {
+                    if let (Some((record, started)), Ok(_)) = (latencies.as_ref(), &result) {
+                        record.record(started.elapsed());
+                    }
+                    return Poll::Ready(result.map_err(Into::into));
+                }
+                ready!(expiry.poll(cx));
+                let rejection = Rejection::new(RejectionKind::DeadlineExceeded, layer.clone())
+                    .with_reason(reason);
+                if let Some((record, started)) = latencies.as_ref() {
+                    // A call cut off counts at least as long as it ran, so the record
+                    // follows latency up instead of seeing only the calls that were fast.
+                    record.record(started.elapsed());
+                }
+                rejection
+            }
+            KindProjection::Done { error } => {
+                return Poll::Ready(Err(error
+                    .take()
+                    .expect("ResponseFuture polled after completion")));
+            }
+        };
+        // Drop the inner future now: the work stops when the deadline passes.
+        kind.set(Kind::Done { error: None });
+        Poll::Ready(Err(Box::new(expired)))
+    }
+}

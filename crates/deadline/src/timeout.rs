@@ -1,0 +1,149 @@
+//! [`TimeoutLayer`]: a per-request timeout that never outlives the caller's deadline.
+
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use tokio::time::Instant;
+use tower_bulwark_core::config::non_zero_duration;
+use tower_bulwark_core::{ConfigError, Deadline, Name, Rejection, RejectionKind};
+use tower_layer::Layer;
+use tower_service::Service;
+
+use crate::latency::LatencyRecord;
+use crate::ResponseFuture;
+
+/// A timeout on each call, shortened to the caller's deadline: each call gets
+/// `min(timeout, time left)`, where the time left comes from the task's current
+/// [`Deadline`].
+///
+/// Unlike tower's `Timeout`, the inner service runs with the resulting deadline as the
+/// task's current one (so layers inside it, such as a bulkhead queue, never wait past it),
+/// and expiry is a `DeadlineExceeded` [`Rejection`] (HTTP 504, gRPC `DEADLINE_EXCEEDED`)
+/// whose reason says which ran out: `"timed out"` or `"deadline passed"`.
+///
+/// ```
+/// use std::time::Duration;
+/// use tower::{service_fn, Layer, ServiceExt};
+/// use tower_bulwark_core::{find_rejection, Deadline};
+/// use tower_bulwark_deadline::TimeoutLayer;
+///
+/// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+/// # async fn main() {
+/// let slow = service_fn(|_: ()| async {
+///     tokio::time::sleep(Duration::from_secs(5)).await;
+///     Ok::<_, std::convert::Infallible>(())
+/// });
+/// let service = TimeoutLayer::new(Duration::from_secs(1)).unwrap().layer(slow);
+/// // The caller has only 200 ms left: the call gets 200 ms, not 1 s.
+/// let started = tokio::time::Instant::now();
+/// let error = Deadline::after(Duration::from_millis(200))
+///     .scope(service.oneshot(()))
+///     .await
+///     .unwrap_err();
+/// assert_eq!(started.elapsed(), Duration::from_millis(200));
+/// assert_eq!(find_rejection(&error).unwrap().reason(), Some("deadline passed"));
+/// # }
+/// ```
+#[derive(Debug, Clone)]
+pub struct TimeoutLayer {
+    timeout: Duration,
+    name: Name,
+}
+
+impl TimeoutLayer {
+    /// A timeout of `timeout` per call (not zero).
+    pub fn new(timeout: Duration) -> Result<Self, ConfigError> {
+        non_zero_duration("timeout", timeout)?;
+        Ok(TimeoutLayer {
+            timeout,
+            name: Name::from("timeout"),
+        })
+    }
+
+    /// Names the layer in its rejections.
+    pub fn name(mut self, name: impl Into<Name>) -> Self {
+        self.name = name.into();
+        self
+    }
+}
+
+impl<S> Layer<S> for TimeoutLayer {
+    type Service = Timeout<S>;
+
+    fn layer(&self, inner: S) -> Timeout<S> {
+        Timeout {
+            inner,
+            timeout: self.timeout,
+            name: self.name.clone(),
+        }
+    }
+}
+
+/// The service of a [`TimeoutLayer`].
+#[derive(Debug, Clone)]
+pub struct Timeout<S> {
+    inner: S,
+    timeout: Duration,
+    name: Name,
+}
+
+impl<S, Req> Service<Req> for Timeout<S>
+where
+    S: Service<Req>,
+    S::Error: Into<tower_bulwark_core::BoxError>,
+{
+    type Response = S::Response;
+    type Error = tower_bulwark_core::BoxError;
+    type Future = ResponseFuture<S::Future>;
+
+    #[inline]
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx).map_err(Into::into)
+    }
+
+    #[inline]
+    fn call(&mut self, request: Req) -> Self::Future {
+        call_within(
+            &mut self.inner,
+            request,
+            self.timeout,
+            &self.name,
+            Instant::now(),
+            None,
+        )
+    }
+}
+
+/// Calls `inner` bounded by `timeout` from `now` and by the task's current deadline,
+/// whichever ends first; records latencies into `latencies` if given.
+#[inline]
+pub(crate) fn call_within<S, Req>(
+    inner: &mut S,
+    request: Req,
+    timeout: Duration,
+    name: &Name,
+    now: Instant,
+    latencies: Option<&Arc<LatencyRecord>>,
+) -> ResponseFuture<S::Future>
+where
+    S: Service<Req>,
+{
+    let own = Deadline::after_from(now, timeout);
+    let (deadline, reason) = match Deadline::current() {
+        Some(current) if current < own => (current, "deadline passed"),
+        _ => (own, "timed out"),
+    };
+    if deadline.instant() <= now {
+        return ResponseFuture::refused(
+            Rejection::new(RejectionKind::DeadlineExceeded, name.clone())
+                .with_reason("deadline passed before the call"),
+        );
+    }
+    let future = deadline.in_scope(|| inner.call(request));
+    let future = ResponseFuture::bounded(future, deadline, name.clone(), reason);
+    match latencies {
+        Some(latencies) => future.recording(latencies.clone(), now),
+        None => future,
+    }
+}
