@@ -182,8 +182,11 @@ impl AcceptConfig {
                         "malformed deadline header"
                     );
                     if self.on_invalid == OnInvalid::Reject {
-                        return Err(Rejection::new(RejectionKind::InvalidRequest, self.name.clone())
-                            .with_reason("malformed deadline header"));
+                        return Err(Rejection::new(
+                            RejectionKind::InvalidRequest,
+                            self.name.clone(),
+                        )
+                        .with_reason("malformed deadline header"));
                     }
                 }
             }

@@ -82,7 +82,8 @@ pub fn encode_grpc_timeout(timeout: Duration) -> HeaderValue {
     let mut text = [0u8; 9];
     let len = write_digits(value as u64, &mut text);
     text[len] = unit;
-    HeaderValue::from_bytes(&text[..=len]).expect("digits and a unit letter are a valid header value")
+    HeaderValue::from_bytes(&text[..=len])
+        .expect("digits and a unit letter are a valid header value")
 }
 
 /// Writes `value` (at most 8 digits) in ASCII at the start of `buffer`; returns its length.

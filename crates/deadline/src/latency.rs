@@ -47,8 +47,7 @@ impl LatencyRecord {
     /// there are at least `min_samples` of them.
     pub(crate) fn new(window: Duration, quantile: f64, min_samples: u64) -> Self {
         let histogram = || {
-            Histogram::<u32>::new_with_bounds(1, MAX_MICROS, 2)
-                .expect("constant bounds are valid")
+            Histogram::<u32>::new_with_bounds(1, MAX_MICROS, 2).expect("constant bounds are valid")
         };
         LatencyRecord {
             quantile,
@@ -74,8 +73,7 @@ impl LatencyRecord {
         ring.slices[slot].saturating_record(micros);
         ring.total.saturating_record(micros);
         ring.since_refresh += 1;
-        if expired || ring.since_refresh >= REFRESH_EVERY || ring.total.len() == self.min_samples
-        {
+        if expired || ring.since_refresh >= REFRESH_EVERY || ring.total.len() == self.min_samples {
             ring.since_refresh = 0;
             let estimate = if ring.total.len() >= self.min_samples {
                 ring.total

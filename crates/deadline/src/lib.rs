@@ -53,7 +53,9 @@ pub use self::accept::{AcceptBuilder, AcceptDeadline, AcceptDeadlineLayer, OnInv
 pub use self::adaptive::{AdaptiveBuilder, AdaptiveTimeout, AdaptiveTimeoutLayer};
 pub use self::future::ResponseFuture;
 pub use self::grpc_timeout::{encode_grpc_timeout, parse_grpc_timeout};
-pub use self::propagate::{PropagateBuilder, PropagateDeadline, PropagateDeadlineLayer, WriteHeaders};
+pub use self::propagate::{
+    PropagateBuilder, PropagateDeadline, PropagateDeadlineLayer, WriteHeaders,
+};
 pub use self::timeout::{Timeout, TimeoutLayer};
 pub use self::wire::{
     DeadlineHeader, InvalidHeader, DEADLINE_HEADER, ENVOY_TIMEOUT_HEADER, GRPC_TIMEOUT,

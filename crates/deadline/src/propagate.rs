@@ -263,7 +263,9 @@ impl PropagateConfig {
             headers.insert(GRPC_TIMEOUT, encode_grpc_timeout(outgoing));
         }
         if millis {
-            let millis = u64::try_from(outgoing.as_millis()).unwrap_or(u64::MAX).max(1);
+            let millis = u64::try_from(outgoing.as_millis())
+                .unwrap_or(u64::MAX)
+                .max(1);
             headers.insert(self.timeout_header.clone(), HeaderValue::from(millis));
         }
     }
@@ -309,7 +311,8 @@ where
         config.write(&mut request, outgoing);
         let outgoing = Deadline::after_from(now, outgoing);
         let future = outgoing.in_scope(|| self.inner.call(request));
-        let future = ResponseFuture::bounded(future, outgoing, config.name.clone(), "deadline passed");
+        let future =
+            ResponseFuture::bounded(future, outgoing, config.name.clone(), "deadline passed");
         match &config.latencies {
             Some(latencies) => future.recording(latencies.clone(), now),
             None => future,

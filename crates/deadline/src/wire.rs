@@ -187,7 +187,11 @@ mod tests {
         let at = |millis: u64| parse_absolute(millis.to_string().as_bytes(), now, skew);
         assert_eq!(at(1_700_000_000_250), Ok(Duration::from_millis(250)));
         assert_eq!(at(1_700_000_000_000), Ok(Duration::ZERO));
-        assert_eq!(at(1_699_999_999_000), Ok(Duration::ZERO), "passed, within skew");
+        assert_eq!(
+            at(1_699_999_999_000),
+            Ok(Duration::ZERO),
+            "passed, within skew"
+        );
         assert_eq!(at(1_699_999_998_999), Err(InvalidHeader::ClockSkew));
         assert_eq!(
             parse_absolute(b"-5", now, skew),
