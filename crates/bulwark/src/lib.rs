@@ -16,6 +16,11 @@ pub use tower_bulwark_bulkhead as bulkhead;
 #[cfg(feature = "retry")]
 pub use tower_bulwark_retry as retry;
 
+/// Deadline propagation and timeouts:
+/// [`tower-bulwark-deadline`](https://docs.rs/tower-bulwark-deadline).
+#[cfg(feature = "deadline")]
+pub use tower_bulwark_deadline as deadline;
+
 // The shared contracts of `tower-bulwark-core`, by module and flat.
 #[cfg(feature = "testing")]
 pub use tower_bulwark_core::testing;

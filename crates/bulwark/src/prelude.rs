@@ -10,5 +10,7 @@ pub use tower_bulwark_core::{
 };
 #[cfg(feature = "http")]
 pub use tower_bulwark_core::{GrpcClassifier, HandleRejectionsLayer, HttpClassifier};
+#[cfg(feature = "deadline")]
+pub use tower_bulwark_deadline::{AcceptDeadlineLayer, PropagateDeadlineLayer};
 #[cfg(feature = "retry")]
 pub use tower_bulwark_retry::{RatioBudget, RetryPolicy};
