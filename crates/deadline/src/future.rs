@@ -60,10 +60,25 @@ impl<F> ResponseFuture<F> {
     where
         F: Future,
     {
+        ResponseFuture::bounded_at(future, deadline, deadline, layer, reason)
+    }
+
+    /// Runs `future` with `current` as the task's deadline, and drops it at `expiry`.
+    #[inline]
+    pub(crate) fn bounded_at(
+        future: F,
+        current: Deadline,
+        expiry: Deadline,
+        layer: Name,
+        reason: &'static str,
+    ) -> Self
+    where
+        F: Future,
+    {
         ResponseFuture {
             kind: Kind::Bounded {
-                future: deadline.scope(future),
-                expiry: tokio::time::sleep_until(deadline.instant()),
+                future: current.scope(future),
+                expiry: tokio::time::sleep_until(expiry.instant()),
                 layer,
                 reason,
                 latencies: None,

@@ -49,8 +49,10 @@ pub enum WriteHeaders {
 ///    service is not called.
 /// 4. The headers are written (`grpc-timeout` in the finest unit that fits, rounded down;
 ///    `x-request-timeout-ms` rounded down, at least 1), replacing any already there.
-/// 5. The same time is enforced locally: when it passes, the call is dropped and fails with
-///    `DeadlineExceeded`. Inner layers see it as the task's current deadline.
+/// 5. Inner layers see the time passed on as the task's current deadline. Locally the call
+///    is held to the deadline itself: when it passes, the call is dropped and fails with
+///    `DeadlineExceeded`. (The margin is the downstream's head start: its own "deadline
+///    exceeded" answer arrives before this side gives up, with its details.)
 ///
 /// Place it inside a retry layer so each attempt sends the time actually left; the retry
 /// layer outside still sees the caller's deadline as the task's current one.
@@ -311,8 +313,15 @@ where
         config.write(&mut request, outgoing);
         let outgoing = Deadline::after_from(now, outgoing);
         let future = outgoing.in_scope(|| self.inner.call(request));
-        let future =
-            ResponseFuture::bounded(future, outgoing, config.name.clone(), "deadline passed");
+        // Held to the deadline itself: the margin is the downstream's head start, so its
+        // own "deadline exceeded" answer arrives before this side gives up.
+        let future = ResponseFuture::bounded_at(
+            future,
+            outgoing,
+            deadline,
+            config.name.clone(),
+            "deadline passed",
+        );
         match &config.latencies {
             Some(latencies) => future.recording(latencies.clone(), now),
             None => future,
