@@ -7,7 +7,7 @@ use tokio::time::Instant;
 use tower::{service_fn, Layer, Service, ServiceExt};
 use tower_bulwark_core::testing::{controlled, Behavior, ReadinessProbe};
 use tower_bulwark_core::{find_rejection, BoxError, Deadline, RejectionKind};
-use tower_bulwark_deadline::{AcceptDeadlineLayer, DeadlineHeader, OnInvalid};
+use tower_bulwark_deadline::{AcceptBuilder, AcceptDeadlineLayer, DeadlineHeader, OnInvalid};
 
 fn request(headers: &[(&str, &str)]) -> Request<()> {
     let mut builder = Request::get("/");
@@ -31,8 +31,13 @@ async fn seen(
     layer.layer(handler).oneshot(request).await
 }
 
+/// Without headroom, so the handler sees exactly what the caller sent.
+fn builder() -> AcceptBuilder {
+    AcceptDeadlineLayer::builder().headroom(Duration::ZERO)
+}
+
 fn layer() -> AcceptDeadlineLayer {
-    AcceptDeadlineLayer::builder().build().unwrap()
+    builder().build().unwrap()
 }
 
 fn kind(error: &BoxError) -> RejectionKind {
@@ -70,7 +75,7 @@ async fn the_handler_sees_the_callers_deadline() {
 
 #[tokio::test(start_paused = true)]
 async fn the_maximum_caps_and_the_default_fills_in() {
-    let layer = AcceptDeadlineLayer::builder()
+    let layer = builder()
         .max(Duration::from_secs(1))
         .default_timeout(Duration::from_millis(300))
         .build()
@@ -92,7 +97,7 @@ async fn the_maximum_caps_and_the_default_fills_in() {
 
 #[tokio::test(start_paused = true)]
 async fn opt_in_headers_in_the_configured_order() {
-    let layer = AcceptDeadlineLayer::builder()
+    let layer = builder()
         .headers([
             DeadlineHeader::EnvoyExpectedTimeout,
             DeadlineHeader::GrpcTimeout,
@@ -113,7 +118,7 @@ async fn opt_in_headers_in_the_configured_order() {
 
 #[tokio::test(start_paused = true)]
 async fn an_absolute_deadline_is_read_against_the_wall_clock() {
-    let layer = AcceptDeadlineLayer::builder()
+    let layer = builder()
         .headers([DeadlineHeader::absolute_ms(Duration::from_secs(1))])
         .default_timeout(Duration::from_secs(9))
         .build()
@@ -146,7 +151,7 @@ async fn an_absolute_deadline_is_read_against_the_wall_clock() {
 
 #[tokio::test(start_paused = true)]
 async fn malformed_headers_are_ignored_and_the_default_applies() {
-    let layer = AcceptDeadlineLayer::builder()
+    let layer = builder()
         .default_timeout(Duration::from_secs(3))
         .build()
         .unwrap();
@@ -181,10 +186,7 @@ async fn malformed_headers_are_ignored_and_the_default_applies() {
 
 #[tokio::test(start_paused = true)]
 async fn malformed_headers_can_be_refused() {
-    let layer = AcceptDeadlineLayer::builder()
-        .on_invalid(OnInvalid::Reject)
-        .build()
-        .unwrap();
+    let layer = builder().on_invalid(OnInvalid::Reject).build().unwrap();
     let (inner, control) = controlled::<Request<()>>();
     let service = layer.layer(inner);
     for value in ["", "1.5S", "0S", "-1S", "123456789S"] {
@@ -240,6 +242,22 @@ async fn a_handler_that_finishes_in_time_is_untouched() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn the_handler_stops_a_little_early_by_default() {
+    let layer = AcceptDeadlineLayer::builder().build().unwrap();
+    let seen_by_handler = seen(&layer, request(&[("grpc-timeout", "300m")])).await;
+    assert_eq!(seen_by_handler.unwrap(), Some(Duration::from_millis(295)));
+    // A timeout no longer than the headroom has nothing left: refused at once.
+    let (inner, control) = controlled::<Request<()>>();
+    let error = layer
+        .layer(inner)
+        .oneshot(request(&[("grpc-timeout", "5m")]))
+        .await
+        .unwrap_err();
+    assert_eq!(kind(&error), RejectionKind::DeadlineExceeded);
+    assert_eq!(control.calls(), 0);
+}
+
+#[tokio::test(start_paused = true)]
 async fn an_earlier_deadline_already_on_the_request_holds() {
     let mut early = request(&[("grpc-timeout", "5S")]);
     early
@@ -269,9 +287,6 @@ fn bad_settings_name_their_field() {
     let zero = Duration::ZERO;
     let field =
         |builder: tower_bulwark_deadline::AcceptBuilder| builder.build().unwrap_err().field();
-    assert_eq!(field(AcceptDeadlineLayer::builder().max(zero)), "max");
-    assert_eq!(
-        field(AcceptDeadlineLayer::builder().default_timeout(zero)),
-        "default_timeout"
-    );
+    assert_eq!(field(builder().max(zero)), "max");
+    assert_eq!(field(builder().default_timeout(zero)), "default_timeout");
 }
