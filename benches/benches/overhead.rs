@@ -282,6 +282,66 @@ fn http_layers(c: &mut Criterion) {
     group.finish();
 }
 
+/// Deadline layers beside tower's `Timeout`, all on the same gRPC-like request (built in
+/// each iteration, for every row alike).
+fn deadline_layers(c: &mut Criterion) {
+    use tower::timeout::Timeout;
+    use tower::Layer;
+    use tower_bulwark::deadline::{
+        AcceptDeadlineLayer, AdaptiveTimeoutLayer, PropagateDeadlineLayer, TimeoutLayer,
+    };
+
+    let noop_http = || Noop.map_response(answer as fn(Request<()>) -> Response<()>);
+    let request = || {
+        Request::post("/pkg.Service/Method")
+            .header("content-type", "application/grpc")
+            .header("te", "trailers")
+            .header("grpc-timeout", "250m")
+            .body(())
+            .expect("valid request")
+    };
+    let mut group = c.benchmark_group("ready_call_deadline");
+    bench_ready_call(&mut group, "noop", noop_http(), request);
+    bench_ready_call(
+        &mut group,
+        "tower_timeout",
+        Timeout::new(noop_http(), Duration::from_secs(1)),
+        request,
+    );
+    let accept = AcceptDeadlineLayer::builder().build().expect("config");
+    bench_ready_call(
+        &mut group,
+        "bulwark_accept",
+        accept.layer(noop_http()),
+        request,
+    );
+    let propagate = PropagateDeadlineLayer::builder()
+        .default_timeout(Duration::from_secs(1))
+        .build()
+        .expect("config");
+    bench_ready_call(
+        &mut group,
+        "bulwark_propagate",
+        propagate.layer(noop_http()),
+        request,
+    );
+    let timeout = TimeoutLayer::new(Duration::from_secs(1)).expect("config");
+    bench_ready_call(
+        &mut group,
+        "bulwark_timeout",
+        timeout.layer(noop_http()),
+        request,
+    );
+    let adaptive = AdaptiveTimeoutLayer::builder().build().expect("config");
+    bench_ready_call(
+        &mut group,
+        "bulwark_adaptive_timeout",
+        adaptive.layer(noop_http()),
+        request,
+    );
+    group.finish();
+}
+
 fn answer(_request: Request<()>) -> Response<()> {
     Response::new(())
 }
@@ -350,6 +410,7 @@ criterion_group!(
     retry,
     budgets,
     two_threads,
-    http_layers
+    http_layers,
+    deadline_layers
 );
 criterion_main!(benches);

@@ -178,3 +178,76 @@ fn tower_peers_allocate_nothing_after_warm_up() {
         "Timeout"
     );
 }
+
+/// Allocations per call that `layer` adds to the HTTP no-op, for requests made by `request`
+/// (whose own allocations, counted in both runs, cancel out).
+fn added_per_call<S>(layered: S, request: impl Fn() -> Request<()> + Copy) -> u64
+where
+    S: Service<Request<()>, Response = Response<()>>,
+    S::Error: std::fmt::Debug,
+{
+    let with = allocations(layered, request);
+    let without = allocations(http_noop(), request);
+    (with - without) / CALLS
+}
+
+/// A request as a gRPC client sends it: a deadline header among others.
+fn grpc_request() -> Request<()> {
+    Request::post("/pkg.Service/Method")
+        .header("content-type", "application/grpc")
+        .header("te", "trailers")
+        .header("grpc-timeout", "250m")
+        .body(())
+        .unwrap()
+}
+
+/// The timeouts allocate nothing per call (the adaptive one records into its fixed-size
+/// histograms).
+#[test]
+fn deadline_timeouts_allocate_nothing() {
+    use tower::Layer;
+    use tower_bulwark::deadline::{AdaptiveTimeoutLayer, TimeoutLayer};
+
+    let timeout = TimeoutLayer::new(Duration::from_secs(1)).unwrap();
+    assert_eq!(allocations(timeout.layer(Noop), || 7u64), 0);
+    let adaptive = AdaptiveTimeoutLayer::builder().build().unwrap();
+    assert_eq!(allocations(adaptive.layer(Noop), || 7u64), 0);
+}
+
+/// Accepting a deadline stores it in the request's extensions, which `http` allocates for:
+/// the boxed value and, when the request has no extensions yet, the boxed map and its
+/// table. That is all it allocates.
+#[test]
+fn accepting_a_deadline_allocates_only_the_extension() {
+    use tower::Layer;
+    use tower_bulwark::deadline::AcceptDeadlineLayer;
+
+    let accept = AcceptDeadlineLayer::builder().build().unwrap();
+    assert_eq!(added_per_call(accept.layer(http_noop()), grpc_request), 3);
+    // A request with no deadline and no default: nothing at all.
+    assert_eq!(
+        added_per_call(accept.layer(http_noop()), || Request::new(())),
+        0
+    );
+}
+
+/// Propagating a deadline writes one header value: that is all it allocates.
+#[test]
+fn propagating_a_deadline_allocates_only_the_header_value() {
+    use tower::Layer;
+    use tower_bulwark::deadline::PropagateDeadlineLayer;
+
+    let propagate = PropagateDeadlineLayer::builder()
+        .default_timeout(Duration::from_secs(1))
+        .build()
+        .unwrap();
+    assert_eq!(
+        added_per_call(propagate.layer(http_noop()), grpc_request),
+        1
+    );
+    let untouched = PropagateDeadlineLayer::builder().build().unwrap();
+    assert_eq!(
+        added_per_call(untouched.layer(http_noop()), grpc_request),
+        0
+    );
+}

@@ -35,8 +35,11 @@ enum Kind<F> {
     Bounded {
         #[pin]
         future: DeadlineScope<F>,
+        /// When it passes; the timer is only made if the inner future has to wait, so a
+        /// call answered at once never touches the timer wheel.
+        deadline: Deadline,
         #[pin]
-        expiry: Sleep,
+        expiry: Option<Sleep>,
         layer: Name,
         /// What expiry is reported as ("deadline passed", "timed out").
         reason: &'static str,
@@ -78,7 +81,8 @@ impl<F> ResponseFuture<F> {
         ResponseFuture {
             kind: Kind::Bounded {
                 future: current.scope(future),
-                expiry: tokio::time::sleep_until(expiry.instant()),
+                deadline: expiry,
+                expiry: None,
                 layer,
                 reason,
                 latencies: None,
@@ -119,7 +123,8 @@ where
             }
             KindProjection::Bounded {
                 future,
-                expiry,
+                deadline,
+                mut expiry,
                 layer,
                 reason,
                 latencies,
@@ -130,7 +135,12 @@ where
                     }
                     return Poll::Ready(result.map_err(Into::into));
                 }
-                ready!(expiry.poll(cx));
+                if expiry.is_none() {
+                    expiry.set(Some(tokio::time::sleep_until(deadline.instant())));
+                }
+                if let Some(expiry) = expiry.as_pin_mut() {
+                    ready!(expiry.poll(cx));
+                }
                 let rejection = Rejection::new(RejectionKind::DeadlineExceeded, layer.clone())
                     .with_reason(reason);
                 if let Some((record, started)) = latencies.as_ref() {

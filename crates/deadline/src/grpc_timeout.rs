@@ -73,14 +73,23 @@ pub fn parse_grpc_timeout(value: &[u8]) -> Result<Duration, InvalidHeader> {
 /// assert_eq!(encode_grpc_timeout(Duration::from_secs(3600)), "3600000m");
 /// ```
 pub fn encode_grpc_timeout(timeout: Duration) -> HeaderValue {
-    let nanos = timeout.as_nanos().max(1);
-    let (unit, value) = UNITS
+    let Ok(nanos) = u64::try_from(timeout.as_nanos()) else {
+        // Beyond 584 years: hours, capped at the largest value.
+        return header(b'H', (timeout.as_secs() / 3600).min(MAX_VALUE));
+    };
+    let nanos = nanos.max(1);
+    let (unit, length) = UNITS
         .iter()
-        .map(|&(unit, length)| (unit, nanos / u128::from(length)))
-        .find(|&(_, value)| value <= u128::from(MAX_VALUE))
-        .unwrap_or((b'H', u128::from(MAX_VALUE)));
+        .copied()
+        .find(|&(_, length)| nanos / length <= MAX_VALUE)
+        .unwrap_or(UNITS[UNITS.len() - 1]);
+    header(unit, (nanos / length).min(MAX_VALUE))
+}
+
+/// `value` (at most 8 digits) and `unit` as a header value.
+fn header(unit: u8, value: u64) -> HeaderValue {
     let mut text = [0u8; 9];
-    let len = write_digits(value as u64, &mut text);
+    let len = write_digits(value, &mut text);
     text[len] = unit;
     HeaderValue::from_bytes(&text[..=len])
         .expect("digits and a unit letter are a valid header value")

@@ -12,7 +12,8 @@ use tower_layer::Layer;
 use tower_service::Service;
 
 use crate::latency::LatencyRecord;
-use crate::{encode_grpc_timeout, ResponseFuture, GRPC_TIMEOUT, TIMEOUT_MS_HEADER};
+use crate::wire::GRPC_TIMEOUT_NAME;
+use crate::{encode_grpc_timeout, ResponseFuture, TIMEOUT_MS_HEADER};
 
 /// Which headers carry the deadline to the next service.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -262,7 +263,7 @@ impl PropagateConfig {
         };
         let headers = request.headers_mut();
         if grpc {
-            headers.insert(GRPC_TIMEOUT, encode_grpc_timeout(outgoing));
+            headers.insert(GRPC_TIMEOUT_NAME, encode_grpc_timeout(outgoing));
         }
         if millis {
             let millis = u64::try_from(outgoing.as_millis())

@@ -16,6 +16,11 @@ pub const DEADLINE_HEADER: &str = "x-request-deadline";
 /// Envoy's expected request timeout in milliseconds (opt-in).
 pub const ENVOY_TIMEOUT_HEADER: &str = "x-envoy-expected-rq-timeout-ms";
 
+/// The header names as `HeaderName`s: looking them up or inserting them then needs no
+/// parsing.
+pub(crate) const GRPC_TIMEOUT_NAME: HeaderName = HeaderName::from_static(GRPC_TIMEOUT);
+const ENVOY_TIMEOUT_NAME: HeaderName = HeaderName::from_static(ENVOY_TIMEOUT_HEADER);
+
 /// The longest millisecond value read: 20 digits (`u64::MAX` has 20).
 const MAX_MS_DIGITS: usize = 20;
 
@@ -106,7 +111,12 @@ impl DeadlineHeader {
     /// The time left that this header gives, if it is present: `Ok(Duration::ZERO)` for an
     /// absolute deadline that has passed.
     pub fn read(&self, headers: &HeaderMap) -> Option<Result<Duration, InvalidHeader>> {
-        let value = headers.get(self.name())?.as_bytes();
+        let name = match self {
+            DeadlineHeader::GrpcTimeout => &GRPC_TIMEOUT_NAME,
+            DeadlineHeader::TimeoutMs(header) | DeadlineHeader::AbsoluteMs { header, .. } => header,
+            DeadlineHeader::EnvoyExpectedTimeout => &ENVOY_TIMEOUT_NAME,
+        };
+        let value = headers.get(name)?.as_bytes();
         Some(match self {
             DeadlineHeader::GrpcTimeout => parse_grpc_timeout(value),
             DeadlineHeader::TimeoutMs(_) | DeadlineHeader::EnvoyExpectedTimeout => {
