@@ -282,8 +282,9 @@ fn http_layers(c: &mut Criterion) {
     group.finish();
 }
 
-/// Deadline layers beside tower's `Timeout`, all on the same gRPC-like request (built in
-/// each iteration, for every row alike).
+/// Deadline layers beside tower's `Timeout`, each on the request its side sees (built in
+/// every iteration, for every row alike): a server receives a gRPC call with
+/// `grpc-timeout`; a client sends one without.
 fn deadline_layers(c: &mut Criterion) {
     use tower::timeout::Timeout;
     use tower::Layer;
@@ -292,29 +293,44 @@ fn deadline_layers(c: &mut Criterion) {
     };
 
     let noop_http = || Noop.map_response(answer as fn(Request<()>) -> Response<()>);
-    let request = || {
-        Request::post("/pkg.Service/Method")
+    let grpc_call = |timeout: Option<&'static str>| {
+        let mut request = Request::post("/pkg.Service/Method")
             .header("content-type", "application/grpc")
-            .header("te", "trailers")
-            .header("grpc-timeout", "250m")
-            .body(())
-            .expect("valid request")
+            .header("te", "trailers");
+        if let Some(timeout) = timeout {
+            request = request.header("grpc-timeout", timeout);
+        }
+        request.body(()).expect("valid request")
     };
-    let mut group = c.benchmark_group("ready_call_deadline");
-    bench_ready_call(&mut group, "noop", noop_http(), request);
-    bench_ready_call(
-        &mut group,
-        "tower_timeout",
-        Timeout::new(noop_http(), Duration::from_secs(1)),
-        request,
-    );
+    let received = || grpc_call(Some("250m"));
+    let sent = || grpc_call(None);
+    let tower_timeout = || Timeout::new(noop_http(), Duration::from_secs(1));
+
+    let mut group = c.benchmark_group("ready_call_deadline_server");
+    bench_ready_call(&mut group, "noop", noop_http(), received);
+    bench_ready_call(&mut group, "tower_timeout", tower_timeout(), received);
     let accept = AcceptDeadlineLayer::builder().build().expect("config");
     bench_ready_call(
         &mut group,
         "bulwark_accept",
         accept.layer(noop_http()),
-        request,
+        received,
     );
+    let task_only = AcceptDeadlineLayer::builder()
+        .store_in_extensions(false)
+        .build()
+        .expect("config");
+    bench_ready_call(
+        &mut group,
+        "bulwark_accept_task_local_only",
+        task_only.layer(noop_http()),
+        received,
+    );
+    group.finish();
+
+    let mut group = c.benchmark_group("ready_call_deadline_client");
+    bench_ready_call(&mut group, "noop", noop_http(), sent);
+    bench_ready_call(&mut group, "tower_timeout", tower_timeout(), sent);
     let propagate = PropagateDeadlineLayer::builder()
         .default_timeout(Duration::from_secs(1))
         .build()
@@ -323,21 +339,21 @@ fn deadline_layers(c: &mut Criterion) {
         &mut group,
         "bulwark_propagate",
         propagate.layer(noop_http()),
-        request,
+        sent,
     );
     let timeout = TimeoutLayer::new(Duration::from_secs(1)).expect("config");
     bench_ready_call(
         &mut group,
         "bulwark_timeout",
         timeout.layer(noop_http()),
-        request,
+        sent,
     );
     let adaptive = AdaptiveTimeoutLayer::builder().build().expect("config");
     bench_ready_call(
         &mut group,
         "bulwark_adaptive_timeout",
         adaptive.layer(noop_http()),
-        request,
+        sent,
     );
     group.finish();
 }

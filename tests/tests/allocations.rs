@@ -224,6 +224,11 @@ fn accepting_a_deadline_allocates_only_the_extension() {
 
     let accept = AcceptDeadlineLayer::builder().build().unwrap();
     assert_eq!(added_per_call(accept.layer(http_noop()), grpc_request), 3);
+    let without = AcceptDeadlineLayer::builder()
+        .store_in_extensions(false)
+        .build()
+        .unwrap();
+    assert_eq!(added_per_call(without.layer(http_noop()), grpc_request), 0);
     // A request with no deadline and no default: nothing at all.
     assert_eq!(
         added_per_call(accept.layer(http_noop()), || Request::new(())),

@@ -1,5 +1,6 @@
 //! [`Deadline`]: the instant by which a request's answer is no longer wanted.
 
+use std::cell::Cell;
 use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll};
@@ -8,8 +9,34 @@ use std::time::Duration;
 use pin_project::pin_project;
 use tokio::time::Instant;
 
-tokio::task_local! {
-    static CURRENT: Deadline;
+thread_local! {
+    /// The deadline of the future being polled on this thread, set only while a
+    /// [`DeadlineScope`] polls its future (or [`Deadline::in_scope`] runs its closure), so it
+    /// follows the task across threads like a tokio task-local, at the cost of a `Cell`.
+    static CURRENT: Cell<Option<Deadline>> = const { Cell::new(None) };
+}
+
+/// Makes a deadline current until dropped, then restores the one before it.
+struct Enter {
+    previous: Option<Deadline>,
+}
+
+impl Enter {
+    #[inline]
+    fn new(deadline: Deadline) -> Enter {
+        let previous = CURRENT
+            .try_with(|current| current.replace(Some(deadline)))
+            .ok()
+            .flatten();
+        Enter { previous }
+    }
+}
+
+impl Drop for Enter {
+    #[inline]
+    fn drop(&mut self) {
+        let _ = CURRENT.try_with(|current| current.set(self.previous));
+    }
 }
 
 /// How far ahead a deadline built from an absurdly long duration lands: about 30 years,
@@ -100,7 +127,7 @@ impl Deadline {
     /// `None` outside any scope. Tasks started with `tokio::spawn` do not inherit it: wrap
     /// the spawned future in its own scope.
     pub fn current() -> Option<Deadline> {
-        CURRENT.try_with(|deadline| *deadline).ok()
+        CURRENT.try_with(Cell::get).ok().flatten()
     }
 
     /// Runs `future` with this deadline as the current one.
@@ -150,7 +177,8 @@ impl Deadline {
     /// # }
     /// ```
     pub fn in_scope<R>(self, f: impl FnOnce() -> R) -> R {
-        CURRENT.sync_scope(self.earliest(Deadline::current()), f)
+        let _current = Enter::new(self.earliest(Deadline::current()));
+        f()
     }
 
     /// The deadline that applies to a request: the earlier of the one in its extensions and
@@ -176,12 +204,14 @@ pub struct DeadlineScope<F> {
 impl<F: Future> Future for DeadlineScope<F> {
     type Output = F::Output;
 
+    #[inline]
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
         let this = self.project();
         // The enclosing scope is the one current at this poll, wherever this future went.
         let effective = this.deadline.earliest(Deadline::current());
         let inner = this.inner;
-        CURRENT.sync_scope(effective, || inner.poll(cx))
+        let _current = Enter::new(effective);
+        inner.poll(cx)
     }
 }
 
@@ -195,6 +225,35 @@ impl<F> std::fmt::Debug for DeadlineScope<F> {
 mod tests {
     use super::*;
     use tokio::time::sleep;
+
+    #[tokio::test(start_paused = true)]
+    async fn a_panic_inside_a_scope_restores_the_enclosing_deadline() {
+        let outer = Deadline::after(Duration::from_secs(1));
+        let inner = Deadline::after(Duration::from_millis(10));
+        outer.in_scope(|| {
+            let caught = std::panic::catch_unwind(|| inner.in_scope(|| panic!("boom")));
+            assert!(caught.is_err());
+            assert_eq!(Deadline::current(), Some(outer));
+        });
+        assert_eq!(Deadline::current(), None);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_deadline_follows_the_future_across_threads_and_not_spawned_tasks() {
+        let deadline = Deadline::after(Duration::from_secs(5));
+        deadline
+            .scope(async move {
+                for _ in 0..20 {
+                    // Each yield may resume on the other worker thread.
+                    tokio::task::yield_now().await;
+                    assert_eq!(Deadline::current(), Some(deadline));
+                }
+                let spawned = tokio::spawn(async { Deadline::current() }).await.unwrap();
+                assert_eq!(spawned, None, "spawned tasks do not inherit it");
+            })
+            .await;
+        assert_eq!(Deadline::current(), None);
+    }
 
     #[tokio::test(start_paused = true)]
     async fn remaining_counts_down_and_saturates_at_zero() {

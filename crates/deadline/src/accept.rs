@@ -33,8 +33,9 @@ pub enum OnInvalid {
 /// - A server maximum caps it ([`AcceptBuilder::max`]); a request without one gets the
 ///   default ([`AcceptBuilder::default_timeout`]), or no deadline if none is set. The
 ///   handler stops [`AcceptBuilder::headroom`] (5 ms) early, so the answer arrives in time.
-/// - The deadline is stored as core's [`Deadline`] in the request's extensions, and the
-///   inner future runs with it as the task's current deadline, so client calls made by the
+/// - The deadline is stored as core's [`Deadline`] in the request's extensions
+///   ([`AcceptBuilder::store_in_extensions`]), and the inner service is called and its
+///   future run with it as the task's current deadline, so client calls made by the
 ///   handler inherit it (see `PropagateDeadlineLayer`).
 /// - A request whose deadline has already passed is refused without calling the inner
 ///   service; when the deadline passes mid-call, the inner future is dropped (its work
@@ -78,11 +79,12 @@ struct AcceptConfig {
     default: Option<Duration>,
     on_invalid: OnInvalid,
     headroom: Duration,
+    store_in_extensions: bool,
 }
 
 /// Builds an [`AcceptDeadlineLayer`]. Defaults: reads `grpc-timeout` then
-/// `x-request-timeout-ms`; no maximum; no default; 5 ms of headroom; malformed headers
-/// ignored.
+/// `x-request-timeout-ms`; no maximum; no default; 5 ms of headroom; stored in extensions;
+/// malformed headers ignored.
 #[derive(Debug)]
 pub struct AcceptBuilder {
     config: AcceptConfig,
@@ -99,6 +101,7 @@ impl AcceptDeadlineLayer {
                 default: None,
                 on_invalid: OnInvalid::Ignore,
                 headroom: Duration::from_millis(5),
+                store_in_extensions: true,
             },
         }
     }
@@ -136,6 +139,18 @@ impl AcceptBuilder {
     /// around every layer, and its `Channel` one on the client, and both answer `CANCELLED`.
     pub fn headroom(mut self, headroom: Duration) -> Self {
         self.config.headroom = headroom;
+        self
+    }
+
+    /// Whether the deadline is also stored in the request's extensions (on by default).
+    ///
+    /// The handler and every layer inside this one see the deadline as the task's current
+    /// one either way. The extension matters when the request leaves the task (tower's
+    /// `Buffer`, a spawned task); storing it costs what `http` allocates for extensions
+    /// (the boxed value, and on a request without extensions the boxed map and its table).
+    /// Turned off, accepting a deadline allocates nothing.
+    pub fn store_in_extensions(mut self, store: bool) -> Self {
+        self.config.store_in_extensions = store;
         self
     }
 
@@ -249,7 +264,9 @@ where
                     .with_reason("deadline passed before the call"),
             );
         }
-        request.extensions_mut().insert(deadline);
+        if config.store_in_extensions {
+            request.extensions_mut().insert(deadline);
+        }
         let future = deadline.in_scope(|| self.inner.call(request));
         ResponseFuture::bounded(future, deadline, config.name.clone(), "deadline passed")
     }
