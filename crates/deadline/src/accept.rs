@@ -30,9 +30,10 @@ pub enum OnInvalid {
 ///   `grpc-timeout`, then `x-request-timeout-ms` by default; opt-in, the absolute
 ///   `x-request-deadline` and Envoy's `x-envoy-expected-rq-timeout-ms`
 ///   ([`AcceptBuilder::headers`]).
-/// - A server maximum caps it ([`AcceptBuilder::max`]); a request without one gets the
-///   default ([`AcceptBuilder::default_timeout`]), or no deadline if none is set. The
-///   handler stops [`AcceptBuilder::headroom`] (5 ms) early, so the answer arrives in time.
+/// - The handler stops [`AcceptBuilder::headroom`] (5 ms) before the caller's deadline, so
+///   the answer arrives in time. A request without one (or with only malformed ones) gets
+///   the default ([`AcceptBuilder::default_timeout`]), else the maximum, else no deadline.
+///   The maximum ([`AcceptBuilder::max`]) caps them all.
 /// - The deadline is stored as core's [`Deadline`] in the request's extensions
 ///   ([`AcceptBuilder::store_in_extensions`]), and the inner service is called and its
 ///   future run with it as the task's current deadline, so client calls made by the
@@ -120,7 +121,8 @@ impl AcceptBuilder {
         self
     }
 
-    /// The longest deadline this server grants (`min(incoming, max)`).
+    /// The longest deadline this server grants (`min(incoming, max)`), also given to requests
+    /// that bring none when there is no default.
     pub fn max(mut self, max: Duration) -> Self {
         self.config.max = Some(max);
         self
@@ -132,7 +134,8 @@ impl AcceptBuilder {
         self
     }
 
-    /// How long before the caller's deadline the handler is stopped (5 ms by default), so
+    /// How long before the caller's deadline the handler is stopped (5 ms by default; the
+    /// server's own default and maximum are not shortened), so
     /// that the `DEADLINE_EXCEEDED` answer reaches the caller before its own timer fires:
     /// about one network round trip plus the timer's 1 ms granularity (raise it across slow
     /// links). tonic needs it on both ends: its `Server` runs its own `grpc-timeout` timer
@@ -193,14 +196,15 @@ pub struct AcceptDeadline<S> {
 }
 
 impl AcceptConfig {
-    /// The time the request may take: from its headers, else the default; capped.
+    /// The time the request may take: what the caller gave (less the headroom), else the
+    /// default, else the maximum; never more than the maximum.
     fn timeout(&self, headers: &HeaderMap) -> Result<Option<Duration>, Rejection> {
-        let mut timeout = self.default;
+        let mut timeout = None;
         for header in &self.headers {
             match header.read(headers) {
                 None => continue,
-                Some(Ok(incoming)) => {
-                    timeout = Some(incoming);
+                Some(Ok(given)) => {
+                    timeout = Some(given.saturating_sub(self.headroom));
                     break;
                 }
                 Some(Err(invalid)) => {
@@ -220,6 +224,7 @@ impl AcceptConfig {
                 }
             }
         }
+        let timeout = timeout.or(self.default).or(self.max);
         Ok(match (timeout, self.max) {
             (Some(timeout), Some(max)) => Some(timeout.min(max)),
             (timeout, _) => timeout,
@@ -249,8 +254,7 @@ where
             Err(rejection) => return ResponseFuture::refused(rejection),
         };
         let now = Instant::now();
-        let given = timeout
-            .map(|timeout| Deadline::after_from(now, timeout.saturating_sub(config.headroom)));
+        let given = timeout.map(|timeout| Deadline::after_from(now, timeout));
         // A deadline already on the request (an outer layer's) still holds.
         let existing = request.extensions().get::<Deadline>().copied();
         let deadline = match (given, existing) {
@@ -259,10 +263,7 @@ where
             (None, None) => return ResponseFuture::unbounded(self.inner.call(request)),
         };
         if deadline.instant() <= now {
-            return ResponseFuture::refused(
-                Rejection::new(RejectionKind::DeadlineExceeded, config.name.clone())
-                    .with_reason("deadline passed before the call"),
-            );
+            return ResponseFuture::too_late(config.name.clone());
         }
         if config.store_in_extensions {
             request.extensions_mut().insert(deadline);

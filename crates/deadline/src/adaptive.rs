@@ -18,9 +18,10 @@ use crate::ResponseFuture;
 /// multiplier, clamped between a minimum and a maximum, and never beyond the caller's
 /// deadline (as [`TimeoutLayer`](crate::TimeoutLayer)).
 ///
-/// Until `min_samples` calls have been seen, the timeout is the maximum. Calls cut off by
-/// the timeout are recorded with the time they ran, so when the dependency slows down the
-/// percentile rises with it instead of seeing only the calls that were fast. Latencies are
+/// Until `min_samples` calls have been seen (and again after a window without calls), the
+/// timeout is the maximum. Calls cut off by this timeout are recorded with the time they
+/// ran, so when the dependency slows down the percentile rises with it instead of seeing
+/// only the calls that were fast; calls cut short by a caller's earlier deadline are not. Latencies are
 /// kept in a bounded ring of histograms over `window` (O(1) per call, fixed memory), shared
 /// by every service the layer makes.
 ///
@@ -93,16 +94,18 @@ impl AdaptiveTimeoutLayer {
 
     /// The timeout a call starting now gets (before the caller's deadline shortens it).
     pub fn current_timeout(&self) -> Duration {
-        self.shared.timeout()
+        self.shared.timeout(Instant::now())
     }
 }
 
 impl Adaptive {
-    fn timeout(&self) -> Duration {
-        match self.latencies.estimate() {
-            Some(percentile) => percentile
-                .mul_f64(self.multiplier)
-                .clamp(self.min, self.max),
+    fn timeout(&self, now: Instant) -> Duration {
+        match self.latencies.estimate(now) {
+            Some(percentile) => {
+                Duration::try_from_secs_f64(percentile.as_secs_f64() * self.multiplier)
+                    .unwrap_or(self.max)
+                    .clamp(self.min, self.max)
+            }
             None => self.max,
         }
     }
@@ -121,7 +124,7 @@ impl AdaptiveBuilder {
         self
     }
 
-    /// How many times the percentile a call may take (at least 1).
+    /// How many times the percentile a call may take (1 to 1000).
     pub fn multiplier(mut self, multiplier: f64) -> Self {
         self.multiplier = multiplier;
         self
@@ -154,10 +157,10 @@ impl AdaptiveBuilder {
                 format!("must be above 0 and at most 1, got {}", self.percentile),
             ));
         }
-        if !(self.multiplier.is_finite() && self.multiplier >= 1.0) {
+        if !(1.0..=1000.0).contains(&self.multiplier) {
             return Err(ConfigError::new(
                 "multiplier",
-                format!("must be a finite number >= 1, got {}", self.multiplier),
+                format!("must be within 1..=1000, got {}", self.multiplier),
             ));
         }
         non_zero_duration("min", self.min)?;
@@ -224,12 +227,13 @@ where
 
     fn call(&mut self, request: Req) -> Self::Future {
         let shared = &self.shared;
+        let now = Instant::now();
         call_within(
             &mut self.inner,
             request,
-            shared.timeout(),
+            shared.timeout(now),
             &shared.name,
-            Instant::now(),
+            now,
             Some(&shared.latencies),
         )
     }

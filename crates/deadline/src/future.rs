@@ -45,6 +45,9 @@ enum Kind<F> {
         reason: &'static str,
         /// Where successful latencies are recorded, when a layer learns from them.
         latencies: Option<(Arc<LatencyRecord>, Instant)>,
+        /// Whether a call cut off at expiry is recorded too (as long as it ran): only when
+        /// the expiry is the layer's own timeout, not a caller's shorter deadline.
+        record_cutoffs: bool,
     },
     /// Refused before calling the inner service, or expired; the error is taken once.
     Done { error: Option<BoxError> },
@@ -86,16 +89,37 @@ impl<F> ResponseFuture<F> {
                 layer,
                 reason,
                 latencies: None,
+                record_cutoffs: false,
             },
         }
     }
 
-    /// Records the latency of every call that completes in time into `record`.
-    pub(crate) fn recording(mut self, record: Arc<LatencyRecord>, started: Instant) -> Self {
-        if let Kind::Bounded { latencies, .. } = &mut self.kind {
+    /// Records the latency of every call that completes in time into `record`, and with
+    /// `cutoffs`, of calls cut off at expiry (as long as they ran).
+    pub(crate) fn recording(
+        mut self,
+        record: Arc<LatencyRecord>,
+        started: Instant,
+        cutoffs: bool,
+    ) -> Self {
+        if let Kind::Bounded {
+            latencies,
+            record_cutoffs,
+            ..
+        } = &mut self.kind
+        {
             *latencies = Some((record, started));
+            *record_cutoffs = cutoffs;
         }
         self
+    }
+
+    /// Refused: the deadline passed before the call.
+    pub(crate) fn too_late(layer: Name) -> Self {
+        ResponseFuture::refused(
+            Rejection::new(RejectionKind::DeadlineExceeded, layer)
+                .with_reason("deadline passed before the call"),
+        )
     }
 
     pub(crate) fn refused(rejection: Rejection) -> Self {
@@ -128,6 +152,7 @@ where
                 layer,
                 reason,
                 latencies,
+                record_cutoffs,
             } => {
                 if let Poll::Ready(result) = future.poll(cx) {
                     if let (Some((record, started)), Ok(_)) = (latencies.as_ref(), &result) {
@@ -143,9 +168,9 @@ where
                 }
                 let rejection = Rejection::new(RejectionKind::DeadlineExceeded, layer.clone())
                     .with_reason(reason);
-                if let Some((record, started)) = latencies.as_ref() {
-                    // A call cut off counts at least as long as it ran, so the record
-                    // follows latency up instead of seeing only the calls that were fast.
+                if let (Some((record, started)), true) = (latencies.as_ref(), *record_cutoffs) {
+                    // A call cut off by the layer's own timeout counts as long as it ran, so
+                    // the record follows latency up instead of seeing only the fast calls.
                     record.record(started.elapsed());
                 }
                 rejection

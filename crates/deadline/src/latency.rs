@@ -19,15 +19,20 @@ const MAX_MICROS: u64 = 3_600_000_000;
 /// Recent latencies, kept in a ring of histograms over a sliding window, and the chosen
 /// percentile of them, read without a lock.
 ///
-/// Recording is O(1): one uncontended lock and one histogram increment. The percentile is
-/// recomputed every 32 samples and whenever a slice of the window expires, so reading it is
-/// one atomic load. Memory is fixed (about 90 KB) whatever the traffic.
+/// Recording is O(1): one lock (shared by every clone of the layer, held for a histogram
+/// increment) and, every 32 samples or when a slice expires, a percentile scan of the
+/// histogram's few thousand buckets. Reading the percentile is two atomic loads. Memory is
+/// fixed (about 90 KB) whatever the traffic.
 pub(crate) struct LatencyRecord {
     quantile: f64,
     min_samples: u64,
+    window: Duration,
+    started: Instant,
     ring: Mutex<Ring>,
     /// The percentile in nanoseconds; 0 while there are too few samples.
     estimate: AtomicU64,
+    /// When the estimate was computed, in nanoseconds since `started`.
+    refreshed: AtomicU64,
 }
 
 struct Ring {
@@ -49,14 +54,18 @@ impl LatencyRecord {
         let histogram = || {
             Histogram::<u32>::new_with_bounds(1, MAX_MICROS, 2).expect("constant bounds are valid")
         };
+        let started = Instant::now();
         LatencyRecord {
             quantile,
             min_samples: min_samples.max(1),
+            window,
+            started,
+            refreshed: AtomicU64::new(0),
             ring: Mutex::new(Ring {
                 slices: (0..SLICES).map(|_| histogram()).collect(),
                 total: histogram(),
                 slice: (window / SLICES as u32).max(Duration::from_millis(1)),
-                started: Instant::now(),
+                started,
                 epoch: 0,
                 since_refresh: 0,
             }),
@@ -84,16 +93,23 @@ impl LatencyRecord {
                 0
             };
             self.estimate.store(estimate, Relaxed);
+            self.refreshed.store(nanos_since(self.started), Relaxed);
         }
     }
 
-    /// The tracked percentile of recent latencies; `None` until there are enough samples.
-    pub(crate) fn estimate(&self) -> Option<Duration> {
-        match self.estimate.load(Relaxed) {
-            0 => None,
-            nanos => Some(Duration::from_nanos(nanos)),
-        }
+    /// The tracked percentile of recent latencies at `now`; `None` until there are enough
+    /// samples, and again once no sample has come for a whole window.
+    pub(crate) fn estimate(&self, now: Instant) -> Option<Duration> {
+        let nanos = self.estimate.load(Relaxed);
+        let age = now
+            .saturating_duration_since(self.started)
+            .saturating_sub(Duration::from_nanos(self.refreshed.load(Relaxed)));
+        (nanos != 0 && age <= self.window).then(|| Duration::from_nanos(nanos))
     }
+}
+
+fn nanos_since(start: Instant) -> u64 {
+    u64::try_from(start.elapsed().as_nanos()).unwrap_or(u64::MAX)
 }
 
 impl Ring {
@@ -120,7 +136,7 @@ impl fmt::Debug for LatencyRecord {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("LatencyRecord")
             .field("quantile", &self.quantile)
-            .field("estimate", &self.estimate())
+            .field("estimate", &self.estimate.load(Relaxed))
             .finish_non_exhaustive()
     }
 }
@@ -136,9 +152,9 @@ mod tests {
         for _ in 0..9 {
             record.record(Duration::from_millis(20));
         }
-        assert_eq!(record.estimate(), None);
+        assert_eq!(record.estimate(Instant::now()), None);
         record.record(Duration::from_millis(20));
-        let estimate = record.estimate().unwrap();
+        let estimate = record.estimate(Instant::now()).unwrap();
         assert!(estimate.abs_diff(Duration::from_millis(20)) < Duration::from_micros(200));
     }
 
@@ -149,7 +165,7 @@ mod tests {
             record.record(Duration::from_millis(ms));
         }
         // Recomputed every 32 samples: the 97th sample was the last refresh.
-        let p99 = record.estimate().unwrap();
+        let p99 = record.estimate(Instant::now()).unwrap();
         assert!(
             (Duration::from_millis(94)..=Duration::from_millis(98)).contains(&p99),
             "{p99:?}"
@@ -164,7 +180,7 @@ mod tests {
         }
         advance(Duration::from_secs(61)).await;
         record.record(Duration::from_millis(10));
-        let median = record.estimate().unwrap();
+        let median = record.estimate(Instant::now()).unwrap();
         assert!(median < Duration::from_millis(11), "{median:?}");
     }
 
@@ -172,9 +188,9 @@ mod tests {
     async fn huge_and_zero_latencies_are_clamped() {
         let record = LatencyRecord::new(Duration::from_secs(60), 0.5, 1);
         record.record(Duration::MAX);
-        assert!(record.estimate().unwrap() >= Duration::from_secs(3500));
+        assert!(record.estimate(Instant::now()).unwrap() >= Duration::from_secs(3500));
         let record = LatencyRecord::new(Duration::from_secs(60), 0.5, 1);
         record.record(Duration::ZERO);
-        assert!(record.estimate().unwrap() > Duration::ZERO);
+        assert!(record.estimate(Instant::now()).unwrap() > Duration::ZERO);
     }
 }

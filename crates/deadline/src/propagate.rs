@@ -38,9 +38,10 @@ pub enum WriteHeaders {
 /// For each request:
 ///
 /// 1. The deadline is the request's own (a [`Deadline`] in its extensions, set by the
-///    caller for this request), else the task's current one (the handler's, set by
-///    `AcceptDeadlineLayer`), else the client's default ([`PropagateBuilder::default_timeout`]),
-///    else none: the request goes out untouched.
+///    caller for this request) or the task's current one (the handler's, set by
+///    `AcceptDeadlineLayer`), the earlier if both (a call cannot outlive the handler that
+///    makes it), else the client's default ([`PropagateBuilder::default_timeout`]), else
+///    none: the request goes out untouched.
 /// 2. A safety margin comes off what is left ([`PropagateBuilder::keep`] a fraction, then
 ///    [`PropagateBuilder::margin`] a fixed amount), so the downstream service gives up
 ///    slightly before the caller does and its answer still arrives.
@@ -49,7 +50,8 @@ pub enum WriteHeaders {
 ///    latency, the call fails at once with a `DeadlineExceeded` [`Rejection`] and the inner
 ///    service is not called.
 /// 4. The headers are written (`grpc-timeout` in the finest unit that fits, rounded down;
-///    `x-request-timeout-ms` rounded down, at least 1), replacing any already there.
+///    `x-request-timeout-ms` rounded down, at least 1), replacing any already there; the
+///    deadline headers not written are removed, so a forwarded value cannot overstate.
 /// 5. Inner layers see the time passed on as the task's current deadline. Locally the call
 ///    is held to the deadline itself: when it passes, the call is dropped and fails with
 ///    `DeadlineExceeded`. (The margin is the downstream's head start: its own "deadline
@@ -176,8 +178,10 @@ impl PropagateBuilder {
     }
 
     /// Also fails a call at once when the time left is below the median latency of this
-    /// dependency's calls over the last `window` (learned from calls that carried a
-    /// deadline, once there are 20 of them): it would very likely time out anyway.
+    /// dependency's calls over the last `window` (learned from the calls that succeed
+    /// with a deadline, once there are 20 of them): it would very likely time out anyway.
+    /// A median not refreshed for a whole window is forgotten, so refusing calls cannot
+    /// keep an old median alive.
     pub fn predictive_admission(mut self, window: Duration) -> Self {
         self.predictive = Some(window);
         self
@@ -262,14 +266,20 @@ impl PropagateConfig {
             WriteHeaders::None => (false, false),
         };
         let headers = request.headers_mut();
+        // A header not written is removed: a value forwarded from upstream would promise
+        // the next service more time than is left.
         if grpc {
             headers.insert(GRPC_TIMEOUT_NAME, encode_grpc_timeout(outgoing));
+        } else {
+            headers.remove(GRPC_TIMEOUT_NAME);
         }
         if millis {
             let millis = u64::try_from(outgoing.as_millis())
                 .unwrap_or(u64::MAX)
                 .max(1);
             headers.insert(self.timeout_header.clone(), HeaderValue::from(millis));
+        } else {
+            headers.remove(&self.timeout_header);
         }
     }
 }
@@ -291,11 +301,7 @@ where
     fn call(&mut self, mut request: Request<B>) -> Self::Future {
         let config = &self.config;
         let now = Instant::now();
-        let deadline = request
-            .extensions()
-            .get::<Deadline>()
-            .copied()
-            .or_else(Deadline::current)
+        let deadline = Deadline::of_request(request.extensions())
             .or_else(|| config.default.map(|t| Deadline::after_from(now, t)));
         let Some(deadline) = deadline else {
             return ResponseFuture::unbounded(self.inner.call(request));
@@ -305,7 +311,10 @@ where
             return ResponseFuture::refused(config.too_late("too little time left"));
         }
         if let Some(latencies) = &config.latencies {
-            if latencies.estimate().is_some_and(|median| outgoing < median) {
+            if latencies
+                .estimate(now)
+                .is_some_and(|median| outgoing < median)
+            {
                 return ResponseFuture::refused(
                     config.too_late("less time left than the dependency's median latency"),
                 );
@@ -324,7 +333,7 @@ where
             "deadline passed",
         );
         match &config.latencies {
-            Some(latencies) => future.recording(latencies.clone(), now),
+            Some(latencies) => future.recording(latencies.clone(), now, false),
             None => future,
         }
     }

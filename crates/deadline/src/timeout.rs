@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 use tower_bulwark_core::config::non_zero_duration;
-use tower_bulwark_core::{ConfigError, Deadline, Name, Rejection, RejectionKind};
+use tower_bulwark_core::{ConfigError, Deadline, Name};
 use tower_layer::Layer;
 use tower_service::Service;
 
@@ -130,20 +130,22 @@ where
     S: Service<Req>,
 {
     let own = Deadline::after_from(now, timeout);
-    let (deadline, reason) = match Deadline::current() {
-        Some(current) if current < own => (current, "deadline passed"),
-        _ => (own, "timed out"),
+    let (deadline, own_timeout) = match Deadline::current() {
+        Some(current) if current < own => (current, false),
+        _ => (own, true),
     };
     if deadline.instant() <= now {
-        return ResponseFuture::refused(
-            Rejection::new(RejectionKind::DeadlineExceeded, name.clone())
-                .with_reason("deadline passed before the call"),
-        );
+        return ResponseFuture::too_late(name.clone());
     }
+    let reason = if own_timeout {
+        "timed out"
+    } else {
+        "deadline passed"
+    };
     let future = deadline.in_scope(|| inner.call(request));
     let future = ResponseFuture::bounded(future, deadline, name.clone(), reason);
     match latencies {
-        Some(latencies) => future.recording(latencies.clone(), now),
+        Some(latencies) => future.recording(latencies.clone(), now, own_timeout),
         None => future,
     }
 }

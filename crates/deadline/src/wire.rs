@@ -40,9 +40,6 @@ pub enum InvalidHeader {
     Overflow,
     /// A zero timeout: the sender had no time left to give, or sent garbage.
     Zero,
-    /// An absolute deadline further in the past than the tolerated clock skew: the
-    /// clocks disagree, or the value is wrong.
-    ClockSkew,
 }
 
 impl fmt::Display for InvalidHeader {
@@ -54,7 +51,6 @@ impl fmt::Display for InvalidHeader {
             InvalidHeader::TooLong => "too many digits",
             InvalidHeader::Overflow => "too large",
             InvalidHeader::Zero => "zero",
-            InvalidHeader::ClockSkew => "further in the past than the tolerated clock skew",
         })
     }
 }
@@ -70,13 +66,14 @@ pub enum DeadlineHeader {
     /// Milliseconds remaining, in the named header ([`TIMEOUT_MS_HEADER`] by default).
     TimeoutMs(HeaderName),
     /// An absolute deadline in Unix epoch milliseconds ([`DEADLINE_HEADER`]), read against
-    /// this host's wall clock. A deadline in the past by at most `max_clock_skew` has
-    /// expired; one further in the past is taken for a clock disagreement and not used
-    /// ([`InvalidHeader::ClockSkew`]).
+    /// this host's wall clock and clamped for clock skew: the caller's clock may run ahead
+    /// of this one by up to `max_clock_skew`, so that much is taken off the time left (a
+    /// fast clock must not make this server work after the caller gave up). A deadline
+    /// that has passed, or is nearer than the skew, has expired.
     AbsoluteMs {
         /// The header.
         header: HeaderName,
-        /// How far apart the two hosts' clocks may be.
+        /// How far ahead of this host's clock the caller's may be.
         max_clock_skew: Duration,
     },
     /// Envoy's `x-envoy-expected-rq-timeout-ms` ([`ENVOY_TIMEOUT_HEADER`]).
@@ -140,7 +137,8 @@ pub(crate) fn parse_millis(value: &[u8]) -> Result<Duration, InvalidHeader> {
     }
 }
 
-/// The time from `now` until the Unix epoch milliseconds in `value`.
+/// The time from `now` until the Unix epoch milliseconds in `value`, less the clock skew;
+/// zero once passed.
 pub(crate) fn parse_absolute(
     value: &[u8],
     now: SystemTime,
@@ -150,11 +148,8 @@ pub(crate) fn parse_absolute(
         // Beyond what this platform's clock holds: far future (the server maximum caps it).
         return Ok(Duration::MAX);
     };
-    match deadline.duration_since(now) {
-        Ok(remaining) => Ok(remaining),
-        Err(past) if past.duration() <= max_clock_skew => Ok(Duration::ZERO),
-        Err(_) => Err(InvalidHeader::ClockSkew),
-    }
+    let remaining = deadline.duration_since(now).unwrap_or(Duration::ZERO);
+    Ok(remaining.saturating_sub(max_clock_skew))
 }
 
 #[cfg(test)]
@@ -193,16 +188,24 @@ mod tests {
     #[test]
     fn absolute_deadlines_against_the_wall_clock() {
         let now = SystemTime::UNIX_EPOCH + Duration::from_millis(1_700_000_000_000);
-        let skew = Duration::from_secs(1);
+        let skew = Duration::from_millis(100);
         let at = |millis: u64| parse_absolute(millis.to_string().as_bytes(), now, skew);
-        assert_eq!(at(1_700_000_000_250), Ok(Duration::from_millis(250)));
+        assert_eq!(
+            at(1_700_000_000_350),
+            Ok(Duration::from_millis(250)),
+            "less the skew"
+        );
+        assert_eq!(
+            at(1_700_000_000_100),
+            Ok(Duration::ZERO),
+            "nearer than the skew"
+        );
         assert_eq!(at(1_700_000_000_000), Ok(Duration::ZERO));
         assert_eq!(
-            at(1_699_999_999_000),
+            at(1_699_999_000_000),
             Ok(Duration::ZERO),
-            "passed, within skew"
+            "long passed: expired too"
         );
-        assert_eq!(at(1_699_999_998_999), Err(InvalidHeader::ClockSkew));
         assert_eq!(
             parse_absolute(b"-5", now, skew),
             Err(InvalidHeader::Negative)

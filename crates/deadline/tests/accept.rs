@@ -117,9 +117,9 @@ async fn opt_in_headers_in_the_configured_order() {
 }
 
 #[tokio::test(start_paused = true)]
-async fn an_absolute_deadline_is_read_against_the_wall_clock() {
+async fn an_absolute_deadline_is_read_against_the_wall_clock_less_the_skew() {
     let layer = builder()
-        .headers([DeadlineHeader::absolute_ms(Duration::from_secs(1))])
+        .headers([DeadlineHeader::absolute_ms(Duration::from_millis(200))])
         .default_timeout(Duration::from_secs(9))
         .build()
         .unwrap();
@@ -132,20 +132,65 @@ async fn an_absolute_deadline_is_read_against_the_wall_clock() {
     };
     let ahead = request(&[("x-request-deadline", &epoch_ms(5_000))]);
     let remaining = seen(&layer, ahead).await.unwrap().unwrap();
-    assert!(remaining > Duration::from_millis(4_900) && remaining <= Duration::from_secs(5));
+    assert!(
+        remaining > Duration::from_millis(4_700) && remaining <= Duration::from_millis(4_800),
+        "5 s less 200 ms of skew: {remaining:?}"
+    );
 
-    // Passed, within the tolerated skew: expired, refused without calling the handler.
+    // Passed, just or long ago, or nearer than the skew: expired, refused without calling
+    // the handler.
     let (inner, control) = controlled::<Request<()>>();
-    let passed = request(&[("x-request-deadline", &epoch_ms(-500))]);
-    let error = layer.layer(inner).oneshot(passed).await.unwrap_err();
-    assert_eq!(kind(&error), RejectionKind::DeadlineExceeded);
+    let service = layer.layer(inner);
+    for offset in [-500, -60_000, 100] {
+        let late = request(&[("x-request-deadline", &epoch_ms(offset))]);
+        let error = service.clone().oneshot(late).await.unwrap_err();
+        assert_eq!(kind(&error), RejectionKind::DeadlineExceeded, "{offset}");
+    }
     assert_eq!(control.calls(), 0);
+}
 
-    // Far in the past: a clock disagreement, ignored; the default applies.
-    let skewed = request(&[("x-request-deadline", &epoch_ms(-60_000))]);
+#[tokio::test(start_paused = true)]
+async fn without_a_deadline_the_default_else_the_maximum() {
+    let capped = builder().max(Duration::from_secs(2)).build().unwrap();
     assert_eq!(
-        seen(&layer, skewed).await.unwrap(),
-        Some(Duration::from_secs(9))
+        seen(&capped, request(&[])).await.unwrap(),
+        Some(Duration::from_secs(2))
+    );
+    assert_eq!(
+        seen(&capped, request(&[("grpc-timeout", "garbage")]))
+            .await
+            .unwrap(),
+        Some(Duration::from_secs(2)),
+        "a malformed header does not escape the maximum"
+    );
+    assert_eq!(
+        seen(
+            &capped,
+            request(&[("x-request-timeout-ms", "99999999999999")])
+        )
+        .await
+        .unwrap(),
+        Some(Duration::from_secs(2))
+    );
+    assert_eq!(seen(&layer(), request(&[])).await.unwrap(), None);
+}
+
+#[tokio::test(start_paused = true)]
+async fn headroom_shortens_only_what_the_caller_sent() {
+    let layer = AcceptDeadlineLayer::builder()
+        .default_timeout(Duration::from_millis(3))
+        .build()
+        .unwrap();
+    assert_eq!(
+        seen(&layer, request(&[])).await.unwrap(),
+        Some(Duration::from_millis(3)),
+        "the server's own default is not shortened"
+    );
+    assert_eq!(
+        seen(&layer, request(&[("x-request-timeout-ms", "100")]))
+            .await
+            .unwrap(),
+        Some(Duration::from_millis(95))
     );
 }
 
@@ -189,13 +234,27 @@ async fn malformed_headers_can_be_refused() {
     let layer = builder().on_invalid(OnInvalid::Reject).build().unwrap();
     let (inner, control) = controlled::<Request<()>>();
     let service = layer.layer(inner);
-    for value in ["", "1.5S", "0S", "-1S", "123456789S"] {
+    let bad = [
+        ("grpc-timeout", ""),
+        ("grpc-timeout", "1.5S"),
+        ("grpc-timeout", "0S"),
+        ("grpc-timeout", "-1S"),
+        ("grpc-timeout", "123456789S"),
+        ("x-request-timeout-ms", "soon"),
+        ("x-request-timeout-ms", "0"),
+        ("x-request-timeout-ms", "18446744073709551616"),
+    ];
+    for (name, value) in bad {
         let error = service
             .clone()
-            .oneshot(request(&[("grpc-timeout", value)]))
+            .oneshot(request(&[(name, value)]))
             .await
             .unwrap_err();
-        assert_eq!(kind(&error), RejectionKind::InvalidRequest, "{value:?}");
+        assert_eq!(
+            kind(&error),
+            RejectionKind::InvalidRequest,
+            "{name}: {value:?}"
+        );
     }
     assert_eq!(control.calls(), 0);
     assert!(service

@@ -78,21 +78,59 @@ async fn the_margin_comes_off_first_as_a_fraction_then_fixed() {
 }
 
 #[tokio::test(start_paused = true)]
-async fn the_requests_own_deadline_comes_before_the_tasks() {
-    let mut request = get();
-    request
-        .extensions_mut()
-        .insert(Deadline::after(Duration::from_secs(3)));
+async fn the_requests_own_deadline_counts_but_never_past_the_tasks() {
+    let with_own = |own: Duration| {
+        let mut request = get();
+        request.extensions_mut().insert(Deadline::after(own));
+        request
+    };
+    // Set by the caller for this request, shorter than the handler's: it wins.
     let (headers, _) = within(
-        Duration::from_millis(100),
-        sent(PropagateDeadlineLayer::builder(), request),
+        Duration::from_secs(3),
+        sent(
+            PropagateDeadlineLayer::builder(),
+            with_own(Duration::from_millis(100)),
+        ),
     )
     .await
     .unwrap();
-    assert_eq!(
-        headers["x-request-timeout-ms"], "3000",
-        "set by the caller for this request"
-    );
+    assert_eq!(headers["x-request-timeout-ms"], "100");
+    // Longer than the handler's: the call cannot outlive the handler that makes it.
+    let (headers, _) = within(
+        Duration::from_millis(100),
+        sent(
+            PropagateDeadlineLayer::builder(),
+            with_own(Duration::from_secs(3)),
+        ),
+    )
+    .await
+    .unwrap();
+    assert_eq!(headers["x-request-timeout-ms"], "100");
+    // Outside any handler, the request's own is the deadline.
+    let (headers, _) = sent(
+        PropagateDeadlineLayer::builder(),
+        with_own(Duration::from_secs(3)),
+    )
+    .await
+    .unwrap();
+    assert_eq!(headers["x-request-timeout-ms"], "3000");
+}
+
+#[tokio::test(start_paused = true)]
+async fn forwarded_deadline_headers_that_are_not_written_are_removed() {
+    let mut forwarded = get();
+    forwarded
+        .headers_mut()
+        .insert("x-request-timeout-ms", "60000".parse().unwrap());
+    forwarded
+        .headers_mut()
+        .insert("grpc-timeout", "60S".parse().unwrap());
+    let grpc_only = PropagateDeadlineLayer::builder().write_headers(WriteHeaders::Grpc);
+    let (headers, _) = within(Duration::from_millis(50), sent(grpc_only, forwarded))
+        .await
+        .unwrap();
+    assert_eq!(headers["grpc-timeout"], "50000000n");
+    assert!(headers.get("x-request-timeout-ms").is_none());
 }
 
 #[tokio::test(start_paused = true)]
@@ -200,6 +238,16 @@ async fn predictive_admission_refuses_calls_shorter_than_the_median() {
     );
     assert_eq!(control.calls(), 20);
     call(150).await.unwrap();
+
+    // After a whole window without a success to refresh it, the median is forgotten: the
+    // refusals cannot keep an old median alive.
+    tokio::time::advance(Duration::from_secs(61)).await;
+    call(60).await.unwrap_err();
+    assert_eq!(
+        control.calls(),
+        22,
+        "the short call was let through, and timed out"
+    );
 }
 
 #[test]

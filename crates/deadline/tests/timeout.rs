@@ -125,6 +125,29 @@ async fn the_adaptive_timeout_learns_the_latency_then_follows_it_up() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn calls_cut_short_by_a_callers_deadline_do_not_teach_the_adaptive_timeout() {
+    // The median, so that the short calls would pull it down if they were counted.
+    let layer = adaptive().percentile(0.5).build().unwrap();
+    let (inner, control) = controlled::<u8>();
+    let service = layer.layer(inner);
+    control.delay(Duration::from_millis(50));
+    for _ in 0..20 {
+        service.clone().oneshot(1).await.unwrap();
+    }
+    let learned = layer.current_timeout();
+    // Callers with only 10 ms left: their calls end at 10 ms, which says nothing about
+    // how long the dependency takes.
+    for _ in 0..100 {
+        let error = Deadline::after(Duration::from_millis(10))
+            .scope(service.clone().oneshot(1))
+            .await
+            .unwrap_err();
+        assert_eq!(reason(&error), Some("deadline passed"));
+    }
+    assert_eq!(layer.current_timeout(), learned);
+}
+
+#[tokio::test(start_paused = true)]
 async fn the_adaptive_timeout_stays_within_its_bounds() {
     let layer = adaptive().build().unwrap();
     let service = layer.layer(service_fn(|_: ()| async { Ok::<_, BoxError>(()) }));
@@ -149,6 +172,7 @@ fn bad_settings_name_their_field() {
     assert_eq!(field(adaptive().percentile(1.5)), "percentile");
     assert_eq!(field(adaptive().multiplier(0.5)), "multiplier");
     assert_eq!(field(adaptive().multiplier(f64::INFINITY)), "multiplier");
+    assert_eq!(field(adaptive().multiplier(1001.0)), "multiplier");
     assert_eq!(
         field(adaptive().bounds(Duration::ZERO, Duration::from_secs(1))),
         "min"
