@@ -19,7 +19,7 @@ use crate::ResponseFuture;
 ///
 /// Unlike tower's `Timeout`, the inner service runs with the resulting deadline as the
 /// task's current one (so layers inside it, such as a bulkhead queue, never wait past it),
-/// and expiry is a `DeadlineExceeded` [`Rejection`] (HTTP 504, gRPC `DEADLINE_EXCEEDED`)
+/// and expiry is a `DeadlineExceeded` [`Rejection`](tower_bulwark_core::Rejection) (HTTP 504, gRPC `DEADLINE_EXCEEDED`)
 /// whose reason says which ran out: `"timed out"` or `"deadline passed"`.
 ///
 /// ```

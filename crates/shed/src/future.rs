@@ -1,0 +1,120 @@
+//! [`ResponseFuture`]: an admitted call, holding its place until it ends.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{ready, Context, Poll};
+
+use pin_project::pin_project;
+use tokio::time::Instant;
+use tower_bulwark_core::{BoxError, Classify, Outcome};
+
+use crate::limiter::Limiter;
+use crate::sync::Arc;
+
+/// Response future of [`Shed`](crate::Shed).
+///
+/// Holds the call's place in the limit until it completes, teaching the algorithm its
+/// latency and outcome. Dropped before completing, it gives the place back and teaches
+/// nothing.
+#[pin_project(project = Projection)]
+#[derive(Debug)]
+pub struct ResponseFuture<F, C> {
+    #[pin]
+    kind: Kind<F, C>,
+}
+
+#[pin_project(project = KindProjection)]
+#[derive(Debug)]
+enum Kind<F, C> {
+    Admitted {
+        #[pin]
+        future: F,
+        place: Option<Place>,
+        classify: C,
+    },
+    /// Boxed when shed, which converting to `BoxError` needs anyway.
+    Shed { error: Option<BoxError> },
+}
+
+/// A place in the limit; given back when dropped.
+#[derive(Debug)]
+pub(crate) struct Place {
+    limiter: Arc<Limiter>,
+    in_flight: usize,
+    started: Option<Instant>,
+    given_back: bool,
+}
+
+impl Place {
+    #[inline]
+    pub(crate) fn new(limiter: Arc<Limiter>, in_flight: usize) -> Self {
+        let started = limiter.learns().then(Instant::now);
+        Place {
+            limiter,
+            in_flight,
+            started,
+            given_back: false,
+        }
+    }
+
+    fn finish(mut self, outcome: Outcome) {
+        self.given_back = true;
+        self.limiter.release(self.in_flight, self.started, outcome);
+    }
+}
+
+impl Drop for Place {
+    fn drop(&mut self) {
+        if !self.given_back {
+            self.limiter.release(self.in_flight, None, Outcome::Ignored);
+        }
+    }
+}
+
+impl<F, C> ResponseFuture<F, C> {
+    #[inline]
+    pub(crate) fn admitted(future: F, place: Place, classify: C) -> Self {
+        ResponseFuture {
+            kind: Kind::Admitted {
+                future,
+                place: Some(place),
+                classify,
+            },
+        }
+    }
+
+    pub(crate) fn shed(error: BoxError) -> Self {
+        ResponseFuture {
+            kind: Kind::Shed { error: Some(error) },
+        }
+    }
+}
+
+impl<F, C, T, E> Future for ResponseFuture<F, C>
+where
+    F: Future<Output = Result<T, E>>,
+    E: Into<BoxError>,
+    C: Classify<T, E>,
+{
+    type Output = Result<T, BoxError>;
+
+    #[inline]
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        match self.project().kind.project() {
+            KindProjection::Admitted {
+                future,
+                place,
+                classify,
+            } => {
+                let result = ready!(future.poll(cx));
+                if let Some(place) = place.take() {
+                    place.finish(classify.classify(&result));
+                }
+                Poll::Ready(result.map_err(Into::into))
+            }
+            KindProjection::Shed { error } => Poll::Ready(Err(error
+                .take()
+                .unwrap_or_else(|| "ResponseFuture polled after completion".into()))),
+        }
+    }
+}

@@ -1,0 +1,232 @@
+//! [`ShedLayer`] and its [`Builder`].
+
+use std::time::Duration;
+
+use tower_bulwark_core::{ConfigError, ErrorsAreFailures, Listener, Listeners, Name};
+use tower_layer::Layer;
+
+use crate::limiter::Limiter;
+use crate::source::AllCritical;
+use crate::sync::Arc;
+use crate::{Fixed, LimitAlgorithm, Shed, ShedEvent, ShedHandle, TierShares, Vegas};
+
+/// Sheds load beyond an adaptive concurrency limit, least important calls first.
+///
+/// - The limit follows latency and drops through a [`LimitAlgorithm`] ([`Vegas`] by
+///   default; [`Aimd`](crate::Aimd), [`Gradient2`](crate::Gradient2) or a [`Fixed`]
+///   limit). Outcomes come from the classifier: a failure counts as a drop, an ignored
+///   outcome does not move the limit.
+/// - A call beyond its tier's share of the limit ([`TierShares`]) is refused at once,
+///   never queued, with an `Overloaded` [`Rejection`](tower_bulwark_core::Rejection)
+///   carrying a `Retry-After` (1 s by default): through `HandleRejectionsLayer`, HTTP 503 or
+///   gRPC `RESOURCE_EXHAUSTED` with `grpc-retry-pushback-ms`, and the
+///   `x-bulwark-overloaded: true` marker that stops retry layers upstream from amplifying it.
+/// - Shadow mode ([`Builder::shadow`]) counts and reports what would be shed, and sheds
+///   nothing.
+/// - Admission is lock-free and allocates nothing; the shared state is behind an `Arc`,
+///   so every service the layer makes (and every clone) shares one limit.
+///
+/// ```
+/// use tower::{service_fn, Layer, ServiceExt};
+/// use tower_bulwark_shed::{FromRequest, ShedLayer};
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() {
+/// let shed = ShedLayer::builder()
+///     .name("api")
+///     .criticality(FromRequest)
+///     .build()
+///     .unwrap();
+/// let handle = shed.handle();
+/// let service = shed.layer(service_fn(|_: http::Request<()>| async {
+///     Ok::<_, std::convert::Infallible>("ok")
+/// }));
+/// let request = http::Request::get("/").header("x-request-criticality", "sheddable").body(()).unwrap();
+/// assert_eq!(service.oneshot(request).await.unwrap(), "ok");
+/// assert_eq!(handle.snapshot().limit, 20);
+/// # }
+/// ```
+#[derive(Debug)]
+pub struct ShedLayer<Q = AllCritical, C = ErrorsAreFailures> {
+    limiter: Arc<Limiter>,
+    criticality: Q,
+    classify: C,
+    retry_after: Option<Duration>,
+    shadow: bool,
+}
+
+impl<Q: Clone, C: Clone> Clone for ShedLayer<Q, C> {
+    fn clone(&self) -> Self {
+        ShedLayer {
+            limiter: self.limiter.clone(),
+            criticality: self.criticality.clone(),
+            classify: self.classify.clone(),
+            retry_after: self.retry_after,
+            shadow: self.shadow,
+        }
+    }
+}
+
+/// Builds a [`ShedLayer`]. Defaults: [`Vegas`] with Netflix's defaults, the default
+/// [`TierShares`], every request `Critical`, every `Err` a drop, `Retry-After: 1`, no
+/// shadow mode.
+pub struct Builder<Q = AllCritical, C = ErrorsAreFailures> {
+    name: Name,
+    algorithm: Box<dyn LimitAlgorithm>,
+    learns: bool,
+    tiers: TierShares,
+    criticality: Q,
+    classify: C,
+    retry_after: Option<Duration>,
+    shadow: bool,
+    listeners: Listeners<ShedEvent>,
+}
+
+impl ShedLayer {
+    /// Starts configuring a layer.
+    pub fn builder() -> Builder {
+        Builder {
+            name: Name::from("shed"),
+            algorithm: Box::new(Vegas::default()),
+            learns: true,
+            tiers: TierShares::default(),
+            criticality: AllCritical,
+            classify: ErrorsAreFailures,
+            retry_after: Some(Duration::from_secs(1)),
+            shadow: false,
+            listeners: Listeners::new(),
+        }
+    }
+}
+
+impl<Q, C> ShedLayer<Q, C> {
+    /// Reads and steers the shared limit.
+    pub fn handle(&self) -> ShedHandle {
+        ShedHandle::new(self.limiter.clone())
+    }
+}
+
+impl<Q, C> Builder<Q, C> {
+    /// Names the layer in its rejections, events and metrics.
+    pub fn name(mut self, name: impl Into<Name>) -> Self {
+        self.name = name.into();
+        self
+    }
+
+    /// The algorithm that moves the limit.
+    pub fn algorithm(mut self, algorithm: impl LimitAlgorithm) -> Self {
+        self.algorithm = Box::new(algorithm);
+        self.learns = true;
+        self
+    }
+
+    /// A fixed limit (no latency measured, no lock taken when calls finish).
+    pub fn fixed(mut self, limit: Fixed) -> Self {
+        self.algorithm = Box::new(limit);
+        self.learns = false;
+        self
+    }
+
+    /// How much of the limit each criticality tier may use.
+    pub fn tiers(mut self, tiers: TierShares) -> Self {
+        self.tiers = tiers;
+        self
+    }
+
+    /// The `Retry-After` / `grpc-retry-pushback-ms` given with a shed (`None`: none).
+    pub fn retry_after(mut self, wait: Option<Duration>) -> Self {
+        self.retry_after = wait;
+        self
+    }
+
+    /// Shadow mode: compute, count and report what would be shed, and shed nothing.
+    pub fn shadow(mut self, shadow: bool) -> Self {
+        self.shadow = shadow;
+        self
+    }
+
+    /// Adds a listener for the layer's events.
+    pub fn on_event(mut self, listener: impl Listener<ShedEvent> + 'static) -> Self {
+        self.listeners.push(listener);
+        self
+    }
+
+    /// Records events through the `metrics` facade (`bulwark_shed_*`).
+    #[cfg(feature = "metrics")]
+    pub fn with_metrics(self) -> Self {
+        self.on_event(tower_bulwark_core::metrics::MetricsListener)
+    }
+
+    /// Where each request's criticality comes from.
+    pub fn criticality<Q2>(self, criticality: Q2) -> Builder<Q2, C> {
+        Builder {
+            name: self.name,
+            algorithm: self.algorithm,
+            learns: self.learns,
+            tiers: self.tiers,
+            criticality,
+            classify: self.classify,
+            retry_after: self.retry_after,
+            shadow: self.shadow,
+            listeners: self.listeners,
+        }
+    }
+
+    /// Which results count as drops.
+    pub fn classify<C2>(self, classify: C2) -> Builder<Q, C2> {
+        Builder {
+            name: self.name,
+            algorithm: self.algorithm,
+            learns: self.learns,
+            tiers: self.tiers,
+            criticality: self.criticality,
+            classify,
+            retry_after: self.retry_after,
+            shadow: self.shadow,
+            listeners: self.listeners,
+        }
+    }
+
+    /// Checks the settings and builds the layer.
+    pub fn build(self) -> Result<ShedLayer<Q, C>, ConfigError> {
+        let tiers = self.tiers.check()?;
+        Ok(ShedLayer {
+            limiter: Arc::new(Limiter::new(
+                self.name,
+                self.algorithm,
+                self.learns,
+                tiers,
+                self.listeners,
+            )),
+            criticality: self.criticality,
+            classify: self.classify,
+            retry_after: self.retry_after,
+            shadow: self.shadow,
+        })
+    }
+}
+
+impl<Q, C> std::fmt::Debug for Builder<Q, C> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Builder")
+            .field("name", &self.name)
+            .field("tiers", &self.tiers)
+            .field("shadow", &self.shadow)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<S, Q: Clone, C: Clone> Layer<S> for ShedLayer<Q, C> {
+    type Service = Shed<S, Q, C>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        Shed::new(
+            inner,
+            self.limiter.clone(),
+            self.criticality.clone(),
+            self.classify.clone(),
+            self.retry_after,
+            self.shadow,
+        )
+    }
+}

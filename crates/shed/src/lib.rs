@@ -1,0 +1,34 @@
+//! Load shedding for [tower]: under overload, refuse the excess early and cheaply, least
+//! important work first, so the calls admitted stay fast.
+//!
+//! - [`ShedLayer`]: an adaptive concurrency limit ([`Vegas`], [`Aimd`], [`Gradient2`] with
+//!   Netflix `concurrency-limits` semantics and defaults, or [`Fixed`]); calls beyond it are
+//!   refused at once with an `Overloaded` rejection and pushback. Criticality tiers
+//!   ([`TierShares`]) shed `sheddable` before `sheddable-plus` before `critical` before
+//!   `critical-plus`. Shadow mode counts what would be shed. [`ShedHandle`] reads the
+//!   limit, calls in flight, latency estimates and sheds by tier.
+//!
+//! [tower]: https://docs.rs/tower
+#![forbid(unsafe_code)]
+
+mod algorithm;
+mod events;
+mod future;
+mod handle;
+mod layer;
+mod limiter;
+mod service;
+mod source;
+mod sync;
+mod tiers;
+
+pub use self::algorithm::{Aimd, Fixed, Gradient2, LimitAlgorithm, RttEstimates, Sample, Vegas};
+pub use self::events::ShedEvent;
+pub use self::future::ResponseFuture;
+pub use self::handle::{ShedHandle, Snapshot};
+pub use self::layer::{Builder, ShedLayer};
+pub use self::service::Shed;
+#[cfg(feature = "http")]
+pub use self::source::FromRequest;
+pub use self::source::{AllCritical, CriticalityOf};
+pub use self::tiers::TierShares;

@@ -1,0 +1,220 @@
+//! The shared state of a shedding layer: the limit, the calls in flight, the algorithm.
+
+use std::sync::PoisonError;
+
+use tokio::time::Instant;
+use tower_bulwark_core::{Criticality, Listeners, Name, Outcome};
+
+use crate::sync::{AtomicU64, AtomicUsize, Mutex, Ordering::*};
+use crate::{LimitAlgorithm, RttEstimates, Sample, ShedEvent, TierShares};
+
+/// The limit and the calls in flight, shared by every service a layer makes.
+///
+/// Admission is one compare-and-swap on the in-flight count against the tier's share of
+/// the limit: lock-free, no allocation. Finished calls update the algorithm under a mutex,
+/// off the admission path.
+pub(crate) struct Limiter {
+    pub(crate) name: Name,
+    limit: AtomicUsize,
+    in_flight: AtomicUsize,
+    algorithm: Mutex<Box<dyn LimitAlgorithm>>,
+    /// Whether the algorithm needs samples (a fixed limit does not: no clock, no lock).
+    learns: bool,
+    pub(crate) tiers: TierShares,
+    pub(crate) listeners: Listeners<ShedEvent>,
+    /// Calls shed (or, in shadow mode, that would have been), by tier.
+    shed: [AtomicU64; 4],
+}
+
+impl Limiter {
+    pub(crate) fn new(
+        name: Name,
+        algorithm: Box<dyn LimitAlgorithm>,
+        learns: bool,
+        tiers: TierShares,
+        listeners: Listeners<ShedEvent>,
+    ) -> Self {
+        Limiter {
+            name,
+            limit: AtomicUsize::new(algorithm.initial().max(1)),
+            in_flight: AtomicUsize::new(0),
+            algorithm: Mutex::new(algorithm),
+            learns,
+            tiers,
+            listeners,
+            shed: Default::default(),
+        }
+    }
+
+    /// Takes a place for a call of `criticality` if its tier's share of the limit has room;
+    /// returns the calls in flight with it.
+    #[inline]
+    pub(crate) fn try_acquire(&self, criticality: Criticality) -> Option<usize> {
+        let allowed = self.tiers.allowed(criticality, self.limit.load(Relaxed));
+        let mut current = self.in_flight.load(Relaxed);
+        loop {
+            if current >= allowed {
+                return None;
+            }
+            match self
+                .in_flight
+                .compare_exchange_weak(current, current + 1, AcqRel, Relaxed)
+            {
+                Ok(_) => return Some(current + 1),
+                Err(actual) => current = actual,
+            }
+        }
+    }
+
+    /// Takes a place whatever the limit (shadow mode admits everything).
+    pub(crate) fn acquire_anyway(&self) -> usize {
+        self.in_flight.fetch_add(1, AcqRel) + 1
+    }
+
+    /// Counts a call shed (or that would have been) in its tier.
+    pub(crate) fn count_shed(&self, criticality: Criticality) {
+        self.shed[tier_index(criticality)].fetch_add(1, Relaxed);
+    }
+
+    /// Whether finished calls must report their latency.
+    pub(crate) fn learns(&self) -> bool {
+        self.learns
+    }
+
+    /// Gives back a place; with an outcome that says something, teaches the algorithm.
+    pub(crate) fn release(&self, in_flight: usize, started: Option<Instant>, outcome: Outcome) {
+        self.in_flight.fetch_sub(1, AcqRel);
+        let Some(started) = started else { return };
+        let dropped = match outcome {
+            Outcome::Success => false,
+            Outcome::Failure => true,
+            Outcome::Ignored => return,
+        };
+        let sample = Sample {
+            rtt: started.elapsed(),
+            in_flight,
+            dropped,
+        };
+        let new = {
+            let mut algorithm = self
+                .algorithm
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
+            algorithm.update(sample).max(1)
+        };
+        let old = self.limit.swap(new, AcqRel);
+        if old != new {
+            self.listeners.emit(|| ShedEvent::LimitChanged {
+                layer: self.name.clone(),
+                from: old,
+                to: new,
+            });
+        }
+    }
+
+    pub(crate) fn limit(&self) -> usize {
+        self.limit.load(Relaxed)
+    }
+
+    pub(crate) fn in_flight(&self) -> usize {
+        self.in_flight.load(Relaxed)
+    }
+
+    pub(crate) fn shed_by_tier(&self) -> [u64; 4] {
+        [0, 1, 2, 3].map(|i| self.shed[i].load(Relaxed))
+    }
+
+    pub(crate) fn rtt(&self) -> RttEstimates {
+        self.algorithm
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .rtt()
+    }
+
+    /// Sets the limit by hand (an operator's override until the next sample moves it).
+    pub(crate) fn set_limit(&self, limit: usize) {
+        self.limit.store(limit.max(1), Release);
+    }
+}
+
+impl std::fmt::Debug for Limiter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Limiter")
+            .field("name", &self.name)
+            .field("limit", &self.limit())
+            .field("in_flight", &self.in_flight())
+            .finish_non_exhaustive()
+    }
+}
+
+/// Tiers in order of importance, least first.
+pub(crate) fn tier_index(criticality: Criticality) -> usize {
+    match criticality {
+        Criticality::Sheddable => 0,
+        Criticality::SheddablePlus => 1,
+        Criticality::Critical => 2,
+        Criticality::CriticalPlus => 3,
+    }
+}
+
+#[cfg(all(test, bulwark_loom))]
+mod loom_model {
+    use super::*;
+    use crate::Fixed;
+    use loom::sync::Arc;
+
+    /// Two calls race for the last place: exactly one gets it, and after both finish the
+    /// count is back to zero.
+    #[test]
+    fn the_last_place_goes_to_exactly_one_call() {
+        loom::model(|| {
+            let limiter = Arc::new(Limiter::new(
+                Name::from("loom"),
+                Box::new(Fixed::new(1).unwrap()),
+                false,
+                TierShares::flat(),
+                Listeners::new(),
+            ));
+            let other = {
+                let limiter = limiter.clone();
+                loom::thread::spawn(move || {
+                    let got = limiter.try_acquire(Criticality::Critical);
+                    if let Some(n) = got {
+                        limiter.release(n, None, Outcome::Ignored);
+                    }
+                    got.is_some()
+                })
+            };
+            let mine = limiter.try_acquire(Criticality::Critical);
+            let mine_got = mine.is_some();
+            if let Some(n) = mine {
+                limiter.release(n, None, Outcome::Ignored);
+            }
+            let theirs = other.join().unwrap();
+            assert!(mine_got || theirs, "at least one got in");
+            assert_eq!(limiter.in_flight(), 0);
+        });
+    }
+
+    /// While one call holds the only place, a racing call is refused.
+    #[test]
+    fn a_held_place_is_never_given_twice() {
+        loom::model(|| {
+            let limiter = Arc::new(Limiter::new(
+                Name::from("loom"),
+                Box::new(Fixed::new(1).unwrap()),
+                false,
+                TierShares::flat(),
+                Listeners::new(),
+            ));
+            let other = {
+                let limiter = limiter.clone();
+                loom::thread::spawn(move || limiter.try_acquire(Criticality::Critical))
+            };
+            let mine = limiter.try_acquire(Criticality::Critical);
+            let theirs = other.join().unwrap();
+            assert!(mine.is_some() != theirs.is_some(), "exactly one holds it");
+            assert_eq!(limiter.in_flight(), 1);
+        });
+    }
+}
