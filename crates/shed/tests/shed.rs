@@ -1,0 +1,220 @@
+//! The shedding layer: limits, tiers, pushback, shadow mode, cancel safety (paused time).
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio_test::task;
+use tower::{Layer, Service, ServiceExt};
+use tower_bulwark_core::testing::{controlled, Controller, ReadinessProbe};
+use tower_bulwark_core::{find_rejection, BoxError, Criticality, Outcome, RejectionKind};
+use tower_bulwark_shed::{Aimd, Fixed, ShedEvent, ShedLayer, TierShares};
+
+/// A request that names its tier.
+type Call = (Criticality, u32);
+
+fn fixed(limit: usize) -> ShedLayer<fn(&Call) -> Criticality> {
+    ShedLayer::builder()
+        .name("test")
+        .fixed(Fixed::new(limit).unwrap())
+        .criticality((|call: &Call| call.0) as fn(&Call) -> Criticality)
+        .build()
+        .unwrap()
+}
+
+/// Starts `n` calls of `criticality` that hang, keeping them in flight.
+fn hold<S>(service: &mut S, criticality: Criticality, n: usize) -> Vec<S::Future>
+where
+    S: Service<Call>,
+{
+    (0..n)
+        .map(|i| service.call((criticality, i as u32)))
+        .collect()
+}
+
+/// Calls `service`; `None` if the call was shed, else the call, still in flight.
+fn admitted<S>(service: &mut S, criticality: Criticality) -> Option<task::Spawn<S::Future>>
+where
+    S: Service<Call, Error = BoxError>,
+{
+    let mut call = task::spawn(service.call((criticality, 0)));
+    match call.poll() {
+        std::task::Poll::Ready(Err(ref e)) if is_shed(e) => None,
+        _ => Some(call),
+    }
+}
+
+fn is_shed(error: &BoxError) -> bool {
+    find_rejection(error).is_some_and(|r| r.kind() == RejectionKind::Overloaded)
+}
+
+#[tokio::test(start_paused = true)]
+async fn calls_beyond_the_limit_are_refused_at_once_with_pushback() {
+    let layer = fixed(3);
+    let (inner, control) = controlled::<Call>();
+    control.hang();
+    let mut service = layer.layer(inner);
+    let held = hold(&mut service, Criticality::CriticalPlus, 3);
+    assert_eq!(layer.handle().snapshot().in_flight, 3);
+
+    let error = service
+        .ready()
+        .await
+        .unwrap()
+        .call((Criticality::CriticalPlus, 9))
+        .await
+        .unwrap_err();
+    let rejection = find_rejection(&error).unwrap();
+    assert_eq!(rejection.kind(), RejectionKind::Overloaded);
+    assert_eq!(rejection.retry_after(), Some(Duration::from_secs(1)));
+    assert_eq!(
+        control.calls(),
+        3,
+        "the shed call never reached the inner service"
+    );
+    let response: http::Response<()> = rejection.to_http_response();
+    assert_eq!(response.status(), 503);
+    assert_eq!(response.headers()["x-bulwark-overloaded"], "true");
+    assert_eq!(response.headers()["retry-after"], "1");
+
+    drop(held);
+    assert_eq!(
+        layer.handle().snapshot().in_flight,
+        0,
+        "dropped calls gave their place back"
+    );
+    control.succeed();
+    assert!(service
+        .oneshot((Criticality::CriticalPlus, 10))
+        .await
+        .is_ok());
+}
+
+#[tokio::test(start_paused = true)]
+async fn lower_tiers_are_shed_first_and_only_then_higher_ones() {
+    // Limit 10: sheddable up to 5 in flight, sheddable-plus 7, critical 9, critical-plus 10.
+    let layer = fixed(10);
+    let (inner, control) = controlled::<Call>();
+    control.hang();
+    let mut service = layer.layer(inner);
+    let mut held = Vec::new();
+    for (in_flight, refused) in [
+        (5, vec![Criticality::Sheddable]),
+        (7, vec![Criticality::Sheddable, Criticality::SheddablePlus]),
+        (
+            9,
+            vec![
+                Criticality::Sheddable,
+                Criticality::SheddablePlus,
+                Criticality::Critical,
+            ],
+        ),
+    ] {
+        while layer.handle().snapshot().in_flight < in_flight {
+            held.push(admitted(&mut service, Criticality::CriticalPlus).expect("room"));
+        }
+        for tier in Criticality::ALL {
+            let got_in = admitted(&mut service, tier);
+            assert_eq!(
+                got_in.is_none(),
+                refused.contains(&tier),
+                "{tier} at {in_flight}"
+            );
+            drop(got_in);
+        }
+    }
+    let shed = layer.handle().snapshot();
+    assert_eq!(shed.shed_of(Criticality::Sheddable), 3);
+    assert_eq!(shed.shed_of(Criticality::SheddablePlus), 2);
+    assert_eq!(shed.shed_of(Criticality::Critical), 1);
+    assert_eq!(shed.shed_of(Criticality::CriticalPlus), 0);
+    drop(control);
+}
+
+#[tokio::test(start_paused = true)]
+async fn shadow_mode_counts_and_sheds_nothing() {
+    let events = Arc::new(Mutex::new(Vec::new()));
+    let sink = events.clone();
+    let layer = ShedLayer::builder()
+        .fixed(Fixed::new(1).unwrap())
+        .shadow(true)
+        .on_event(move |e: &ShedEvent| sink.lock().unwrap().push(e.clone()))
+        .build()
+        .unwrap();
+    let (inner, control) = controlled::<u32>();
+    control.hang();
+    let mut service = layer.layer(inner);
+    let held: Vec<_> = (0..3).map(|i| service.call(i)).collect();
+    assert_eq!(control.calls(), 3, "all admitted");
+    assert_eq!(layer.handle().snapshot().in_flight, 3);
+    assert_eq!(layer.handle().snapshot().shed_of(Criticality::Critical), 2);
+    assert_eq!(events.lock().unwrap().len(), 2);
+    assert!(matches!(
+        events.lock().unwrap()[0],
+        ShedEvent::Shed { shadow: true, .. }
+    ));
+    drop(held);
+    assert_eq!(layer.handle().snapshot().in_flight, 0);
+}
+
+async fn run(
+    service: &mut (impl Service<u32, Error = BoxError> + Clone),
+    control: &Controller,
+    ok: bool,
+) {
+    if ok {
+        control.succeed();
+    } else {
+        control.fail();
+    }
+    let _ = service.clone().oneshot(1).await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn failures_shrink_an_adaptive_limit_and_ignored_outcomes_do_not_move_it() {
+    let layer = ShedLayer::builder()
+        .algorithm(Aimd::new(10, 2, 20, 0.5, Duration::from_secs(1)).unwrap())
+        .classify(|result: &Result<u32, BoxError>| match result {
+            Ok(7) => Outcome::Ignored,
+            Ok(_) => Outcome::Success,
+            Err(_) => Outcome::Failure,
+        })
+        .build()
+        .unwrap();
+    let (inner, control) = controlled::<u32>();
+    let mut service = layer.layer(inner);
+    run(&mut service, &control, false).await;
+    assert_eq!(layer.handle().snapshot().limit, 5, "10 x 0.5");
+    run(&mut service, &control, false).await;
+    assert_eq!(layer.handle().snapshot().limit, 2);
+    // Ignored: the limit stays.
+    control.succeed();
+    service.clone().oneshot(7).await.unwrap();
+    assert_eq!(layer.handle().snapshot().limit, 2);
+    // A success with the limit in use grows it by one (1 in flight x 2 >= 2).
+    run(&mut service, &control, true).await;
+    assert_eq!(layer.handle().snapshot().limit, 3);
+}
+
+#[tokio::test(start_paused = true)]
+async fn keeps_the_poll_ready_contract() {
+    let layer = fixed(5);
+    let (inner, control) = controlled::<Call>();
+    let mut service = layer.layer(ReadinessProbe::new(inner));
+    control.pause();
+    let mut ready = task::spawn(std::future::poll_fn(|cx| service.poll_ready(cx)));
+    assert!(ready.poll().is_pending());
+    control.ready();
+    assert!(ready.poll().is_ready());
+    drop(ready);
+    service.call((Criticality::Critical, 1)).await.unwrap();
+}
+
+#[test]
+fn bad_tiers_are_refused_by_build() {
+    let shares = TierShares {
+        critical: 0.4,
+        ..TierShares::default()
+    };
+    let error = ShedLayer::builder().tiers(shares).build().unwrap_err();
+    assert_eq!(error.field(), "tiers.critical");
+}
