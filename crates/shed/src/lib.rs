@@ -7,6 +7,10 @@
 //!   ([`TierShares`]) shed `sheddable` before `sheddable-plus` before `critical` before
 //!   `critical-plus`. Shadow mode counts what would be shed. [`ShedHandle`] reads the
 //!   limit, calls in flight, latency estimates and sheds by tier.
+//! - [`AdaptiveThrottleLayer`]: client-side adaptive throttling (Google SRE's
+//!   `(requests - K * accepts) / (requests + 1)`, with Envoy admission control's knobs):
+//!   a client that sees its backend refusing calls rejects some locally, before they add
+//!   load.
 //!
 //! [tower]: https://docs.rs/tower
 #![forbid(unsafe_code)]
@@ -20,6 +24,7 @@ mod limiter;
 mod service;
 mod source;
 mod sync;
+mod throttle;
 mod tiers;
 
 pub use self::algorithm::{Aimd, Fixed, Gradient2, LimitAlgorithm, RttEstimates, Sample, Vegas};
@@ -31,4 +36,7 @@ pub use self::service::Shed;
 #[cfg(feature = "http")]
 pub use self::source::FromRequest;
 pub use self::source::{AllCritical, CriticalityOf};
+pub use self::throttle::{
+    AdaptiveThrottle, AdaptiveThrottleLayer, ThrottleBuilder, ThrottleFuture,
+};
 pub use self::tiers::TierShares;

@@ -1,0 +1,497 @@
+//! [`AdaptiveThrottleLayer`]: client-side adaptive throttling (Google SRE, Envoy admission
+//! control).
+
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{ready, Context, Poll};
+use std::time::Duration;
+
+use pin_project::pin_project;
+use tokio::time::Instant;
+use tower_bulwark_core::config::ratio;
+use tower_bulwark_core::{
+    BoxError, Classify, ConfigError, ErrorsAreFailures, Name, Outcome, Rejection, RejectionKind,
+};
+use tower_layer::Layer;
+use tower_service::Service;
+
+use crate::sync::{Arc, AtomicU64, Ordering::*};
+
+/// How many slices the window is kept in.
+const SLICES: u64 = 10;
+
+/// Rejects calls locally, before they leave, when the backend has been refusing them.
+///
+/// Over a sliding window the client counts its `requests` and the backend's `accepts`
+/// (calls the classifier does not call failures), and rejects each new call with
+/// probability
+///
+/// ```text
+/// p = min(max_rejection, max(0, (requests - accepts / threshold) / (requests + 1)) ^ (1 / aggression))
+/// ```
+///
+/// which is Google SRE's `(requests - K * accepts) / (requests + 1)` with `K = 1 /
+/// threshold`, plus Envoy admission control's aggression and cap. Below
+/// `min_requests_per_second` nothing is rejected. Defaults: `K = 2` (threshold 0.5), a
+/// 2-minute window, aggression 1, rejection capped at 90%, no minimum rate.
+///
+/// A local rejection is a `Throttled` [`Rejection`] (HTTP 429, gRPC `RESOURCE_EXHAUSTED`):
+/// the backend never sees the call.
+///
+/// ```
+/// use tower::{service_fn, Layer, ServiceExt};
+/// use tower_bulwark_shed::AdaptiveThrottleLayer;
+///
+/// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+/// # async fn main() {
+/// let throttle = AdaptiveThrottleLayer::builder().k(2.0).build().unwrap();
+/// let client = throttle.layer(service_fn(|n: u32| async move { Ok::<_, std::io::Error>(n) }));
+/// assert_eq!(client.oneshot(1).await.unwrap(), 1);
+/// assert_eq!(throttle.rejection_probability(), 0.0);
+/// # }
+/// ```
+#[derive(Debug)]
+pub struct AdaptiveThrottleLayer<C = ErrorsAreFailures> {
+    shared: Arc<Throttle>,
+    classify: C,
+}
+
+impl<C: Clone> Clone for AdaptiveThrottleLayer<C> {
+    fn clone(&self) -> Self {
+        AdaptiveThrottleLayer {
+            shared: self.shared.clone(),
+            classify: self.classify.clone(),
+        }
+    }
+}
+
+/// Builds an [`AdaptiveThrottleLayer`].
+#[derive(Debug)]
+pub struct ThrottleBuilder<C = ErrorsAreFailures> {
+    name: Name,
+    threshold: f64,
+    aggression: f64,
+    max_rejection: f64,
+    min_rps: f64,
+    window: Duration,
+    seed: Option<u64>,
+    classify: C,
+}
+
+impl AdaptiveThrottleLayer {
+    /// Starts configuring the layer.
+    pub fn builder() -> ThrottleBuilder {
+        ThrottleBuilder {
+            name: Name::from("throttle"),
+            threshold: 0.5,
+            aggression: 1.0,
+            max_rejection: 0.9,
+            min_rps: 0.0,
+            window: Duration::from_secs(120),
+            seed: None,
+            classify: ErrorsAreFailures,
+        }
+    }
+}
+
+impl<C> AdaptiveThrottleLayer<C> {
+    /// The probability a call starting now is rejected.
+    pub fn rejection_probability(&self) -> f64 {
+        self.shared.probability(Instant::now())
+    }
+}
+
+impl<C> ThrottleBuilder<C> {
+    /// Names the layer in its rejections.
+    pub fn name(mut self, name: impl Into<Name>) -> Self {
+        self.name = name.into();
+        self
+    }
+
+    /// SRE's `K` (at least 1): requests may exceed accepts by this factor before any is
+    /// rejected. The same as [`success_rate_threshold`](Self::success_rate_threshold)`(1 / k)`.
+    pub fn k(mut self, k: f64) -> Self {
+        self.threshold = 1.0 / k;
+        self
+    }
+
+    /// Envoy's success-rate threshold (above 0, at most 1): rejection starts when the
+    /// accepted share falls below it.
+    pub fn success_rate_threshold(mut self, threshold: f64) -> Self {
+        self.threshold = threshold;
+        self
+    }
+
+    /// Envoy's aggression (at least 1): higher rejects more, sooner.
+    pub fn aggression(mut self, aggression: f64) -> Self {
+        self.aggression = aggression;
+        self
+    }
+
+    /// The highest rejection probability (0 to 1).
+    pub fn max_rejection_probability(mut self, probability: f64) -> Self {
+        self.max_rejection = probability;
+        self
+    }
+
+    /// Below this many requests per second over the window, nothing is rejected.
+    pub fn min_requests_per_second(mut self, rps: f64) -> Self {
+        self.min_rps = rps;
+        self
+    }
+
+    /// How far back requests and accepts count (1 s to 1 hour).
+    pub fn window(mut self, window: Duration) -> Self {
+        self.window = window;
+        self
+    }
+
+    /// Seeds the rejection draws, for exact tests.
+    pub fn seed(mut self, seed: u64) -> Self {
+        self.seed = Some(seed);
+        self
+    }
+
+    /// Which results the backend accepted (anything but `Failure`).
+    pub fn classify<C2>(self, classify: C2) -> ThrottleBuilder<C2> {
+        ThrottleBuilder {
+            name: self.name,
+            threshold: self.threshold,
+            aggression: self.aggression,
+            max_rejection: self.max_rejection,
+            min_rps: self.min_rps,
+            window: self.window,
+            seed: self.seed,
+            classify,
+        }
+    }
+
+    /// Checks the settings.
+    pub fn build(self) -> Result<AdaptiveThrottleLayer<C>, ConfigError> {
+        if !(self.threshold > 0.0 && self.threshold <= 1.0) {
+            return Err(ConfigError::new(
+                "success_rate_threshold",
+                format!(
+                    "must be above 0 and at most 1 (k at least 1), got {}",
+                    self.threshold
+                ),
+            ));
+        }
+        if !(self.aggression.is_finite() && self.aggression >= 1.0) {
+            return Err(ConfigError::new(
+                "aggression",
+                format!("must be a finite number >= 1, got {}", self.aggression),
+            ));
+        }
+        let max_rejection = ratio("max_rejection_probability", self.max_rejection)?;
+        if !(self.min_rps.is_finite() && self.min_rps >= 0.0) {
+            return Err(ConfigError::new(
+                "min_requests_per_second",
+                format!("must be a number >= 0, got {}", self.min_rps),
+            ));
+        }
+        if !(Duration::from_secs(1)..=Duration::from_secs(3600)).contains(&self.window) {
+            return Err(ConfigError::new(
+                "window",
+                format!("must be within 1s..=1h, got {:?}", self.window),
+            ));
+        }
+        let seed = self
+            .seed
+            .unwrap_or_else(|| tower_bulwark_core::SeededRng::from_entropy().next_u64());
+        Ok(AdaptiveThrottleLayer {
+            shared: Arc::new(Throttle {
+                name: self.name,
+                threshold: self.threshold,
+                aggression: self.aggression,
+                max_rejection,
+                min_requests: self.min_rps * self.window.as_secs_f64(),
+                window: Window::new(self.window),
+                draws: AtomicU64::new(seed),
+            }),
+            classify: self.classify,
+        })
+    }
+}
+
+impl<S, C: Clone> Layer<S> for AdaptiveThrottleLayer<C> {
+    type Service = AdaptiveThrottle<S, C>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        AdaptiveThrottle {
+            inner,
+            shared: self.shared.clone(),
+            classify: self.classify.clone(),
+        }
+    }
+}
+
+/// The service of an [`AdaptiveThrottleLayer`].
+#[derive(Debug, Clone)]
+pub struct AdaptiveThrottle<S, C> {
+    inner: S,
+    shared: Arc<Throttle>,
+    classify: C,
+}
+
+#[derive(Debug)]
+struct Throttle {
+    name: Name,
+    threshold: f64,
+    aggression: f64,
+    max_rejection: f64,
+    /// `min_requests_per_second` over the whole window.
+    min_requests: f64,
+    window: Window,
+    draws: AtomicU64,
+}
+
+impl Throttle {
+    fn probability(&self, now: Instant) -> f64 {
+        let (requests, accepts) = self.window.totals(now);
+        probability(
+            requests as f64,
+            accepts as f64,
+            self.threshold,
+            self.aggression,
+            self.max_rejection,
+            self.min_requests,
+        )
+    }
+
+    /// A uniform draw in [0, 1), from a shared splitmix64 sequence.
+    fn draw(&self) -> f64 {
+        let mut z = self.draws.fetch_add(0x9E37_79B9_7F4A_7C15, Relaxed);
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^= z >> 31;
+        (z >> 11) as f64 / (1u64 << 53) as f64
+    }
+}
+
+/// The rejection probability for `requests` and `accepts` over the window.
+fn probability(
+    requests: f64,
+    accepts: f64,
+    threshold: f64,
+    aggression: f64,
+    max_rejection: f64,
+    min_requests: f64,
+) -> f64 {
+    if requests < min_requests || requests == 0.0 {
+        return 0.0;
+    }
+    let base = ((requests - accepts / threshold) / (requests + 1.0)).max(0.0);
+    base.powf(1.0 / aggression).min(max_rejection)
+}
+
+impl<S, C, Req> Service<Req> for AdaptiveThrottle<S, C>
+where
+    S: Service<Req>,
+    S::Error: Into<BoxError>,
+    C: Classify<S::Response, S::Error> + Clone,
+{
+    type Response = S::Response;
+    type Error = BoxError;
+    type Future = ThrottleFuture<S::Future, C>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), BoxError>> {
+        self.inner.poll_ready(cx).map_err(Into::into)
+    }
+
+    fn call(&mut self, request: Req) -> Self::Future {
+        let shared = &self.shared;
+        let now = Instant::now();
+        let p = shared.probability(now);
+        shared.window.add_request(now);
+        if p > 0.0 && shared.draw() < p {
+            let rejection = Rejection::new(RejectionKind::Throttled, shared.name.clone())
+                .with_reason("client-side throttling");
+            return ThrottleFuture {
+                kind: ThrottleKind::Rejected {
+                    error: Some(Box::new(rejection)),
+                },
+            };
+        }
+        ThrottleFuture {
+            kind: ThrottleKind::Called {
+                future: self.inner.call(request),
+                throttle: Some(shared.clone()),
+                classify: self.classify.clone(),
+            },
+        }
+    }
+}
+
+/// Response future of [`AdaptiveThrottle`].
+#[pin_project]
+#[derive(Debug)]
+pub struct ThrottleFuture<F, C> {
+    #[pin]
+    kind: ThrottleKind<F, C>,
+}
+
+#[pin_project(project = ThrottleProjection)]
+#[derive(Debug)]
+enum ThrottleKind<F, C> {
+    Called {
+        #[pin]
+        future: F,
+        throttle: Option<Arc<Throttle>>,
+        classify: C,
+    },
+    Rejected {
+        error: Option<BoxError>,
+    },
+}
+
+impl<F, C, T, E> Future for ThrottleFuture<F, C>
+where
+    F: Future<Output = Result<T, E>>,
+    E: Into<BoxError>,
+    C: Classify<T, E>,
+{
+    type Output = Result<T, BoxError>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        match self.project().kind.project() {
+            ThrottleProjection::Called {
+                future,
+                throttle,
+                classify,
+            } => {
+                let result = ready!(future.poll(cx));
+                if let Some(throttle) = throttle.take() {
+                    if classify.classify(&result) != Outcome::Failure {
+                        throttle.window.add_accept(Instant::now());
+                    }
+                }
+                Poll::Ready(result.map_err(Into::into))
+            }
+            ThrottleProjection::Rejected { error } => Poll::Ready(Err(error
+                .take()
+                .unwrap_or_else(|| "ThrottleFuture polled after completion".into()))),
+        }
+    }
+}
+
+/// Requests and accepts over a sliding window kept in slices; lock-free.
+///
+/// A count racing the expiry of its slice may land in the next one.
+#[derive(Debug)]
+struct Window {
+    start: Instant,
+    slice_nanos: u64,
+    /// The newest slice whose expiry has been claimed.
+    epoch: AtomicU64,
+    requests: [AtomicU64; SLICES as usize],
+    accepts: [AtomicU64; SLICES as usize],
+}
+
+impl Window {
+    fn new(window: Duration) -> Self {
+        Window {
+            start: Instant::now(),
+            slice_nanos: (u64::try_from(window.as_nanos()).unwrap_or(u64::MAX) / SLICES).max(1),
+            epoch: AtomicU64::new(0),
+            requests: Default::default(),
+            accepts: Default::default(),
+        }
+    }
+
+    fn add_request(&self, now: Instant) {
+        let slot = self.advance(now);
+        self.requests[slot].fetch_add(1, Relaxed);
+    }
+
+    fn add_accept(&self, now: Instant) {
+        let slot = self.advance(now);
+        self.accepts[slot].fetch_add(1, Relaxed);
+    }
+
+    fn totals(&self, now: Instant) -> (u64, u64) {
+        self.advance(now);
+        let sum = |counts: &[AtomicU64]| counts.iter().map(|c| c.load(Relaxed)).sum();
+        (sum(&self.requests), sum(&self.accepts))
+    }
+
+    /// Empties the slices that left the window; returns the slot of the current one.
+    fn advance(&self, now: Instant) -> usize {
+        let nanos =
+            u64::try_from(now.saturating_duration_since(self.start).as_nanos()).unwrap_or(u64::MAX);
+        let current = nanos / self.slice_nanos;
+        loop {
+            let seen = self.epoch.load(Acquire);
+            if seen >= current {
+                break;
+            }
+            let next = if current - seen >= SLICES {
+                current
+            } else {
+                seen + 1
+            };
+            if self
+                .epoch
+                .compare_exchange(seen, next, AcqRel, Acquire)
+                .is_err()
+            {
+                continue;
+            }
+            let expired = if current - seen >= SLICES {
+                0..SLICES
+            } else {
+                next % SLICES..next % SLICES + 1
+            };
+            for slot in expired.map(|slot| slot as usize) {
+                self.requests[slot].store(0, Release);
+                self.accepts[slot].store(0, Release);
+            }
+        }
+        (current % SLICES) as usize
+    }
+}
+
+#[cfg(all(test, not(bulwark_loom)))]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_probability_at_its_edges() {
+        let p = |requests: f64, accepts: f64| probability(requests, accepts, 0.5, 1.0, 0.9, 0.0);
+        assert_eq!(p(0.0, 0.0), 0.0, "no requests");
+        assert_eq!(p(100.0, 100.0), 0.0, "all succeeding");
+        assert_eq!(p(100.0, 50.0), 0.0, "exactly K x accepts");
+        // All failing: (100 - 0) / 101, capped at 0.9.
+        assert_eq!(p(100.0, 0.0), 0.9);
+        assert!((probability(100.0, 0.0, 0.5, 1.0, 1.0, 0.0) - 100.0 / 101.0).abs() < 1e-12);
+        // (100 - 2 x 30) / 101 = 40 / 101.
+        assert!((p(100.0, 30.0) - 40.0 / 101.0).abs() < 1e-12);
+        // Aggression 2: the square root, larger.
+        let aggressive = probability(100.0, 30.0, 0.5, 2.0, 0.9, 0.0);
+        assert!((aggressive - (40.0f64 / 101.0).sqrt()).abs() < 1e-12);
+        // Below the minimum rate: nothing.
+        assert_eq!(probability(100.0, 0.0, 0.5, 1.0, 0.9, 101.0), 0.0);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn counts_leave_the_window() {
+        let window = Window::new(Duration::from_secs(10));
+        let now = Instant::now();
+        for _ in 0..5 {
+            window.add_request(now);
+        }
+        window.add_accept(now);
+        assert_eq!(window.totals(now), (5, 1));
+        assert_eq!(window.totals(now + Duration::from_secs(9)), (5, 1));
+        assert_eq!(window.totals(now + Duration::from_secs(10)), (0, 0));
+    }
+
+    #[test]
+    fn draws_are_uniform_enough() {
+        let throttle = AdaptiveThrottleLayer::builder().seed(7).build().unwrap();
+        let draws: Vec<f64> = (0..10_000).map(|_| throttle.shared.draw()).collect();
+        assert!(draws.iter().all(|d| (0.0..1.0).contains(d)));
+        let below_half = draws.iter().filter(|d| **d < 0.5).count();
+        assert!((4_800..5_200).contains(&below_half), "{below_half}");
+    }
+}

@@ -1,0 +1,86 @@
+//! Client-side adaptive throttling against a backend that refuses, then recovers.
+
+use std::time::Duration;
+
+use tower::{Layer, ServiceExt};
+use tower_bulwark_core::testing::controlled;
+use tower_bulwark_core::{find_rejection, RejectionKind};
+use tower_bulwark_shed::AdaptiveThrottleLayer;
+
+#[tokio::test(start_paused = true)]
+async fn a_refusing_backend_gets_fewer_calls_and_a_healthy_one_all_of_them() {
+    let throttle = AdaptiveThrottleLayer::builder()
+        .k(2.0)
+        .window(Duration::from_secs(60))
+        .seed(42)
+        .build()
+        .unwrap();
+    let (backend, control) = controlled::<u32>();
+    let client = throttle.layer(backend);
+
+    // Healthy: nothing is throttled.
+    for i in 0..100 {
+        client.clone().oneshot(i).await.unwrap();
+    }
+    assert_eq!(control.calls(), 100);
+    assert_eq!(throttle.rejection_probability(), 0.0);
+
+    // The backend refuses everything: once requests exceed 2 x accepts, calls are
+    // rejected locally with a growing probability.
+    control.fail();
+    let mut throttled = 0;
+    for i in 0..1_000 {
+        if let Err(error) = client.clone().oneshot(i).await {
+            if find_rejection(&error).is_some_and(|r| r.kind() == RejectionKind::Throttled) {
+                throttled += 1;
+            }
+        }
+    }
+    let reached = control.calls() - 100;
+    assert_eq!(reached + throttled, 1_000);
+    // p = (R - 2 x 100) / (R + 1) as the requests R grow from 100 to 1,100: the expected
+    // number throttled is the sum of p, about 560.
+    assert!(
+        (500..620).contains(&throttled),
+        "over half the load stays home: {throttled} throttled"
+    );
+    let p = throttle.rejection_probability();
+    assert!(p > 0.8 && p <= 0.9, "capped at 90%: {p}");
+
+    // The window moves on and the backend is healthy again: nothing is throttled.
+    control.succeed();
+    tokio::time::advance(Duration::from_secs(61)).await;
+    for i in 0..100 {
+        client.clone().oneshot(i).await.unwrap();
+    }
+    assert_eq!(throttle.rejection_probability(), 0.0);
+}
+
+#[test]
+fn bad_settings_name_their_field() {
+    let field = |b: tower_bulwark_shed::ThrottleBuilder| b.build().unwrap_err().field();
+    assert_eq!(
+        field(AdaptiveThrottleLayer::builder().k(0.5)),
+        "success_rate_threshold"
+    );
+    assert_eq!(
+        field(AdaptiveThrottleLayer::builder().success_rate_threshold(0.0)),
+        "success_rate_threshold"
+    );
+    assert_eq!(
+        field(AdaptiveThrottleLayer::builder().aggression(0.5)),
+        "aggression"
+    );
+    assert_eq!(
+        field(AdaptiveThrottleLayer::builder().max_rejection_probability(1.5)),
+        "max_rejection_probability"
+    );
+    assert_eq!(
+        field(AdaptiveThrottleLayer::builder().min_requests_per_second(-1.0)),
+        "min_requests_per_second"
+    );
+    assert_eq!(
+        field(AdaptiveThrottleLayer::builder().window(Duration::from_millis(10))),
+        "window"
+    );
+}
