@@ -1,7 +1,20 @@
 //! [`Criticality`]: how much it matters that a request is served, for load shedding.
 
+use std::cell::Cell;
 use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
 use std::str::FromStr;
+use std::task::{Context, Poll};
+
+use pin_project::pin_project;
+
+use crate::current::{self, Enter};
+
+thread_local! {
+    /// The criticality of the future being polled on this thread (see `current.rs`).
+    static CURRENT: Cell<Option<Criticality>> = const { Cell::new(None) };
+}
 
 /// How important a request is, in Google SRE's four levels, least important first.
 ///
@@ -38,6 +51,38 @@ pub enum Criticality {
 pub const CRITICALITY_HEADER: &str = "x-request-criticality";
 
 impl Criticality {
+    /// The current task's criticality, set by an enclosing [`Criticality::scope`] (the shed
+    /// layer sets it for its handler), so calls made while serving a request inherit the
+    /// request's importance. `None` outside any scope; spawned tasks do not inherit it.
+    pub fn current() -> Option<Criticality> {
+        current::get(&CURRENT)
+    }
+
+    /// Runs `future` with this criticality as the current one (the innermost scope wins).
+    ///
+    /// ```
+    /// use tower_bulwark_core::Criticality;
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// let seen = Criticality::Sheddable.scope(async { Criticality::current() }).await;
+    /// assert_eq!(seen, Some(Criticality::Sheddable));
+    /// assert_eq!(Criticality::current(), None);
+    /// # }
+    /// ```
+    pub fn scope<F: Future>(self, future: F) -> CriticalityScope<F> {
+        CriticalityScope {
+            criticality: self,
+            inner: future,
+        }
+    }
+
+    /// Runs the closure `f` with this criticality as the current one.
+    pub fn in_scope<R>(self, f: impl FnOnce() -> R) -> R {
+        let _current = Enter::new(&CURRENT, self);
+        f()
+    }
+
     /// All levels, least important first.
     pub const ALL: [Criticality; 4] = [
         Criticality::Sheddable,
@@ -144,6 +189,34 @@ impl fmt::Display for ParseCriticalityError {
 }
 
 impl std::error::Error for ParseCriticalityError {}
+
+/// Future returned by [`Criticality::scope`]: the wrapped future, run with a current
+/// criticality.
+#[pin_project]
+pub struct CriticalityScope<F> {
+    criticality: Criticality,
+    #[pin]
+    inner: F,
+}
+
+impl<F: Future> Future for CriticalityScope<F> {
+    type Output = F::Output;
+
+    #[inline]
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
+        let this = self.project();
+        let _current = Enter::new(&CURRENT, *this.criticality);
+        this.inner.poll(cx)
+    }
+}
+
+impl<F> fmt::Debug for CriticalityScope<F> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("CriticalityScope")
+            .field("criticality", &self.criticality)
+            .finish_non_exhaustive()
+    }
+}
 
 #[cfg(test)]
 mod tests {

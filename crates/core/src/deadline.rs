@@ -9,34 +9,11 @@ use std::time::Duration;
 use pin_project::pin_project;
 use tokio::time::Instant;
 
+use crate::current::{self, Enter};
+
 thread_local! {
-    /// The deadline of the future being polled on this thread, set only while a
-    /// [`DeadlineScope`] polls its future (or [`Deadline::in_scope`] runs its closure), so it
-    /// follows the task across threads like a tokio task-local, at the cost of a `Cell`.
+    /// The deadline of the future being polled on this thread (see `current.rs`).
     static CURRENT: Cell<Option<Deadline>> = const { Cell::new(None) };
-}
-
-/// Makes a deadline current until dropped, then restores the one before it.
-struct Enter {
-    previous: Option<Deadline>,
-}
-
-impl Enter {
-    #[inline]
-    fn new(deadline: Deadline) -> Enter {
-        let previous = CURRENT
-            .try_with(|current| current.replace(Some(deadline)))
-            .ok()
-            .flatten();
-        Enter { previous }
-    }
-}
-
-impl Drop for Enter {
-    #[inline]
-    fn drop(&mut self) {
-        let _ = CURRENT.try_with(|current| current.set(self.previous));
-    }
 }
 
 /// How far ahead a deadline built from an absurdly long duration lands: about 30 years,
@@ -127,7 +104,7 @@ impl Deadline {
     /// `None` outside any scope. Tasks started with `tokio::spawn` do not inherit it: wrap
     /// the spawned future in its own scope.
     pub fn current() -> Option<Deadline> {
-        CURRENT.try_with(Cell::get).ok().flatten()
+        current::get(&CURRENT)
     }
 
     /// Runs `future` with this deadline as the current one.
@@ -177,7 +154,7 @@ impl Deadline {
     /// # }
     /// ```
     pub fn in_scope<R>(self, f: impl FnOnce() -> R) -> R {
-        let _current = Enter::new(self.earliest(Deadline::current()));
+        let _current = Enter::new(&CURRENT, self.earliest(Deadline::current()));
         f()
     }
 
@@ -210,7 +187,7 @@ impl<F: Future> Future for DeadlineScope<F> {
         // The enclosing scope is the one current at this poll, wherever this future went.
         let effective = this.deadline.earliest(Deadline::current());
         let inner = this.inner;
-        let _current = Enter::new(effective);
+        let _current = Enter::new(&CURRENT, effective);
         inner.poll(cx)
     }
 }

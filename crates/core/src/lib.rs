@@ -26,6 +26,7 @@
 pub mod classify;
 pub mod config;
 mod criticality;
+mod current;
 mod deadline;
 pub mod events;
 pub mod grpc;
@@ -43,7 +44,9 @@ pub use self::classify::{Classify, ErrorsAreFailures, Outcome};
 #[cfg(feature = "http")]
 pub use self::classify::{GrpcClassifier, HttpClassifier};
 pub use self::config::ConfigError;
-pub use self::criticality::{Criticality, ParseCriticalityError, CRITICALITY_HEADER};
+pub use self::criticality::{
+    Criticality, CriticalityScope, ParseCriticalityError, CRITICALITY_HEADER,
+};
 pub use self::deadline::{Deadline, DeadlineScope};
 pub use self::events::{Event, Listener, Listeners};
 pub use self::grpc::GrpcCode;

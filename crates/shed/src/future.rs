@@ -6,7 +6,7 @@ use std::task::{ready, Context, Poll};
 
 use pin_project::pin_project;
 use tokio::time::Instant;
-use tower_bulwark_core::{BoxError, Classify, Outcome};
+use tower_bulwark_core::{BoxError, Classify, CriticalityScope, Outcome};
 
 use crate::limiter::Limiter;
 use crate::sync::Arc;
@@ -27,8 +27,9 @@ pub struct ResponseFuture<F, C> {
 #[derive(Debug)]
 enum Kind<F, C> {
     Admitted {
+        /// Run with the call's criticality as the current one, so calls it makes inherit it.
         #[pin]
-        future: F,
+        future: CriticalityScope<F>,
         place: Option<Place>,
         classify: C,
     },
@@ -73,7 +74,7 @@ impl Drop for Place {
 
 impl<F, C> ResponseFuture<F, C> {
     #[inline]
-    pub(crate) fn admitted(future: F, place: Place, classify: C) -> Self {
+    pub(crate) fn admitted(future: CriticalityScope<F>, place: Place, classify: C) -> Self {
         ResponseFuture {
             kind: Kind::Admitted {
                 future,

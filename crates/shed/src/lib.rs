@@ -6,7 +6,9 @@
 //!   refused at once with an `Overloaded` rejection and pushback. Criticality tiers
 //!   ([`TierShares`]) shed `sheddable` before `sheddable-plus` before `critical` before
 //!   `critical-plus`. Shadow mode counts what would be shed. [`ShedHandle`] reads the
-//!   limit, calls in flight, latency estimates and sheds by tier.
+//!   limit, calls in flight, latency estimates and sheds by tier. The admitted call runs
+//!   with its criticality as the current one, and [`PropagateCriticalityLayer`] (feature
+//!   `http`) writes it on the calls it makes, so the next service sheds the same work first.
 //! - [`AdaptiveThrottleLayer`]: client-side adaptive throttling (Google SRE's
 //!   `(requests - K * accepts) / (requests + 1)`, with Envoy admission control's knobs):
 //!   a client that sees its backend refusing calls rejects some locally, before they add
@@ -21,6 +23,8 @@ mod future;
 mod handle;
 mod layer;
 mod limiter;
+#[cfg(feature = "http")]
+mod propagate;
 mod service;
 mod source;
 mod sync;
@@ -32,6 +36,8 @@ pub use self::events::ShedEvent;
 pub use self::future::ResponseFuture;
 pub use self::handle::{ShedHandle, Snapshot};
 pub use self::layer::{Builder, ShedLayer};
+#[cfg(feature = "http")]
+pub use self::propagate::{PropagateCriticality, PropagateCriticalityLayer};
 pub use self::service::Shed;
 #[cfg(feature = "http")]
 pub use self::source::FromRequest;

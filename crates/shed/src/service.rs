@@ -97,6 +97,8 @@ where
             }
         };
         let place = Place::new(limiter.clone(), in_flight);
-        ResponseFuture::admitted(self.inner.call(request), place, self.classify.clone())
+        let inner = &mut self.inner;
+        let future = criticality.scope(criticality.in_scope(|| inner.call(request)));
+        ResponseFuture::admitted(future, place, self.classify.clone())
     }
 }

@@ -218,3 +218,18 @@ fn bad_tiers_are_refused_by_build() {
     let error = ShedLayer::builder().tiers(shares).build().unwrap_err();
     assert_eq!(error.field(), "tiers.critical");
 }
+
+#[tokio::test(start_paused = true)]
+async fn the_admitted_call_runs_with_its_criticality_current() {
+    let layer = fixed(5);
+    let service = layer.layer(tower::service_fn(|_: Call| async {
+        Ok::<_, BoxError>(Criticality::current())
+    }));
+    for tier in Criticality::ALL {
+        assert_eq!(
+            service.clone().oneshot((tier, 0)).await.unwrap(),
+            Some(tier)
+        );
+    }
+    assert_eq!(Criticality::current(), None);
+}
