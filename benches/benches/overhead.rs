@@ -235,6 +235,62 @@ fn budgets(c: &mut Criterion) {
     group.finish();
 }
 
+/// The shedding layer's admission beside tower's `LoadShed` + `ConcurrencyLimit` (the
+/// static limit with shedding that it replaces), and client-side throttling.
+fn shedding(c: &mut Criterion) {
+    use tower::limit::ConcurrencyLimit;
+    use tower::load_shed::LoadShed;
+    use tower::Layer;
+    use tower_bulwark::shed::{AdaptiveThrottleLayer, Aimd, Fixed, Gradient2, ShedLayer, Vegas};
+
+    let mut group = c.benchmark_group("ready_call");
+    bench_ready_call(
+        &mut group,
+        "tower_load_shed_concurrency_limit",
+        LoadShed::new(ConcurrencyLimit::new(Noop, 1024)),
+        || 7u64,
+    );
+    let fixed = ShedLayer::builder()
+        .fixed(Fixed::new(1024).expect("limit"))
+        .build()
+        .expect("config");
+    bench_ready_call(&mut group, "bulwark_shed_fixed", fixed.layer(Noop), || 7u64);
+    let algorithms: [(&str, ShedLayer); 3] = [
+        (
+            "bulwark_shed_vegas",
+            ShedLayer::builder()
+                .algorithm(Vegas::default())
+                .build()
+                .expect("config"),
+        ),
+        (
+            "bulwark_shed_aimd",
+            ShedLayer::builder()
+                .algorithm(Aimd::default())
+                .build()
+                .expect("config"),
+        ),
+        (
+            "bulwark_shed_gradient2",
+            ShedLayer::builder()
+                .algorithm(Gradient2::default())
+                .build()
+                .expect("config"),
+        ),
+    ];
+    for (name, layer) in algorithms {
+        bench_ready_call(&mut group, name, layer.layer(Noop), || 7u64);
+    }
+    let throttle = AdaptiveThrottleLayer::builder().build().expect("config");
+    bench_ready_call(
+        &mut group,
+        "bulwark_adaptive_throttle",
+        throttle.layer(Noop),
+        || 7u64,
+    );
+    group.finish();
+}
+
 /// Two threads sharing one breaker (and, for comparison, one `ConcurrencyLimit`).
 fn two_threads(c: &mut Criterion) {
     use tower::Layer;
@@ -427,6 +483,7 @@ criterion_group!(
     budgets,
     two_threads,
     http_layers,
-    deadline_layers
+    deadline_layers,
+    shedding
 );
 criterion_main!(benches);

@@ -256,3 +256,37 @@ fn propagating_a_deadline_allocates_only_the_header_value() {
         0
     );
 }
+
+/// Admission by the shedding layer allocates nothing: a fixed limit, and an adaptive one
+/// (whose algorithm learns from every call under its lock).
+#[test]
+fn shedding_admission_allocates_nothing() {
+    use tower::Layer;
+    use tower_bulwark::shed::{Fixed, Gradient2, ShedLayer, Vegas};
+
+    let fixed = ShedLayer::builder()
+        .fixed(Fixed::new(1024).unwrap())
+        .build()
+        .unwrap();
+    assert_eq!(allocations(fixed.layer(Noop), || 7u64), 0, "fixed");
+    let vegas = ShedLayer::builder()
+        .algorithm(Vegas::default())
+        .build()
+        .unwrap();
+    assert_eq!(allocations(vegas.layer(Noop), || 7u64), 0, "vegas");
+    let gradient = ShedLayer::builder()
+        .algorithm(Gradient2::default())
+        .build()
+        .unwrap();
+    assert_eq!(allocations(gradient.layer(Noop), || 7u64), 0, "gradient2");
+}
+
+/// Client-side throttling allocates nothing per call while it admits.
+#[test]
+fn throttling_allocates_nothing_while_admitting() {
+    use tower::Layer;
+    use tower_bulwark::shed::AdaptiveThrottleLayer;
+
+    let throttle = AdaptiveThrottleLayer::builder().build().unwrap();
+    assert_eq!(allocations(throttle.layer(Noop), || 7u64), 0);
+}

@@ -21,6 +21,11 @@ pub use tower_bulwark_retry as retry;
 #[cfg(feature = "deadline")]
 pub use tower_bulwark_deadline as deadline;
 
+/// Load shedding and client-side throttling:
+/// [`tower-bulwark-shed`](https://docs.rs/tower-bulwark-shed).
+#[cfg(feature = "shed")]
+pub use tower_bulwark_shed as shed;
+
 // The shared contracts of `tower-bulwark-core`, by module and flat.
 #[cfg(feature = "testing")]
 pub use tower_bulwark_core::testing;
@@ -29,9 +34,9 @@ pub use tower_bulwark_core::{classify, config, events, grpc};
 pub use tower_bulwark_core::{metric_name, metrics};
 
 pub use tower_bulwark_core::{
-    find_rejection, BoxError, Classify, ConfigError, Criticality, Deadline, DeadlineScope,
-    ErrorsAreFailures, Event, GrpcCode, Listener, Listeners, Name, Outcome, ParseCriticalityError,
-    Rejection, RejectionKind, SeededRng, CRITICALITY_HEADER,
+    find_rejection, BoxError, Classify, ConfigError, Criticality, CriticalityScope, Deadline,
+    DeadlineScope, ErrorsAreFailures, Event, GrpcCode, Listener, Listeners, Name, Outcome,
+    ParseCriticalityError, Rejection, RejectionKind, SeededRng, CRITICALITY_HEADER,
 };
 #[cfg(feature = "http")]
 pub use tower_bulwark_core::{

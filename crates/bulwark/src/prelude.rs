@@ -14,3 +14,5 @@ pub use tower_bulwark_core::{GrpcClassifier, HandleRejectionsLayer, HttpClassifi
 pub use tower_bulwark_deadline::{AcceptDeadlineLayer, PropagateDeadlineLayer};
 #[cfg(feature = "retry")]
 pub use tower_bulwark_retry::{RatioBudget, RetryPolicy};
+#[cfg(feature = "shed")]
+pub use tower_bulwark_shed::{AdaptiveThrottleLayer, ShedLayer};

@@ -6,6 +6,7 @@ use tokio::time::Instant;
 use tower_bulwark_core::{Criticality, Listeners, Name, Outcome};
 
 use crate::sync::{AtomicU64, AtomicUsize, Mutex, Ordering::*};
+use crate::tiers::allowed;
 use crate::{LimitAlgorithm, RttEstimates, Sample, ShedEvent, TierShares};
 
 /// The limit and the calls in flight, shared by every service a layer makes.
@@ -20,7 +21,8 @@ pub(crate) struct Limiter {
     algorithm: Mutex<Box<dyn LimitAlgorithm>>,
     /// Whether the algorithm needs samples (a fixed limit does not: no clock, no lock).
     learns: bool,
-    pub(crate) tiers: TierShares,
+    /// Each tier's share of the limit, in thousandths.
+    permille: [usize; 4],
     pub(crate) listeners: Listeners<ShedEvent>,
     /// Calls shed (or, in shadow mode, that would have been), by tier.
     shed: [AtomicU64; 4],
@@ -40,7 +42,7 @@ impl Limiter {
             in_flight: AtomicUsize::new(0),
             algorithm: Mutex::new(algorithm),
             learns,
-            tiers,
+            permille: tiers.permille(),
             listeners,
             shed: Default::default(),
         }
@@ -50,7 +52,10 @@ impl Limiter {
     /// returns the calls in flight with it.
     #[inline]
     pub(crate) fn try_acquire(&self, criticality: Criticality) -> Option<usize> {
-        let allowed = self.tiers.allowed(criticality, self.limit.load(Relaxed));
+        let allowed = allowed(
+            self.permille[tier_index(criticality)],
+            self.limit.load(Relaxed),
+        );
         let mut current = self.in_flight.load(Relaxed);
         loop {
             if current >= allowed {
@@ -82,9 +87,16 @@ impl Limiter {
     }
 
     /// Gives back a place; with an outcome that says something, teaches the algorithm.
+    #[inline]
     pub(crate) fn release(&self, in_flight: usize, started: Option<Instant>, outcome: Outcome) {
         self.in_flight.fetch_sub(1, AcqRel);
-        let Some(started) = started else { return };
+        if let Some(started) = started {
+            self.learn(in_flight, started, outcome);
+        }
+    }
+
+    /// Teaches the algorithm one finished call (off the admission path, under its lock).
+    fn learn(&self, in_flight: usize, started: Instant, outcome: Outcome) {
         let dropped = match outcome {
             Outcome::Success => false,
             Outcome::Failure => true,
@@ -148,6 +160,7 @@ impl std::fmt::Debug for Limiter {
 }
 
 /// Tiers in order of importance, least first.
+#[inline]
 pub(crate) fn tier_index(criticality: Criticality) -> usize {
     match criticality {
         Criticality::Sheddable => 0,

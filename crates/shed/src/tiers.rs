@@ -82,11 +82,20 @@ impl TierShares {
         Ok(self)
     }
 
-    /// How many calls `criticality` may have in flight under `limit` (at least 1).
-    pub(crate) fn allowed(&self, criticality: Criticality, limit: usize) -> usize {
-        ((limit as f64 * self.of(criticality)).floor() as usize).max(1)
+    /// The shares in thousandths, least important tier first: admission then needs only
+    /// integer arithmetic.
+    pub(crate) fn permille(&self) -> [usize; 4] {
+        Criticality::ALL.map(|tier| (self.of(tier) * 1000.0).round() as usize)
     }
 }
+
+/// How many calls a tier with `permille` of the limit may have in flight (at least 1).
+#[inline]
+pub(crate) fn allowed(permille: usize, limit: usize) -> usize {
+    (limit.saturating_mul(permille) / 1000).max(1)
+}
+
+impl TierShares {}
 
 #[cfg(test)]
 mod tests {
@@ -95,17 +104,14 @@ mod tests {
     #[test]
     fn defaults_nest_from_least_to_most_important() {
         let shares = TierShares::default().check().unwrap();
-        let allowed: Vec<usize> = [
-            Criticality::Sheddable,
-            Criticality::SheddablePlus,
-            Criticality::Critical,
-            Criticality::CriticalPlus,
-        ]
-        .iter()
-        .map(|c| shares.allowed(*c, 100))
-        .collect();
+        let allowed = shares.permille().map(|permille| allowed(permille, 100));
         assert_eq!(allowed, [50, 70, 90, 100]);
-        assert_eq!(shares.allowed(Criticality::Sheddable, 1), 1, "never zero");
+        assert_eq!(super::allowed(shares.permille()[0], 1), 1, "never zero");
+        assert_eq!(
+            super::allowed(1000, usize::MAX),
+            usize::MAX / 1000,
+            "no overflow"
+        );
     }
 
     #[test]
