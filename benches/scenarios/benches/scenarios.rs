@@ -1,8 +1,94 @@
 //! Scenario simulations in virtual time (`cargo bench -p tower-bulwark-scenarios`): the load retries put on a dependency, with and without a budget.
 
-use tower_bulwark_scenarios::retry_amplification;
+use tower_bulwark_scenarios::{
+    latency_shift, mixed_overload, overload, retry_amplification, Guard, CAPACITY, SERVICE_TIME,
+    WORKERS,
+};
 
 fn main() {
+    overload_table();
+    println!();
+    criticality_table();
+    println!();
+    latency_shift_table();
+    println!();
+    amplification_table();
+}
+
+fn overload_table() {
+    println!(
+        "overload: a server of {WORKERS} workers x {SERVICE_TIME:?} ({CAPACITY} calls/s), 5 s of virtual time"
+    );
+    println!(
+        "{:<12} {:>5} {:>10} {:>10} {:>10} {:>10} {:>10}",
+        "guard", "load", "offered", "goodput", "p99", "shed", "timed out"
+    );
+    for load in [1.0, 2.0, 4.0] {
+        for guard in [
+            Guard::None,
+            Guard::TowerStatic,
+            Guard::Vegas,
+            Guard::Aimd,
+            Guard::Gradient2,
+        ] {
+            let run = overload(load, 5, guard);
+            println!(
+                "{:<12} {:>4}x {:>10} {:>9.1}% {:>10.1?} {:>10} {:>10}",
+                format!("{guard:?}"),
+                load,
+                run.offered,
+                run.goodput_share() * 100.0,
+                run.p99,
+                run.shed,
+                run.timed_out
+            );
+        }
+    }
+}
+
+fn criticality_table() {
+    println!("criticality: 2x overload, 30% critical / 70% sheddable calls, default tier shares");
+    println!(
+        "{:<12} {:>10} {:>18}",
+        "guard", "goodput", "critical success"
+    );
+    for guard in [
+        Guard::None,
+        Guard::TowerStatic,
+        Guard::Vegas,
+        Guard::Aimd,
+        Guard::Gradient2,
+    ] {
+        let run = mixed_overload(2.0, 5, guard, 0.3);
+        let (critical, ok) = run.critical;
+        println!(
+            "{:<12} {:>9.1}% {:>17.2}%",
+            format!("{guard:?}"),
+            run.goodput_share() * 100.0,
+            ok as f64 / critical as f64 * 100.0
+        );
+    }
+}
+
+fn latency_shift_table() {
+    println!("latency shift: 2x load for 20 s; at 10 s the service time doubles (limit sampled every 50 ms)");
+    println!(
+        "{:<12} {:>14} {:>14} {:>14}",
+        "algorithm", "limit before", "limit after", "settled in"
+    );
+    for guard in [Guard::Vegas, Guard::Aimd, Guard::Gradient2] {
+        let run = latency_shift(20, guard);
+        println!(
+            "{:<12} {:>14.1} {:>14.1} {:>14.2?}",
+            format!("{guard:?}"),
+            run.before,
+            run.after,
+            run.settled_after
+        );
+    }
+}
+
+fn amplification_table() {
     println!("retry amplification: 100 calls/s for 60 s of virtual time, at most 3 attempts");
     println!(
         "{:<34} {:>10} {:>10} {:>10}",

@@ -1,6 +1,13 @@
 //! Scenario simulations in virtual time: what the layers are for, measured.
 #![forbid(unsafe_code)]
 
+mod overload;
+
+pub use self::overload::{
+    latency_shift, mixed_overload, overload, Guard, LatencyShift, Overload, CAPACITY,
+    CLIENT_TIMEOUT, SERVICE_TIME, WORKERS,
+};
+
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
 use std::time::Duration;

@@ -151,8 +151,10 @@ impl LimitAlgorithm for Aimd {
 ///
 /// With `l = max(1, floor(log10(limit)))`: a queue up to `l` grows the limit by `6l`, up
 /// to `3l` grows it by `l`, above `6l` shrinks it by `l`; a drop shrinks it by `l`. The
-/// no-load latency is the lowest seen. Defaults (Netflix `VegasLimit`): initial 20, max
-/// 1000, smoothing 1.
+/// no-load latency is the lowest seen since the last probe: every `30 × limit` samples
+/// (jittered down to half that) it is reset to the latest latency, so a lasting change of
+/// the service's own latency is learned rather than read as a queue forever. Defaults
+/// (Netflix `VegasLimit`): initial 20, max 1000, smoothing 1, probe multiplier 30.
 #[derive(Debug, Clone)]
 pub struct Vegas {
     limit: f64,
@@ -160,7 +162,16 @@ pub struct Vegas {
     smoothing: f64,
     rtt_no_load: Option<Duration>,
     last_rtt: Option<Duration>,
+    /// Samples since the no-load latency was last reset.
+    probe_count: f64,
+    /// This probe's jitter, in [0.5, 1).
+    probe_jitter: f64,
+    /// The jitter generator (splitmix64 state).
+    probe_seed: u64,
 }
+
+/// Samples between probes, per unit of limit.
+const PROBE_MULTIPLIER: f64 = 30.0;
 
 impl Default for Vegas {
     fn default() -> Self {
@@ -170,6 +181,9 @@ impl Default for Vegas {
             smoothing: 1.0,
             rtt_no_load: None,
             last_rtt: None,
+            probe_count: 0.0,
+            probe_jitter: 0.75,
+            probe_seed: 0x5EED,
         }
     }
 }
@@ -204,6 +218,15 @@ impl LimitAlgorithm for Vegas {
     fn update(&mut self, sample: Sample) -> usize {
         let rtt = sample.rtt.max(Duration::from_nanos(1));
         self.last_rtt = Some(rtt);
+        self.probe_count += 1.0;
+        if self.probe_count >= self.probe_jitter * PROBE_MULTIPLIER * self.limit {
+            self.probe_count = 0.0;
+            self.probe_jitter =
+                0.5 + 0.5 * tower_bulwark_core::SeededRng::new(self.probe_seed).next_unit();
+            self.probe_seed = self.probe_seed.wrapping_add(0x9E37_79B9_7F4A_7C15);
+            self.rtt_no_load = Some(rtt);
+            return self.limit as usize;
+        }
         let no_load = match self.rtt_no_load {
             Some(no_load) if rtt >= no_load => no_load,
             _ => {
@@ -472,6 +495,27 @@ mod tests {
         // A faster call lowers the no-load latency and changes nothing else.
         assert_eq!(vegas.update(sample(50, 20, false)), 31);
         assert_eq!(vegas.rtt().no_load, Some(Duration::from_millis(50)));
+    }
+
+    #[test]
+    fn vegas_probes_the_no_load_latency_again() {
+        let mut vegas = Vegas::new(20, 1000, 1.0).unwrap();
+        vegas.update(sample(100, 5, false));
+        // App-limited samples at a higher latency: the limit stays at 20, so the probe
+        // comes within 30 x 20 = 600 samples and adopts the new latency as no-load.
+        let mut probed_at = None;
+        for n in 2..=600 {
+            vegas.update(sample(150, 5, false));
+            if vegas.rtt().no_load == Some(Duration::from_millis(150)) {
+                probed_at = Some(n);
+                break;
+            }
+        }
+        let n = probed_at.expect("probed");
+        assert!(
+            (300..=600).contains(&n),
+            "jittered between half and all of 600: {n}"
+        );
     }
 
     #[test]
