@@ -8,6 +8,8 @@
 //!   while a fast route in its own compartment stays fast.
 //! - `deadline_three_hops`: three axum services passing a 500 ms deadline along, printing
 //!   the time left at each hop; a slow last hop is stopped at its deadline.
+//! - `shed_load_burst`: an axum server with an adaptive concurrency limit under a local
+//!   burst of load, printing the limit as it adapts; sheddable calls go first.
 //! - `retry_budget_http_client`: an HTTP client retrying under a shared 10% budget, against
 //!   a server that fails one request in ten and then everything: retries rescue the first,
 //!   the budget keeps the outage's load near the offered load.
