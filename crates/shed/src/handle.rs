@@ -50,7 +50,8 @@ impl ShedHandle {
         }
     }
 
-    /// Sets the limit (at least 1).
+    /// Sets the limit (at least 1). A fixed limit keeps it; an adaptive algorithm replaces
+    /// it with its own estimate at the next finished call.
     pub fn set_limit(&self, limit: usize) {
         self.limiter.set_limit(limit);
     }

@@ -26,6 +26,8 @@ mod limiter;
 #[cfg(feature = "http")]
 mod propagate;
 mod service;
+#[cfg(feature = "serde")]
+mod settings;
 mod source;
 mod sync;
 mod throttle;
@@ -39,6 +41,8 @@ pub use self::layer::{Builder, ShedLayer};
 #[cfg(feature = "http")]
 pub use self::propagate::{PropagateCriticality, PropagateCriticalityLayer};
 pub use self::service::Shed;
+#[cfg(feature = "serde")]
+pub use self::settings::{AlgorithmSetting, ShedConfig};
 #[cfg(feature = "http")]
 pub use self::source::FromRequest;
 pub use self::source::{AllCritical, CriticalityOf};

@@ -233,3 +233,27 @@ async fn the_admitted_call_runs_with_its_criticality_current() {
     }
     assert_eq!(Criticality::current(), None);
 }
+
+#[tokio::test(start_paused = true)]
+async fn the_latency_target_preset_backs_off_when_calls_run_slow() {
+    let layer = ShedLayer::builder()
+        .latency_target(Duration::from_millis(10))
+        .build()
+        .unwrap();
+    let (inner, control) = controlled::<u32>();
+    let service = layer.layer(inner);
+    control.delay(Duration::from_millis(15));
+    service.clone().oneshot(1).await.unwrap();
+    assert_eq!(
+        layer.handle().snapshot().limit,
+        20,
+        "within 2 x 10 ms: no back-off"
+    );
+    control.delay(Duration::from_millis(25));
+    service.oneshot(2).await.unwrap();
+    assert_eq!(
+        layer.handle().snapshot().limit,
+        18,
+        "slower than 20 ms: 20 x 0.9"
+    );
+}

@@ -1,0 +1,177 @@
+//! [`ShedConfig`]: the shedding layer's settings as data, for configuration files (feature
+//! `serde`).
+
+use std::time::Duration;
+
+use serde::Deserialize;
+use tower_bulwark_core::ConfigError;
+
+use crate::{Aimd, Builder, Fixed, Gradient2, ShedLayer, TierShares, Vegas};
+
+/// A shedding layer's settings as plain data, deserializable from TOML, JSON or YAML.
+/// Missing fields take the builder's defaults (an algorithm's missing fields take
+/// Netflix's); unknown fields are an error. Durations are in milliseconds.
+///
+/// ```
+/// use tower_bulwark_shed::ShedConfig;
+///
+/// let config: ShedConfig = serde_json::from_str(r#"{
+///     "name": "api",
+///     "algorithm": { "kind": "gradient2", "max": 500 },
+///     "tiers": { "sheddable": 0.4 },
+///     "retry_after_ms": 2000,
+///     "shadow": true
+/// }"#).unwrap();
+/// let layer = config.into_layer().expect("valid settings");
+/// assert_eq!(layer.handle().snapshot().limit, 20);
+/// ```
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[non_exhaustive]
+pub struct ShedConfig {
+    /// The layer's name.
+    pub name: Option<String>,
+    /// The limit algorithm and its settings.
+    pub algorithm: Option<AlgorithmSetting>,
+    /// Each tier's share of the limit.
+    pub tiers: Option<TierShares>,
+    /// The pushback given with a shed, in milliseconds (0: none).
+    pub retry_after_ms: Option<u64>,
+    /// Shadow mode.
+    pub shadow: Option<bool>,
+}
+
+/// A limit algorithm and its settings; see [`Vegas`], [`Aimd`], [`Gradient2`], [`Fixed`].
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
+#[allow(missing_docs)]
+#[non_exhaustive]
+pub enum AlgorithmSetting {
+    Vegas {
+        initial: Option<usize>,
+        max: Option<usize>,
+        smoothing: Option<f64>,
+    },
+    Aimd {
+        initial: Option<usize>,
+        min: Option<usize>,
+        max: Option<usize>,
+        backoff_ratio: Option<f64>,
+        timeout_ms: Option<u64>,
+    },
+    Gradient2 {
+        initial: Option<usize>,
+        min: Option<usize>,
+        max: Option<usize>,
+        smoothing: Option<f64>,
+        queue_size: Option<usize>,
+        rtt_tolerance: Option<f64>,
+        long_window: Option<usize>,
+    },
+    Fixed {
+        limit: usize,
+    },
+}
+
+impl ShedConfig {
+    /// A builder with these settings (for adding listeners, a criticality source or a
+    /// classifier), or the error of an algorithm setting.
+    pub fn builder(&self) -> Result<Builder, ConfigError> {
+        let mut builder = ShedLayer::builder();
+        if let Some(name) = &self.name {
+            builder = builder.name(name.clone());
+        }
+        builder = match &self.algorithm {
+            None => builder,
+            Some(AlgorithmSetting::Vegas {
+                initial,
+                max,
+                smoothing,
+            }) => builder.algorithm(Vegas::new(
+                initial.unwrap_or(20),
+                max.unwrap_or(1000),
+                smoothing.unwrap_or(1.0),
+            )?),
+            Some(AlgorithmSetting::Aimd {
+                initial,
+                min,
+                max,
+                backoff_ratio,
+                timeout_ms,
+            }) => builder.algorithm(Aimd::new(
+                initial.unwrap_or(20),
+                min.unwrap_or(20),
+                max.unwrap_or(200),
+                backoff_ratio.unwrap_or(0.9),
+                Duration::from_millis(timeout_ms.unwrap_or(5_000)),
+            )?),
+            Some(AlgorithmSetting::Gradient2 {
+                initial,
+                min,
+                max,
+                smoothing,
+                queue_size,
+                rtt_tolerance,
+                long_window,
+            }) => builder.algorithm(Gradient2::new(
+                initial.unwrap_or(20),
+                min.unwrap_or(20),
+                max.unwrap_or(200),
+                smoothing.unwrap_or(0.2),
+                queue_size.unwrap_or(4),
+                rtt_tolerance.unwrap_or(1.5),
+                long_window.unwrap_or(600),
+            )?),
+            Some(AlgorithmSetting::Fixed { limit }) => builder.fixed(Fixed::new(*limit)?),
+        };
+        if let Some(tiers) = self.tiers {
+            builder = builder.tiers(tiers);
+        }
+        if let Some(ms) = self.retry_after_ms {
+            builder = builder.retry_after((ms > 0).then(|| Duration::from_millis(ms)));
+        }
+        if let Some(shadow) = self.shadow {
+            builder = builder.shadow(shadow);
+        }
+        Ok(builder)
+    }
+
+    /// Checks the settings and builds the layer.
+    pub fn into_layer(&self) -> Result<ShedLayer, ConfigError> {
+        self.builder()?.build()
+    }
+}
+
+#[cfg(all(test, not(bulwark_loom)))]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bad_settings_name_their_field() {
+        let error = |json: &str| {
+            serde_json::from_str::<ShedConfig>(json)
+                .unwrap()
+                .into_layer()
+                .unwrap_err()
+                .field()
+        };
+        assert_eq!(
+            error(r#"{"algorithm": {"kind": "fixed", "limit": 0}}"#),
+            "limit"
+        );
+        assert_eq!(
+            error(r#"{"algorithm": {"kind": "aimd", "min": 50, "max": 10}}"#),
+            "max"
+        );
+        assert_eq!(
+            error(r#"{"algorithm": {"kind": "vegas", "smoothing": 2.0}}"#),
+            "smoothing"
+        );
+        assert_eq!(
+            error(r#"{"tiers": {"sheddable": 0.95, "sheddable_plus": 0.5}}"#),
+            "tiers.sheddable_plus"
+        );
+        assert!(serde_json::from_str::<ShedConfig>(r#"{"algorithm": {"kind": "magic"}}"#).is_err());
+        assert!(serde_json::from_str::<ShedConfig>(r#"{"limit": 5}"#).is_err());
+    }
+}
