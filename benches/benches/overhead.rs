@@ -291,6 +291,34 @@ fn shedding(c: &mut Criterion) {
     group.finish();
 }
 
+/// Fault injection switched off (the kill switch) beside the no-op: what leaving the layer
+/// in a production stack costs.
+fn chaos(c: &mut Criterion) {
+    use tower::Layer;
+    use tower_bulwark::chaos::ChaosLayer;
+
+    let mut group = c.benchmark_group("ready_call");
+    let off = ChaosLayer::builder()
+        .error_rate(0.5)
+        .disabled()
+        .build()
+        .expect("config");
+    bench_ready_call(
+        &mut group,
+        "bulwark_chaos_disabled",
+        off.layer(Noop),
+        || 7u64,
+    );
+    let no_faults = ChaosLayer::builder().build().expect("config");
+    bench_ready_call(
+        &mut group,
+        "bulwark_chaos_no_faults",
+        no_faults.layer(Noop),
+        || 7u64,
+    );
+    group.finish();
+}
+
 /// Two threads sharing one breaker (and, for comparison, one `ConcurrencyLimit`).
 fn two_threads(c: &mut Criterion) {
     use tower::Layer;
@@ -484,6 +512,7 @@ criterion_group!(
     two_threads,
     http_layers,
     deadline_layers,
-    shedding
+    shedding,
+    chaos
 );
 criterion_main!(benches);

@@ -26,6 +26,10 @@ pub use tower_bulwark_deadline as deadline;
 #[cfg(feature = "shed")]
 pub use tower_bulwark_shed as shed;
 
+/// Fault injection: [`tower-bulwark-chaos`](https://docs.rs/tower-bulwark-chaos).
+#[cfg(feature = "chaos")]
+pub use tower_bulwark_chaos as chaos;
+
 // The shared contracts of `tower-bulwark-core`, by module and flat.
 #[cfg(feature = "testing")]
 pub use tower_bulwark_core::testing;
