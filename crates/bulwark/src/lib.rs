@@ -30,6 +30,11 @@ pub use tower_bulwark_shed as shed;
 #[cfg(feature = "chaos")]
 pub use tower_bulwark_chaos as chaos;
 
+/// Health endpoints and graceful drain:
+/// [`tower-bulwark-health`](https://docs.rs/tower-bulwark-health).
+#[cfg(feature = "health")]
+pub use tower_bulwark_health as health;
+
 // The shared contracts of `tower-bulwark-core`, by module and flat.
 #[cfg(feature = "testing")]
 pub use tower_bulwark_core::testing;

@@ -38,13 +38,16 @@ pub enum RejectionKind {
     /// The request is malformed in a way a layer was told to refuse (such as a garbled
     /// deadline header under strict parsing). HTTP 400, gRPC `INVALID_ARGUMENT`.
     InvalidRequest,
+    /// The server is shutting down and takes no new work: try another instance. HTTP 503
+    /// with `Connection: close`, gRPC `UNAVAILABLE`.
+    Draining,
 }
 
 impl RejectionKind {
     /// The gRPC status code a rejection of this kind is reported as.
     pub fn grpc_code(self) -> GrpcCode {
         match self {
-            RejectionKind::CircuitOpen => GrpcCode::Unavailable,
+            RejectionKind::CircuitOpen | RejectionKind::Draining => GrpcCode::Unavailable,
             RejectionKind::BulkheadFull | RejectionKind::Overloaded | RejectionKind::Throttled => {
                 GrpcCode::ResourceExhausted
             }
@@ -59,7 +62,8 @@ impl RejectionKind {
         match self {
             RejectionKind::CircuitOpen
             | RejectionKind::BulkheadFull
-            | RejectionKind::Overloaded => http::StatusCode::SERVICE_UNAVAILABLE,
+            | RejectionKind::Overloaded
+            | RejectionKind::Draining => http::StatusCode::SERVICE_UNAVAILABLE,
             RejectionKind::Throttled => http::StatusCode::TOO_MANY_REQUESTS,
             RejectionKind::DeadlineExceeded => http::StatusCode::GATEWAY_TIMEOUT,
             RejectionKind::InvalidRequest => http::StatusCode::BAD_REQUEST,
@@ -88,6 +92,7 @@ impl RejectionKind {
             RejectionKind::Throttled => "throttled",
             RejectionKind::DeadlineExceeded => "deadline exceeded",
             RejectionKind::InvalidRequest => "invalid request",
+            RejectionKind::Draining => "draining",
         }
     }
 }
@@ -291,7 +296,13 @@ mod tests {
         use RejectionKind::*;
         assert!(Overloaded.is_shed());
         assert!(BulkheadFull.is_shed());
-        for kind in [CircuitOpen, Throttled, DeadlineExceeded, InvalidRequest] {
+        for kind in [
+            CircuitOpen,
+            Throttled,
+            DeadlineExceeded,
+            InvalidRequest,
+            Draining,
+        ] {
             assert!(!kind.is_shed(), "{kind:?}");
         }
     }

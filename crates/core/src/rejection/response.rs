@@ -118,6 +118,13 @@ impl Rejection {
         if self.kind.is_shed() {
             mark_shed(response.headers_mut());
         }
+        if self.kind == super::RejectionKind::Draining {
+            // The client should take its next request elsewhere. (HTTP/1 only: HTTP/2
+            // forbids the header, and gRPC rejections take the other path.)
+            response
+                .headers_mut()
+                .insert(http::header::CONNECTION, HeaderValue::from_static("close"));
+        }
         response
     }
 
@@ -222,6 +229,7 @@ mod tests {
             (RejectionKind::Throttled, 429),
             (RejectionKind::DeadlineExceeded, 504),
             (RejectionKind::InvalidRequest, 400),
+            (RejectionKind::Draining, 503),
         ];
         for (kind, status) in cases {
             let response: Response<()> = Rejection::new(kind, "x").to_http_response();

@@ -1,0 +1,186 @@
+//! [`Health`]: what the process and its dependencies report, read cheaply.
+
+use std::fmt;
+use std::future::Future;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use crate::DrainHandle;
+
+/// A component's state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Status {
+    /// Working.
+    Up,
+    /// Working with less (a half-open breaker, a bulkhead with a queue, shedding).
+    Degraded,
+    /// Not working (an open breaker, a failing check).
+    Down,
+}
+
+impl Status {
+    /// `"up"`, `"degraded"` or `"down"`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Up => "up",
+            Status::Degraded => "degraded",
+            Status::Down => "down",
+        }
+    }
+}
+
+/// One component's report: a status and a short detail for the JSON view.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Report {
+    /// The state.
+    pub status: Status,
+    /// What a person reading the dashboard should know (`"circuit open"`, `"3 queued"`).
+    pub detail: String,
+}
+
+impl Report {
+    /// A report with a detail.
+    pub fn new(status: Status, detail: impl Into<String>) -> Self {
+        Report {
+            status,
+            detail: detail.into(),
+        }
+    }
+}
+
+type Probe = Box<dyn Fn() -> Report + Send + Sync>;
+
+struct Component {
+    name: String,
+    /// Whether readiness depends on it.
+    required: bool,
+    probe: Probe,
+}
+
+/// A registry of the components whose health the process reports, behind
+/// [`HealthService`](crate::HealthService).
+///
+/// Components report through *probes*: cheap functions that read state already kept in
+/// memory (a breaker's state, a bulkhead's queue), so serving `/health/ready` never calls a
+/// dependency and cannot amplify load on one. A check that must do I/O is registered with
+/// [`Health::add_check`]: it runs in the background every interval and the probe reads its
+/// cached result.
+///
+/// - Live: always, while the process can answer (dependencies never make it fail).
+/// - Ready: not draining, and no *required* component `Down`.
+///
+/// ```
+/// use tower_bulwark_health::{Health, Report, Status};
+///
+/// let health = Health::new();
+/// health.add_probe("config", true, || Report::new(Status::Up, "loaded"));
+/// assert!(health.is_ready());
+/// health.add_probe("cache", false, || Report::new(Status::Down, "unreachable"));
+/// assert!(health.is_ready(), "an optional component does not block readiness");
+/// ```
+#[derive(Clone, Default)]
+pub struct Health {
+    components: Arc<Mutex<Vec<Arc<Component>>>>,
+    drain: Arc<Mutex<Option<DrainHandle>>>,
+}
+
+impl Health {
+    /// An empty registry.
+    pub fn new() -> Self {
+        Health::default()
+    }
+
+    /// Adds a component reported by `probe`, a cheap function (it runs on every health
+    /// request); `required` components being `Down` makes the process not ready.
+    pub fn add_probe(
+        &self,
+        name: impl Into<String>,
+        required: bool,
+        probe: impl Fn() -> Report + Send + Sync + 'static,
+    ) {
+        self.lock().push(Arc::new(Component {
+            name: name.into(),
+            required,
+            probe: Box::new(probe),
+        }));
+    }
+
+    /// Adds a check that does I/O: `check` runs every `interval` in a background task
+    /// (spawned here, on the current tokio runtime) and health requests read its last
+    /// result, so they never wait for it or multiply it. Until its first result, the
+    /// component is `Down` with the detail `"not checked yet"`.
+    pub fn add_check<F, Fut>(
+        &self,
+        name: impl Into<String>,
+        required: bool,
+        interval: Duration,
+        check: F,
+    ) where
+        F: Fn() -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Report> + Send + 'static,
+    {
+        let last = Arc::new(Mutex::new(Report::new(Status::Down, "not checked yet")));
+        let cached = last.clone();
+        tokio::spawn(async move {
+            let mut ticks = tokio::time::interval(interval.max(Duration::from_millis(1)));
+            loop {
+                ticks.tick().await;
+                let report = check().await;
+                *cached.lock().unwrap_or_else(PoisonError::into_inner) = report;
+                if Arc::strong_count(&cached) == 1 {
+                    return; // The registry is gone.
+                }
+            }
+        });
+        self.add_probe(name, required, move || {
+            last.lock().unwrap_or_else(PoisonError::into_inner).clone()
+        });
+    }
+
+    /// Makes readiness follow a drain: not ready once it starts.
+    pub fn watch_drain(&self, drain: DrainHandle) {
+        *self.drain.lock().unwrap_or_else(PoisonError::into_inner) = Some(drain);
+    }
+
+    /// Whether a drain has started.
+    pub fn is_draining(&self) -> bool {
+        self.drain
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .as_ref()
+            .is_some_and(DrainHandle::is_draining)
+    }
+
+    /// Every component's report, in the order they were added.
+    pub fn reports(&self) -> Vec<(String, bool, Report)> {
+        let components = self.lock().clone();
+        components
+            .iter()
+            .map(|c| (c.name.clone(), c.required, (c.probe)()))
+            .collect()
+    }
+
+    /// Ready: not draining and no required component down.
+    pub fn is_ready(&self) -> bool {
+        !self.is_draining()
+            && self
+                .reports()
+                .iter()
+                .all(|(_, required, report)| !required || report.status != Status::Down)
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Vec<Arc<Component>>> {
+        self.components
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+impl fmt::Debug for Health {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let names: Vec<String> = self.lock().iter().map(|c| c.name.clone()).collect();
+        f.debug_struct("Health")
+            .field("components", &names)
+            .finish()
+    }
+}
