@@ -35,6 +35,11 @@ pub use tower_bulwark_chaos as chaos;
 #[cfg(feature = "health")]
 pub use tower_bulwark_health as health;
 
+/// Degraded answers instead of failures:
+/// [`tower-bulwark-fallback`](https://docs.rs/tower-bulwark-fallback).
+#[cfg(feature = "fallback")]
+pub use tower_bulwark_fallback as fallback;
+
 // The shared contracts of `tower-bulwark-core`, by module and flat.
 #[cfg(feature = "testing")]
 pub use tower_bulwark_core::testing;

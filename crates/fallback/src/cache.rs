@@ -1,0 +1,124 @@
+//! [`LastGood`]: recent good responses by key, bounded and expiring.
+
+use std::collections::{HashMap, VecDeque};
+use std::hash::Hash;
+use std::sync::{Mutex, PoisonError};
+use std::time::Duration;
+
+use http::Response;
+use tokio::time::Instant;
+
+/// The last good response for each key, at most `capacity` keys (the oldest entry goes
+/// first), each kept for `ttl`.
+#[derive(Debug)]
+pub(crate) struct LastGood<K, B> {
+    ttl: Duration,
+    capacity: usize,
+    entries: Mutex<Entries<K, B>>,
+}
+
+#[derive(Debug)]
+struct Entries<K, B> {
+    /// Each key's response, when it was stored and its store number.
+    by_key: HashMap<K, (Instant, u64, Response<B>)>,
+    /// Keys by store number, oldest first (may hold keys stored again since, or gone).
+    order: VecDeque<(K, u64)>,
+    stores: u64,
+}
+
+impl<K: Hash + Eq + Clone, B: Clone> LastGood<K, B> {
+    pub(crate) fn new(ttl: Duration, capacity: usize) -> Self {
+        LastGood {
+            ttl,
+            capacity,
+            entries: Mutex::new(Entries {
+                by_key: HashMap::new(),
+                order: VecDeque::new(),
+                stores: 0,
+            }),
+        }
+    }
+
+    /// Keeps `response` as the last good one for `key`.
+    pub(crate) fn store(&self, key: K, response: &Response<B>) {
+        let now = Instant::now();
+        let mut entries = self.entries.lock().unwrap_or_else(PoisonError::into_inner);
+        entries.stores += 1;
+        let number = entries.stores;
+        entries
+            .by_key
+            .insert(key.clone(), (now, number, response.clone()));
+        entries.order.push_back((key, number));
+        // Drop the oldest until within the bound, skipping order entries of keys stored
+        // again since.
+        while entries.by_key.len() > self.capacity {
+            let Some((key, stored)) = entries.order.pop_front() else {
+                break;
+            };
+            if entries
+                .by_key
+                .get(&key)
+                .is_some_and(|(_, n, _)| *n == stored)
+            {
+                entries.by_key.remove(&key);
+            }
+        }
+        // Keys stored again and again leave stale order entries: compact now and then, so
+        // memory stays bounded (amortized O(1)).
+        if entries.order.len() > self.capacity.saturating_mul(2).max(16) {
+            let Entries { by_key, order, .. } = &mut *entries;
+            order.retain(|(key, stored)| by_key.get(key).is_some_and(|(_, n, _)| n == stored));
+        }
+    }
+
+    /// The last good response for `key`, if one is younger than the TTL.
+    pub(crate) fn get(&self, key: &K) -> Option<Response<B>> {
+        let entries = self.entries.lock().unwrap_or_else(PoisonError::into_inner);
+        let (stored, _, response) = entries.by_key.get(key)?;
+        (stored.elapsed() < self.ttl).then(|| response.clone())
+    }
+
+    #[cfg(test)]
+    pub(crate) fn len(&self) -> usize {
+        self.entries
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .by_key
+            .len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn response(body: &'static str) -> Response<&'static str> {
+        Response::new(body)
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn entries_expire_after_the_ttl() {
+        let cache = LastGood::new(Duration::from_secs(10), 8);
+        cache.store("a", &response("one"));
+        tokio::time::advance(Duration::from_secs(9)).await;
+        assert_eq!(cache.get(&"a").map(|r| *r.body()), Some("one"));
+        tokio::time::advance(Duration::from_secs(1)).await;
+        assert!(cache.get(&"a").is_none());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_bound_drops_the_oldest_key() {
+        let cache = LastGood::new(Duration::from_secs(10), 2);
+        cache.store("a", &response("1"));
+        cache.store("b", &response("2"));
+        cache.store("a", &response("3"));
+        cache.store("c", &response("4"));
+        assert_eq!(cache.len(), 2);
+        assert!(cache.get(&"b").is_none(), "b is the oldest still stored");
+        assert_eq!(cache.get(&"a").map(|r| *r.body()), Some("3"));
+        for i in 0..1_000 {
+            cache.store(if i % 2 == 0 { "x" } else { "y" }, &response("z"));
+        }
+        assert_eq!(cache.len(), 2, "bounded whatever the traffic");
+    }
+}
