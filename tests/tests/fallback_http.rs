@@ -173,3 +173,24 @@ fn a_fallback_needs_a_source() {
         .unwrap_err();
     assert_eq!(error.field(), "last_good.ttl");
 }
+
+#[tokio::test]
+async fn a_failed_call_goes_to_the_backup_service() {
+    use tower_bulwark::fallback::BackupLayer;
+
+    let primary_status = Arc::new(AtomicU16::new(503));
+    let primary = catalogue(primary_status.clone()).await;
+    let replica = catalogue(Arc::new(AtomicU16::new(200))).await;
+    let service = BackupLayer::new(client(replica))
+        .classify(HttpClassifier)
+        .layer(client(primary));
+
+    let answer = service.clone().oneshot(get_item(7)).await.unwrap();
+    assert_eq!(&answer.body()[..], b"item 7");
+    assert_eq!(answer.headers()["x-bulwark-degraded"], "backup");
+
+    primary_status.store(200, Ordering::SeqCst);
+    let answer = service.oneshot(get_item(8)).await.unwrap();
+    assert_eq!(&answer.body()[..], b"item 8");
+    assert!(answer.headers().get("x-bulwark-degraded").is_none(), "the primary answered");
+}

@@ -29,6 +29,8 @@ pub enum Degraded {
     LastGood,
     /// The fallback function (or static response).
     Fallback,
+    /// The backup service ([`BackupLayer`](crate::BackupLayer)).
+    Backup,
 }
 
 impl Degraded {
@@ -36,6 +38,7 @@ impl Degraded {
         match self {
             Degraded::LastGood => "last-good",
             Degraded::Fallback => "fallback",
+            Degraded::Backup => "backup",
         }
     }
 }
