@@ -10,6 +10,9 @@
 //!   the time left at each hop; a slow last hop is stopped at its deadline.
 //! - `shed_load_burst`: an axum server with an adaptive concurrency limit under a local
 //!   burst of load, printing the limit as it adapts; sheddable calls go first.
+//! - `degradation_game_day`: fault injection breaks a dependency; a breaker and a
+//!   last-good fallback keep answering (marked degraded), `/health` tells the truth, and a
+//!   drain ends it cleanly.
 //! - `retry_budget_http_client`: an HTTP client retrying under a shared 10% budget, against
 //!   a server that fails one request in ten and then everything: retries rescue the first,
 //!   the budget keeps the outage's load near the offered load.

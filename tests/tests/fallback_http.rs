@@ -192,5 +192,8 @@ async fn a_failed_call_goes_to_the_backup_service() {
     primary_status.store(200, Ordering::SeqCst);
     let answer = service.oneshot(get_item(8)).await.unwrap();
     assert_eq!(&answer.body()[..], b"item 8");
-    assert!(answer.headers().get("x-bulwark-degraded").is_none(), "the primary answered");
+    assert!(
+        answer.headers().get("x-bulwark-degraded").is_none(),
+        "the primary answered"
+    );
 }
