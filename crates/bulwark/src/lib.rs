@@ -2,7 +2,20 @@
 #![forbid(unsafe_code)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
+mod builder_ext;
 pub mod prelude;
+#[cfg(all(
+    feature = "http",
+    feature = "breaker",
+    feature = "bulkhead",
+    feature = "retry",
+    feature = "deadline",
+    feature = "shed",
+    feature = "health"
+))]
+pub mod presets;
+
+pub use self::builder_ext::BulwarkExt;
 
 /// The circuit breaker: [`tower-bulwark-breaker`](https://docs.rs/tower-bulwark-breaker).
 #[cfg(feature = "breaker")]

@@ -1,5 +1,6 @@
 //! The names a service stack usually needs: `use tower_bulwark::prelude::*;`.
 
+pub use crate::BulwarkExt;
 #[cfg(feature = "breaker")]
 pub use tower_bulwark_breaker::{CircuitBreakerLayer, CircuitOpen};
 #[cfg(feature = "bulkhead")]

@@ -62,3 +62,47 @@ impl<Req, Res, E> RetryClassify<Req, Res, E> for RetryErrors {
         }
     }
 }
+
+/// Leaves refusals by bulwark layers alone: a call that a breaker, bulkhead, shed or
+/// deadline layer refused (its error carries a core `Rejection`) is not retried, and every
+/// other result is decided by the wrapped classifier. Place the retry layer outside those
+/// layers and an open breaker stops the retries at once instead of burning the budget.
+///
+/// ```
+/// use tower_bulwark_core::{BoxError, Rejection, RejectionKind};
+/// use tower_bulwark_retry::{Decision, RetryClassify, RetryErrors, SkipRejections};
+///
+/// let classify = SkipRejections(RetryErrors);
+/// let open: Result<(), BoxError> = Err(Rejection::new(RejectionKind::CircuitOpen, "db").into());
+/// let reset: Result<(), BoxError> = Err("connection reset".into());
+/// assert_eq!(classify.decide(&(), &open), Decision::Done);
+/// assert_ne!(classify.decide(&(), &reset), Decision::Done);
+/// ```
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SkipRejections<C>(pub C);
+
+impl<C, Req, Res> RetryClassify<Req, Res, tower_bulwark_core::BoxError> for SkipRejections<C>
+where
+    C: RetryClassify<Req, Res, tower_bulwark_core::BoxError>,
+{
+    fn decide(
+        &self,
+        request: &Req,
+        result: &Result<Res, tower_bulwark_core::BoxError>,
+    ) -> Decision {
+        if let Err(error) = result {
+            if tower_bulwark_core::find_rejection(error).is_some() {
+                return Decision::Done;
+            }
+        }
+        self.0.decide(request, result)
+    }
+
+    fn prepare_retry(&self, request: &mut Req, attempt: u32) {
+        self.0.prepare_retry(request, attempt);
+    }
+
+    fn request_deadline(&self, request: &Req) -> Option<Deadline> {
+        self.0.request_deadline(request)
+    }
+}

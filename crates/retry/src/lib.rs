@@ -41,7 +41,7 @@ mod throttle;
 
 pub use self::backoff::{Backoff, Backoffs, Jitter};
 pub use self::budget::RatioBudget;
-pub use self::decide::{Decision, RetryClassify, RetryErrors};
+pub use self::decide::{Decision, RetryClassify, RetryErrors, SkipRejections};
 pub use self::events::{NoRetry, RetryEvent};
 #[cfg(feature = "http")]
 pub use self::http::{GrpcRetry, HttpRetry, ATTEMPT_HEADER, IDEMPOTENCY_KEY};

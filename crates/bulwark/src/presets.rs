@@ -1,0 +1,181 @@
+//! Recommended stacks in the order of DESIGN.md section 6, every part overridable: build a
+//! preset, change any public field, then take its `layer()`.
+//!
+//! - [`ServerPreset`]: rejections become responses → drain → deadline acceptance → load
+//!   shedding → the handler. [`ServerPreset::http`] and [`ServerPreset::grpc`].
+//! - [`ClientPreset`]: retry (with a budget; never retrying a refusal of the layers below)
+//!   → deadline propagation (inside retry, so each attempt sends the time actually left) →
+//!   circuit breaker → bulkhead → attempt timeout → the transport.
+//!   [`ClientPreset::http`] and [`ClientPreset::grpc`].
+//!
+//! ```
+//! use axum::{routing::get, Router};
+//! use tower_bulwark::presets::ServerPreset;
+//!
+//! let server = ServerPreset::http().expect("valid defaults");
+//! let app: Router = Router::new()
+//!     .route("/", get(|| async { "hello" }))
+//!     .layer(server.layer());
+//! let drain = server.drain.handle(); // call `drain()` on shutdown
+//! # let _ = (app, drain);
+//! ```
+
+use std::time::Duration;
+
+use tower::layer::util::{Identity, Stack};
+use tower::ServiceBuilder;
+use tower_bulwark_core::{ConfigError, GrpcClassifier, HandleRejectionsLayer, HttpClassifier};
+
+use crate::breaker::CircuitBreakerLayer;
+use crate::bulkhead::BulkheadLayer;
+use crate::deadline::{AcceptDeadlineLayer, PropagateDeadlineLayer, TimeoutLayer};
+use crate::health::DrainLayer;
+use crate::retry::{GrpcRetry, HttpRetry, RetryPolicy, SkipRejections};
+use crate::shed::{FromRequest, Gradient2, ShedLayer};
+use crate::BulwarkExt;
+
+/// The layer of a [`ServerPreset`].
+pub type ServerLayer<C> = ServiceBuilder<
+    Stack<
+        ShedLayer<FromRequest, C>,
+        Stack<AcceptDeadlineLayer, Stack<DrainLayer, Stack<HandleRejectionsLayer, Identity>>>,
+    >,
+>;
+
+/// The recommended server stack. Defaults: deadlines from `grpc-timeout` or
+/// `x-request-timeout-ms`, at most 30 s, 10 s when none is sent; shedding with Gradient2 by
+/// criticality (`x-request-criticality`), failures per the protocol's classifier; a drain.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct ServerPreset<C> {
+    /// Deadline acceptance.
+    pub deadline: AcceptDeadlineLayer,
+    /// Load shedding.
+    pub shed: ShedLayer<FromRequest, C>,
+    /// Graceful drain; its handle starts the drain.
+    pub drain: DrainLayer,
+}
+
+impl ServerPreset<HttpClassifier> {
+    /// For HTTP servers (axum, hyper): 5xx responses are failures.
+    pub fn http() -> Result<Self, ConfigError> {
+        ServerPreset::with_classifier(HttpClassifier)
+    }
+}
+
+impl ServerPreset<GrpcClassifier> {
+    /// For gRPC servers (tonic): `UNAVAILABLE`, `DEADLINE_EXCEEDED`, `INTERNAL`, ... are
+    /// failures.
+    pub fn grpc() -> Result<Self, ConfigError> {
+        ServerPreset::with_classifier(GrpcClassifier)
+    }
+}
+
+impl<C: Clone> ServerPreset<C> {
+    fn with_classifier(classify: C) -> Result<Self, ConfigError> {
+        Ok(ServerPreset {
+            deadline: AcceptDeadlineLayer::builder()
+                .max(Duration::from_secs(30))
+                .default_timeout(Duration::from_secs(10))
+                .build()?,
+            shed: ShedLayer::builder()
+                .name("server")
+                .algorithm(Gradient2::default())
+                .criticality(FromRequest)
+                .classify(classify)
+                .build()?,
+            drain: DrainLayer::new(),
+        })
+    }
+
+    /// The stack as one layer (its error type is `Infallible`: rejections are responses).
+    pub fn layer(&self) -> ServerLayer<C> {
+        ServiceBuilder::new()
+            .handle_rejections()
+            .drain(self.drain.clone())
+            .accept_deadline(self.deadline.clone())
+            .shed(self.shed.clone())
+    }
+}
+
+/// The layer of a [`ClientPreset`].
+pub type ClientLayer<R, C> = ServiceBuilder<
+    Stack<
+        TimeoutLayer,
+        Stack<
+            BulkheadLayer,
+            Stack<
+                CircuitBreakerLayer<C>,
+                Stack<
+                    PropagateDeadlineLayer,
+                    Stack<tower::retry::RetryLayer<RetryPolicy<SkipRejections<R>>>, Identity>,
+                >,
+            >,
+        >,
+    >,
+>;
+
+/// The recommended client stack. Defaults: 3 attempts with exponential backoff and full
+/// jitter under a 20% budget (plus 10 retries/s), refusals of the layers below never
+/// retried; the caller's deadline passed on less 5%; a breaker opening after 5 consecutive
+/// failures for 5 s; 100 calls in flight; 10 s per attempt. Requests must be `Clone` (for
+/// retries): `Full<Bytes>` bodies are; wrap streaming ones with `ReplayLayer`.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct ClientPreset<R, C> {
+    /// Retries.
+    pub retry: RetryPolicy<SkipRejections<R>>,
+    /// Deadline propagation.
+    pub deadline: PropagateDeadlineLayer,
+    /// The circuit breaker.
+    pub breaker: CircuitBreakerLayer<C>,
+    /// The bulkhead.
+    pub bulkhead: BulkheadLayer,
+    /// The timeout of each attempt.
+    pub timeout: TimeoutLayer,
+}
+
+impl ClientPreset<HttpRetry, HttpClassifier> {
+    /// For HTTP clients (hyper-util, reqwest through `service_fn`).
+    pub fn http(name: &'static str) -> Result<Self, ConfigError> {
+        ClientPreset::with(name, HttpRetry::default(), HttpClassifier)
+    }
+}
+
+impl ClientPreset<GrpcRetry, GrpcClassifier> {
+    /// For gRPC clients (a tonic `Channel`).
+    pub fn grpc(name: &'static str) -> Result<Self, ConfigError> {
+        ClientPreset::with(name, GrpcRetry, GrpcClassifier)
+    }
+}
+
+impl<R: Clone, C: Clone> ClientPreset<R, C> {
+    fn with(name: &'static str, retry: R, classify: C) -> Result<Self, ConfigError> {
+        Ok(ClientPreset {
+            retry: RetryPolicy::builder()
+                .classify(SkipRejections(retry))
+                .build()?,
+            deadline: PropagateDeadlineLayer::builder().keep(0.95).build()?,
+            breaker: CircuitBreakerLayer::builder()
+                .name(name)
+                .consecutive_failures(5)
+                .classifier(classify)
+                .build()?,
+            bulkhead: BulkheadLayer::builder()
+                .name(name)
+                .max_concurrent(100)
+                .build()?,
+            timeout: TimeoutLayer::new(Duration::from_secs(10))?,
+        })
+    }
+
+    /// The stack as one layer.
+    pub fn layer(&self) -> ClientLayer<R, C> {
+        ServiceBuilder::new()
+            .retry_with(self.retry.clone())
+            .propagate_deadline(self.deadline.clone())
+            .circuit_breaker(self.breaker.clone())
+            .bulkhead(self.bulkhead.clone())
+            .deadline_timeout(self.timeout.clone())
+    }
+}

@@ -1,0 +1,245 @@
+//! The presets end to end over real HTTP, and the interactions that only show up when the
+//! layers work together.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::http::{HeaderMap, StatusCode};
+use axum::routing::get;
+use axum::Router;
+use bytes::Bytes;
+use http_body_util::Full;
+use tower::{service_fn, Layer, ServiceExt};
+use tower_bulwark::breaker::State;
+use tower_bulwark::fallback::FallbackLayer;
+use tower_bulwark::presets::{ClientPreset, ServerPreset};
+use tower_bulwark::shed::{Fixed, FromRequest, ShedLayer};
+use tower_bulwark::{find_rejection, BoxError, Deadline, HttpClassifier, RejectionKind};
+use tower_bulwark_tests::{send, serve_axum};
+
+/// A server behind the server preset whose `/` answers with `status` and counts hits; it
+/// records the `x-request-timeout-ms` it receives.
+async fn server(
+    status: Arc<Mutex<StatusCode>>,
+    hits: Arc<AtomicUsize>,
+    seen_timeout: Arc<Mutex<Option<String>>>,
+    preset: &ServerPreset<HttpClassifier>,
+) -> std::net::SocketAddr {
+    let app = Router::new()
+        .route(
+            "/",
+            get(move |headers: HeaderMap| {
+                let (status, hits, seen) = (status.clone(), hits.clone(), seen_timeout.clone());
+                async move {
+                    hits.fetch_add(1, Ordering::SeqCst);
+                    *seen.lock().unwrap() = headers
+                        .get("x-request-timeout-ms")
+                        .map(|v| v.to_str().unwrap().to_string());
+                    (*status.lock().unwrap(), "body")
+                }
+            }),
+        )
+        .layer(preset.layer());
+    serve_axum(app).await
+}
+
+/// The client preset around a real HTTP/1 transport.
+fn transport(
+    addr: std::net::SocketAddr,
+) -> impl tower::Service<
+    http::Request<Full<Bytes>>,
+    Response = http::Response<Bytes>,
+    Error = BoxError,
+    Future = impl Send,
+> + Clone {
+    service_fn(move |request: http::Request<Full<Bytes>>| async move {
+        let received = send(addr, request).await;
+        Ok::<_, BoxError>(http::Response::from_parts(received.head, received.body))
+    })
+}
+
+fn get_root() -> http::Request<Full<Bytes>> {
+    http::Request::get("/").body(Full::default()).unwrap()
+}
+
+struct Fixture {
+    status: Arc<Mutex<StatusCode>>,
+    hits: Arc<AtomicUsize>,
+    seen_timeout: Arc<Mutex<Option<String>>>,
+    addr: std::net::SocketAddr,
+}
+
+async fn fixture(preset: &ServerPreset<HttpClassifier>) -> Fixture {
+    let status = Arc::new(Mutex::new(StatusCode::OK));
+    let hits = Arc::new(AtomicUsize::new(0));
+    let seen_timeout = Arc::new(Mutex::new(None));
+    let addr = server(status.clone(), hits.clone(), seen_timeout.clone(), preset).await;
+    Fixture {
+        status,
+        hits,
+        seen_timeout,
+        addr,
+    }
+}
+
+#[tokio::test]
+async fn the_presets_serve_and_pass_the_deadline_on() {
+    let server = ServerPreset::http().unwrap();
+    let f = fixture(&server).await;
+    let client = ClientPreset::http("backend").unwrap();
+    let service = client.layer().service(transport(f.addr));
+    let response = Deadline::after(Duration::from_secs(2))
+        .scope(service.oneshot(get_root()))
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let sent: u64 = f
+        .seen_timeout
+        .lock()
+        .unwrap()
+        .clone()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((1_800..=1_900).contains(&sent), "95% of 2 s: {sent}");
+}
+
+#[tokio::test]
+async fn retries_stop_when_the_breaker_opens() {
+    let server = ServerPreset::http().unwrap();
+    let f = fixture(&server).await;
+    *f.status.lock().unwrap() = StatusCode::SERVICE_UNAVAILABLE;
+    let mut client = ClientPreset::http("backend").unwrap();
+    client.retry = tower_bulwark::retry::RetryPolicy::builder()
+        .max_attempts(3)
+        .backoff(
+            tower_bulwark::retry::Backoff::Constant(Duration::from_millis(1)),
+            tower_bulwark::retry::Jitter::None,
+        )
+        .classify(tower_bulwark::retry::SkipRejections(
+            tower_bulwark::retry::HttpRetry::default(),
+        ))
+        .build()
+        .unwrap();
+    let breaker = client.breaker.handle();
+    let service = client.layer().service(transport(f.addr));
+    // The breaker opens after 5 consecutive failures: the first call makes 3 attempts, the
+    // second 2 more and then is refused by the open breaker, which is not retried.
+    for _ in 0..4 {
+        let _ = service.clone().oneshot(get_root()).await;
+    }
+    assert_eq!(breaker.snapshot().state, State::Open);
+    assert_eq!(
+        f.hits.load(Ordering::SeqCst),
+        5,
+        "no attempt after the breaker opened"
+    );
+    let error = service.oneshot(get_root()).await.unwrap_err();
+    assert_eq!(
+        find_rejection(&error).unwrap().kind(),
+        RejectionKind::CircuitOpen
+    );
+    assert_eq!(f.hits.load(Ordering::SeqCst), 5);
+}
+
+#[tokio::test]
+async fn a_fallback_serves_while_the_breaker_is_open() {
+    let server = ServerPreset::http().unwrap();
+    let f = fixture(&server).await;
+    let client = ClientPreset::http("backend").unwrap();
+    let breaker = client.breaker.handle();
+    let fallback = FallbackLayer::builder()
+        .last_good(Duration::from_secs(60), 10)
+        .classify(HttpClassifier)
+        .build()
+        .unwrap();
+    let service = fallback.layer(client.layer().service(transport(f.addr)));
+    assert_eq!(
+        service.clone().oneshot(get_root()).await.unwrap().status(),
+        200
+    );
+    breaker.force_open();
+    let degraded = service.oneshot(get_root()).await.unwrap();
+    assert_eq!(degraded.status(), 200);
+    assert_eq!(degraded.headers()["x-bulwark-degraded"], "last-good");
+    assert_eq!(
+        f.hits.load(Ordering::SeqCst),
+        1,
+        "the open breaker kept the call home"
+    );
+}
+
+#[tokio::test]
+async fn a_shed_response_is_not_retried_upstream() {
+    let mut server = ServerPreset::http().unwrap();
+    server.shed = ShedLayer::builder()
+        .fixed(Fixed::new(1).unwrap())
+        .criticality(FromRequest)
+        .classify(HttpClassifier)
+        .build()
+        .unwrap();
+    // Hold the only place with a call that hangs.
+    let hang = Arc::new(tokio::sync::Notify::new());
+    let entered = Arc::new(tokio::sync::Semaphore::new(0));
+    let hits = Arc::new(AtomicUsize::new(0));
+    let app = {
+        let (hang, entered, hits) = (hang.clone(), entered.clone(), hits.clone());
+        Router::new()
+            .route(
+                "/hold",
+                get(move || {
+                    let (hang, entered) = (hang.clone(), entered.clone());
+                    async move {
+                        let waiting = hang.notified();
+                        entered.add_permits(1);
+                        waiting.await;
+                        "held"
+                    }
+                }),
+            )
+            .route(
+                "/",
+                get(move || {
+                    hits.fetch_add(1, Ordering::SeqCst);
+                    async { "ok" }
+                }),
+            )
+            .layer(server.layer())
+    };
+    let addr = serve_axum(app).await;
+    let hold = http::Request::get("/hold")
+        .body(Full::<Bytes>::default())
+        .unwrap();
+    let held = tokio::spawn(send(addr, hold));
+    entered.acquire().await.unwrap().forget();
+
+    let client = ClientPreset::http("backend").unwrap();
+    let response = client
+        .layer()
+        .service(transport(addr))
+        .oneshot(get_root())
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 503);
+    assert_eq!(response.headers()["x-bulwark-overloaded"], "true");
+    assert_eq!(
+        hits.load(Ordering::SeqCst),
+        0,
+        "shed before the handler, and not retried"
+    );
+    hang.notify_waiters();
+    held.await.unwrap();
+}
+
+#[tokio::test]
+async fn draining_turns_readiness_off_while_in_flight_calls_finish() {
+    let server = ServerPreset::http().unwrap();
+    let f = fixture(&server).await;
+    let drain = server.drain.handle();
+    drain.drain();
+    let refused = send(f.addr, get_root()).await;
+    assert_eq!(refused.head.status, 503);
+    assert_eq!(refused.head.headers["connection"], "close");
+    assert_eq!(drain.drained(Duration::from_secs(1)).await.cut, 0);
+}
