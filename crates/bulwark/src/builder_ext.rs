@@ -1,6 +1,5 @@
 //! [`BulwarkExt`]: the layers as `ServiceBuilder` methods.
 
-use tower::layer::util::Stack;
 use tower::ServiceBuilder;
 
 /// The bulwark layers as [`ServiceBuilder`] methods, so a stack reads top to bottom in the
@@ -28,70 +27,73 @@ pub trait BulwarkExt<L> {
     #[cfg(feature = "http")]
     fn handle_rejections(
         self,
-    ) -> ServiceBuilder<Stack<tower_bulwark_core::HandleRejectionsLayer, L>>;
+    ) -> ServiceBuilder<tower::layer::util::Stack<tower_bulwark_core::HandleRejectionsLayer, L>>;
 
     /// A circuit breaker.
     #[cfg(feature = "breaker")]
     fn circuit_breaker<C>(
         self,
         layer: crate::breaker::CircuitBreakerLayer<C>,
-    ) -> ServiceBuilder<Stack<crate::breaker::CircuitBreakerLayer<C>, L>>;
+    ) -> ServiceBuilder<tower::layer::util::Stack<crate::breaker::CircuitBreakerLayer<C>, L>>;
 
     /// A bulkhead.
     #[cfg(feature = "bulkhead")]
     fn bulkhead<D>(
         self,
         layer: crate::bulkhead::BulkheadLayer<D>,
-    ) -> ServiceBuilder<Stack<crate::bulkhead::BulkheadLayer<D>, L>>;
+    ) -> ServiceBuilder<tower::layer::util::Stack<crate::bulkhead::BulkheadLayer<D>, L>>;
 
     /// Retries by `policy` (tower's `Retry` engine).
     #[cfg(feature = "retry")]
     fn retry_with<C>(
         self,
         policy: crate::retry::RetryPolicy<C>,
-    ) -> ServiceBuilder<Stack<tower::retry::RetryLayer<crate::retry::RetryPolicy<C>>, L>>;
+    ) -> ServiceBuilder<
+        tower::layer::util::Stack<tower::retry::RetryLayer<crate::retry::RetryPolicy<C>>, L>,
+    >;
 
     /// Accepts the caller's deadline (server side).
     #[cfg(feature = "deadline")]
     fn accept_deadline(
         self,
         layer: crate::deadline::AcceptDeadlineLayer,
-    ) -> ServiceBuilder<Stack<crate::deadline::AcceptDeadlineLayer, L>>;
+    ) -> ServiceBuilder<tower::layer::util::Stack<crate::deadline::AcceptDeadlineLayer, L>>;
 
     /// Passes the time left on to the next service (client side).
     #[cfg(feature = "deadline")]
     fn propagate_deadline(
         self,
         layer: crate::deadline::PropagateDeadlineLayer,
-    ) -> ServiceBuilder<Stack<crate::deadline::PropagateDeadlineLayer, L>>;
+    ) -> ServiceBuilder<tower::layer::util::Stack<crate::deadline::PropagateDeadlineLayer, L>>;
 
     /// A timeout that honours the caller's deadline.
     #[cfg(feature = "deadline")]
     fn deadline_timeout(
         self,
         layer: crate::deadline::TimeoutLayer,
-    ) -> ServiceBuilder<Stack<crate::deadline::TimeoutLayer, L>>;
+    ) -> ServiceBuilder<tower::layer::util::Stack<crate::deadline::TimeoutLayer, L>>;
 
     /// Load shedding behind an adaptive limit.
     #[cfg(feature = "shed")]
     fn shed<Q, C>(
         self,
         layer: crate::shed::ShedLayer<Q, C>,
-    ) -> ServiceBuilder<Stack<crate::shed::ShedLayer<Q, C>, L>>;
+    ) -> ServiceBuilder<tower::layer::util::Stack<crate::shed::ShedLayer<Q, C>, L>>;
 
     /// Graceful drain.
     #[cfg(feature = "health")]
     fn drain(
         self,
         layer: crate::health::DrainLayer,
-    ) -> ServiceBuilder<Stack<crate::health::DrainLayer, L>>;
+    ) -> ServiceBuilder<tower::layer::util::Stack<crate::health::DrainLayer, L>>;
 }
 
 impl<L> BulwarkExt<L> for ServiceBuilder<L> {
     #[cfg(feature = "http")]
     fn handle_rejections(
         self,
-    ) -> ServiceBuilder<Stack<tower_bulwark_core::HandleRejectionsLayer, L>> {
+    ) -> ServiceBuilder<tower::layer::util::Stack<tower_bulwark_core::HandleRejectionsLayer, L>>
+    {
         self.layer(tower_bulwark_core::HandleRejectionsLayer::new())
     }
 
@@ -99,7 +101,7 @@ impl<L> BulwarkExt<L> for ServiceBuilder<L> {
     fn circuit_breaker<C>(
         self,
         layer: crate::breaker::CircuitBreakerLayer<C>,
-    ) -> ServiceBuilder<Stack<crate::breaker::CircuitBreakerLayer<C>, L>> {
+    ) -> ServiceBuilder<tower::layer::util::Stack<crate::breaker::CircuitBreakerLayer<C>, L>> {
         self.layer(layer)
     }
 
@@ -107,7 +109,7 @@ impl<L> BulwarkExt<L> for ServiceBuilder<L> {
     fn bulkhead<D>(
         self,
         layer: crate::bulkhead::BulkheadLayer<D>,
-    ) -> ServiceBuilder<Stack<crate::bulkhead::BulkheadLayer<D>, L>> {
+    ) -> ServiceBuilder<tower::layer::util::Stack<crate::bulkhead::BulkheadLayer<D>, L>> {
         self.layer(layer)
     }
 
@@ -115,7 +117,9 @@ impl<L> BulwarkExt<L> for ServiceBuilder<L> {
     fn retry_with<C>(
         self,
         policy: crate::retry::RetryPolicy<C>,
-    ) -> ServiceBuilder<Stack<tower::retry::RetryLayer<crate::retry::RetryPolicy<C>>, L>> {
+    ) -> ServiceBuilder<
+        tower::layer::util::Stack<tower::retry::RetryLayer<crate::retry::RetryPolicy<C>>, L>,
+    > {
         self.layer(tower::retry::RetryLayer::new(policy))
     }
 
@@ -123,7 +127,7 @@ impl<L> BulwarkExt<L> for ServiceBuilder<L> {
     fn accept_deadline(
         self,
         layer: crate::deadline::AcceptDeadlineLayer,
-    ) -> ServiceBuilder<Stack<crate::deadline::AcceptDeadlineLayer, L>> {
+    ) -> ServiceBuilder<tower::layer::util::Stack<crate::deadline::AcceptDeadlineLayer, L>> {
         self.layer(layer)
     }
 
@@ -131,7 +135,7 @@ impl<L> BulwarkExt<L> for ServiceBuilder<L> {
     fn propagate_deadline(
         self,
         layer: crate::deadline::PropagateDeadlineLayer,
-    ) -> ServiceBuilder<Stack<crate::deadline::PropagateDeadlineLayer, L>> {
+    ) -> ServiceBuilder<tower::layer::util::Stack<crate::deadline::PropagateDeadlineLayer, L>> {
         self.layer(layer)
     }
 
@@ -139,7 +143,7 @@ impl<L> BulwarkExt<L> for ServiceBuilder<L> {
     fn deadline_timeout(
         self,
         layer: crate::deadline::TimeoutLayer,
-    ) -> ServiceBuilder<Stack<crate::deadline::TimeoutLayer, L>> {
+    ) -> ServiceBuilder<tower::layer::util::Stack<crate::deadline::TimeoutLayer, L>> {
         self.layer(layer)
     }
 
@@ -147,7 +151,7 @@ impl<L> BulwarkExt<L> for ServiceBuilder<L> {
     fn shed<Q, C>(
         self,
         layer: crate::shed::ShedLayer<Q, C>,
-    ) -> ServiceBuilder<Stack<crate::shed::ShedLayer<Q, C>, L>> {
+    ) -> ServiceBuilder<tower::layer::util::Stack<crate::shed::ShedLayer<Q, C>, L>> {
         self.layer(layer)
     }
 
@@ -155,7 +159,7 @@ impl<L> BulwarkExt<L> for ServiceBuilder<L> {
     fn drain(
         self,
         layer: crate::health::DrainLayer,
-    ) -> ServiceBuilder<Stack<crate::health::DrainLayer, L>> {
+    ) -> ServiceBuilder<tower::layer::util::Stack<crate::health::DrainLayer, L>> {
         self.layer(layer)
     }
 }

@@ -1,9 +1,9 @@
 //! Recommended stacks in the order of DESIGN.md section 6, every part overridable: build a
 //! preset, change any public field, then take its `layer()`.
 //!
-//! - [`ServerPreset`]: rejections become responses → drain → deadline acceptance → load
+//! - [`ServerPreset`], for servers: rejections become responses → drain → deadline acceptance → load
 //!   shedding → the handler. [`ServerPreset::http`] and [`ServerPreset::grpc`].
-//! - [`ClientPreset`]: retry (with a budget; never retrying a refusal of the layers below)
+//! - [`ClientPreset`], for clients: retry (with a budget; never retrying a refusal of the layers below)
 //!   → deadline propagation (inside retry, so each attempt sends the time actually left) →
 //!   circuit breaker → bulkhead → attempt timeout → the transport.
 //!   [`ClientPreset::http`] and [`ClientPreset::grpc`].
