@@ -16,6 +16,8 @@
 //! - `degradation_game_day`: fault injection breaks a dependency; a breaker and a
 //!   last-good fallback keep answering (marked degraded), `/health` tells the truth, and a
 //!   drain ends it cleanly.
+//! - `client_preset_hyper`: the client preset around a hyper-util client, with one circuit
+//!   breaker per host across three local servers.
 //! - `retry_budget_http_client`: an HTTP client retrying under a shared 10% budget, against
 //!   a server that fails one request in ten and then everything: retries rescue the first,
 //!   the budget keeps the outage's load near the offered load.
