@@ -15,7 +15,32 @@ pub mod prelude;
 ))]
 pub mod presets;
 
+#[cfg(all(
+    feature = "serde",
+    feature = "http",
+    feature = "breaker",
+    feature = "bulkhead",
+    feature = "retry",
+    feature = "deadline",
+    feature = "shed",
+    feature = "health"
+))]
+mod stack_config;
+
 pub use self::builder_ext::BulwarkExt;
+#[cfg(all(
+    feature = "serde",
+    feature = "http",
+    feature = "breaker",
+    feature = "bulkhead",
+    feature = "retry",
+    feature = "deadline",
+    feature = "shed",
+    feature = "health"
+))]
+pub use self::stack_config::{
+    AcceptSettings, ClientSettings, PropagateSettings, RetrySettings, ServerSettings, StackConfig,
+};
 
 /// The circuit breaker: [`tower-bulwark-breaker`](https://docs.rs/tower-bulwark-breaker).
 #[cfg(feature = "breaker")]
