@@ -18,6 +18,8 @@
 //!   drain ends it cleanly.
 //! - `client_preset_hyper`: the client preset around a hyper-util client, with one circuit
 //!   breaker per host across three local servers.
+//! - `prometheus_metrics`: the layers' metrics exported for Prometheus, with the list of
+//!   metrics for a dashboard.
 //! - `retry_budget_http_client`: an HTTP client retrying under a shared 10% budget, against
 //!   a server that fails one request in ten and then everything: retries rescue the first,
 //!   the budget keeps the outage's load near the offered load.
