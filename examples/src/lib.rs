@@ -20,6 +20,8 @@
 //!   breaker per host across three local servers.
 //! - `prometheus_metrics`: the layers' metrics exported for Prometheus, with the list of
 //!   metrics for a dashboard.
+//! - `tonic_deadlines`: a tonic server and client with the gRPC presets: the client's
+//!   deadline reaches the handler; a slow handler is stopped with `DEADLINE_EXCEEDED`.
 //! - `retry_budget_http_client`: an HTTP client retrying under a shared 10% budget, against
 //!   a server that fails one request in ten and then everything: retries rescue the first,
 //!   the budget keeps the outage's load near the offered load.
