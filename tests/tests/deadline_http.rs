@@ -65,7 +65,7 @@ fn call_next(
     Box::pin(client.oneshot(request))
 }
 
-/// One service: accepts the deadline; calls `next` if there is one, else works for 10 s.
+/// One service: accepts the deadline; calls `next` if there is one, else works forever.
 fn service(hop: Arc<Hop>, next: Option<SocketAddr>) -> Router {
     let handler = move || {
         let hop = hop.clone();
@@ -76,10 +76,7 @@ fn service(hop: Arc<Hop>, next: Option<SocketAddr>) -> Router {
             let mut running = Running(hop.clone(), false);
             let status = match next {
                 Some(next) => call_next(next).await.unwrap_or(StatusCode::GATEWAY_TIMEOUT),
-                None => {
-                    tokio::time::sleep(Duration::from_secs(10)).await;
-                    StatusCode::OK
-                }
+                None => std::future::pending().await,
             };
             if deadline.is_expired() {
                 hop.late_work.fetch_add(1, Ordering::SeqCst);
@@ -107,18 +104,14 @@ async fn a_chain_of_three_stops_at_the_edge_deadline_and_no_one_works_late() {
     let middle = serve_axum(service(hops[1].clone(), Some(last))).await;
     let edge = serve_axum(service(hops[0].clone(), Some(middle))).await;
 
-    let started = tokio::time::Instant::now();
     let request = http::Request::get("/")
         .header("x-request-timeout-ms", "300")
         .body(Full::<Bytes>::default())
         .unwrap();
+    // The last service never finishes: an answer at all means the deadlines cut the chain.
     let response = send(edge, request).await;
-    let took = started.elapsed();
 
     assert_eq!(response.head.status, 504);
-    // The slow service would take 10 s; the chain answers within its 300 ms deadline plus
-    // a wide margin for a loaded machine.
-    assert!(took < Duration::from_millis(800), "took {took:?}");
     let remaining: Vec<Duration> = hops
         .iter()
         .map(|hop| {

@@ -5,7 +5,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::time::Duration;
 
 use tower_bulwark_core::config::ratio;
-use tower_bulwark_core::ConfigError;
+use tower_bulwark_core::{ConfigError, SharedRng};
 
 /// How long injected latency lasts.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -46,7 +46,7 @@ pub(crate) struct Injector {
     latency_rate: f64,
     latency: Latency,
     enabled: AtomicBool,
-    draws: AtomicU64,
+    draws: SharedRng,
     injected: [AtomicU64; 3],
 }
 
@@ -85,7 +85,7 @@ impl Injector {
             latency_rate,
             latency,
             enabled: AtomicBool::new(enabled),
-            draws: AtomicU64::new(seed),
+            draws: SharedRng::new(seed),
             injected: Default::default(),
         })
     }
@@ -119,22 +119,17 @@ impl Injector {
             Latency::Uniform { min, max } => min + (max - min).mul_f64(self.draw()),
             Latency::Exponential { mean } => {
                 let draw = self.draw().max(f64::MIN_POSITIVE);
-                mean.mul_f64((-draw.ln()).min(20.0))
+                // Saturates instead of overflowing for an enormous mean.
+                Duration::try_from_secs_f64(mean.as_secs_f64() * (-draw.ln()).min(20.0))
+                    .unwrap_or(Duration::MAX)
             }
         }
     }
 
-    /// A uniform draw in [0, 1) from a shared splitmix64 sequence (exact for a seed when
-    /// calls come one at a time).
+    /// A uniform draw in [0, 1) (exact for a seed when calls come one at a time).
+    #[inline(always)]
     pub(crate) fn draw(&self) -> f64 {
-        let mut z = self
-            .draws
-            .fetch_add(0x9E37_79B9_7F4A_7C15, Relaxed)
-            .wrapping_add(0x9E37_79B9_7F4A_7C15);
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^= z >> 31;
-        (z >> 11) as f64 / (1u64 << 53) as f64
+        self.draws.next_unit()
     }
 
     pub(crate) fn set_enabled(&self, enabled: bool) {

@@ -112,6 +112,25 @@ async fn latency_follows_its_distribution() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn an_enormous_latency_saturates_instead_of_panicking() {
+    let layer = ChaosLayer::builder()
+        .latency(
+            1.0,
+            Latency::Exponential {
+                mean: Duration::MAX,
+            },
+        )
+        .seed(5)
+        .build()
+        .unwrap();
+    let service = layer.layer(service_fn(|_: ()| async { Ok::<_, std::io::Error>(()) }));
+    let call = tokio::spawn(service.oneshot(()));
+    tokio::time::advance(Duration::from_secs(3600)).await;
+    assert!(!call.is_finished(), "still waiting, and nothing panicked");
+    call.abort();
+}
+
+#[tokio::test(start_paused = true)]
 async fn the_kill_switch_stops_every_fault() {
     let layer = ChaosLayer::builder().error_rate(1.0).build().unwrap();
     let handle = layer.handle();

@@ -53,7 +53,7 @@ pub use self::grpc::GrpcCode;
 #[cfg(feature = "http")]
 pub use self::handle::{HandleRejections, HandleRejectionsLayer};
 pub use self::name::Name;
-pub use self::random::SeededRng;
+pub use self::random::{SeededRng, SharedRng};
 pub use self::rejection::{find_rejection, Rejection, RejectionKind};
 #[cfg(feature = "http")]
 pub use self::rejection::{

@@ -1,5 +1,22 @@
-//! [`SeededRng`]: the small random number generator behind jitter, seeded so tests are
-//! exact.
+//! [`SeededRng`] and [`SharedRng`]: the small random number generator behind jitter and
+//! sampling, seeded so tests are exact.
+
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+
+/// The splitmix64 step between states.
+const GOLDEN: u64 = 0x9E37_79B9_7F4A_7C15;
+
+/// splitmix64's output function.
+fn mix(mut z: u64) -> u64 {
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}
+
+/// 64 random bits as a uniform number in `0..1`.
+fn unit(bits: u64) -> f64 {
+    (bits >> 11) as f64 / (1u64 << 53) as f64
+}
 
 /// A splitmix64 generator: tiny, fast, and good enough for spreading timers (jitter), not
 /// for anything secret. Nearby seeds give unrelated sequences.
@@ -34,16 +51,40 @@ impl SeededRng {
 
     /// The next 64 random bits.
     pub fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
+        self.0 = self.0.wrapping_add(GOLDEN);
+        mix(self.0)
     }
 
     /// A uniform number in `0..1`.
     pub fn next_unit(&mut self) -> f64 {
-        (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64
+        unit(self.next_u64())
+    }
+}
+
+/// [`SeededRng`]'s sequence, drawn through `&self` by many callers at once (one relaxed
+/// `fetch_add` per draw): for layers that sample per call, such as fault injection and
+/// client-side throttling. With calls one at a time, a seed replays exactly.
+///
+/// ```
+/// use tower_bulwark_core::{SeededRng, SharedRng};
+///
+/// let shared = SharedRng::new(7);
+/// let mut single = SeededRng::new(7);
+/// assert_eq!(shared.next_unit(), single.next_unit());
+/// ```
+#[derive(Debug)]
+pub struct SharedRng(AtomicU64);
+
+impl SharedRng {
+    /// A generator starting from `seed`.
+    pub fn new(seed: u64) -> Self {
+        SharedRng(AtomicU64::new(seed))
+    }
+
+    /// A uniform number in `0..1`.
+    #[inline]
+    pub fn next_unit(&self) -> f64 {
+        unit(mix(self.0.fetch_add(GOLDEN, Relaxed).wrapping_add(GOLDEN)))
     }
 }
 

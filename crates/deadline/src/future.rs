@@ -178,7 +178,7 @@ where
             KindProjection::Done { error } => {
                 return Poll::Ready(Err(error
                     .take()
-                    .expect("ResponseFuture polled after completion")));
+                    .unwrap_or_else(|| "ResponseFuture polled after completion".into())));
             }
         };
         // Drop the inner future now: the work stops when the deadline passes.

@@ -11,6 +11,7 @@ use tokio::time::Instant;
 use tower_bulwark_core::config::ratio;
 use tower_bulwark_core::{
     BoxError, Classify, ConfigError, ErrorsAreFailures, Name, Outcome, Rejection, RejectionKind,
+    SharedRng,
 };
 use tower_layer::Layer;
 use tower_service::Service;
@@ -207,7 +208,7 @@ impl<C> ThrottleBuilder<C> {
                 max_rejection,
                 min_requests: self.min_rps * self.window.as_secs_f64(),
                 window: Window::new(self.window),
-                draws: AtomicU64::new(seed),
+                draws: SharedRng::new(seed),
             }),
             classify: self.classify,
         })
@@ -243,7 +244,7 @@ struct Throttle {
     /// `min_requests_per_second` over the whole window.
     min_requests: f64,
     window: Window,
-    draws: AtomicU64,
+    draws: SharedRng,
 }
 
 impl Throttle {
@@ -257,15 +258,6 @@ impl Throttle {
             self.max_rejection,
             self.min_requests,
         )
-    }
-
-    /// A uniform draw in [0, 1), from a shared splitmix64 sequence.
-    fn draw(&self) -> f64 {
-        let mut z = self.draws.fetch_add(0x9E37_79B9_7F4A_7C15, Relaxed);
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^= z >> 31;
-        (z >> 11) as f64 / (1u64 << 53) as f64
     }
 }
 
@@ -304,7 +296,7 @@ where
         let now = Instant::now();
         let p = shared.probability(now);
         shared.window.add_request(now);
-        if p > 0.0 && shared.draw() < p {
+        if p > 0.0 && shared.draws.next_unit() < p {
             let rejection = Rejection::new(RejectionKind::Throttled, shared.name.clone())
                 .with_reason("client-side throttling");
             return ThrottleFuture {
@@ -489,7 +481,9 @@ mod tests {
     #[test]
     fn draws_are_uniform_enough() {
         let throttle = AdaptiveThrottleLayer::builder().seed(7).build().unwrap();
-        let draws: Vec<f64> = (0..10_000).map(|_| throttle.shared.draw()).collect();
+        let draws: Vec<f64> = (0..10_000)
+            .map(|_| throttle.shared.draws.next_unit())
+            .collect();
         assert!(draws.iter().all(|d| (0.0..1.0).contains(d)));
         let below_half = draws.iter().filter(|d| **d < 0.5).count();
         assert!((4_800..5_200).contains(&below_half), "{below_half}");
