@@ -8,9 +8,10 @@ use std::pin::Pin;
 use std::sync::atomic::{AtomicUsize, Ordering::*};
 use std::sync::{Arc, Condvar, Mutex};
 use std::task::{Context, Poll};
+use std::thread::JoinHandle;
 
 use tokio::sync::oneshot;
-use tower_bulwark_core::config::non_zero;
+use tower_bulwark_core::config::{at_most, non_zero};
 use tower_bulwark_core::{BoxError, ConfigError, Listeners, Name};
 use tower_service::Service;
 
@@ -60,32 +61,32 @@ struct Queue {
 }
 
 impl BlockingBulkhead {
-    /// Starts `threads` threads named after `name`, with room for `max_queue` waiting
-    /// closures.
+    /// The most threads a pool may have.
+    pub const MAX_THREADS: usize = 1024;
+
+    /// Starts `threads` threads (1 to [`MAX_THREADS`](Self::MAX_THREADS)) named after
+    /// `name`, with room for `max_queue` waiting closures (`usize::MAX`: no bound). If a
+    /// thread cannot be started, those already started are stopped and joined.
     pub fn new(
         name: impl Into<Name>,
         threads: usize,
         max_queue: usize,
     ) -> Result<Self, ConfigError> {
         non_zero("threads", threads)?;
+        at_most("threads", threads, "MAX_THREADS", Self::MAX_THREADS)?;
         let name = name.into();
-        let shared = Arc::new(Shared {
-            jobs: Mutex::new(Queue {
-                jobs: VecDeque::new(),
-                stopping: false,
-            }),
-            ready: Condvar::new(),
-            max_queue,
-            busy: AtomicUsize::new(0),
-            compartment: Compartment::new(name.clone(), threads, max_queue, Listeners::new()),
-        });
-        for i in 0..threads {
-            let shared = shared.clone();
+        if name.contains('\0') {
+            return Err(ConfigError::new(
+                "name",
+                "a thread name cannot contain a NUL byte",
+            ));
+        }
+        let shared = Shared::new(name.clone(), threads, max_queue);
+        start(&shared, threads, |i, shared| {
             std::thread::Builder::new()
                 .name(format!("{name}-{i}"))
                 .spawn(move || shared.work())
-                .map_err(|e| ConfigError::new("threads", format!("cannot start a thread: {e}")))?;
-        }
+        })?;
         Ok(BlockingBulkhead {
             owner: Arc::new(Owner { shared }),
         })
@@ -111,7 +112,7 @@ impl BlockingBulkhead {
             .compartment
             .max_concurrent()
             .saturating_sub(shared.busy.load(SeqCst));
-        if queue.jobs.len() >= idle + shared.max_queue {
+        if queue.jobs.len() >= idle.saturating_add(shared.max_queue) {
             drop(queue);
             let error = shared.compartment.refuse(FullReason::QueueFull);
             return BlockingFuture(Outcome::Refused(Some(error)));
@@ -149,7 +150,46 @@ impl BlockingBulkhead {
     }
 }
 
+/// Starts `threads` workers with `spawn`. If one cannot start, the ones that did are
+/// stopped and joined, so a failed pool leaves no thread behind.
+fn start(
+    shared: &Arc<Shared>,
+    threads: usize,
+    mut spawn: impl FnMut(usize, Arc<Shared>) -> std::io::Result<JoinHandle<()>>,
+) -> Result<(), ConfigError> {
+    let mut started = Vec::with_capacity(threads);
+    for i in 0..threads {
+        match spawn(i, shared.clone()) {
+            Ok(thread) => started.push(thread),
+            Err(e) => {
+                shared.stop();
+                for thread in started {
+                    let _ = thread.join();
+                }
+                return Err(ConfigError::new(
+                    "threads",
+                    format!("cannot start thread {i} of {threads}: {e}"),
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
 impl Shared {
+    fn new(name: Name, threads: usize, max_queue: usize) -> Arc<Self> {
+        Arc::new(Shared {
+            jobs: Mutex::new(Queue {
+                jobs: VecDeque::new(),
+                stopping: false,
+            }),
+            ready: Condvar::new(),
+            max_queue,
+            busy: AtomicUsize::new(0),
+            compartment: Compartment::new(name, threads, max_queue, Listeners::new()),
+        })
+    }
+
     fn work(&self) {
         loop {
             let job = {
@@ -171,16 +211,17 @@ impl Shared {
             self.busy.fetch_sub(1, SeqCst);
         }
     }
+
+    /// Lets the threads finish the queued closures and exit.
+    fn stop(&self) {
+        self.jobs.lock().unwrap_or_else(|e| e.into_inner()).stopping = true;
+        self.ready.notify_all();
+    }
 }
 
 impl Drop for Owner {
     fn drop(&mut self) {
-        self.shared
-            .jobs
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .stopping = true;
-        self.shared.ready.notify_all();
+        self.shared.stop();
     }
 }
 
@@ -282,5 +323,25 @@ impl<T, E: Into<BoxError>> Future for FlattenBlocking<T, E> {
         Pin::new(&mut self.get_mut().0)
             .poll(cx)
             .map(|result| result.and_then(|inner| inner.map_err(Into::into)))
+    }
+}
+
+#[cfg(all(test, not(bulwark_loom)))]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn threads_started_before_a_failed_start_are_stopped_and_joined() {
+        let shared = Shared::new(Name::from("failing"), 8, 0);
+        let error = start(&shared, 8, |i, shared| {
+            if i == 3 {
+                return Err(std::io::Error::other("no more threads"));
+            }
+            std::thread::Builder::new().spawn(move || shared.work())
+        })
+        .unwrap_err();
+        assert_eq!(error.field(), "threads");
+        // Every worker held a clone of `shared`: they have all exited.
+        assert_eq!(Arc::strong_count(&shared), 1);
     }
 }

@@ -4,9 +4,9 @@
 //! decision (take a free permit, join the queue, hand a released permit on) is one
 //! read-modify-write of one location: no call can miss another's release. A call that finds
 //! a free permit and nobody waiting takes it with one compare-and-swap and no lock.
-//! Queueing, handing a released permit to the next waiter and cancelling take the queue's
-//! mutex. A released permit goes straight to the waiter at the front, so newcomers cannot
-//! overtake the queue.
+//! Queueing and handing a released permit to the next waiter take the queue's mutex; the
+//! waiter is woken after it is unlocked. Cancelling is one compare-and-swap. A released
+//! permit goes straight to the waiter at the front, so newcomers cannot overtake the queue.
 
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -35,11 +35,15 @@ pub(crate) struct Compartment {
     max_concurrent: AtomicUsize,
     max_queue: AtomicUsize,
     /// Permits in use (low 32 bits) and waiters still waiting (high 32 bits). Cancelled
-    /// waiters may linger in `queue` until they reach its front, but are not counted.
+    /// waiters may linger in `queue` until they reach its front or are swept, but are not
+    /// counted.
     counts: AtomicU64,
     queue: Mutex<VecDeque<Arc<Waiter>>>,
     pub(crate) stats: Stats,
     listeners: Listeners<BulkheadEvent>,
+    /// Queue entries visited by sweeps, so tests can bound the work per call.
+    #[cfg(test)]
+    swept: std::sync::atomic::AtomicUsize,
 }
 
 /// Counters for the handle.
@@ -92,6 +96,8 @@ impl Compartment {
                 rejected_deadline: AtomicU64::new(0),
                 mean_wait_nanos: AtomicU64::new(0),
             },
+            #[cfg(test)]
+            swept: std::sync::atomic::AtomicUsize::new(0),
         }
     }
 
@@ -149,8 +155,12 @@ impl Compartment {
                 compartment: self.clone(),
             });
         }
-        // Cancelled waiters wait for the front to be dropped; sweep them when they pile up.
-        if queue.len() > 2 * max_queue + 16 {
+        // Cancelled waiters stay queued until they reach the front. Sweep them out once they
+        // outnumber the live ones: a sweep then removes more than half of what it visits
+        // (O(1) amortized per call) and the queue holds at most about twice its waiters.
+        if queue.len() > 2 * queued_of(before) + 16 {
+            #[cfg(test)]
+            self.swept.fetch_add(queue.len(), Relaxed);
             queue.retain(|w| w.state.load(Acquire) == WAITING);
         }
         let waiter = Arc::new(Waiter {
@@ -160,7 +170,7 @@ impl Compartment {
         queue.push_back(waiter.clone());
         // A permit released after the decision above saw this waiter counted and is
         // waiting for the lock to hand it on; one freed before is handed on here.
-        self.grant(&mut queue);
+        self.grant(queue);
         Admission::Queued(Ticket {
             compartment: self.clone(),
             waiter,
@@ -168,21 +178,47 @@ impl Compartment {
         })
     }
 
-    /// Hands free permits to the waiters at the front of the queue. Called with the queue
-    /// locked.
-    fn grant(&self, queue: &mut VecDeque<Arc<Waiter>>) {
+    /// Hands free permits to the waiters at the front of the queue, one at a time, waking
+    /// each after unlocking the queue (a woken task may run at once on another thread and
+    /// want the lock).
+    fn grant<'a>(&'a self, mut queue: MutexGuard<'a, VecDeque<Arc<Waiter>>>) {
+        while let Some(granted) = self.grant_front(&mut queue) {
+            drop(queue);
+            let waker = granted
+                .waker
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .take();
+            if let Some(waker) = waker {
+                waker.wake();
+            }
+            // No free permit or nobody waiting: whoever frees a permit or queues later
+            // grants it (both check the counts after changing them).
+            let word = self.counts.load(Acquire);
+            if queued_of(word) == 0 || in_flight_of(word) >= self.max_concurrent.load(Relaxed) {
+                return;
+            }
+            queue = self.lock();
+        }
+    }
+
+    /// Gives a free permit to the first waiter still waiting and returns it, to be woken;
+    /// `None` when nobody waits or no permit is free.
+    fn grant_front(&self, queue: &mut VecDeque<Arc<Waiter>>) -> Option<Arc<Waiter>> {
         let max = self.max_concurrent.load(Relaxed);
-        while let Some(front) = queue.front() {
-            if front.state.load(Acquire) != WAITING {
+        loop {
+            if queue.front()?.state.load(Acquire) != WAITING {
                 queue.pop_front();
                 continue;
             }
             // Take a permit for it...
-            let taken = self.counts.fetch_update(AcqRel, Acquire, |word| {
-                (in_flight_of(word) < max).then_some(word + 1)
-            });
-            let Ok(before) = taken else { return };
-            let front = queue.pop_front().expect("front exists");
+            let before = self
+                .counts
+                .fetch_update(AcqRel, Acquire, |word| {
+                    (in_flight_of(word) < max).then_some(word + 1)
+                })
+                .ok()?;
+            let front = queue.pop_front()?;
             // ...unless it gave up meanwhile (then it already left the count of waiters).
             if front
                 .state
@@ -194,10 +230,7 @@ impl Compartment {
             }
             self.counts.fetch_sub(ONE_QUEUED, AcqRel);
             self.note_peak(in_flight_of(before) + 1);
-            let waker = front.waker.lock().unwrap_or_else(|e| e.into_inner()).take();
-            if let Some(waker) = waker {
-                waker.wake();
-            }
+            return Some(front);
         }
     }
 
@@ -205,7 +238,7 @@ impl Compartment {
     fn release(&self) {
         let before = self.counts.fetch_sub(1, AcqRel);
         if queued_of(before) > 0 {
-            self.grant(&mut self.lock());
+            self.grant(self.lock());
         }
     }
 
@@ -232,7 +265,7 @@ impl Compartment {
             .store(max_concurrent.min(u32::MAX as usize), SeqCst);
         self.max_queue
             .store(max_queue.min(u32::MAX as usize), SeqCst);
-        self.grant(&mut self.lock());
+        self.grant(self.lock());
     }
 
     /// Counts a refusal and builds its error.
@@ -335,179 +368,7 @@ impl Drop for Ticket {
 }
 
 #[cfg(all(test, not(bulwark_loom)))]
-mod tests {
-    use super::*;
-    use std::future::poll_fn;
-
-    fn compartment(max: usize, queue: usize) -> Arc<Compartment> {
-        Arc::new(Compartment::new(
-            Name::from("test"),
-            max,
-            queue,
-            Listeners::new(),
-        ))
-    }
-
-    fn admitted(admission: Admission) -> Permit {
-        match admission {
-            Admission::Admitted(permit) => permit,
-            other => panic!("expected a permit, got {other:?}"),
-        }
-    }
-
-    fn queued(admission: Admission) -> Ticket {
-        match admission {
-            Admission::Queued(ticket) => ticket,
-            other => panic!("expected a place in the queue, got {other:?}"),
-        }
-    }
-
-    #[tokio::test]
-    async fn permits_are_bounded_and_the_queue_is_fifo() {
-        let c = compartment(1, 2);
-        let first = admitted(c.admit(true));
-        let mut a = queued(c.admit(true));
-        let mut b = queued(c.admit(true));
-        assert!(matches!(c.admit(true), Admission::QueueFull));
-        assert_eq!((c.in_flight(), c.queued()), (1, 2));
-        drop(first);
-        // `a` was first in line.
-        let permit_a = poll_fn(|cx| a.poll_permit(cx)).await;
-        assert_eq!(c.queued(), 1);
-        let pending = poll_fn(|cx| Poll::Ready(b.poll_permit(cx).is_pending())).await;
-        assert!(pending);
-        drop(permit_a);
-        let permit_b = poll_fn(|cx| b.poll_permit(cx)).await;
-        drop(permit_b);
-        assert_eq!((c.in_flight(), c.queued()), (0, 0));
-    }
-
-    #[tokio::test]
-    async fn a_cancelled_ticket_leaves_and_a_granted_one_passes_its_permit_on() {
-        let c = compartment(1, 4);
-        let first = admitted(c.admit(true));
-        let cancelled = queued(c.admit(true));
-        let granted_then_dropped = queued(c.admit(true));
-        let mut last = queued(c.admit(true));
-        drop(cancelled);
-        assert_eq!(c.queued(), 2);
-        drop(first); // granted to `granted_then_dropped`, which never claims it
-        drop(granted_then_dropped);
-        let permit = poll_fn(|cx| last.poll_permit(cx)).await;
-        assert_eq!((c.in_flight(), c.queued()), (1, 0));
-        drop(permit);
-        assert_eq!(c.in_flight(), 0);
-    }
-
-    #[tokio::test]
-    async fn newcomers_do_not_overtake_the_queue() {
-        let c = compartment(1, 4);
-        let first = admitted(c.admit(true));
-        let _waiting = queued(c.admit(true));
-        drop(first);
-        // The freed permit went to the waiter, not to this newcomer.
-        assert!(matches!(c.admit(true), Admission::Queued(_)));
-    }
-
-    #[tokio::test]
-    async fn raising_the_limit_admits_waiters() {
-        let c = compartment(1, 4);
-        let _first = admitted(c.admit(true));
-        let mut waiting = queued(c.admit(true));
-        c.set_limits(2, 4);
-        let _permit = poll_fn(|cx| waiting.poll_permit(cx)).await;
-        assert_eq!(c.in_flight(), 2);
-        assert_eq!(c.stats.peak_in_flight.load(Relaxed), 2);
-    }
-
-    #[test]
-    fn many_threads_keep_the_books_balanced() {
-        let c = compartment(3, 1_000);
-        let threads: Vec<_> = (0..8)
-            .map(|_| {
-                let c = c.clone();
-                std::thread::spawn(move || {
-                    for _ in 0..5_000 {
-                        match c.admit(true) {
-                            Admission::Admitted(permit) => drop(permit),
-                            Admission::Queued(ticket) => drop(ticket),
-                            Admission::QueueFull => {}
-                        }
-                        assert!(c.in_flight() <= 3);
-                    }
-                })
-            })
-            .collect();
-        for thread in threads {
-            thread.join().unwrap();
-        }
-        assert_eq!((c.in_flight(), c.queued()), (0, 0));
-        assert!(c.stats.peak_in_flight.load(Relaxed) <= 3);
-    }
-}
+mod tests;
 
 #[cfg(all(test, bulwark_loom))]
-mod loom_model {
-    use super::*;
-    use std::task::{Context, Waker};
-
-    fn compartment(max: usize) -> Arc<Compartment> {
-        Arc::new(Compartment::new(
-            Name::from("loom"),
-            max,
-            4,
-            Listeners::new(),
-        ))
-    }
-
-    /// One caller holds the only permit and releases it while another queues: the permit
-    /// is never lost (the waiter is granted it, or got it at once), never doubled, and the
-    /// books balance at the end.
-    #[test]
-    fn a_release_racing_a_queueing_call_is_never_lost() {
-        loom::model(|| {
-            let c = compartment(1);
-            let held = match c.admit(true) {
-                Admission::Admitted(permit) => permit,
-                _ => unreachable!("the first call finds the permit free"),
-            };
-            let releaser = loom::thread::spawn(move || drop(held));
-            let mut cx = Context::from_waker(Waker::noop());
-            let permit = match c.admit(true) {
-                Admission::Admitted(permit) => Some(permit),
-                Admission::Queued(mut ticket) => {
-                    releaser.join().unwrap();
-                    match ticket.poll_permit(&mut cx) {
-                        Poll::Ready(permit) => Some(permit),
-                        Poll::Pending => panic!("the released permit was not handed on"),
-                    }
-                }
-                Admission::QueueFull => unreachable!(),
-            };
-            assert!(c.in_flight() <= 1);
-            drop(permit);
-            assert_eq!((c.in_flight(), c.queued()), (0, 0));
-        });
-    }
-
-    /// A waiter that gives up while the permit is being handed to it passes the permit on
-    /// rather than leaking it.
-    #[test]
-    fn a_ticket_dropped_during_its_grant_passes_the_permit_on() {
-        loom::model(|| {
-            let c = compartment(1);
-            let held = match c.admit(true) {
-                Admission::Admitted(permit) => permit,
-                _ => unreachable!(),
-            };
-            let ticket = match c.admit(true) {
-                Admission::Queued(ticket) => ticket,
-                _ => unreachable!("the only permit is held"),
-            };
-            let releaser = loom::thread::spawn(move || drop(held));
-            drop(ticket);
-            releaser.join().unwrap();
-            assert_eq!((c.in_flight(), c.queued()), (0, 0));
-        });
-    }
-}
+mod loom_model;

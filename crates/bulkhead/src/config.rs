@@ -15,8 +15,14 @@ pub enum Admission {
     /// wait runs out. For servers and clients that must not pile up work.
     #[default]
     Reject,
-    /// `poll_ready` waits for a permit (in the same FIFO order, without bound), like tower's
-    /// `ConcurrencyLimit`. For callers that want backpressure.
+    /// `poll_ready` waits for a permit in the same FIFO order, like tower's
+    /// `ConcurrencyLimit`, with no bound on the number waiting (`max_queue` does not apply).
+    /// A wait lasts at most `max_wait` and never past the task's current deadline
+    /// ([`Deadline::current`](tower_bulwark_core::Deadline::current): the request, and so
+    /// the deadline source, is known only in `call`); when it runs out `poll_ready` is
+    /// ready and `call` answers [`BulkheadFull`](crate::BulkheadFull), so the service stays
+    /// usable (behind tower's `Buffer` too). For callers that want backpressure; a
+    /// `max_wait` of `Duration::MAX` waits for as long as it takes.
     Backpressure,
 }
 
@@ -114,7 +120,8 @@ impl<D> Builder<D> {
         self
     }
 
-    /// The longest a call waits in the queue (default 1 s).
+    /// The longest a call waits in the queue, or in `poll_ready` with backpressure
+    /// admission (default 1 s).
     pub fn max_wait(mut self, wait: Duration) -> Self {
         self.config.max_wait = wait;
         self
@@ -136,7 +143,9 @@ impl<D> Builder<D> {
     /// Records events through the `metrics` facade (`bulwark_bulkhead_*`).
     #[cfg(feature = "metrics")]
     pub fn with_metrics(self) -> Self {
-        self.on_event(tower_bulwark_core::metrics::MetricsListener)
+        self.on_event(tower_bulwark_core::metrics::CachedMetrics::<
+            crate::events::BulkheadMetrics,
+        >::new())
     }
 
     /// Where a request's deadline comes from (default: the task's current deadline).
@@ -161,11 +170,19 @@ impl<D> Builder<D> {
     /// The checked settings.
     pub(crate) fn into_config(self) -> Result<Config, ConfigError> {
         non_zero("max_concurrent", self.config.max_concurrent)?;
-        if self.config.max_queue > 0 && self.config.max_wait.is_zero() {
-            return Err(ConfigError::new(
-                "max_wait",
-                "must be longer than zero when a queue is set (use max_queue(0) to refuse at once)",
-            ));
+        if self.config.max_wait.is_zero() {
+            if self.config.admission == Admission::Backpressure {
+                return Err(ConfigError::new(
+                    "max_wait",
+                    "must be longer than zero with backpressure admission (use reject admission to refuse at once)",
+                ));
+            }
+            if self.config.max_queue > 0 {
+                return Err(ConfigError::new(
+                    "max_wait",
+                    "must be longer than zero when a queue is set (use max_queue(0) to refuse at once)",
+                ));
+            }
         }
         Ok(self.config)
     }

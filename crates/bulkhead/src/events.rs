@@ -1,8 +1,12 @@
 //! The bulkhead's events.
 
 use std::fmt;
+#[cfg(feature = "metrics")]
+use std::sync::OnceLock;
 use std::time::Duration;
 
+#[cfg(feature = "metrics")]
+use tower_bulwark_core::metrics::MetricHandles;
 use tower_bulwark_core::{Event, Name};
 use tracing::Level;
 
@@ -62,25 +66,65 @@ impl Event for BulkheadEvent {
     /// (histogram, label `bulkhead`).
     #[cfg(feature = "metrics")]
     fn record_metrics(&self) {
+        BulkheadMetrics::record_once(self);
+    }
+}
+
+/// A bulkhead's `metrics` handles, each registered on first use and kept by the
+/// [`CachedMetrics`](tower_bulwark_core::metrics::CachedMetrics) that
+/// [`Builder::with_metrics`](crate::Builder::with_metrics) installs.
+#[cfg(feature = "metrics")]
+pub(crate) struct BulkheadMetrics {
+    bulkhead: Name,
+    /// By reason: queue full, wait timeout, deadline.
+    rejections: [OnceLock<metrics::Counter>; 3],
+    wait: OnceLock<metrics::Histogram>,
+}
+
+#[cfg(feature = "metrics")]
+impl MetricHandles<BulkheadEvent> for BulkheadMetrics {
+    fn instance(event: &BulkheadEvent) -> &Name {
+        match event {
+            BulkheadEvent::Rejected { bulkhead, .. } | BulkheadEvent::Waited { bulkhead, .. } => {
+                bulkhead
+            }
+        }
+    }
+
+    fn new(bulkhead: &Name) -> Self {
+        BulkheadMetrics {
+            bulkhead: bulkhead.clone(),
+            rejections: Default::default(),
+            wait: OnceLock::new(),
+        }
+    }
+
+    fn record(&self, event: &BulkheadEvent) {
         use tower_bulwark_core::metric_name;
-        match self {
-            BulkheadEvent::Rejected { bulkhead, reason } => {
-                let reason = match reason {
-                    FullReason::QueueFull => "queue_full",
-                    FullReason::WaitTimeout => "wait_timeout",
-                    FullReason::Deadline => "deadline",
+        let bulkhead = || self.bulkhead.to_string();
+        match event {
+            BulkheadEvent::Rejected { reason, .. } => {
+                let (slot, reason) = match reason {
+                    FullReason::QueueFull => (0, "queue_full"),
+                    FullReason::WaitTimeout => (1, "wait_timeout"),
+                    FullReason::Deadline => (2, "deadline"),
                 };
-                metrics::counter!(
-                    metric_name!("bulkhead_rejections_total"),
-                    "bulkhead" => bulkhead.to_string(),
-                    "reason" => reason
-                )
-                .increment(1);
+                self.rejections[slot]
+                    .get_or_init(|| {
+                        metrics::counter!(
+                            metric_name!("bulkhead_rejections_total"),
+                            "bulkhead" => bulkhead(),
+                            "reason" => reason
+                        )
+                    })
+                    .increment(1);
             }
-            BulkheadEvent::Waited { bulkhead, wait } => {
-                metrics::histogram!(metric_name!("bulkhead_wait_seconds"), "bulkhead" => bulkhead.to_string())
-                    .record(wait.as_secs_f64());
-            }
+            BulkheadEvent::Waited { wait, .. } => self
+                .wait
+                .get_or_init(|| {
+                    metrics::histogram!(metric_name!("bulkhead_wait_seconds"), "bulkhead" => bulkhead())
+                })
+                .record(wait.as_secs_f64()),
         }
     }
 }

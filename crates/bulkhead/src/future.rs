@@ -4,12 +4,11 @@ use std::sync::Arc;
 use std::task::{ready, Context, Poll};
 
 use pin_project::pin_project;
-use tokio::time::{sleep_until, Instant, Sleep};
 use tower_bulwark_core::BoxError;
 use tower_service::Service;
 
-use crate::compartment::{Compartment, Permit, Ticket};
-use crate::FullReason;
+use crate::compartment::{Compartment, Permit};
+use crate::wait::Wait;
 
 /// Response future of [`Bulkhead`](crate::Bulkhead).
 #[pin_project]
@@ -36,15 +35,11 @@ enum Kind<S: Service<Req>, Req> {
 /// A call waiting in the queue with its readied service and its request.
 #[pin_project(project = WaitingProjection)]
 struct Waiting<S, Req> {
-    ticket: Option<Ticket>,
     #[pin]
-    sleep: Sleep,
+    wait: Wait,
     service: Option<S>,
     request: Option<Req>,
-    since: Instant,
     compartment: Arc<Compartment>,
-    /// The reason given if the wait runs out.
-    timed_out: FullReason,
 }
 
 /// A call's result and the permit it still holds, if it was admitted.
@@ -68,23 +63,17 @@ impl<S: Service<Req>, Req> ResponseFuture<S, Req> {
     }
 
     pub(crate) fn waiting(
-        ticket: Ticket,
-        until: Instant,
+        wait: Wait,
         service: S,
         request: Req,
-        since: Instant,
         compartment: Arc<Compartment>,
-        timed_out: FullReason,
     ) -> Self {
         ResponseFuture {
             kind: Kind::Waiting(Box::pin(Waiting {
-                ticket: Some(ticket),
-                sleep: sleep_until(until),
+                wait,
                 service: Some(service),
                 request: Some(request),
-                since,
                 compartment,
-                timed_out,
             })),
         }
     }
@@ -130,21 +119,13 @@ where
                 }
                 KindProjection::Waiting(waiting) => {
                     let WaitingProjection {
-                        ticket,
-                        sleep,
+                        wait,
                         service,
                         request,
-                        since,
                         compartment,
-                        timed_out,
                     } = waiting.as_mut().project();
-                    let granted = match ticket.as_mut() {
-                        Some(ticket) => ticket.poll_permit(cx),
-                        None => Poll::Pending,
-                    };
-                    match granted {
-                        Poll::Ready(permit) => {
-                            compartment.record_wait(since.elapsed());
+                    match ready!(wait.poll_permit(cx, compartment)) {
+                        Ok(permit) => {
                             let (Some(mut service), Some(request)) =
                                 (service.take(), request.take())
                             else {
@@ -155,15 +136,9 @@ where
                                 permit: Some(permit),
                             }
                         }
-                        Poll::Pending => {
-                            ready!(sleep.poll(cx));
-                            // Out of time: leave the queue (or pass on a permit granted
-                            // just now) and refuse.
-                            drop(ticket.take());
-                            Kind::Refused {
-                                error: Some(compartment.refuse(*timed_out)),
-                            }
-                        }
+                        Err(reason) => Kind::Refused {
+                            error: Some(compartment.refuse(reason)),
+                        },
                     }
                 }
             };

@@ -10,7 +10,8 @@
 //!   deadline by default) is nearer than the recent average wait is refused at once, and no
 //!   call waits past its deadline.
 //! - [`Admission::Reject`] (default) or [`Admission::Backpressure`] (`poll_ready` waits for
-//!   the permit, like tower's `ConcurrencyLimit`, in the same FIFO order).
+//!   the permit, like tower's `ConcurrencyLimit`, in the same FIFO order, for at most
+//!   `max_wait` and never past the task's deadline; then `call` answers [`BulkheadFull`]).
 //! - Permits are released when the response future completes or is dropped; a dropped
 //!   waiting call leaves the queue. With feature `http`,
 //!   [`BulkheadLayer::hold_permit_for_body`] holds the permit until an `http::Response`
@@ -76,6 +77,7 @@ mod service;
 #[cfg(feature = "serde")]
 mod settings;
 mod sync;
+mod wait;
 
 pub use self::blocking::{BlockingBulkhead, BlockingFuture, BlockingService, FlattenBlocking};
 #[cfg(feature = "http")]

@@ -1,9 +1,8 @@
 use std::fmt;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{ready, Context, Poll};
-
 use std::time::Duration;
-use tokio::time::Instant;
 
 use tower_bulwark_core::{BoxError, Deadline};
 use tower_service::Service;
@@ -11,23 +10,36 @@ use tower_service::Service;
 use crate::compartment::{Admission as Slot, Compartment, Permit, Ticket};
 use crate::config::{Admission, Config};
 use crate::future::ResponseFuture;
+use crate::wait::Wait;
 use crate::{DeadlineSource, FullReason};
 
 /// A service behind a bulkhead. Built by [`BulkheadLayer`](crate::BulkheadLayer).
 ///
 /// In reject admission `poll_ready` readies the inner service and `call` takes a permit, or
 /// a place in the queue (the readied inner service waits with the request, then is
-/// called), or refuses. In backpressure admission `poll_ready` waits for the permit. Either
-/// way the permit is released when the response future completes or is dropped, and a
-/// dropped waiting future leaves the queue.
+/// called), or refuses. In backpressure admission `poll_ready` waits for the permit, for
+/// at most `max_wait` and never past the task's current deadline; when the wait runs out
+/// it is ready and `call` answers [`BulkheadFull`](crate::BulkheadFull) without calling
+/// the inner service. Either way the permit is released when the response future
+/// completes or is dropped, and a dropped waiting future (or service) leaves the queue.
 pub struct Bulkhead<S, D> {
     inner: S,
     compartment: Arc<Compartment>,
     config: Arc<Config>,
     deadline: D,
-    /// Backpressure admission: the permit `poll_ready` obtained, or the place it holds.
-    permit: Option<Permit>,
-    ticket: Option<Ticket>,
+    /// Backpressure admission: what `poll_ready` got so far.
+    ready: Ready,
+}
+
+/// Backpressure admission: the state of `poll_ready`.
+#[derive(Debug)]
+enum Ready {
+    Idle,
+    /// Queued; boxed because `Sleep` must not move and the service may.
+    Waiting(Pin<Box<Wait>>),
+    Admitted(Permit),
+    /// The wait ran out: the next call is refused for this reason.
+    Refused(FullReason),
 }
 
 impl<S, D> Bulkhead<S, D> {
@@ -42,8 +54,34 @@ impl<S, D> Bulkhead<S, D> {
             compartment,
             config,
             deadline,
-            permit: None,
-            ticket: None,
+            ready: Ready::Idle,
+        }
+    }
+
+    /// Backpressure admission: waits for a permit, or until the wait runs out.
+    fn poll_admission(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+        loop {
+            self.ready = match &mut self.ready {
+                Ready::Admitted(_) | Ready::Refused(_) => return Poll::Ready(()),
+                Ready::Idle => match self.compartment.admit(false) {
+                    Slot::Admitted(permit) => Ready::Admitted(permit),
+                    Slot::Queued(ticket) => {
+                        // The request is not known yet: the wait ends at the task's deadline.
+                        let deadline = Deadline::current();
+                        match Wait::new(&self.compartment, ticket, self.config.max_wait, deadline) {
+                            Ok(wait) => Ready::Waiting(Box::pin(wait)),
+                            Err(reason) => Ready::Refused(reason),
+                        }
+                    }
+                    Slot::QueueFull => Ready::Refused(FullReason::QueueFull),
+                },
+                Ready::Waiting(wait) => {
+                    match ready!(wait.as_mut().poll_permit(cx, &self.compartment)) {
+                        Ok(permit) => Ready::Admitted(permit),
+                        Err(reason) => Ready::Refused(reason),
+                    }
+                }
+            };
         }
     }
 
@@ -91,17 +129,15 @@ where
 
     #[inline]
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), BoxError>> {
-        if self.config.admission == Admission::Backpressure && self.permit.is_none() {
-            if self.ticket.is_none() {
-                match self.compartment.admit(false) {
-                    Slot::Admitted(permit) => self.permit = Some(permit),
-                    Slot::Queued(ticket) => self.ticket = Some(ticket),
-                    Slot::QueueFull => unreachable!("an unbounded queue is never full"),
-                }
+        if self.config.admission == Admission::Backpressure {
+            // A refusal from an earlier poll whose call never came may be stale: wait again.
+            if let Ready::Refused(_) = self.ready {
+                self.ready = Ready::Idle;
             }
-            if let Some(ticket) = &mut self.ticket {
-                self.permit = Some(ready!(ticket.poll_permit(cx)));
-                self.ticket = None;
+            ready!(self.poll_admission(cx));
+            if let Ready::Refused(_) = self.ready {
+                // `call` answers the refusal; the inner service is not needed for it.
+                return Poll::Ready(Ok(()));
             }
         }
         self.inner.poll_ready(cx).map_err(Into::into)
@@ -109,16 +145,17 @@ where
 
     #[inline(always)]
     fn call(&mut self, request: Req) -> Self::Future {
-        if let Some(permit) = self.permit.take() {
-            return ResponseFuture::running(self.inner.call(request), permit);
+        match std::mem::replace(&mut self.ready, Ready::Idle) {
+            Ready::Admitted(permit) => ResponseFuture::running(self.inner.call(request), permit),
+            Ready::Refused(reason) => ResponseFuture::refused(self.compartment.refuse(reason)),
+            Ready::Idle | Ready::Waiting(_) => admit_call(
+                &self.compartment,
+                self.config.max_wait,
+                &self.deadline,
+                &mut self.inner,
+                request,
+            ),
         }
-        admit_call(
-            &self.compartment,
-            self.config.max_wait,
-            &self.deadline,
-            &mut self.inner,
-            request,
-        )
     }
 }
 
@@ -158,29 +195,13 @@ where
     S: Service<Req> + Clone,
     D: DeadlineSource<Req>,
 {
-    let now = Instant::now();
-    // Saturates for an enormous `max_wait` instead of overflowing the instant.
-    let mut until = Deadline::after(max_wait).instant();
-    let mut reason = FullReason::WaitTimeout;
-    if let Some(deadline) = deadline.deadline(&request) {
-        if deadline.remaining() <= compartment.mean_wait() {
-            drop(ticket);
-            return ResponseFuture::refused(compartment.refuse(FullReason::Deadline));
+    let deadline = deadline.deadline(&request);
+    match Wait::new(compartment, ticket, max_wait, deadline) {
+        Ok(wait) => {
+            let clone = inner.clone();
+            let readied = std::mem::replace(inner, clone);
+            ResponseFuture::waiting(wait, readied, request, compartment.clone())
         }
-        if deadline.instant() < until {
-            until = deadline.instant();
-            reason = FullReason::Deadline;
-        }
+        Err(reason) => ResponseFuture::refused(compartment.refuse(reason)),
     }
-    let clone = inner.clone();
-    let readied = std::mem::replace(inner, clone);
-    ResponseFuture::waiting(
-        ticket,
-        until,
-        readied,
-        request,
-        now,
-        compartment.clone(),
-        reason,
-    )
 }

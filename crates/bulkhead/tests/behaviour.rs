@@ -251,6 +251,7 @@ async fn thousands_of_calls_dropped_anywhere_give_everything_back() {
 async fn backpressure_mode_waits_in_poll_ready() {
     let layer = BulkheadLayer::builder()
         .max_concurrent(1)
+        .max_wait(Duration::from_secs(60))
         .admission(Admission::Backpressure)
         .build()
         .unwrap();

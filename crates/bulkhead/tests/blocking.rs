@@ -78,3 +78,25 @@ async fn as_a_tower_service() {
     );
     assert!(BlockingBulkhead::new("none", 0, 1).is_err());
 }
+
+#[tokio::test]
+async fn an_unbounded_queue_saturates_instead_of_overflowing() {
+    let pool = BlockingBulkhead::new("wide", 1, usize::MAX).unwrap();
+    assert_eq!(pool.run(|| 7).await.unwrap(), 7);
+    assert_eq!(pool.rejected(), 0);
+}
+
+#[test]
+fn too_many_threads_is_a_config_error_not_a_flood_of_threads() {
+    for threads in [BlockingBulkhead::MAX_THREADS + 1, usize::MAX, 0] {
+        let error = BlockingBulkhead::new("many", threads, 1).unwrap_err();
+        assert_eq!(error.field(), "threads", "{threads} threads");
+    }
+}
+
+#[test]
+fn a_name_no_thread_can_bear_is_a_config_error() {
+    // A thread name cannot hold a NUL byte: refused rather than a panic when spawning.
+    let error = BlockingBulkhead::new("nul\0name", 1, 1).unwrap_err();
+    assert_eq!(error.field(), "name");
+}

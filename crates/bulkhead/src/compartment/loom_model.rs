@@ -1,0 +1,149 @@
+//! Loom models of the compartment (`--cfg bulwark_loom`): no permit lost or doubled, no
+//! wake-up lost.
+
+use super::*;
+use std::task::{Context, Waker};
+
+fn compartment(max: usize) -> Arc<Compartment> {
+    Arc::new(Compartment::new(
+        Name::from("loom"),
+        max,
+        4,
+        Listeners::new(),
+    ))
+}
+
+/// One caller holds the only permit and releases it while another queues: the permit
+/// is never lost (the waiter is granted it, or got it at once), never doubled, and the
+/// books balance at the end.
+#[test]
+fn a_release_racing_a_queueing_call_is_never_lost() {
+    loom::model(|| {
+        let c = compartment(1);
+        let held = match c.admit(true) {
+            Admission::Admitted(permit) => permit,
+            _ => unreachable!("the first call finds the permit free"),
+        };
+        let releaser = loom::thread::spawn(move || drop(held));
+        let mut cx = Context::from_waker(Waker::noop());
+        let permit = match c.admit(true) {
+            Admission::Admitted(permit) => Some(permit),
+            Admission::Queued(mut ticket) => {
+                releaser.join().unwrap();
+                match ticket.poll_permit(&mut cx) {
+                    Poll::Ready(permit) => Some(permit),
+                    Poll::Pending => panic!("the released permit was not handed on"),
+                }
+            }
+            Admission::QueueFull => unreachable!(),
+        };
+        assert!(c.in_flight() <= 1);
+        drop(permit);
+        assert_eq!((c.in_flight(), c.queued()), (0, 0));
+    });
+}
+
+/// A waiter that gives up while the permit is being handed to it passes the permit on
+/// rather than leaking it.
+#[test]
+fn a_ticket_dropped_during_its_grant_passes_the_permit_on() {
+    loom::model(|| {
+        let c = compartment(1);
+        let held = match c.admit(true) {
+            Admission::Admitted(permit) => permit,
+            _ => unreachable!(),
+        };
+        let ticket = match c.admit(true) {
+            Admission::Queued(ticket) => ticket,
+            _ => unreachable!("the only permit is held"),
+        };
+        let releaser = loom::thread::spawn(move || drop(held));
+        drop(ticket);
+        releaser.join().unwrap();
+        assert_eq!((c.in_flight(), c.queued()), (0, 0));
+    });
+}
+
+/// Wakes by raising a flag the model can check.
+struct Flag(AtomicU8);
+
+impl std::task::Wake for Flag {
+    fn wake(self: Arc<Self>) {
+        self.0.store(1, SeqCst);
+    }
+}
+
+/// A waiter polls while the permit is handed to it (and its waker taken after the
+/// queue is unlocked): it sees the permit, or is woken. No wake-up is lost.
+#[test]
+fn a_grant_racing_a_poll_wakes_or_is_seen() {
+    loom::model(|| {
+        let c = compartment(1);
+        let held = match c.admit(true) {
+            Admission::Admitted(permit) => permit,
+            _ => unreachable!(),
+        };
+        let mut ticket = match c.admit(true) {
+            Admission::Queued(ticket) => ticket,
+            _ => unreachable!("the only permit is held"),
+        };
+        let flag = Arc::new(Flag(AtomicU8::new(0)));
+        let waker = Waker::from(flag.clone());
+        let mut cx = Context::from_waker(&waker);
+        let releaser = loom::thread::spawn(move || drop(held));
+        let first = ticket.poll_permit(&mut cx);
+        releaser.join().unwrap();
+        let permit = match first {
+            Poll::Ready(permit) => permit,
+            Poll::Pending => {
+                assert_eq!(flag.0.load(SeqCst), 1, "the granted waiter was not woken");
+                match ticket.poll_permit(&mut cx) {
+                    Poll::Ready(permit) => permit,
+                    Poll::Pending => panic!("woken without its permit"),
+                }
+            }
+        };
+        assert_eq!((c.in_flight(), c.queued()), (1, 0));
+        drop(permit);
+        assert_eq!(c.in_flight(), 0);
+    });
+}
+
+/// Two permits released at once with two waiters: whichever granter stops early, both
+/// waiters get a permit.
+#[test]
+fn two_releases_racing_hand_on_both_permits() {
+    loom::model(|| {
+        let c = compartment(2);
+        let held: Vec<Permit> = (0..2)
+            .map(|_| match c.admit(true) {
+                Admission::Admitted(permit) => permit,
+                _ => unreachable!(),
+            })
+            .collect();
+        let mut tickets: Vec<Ticket> = (0..2)
+            .map(|_| match c.admit(true) {
+                Admission::Queued(ticket) => ticket,
+                _ => unreachable!("both permits are held"),
+            })
+            .collect();
+        let releasers: Vec<_> = held
+            .into_iter()
+            .map(|permit| loom::thread::spawn(move || drop(permit)))
+            .collect();
+        for releaser in releasers {
+            releaser.join().unwrap();
+        }
+        let mut cx = Context::from_waker(Waker::noop());
+        let permits: Vec<Permit> = tickets
+            .iter_mut()
+            .map(|ticket| match ticket.poll_permit(&mut cx) {
+                Poll::Ready(permit) => permit,
+                Poll::Pending => panic!("a released permit was not handed on"),
+            })
+            .collect();
+        assert_eq!((c.in_flight(), c.queued()), (2, 0));
+        drop(permits);
+        assert_eq!(c.in_flight(), 0);
+    });
+}

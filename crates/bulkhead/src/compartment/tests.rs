@@ -1,0 +1,194 @@
+//! The compartment's books, order, wake-ups and work per call.
+
+use super::*;
+use std::future::poll_fn;
+
+fn compartment(max: usize, queue: usize) -> Arc<Compartment> {
+    Arc::new(Compartment::new(
+        Name::from("test"),
+        max,
+        queue,
+        Listeners::new(),
+    ))
+}
+
+fn admitted(admission: Admission) -> Permit {
+    match admission {
+        Admission::Admitted(permit) => permit,
+        other => panic!("expected a permit, got {other:?}"),
+    }
+}
+
+fn queued(admission: Admission) -> Ticket {
+    match admission {
+        Admission::Queued(ticket) => ticket,
+        other => panic!("expected a place in the queue, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn permits_are_bounded_and_the_queue_is_fifo() {
+    let c = compartment(1, 2);
+    let first = admitted(c.admit(true));
+    let mut a = queued(c.admit(true));
+    let mut b = queued(c.admit(true));
+    assert!(matches!(c.admit(true), Admission::QueueFull));
+    assert_eq!((c.in_flight(), c.queued()), (1, 2));
+    drop(first);
+    // `a` was first in line.
+    let permit_a = poll_fn(|cx| a.poll_permit(cx)).await;
+    assert_eq!(c.queued(), 1);
+    let pending = poll_fn(|cx| Poll::Ready(b.poll_permit(cx).is_pending())).await;
+    assert!(pending);
+    drop(permit_a);
+    let permit_b = poll_fn(|cx| b.poll_permit(cx)).await;
+    drop(permit_b);
+    assert_eq!((c.in_flight(), c.queued()), (0, 0));
+}
+
+#[tokio::test]
+async fn a_cancelled_ticket_leaves_and_a_granted_one_passes_its_permit_on() {
+    let c = compartment(1, 4);
+    let first = admitted(c.admit(true));
+    let cancelled = queued(c.admit(true));
+    let granted_then_dropped = queued(c.admit(true));
+    let mut last = queued(c.admit(true));
+    drop(cancelled);
+    assert_eq!(c.queued(), 2);
+    drop(first); // granted to `granted_then_dropped`, which never claims it
+    drop(granted_then_dropped);
+    let permit = poll_fn(|cx| last.poll_permit(cx)).await;
+    assert_eq!((c.in_flight(), c.queued()), (1, 0));
+    drop(permit);
+    assert_eq!(c.in_flight(), 0);
+}
+
+#[tokio::test]
+async fn newcomers_do_not_overtake_the_queue() {
+    let c = compartment(1, 4);
+    let first = admitted(c.admit(true));
+    let _waiting = queued(c.admit(true));
+    drop(first);
+    // The freed permit went to the waiter, not to this newcomer.
+    assert!(matches!(c.admit(true), Admission::Queued(_)));
+}
+
+#[tokio::test]
+async fn raising_the_limit_admits_waiters() {
+    let c = compartment(1, 4);
+    let _first = admitted(c.admit(true));
+    let mut waiting = queued(c.admit(true));
+    c.set_limits(2, 4);
+    let _permit = poll_fn(|cx| waiting.poll_permit(cx)).await;
+    assert_eq!(c.in_flight(), 2);
+    assert_eq!(c.stats.peak_in_flight.load(Relaxed), 2);
+}
+
+/// A xorshift step: reproducible pseudo-random choices.
+fn next(seed: &mut u64) -> u64 {
+    *seed ^= *seed << 13;
+    *seed ^= *seed >> 7;
+    *seed ^= *seed << 17;
+    *seed
+}
+
+#[test]
+fn thousands_of_waiters_cost_constant_work_per_call() {
+    const CALLS: usize = 6_000;
+    // Unbounded (backpressure, `max_queue` unused) and bounded queues, with and without
+    // cancellations.
+    for (bounded, max_queue, cancel_one_in) in
+        [(false, 0, u64::MAX), (false, 0, 3), (true, CALLS, 2)]
+    {
+        let c = compartment(1, max_queue);
+        let held = admitted(c.admit(bounded));
+        let mut seed = 0x9E37_79B9_7F4A_7C15u64;
+        let mut tickets = Vec::new();
+        for _ in 0..CALLS {
+            tickets.push(queued(c.admit(bounded)));
+            if next(&mut seed) % cancel_one_in == 0 {
+                let at = next(&mut seed) as usize % tickets.len();
+                drop(tickets.swap_remove(at));
+            }
+            // Cancelled entries never outnumber the live ones by more than a constant.
+            let len = c.lock().len();
+            assert!(
+                len <= 2 * c.queued() + 17,
+                "{len} entries, {} live",
+                c.queued()
+            );
+        }
+        let swept = c.swept.load(Relaxed);
+        assert!(
+            swept <= 2 * CALLS,
+            "sweeps visited {swept} entries for {CALLS} calls (bounded: {bounded})"
+        );
+        assert_eq!(c.queued(), tickets.len());
+        drop(tickets);
+        drop(held);
+        assert_eq!((c.in_flight(), c.queued()), (0, 0));
+        // A later caller finds the permit free.
+        let _permit = admitted(c.admit(bounded));
+    }
+}
+
+/// Records whether the queue was unlocked when it was woken.
+struct LockProbe {
+    compartment: Arc<Compartment>,
+    woken_unlocked: Mutex<Vec<bool>>,
+}
+
+impl std::task::Wake for LockProbe {
+    fn wake(self: Arc<Self>) {
+        let unlocked = self.compartment.queue.try_lock().is_ok();
+        self.woken_unlocked.lock().unwrap().push(unlocked);
+    }
+}
+
+#[test]
+fn waiters_are_woken_after_the_queue_is_unlocked() {
+    let c = compartment(1, 4);
+    let probe = Arc::new(LockProbe {
+        compartment: c.clone(),
+        woken_unlocked: Mutex::new(Vec::new()),
+    });
+    let waker = Waker::from(probe.clone());
+    let mut cx = Context::from_waker(&waker);
+    let held = admitted(c.admit(true));
+    let mut tickets: Vec<_> = (0..3).map(|_| queued(c.admit(true))).collect();
+    for ticket in &mut tickets {
+        assert!(ticket.poll_permit(&mut cx).is_pending());
+    }
+    // A release wakes one waiter; a raised limit wakes the other two.
+    drop(held);
+    c.set_limits(3, 4);
+    assert_eq!(*probe.woken_unlocked.lock().unwrap(), [true, true, true]);
+    for ticket in &mut tickets {
+        assert!(ticket.poll_permit(&mut cx).is_ready());
+    }
+}
+
+#[test]
+fn many_threads_keep_the_books_balanced() {
+    let c = compartment(3, 1_000);
+    let threads: Vec<_> = (0..8)
+        .map(|_| {
+            let c = c.clone();
+            std::thread::spawn(move || {
+                for _ in 0..5_000 {
+                    match c.admit(true) {
+                        Admission::Admitted(permit) => drop(permit),
+                        Admission::Queued(ticket) => drop(ticket),
+                        Admission::QueueFull => {}
+                    }
+                    assert!(c.in_flight() <= 3);
+                }
+            })
+        })
+        .collect();
+    for thread in threads {
+        thread.join().unwrap();
+    }
+    assert_eq!((c.in_flight(), c.queued()), (0, 0));
+    assert!(c.stats.peak_in_flight.load(Relaxed) <= 3);
+}
