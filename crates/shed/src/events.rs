@@ -1,7 +1,11 @@
 //! The shedding layer's events.
 
 use std::fmt;
+#[cfg(feature = "metrics")]
+use std::sync::OnceLock;
 
+#[cfg(feature = "metrics")]
+use tower_bulwark_core::metrics::MetricHandles;
 use tower_bulwark_core::{Criticality, Event, Name};
 use tracing::Level;
 
@@ -66,25 +70,67 @@ impl Event for ShedEvent {
     /// `shadow`) and the gauge `bulwark_shed_limit` (label `layer`).
     #[cfg(feature = "metrics")]
     fn record_metrics(&self) {
+        ShedMetrics::record_once(self);
+    }
+}
+
+/// A shedding layer's `metrics` handles, each registered on first use and kept by the
+/// [`CachedMetrics`](tower_bulwark_core::metrics::CachedMetrics) that
+/// [`Builder::with_metrics`](crate::Builder::with_metrics) installs.
+#[cfg(feature = "metrics")]
+pub(crate) struct ShedMetrics {
+    layer: Name,
+    /// By tier (most critical first), then mode (shed, shadow).
+    shed: [[OnceLock<metrics::Counter>; 2]; 4],
+    limit: OnceLock<metrics::Gauge>,
+}
+
+#[cfg(feature = "metrics")]
+impl MetricHandles<ShedEvent> for ShedMetrics {
+    fn instance(event: &ShedEvent) -> &Name {
+        match event {
+            ShedEvent::Shed { layer, .. } | ShedEvent::LimitChanged { layer, .. } => layer,
+        }
+    }
+
+    fn new(layer: &Name) -> Self {
+        ShedMetrics {
+            layer: layer.clone(),
+            shed: Default::default(),
+            limit: OnceLock::new(),
+        }
+    }
+
+    fn record(&self, event: &ShedEvent) {
         use tower_bulwark_core::metric_name;
-        match self {
+        let layer = || self.layer.to_string();
+        match event {
             ShedEvent::Shed {
-                layer,
                 criticality,
                 shadow,
+                ..
             } => {
-                metrics::counter!(
-                    metric_name!("shed_shed_total"),
-                    "layer" => layer.to_string(),
-                    "tier" => criticality.as_str(),
-                    "mode" => if *shadow { "shadow" } else { "shed" }
-                )
-                .increment(1);
+                let tier = match criticality {
+                    Criticality::CriticalPlus => 0,
+                    Criticality::Critical => 1,
+                    Criticality::SheddablePlus => 2,
+                    Criticality::Sheddable => 3,
+                };
+                self.shed[tier][usize::from(*shadow)]
+                    .get_or_init(|| {
+                        metrics::counter!(
+                            metric_name!("shed_shed_total"),
+                            "layer" => layer(),
+                            "tier" => criticality.as_str(),
+                            "mode" => if *shadow { "shadow" } else { "shed" }
+                        )
+                    })
+                    .increment(1);
             }
-            ShedEvent::LimitChanged { layer, to, .. } => {
-                metrics::gauge!(metric_name!("shed_limit"), "layer" => layer.to_string())
-                    .set(*to as f64);
-            }
+            ShedEvent::LimitChanged { to, .. } => self
+                .limit
+                .get_or_init(|| metrics::gauge!(metric_name!("shed_limit"), "layer" => layer()))
+                .set(*to as f64),
         }
     }
 }

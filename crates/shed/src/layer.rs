@@ -156,7 +156,10 @@ impl<Q, C> Builder<Q, C> {
         self
     }
 
-    /// Adds a listener for the layer's events.
+    /// Adds a listener for the layer's events. `LimitChanged` comes in the order the
+    /// algorithm moved the limit: it is reported while learning is held up, so a listener
+    /// should be quick, and must not make calls through this layer. Reading the
+    /// [`ShedHandle`] is fine.
     pub fn on_event(mut self, listener: impl Listener<ShedEvent> + 'static) -> Self {
         self.listeners.push(listener);
         self
@@ -165,7 +168,9 @@ impl<Q, C> Builder<Q, C> {
     /// Records events through the `metrics` facade (`bulwark_shed_*`).
     #[cfg(feature = "metrics")]
     pub fn with_metrics(self) -> Self {
-        self.on_event(tower_bulwark_core::metrics::MetricsListener)
+        self.on_event(tower_bulwark_core::metrics::CachedMetrics::<
+            crate::events::ShedMetrics,
+        >::new())
     }
 
     /// Where each request's criticality comes from.

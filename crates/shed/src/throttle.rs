@@ -36,6 +36,10 @@ const SLICES: u64 = 10;
 /// `min_requests_per_second` nothing is rejected. Defaults: `K = 2` (threshold 0.5), a
 /// 2-minute window, aggression 1, rejection capped at 90%, no minimum rate.
 ///
+/// A call counts when its outcome is known: a local rejection at once, a call sent when
+/// it ends. A call dropped before it ends (the caller gave up, lost a race, disconnected)
+/// counts as neither a request nor an accept: it says nothing about the backend.
+///
 /// A local rejection is a `Throttled` [`Rejection`] (HTTP 429, gRPC `RESOURCE_EXHAUSTED`):
 /// the backend never sees the call.
 ///
@@ -295,8 +299,8 @@ where
         let shared = &self.shared;
         let now = Instant::now();
         let p = shared.probability(now);
-        shared.window.add_request(now);
         if p > 0.0 && shared.draws.next_unit() < p {
+            shared.window.add(now, false);
             let rejection = Rejection::new(RejectionKind::Throttled, shared.name.clone())
                 .with_reason("client-side throttling");
             return ThrottleFuture {
@@ -315,7 +319,8 @@ where
     }
 }
 
-/// Response future of [`AdaptiveThrottle`].
+/// Response future of [`AdaptiveThrottle`]: counts the call when it ends; dropped before,
+/// counts nothing.
 #[pin_project]
 #[derive(Debug)]
 pub struct ThrottleFuture<F, C> {
@@ -354,9 +359,8 @@ where
             } => {
                 let result = ready!(future.poll(cx));
                 if let Some(throttle) = throttle.take() {
-                    if classify.classify(&result) != Outcome::Failure {
-                        throttle.window.add_accept(Instant::now());
-                    }
+                    let accepted = classify.classify(&result) != Outcome::Failure;
+                    throttle.window.add(Instant::now(), accepted);
                 }
                 Poll::Ready(result.map_err(Into::into))
             }
@@ -391,14 +395,13 @@ impl Window {
         }
     }
 
-    fn add_request(&self, now: Instant) {
+    /// Counts a request, and an accept if the backend accepted it.
+    fn add(&self, now: Instant, accepted: bool) {
         let slot = self.advance(now);
         self.requests[slot].fetch_add(1, Relaxed);
-    }
-
-    fn add_accept(&self, now: Instant) {
-        let slot = self.advance(now);
-        self.accepts[slot].fetch_add(1, Relaxed);
+        if accepted {
+            self.accepts[slot].fetch_add(1, Relaxed);
+        }
     }
 
     fn totals(&self, now: Instant) -> (u64, u64) {
@@ -469,10 +472,10 @@ mod tests {
     async fn counts_leave_the_window() {
         let window = Window::new(Duration::from_secs(10));
         let now = Instant::now();
-        for _ in 0..5 {
-            window.add_request(now);
+        window.add(now, true);
+        for _ in 0..4 {
+            window.add(now, false);
         }
-        window.add_accept(now);
         assert_eq!(window.totals(now), (5, 1));
         assert_eq!(window.totals(now + Duration::from_secs(9)), (5, 1));
         assert_eq!(window.totals(now + Duration::from_secs(10)), (0, 0));

@@ -22,21 +22,23 @@ fn fixed(limit: usize) -> ShedLayer<fn(&Call) -> Criticality> {
 }
 
 /// Starts `n` calls of `criticality` that hang, keeping them in flight.
-fn hold<S>(service: &mut S, criticality: Criticality, n: usize) -> Vec<S::Future>
-where
-    S: Service<Call>,
-{
-    (0..n)
-        .map(|i| service.call((criticality, i as u32)))
-        .collect()
-}
-
-/// Calls `service`; `None` if the call was shed, else the call, still in flight.
-fn admitted<S>(service: &mut S, criticality: Criticality) -> Option<task::Spawn<S::Future>>
+async fn hold<S>(service: &mut S, criticality: Criticality, n: usize) -> Vec<S::Future>
 where
     S: Service<Call, Error = BoxError>,
 {
-    let mut call = task::spawn(service.call((criticality, 0)));
+    let mut held = Vec::new();
+    for i in 0..n {
+        held.push(service.ready().await.unwrap().call((criticality, i as u32)));
+    }
+    held
+}
+
+/// Calls `service`; `None` if the call was shed, else the call, still in flight.
+async fn admitted<S>(service: &mut S, criticality: Criticality) -> Option<task::Spawn<S::Future>>
+where
+    S: Service<Call, Error = BoxError>,
+{
+    let mut call = task::spawn(service.ready().await.unwrap().call((criticality, 0)));
     match call.poll() {
         std::task::Poll::Ready(Err(ref e)) if is_shed(e) => None,
         _ => Some(call),
@@ -52,8 +54,8 @@ async fn calls_beyond_the_limit_are_refused_at_once_with_pushback() {
     let layer = fixed(3);
     let (inner, control) = controlled::<Call>();
     control.hang();
-    let mut service = layer.layer(inner);
-    let held = hold(&mut service, Criticality::CriticalPlus, 3);
+    let mut service = layer.layer(ReadinessProbe::new(inner));
+    let held = hold(&mut service, Criticality::CriticalPlus, 3).await;
     assert_eq!(layer.handle().snapshot().in_flight, 3);
 
     let error = service
@@ -95,7 +97,7 @@ async fn lower_tiers_are_shed_first_and_only_then_higher_ones() {
     let layer = fixed(10);
     let (inner, control) = controlled::<Call>();
     control.hang();
-    let mut service = layer.layer(inner);
+    let mut service = layer.layer(ReadinessProbe::new(inner));
     let mut held = Vec::new();
     for (in_flight, refused) in [
         (5, vec![Criticality::Sheddable]),
@@ -110,10 +112,14 @@ async fn lower_tiers_are_shed_first_and_only_then_higher_ones() {
         ),
     ] {
         while layer.handle().snapshot().in_flight < in_flight {
-            held.push(admitted(&mut service, Criticality::CriticalPlus).expect("room"));
+            held.push(
+                admitted(&mut service, Criticality::CriticalPlus)
+                    .await
+                    .expect("room"),
+            );
         }
         for tier in Criticality::ALL {
-            let got_in = admitted(&mut service, tier);
+            let got_in = admitted(&mut service, tier).await;
             assert_eq!(
                 got_in.is_none(),
                 refused.contains(&tier),
@@ -142,8 +148,11 @@ async fn shadow_mode_counts_and_sheds_nothing() {
         .unwrap();
     let (inner, control) = controlled::<u32>();
     control.hang();
-    let mut service = layer.layer(inner);
-    let held: Vec<_> = (0..3).map(|i| service.call(i)).collect();
+    let mut service = layer.layer(ReadinessProbe::new(inner));
+    let mut held = Vec::new();
+    for i in 0..3 {
+        held.push(service.ready().await.unwrap().call(i));
+    }
     assert_eq!(control.calls(), 3, "all admitted");
     assert_eq!(layer.handle().snapshot().in_flight, 3);
     assert_eq!(layer.handle().snapshot().shed_of(Criticality::Critical), 2);
@@ -181,7 +190,7 @@ async fn failures_shrink_an_adaptive_limit_and_ignored_outcomes_do_not_move_it()
         .build()
         .unwrap();
     let (inner, control) = controlled::<u32>();
-    let mut service = layer.layer(inner);
+    let mut service = layer.layer(ReadinessProbe::new(inner));
     run(&mut service, &control, false).await;
     assert_eq!(layer.handle().snapshot().limit, 5, "10 x 0.5");
     run(&mut service, &control, false).await;
@@ -222,9 +231,9 @@ fn bad_tiers_are_refused_by_build() {
 #[tokio::test(start_paused = true)]
 async fn the_admitted_call_runs_with_its_criticality_current() {
     let layer = fixed(5);
-    let service = layer.layer(tower::service_fn(|_: Call| async {
+    let service = layer.layer(ReadinessProbe::new(tower::service_fn(|_: Call| async {
         Ok::<_, BoxError>(Criticality::current())
-    }));
+    })));
     for tier in Criticality::ALL {
         assert_eq!(
             service.clone().oneshot((tier, 0)).await.unwrap(),
@@ -241,7 +250,7 @@ async fn the_latency_target_preset_backs_off_when_calls_run_slow() {
         .build()
         .unwrap();
     let (inner, control) = controlled::<u32>();
-    let service = layer.layer(inner);
+    let service = layer.layer(ReadinessProbe::new(inner));
     control.delay(Duration::from_millis(15));
     service.clone().oneshot(1).await.unwrap();
     assert_eq!(

@@ -2,8 +2,9 @@
 
 use std::time::Duration;
 
-use tower::{Layer, ServiceExt};
-use tower_bulwark_core::testing::controlled;
+use tokio_test::task;
+use tower::{Layer, Service, ServiceExt};
+use tower_bulwark_core::testing::{controlled, ReadinessProbe};
 use tower_bulwark_core::{find_rejection, RejectionKind};
 use tower_bulwark_shed::AdaptiveThrottleLayer;
 
@@ -83,4 +84,36 @@ fn bad_settings_name_their_field() {
         field(AdaptiveThrottleLayer::builder().window(Duration::from_millis(10))),
         "window"
     );
+}
+
+/// A call dropped before it ends (the caller gave up, lost a race, disconnected) says
+/// nothing about the backend: it counts as neither a request nor an accept.
+#[tokio::test(start_paused = true)]
+async fn cancelled_calls_are_neither_refused_nor_accepted() {
+    let throttle = AdaptiveThrottleLayer::builder()
+        .k(2.0)
+        .window(Duration::from_secs(60))
+        .seed(42)
+        .build()
+        .unwrap();
+    let (backend, control) = controlled::<u32>();
+    let mut client = throttle.layer(ReadinessProbe::new(backend));
+
+    // A healthy backend whose callers all give up: started, polled, then dropped.
+    control.hang();
+    for i in 0..100 {
+        let mut call = task::spawn(client.ready().await.unwrap().call(i));
+        assert!(call.poll().is_pending(), "call {i} was throttled");
+    }
+    assert_eq!(control.cancelled(), 100);
+    assert_eq!(throttle.rejection_probability(), 0.0, "not refusals");
+
+    // Nor accepts; and a call that is sent counts when it ends: one refusal is then one
+    // of one, (1 - 2 x 0) / (1 + 1).
+    control.fail();
+    control.delay(Duration::from_secs(1));
+    let call = client.ready().await.unwrap().call(100);
+    assert_eq!(throttle.rejection_probability(), 0.0, "not counted yet");
+    assert!(call.await.is_err());
+    assert_eq!(throttle.rejection_probability(), 0.5);
 }
