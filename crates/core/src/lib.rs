@@ -10,6 +10,7 @@
 //! | [`HandleRejectionsLayer`] | errors become responses, so a stack fits axum and tonic (feature `http`) |
 //! | [`Deadline`] | a request's absolute deadline, in extensions and as the task's current one |
 //! | [`Criticality`] | how important a request is, for load shedding |
+//! | [`Replayable`] | whether a request's body can be sent again (recorded by retry, read by backup) |
 //! | [`events`] | listeners, `tracing`, and [`metrics`] (feature `metrics`) |
 //! | [`ConfigError`], [`config`] | validated configuration |
 //! | `testing` | readiness probe and controllable inner service (feature `testing`) |
@@ -37,6 +38,7 @@ pub mod metrics;
 mod name;
 mod random;
 mod rejection;
+mod replay;
 #[cfg(feature = "testing")]
 pub mod testing;
 
@@ -55,6 +57,7 @@ pub use self::handle::{HandleRejections, HandleRejectionsLayer};
 pub use self::name::Name;
 pub use self::random::{SeededRng, SharedRng};
 pub use self::rejection::{find_rejection, Rejection, RejectionKind};
+pub use self::replay::{CanReplay, Replayable};
 #[cfg(feature = "http")]
 pub use self::rejection::{
     is_grpc_request, is_shed_for_overload, ENVOY_OVERLOADED_HEADER, OVERLOADED_HEADER,

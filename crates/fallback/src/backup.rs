@@ -5,9 +5,11 @@ use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
-use http::{HeaderValue, Response};
+use http::{HeaderValue, Request, Response};
 use pin_project::pin_project;
-use tower_bulwark_core::{find_rejection, BoxError, Classify, ErrorsAreFailures, Outcome};
+use tower_bulwark_core::{
+    find_rejection, BoxError, Classify, ErrorsAreFailures, Outcome, Replayable,
+};
 use tower_layer::Layer;
 use tower_service::Service;
 
@@ -22,7 +24,10 @@ type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
 ///
 /// The request is cloned before each call (the backup needs one if the primary fails), so
 /// it must be `Clone` (`http::Request<Full<Bytes>>` is; wrap streaming bodies with the
-/// retry crate's `ReplayBody`).
+/// retry crate's `ReplayLayer`). A copy whose body cannot be sent whole (the primary read
+/// it past what was recorded, or reading it failed: its
+/// [`Replayable`](tower_bulwark_core::Replayable) says so) is not sent: the primary's
+/// failure is returned as it is, unmarked.
 ///
 /// ```
 /// use tower::{service_fn, Layer, ServiceExt};
@@ -99,26 +104,26 @@ pub struct Backup<S, T, C> {
     on: FallbackOn,
 }
 
-impl<S, T, C, Req, B> Service<Req> for Backup<S, T, C>
+impl<S, T, C, ReqB, B> Service<Request<ReqB>> for Backup<S, T, C>
 where
-    S: Service<Req, Response = Response<B>>,
+    S: Service<Request<ReqB>, Response = Response<B>>,
     S::Error: Into<BoxError>,
-    T: Service<Req, Response = Response<B>> + Clone + Send + 'static,
+    T: Service<Request<ReqB>, Response = Response<B>> + Clone + Send + 'static,
     T::Error: Into<BoxError>,
     T::Future: Send,
-    Req: Clone + Send + 'static,
+    ReqB: Clone + Send + 'static,
     B: Send + 'static,
     C: Classify<Response<B>, S::Error> + Clone,
 {
     type Response = Response<B>;
     type Error = BoxError;
-    type Future = BackupFuture<S::Future, T, C, Req, B>;
+    type Future = BackupFuture<S::Future, T, C, Request<ReqB>, B>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), BoxError>> {
         self.inner.poll_ready(cx).map_err(Into::into)
     }
 
-    fn call(&mut self, request: Req) -> Self::Future {
+    fn call(&mut self, request: Request<ReqB>) -> Self::Future {
         let copy = request.clone();
         BackupFuture {
             state: State::Primary {
@@ -154,14 +159,14 @@ enum State<F, T, C, Req, B> {
     },
 }
 
-impl<F, T, C, Req, B, E> Future for BackupFuture<F, T, C, Req, B>
+impl<F, T, C, ReqB, B, E> Future for BackupFuture<F, T, C, Request<ReqB>, B>
 where
     F: Future<Output = Result<Response<B>, E>>,
     E: Into<BoxError>,
-    T: Service<Req, Response = Response<B>> + Send + 'static,
+    T: Service<Request<ReqB>, Response = Response<B>> + Send + 'static,
     T::Error: Into<BoxError>,
     T::Future: Send,
-    Req: Send + 'static,
+    ReqB: Send + 'static,
     B: Send + 'static,
     C: Classify<Response<B>, E>,
 {
@@ -195,6 +200,10 @@ where
                     else {
                         return Poll::Ready(result);
                     };
+                    // Checked now: the primary may have read the body past its recording.
+                    if !Replayable::check(&request) {
+                        return Poll::Ready(result);
+                    }
                     let call = async move {
                         use tower::ServiceExt as _;
                         let response = backup.oneshot(request).await.map_err(Into::into)?;
@@ -238,5 +247,123 @@ impl<S: fmt::Debug, T, C> fmt::Debug for Backup<S, T, C> {
 impl<F, T, C, Req, B> fmt::Debug for BackupFuture<F, T, C, Req, B> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("BackupFuture").finish_non_exhaustive()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::SeqCst};
+    use std::sync::Arc;
+
+    use tower::{service_fn, Layer, ServiceExt};
+    use tower_bulwark_core::{CanReplay, HttpClassifier, Replayable};
+
+    use super::*;
+
+    type Request = http::Request<&'static str>;
+    type Answer = fn() -> Result<Response<&'static str>, BoxError>;
+
+    /// A recorded body's state: replayable until the primary reads past the recording.
+    struct Recording(AtomicBool);
+
+    impl CanReplay for Recording {
+        fn can_replay(&self) -> bool {
+            self.0.load(SeqCst)
+        }
+    }
+
+    /// A request, with a recorded body if `recorded`, and the recording's state.
+    fn upload(recorded: bool) -> (Request, Arc<Recording>) {
+        let recording = Arc::new(Recording(AtomicBool::new(true)));
+        let mut request = http::Request::new("upload");
+        if recorded {
+            let replayable = Replayable::new(recording.clone());
+            request.extensions_mut().insert(replayable);
+        }
+        (request, recording)
+    }
+
+    /// A backup that answers, counting its calls.
+    fn backup() -> (
+        impl Service<
+                Request,
+                Response = Response<&'static str>,
+                Error = BoxError,
+                Future = impl Send,
+            > + Clone
+            + Send
+            + 'static,
+        Arc<AtomicUsize>,
+    ) {
+        let calls = Arc::new(AtomicUsize::new(0));
+        let counted = calls.clone();
+        let backup = service_fn(move |_: Request| {
+            counted.fetch_add(1, SeqCst);
+            std::future::ready(Ok::<_, BoxError>(Response::new("from the backup")))
+        });
+        (backup, calls)
+    }
+
+    /// A primary that reads the body, past the recording if `overflow`, then gives `answer`.
+    fn primary(
+        recording: Arc<Recording>,
+        overflow: bool,
+        answer: Answer,
+    ) -> impl Service<Request, Response = Response<&'static str>, Error = BoxError> {
+        service_fn(move |_: Request| {
+            if overflow {
+                recording.0.store(false, SeqCst);
+            }
+            std::future::ready(answer())
+        })
+    }
+
+    fn reset() -> Result<Response<&'static str>, BoxError> {
+        Err("upload reset".into())
+    }
+
+    fn unavailable() -> Result<Response<&'static str>, BoxError> {
+        let mut response = Response::new("primary unavailable");
+        *response.status_mut() = http::StatusCode::SERVICE_UNAVAILABLE;
+        Ok(response)
+    }
+
+    #[tokio::test]
+    async fn a_request_that_cannot_be_sent_again_is_not_sent_to_the_backup() {
+        // Replayable when the call began; the primary read past the recording and failed:
+        // the original failure comes back and the backup never gets a body it cannot get
+        // whole.
+        let (replica, backup_calls) = backup();
+        let (request, recording) = upload(true);
+        let service = BackupLayer::new(replica.clone()).layer(primary(recording, true, reset));
+        let error = service.oneshot(request).await.unwrap_err();
+        assert_eq!(error.to_string(), "upload reset");
+        assert_eq!(backup_calls.load(SeqCst), 0);
+
+        // A failed response the same way: returned as it is, not marked as degraded.
+        let (request, recording) = upload(true);
+        let service = BackupLayer::new(replica)
+            .classify(HttpClassifier)
+            .layer(primary(recording, true, unavailable));
+        let response = service.oneshot(request).await.unwrap();
+        assert_eq!(response.status(), 503);
+        assert_eq!(*response.body(), "primary unavailable");
+        assert!(response.headers().get(DEGRADED_HEADER).is_none());
+        assert!(response.extensions().get::<Degraded>().is_none());
+        assert_eq!(backup_calls.load(SeqCst), 0);
+    }
+
+    #[tokio::test]
+    async fn a_request_that_can_be_sent_again_goes_to_the_backup() {
+        // A recorded body still within its recording, and a plain `Clone` body.
+        for recorded in [true, false] {
+            let (replica, backup_calls) = backup();
+            let (request, recording) = upload(recorded);
+            let service = BackupLayer::new(replica).layer(primary(recording, false, reset));
+            let response = service.oneshot(request).await.unwrap();
+            assert_eq!(*response.body(), "from the backup", "recorded: {recorded}");
+            assert_eq!(response.headers()[DEGRADED_HEADER], "backup");
+            assert_eq!(backup_calls.load(SeqCst), 1);
+        }
     }
 }

@@ -1,9 +1,15 @@
 //! The retry policy's events.
 
 use std::fmt;
+#[cfg(feature = "metrics")]
+use std::sync::OnceLock;
 use std::time::Duration;
 
+#[cfg(feature = "metrics")]
+use tower_bulwark_core::metrics::MetricHandles;
 use tower_bulwark_core::Event;
+#[cfg(feature = "metrics")]
+use tower_bulwark_core::Name;
 use tracing::Level;
 
 /// Why a call that asked to be retried was not.
@@ -79,14 +85,60 @@ impl Event for RetryEvent {
     /// `deadline`, `pushback`, `body_too_large`).
     #[cfg(feature = "metrics")]
     fn record_metrics(&self) {
+        RetryMetrics::record_once(self);
+    }
+}
+
+/// A retry policy's `metrics` handles, each registered on first use and kept by the
+/// [`CachedMetrics`](tower_bulwark_core::metrics::CachedMetrics) that
+/// [`Builder::with_metrics`](crate::Builder::with_metrics) installs.
+#[cfg(feature = "metrics")]
+pub(crate) struct RetryMetrics {
+    retries: OnceLock<metrics::Counter>,
+    wait: OnceLock<metrics::Histogram>,
+    /// By reason, in the order of [`NoRetry`]'s variants.
+    not_retried: [OnceLock<metrics::Counter>; 5],
+}
+
+#[cfg(feature = "metrics")]
+impl MetricHandles<RetryEvent> for RetryMetrics {
+    /// Retry policies have no name (their metrics have no instance label): one instance.
+    fn instance(_: &RetryEvent) -> &Name {
+        static POLICY: Name = Name::new_static("retry");
+        &POLICY
+    }
+
+    fn new(_: &Name) -> Self {
+        RetryMetrics {
+            retries: OnceLock::new(),
+            wait: OnceLock::new(),
+            not_retried: Default::default(),
+        }
+    }
+
+    fn record(&self, event: &RetryEvent) {
         use tower_bulwark_core::metric_name;
-        match self {
+        match event {
             RetryEvent::Retrying { wait, .. } => {
-                metrics::counter!(metric_name!("retry_retries_total")).increment(1);
-                metrics::histogram!(metric_name!("retry_wait_seconds")).record(wait.as_secs_f64());
+                self.retries
+                    .get_or_init(|| metrics::counter!(metric_name!("retry_retries_total")))
+                    .increment(1);
+                self.wait
+                    .get_or_init(|| metrics::histogram!(metric_name!("retry_wait_seconds")))
+                    .record(wait.as_secs_f64());
             }
             RetryEvent::NotRetried { reason } => {
-                metrics::counter!(metric_name!("retry_not_retried_total"), "reason" => reason.as_str())
+                let slot = match reason {
+                    NoRetry::MaxAttempts => 0,
+                    NoRetry::Budget => 1,
+                    NoRetry::Deadline => 2,
+                    NoRetry::Pushback => 3,
+                    NoRetry::BodyTooLarge => 4,
+                };
+                self.not_retried[slot]
+                    .get_or_init(|| {
+                        metrics::counter!(metric_name!("retry_not_retried_total"), "reason" => reason.as_str())
+                    })
                     .increment(1);
             }
         }

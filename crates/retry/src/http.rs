@@ -22,7 +22,10 @@ pub const ATTEMPT_HEADER: &str = "x-request-attempt";
 ///   header ([`HttpRetry::any_method`] lifts this).
 /// - Retried: transport errors (`Err`: connection refused or reset, timeouts), and 408, 429,
 ///   502, 503 and 504, honouring the response's `Retry-After` (or
-///   `grpc-retry-pushback-ms`) up to the policy's maximum wait.
+///   `grpc-retry-pushback-ms`) as [`pushback`](crate::pushback()) reads it: a wait beyond
+///   the policy's maximum (an overflowing `Retry-After` included) means no retry, a
+///   malformed `Retry-After` is ignored, and a negative or unparseable
+///   `grpc-retry-pushback-ms` means no retry.
 /// - Never retried: any other status, other 4xx included, and responses marked as shed for
 ///   overload ([`OVERLOADED_HEADER`](tower_bulwark_core::OVERLOADED_HEADER) or Envoy's
 ///   `x-envoy-overloaded`): the server refused because it is overloaded, and retrying at
@@ -108,9 +111,10 @@ impl<ReqB, ResB, E> RetryClassify<Request<ReqB>, Response<ResB>, E> for HttpRetr
 
 /// The rules gRPC clients follow: `UNAVAILABLE` and `RESOURCE_EXHAUSTED` (read from the
 /// `grpc-status` of a trailers-only response) and transport errors are retried, honouring
-/// `grpc-retry-pushback-ms`; a negative pushback means "do not retry", and so does the
-/// shed-for-overload marker ([`OVERLOADED_HEADER`](tower_bulwark_core::OVERLOADED_HEADER)).
-/// Everything else is kept.
+/// `grpc-retry-pushback-ms` up to the policy's maximum wait. As gRFC A6 says, a negative
+/// or unparseable pushback (empty, not an integer, out of range) means "do not retry", and
+/// so does the shed-for-overload marker
+/// ([`OVERLOADED_HEADER`](tower_bulwark_core::OVERLOADED_HEADER)). Everything else is kept.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct GrpcRetry;
 
@@ -238,6 +242,17 @@ mod tests {
             HttpRetry::default().decide(&get, &response(503, &[("retry-after", "garbage")])),
             Decision::Retry { pushback: None }
         );
+        // An overflowing delay is the longest wait (the policy's maximum then says no), not
+        // "retry soon".
+        assert_eq!(
+            HttpRetry::default().decide(
+                &get,
+                &response(503, &[("retry-after", "99999999999999999999999")])
+            ),
+            Decision::Retry {
+                pushback: Some(Duration::from_secs(u64::MAX))
+            }
+        );
     }
 
     #[test]
@@ -330,6 +345,14 @@ mod tests {
             decide(&[("grpc-status", "14"), ("grpc-retry-pushback-ms", "-1")]),
             Decision::Done
         );
+        // gRFC A6: a pushback that does not parse means "do not retry", like a negative one.
+        for garbage in ["", "soon", "1.5", "99999999999999999999"] {
+            assert_eq!(
+                decide(&[("grpc-status", "14"), ("grpc-retry-pushback-ms", garbage)]),
+                Decision::Done,
+                "{garbage:?}"
+            );
+        }
         for code in ["0", "2", "4", "13", "garbage"] {
             assert_eq!(decide(&[("grpc-status", code)]), Decision::Done, "{code}");
         }

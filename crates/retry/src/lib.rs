@@ -12,9 +12,10 @@
 //! [`Backoff`], with [`Jitter`] (none, full, equal, decorrelated), a cap and a seedable
 //! generator.
 //!
-//! With feature `http`, [`pushback`] reads what a server asked for (`Retry-After` as
-//! delay-seconds or HTTP-date, `grpc-retry-pushback-ms` where negative means "do not
-//! retry"), capped by a maximum, with malformed values ignored.
+//! With feature `http`, [`pushback`] reads what a server asked for, capped by a maximum:
+//! `Retry-After` as delay-seconds or HTTP-date (a malformed one is ignored, an overflowing
+//! one is the longest wait), and `grpc-retry-pushback-ms`, where a negative or unparseable
+//! value means "do not retry" (gRFC A6).
 //!
 //! Both budgets implement `tower::retry::budget::Budget`, so they plug into plain `tower::retry`, and
 //! are shared by wrapping them in an `Arc`.

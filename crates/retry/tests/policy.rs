@@ -213,3 +213,113 @@ async fn an_enormous_wait_under_a_deadline_saturates_instead_of_panicking() {
     assert!(result.is_err());
     assert_eq!(control.calls(), 1, "a wait past the deadline is not taken");
 }
+
+/// A server that answers every call with `status` and `headers`, counting the calls.
+#[cfg(feature = "http")]
+fn answering(
+    status: u16,
+    headers: Vec<(&'static str, &'static str)>,
+) -> (
+    impl tower::Service<
+            http::Request<()>,
+            Response = http::Response<()>,
+            Error = tower_bulwark_core::BoxError,
+            Future = impl Send,
+        > + Clone,
+    Arc<std::sync::atomic::AtomicUsize>,
+) {
+    let calls = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counted = calls.clone();
+    let service = tower::service_fn(move |_: http::Request<()>| {
+        counted.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        let mut response = http::Response::builder().status(status);
+        for (name, value) in &headers {
+            response = response.header(*name, *value);
+        }
+        std::future::ready(Ok(response.body(()).unwrap()))
+    });
+    (service, calls)
+}
+
+#[cfg(feature = "http")]
+#[tokio::test(start_paused = true)]
+async fn server_pushback_is_honoured_as_the_specs_say() {
+    use std::sync::atomic::Ordering::SeqCst;
+    use std::sync::Mutex;
+    use tower_bulwark_retry::{GrpcRetry, HttpRetry, NoRetry, RetryEvent};
+
+    let events = Arc::new(Mutex::new(Vec::new()));
+    let sink = events.clone();
+    let (backoff, jitter) = constant(10);
+    let builder = || {
+        let sink = sink.clone();
+        RetryPolicy::builder()
+            .max_attempts(2)
+            .backoff(backoff, jitter)
+            .max_wait(Duration::from_secs(5))
+            .on_event(move |e: &RetryEvent| sink.lock().unwrap().push(e.clone()))
+    };
+    let http = builder().classify(HttpRetry::default()).build().unwrap();
+    let grpc = builder().classify(GrpcRetry).build().unwrap();
+    async fn call<C, S>(policy: &RetryPolicy<C>, service: S)
+    where
+        C: tower_bulwark_retry::RetryClassify<
+                http::Request<()>,
+                http::Response<()>,
+                tower_bulwark_core::BoxError,
+            > + Clone,
+        S: tower::Service<
+                http::Request<()>,
+                Response = http::Response<()>,
+                Error = tower_bulwark_core::BoxError,
+            > + Clone,
+    {
+        let answer = policy
+            .clone()
+            .layer()
+            .layer(service)
+            .oneshot(http::Request::new(()));
+        answer.await.unwrap();
+    }
+
+    // Within the maximum: the server's wait, exactly.
+    let (service, calls) = answering(503, vec![("retry-after", "3")]);
+    let started = Instant::now();
+    call(&http, service).await;
+    assert_eq!(
+        (calls.load(SeqCst), started.elapsed()),
+        (2, Duration::from_secs(3))
+    );
+
+    // Delay-seconds that overflow u64 are a very long wait (RFC 9111 1.2.2): beyond the
+    // 5 s maximum, so no retry, and never "garbage, retry soon".
+    let (service, calls) = answering(503, vec![("retry-after", "99999999999999999999999")]);
+    events.lock().unwrap().clear();
+    call(&http, service).await;
+    assert_eq!(calls.load(SeqCst), 1);
+    assert_eq!(
+        *events.lock().unwrap(),
+        [RetryEvent::NotRetried {
+            reason: NoRetry::Pushback
+        }]
+    );
+
+    // gRFC A6: an unparseable or negative pushback means "do not retry".
+    for pushback in ["garbage", "", "-5", "1.5", "99999999999999999999999"] {
+        let headers = vec![("grpc-status", "14"), ("grpc-retry-pushback-ms", pushback)];
+        let (service, calls) = answering(200, headers);
+        call(&grpc, service).await;
+        assert_eq!(calls.load(SeqCst), 1, "{pushback:?}");
+    }
+    // A valid one is waited for.
+    let (service, calls) = answering(
+        200,
+        vec![("grpc-status", "14"), ("grpc-retry-pushback-ms", "1500")],
+    );
+    let started = Instant::now();
+    call(&grpc, service).await;
+    assert_eq!(
+        (calls.load(SeqCst), started.elapsed()),
+        (2, Duration::from_millis(1500))
+    );
+}
