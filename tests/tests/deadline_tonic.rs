@@ -1,9 +1,14 @@
 //! Deadline propagation through real tonic servers and clients over HTTP/2 on loopback.
 //!
 //! A hand-written `test.Relay/Call` service (tonic's server and client machinery with the
-//! health protocol's messages, so no protoc is needed): asked for `"slow"`, it works for
-//! 10 s; asked for `"relay"`, it calls the next server's `"slow"` through our propagate
+//! health protocol's messages, so no protoc is needed): asked for `"slow"`, it never
+//! finishes; asked for `"relay"`, it calls the next server's `"slow"` through our propagate
 //! layer. Every server runs our accept layer and rejection handler.
+//!
+//! tonic's `Channel` runs its own `grpc-timeout` timer on the client (and its `Server` one
+//! around our layers), answering `CANCELLED`. Every server here stops its handler a generous
+//! [`HEADROOM`] before the caller's deadline, so our `DEADLINE_EXCEEDED` arrives long before
+//! those timers fire, however loaded the machine.
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -23,6 +28,12 @@ use tower_bulwark::deadline::{parse_grpc_timeout, AcceptDeadlineLayer, Propagate
 use tower_bulwark::{BoxError, Deadline, HandleRejectionsLayer};
 
 type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
+
+/// How long before the caller's deadline every server stops its handler.
+const HEADROOM: Duration = Duration::from_secs(1);
+
+/// The margin the relay's propagate layer keeps.
+const MARGIN: Duration = Duration::from_millis(50);
 
 /// What one server saw.
 #[derive(Default)]
@@ -99,10 +110,10 @@ impl Drop for DropGuard {
     }
 }
 
-/// Calls `test.Relay/Call` on `channel` through our propagate layer (50 ms margin).
+/// Calls `test.Relay/Call` on `channel` through our propagate layer ([`MARGIN`]).
 async fn call(channel: Channel, what: &str) -> Result<HealthCheckResponse, tonic::Status> {
     let propagate = PropagateDeadlineLayer::builder()
-        .margin(Duration::from_millis(50))
+        .margin(MARGIN)
         .build()
         .unwrap();
     call_with(propagate.layer(channel), tonic::Request::new(request(what))).await
@@ -132,7 +143,8 @@ fn request(what: &str) -> HealthCheckRequest {
     }
 }
 
-/// Serves a relay with our accept layer, recording the `grpc-timeout` it receives.
+/// Serves a relay with our accept layer ([`HEADROOM`]), recording the `grpc-timeout` it
+/// receives.
 async fn serve(next: Option<SocketAddr>) -> (SocketAddr, Arc<Seen>) {
     let seen = Arc::new(Seen::default());
     let next = match next {
@@ -159,7 +171,12 @@ async fn serve(next: Option<SocketAddr>) -> (SocketAddr, Arc<Seen>) {
                             .map(|v| v.to_str().unwrap().to_string());
                         request
                     })
-                    .layer(AcceptDeadlineLayer::builder().build().unwrap()),
+                    .layer(
+                        AcceptDeadlineLayer::builder()
+                            .headroom(HEADROOM)
+                            .build()
+                            .unwrap(),
+                    ),
             )
             .add_service(relay)
             .serve_with_incoming(incoming)
@@ -184,26 +201,22 @@ fn timed(what: &str, timeout: Duration) -> tonic::Request<HealthCheckRequest> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_slow_handler_is_dropped_and_the_caller_sees_deadline_exceeded() {
     let (addr, seen) = serve(None).await;
-    let status = call_with(
-        channel(addr).await,
-        timed("slow", Duration::from_millis(300)),
-    )
-    .await
-    .unwrap_err();
+    // The handler gets 300 ms; the client's own timer fires a second later.
+    let timeout = HEADROOM + Duration::from_millis(300);
+    let status = call_with(channel(addr).await, timed("slow", timeout))
+        .await
+        .unwrap_err();
     assert_eq!(status.code(), Code::DeadlineExceeded, "{status:?}");
     let sent = seen.grpc_timeout.lock().unwrap().clone().unwrap();
-    assert_eq!(
-        parse_grpc_timeout(sent.as_bytes()).unwrap(),
-        Duration::from_millis(300)
-    );
+    assert_eq!(parse_grpc_timeout(sent.as_bytes()).unwrap(), timeout);
     let remaining = seen
         .remaining
         .lock()
         .unwrap()
         .expect("the handler saw a deadline");
     assert!(
-        remaining <= Duration::from_millis(295),
-        "the caller's 300 ms less the 5 ms headroom, at most: {remaining:?}"
+        remaining <= timeout - HEADROOM,
+        "the caller's timeout less the headroom, at most: {remaining:?}"
     );
     assert_eq!(
         seen.dropped.load(Ordering::SeqCst),
@@ -216,28 +229,32 @@ async fn a_slow_handler_is_dropped_and_the_caller_sees_deadline_exceeded() {
 async fn the_handlers_call_downstream_carries_a_smaller_grpc_timeout() {
     let (downstream, below) = serve(None).await;
     let (edge, above) = serve(Some(downstream)).await;
-    let status = call_with(
-        channel(edge).await,
-        timed("relay", Duration::from_millis(400)),
-    )
-    .await
-    .unwrap_err();
+    // The downstream handler gets about 300 ms: two headrooms and a margin less.
+    let timeout = HEADROOM * 2 + MARGIN + Duration::from_millis(300);
+    let status = call_with(channel(edge).await, timed("relay", timeout))
+        .await
+        .unwrap_err();
     assert_eq!(status.code(), Code::DeadlineExceeded, "{status:?}");
 
     let sent = above.grpc_timeout.lock().unwrap().clone().unwrap();
     let sent = parse_grpc_timeout(sent.as_bytes()).unwrap();
     let passed_on = below.grpc_timeout.lock().unwrap().clone().unwrap();
     let passed_on = parse_grpc_timeout(passed_on.as_bytes()).unwrap();
-    assert!(sent <= Duration::from_millis(400));
+    assert_eq!(sent, timeout);
     assert!(
-        passed_on <= sent - Duration::from_millis(50),
-        "the edge kept its margin: {sent:?} then {passed_on:?}"
+        passed_on <= sent - HEADROOM - MARGIN,
+        "the edge kept its headroom and margin: {sent:?} then {passed_on:?}"
     );
     let seen_below = below.remaining.lock().unwrap().unwrap();
-    assert!(seen_below <= passed_on);
+    assert!(seen_below <= passed_on - HEADROOM, "{seen_below:?}");
     assert_eq!(
         below.dropped.load(Ordering::SeqCst),
         1,
         "the slow handler was dropped"
+    );
+    assert_eq!(
+        above.dropped.load(Ordering::SeqCst),
+        0,
+        "the relay finished with the answer from below"
     );
 }

@@ -1,6 +1,7 @@
 //! The presets end to end over real HTTP, and the interactions that only show up when the
 //! layers work together.
 
+use std::convert::Infallible;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -9,14 +10,16 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::routing::get;
 use axum::Router;
 use bytes::Bytes;
-use http_body_util::Full;
+use http_body_util::channel::Channel;
+use http_body_util::{BodyExt, Full};
+use tokio::sync::{Notify, Semaphore};
 use tower::{service_fn, Layer, ServiceExt};
 use tower_bulwark::breaker::State;
 use tower_bulwark::fallback::FallbackLayer;
 use tower_bulwark::presets::{ClientPreset, ServerPreset};
 use tower_bulwark::shed::{Fixed, FromRequest, ShedLayer};
 use tower_bulwark::{find_rejection, BoxError, Deadline, HttpClassifier, RejectionKind};
-use tower_bulwark_tests::{send, serve_axum};
+use tower_bulwark_tests::{get as get_with, send, serve_axum};
 
 /// A server behind the server preset whose `/` answers with `status` and counts hits; it
 /// records the `x-request-timeout-ms` it receives.
@@ -232,14 +235,102 @@ async fn a_shed_response_is_not_retried_upstream() {
     held.await.unwrap();
 }
 
+/// A server behind `preset` whose `/hold` answers `"held"` once `release` is notified (it
+/// adds a permit to `entered` when the call is in the handler), and `/` answers at once.
+async fn holding_server(
+    preset: &ServerPreset<HttpClassifier>,
+    entered: Arc<Semaphore>,
+    release: Arc<Notify>,
+) -> std::net::SocketAddr {
+    let hold = move || {
+        let (entered, release) = (entered.clone(), release.clone());
+        async move {
+            let released = release.notified();
+            entered.add_permits(1);
+            released.await;
+            "held"
+        }
+    };
+    let app = Router::new()
+        .route("/hold", get(hold))
+        .route("/", get(|| async { "ok" }))
+        .layer(preset.layer());
+    serve_axum(app).await
+}
+
 #[tokio::test]
-async fn draining_turns_readiness_off_while_in_flight_calls_finish() {
+async fn draining_refuses_new_calls_while_the_call_in_flight_finishes() {
     let server = ServerPreset::http().unwrap();
-    let f = fixture(&server).await;
     let drain = server.drain.handle();
+    let (entered, release) = (Arc::new(Semaphore::new(0)), Arc::new(Notify::new()));
+    let addr = holding_server(&server, entered.clone(), release.clone()).await;
+    let held = tokio::spawn(send(addr, get_with("/hold", &[])));
+    entered.acquire().await.unwrap().forget();
+    assert_eq!(drain.in_flight(), 1, "the held call");
+
     drain.drain();
-    let refused = send(f.addr, get_root()).await;
+    let refused = send(addr, get_root()).await;
     assert_eq!(refused.head.status, 503);
     assert_eq!(refused.head.headers["connection"], "close");
-    assert_eq!(drain.drained(Duration::from_secs(1)).await.cut, 0);
+    assert_eq!(drain.in_flight(), 1, "the refused call is not counted");
+    let drained = tokio::spawn({
+        let drain = drain.clone();
+        async move { drain.drained(Duration::from_secs(60)).await }
+    });
+    tokio::task::yield_now().await;
+    assert!(!drained.is_finished(), "the held call is still in flight");
+
+    release.notify_waiters();
+    let finished = held.await.unwrap();
+    assert_eq!(finished.head.status, 200);
+    assert_eq!(&finished.body[..], b"held");
+    assert_eq!(drained.await.unwrap().cut, 0);
+    assert_eq!(drain.in_flight(), 0);
+}
+
+#[tokio::test]
+async fn a_streaming_response_holds_the_drain_until_its_body_ends() {
+    let server = ServerPreset::http().unwrap();
+    let drain = server.drain.handle();
+    let (mut sender, body) = Channel::<Bytes, Infallible>::new(1);
+    let body = Arc::new(Mutex::new(Some(body)));
+    let stream = move || {
+        let body = body.lock().unwrap().take().expect("called once");
+        async move { axum::body::Body::new(body) }
+    };
+    let addr = serve_axum(
+        Router::new()
+            .route("/stream", get(stream))
+            .layer(server.layer()),
+    )
+    .await;
+
+    let connection = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let (mut client, connection) =
+        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(connection))
+            .await
+            .unwrap();
+    tokio::spawn(connection);
+    let response = client.send_request(get_with("/stream", &[])).await.unwrap();
+    assert_eq!(response.status(), 200);
+    assert_eq!(drain.in_flight(), 1, "the head is sent, the body is not");
+
+    drain.drain();
+    let drained = tokio::spawn({
+        let drain = drain.clone();
+        async move { drain.drained(Duration::from_secs(60)).await }
+    });
+    sender
+        .send_data(Bytes::from_static(b"first "))
+        .await
+        .unwrap();
+    tokio::task::yield_now().await;
+    assert!(!drained.is_finished(), "the body still streams");
+    assert_eq!(drain.in_flight(), 1);
+    sender.send_data(Bytes::from_static(b"last")).await.unwrap();
+    drop(sender);
+    let body = response.into_body().collect().await.unwrap().to_bytes();
+    assert_eq!(&body[..], b"first last");
+    assert_eq!(drained.await.unwrap().cut, 0);
+    assert_eq!(drain.in_flight(), 0);
 }

@@ -16,7 +16,8 @@ use crate::{ChaosBuilder, ChaosError, ChaosFuture, ChaosHandle};
 
 /// Targeting header: delay this request by this many milliseconds (at most an hour).
 pub const FAULT_DELAY_HEADER: &str = "x-bulwark-fault-delay-ms";
-/// Targeting header: answer this request with this HTTP status (100 to 599).
+/// Targeting header: answer this request with this HTTP status (100 to 599; any other value
+/// is ignored).
 pub const FAULT_STATUS_HEADER: &str = "x-bulwark-fault-status";
 /// Targeting header: answer this gRPC call with this status code (0 to 16).
 pub const FAULT_GRPC_HEADER: &str = "x-bulwark-fault-grpc-status";
@@ -127,8 +128,10 @@ fn targeted(headers: &HeaderMap) -> Option<Targeted> {
         let value = headers.get(name)?.to_str().ok()?;
         value.parse().ok()
     };
+    // `StatusCode` takes up to 999; a response status is 100 to 599.
     if let Some(status) = number(FAULT_STATUS_HEADER)
         .and_then(|n| u16::try_from(n).ok())
+        .filter(|n| (100..=599).contains(n))
         .and_then(|n| StatusCode::from_u16(n).ok())
     {
         return Some(Targeted::Answer(HttpFault::Status(status)));
@@ -191,18 +194,16 @@ where
         } else {
             None
         };
-        let fault = match targeted {
-            Some(Targeted::Abort) => Fault::Abort,
-            Some(Targeted::Delay(delay)) => Fault::Delay(delay),
-            Some(Targeted::Answer(fault)) => {
-                return ChaosFuture::done(Ok(answer(fault, request.headers())));
-            }
-            None => injector.decide(),
+        let (fault, answer_with) = match targeted {
+            Some(Targeted::Abort) => (injector.count(Fault::Abort), layer.answer),
+            Some(Targeted::Delay(delay)) => (injector.count(Fault::Delay(delay)), layer.answer),
+            Some(Targeted::Answer(fault)) => (injector.count(Fault::Error), fault),
+            None => (injector.decide(), layer.answer),
         };
         match fault {
             Fault::None => ChaosFuture::pass(self.inner.call(request)),
             Fault::Delay(delay) => ChaosFuture::delayed(self.inner.call(request), delay),
-            Fault::Error => ChaosFuture::done(Ok(answer(layer.answer, request.headers()))),
+            Fault::Error => ChaosFuture::done(Ok(answer(answer_with, request.headers()))),
             Fault::Abort => ChaosFuture::done(Err(ChaosError::Aborted.into())),
         }
     }

@@ -99,18 +99,28 @@ impl Injector {
         }
         let draw = self.draw();
         if draw < self.error_rate {
-            self.injected[0].fetch_add(1, Relaxed);
-            return Fault::Error;
+            return self.count(Fault::Error);
         }
         if draw < self.error_rate + self.abort_rate {
-            self.injected[1].fetch_add(1, Relaxed);
-            return Fault::Abort;
+            return self.count(Fault::Abort);
         }
         if self.latency_rate > 0.0 && self.draw() < self.latency_rate {
-            self.injected[2].fetch_add(1, Relaxed);
-            return Fault::Delay(self.latency());
+            return self.count(Fault::Delay(self.latency()));
         }
         Fault::None
+    }
+
+    /// Counts `fault` as injected (drawn or asked for by header), and returns it.
+    #[inline(always)]
+    pub(crate) fn count(&self, fault: Fault) -> Fault {
+        let counter = match fault {
+            Fault::None => return fault,
+            Fault::Error => &self.injected[0],
+            Fault::Abort => &self.injected[1],
+            Fault::Delay(_) => &self.injected[2],
+        };
+        counter.fetch_add(1, Relaxed);
+        fault
     }
 
     fn latency(&self) -> Duration {

@@ -1,16 +1,11 @@
-//! Fault injection: rates, replay, latency, the kill switch and header targeting.
+//! Fault injection: rates, replay, latency and the kill switch.
 
 use std::time::Duration;
 
-use http::{Request, Response, StatusCode};
 use tokio::time::Instant;
 use tower::{service_fn, Layer, Service, ServiceExt};
-use tower_bulwark_chaos::{
-    ChaosError, ChaosLayer, HttpChaosLayer, HttpFault, Latency, FAULT_ABORT_HEADER,
-    FAULT_DELAY_HEADER, FAULT_GRPC_HEADER, FAULT_STATUS_HEADER,
-};
+use tower_bulwark_chaos::{ChaosError, ChaosLayer, Latency};
 use tower_bulwark_core::testing::controlled;
-use tower_bulwark_core::GrpcCode;
 
 /// The fault each of `n` calls got: `'.'` none, `'E'` error, `'A'` abort.
 async fn faults(layer: &ChaosLayer, n: usize) -> String {
@@ -146,127 +141,6 @@ async fn the_kill_switch_stops_every_fault() {
         .build()
         .unwrap();
     assert_eq!(faults(&off, 3).await, "...");
-}
-
-fn http_service(
-    layer: &HttpChaosLayer,
-) -> impl Service<Request<()>, Response = Response<()>, Error = tower_bulwark_core::BoxError> + Clone
-{
-    layer.layer(service_fn(|_: Request<()>| async {
-        Ok::<_, std::convert::Infallible>(Response::new(()))
-    }))
-}
-
-fn request(headers: &[(&str, &str)]) -> Request<()> {
-    let mut request = Request::get("/");
-    for (name, value) in headers {
-        request = request.header(*name, *value);
-    }
-    request.body(()).unwrap()
-}
-
-#[tokio::test(start_paused = true)]
-async fn injected_errors_answer_with_the_chosen_status_or_grpc_code() {
-    let layer = HttpChaosLayer::new(ChaosLayer::builder().error_rate(1.0))
-        .unwrap()
-        .answer(HttpFault::Grpc(GrpcCode::Unavailable));
-    let grpc = request(&[("content-type", "application/grpc")]);
-    let response = http_service(&layer).oneshot(grpc).await.unwrap();
-    assert_eq!(response.status(), 200);
-    assert_eq!(response.headers()["grpc-status"], "14");
-    let plain = http_service(&layer).oneshot(request(&[])).await.unwrap();
-    assert_eq!(plain.status(), 500);
-
-    let layer = HttpChaosLayer::new(ChaosLayer::builder().error_rate(1.0)).unwrap();
-    let response = http_service(&layer).oneshot(request(&[])).await.unwrap();
-    assert_eq!(
-        response.status(),
-        StatusCode::SERVICE_UNAVAILABLE,
-        "the default"
-    );
-    let grpc = request(&[("content-type", "application/grpc")]);
-    let response = http_service(&layer).oneshot(grpc).await.unwrap();
-    assert_eq!(
-        response.headers()["grpc-status"],
-        "14",
-        "503 maps to UNAVAILABLE"
-    );
-}
-
-#[tokio::test(start_paused = true)]
-async fn header_targeting_is_refused_unless_enabled() {
-    let asks = [
-        (FAULT_STATUS_HEADER, "418"),
-        (FAULT_GRPC_HEADER, "8"),
-        (FAULT_ABORT_HEADER, "yes"),
-        (FAULT_DELAY_HEADER, "5000"),
-    ];
-    let off = HttpChaosLayer::new(ChaosLayer::builder()).unwrap();
-    for (name, value) in asks {
-        let started = Instant::now();
-        let response = http_service(&off)
-            .oneshot(request(&[(name, value)]))
-            .await
-            .unwrap();
-        assert_eq!(response.status(), 200, "{name} ignored");
-        assert_eq!(started.elapsed(), Duration::ZERO);
-    }
-
-    let on = HttpChaosLayer::new(ChaosLayer::builder())
-        .unwrap()
-        .enable_header_targeting();
-    let service = http_service(&on);
-    let response = service
-        .clone()
-        .oneshot(request(&[(FAULT_STATUS_HEADER, "418")]))
-        .await
-        .unwrap();
-    assert_eq!(response.status(), 418);
-    let grpc = request(&[
-        ("content-type", "application/grpc"),
-        (FAULT_GRPC_HEADER, "8"),
-    ]);
-    let response = service.clone().oneshot(grpc).await.unwrap();
-    assert_eq!(response.headers()["grpc-status"], "8");
-    let error = service
-        .clone()
-        .oneshot(request(&[(FAULT_ABORT_HEADER, "")]))
-        .await
-        .unwrap_err();
-    assert_eq!(
-        error.downcast_ref::<ChaosError>(),
-        Some(&ChaosError::Aborted)
-    );
-    let started = Instant::now();
-    service
-        .clone()
-        .oneshot(request(&[(FAULT_DELAY_HEADER, "250")]))
-        .await
-        .unwrap();
-    assert_eq!(started.elapsed(), Duration::from_millis(250));
-    // Garbage is ignored, never a panic.
-    for (name, value) in [
-        (FAULT_STATUS_HEADER, "99"),
-        (FAULT_STATUS_HEADER, "teapot"),
-        (FAULT_GRPC_HEADER, "17"),
-        (FAULT_GRPC_HEADER, "-1"),
-        (FAULT_DELAY_HEADER, "99999999999999999999"),
-        (FAULT_DELAY_HEADER, "3600001"),
-    ] {
-        let response = service
-            .clone()
-            .oneshot(request(&[(name, value)]))
-            .await
-            .unwrap();
-        assert_eq!(response.status(), 200, "{name}: {value}");
-    }
-    // The kill switch stops targeting too.
-    on.handle().disable();
-    let response = service
-        .oneshot(request(&[(FAULT_STATUS_HEADER, "418")]))
-        .await
-        .unwrap();
-    assert_eq!(response.status(), 200);
 }
 
 #[tokio::test(start_paused = true)]

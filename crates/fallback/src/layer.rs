@@ -160,21 +160,30 @@ impl FallbackLayer<(), (), ()> {
     }
 }
 
-impl<F, K, B, C> FallbackBuilder<F, K, B, C> {
-    /// The key of a request for the last-good cache (a path, a user, a query).
+impl<B, C> FallbackBuilder<SameKey, (), B, C> {
+    /// The key of a request for the last-good cache (a path, a user, a query); set once.
+    ///
+    /// A function or static response given before keeps answering: it was written for
+    /// the key `()`, and still gets it.
     pub fn key<Req, F2, K2>(self, key: F2) -> FallbackBuilder<F2, K2, B, C>
     where
         F2: Fn(&Req) -> K2,
+        B: 'static,
     {
+        let function = self.function.map(|unkeyed| -> Box<Function<K2, B>> {
+            Box::new(move |_: &K2, failure| unkeyed(&(), failure))
+        });
         FallbackBuilder {
             key,
             classify: self.classify,
             on: self.on,
             last_good: self.last_good,
-            function: None,
+            function,
         }
     }
+}
 
+impl<F, K, B, C> FallbackBuilder<F, K, B, C> {
     /// Keeps the last good response of each key for `ttl`, at most `capacity` keys.
     pub fn last_good(mut self, ttl: Duration, capacity: usize) -> Self {
         self.last_good = Some((ttl, capacity));
@@ -449,3 +458,6 @@ impl<Fut, K, B, C> fmt::Debug for ResponseFuture<Fut, K, B, C> {
         f.debug_struct("ResponseFuture").finish_non_exhaustive()
     }
 }
+
+#[cfg(test)]
+mod tests;

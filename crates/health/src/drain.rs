@@ -2,25 +2,31 @@
 
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::*};
+use std::sync::atomic::Ordering::*;
 use std::sync::Arc;
 use std::task::{ready, Context, Poll};
 use std::time::Duration;
 
+use http_body::{Body, Frame, SizeHint};
 use pin_project::pin_project;
 use tokio::sync::Notify;
 use tower_bulwark_core::{BoxError, Name, Rejection, RejectionKind};
 use tower_layer::Layer;
 use tower_service::Service;
 
-/// Graceful shutdown for a tower server.
+use crate::sync::AtomicUsize;
+
+/// Graceful shutdown for an HTTP or gRPC tower server (services answering `http::Response`:
+/// axum, hyper, tonic).
 ///
 /// [`DrainHandle::drain`] turns readiness off (the `Health` registry reports 503) and,
 /// by default, refuses new requests with a `Draining` rejection: HTTP 503 with
 /// `Connection: close` (so keep-alive clients move to another instance), gRPC
 /// `UNAVAILABLE`. With [`DrainLayer::keep_serving`], new requests are still served while
 /// the orchestrator takes the instance out of rotation. [`DrainHandle::drained`] waits for
-/// the requests in flight, up to a grace period, and says how many were cut.
+/// the requests in flight, up to a grace period, and says how many were cut. A request is
+/// in flight from its call until its response body ends or is dropped ([`DrainBody`]), so
+/// a streaming response is not cut by a shutdown that thought it was done.
 ///
 /// With axum: start the drain from the shutdown signal, then serve until drained.
 ///
@@ -58,10 +64,14 @@ pub struct DrainLayer {
 #[derive(Debug)]
 struct Shared {
     name: Name,
-    draining: AtomicBool,
-    in_flight: AtomicUsize,
+    /// The requests in flight, and [`DRAINING`] in the top bit: one word, so admitting a
+    /// request (count it, see whether a drain started) is one atomic step.
+    state: AtomicUsize,
     idle: Notify,
 }
+
+/// The drain flag in [`Shared::state`].
+const DRAINING: usize = 1 << (usize::BITS - 1);
 
 /// Starts and awaits a drain; read by the health registry.
 #[derive(Debug, Clone)]
@@ -89,8 +99,7 @@ impl DrainLayer {
         DrainLayer {
             shared: Arc::new(Shared {
                 name: Name::from("drain"),
-                draining: AtomicBool::new(false),
-                in_flight: AtomicUsize::new(0),
+                state: AtomicUsize::new(0),
                 idle: Notify::new(),
             }),
             keep_serving: false,
@@ -115,20 +124,19 @@ impl DrainHandle {
     /// Starts draining: readiness turns off, new requests are refused (unless the layer
     /// keeps serving). Idempotent.
     pub fn drain(&self) {
-        self.shared.draining.store(true, SeqCst);
-        if self.shared.in_flight.load(SeqCst) == 0 {
+        if self.shared.state.fetch_or(DRAINING, SeqCst) & !DRAINING == 0 {
             self.shared.idle.notify_waiters();
         }
     }
 
     /// Whether a drain has started.
     pub fn is_draining(&self) -> bool {
-        self.shared.draining.load(SeqCst)
+        self.shared.state.load(SeqCst) & DRAINING != 0
     }
 
     /// Requests in flight now.
     pub fn in_flight(&self) -> usize {
-        self.shared.in_flight.load(SeqCst)
+        self.shared.state.load(SeqCst) & !DRAINING
     }
 
     /// Resolves when no request is in flight, or when `grace` has passed; reports how many
@@ -172,24 +180,36 @@ pub struct Drain<S> {
     keep_serving: bool,
 }
 
+impl Shared {
+    /// Counts a request in flight, unless a drain refuses it. Counting and reading the
+    /// drain flag are one step, so a drain that saw nothing in flight never sees a request
+    /// admitted after.
+    fn admit(self: &Arc<Self>, keep_serving: bool) -> Option<InFlight> {
+        let before = self.state.fetch_add(1, SeqCst);
+        let in_flight = InFlight(self.clone());
+        // Refused: dropping the count wakes a drain that saw it.
+        (keep_serving || before & DRAINING == 0).then_some(in_flight)
+    }
+}
+
 /// Counts a request in flight until dropped.
 #[derive(Debug)]
 struct InFlight(Arc<Shared>);
 
 impl Drop for InFlight {
     fn drop(&mut self) {
-        if self.0.in_flight.fetch_sub(1, SeqCst) == 1 && self.0.draining.load(SeqCst) {
+        if self.0.state.fetch_sub(1, SeqCst) == DRAINING | 1 {
             self.0.idle.notify_waiters();
         }
     }
 }
 
-impl<S, Req> Service<Req> for Drain<S>
+impl<S, Req, B> Service<Req> for Drain<S>
 where
-    S: Service<Req>,
+    S: Service<Req, Response = http::Response<B>>,
     S::Error: Into<BoxError>,
 {
-    type Response = S::Response;
+    type Response = http::Response<DrainBody<B>>;
     type Error = BoxError;
     type Future = DrainFuture<S::Future>;
 
@@ -198,28 +218,24 @@ where
     }
 
     fn call(&mut self, request: Req) -> Self::Future {
-        let shared = &self.shared;
-        if shared.draining.load(SeqCst) && !self.keep_serving {
-            let rejection = Rejection::new(RejectionKind::Draining, shared.name.clone());
-            return DrainFuture {
-                kind: Kind::Refused {
-                    error: Some(Box::new(rejection)),
-                },
-            };
-        }
-        shared.in_flight.fetch_add(1, SeqCst);
-        let in_flight = InFlight(shared.clone());
-        DrainFuture {
-            kind: Kind::Called {
+        let kind = match self.shared.admit(self.keep_serving) {
+            Some(in_flight) => Kind::Called {
                 future: self.inner.call(request),
                 in_flight: Some(in_flight),
             },
-        }
+            None => {
+                let rejection = Rejection::new(RejectionKind::Draining, self.shared.name.clone());
+                Kind::Refused {
+                    error: Some(Box::new(rejection)),
+                }
+            }
+        };
+        DrainFuture { kind }
     }
 }
 
-/// Response future of [`Drain`]: the request counts as in flight until it completes or is
-/// dropped.
+/// Response future of [`Drain`]: the request counts as in flight until it fails, is
+/// dropped, or hands the count to its response's [`DrainBody`].
 #[pin_project]
 #[derive(Debug)]
 pub struct DrainFuture<F> {
@@ -240,23 +256,126 @@ enum Kind<F> {
     },
 }
 
-impl<F, T, E> Future for DrainFuture<F>
+impl<F, B, E> Future for DrainFuture<F>
 where
-    F: Future<Output = Result<T, E>>,
+    F: Future<Output = Result<http::Response<B>, E>>,
     E: Into<BoxError>,
 {
-    type Output = Result<T, BoxError>;
+    type Output = Result<http::Response<DrainBody<B>>, BoxError>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         match self.project().kind.project() {
             KindProjection::Called { future, in_flight } => {
                 let result = ready!(future.poll(cx));
-                drop(in_flight.take());
-                Poll::Ready(result.map_err(Into::into))
+                let in_flight = in_flight.take();
+                Poll::Ready(match result {
+                    Ok(response) => Ok(response.map(|inner| DrainBody { inner, in_flight })),
+                    Err(error) => Err(error.into()),
+                })
             }
             KindProjection::Refused { error } => Poll::Ready(Err(error
                 .take()
                 .unwrap_or_else(|| "DrainFuture polled after completion".into()))),
         }
+    }
+}
+
+/// The body of a response through a [`DrainLayer`]: its request counts as in flight until
+/// the body ends or is dropped.
+#[pin_project]
+#[derive(Debug)]
+pub struct DrainBody<B> {
+    #[pin]
+    inner: B,
+    in_flight: Option<InFlight>,
+}
+
+impl<B: Body> Body for DrainBody<B> {
+    type Data = B::Data;
+    type Error = B::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<B::Data>, B::Error>>> {
+        let this = self.project();
+        let frame = ready!(this.inner.poll_frame(cx));
+        if frame.is_none() {
+            // The end: done now, though the body may be dropped later.
+            this.in_flight.take();
+        }
+        Poll::Ready(frame)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+/// An empty body that counts nothing (what `HandleRejectionsLayer` answers a refusal with).
+impl<B: Default> Default for DrainBody<B> {
+    fn default() -> Self {
+        DrainBody {
+            inner: B::default(),
+            in_flight: None,
+        }
+    }
+}
+
+#[cfg(all(test, bulwark_loom))]
+mod loom_model {
+    use std::convert::Infallible;
+    use std::future::{ready, Ready};
+
+    use super::*;
+
+    /// Answers at once.
+    #[derive(Clone)]
+    struct Answer;
+
+    impl Service<http::Request<()>> for Answer {
+        type Response = http::Response<()>;
+        type Error = Infallible;
+        type Future = Ready<Result<http::Response<()>, Infallible>>;
+
+        fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+            Poll::Ready(Ok(()))
+        }
+
+        fn call(&mut self, _: http::Request<()>) -> Self::Future {
+            ready(Ok(http::Response::new(())))
+        }
+    }
+
+    /// A call racing the start of a drain: either it is refused, or the drain sees it in
+    /// flight. Never admitted after the drain saw nothing in flight.
+    #[test]
+    fn no_call_is_admitted_after_the_drain_saw_none_in_flight() {
+        loom::model(|| {
+            let layer = DrainLayer::new();
+            let handle = layer.handle();
+            let mut service = layer.layer(Answer);
+            let caller = loom::thread::spawn(move || {
+                let call = std::pin::pin!(service.call(http::Request::new(())));
+                let mut cx = Context::from_waker(std::task::Waker::noop());
+                match call.poll(&mut cx) {
+                    Poll::Ready(result) => result.ok(),
+                    Poll::Pending => unreachable!("the inner service answers at once"),
+                }
+            });
+            handle.drain();
+            let saw_none = handle.in_flight() == 0;
+            let admitted = caller.join().unwrap();
+            assert!(
+                !(saw_none && admitted.is_some()),
+                "admitted after the drain saw none in flight"
+            );
+            drop(admitted);
+            assert_eq!(handle.in_flight(), 0);
+        });
     }
 }

@@ -8,7 +8,7 @@
 //!   line in axum: `nest_service("/health", health.service())`.
 //! - [`DrainLayer`] + [`DrainHandle`]: graceful shutdown: readiness off, new requests
 //!   refused with 503 and `Connection: close` (or still served), then wait for the work in
-//!   flight up to a grace period.
+//!   flight (a response until its body ends) up to a grace period.
 //!
 //! [tower]: https://docs.rs/tower
 #![forbid(unsafe_code)]
@@ -17,7 +17,8 @@ mod adapters;
 mod drain;
 mod registry;
 mod service;
+mod sync;
 
-pub use self::drain::{Drain, DrainFuture, DrainHandle, DrainLayer, DrainReport};
+pub use self::drain::{Drain, DrainBody, DrainFuture, DrainHandle, DrainLayer, DrainReport};
 pub use self::registry::{Health, Report, Status};
 pub use self::service::HealthService;

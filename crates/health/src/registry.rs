@@ -5,6 +5,10 @@ use std::future::Future;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
+use tokio::time::MissedTickBehavior;
+use tower_bulwark_core::config::non_zero_duration;
+use tower_bulwark_core::ConfigError;
+
 use crate::DrainHandle;
 
 /// A component's state.
@@ -63,8 +67,8 @@ struct Component {
 /// Components report through *probes*: cheap functions that read state already kept in
 /// memory (a breaker's state, a bulkhead's queue), so serving `/health/ready` never calls a
 /// dependency and cannot amplify load on one. A check that must do I/O is registered with
-/// [`Health::add_check`]: it runs in the background every interval and the probe reads its
-/// cached result.
+/// [`Health::add_check`]: it runs in the background every interval, with a timeout, and the
+/// probe reads its cached result.
 ///
 /// - Live: always, while the process can answer (dependencies never make it fail).
 /// - Ready: not draining, and no *required* component `Down`.
@@ -109,23 +113,37 @@ impl Health {
     /// (spawned here, on the current tokio runtime) and health requests read its last
     /// result, so they never wait for it or multiply it. Until its first result, the
     /// component is `Down` with the detail `"not checked yet"`.
+    ///
+    /// A run that takes longer than `timeout` is dropped and the component is `Down` with
+    /// the detail `"check timed out after …"`: a hung dependency must not keep its last
+    /// `Up`. A run that overruns its interval delays the next ones; missed runs are not
+    /// made up in a burst. Zero `interval` or `timeout` is a [`ConfigError`] naming it.
     pub fn add_check<F, Fut>(
         &self,
         name: impl Into<String>,
         required: bool,
         interval: Duration,
+        timeout: Duration,
         check: F,
-    ) where
+    ) -> Result<(), ConfigError>
+    where
         F: Fn() -> Fut + Send + Sync + 'static,
         Fut: Future<Output = Report> + Send + 'static,
     {
+        non_zero_duration("interval", interval)?;
+        non_zero_duration("timeout", timeout)?;
         let last = Arc::new(Mutex::new(Report::new(Status::Down, "not checked yet")));
         let cached = last.clone();
         tokio::spawn(async move {
-            let mut ticks = tokio::time::interval(interval.max(Duration::from_millis(1)));
+            let mut ticks = tokio::time::interval(interval);
+            ticks.set_missed_tick_behavior(MissedTickBehavior::Delay);
             loop {
                 ticks.tick().await;
-                let report = check().await;
+                let report = tokio::time::timeout(timeout, check())
+                    .await
+                    .unwrap_or_else(|_| {
+                        Report::new(Status::Down, format!("check timed out after {timeout:?}"))
+                    });
                 *cached.lock().unwrap_or_else(PoisonError::into_inner) = report;
                 if Arc::strong_count(&cached) == 1 {
                     return; // The registry is gone.
@@ -135,6 +153,7 @@ impl Health {
         self.add_probe(name, required, move || {
             last.lock().unwrap_or_else(PoisonError::into_inner).clone()
         });
+        Ok(())
     }
 
     /// Makes readiness follow a drain: not ready once it starts.

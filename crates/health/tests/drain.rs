@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use axum::routing::get;
 use axum::Router;
-use http_body_util::{BodyExt, Empty};
+use http_body_util::{BodyExt, Empty, Full};
 use hyper_util::rt::TokioIo;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Notify, Semaphore};
@@ -94,7 +94,7 @@ async fn the_grace_period_ends_the_wait_and_counts_what_was_cut() {
     let handle = drain.handle();
     let (inner, control) = controlled::<u32>();
     control.hang();
-    let service = drain.layer(inner);
+    let service = drain.layer(inner.map_response(http::Response::new));
     let stuck: Vec<_> = (0..2)
         .map(|i| tokio::spawn(service.clone().oneshot(i)))
         .collect();
@@ -118,9 +118,9 @@ async fn the_grace_period_ends_the_wait_and_counts_what_was_cut() {
 async fn new_requests_are_refused_with_a_draining_rejection_unless_kept_serving() {
     let drain = DrainLayer::new();
     drain.handle().drain();
-    let service = drain.layer(service_fn(
-        |n: u32| async move { Ok::<_, std::io::Error>(n) },
-    ));
+    let service = drain.layer(service_fn(|n: u32| async move {
+        Ok::<_, std::io::Error>(http::Response::new(n))
+    }));
     let error = service.oneshot(1).await.unwrap_err();
     assert_eq!(
         find_rejection(&error).unwrap().kind(),
@@ -130,9 +130,63 @@ async fn new_requests_are_refused_with_a_draining_rejection_unless_kept_serving(
     let serving = DrainLayer::new().keep_serving();
     let handle = serving.handle();
     handle.drain();
-    let service = serving.layer(service_fn(
-        |n: u32| async move { Ok::<_, std::io::Error>(n) },
-    ));
-    assert_eq!(service.oneshot(2).await.unwrap(), 2);
+    let service = serving.layer(service_fn(|n: u32| async move {
+        Ok::<_, std::io::Error>(http::Response::new(n))
+    }));
+    let response = service.oneshot(2).await.unwrap();
+    assert_eq!(handle.in_flight(), 1, "served, and counted");
+    drop(response);
+    assert_eq!(handle.in_flight(), 0);
     assert!(handle.is_draining());
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_response_counts_in_flight_until_its_body_ends_or_is_dropped() {
+    let drain = DrainLayer::new();
+    let handle = drain.handle();
+    let service = drain.layer(service_fn(|_: http::Request<()>| async {
+        Ok::<_, std::io::Error>(http::Response::new(Full::new(bytes::Bytes::from_static(
+            b"streamed",
+        ))))
+    }));
+    let response = service
+        .clone()
+        .oneshot(http::Request::new(()))
+        .await
+        .unwrap();
+    assert_eq!(handle.in_flight(), 1, "the body has not been sent yet");
+    handle.drain();
+    let drained = tokio::spawn({
+        let handle = handle.clone();
+        async move { handle.drained(Duration::from_secs(30)).await }
+    });
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert!(!drained.is_finished(), "the drain waits for the body");
+
+    let mut body = response.into_body();
+    let frame = body.frame().await.unwrap().unwrap();
+    assert_eq!(frame.into_data().unwrap(), "streamed");
+    assert_eq!(handle.in_flight(), 1, "the end has not been read yet");
+    assert!(body.frame().await.is_none());
+    assert_eq!(
+        handle.in_flight(),
+        0,
+        "released at the end, before the drop"
+    );
+    assert_eq!(drained.await.unwrap().cut, 0);
+    drop(body);
+    assert_eq!(handle.in_flight(), 0, "released once");
+
+    // A body dropped before its end releases too.
+    let serving = DrainLayer::new().keep_serving();
+    let handle = serving.handle();
+    let service = serving.layer(service_fn(|_: http::Request<()>| async {
+        Ok::<_, std::io::Error>(http::Response::new(Full::new(bytes::Bytes::from_static(
+            b"unread",
+        ))))
+    }));
+    let response = service.oneshot(http::Request::new(())).await.unwrap();
+    assert_eq!(handle.in_flight(), 1);
+    drop(response);
+    assert_eq!(handle.in_flight(), 0);
 }
