@@ -16,8 +16,8 @@ use crate::{ChaosBuilder, ChaosError, ChaosFuture, ChaosHandle};
 
 /// Targeting header: delay this request by this many milliseconds (at most an hour).
 pub const FAULT_DELAY_HEADER: &str = "x-bulwark-fault-delay-ms";
-/// Targeting header: answer this request with this HTTP status (100 to 599; any other value
-/// is ignored).
+/// Targeting header: answer this request with this HTTP status (200 to 599, a final status;
+/// any other value is ignored).
 pub const FAULT_STATUS_HEADER: &str = "x-bulwark-fault-status";
 /// Targeting header: answer this gRPC call with this status code (0 to 16).
 pub const FAULT_GRPC_HEADER: &str = "x-bulwark-fault-grpc-status";
@@ -128,10 +128,11 @@ fn targeted(headers: &HeaderMap) -> Option<Targeted> {
         let value = headers.get(name)?.to_str().ok()?;
         value.parse().ok()
     };
-    // `StatusCode` takes up to 999; a response status is 100 to 599.
+    // `StatusCode` takes 100 to 999; a final response status is 200 to 599 (a 1xx is not
+    // final: hyper answers 500 instead, or takes 101 for an upgrade).
     if let Some(status) = number(FAULT_STATUS_HEADER)
         .and_then(|n| u16::try_from(n).ok())
-        .filter(|n| (100..=599).contains(n))
+        .filter(|n| (200..=599).contains(n))
         .and_then(|n| StatusCode::from_u16(n).ok())
     {
         return Some(Targeted::Answer(HttpFault::Status(status)));

@@ -177,12 +177,12 @@ async fn header_targeted_faults_are_counted() {
 }
 
 #[tokio::test(start_paused = true)]
-async fn a_fault_status_outside_100_to_599_is_ignored() {
+async fn a_fault_status_outside_200_to_599_is_ignored() {
     let layer = HttpChaosLayer::new(ChaosLayer::builder())
         .unwrap()
         .enable_header_targeting();
     let service = http_service(&layer);
-    for (value, status) in [("100", 100), ("599", 599), ("503", 503)] {
+    for (value, status) in [("200", 200), ("599", 599), ("503", 503)] {
         let response = service
             .clone()
             .oneshot(request(&[(FAULT_STATUS_HEADER, value)]))
@@ -190,7 +190,7 @@ async fn a_fault_status_outside_100_to_599_is_ignored() {
             .unwrap();
         assert_eq!(response.status(), status, "{value} is in range");
     }
-    for value in ["600", "999", "1000", "99", "0", "65536"] {
+    for value in ["600", "999", "1000", "199", "100", "99", "0", "65536"] {
         let response = service
             .clone()
             .oneshot(request(&[(FAULT_STATUS_HEADER, value)]))

@@ -20,13 +20,14 @@ use crate::sync::AtomicUsize;
 /// axum, hyper, tonic).
 ///
 /// [`DrainHandle::drain`] turns readiness off (the `Health` registry reports 503) and,
-/// by default, refuses new requests with a `Draining` rejection: HTTP 503 with
-/// `Connection: close` (so keep-alive clients move to another instance), gRPC
-/// `UNAVAILABLE`. With [`DrainLayer::keep_serving`], new requests are still served while
-/// the orchestrator takes the instance out of rotation. [`DrainHandle::drained`] waits for
-/// the requests in flight, up to a grace period, and says how many were cut. A request is
-/// in flight from its call until its response body ends or is dropped ([`DrainBody`]), so
-/// a streaming response is not cut by a shutdown that thought it was done.
+/// by default, refuses new requests at once (not waiting for the inner service to be
+/// ready) with a `Draining` rejection: HTTP 503 with `Connection: close` (so keep-alive
+/// clients move to another instance), gRPC `UNAVAILABLE`. With
+/// [`DrainLayer::keep_serving`], new requests are still served while the orchestrator
+/// takes the instance out of rotation. [`DrainHandle::drained`] waits for the requests in
+/// flight, up to a grace period, and says how many were cut. A request is in flight from
+/// its call until its response body ends or is dropped ([`DrainBody`]), so a streaming
+/// response is not cut by a shutdown that thought it was done.
 ///
 /// With axum: start the drain from the shutdown signal, then serve until drained.
 ///
@@ -131,7 +132,7 @@ impl DrainHandle {
 
     /// Whether a drain has started.
     pub fn is_draining(&self) -> bool {
-        self.shared.state.load(SeqCst) & DRAINING != 0
+        self.shared.is_draining()
     }
 
     /// Requests in flight now.
@@ -140,7 +141,9 @@ impl DrainHandle {
     }
 
     /// Resolves when no request is in flight, or when `grace` has passed; reports how many
-    /// were still in flight then.
+    /// were still in flight then. Meant for after [`drain`](Self::drain): until a drain
+    /// starts, the end of a request does not wake this wait (waking on every call would
+    /// cost each one a lock).
     pub async fn drained(&self, grace: Duration) -> DrainReport {
         let wait_idle = async {
             loop {
@@ -181,6 +184,10 @@ pub struct Drain<S> {
 }
 
 impl Shared {
+    fn is_draining(&self) -> bool {
+        self.state.load(SeqCst) & DRAINING != 0
+    }
+
     /// Counts a request in flight, unless a drain refuses it. Counting and reading the
     /// drain flag are one step, so a drain that saw nothing in flight never sees a request
     /// admitted after.
@@ -214,6 +221,11 @@ where
     type Future = DrainFuture<S::Future>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), BoxError>> {
+        // A refusal needs nothing from the inner service, often full or failing by now:
+        // answer `Draining` at once (a drain never ends, so `call` refuses too).
+        if !self.keep_serving && self.shared.is_draining() {
+            return Poll::Ready(Ok(()));
+        }
         self.inner.poll_ready(cx).map_err(Into::into)
     }
 

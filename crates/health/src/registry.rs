@@ -2,9 +2,13 @@
 
 use std::fmt;
 use std::future::Future;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::pin::Pin;
 use std::sync::{Arc, Mutex, PoisonError};
+use std::task::{Context, Poll};
 use std::time::Duration;
 
+use pin_project::pin_project;
 use tokio::time::MissedTickBehavior;
 use tower_bulwark_core::config::non_zero_duration;
 use tower_bulwark_core::ConfigError;
@@ -116,7 +120,8 @@ impl Health {
     ///
     /// A run that takes longer than `timeout` is dropped and the component is `Down` with
     /// the detail `"check timed out after …"`: a hung dependency must not keep its last
-    /// `Up`. A run that overruns its interval delays the next ones; missed runs are not
+    /// `Up`; a run that panics is `Down` with the detail `"check panicked"`, and the runs
+    /// go on. A run that overruns its interval delays the next ones; missed runs are not
     /// made up in a burst. Zero `interval` or `timeout` is a [`ConfigError`] naming it.
     pub fn add_check<F, Fut>(
         &self,
@@ -139,7 +144,7 @@ impl Health {
             ticks.set_missed_tick_behavior(MissedTickBehavior::Delay);
             loop {
                 ticks.tick().await;
-                let report = tokio::time::timeout(timeout, check())
+                let report = tokio::time::timeout(timeout, Run(async { check().await }))
                     .await
                     .unwrap_or_else(|_| {
                         Report::new(Status::Down, format!("check timed out after {timeout:?}"))
@@ -192,6 +197,23 @@ impl Health {
         self.components
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+/// One run of a check. A panic in it (an `unwrap` on a failed connection) is a `Down`
+/// report: unwinding out of the background task would end it and keep the last report,
+/// perhaps `Up`, forever.
+#[pin_project]
+struct Run<F>(#[pin] F);
+
+impl<F: Future<Output = Report>> Future for Run<F> {
+    type Output = Report;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Report> {
+        let run = self.project().0;
+        // Unwind safe enough: a run that panicked is dropped, never polled again.
+        catch_unwind(AssertUnwindSafe(|| run.poll(cx)))
+            .unwrap_or_else(|_| Poll::Ready(Report::new(Status::Down, "check panicked")))
     }
 }
 
