@@ -122,7 +122,9 @@ impl Health {
     /// the detail `"check timed out after …"`: a hung dependency must not keep its last
     /// `Up`; a run that panics is `Down` with the detail `"check panicked"`, and the runs
     /// go on. A run that overruns its interval delays the next ones; missed runs are not
-    /// made up in a burst. Zero `interval` or `timeout` is a [`ConfigError`] naming it.
+    /// made up in a burst. Zero `interval` or `timeout` is a [`ConfigError`] naming it, and
+    /// so is a call outside a tokio runtime (field `runtime`), which has nowhere to run
+    /// the check.
     pub fn add_check<F, Fut>(
         &self,
         name: impl Into<String>,
@@ -137,9 +139,11 @@ impl Health {
     {
         non_zero_duration("interval", interval)?;
         non_zero_duration("timeout", timeout)?;
+        let runtime = tokio::runtime::Handle::try_current()
+            .map_err(|_| ConfigError::new("runtime", "add_check needs a tokio runtime"))?;
         let last = Arc::new(Mutex::new(Report::new(Status::Down, "not checked yet")));
         let cached = last.clone();
-        tokio::spawn(async move {
+        runtime.spawn(async move {
             let mut ticks = tokio::time::interval(interval);
             ticks.set_missed_tick_behavior(MissedTickBehavior::Delay);
             loop {

@@ -174,6 +174,17 @@ async fn bad_check_settings_name_their_field() {
     assert!(health.reports().is_empty(), "nothing was added");
 }
 
+#[test]
+fn a_check_outside_a_runtime_is_a_config_error_not_a_panic() {
+    let health = Health::new();
+    let second = Duration::from_secs(1);
+    let result = health.add_check("a", true, second, second, || async {
+        Report::new(Status::Up, "")
+    });
+    assert_eq!(result.unwrap_err().field(), "runtime");
+    assert!(health.reports().is_empty(), "nothing was added");
+}
+
 #[cfg(feature = "breaker")]
 #[tokio::test(start_paused = true)]
 async fn readiness_follows_a_real_breaker() {
