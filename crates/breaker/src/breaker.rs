@@ -3,7 +3,7 @@
 //! The closed path is lock-free: admission reads two atomics, recording adjusts a few
 //! counters. The mutex is taken only to change state, which is rare.
 
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::Arc;
 use std::task::Waker;
 use std::time::Duration;
 
@@ -14,8 +14,8 @@ use crate::config::{Config, WindowKind};
 use crate::events::{BreakerEvent, Reason};
 use crate::probes::Probes;
 use crate::state::{Machine, Mode, Phase};
-use crate::sync::{AtomicU32, AtomicU64, AtomicU8, Ordering::*};
-use crate::window::{CountWindow, Sample, TimeWindow, Window};
+use crate::sync::{AtomicU32, AtomicU64, AtomicU8, Mutex, MutexGuard, Ordering::*, Padded};
+use crate::window::{CountWindow, TimeWindow, Window};
 use crate::{CircuitOpen, Snapshot, State};
 
 #[derive(Debug)]
@@ -29,17 +29,31 @@ pub(crate) struct Breaker {
     open_until: AtomicU64,
     /// Nanoseconds since `start` at which the current state began.
     entered: AtomicU64,
+    /// Nanoseconds since `start` at which the recovery ramp ends; 0 when not ramping.
+    ramp_until: AtomicU64,
+    // What calls write is padded onto lines of its own, away from the words above that
+    // every admission reads.
+    recorded: Padded<Recorded>,
+    probes: Padded<Probes>,
+    counters: Padded<Counters>,
+    transitions: Mutex<Transitions>,
+    waiting: Mutex<Vec<Waker>>,
+}
+
+/// What the calls recorded while closed write.
+#[derive(Debug)]
+struct Recorded {
     consecutive_failures: AtomicU32,
     /// `None` when no rate condition is enabled.
     window: Option<Window>,
-    probes: Probes,
-    /// Nanoseconds since `start` at which the recovery ramp ends; 0 when not ramping.
-    ramp_until: AtomicU64,
+}
+
+/// What refused calls, shadow-mode calls and calls during the recovery ramp write.
+#[derive(Debug)]
+struct Counters {
     ramp_calls: AtomicU64,
     rejected: AtomicU64,
     would_reject: AtomicU64,
-    transitions: Mutex<Transitions>,
-    waiting: Mutex<Vec<Waker>>,
 }
 
 #[derive(Debug)]
@@ -101,13 +115,12 @@ impl Breaker {
             match config.window {
                 WindowKind::Count(size) => Window::Count(CountWindow::new(size)),
                 WindowKind::Time { length, buckets } => {
-                    let nanos = u64::try_from(length.as_nanos()).unwrap_or(u64::MAX);
-                    Window::Time(TimeWindow::new(buckets, nanos / u64::from(buckets)))
+                    Window::Time(TimeWindow::new(buckets, nanos(length) / u64::from(buckets)))
                 }
             }
         });
         Breaker {
-            probes: Probes::new(config.half_open_probes),
+            probes: Padded(Probes::new(config.half_open_probes)),
             transitions: Mutex::new(Transitions {
                 jitter: SeededRng::new(config.seed),
                 trips: 0,
@@ -120,24 +133,24 @@ impl Breaker {
             phase: AtomicU64::new(Phase::INITIAL.bits()),
             open_until: AtomicU64::new(0),
             entered: AtomicU64::new(0),
-            consecutive_failures: AtomicU32::new(0),
-            window,
             ramp_until: AtomicU64::new(0),
-            ramp_calls: AtomicU64::new(0),
-            rejected: AtomicU64::new(0),
-            would_reject: AtomicU64::new(0),
+            recorded: Padded(Recorded {
+                consecutive_failures: AtomicU32::new(0),
+                window,
+            }),
+            counters: Padded(Counters {
+                ramp_calls: AtomicU64::new(0),
+                rejected: AtomicU64::new(0),
+                would_reject: AtomicU64::new(0),
+            }),
             waiting: Mutex::new(Vec::new()),
         }
     }
 
-    #[inline]
-    fn nanos(&self, instant: Instant) -> u64 {
-        u64::try_from(instant.saturating_duration_since(self.start).as_nanos()).unwrap_or(u64::MAX)
-    }
-
+    /// Nanoseconds since `start`.
     #[inline]
     fn now(&self) -> u64 {
-        self.nanos(Instant::now())
+        nanos(Instant::now().saturating_duration_since(self.start))
     }
 
     #[inline]
@@ -170,7 +183,7 @@ impl Breaker {
                 by_ramp: false,
             }),
             Mode::MetricsOnly => Ok(self.decide().unwrap_or_else(|refusal| {
-                self.would_reject.fetch_add(1, Relaxed);
+                self.counters.would_reject.fetch_add(1, Relaxed);
                 self.listeners.emit(|| BreakerEvent::WouldReject {
                     breaker: self.config.name.clone(),
                     state: refusal.state,
@@ -182,6 +195,10 @@ impl Breaker {
 
     #[inline(always)]
     fn decide(self: &Arc<Self>) -> Result<Permit, Refusal> {
+        // One instant for the whole decision, read only when needed: a transition it makes
+        // starts no earlier, so the decision ends (it cannot chase the clock from open to
+        // half-open, timed out, to open again).
+        let mut at = None;
         loop {
             let phase = self.phase();
             match phase.machine() {
@@ -195,7 +212,7 @@ impl Breaker {
                     return Ok(self.permit(phase, PermitKind::Normal));
                 }
                 Machine::Open => {
-                    let now = self.now();
+                    let now = *at.get_or_insert_with(|| self.now());
                     let until = self.open_until.load(Acquire);
                     if now < until {
                         return Err(Refusal {
@@ -206,7 +223,13 @@ impl Breaker {
                     self.transition(phase, Machine::HalfOpen, Reason::OpenElapsed);
                 }
                 Machine::HalfOpen => {
-                    if self.probes.try_acquire() {
+                    let now = *at.get_or_insert_with(|| self.now());
+                    if self.half_open_timed_out(now) {
+                        self.transition(phase, Machine::Open, Reason::HalfOpenTimedOut);
+                        continue;
+                    }
+                    // The slot is of this phase: once it is over, none is left to take.
+                    if self.probes.try_acquire(phase.generation()) {
                         return Ok(self.permit(phase, PermitKind::Probe));
                     }
                     return Err(Refusal {
@@ -224,6 +247,13 @@ impl Breaker {
             breaker: self.clone(),
             tag: (phase.bits() << 2) | kind as u64,
         }
+    }
+
+    /// Whether half-open has lasted its maximum wait at `now` without the probes concluding.
+    #[cold]
+    fn half_open_timed_out(&self, now: u64) -> bool {
+        let entered = self.entered.load(Acquire);
+        now.saturating_sub(entered) >= nanos(self.config.half_open_max_wait)
     }
 
     /// Time until an open breaker lets a probe through; `None` in other states.
@@ -252,91 +282,8 @@ impl Breaker {
         }
         let ramp = ramp.as_nanos() as f64;
         let share = 1.0 - (until - now) as f64 / ramp;
-        let n = self.ramp_calls.fetch_add(1, Relaxed) as f64;
+        let n = self.counters.ramp_calls.fetch_add(1, Relaxed) as f64;
         ((n + 1.0) * share).floor() <= (n * share).floor()
-    }
-
-    // === recording ===
-
-    #[inline]
-    fn record(&self, permit: &Permit, outcome: Outcome, started: Option<Instant>) {
-        let kind = permit.kind();
-        if kind == PermitKind::Untracked {
-            return;
-        }
-        let slow = match (self.config.slow_call, started) {
-            (Some((threshold, _)), Some(started)) => started.elapsed() >= threshold,
-            _ => false,
-        };
-        self.listeners.emit(|| BreakerEvent::Recorded {
-            breaker: self.config.name.clone(),
-            outcome,
-            slow,
-            probe: kind == PermitKind::Probe,
-        });
-        let phase = permit.phase();
-        if outcome == Outcome::Ignored || self.phase() != phase {
-            return;
-        }
-        match kind {
-            PermitKind::Normal => self.record_closed(phase, outcome, slow),
-            PermitKind::Probe => self.record_probe(phase, outcome),
-            PermitKind::Untracked | PermitKind::Done => {}
-        }
-    }
-
-    #[inline]
-    fn record_closed(&self, phase: Phase, outcome: Outcome, slow: bool) {
-        let failure = outcome == Outcome::Failure;
-        if let Some(limit) = self.config.consecutive_failures {
-            if failure {
-                let failures = self.consecutive_failures.fetch_add(1, AcqRel) + 1;
-                if failures >= limit {
-                    self.transition(phase, Machine::Open, Reason::ConsecutiveFailures(failures));
-                    return;
-                }
-            } else if self.consecutive_failures.load(Relaxed) != 0 {
-                self.consecutive_failures.store(0, Relaxed);
-            }
-        }
-        let Some(window) = &self.window else { return };
-        let now = if window.needs_time() { self.now() } else { 0 };
-        window.record(now, Sample { failure, slow });
-        let counts = window.counts(now);
-        if counts.calls < u64::from(self.config.minimum_calls) {
-            return;
-        }
-        // The rate of `n` in the window, if it reaches `threshold`.
-        let over = |threshold: Option<f64>, n: u64| {
-            let rate = n as f64 / counts.calls as f64;
-            threshold.is_some_and(|t| rate >= t).then_some(rate)
-        };
-        let calls = counts.calls;
-        let reason = over(self.config.failure_rate, counts.failures)
-            .map(|rate| Reason::FailureRate { rate, calls })
-            .or_else(|| {
-                over(self.config.slow_call.map(|(_, t)| t), counts.slow)
-                    .map(|rate| Reason::SlowCallRate { rate, calls })
-            });
-        if let Some(reason) = reason {
-            self.transition(phase, Machine::Open, reason);
-        }
-    }
-
-    #[cold]
-    fn record_probe(&self, phase: Phase, outcome: Outcome) {
-        match outcome {
-            Outcome::Success => {
-                let successes = self.probes.succeed(phase.generation()).unwrap_or(0);
-                if successes >= self.config.success_threshold {
-                    self.transition(phase, Machine::Closed, Reason::ProbesSucceeded(successes));
-                }
-            }
-            Outcome::Failure => {
-                self.transition(phase, Machine::Open, Reason::ProbeFailed);
-            }
-            Outcome::Ignored => {}
-        }
     }
 
     // === transitions ===
@@ -362,6 +309,9 @@ impl Breaker {
 
     /// Sets up the state `next` and publishes it. Called with the transition lock held.
     fn enter(&self, transitions: &mut Transitions, from: Machine, next: Phase, now: u64) {
+        // Before the phase is published: the probe slots of the phase being left are void
+        // from here on, so no call that decided in it can take one.
+        self.probes.start(next.generation());
         match next.machine() {
             Machine::Open => {
                 let healthy = self.config.open.reset_after().is_some_and(|reset| {
@@ -376,21 +326,20 @@ impl Breaker {
                     .config
                     .open
                     .wait(transitions.trips, transitions.jitter.next_unit());
-                let wait = u64::try_from(wait.as_nanos()).unwrap_or(u64::MAX);
-                self.open_until.store(now.saturating_add(wait), Release);
+                self.open_until
+                    .store(now.saturating_add(nanos(wait)), Release);
             }
-            Machine::HalfOpen => self.probes.start(next.generation()),
+            Machine::HalfOpen => {}
             Machine::Closed => {
-                if let Some(window) = &self.window {
+                if let Some(window) = &self.recorded.window {
                     window.reset();
                 }
-                self.consecutive_failures.store(0, Relaxed);
+                self.recorded.consecutive_failures.store(0, Relaxed);
                 transitions.closed_at = now;
                 if let Some(ramp) = self.config.ramp {
-                    let ramp = u64::try_from(ramp.as_nanos()).unwrap_or(u64::MAX);
-                    self.ramp_calls.store(0, Relaxed);
+                    self.counters.ramp_calls.store(0, Relaxed);
                     self.ramp_until
-                        .store(now.saturating_add(ramp).max(1), Relaxed);
+                        .store(now.saturating_add(nanos(ramp)).max(1), Relaxed);
                 }
             }
         }
@@ -435,9 +384,18 @@ impl Breaker {
         waiting.into_iter().for_each(Waker::wake);
     }
 
-    /// When an open breaker will let a probe through.
-    pub(crate) fn open_until(&self) -> Instant {
-        self.start + Duration::from_nanos(self.open_until.load(Acquire))
+    /// When a caller refused with `refusal` should decide again, if no announced change
+    /// wakes it first: when the open duration ends, or when half-open times out.
+    pub(crate) fn decide_again_at(&self, refusal: Refusal) -> Option<Instant> {
+        let at = match refusal.state {
+            State::Open => self.open_until.load(Acquire),
+            State::HalfOpen => self
+                .entered
+                .load(Acquire)
+                .saturating_add(nanos(self.config.half_open_max_wait)),
+            _ => return None,
+        };
+        self.start.checked_add(Duration::from_nanos(at))
     }
 
     // === the handle's view and operations ===
@@ -454,6 +412,7 @@ impl Breaker {
     pub(crate) fn snapshot(&self) -> Snapshot {
         let now = self.now();
         let counts = self
+            .recorded
             .window
             .as_ref()
             .map(|w| w.counts(now))
@@ -466,11 +425,11 @@ impl Breaker {
             slow_calls: counts.slow,
             failure_rate: rate(counts.failures),
             slow_call_rate: rate(counts.slow),
-            consecutive_failures: self.consecutive_failures.load(Relaxed),
+            consecutive_failures: self.recorded.consecutive_failures.load(Relaxed),
             time_in_state: Duration::from_nanos(now.saturating_sub(self.entered.load(Relaxed))),
             probes_in_flight: self.probes.in_flight(),
-            rejected: self.rejected.load(Relaxed),
-            would_reject: self.would_reject.load(Relaxed),
+            rejected: self.counters.rejected.load(Relaxed),
+            would_reject: self.counters.would_reject.load(Relaxed),
             trips: self.lock().trips,
         }
     }
@@ -512,7 +471,7 @@ impl Breaker {
     #[cold]
     pub(crate) fn reject(&self, refusal: Refusal) -> CircuitOpen {
         let retry_after = self.retry_after(refusal);
-        self.rejected.fetch_add(1, Relaxed);
+        self.counters.rejected.fetch_add(1, Relaxed);
         self.listeners.emit(|| BreakerEvent::Rejected {
             breaker: self.config.name.clone(),
             state: refusal.state,
@@ -527,6 +486,11 @@ impl Breaker {
         }
         CircuitOpen::new(refusal.state, rejection)
     }
+}
+
+/// A duration in nanoseconds, saturating.
+fn nanos(duration: Duration) -> u64 {
+    u64::try_from(duration.as_nanos()).unwrap_or(u64::MAX)
 }
 
 // === impl Permit ===
@@ -544,6 +508,11 @@ impl Permit {
         PermitKind::from_bits(self.tag)
     }
 
+    /// A probe whose half-open phase is over: it holds no slot any more.
+    pub(crate) fn is_stale_probe(&self) -> bool {
+        self.kind() == PermitKind::Probe && self.breaker.phase() != self.phase()
+    }
+
     fn phase(&self) -> Phase {
         Phase::from_bits(self.tag >> 2)
     }
@@ -553,7 +522,7 @@ impl Permit {
         let kind = self.kind();
         self.tag |= PermitKind::Done as u64;
         if kind == PermitKind::Probe {
-            self.breaker.probes.release();
+            self.breaker.probes.release(self.phase().generation());
             self.breaker.wake_all();
         }
     }
@@ -566,3 +535,11 @@ impl Drop for Permit {
         self.release();
     }
 }
+
+mod record;
+
+#[cfg(all(test, bulwark_loom))]
+mod loom_model;
+
+#[cfg(all(test, not(bulwark_loom)))]
+mod tests;

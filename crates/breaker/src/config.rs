@@ -38,6 +38,9 @@ pub enum Admission {
 /// The largest count window: one byte per call, so 1 MiB.
 const MAX_COUNT_WINDOW: u32 = 1 << 20;
 
+/// The largest success threshold (the half-open tally counts up to 2^20 - 1).
+const MAX_SUCCESS_THRESHOLD: u32 = 1_000_000;
+
 /// The checked settings a breaker runs with.
 #[derive(Debug, Clone)]
 pub(crate) struct Config {
@@ -50,6 +53,7 @@ pub(crate) struct Config {
     pub(crate) open: OpenDuration,
     pub(crate) half_open_probes: u32,
     pub(crate) success_threshold: u32,
+    pub(crate) half_open_max_wait: Duration,
     pub(crate) ramp: Option<Duration>,
     pub(crate) admission: Admission,
     pub(crate) seed: u64,
@@ -59,7 +63,8 @@ pub(crate) struct Config {
 ///
 /// Defaults: trip after 5 consecutive failures; no rate conditions; a count window of 100
 /// calls with a minimum of 20 once a rate condition is enabled; open for 30 s; one probe at
-/// a time, one success to close; no ramp; fail-fast admission; every `Err` is a failure.
+/// a time, one success to close, at most a minute in half-open; no ramp; fail-fast
+/// admission; every `Err` is a failure.
 ///
 /// ```
 /// use std::time::Duration;
@@ -100,6 +105,7 @@ impl Default for Builder {
                 open: OpenDuration::Fixed(Duration::from_secs(30)),
                 half_open_probes: 1,
                 success_threshold: 1,
+                half_open_max_wait: Duration::from_secs(60),
                 ramp: None,
                 admission: Admission::FailFast,
                 seed: SeededRng::from_entropy().next_u64(),
@@ -209,9 +215,24 @@ impl<C> Builder<C> {
         self
     }
 
-    /// Successful probes needed to close (default 1). Any failed probe reopens.
+    /// Successful probes needed to close (default 1, at most 1,000,000). Any failed probe
+    /// reopens. With a slow-call condition, the successes are also weighed against its rate
+    /// (as resilience4j weighs half-open calls): if at least that share of them were slow,
+    /// the breaker reopens instead of closing.
     pub fn success_threshold(mut self, successes: u32) -> Self {
         self.config.success_threshold = successes;
+        self
+    }
+
+    /// The longest the breaker stays half-open (default 1 minute). If the probes have not
+    /// concluded by then (stuck in flight, or their service stuck in `poll_ready`, as a
+    /// client reconnecting to a dead host is), the breaker opens again, with the next open
+    /// duration; probes of the ended phase hold no slot of the next one. Like
+    /// resilience4j's `maxWaitDurationInHalfOpenState`, but checked when a call arrives (a
+    /// waiting readiness-mode caller is woken for it). Set it above your slowest call;
+    /// `Duration::MAX` never gives up on the probes.
+    pub fn half_open_max_wait(mut self, wait: Duration) -> Self {
+        self.config.half_open_max_wait = wait;
         self
     }
 
@@ -244,7 +265,7 @@ impl<C> Builder<C> {
     /// Records events through the `metrics` facade (`bulwark_breaker_*`).
     #[cfg(feature = "metrics")]
     pub fn with_metrics(self) -> Self {
-        self.on_event(tower_bulwark_core::metrics::MetricsListener)
+        self.on_event(crate::events::BreakerMetricsListener::new())
     }
 
     /// Decides which results are failures (default: every `Err`).
@@ -350,6 +371,13 @@ fn validate(config: Config) -> Result<Config, ConfigError> {
     }
     non_zero("half_open_probes", config.half_open_probes as usize)?;
     non_zero("success_threshold", config.success_threshold as usize)?;
+    at_most(
+        "success_threshold",
+        config.success_threshold,
+        "limit",
+        MAX_SUCCESS_THRESHOLD,
+    )?;
+    non_zero_duration("half_open_max_wait", config.half_open_max_wait)?;
     if let Some(ramp) = config.ramp {
         non_zero_duration("recovery_ramp", ramp)?;
     }
@@ -367,6 +395,19 @@ mod tests {
     #[test]
     fn minimum_calls_only_matters_with_a_rate_condition() {
         assert!(base().window(WindowKind::Count(10)).build().is_ok());
+    }
+
+    #[test]
+    fn limits_are_inclusive() {
+        assert!(base()
+            .success_threshold(MAX_SUCCESS_THRESHOLD)
+            .build()
+            .is_ok());
+        assert!(base().half_open_max_wait(Duration::MAX).build().is_ok());
+        assert!(base()
+            .half_open_max_wait(Duration::from_nanos(1))
+            .build()
+            .is_ok());
     }
 
     #[test]
@@ -480,6 +521,14 @@ mod tests {
             ),
             (base().half_open_probes(0), "half_open_probes"),
             (base().success_threshold(0), "success_threshold"),
+            (
+                base().success_threshold(MAX_SUCCESS_THRESHOLD + 1),
+                "success_threshold",
+            ),
+            (
+                base().half_open_max_wait(Duration::ZERO),
+                "half_open_max_wait",
+            ),
             (base().recovery_ramp(Duration::ZERO), "recovery_ramp"),
         ];
         for (i, (builder, field)) in cases.into_iter().enumerate() {

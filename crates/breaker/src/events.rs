@@ -1,8 +1,12 @@
 //! The breaker's events.
 
 use std::fmt;
+#[cfg(feature = "metrics")]
+use std::sync::OnceLock;
 use std::time::Duration;
 
+#[cfg(feature = "metrics")]
+use tower_bulwark_core::metrics::{CachedMetrics, MetricHandles};
 use tower_bulwark_core::{Event, Name, Outcome};
 use tracing::Level;
 
@@ -34,6 +38,8 @@ pub enum Reason {
     ProbeFailed,
     /// Enough probes succeeded.
     ProbesSucceeded(u32),
+    /// Half-open lasted its maximum wait without the probes concluding.
+    HalfOpenTimedOut,
     /// An operator changed the state through the handle.
     Operator,
 }
@@ -53,6 +59,7 @@ impl fmt::Display for Reason {
             Reason::ProbesSucceeded(n) => {
                 write!(f, "{n} successful probe{}", if *n == 1 { "" } else { "s" })
             }
+            Reason::HalfOpenTimedOut => f.write_str("half-open timed out"),
             Reason::Operator => f.write_str("operator"),
         }
     }
@@ -160,48 +167,104 @@ impl Event for BreakerEvent {
     /// `success`, `failure`, `ignored`; `slow`: `true`/`false`), all labelled `breaker`.
     #[cfg(feature = "metrics")]
     fn record_metrics(&self) {
+        BreakerMetrics::record_once(self);
+    }
+}
+
+/// What [`Builder::with_metrics`](crate::Builder::with_metrics) installs.
+#[cfg(feature = "metrics")]
+pub(crate) type BreakerMetricsListener = CachedMetrics<BreakerMetrics>;
+
+/// A breaker's `metrics` handles, each registered on first use and kept by
+/// [`CachedMetrics`]: recording allocates nothing.
+#[cfg(feature = "metrics")]
+pub(crate) struct BreakerMetrics {
+    breaker: Name,
+    state: OnceLock<metrics::Gauge>,
+    rejections: OnceLock<metrics::Counter>,
+    would_reject: OnceLock<metrics::Counter>,
+    /// By outcome (success, failure, ignored), then slow (false, true).
+    calls: [[OnceLock<metrics::Counter>; 2]; 3],
+}
+
+#[cfg(feature = "metrics")]
+impl MetricHandles<BreakerEvent> for BreakerMetrics {
+    fn instance(event: &BreakerEvent) -> &Name {
+        match event {
+            BreakerEvent::StateChanged { breaker, .. }
+            | BreakerEvent::Rejected { breaker, .. }
+            | BreakerEvent::WouldReject { breaker, .. }
+            | BreakerEvent::Recorded { breaker, .. } => breaker,
+        }
+    }
+
+    fn new(breaker: &Name) -> Self {
+        BreakerMetrics {
+            breaker: breaker.clone(),
+            state: OnceLock::new(),
+            rejections: OnceLock::new(),
+            would_reject: OnceLock::new(),
+            calls: Default::default(),
+        }
+    }
+
+    fn record(&self, event: &BreakerEvent) {
         use tower_bulwark_core::metric_name;
-        match self {
-            BreakerEvent::StateChanged {
-                breaker, from, to, ..
-            } => {
-                let name = breaker.to_string();
-                metrics::gauge!(metric_name!("breaker_state"), "breaker" => name.clone())
+        let breaker = || self.breaker.to_string();
+        match event {
+            BreakerEvent::StateChanged { from, to, .. } => {
+                self.state
+                    .get_or_init(|| {
+                        metrics::gauge!(
+                            metric_name!("breaker_state"),
+                            "breaker" => breaker()
+                        )
+                    })
                     .set(to.as_gauge());
+                // Rare (a few per open duration) and of many label pairs: registered as
+                // they happen.
                 metrics::counter!(
                     metric_name!("breaker_transitions_total"),
-                    "breaker" => name,
+                    "breaker" => breaker(),
                     "from" => from.as_str(),
                     "to" => to.as_str()
                 )
                 .increment(1);
             }
-            BreakerEvent::Rejected { breaker, .. } => {
-                metrics::counter!(metric_name!("breaker_rejections_total"), "breaker" => breaker.to_string())
-                    .increment(1);
-            }
-            BreakerEvent::WouldReject { breaker, .. } => {
-                metrics::counter!(metric_name!("breaker_would_reject_total"), "breaker" => breaker.to_string())
-                    .increment(1);
-            }
-            BreakerEvent::Recorded {
-                breaker,
-                outcome,
-                slow,
-                ..
-            } => {
-                let outcome = match outcome {
-                    Outcome::Success => "success",
-                    Outcome::Failure => "failure",
-                    Outcome::Ignored => "ignored",
+            BreakerEvent::Rejected { .. } => self
+                .rejections
+                .get_or_init(|| {
+                    metrics::counter!(
+                        metric_name!("breaker_rejections_total"),
+                        "breaker" => breaker()
+                    )
+                })
+                .increment(1),
+            BreakerEvent::WouldReject { .. } => self
+                .would_reject
+                .get_or_init(|| {
+                    metrics::counter!(
+                        metric_name!("breaker_would_reject_total"),
+                        "breaker" => breaker()
+                    )
+                })
+                .increment(1),
+            BreakerEvent::Recorded { outcome, slow, .. } => {
+                let (row, outcome) = match outcome {
+                    Outcome::Success => (0, "success"),
+                    Outcome::Failure => (1, "failure"),
+                    Outcome::Ignored => (2, "ignored"),
                 };
-                metrics::counter!(
-                    metric_name!("breaker_calls_total"),
-                    "breaker" => breaker.to_string(),
-                    "outcome" => outcome,
-                    "slow" => if *slow { "true" } else { "false" }
-                )
-                .increment(1);
+                self.calls[row][usize::from(*slow)]
+                    .get_or_init(|| {
+                        metrics::counter!(
+                            metric_name!("breaker_calls_total"),
+                            "breaker" => breaker(),
+                            "outcome" => outcome,
+                            "slow" => if *slow { "true" } else { "false" }
+                        )
+                    })
+                    .increment(1);
             }
         }
     }

@@ -47,7 +47,8 @@ pub struct Snapshot {
     pub consecutive_failures: u32,
     /// How long the automatic state machine has been in its state.
     pub time_in_state: Duration,
-    /// Probe calls in flight.
+    /// Probe calls in flight in the current half-open phase (probes of an ended phase,
+    /// still running, hold no slot).
     pub probes_in_flight: u32,
     /// Calls refused since the breaker was built.
     pub rejected: u64,

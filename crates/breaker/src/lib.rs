@@ -6,18 +6,21 @@
 //!
 //! # States
 //!
-//! - **Closed**: calls flow; outcomes (from a core [`Classify`]: every `Err` by default)
-//!   are recorded. The breaker trips to **Open** on any enabled condition:
-//!   `consecutive_failures` in a row (default 5); a `failure_rate` or a slow-call rate over a
-//!   sliding [window](WindowKind) (the last N calls, or a bucketed time window), once it
-//!   holds `minimum_calls`. `Ignored` outcomes count toward neither side.
+//! - **Closed**: calls flow; outcomes (from a core [`Classify`]: every `Err` by default,
+//!   errors from the inner service's `poll_ready` included) are recorded. The breaker trips
+//!   to **Open** on any enabled condition: `consecutive_failures` in a row (default 5); a
+//!   `failure_rate` or a slow-call rate over a sliding [window](WindowKind) (the last N
+//!   calls, or a bucketed time window), once it holds `minimum_calls`. `Ignored` outcomes
+//!   count toward neither side.
 //! - **Open**: calls are refused with [`CircuitOpen`] (a core `Rejection` whose
 //!   `retry_after` is the time until the next probe). After the [open duration](OpenDuration),
 //!   fixed or growing across consecutive trips, the next call moves it to half-open.
 //! - **HalfOpen**: at most `half_open_probes` calls in flight, across every clone. After
 //!   `success_threshold` successes it closes (optionally through a recovery ramp that admits
 //!   a linearly growing share of calls); any probe failure reopens it with the next, longer
-//!   wait. A probe dropped before it completes frees its slot and counts as ignored.
+//!   wait, and so do slow successes reaching the slow-call rate. A probe dropped before it
+//!   completes frees its slot and counts as ignored. If the probes have not concluded after
+//!   `half_open_max_wait` (default 1 minute), it reopens.
 //! - Operator states, set through the [`BreakerHandle`]: **ForcedOpen**, **Disabled**,
 //!   **MetricsOnly** (shadow mode).
 //!

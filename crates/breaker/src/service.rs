@@ -23,7 +23,14 @@ use crate::future::ResponseFuture;
 /// A permit taken by `poll_ready` is the call's admission: a call readied while closed goes
 /// through even if the breaker trips before `call`, and a service readied while half-open
 /// holds its probe slot until it is called or dropped. Drop a readied service you will not
-/// call, as tower's contract expects.
+/// call, as tower's contract expects. A probe's slot belongs to its half-open phase: if that
+/// phase ends before the call (another probe failed, or half-open timed out while the inner
+/// service was not ready), the service decides again, in `poll_ready` or at the latest in
+/// `call`, so no probe of an ended phase reaches the inner service.
+///
+/// An error from the inner service's `poll_ready` is classified and recorded like the
+/// result of a call (a dependency that cannot be connected to trips the breaker), and is
+/// passed on.
 pub struct CircuitBreaker<S, C> {
     inner: S,
     breaker: Arc<Breaker>,
@@ -64,12 +71,11 @@ impl<S, C> CircuitBreaker<S, C> {
     }
 
     /// Readiness admission: an open breaker announces nothing when its open duration ends,
-    /// so a timer wakes the task then.
-    fn wake_when_open_ends(&mut self, refusal: Refusal, cx: &mut Context<'_>) {
-        if refusal.state != crate::State::Open {
+    /// nor does half-open when it times out, so a timer wakes the task then.
+    fn wake_to_decide_again(&mut self, refusal: Refusal, cx: &mut Context<'_>) {
+        let Some(deadline) = self.breaker.decide_again_at(refusal) else {
             return;
-        }
-        let deadline = self.breaker.open_until();
+        };
         let sleep = self
             .sleep
             .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(deadline)));
@@ -77,6 +83,23 @@ impl<S, C> CircuitBreaker<S, C> {
         if sleep.as_mut().poll(cx).is_ready() {
             cx.waker().wake_by_ref();
         }
+    }
+
+    /// The inner service failed to become ready: records that as the admitted call's
+    /// outcome, and passes the error on.
+    #[cold]
+    fn not_ready<Req>(&mut self, error: S::Error) -> Result<(), BoxError>
+    where
+        S: Service<Req>,
+        S::Error: Into<BoxError>,
+        C: Classify<S::Response, S::Error>,
+    {
+        let result: Result<S::Response, S::Error> = Err(error);
+        if let Some(permit) = self.permit.take() {
+            // Never called: not timed, so never slow.
+            permit.finish(self.classifier.classify(&result), None);
+        }
+        result.map(drop).map_err(Into::into)
     }
 }
 
@@ -115,6 +138,9 @@ where
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), BoxError>> {
         // A refusal from an earlier poll whose call never came may be stale: decide again.
         self.refusal = None;
+        if self.permit.as_ref().is_some_and(Permit::is_stale_probe) {
+            self.permit = None;
+        }
         if self.permit.is_none() {
             let refusal = match self.breaker.acquire() {
                 Ok(permit) => {
@@ -139,13 +165,16 @@ where
                         return Poll::Ready(Ok(()));
                     }
                     Err(refusal) => {
-                        self.wake_when_open_ends(refusal, cx);
+                        self.wake_to_decide_again(refusal, cx);
                         return Poll::Pending;
                     }
                 }
             }
         }
-        self.inner.poll_ready(cx).map_err(Into::into)
+        match self.inner.poll_ready(cx) {
+            Poll::Ready(Err(error)) => Poll::Ready(self.not_ready(error)),
+            ready => ready.map_err(Into::into),
+        }
     }
 
     #[inline(always)]
@@ -153,10 +182,17 @@ where
         if let Some(refusal) = self.refusal.take() {
             return ResponseFuture::refused(self.breaker.reject(refusal));
         }
-        let permit = self
+        let mut permit = self
             .permit
             .take()
             .expect("CircuitBreaker::call without a successful poll_ready");
+        if permit.is_stale_probe() {
+            // Its half-open phase ended after `poll_ready`: it admits nothing any more.
+            permit = match self.breaker.acquire() {
+                Ok(permit) => permit,
+                Err(refusal) => return ResponseFuture::refused(self.breaker.reject(refusal)),
+            };
+        }
         let started = self.breaker.times_calls().then(tokio::time::Instant::now);
         ResponseFuture::new(
             self.inner.call(request),

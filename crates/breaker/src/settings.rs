@@ -26,6 +26,7 @@ use crate::{Admission, Builder, CircuitBreakerLayer, OpenDuration, WindowKind};
 ///               "max_ms": 300000, "jitter": 0.1, "reset_after_ms": 600000 },
 ///     "half_open_probes": 3,
 ///     "success_threshold": 3,
+///     "half_open_max_wait_ms": 60000,
 ///     "recovery_ramp_ms": 10000,
 ///     "admission": "readiness"
 /// }"#).unwrap();
@@ -54,6 +55,9 @@ pub struct BreakerConfig {
     pub half_open_probes: Option<u32>,
     /// Successful probes that close it.
     pub success_threshold: Option<u32>,
+    /// The longest it stays half-open, in milliseconds (see
+    /// [`Builder::half_open_max_wait`]).
+    pub half_open_max_wait_ms: Option<u64>,
     /// The recovery ramp after closing, in milliseconds.
     pub recovery_ramp_ms: Option<u64>,
     /// `"fail_fast"` or `"readiness"`.
@@ -168,6 +172,9 @@ impl BreakerConfig {
         if let Some(successes) = self.success_threshold {
             builder = builder.success_threshold(successes);
         }
+        if let Some(wait) = self.half_open_max_wait_ms {
+            builder = builder.half_open_max_wait(Duration::from_millis(wait));
+        }
         if let Some(ramp) = self.recovery_ramp_ms {
             builder = builder.recovery_ramp(Duration::from_millis(ramp));
         }
@@ -210,5 +217,23 @@ mod tests {
         let config: BreakerConfig =
             serde_json::from_str(r#"{"open": {"kind": "fixed", "ms": 0}}"#).unwrap();
         assert_eq!(config.into_layer().unwrap_err().field(), "open_duration");
+        let config: BreakerConfig =
+            serde_json::from_str(r#"{"half_open_max_wait_ms": 0}"#).unwrap();
+        assert_eq!(
+            config.into_layer().unwrap_err().field(),
+            "half_open_max_wait"
+        );
+    }
+
+    #[test]
+    fn the_half_open_maximum_wait_is_read_in_milliseconds() {
+        let config: BreakerConfig =
+            serde_json::from_str(r#"{"half_open_max_wait_ms": 1500}"#).unwrap();
+        assert_eq!(config.half_open_max_wait_ms, Some(1500));
+        let (config, ..) = config.builder().into_parts().unwrap();
+        assert_eq!(config.half_open_max_wait, Duration::from_millis(1500));
+        let empty: BreakerConfig = serde_json::from_str("{}").unwrap();
+        let (default, ..) = empty.builder().into_parts().unwrap();
+        assert_eq!(default.half_open_max_wait, Duration::from_secs(60));
     }
 }

@@ -1,9 +1,14 @@
 //! Sliding windows of recent outcomes: O(1) to record, memory fixed by configuration.
 //!
 //! Both windows are lock-free. Counts are eventually consistent: a reader racing a writer
-//! may see one record half applied, never lose one.
+//! may see one record half applied, never lose one. Resets race records safely: the count
+//! window's totals always come back to what its slots hold, and a time window's counters
+//! are each cleared or counted whole, never carried into another epoch.
 
-use crate::sync::{AtomicU32, AtomicU64, AtomicU8, Ordering::Relaxed};
+use crate::sync::{
+    AtomicU32, AtomicU64, AtomicU8,
+    Ordering::{Acquire, Relaxed, Release},
+};
 
 /// One recorded call: a failure or not, slow or not.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -87,13 +92,18 @@ impl CountWindow {
             PRESENT | if sample.failure { FAILURE } else { 0 } | if sample.slow { SLOW } else { 0 };
         let index = self.cursor.fetch_add(1, Relaxed) % self.slots.len() as u64;
         let old = self.slots[index as usize].swap(bits, Relaxed);
-        // Add before subtracting, so a concurrent reader never sees a total wrap below zero.
+        self.adjust(bits, old);
+    }
+
+    /// Moves the totals by a slot going from `old` to `new`. Whoever swaps a slot adjusts
+    /// for exactly what it swapped, so the totals always come back to what the slots hold.
+    fn adjust(&self, new: u8, old: u8) {
         for (flag, total) in [
             (PRESENT, &self.calls),
             (FAILURE, &self.failures),
             (SLOW, &self.slow),
         ] {
-            match (bits & flag != 0, old & flag != 0) {
+            match (new & flag != 0, old & flag != 0) {
                 (true, false) => {
                     total.fetch_add(1, Relaxed);
                 }
@@ -118,14 +128,13 @@ impl CountWindow {
         }
     }
 
+    /// Empties every slot the way a record pushes one out, rather than zeroing the totals:
+    /// a record racing the reset then adjusts the totals for what it actually swapped.
     fn reset(&self) {
         for slot in self.slots.iter() {
-            slot.store(0, Relaxed);
+            let old = slot.swap(0, Relaxed);
+            self.adjust(0, old);
         }
-        self.cursor.store(0, Relaxed);
-        self.calls.store(0, Relaxed);
-        self.failures.store(0, Relaxed);
-        self.slow.store(0, Relaxed);
     }
 }
 
@@ -135,9 +144,9 @@ impl CountWindow {
 ///
 /// Each counter is one `u64`: the bucket's epoch (which `bucket_nanos`-long slice of time it
 /// counts) in the high 32 bits and the count in the low 32. A writer that finds an old epoch
-/// swaps in a fresh count with one compare-and-swap, so expiry needs no lock and no sweep;
-/// a reader skips counters whose epoch has left the window. A bucket counts at most
-/// 2^32 - 1 calls.
+/// swaps in a fresh count, in the same compare-and-swap that checks the epoch, so expiry
+/// needs no lock and no sweep; a reader skips counters whose epoch has left the window. A
+/// bucket counts at most 2^32 - 1 calls.
 #[derive(Debug)]
 pub(crate) struct TimeWindow {
     buckets: Box<[Bucket]>,
@@ -153,6 +162,12 @@ struct Bucket {
     calls: AtomicU64,
     failures: AtomicU64,
     slow: AtomicU64,
+}
+
+impl Bucket {
+    fn counters(&self) -> [&AtomicU64; 3] {
+        [&self.calls, &self.failures, &self.slow]
+    }
 }
 
 impl TimeWindow {
@@ -174,26 +189,24 @@ impl TimeWindow {
         now_nanos / self.bucket_nanos
     }
 
-    fn epoch(&self, now_nanos: u64) -> u32 {
-        // Truncation is intended: epochs are compared with wrapping arithmetic.
-        self.full_epoch(now_nanos) as u32
-    }
-
-    /// Whether nothing was recorded for a whole window before `now`.
-    fn idle_for_a_window(&self, now_nanos: u64) -> bool {
-        let latest = self.latest.load(Relaxed);
-        self.full_epoch(now_nanos).saturating_sub(latest) >= self.buckets.len() as u64
+    /// Whether nothing was recorded for a whole window before the epoch `full`.
+    fn idle_before(&self, full: u64, latest: u64) -> bool {
+        full.saturating_sub(latest) >= self.buckets.len() as u64
     }
 
     fn record(&self, now_nanos: u64, sample: Sample) {
         let full = self.full_epoch(now_nanos);
-        if self.latest.load(Relaxed) != full {
-            if self.idle_for_a_window(now_nanos) {
-                self.reset();
+        let latest = self.latest.load(Acquire);
+        if latest != full {
+            if self.idle_before(full, latest) {
+                self.clear_up_to(latest);
             }
-            self.latest.fetch_max(full, Relaxed);
+            // Published after the clearing, so a reader that sees the window live again
+            // sees it cleared.
+            self.latest.fetch_max(full, Release);
         }
-        let epoch = self.epoch(now_nanos);
+        // Truncation is intended: epochs are compared with wrapping arithmetic.
+        let epoch = full as u32;
         let bucket = &self.buckets[epoch as usize % self.buckets.len()];
         bump(&bucket.calls, epoch);
         if sample.failure {
@@ -204,11 +217,28 @@ impl TimeWindow {
         }
     }
 
+    /// Zeroes the counts of the window that ended at epoch `latest`: after an idle gap
+    /// they are stale, and a tag that wrapped around could make one look current. Only
+    /// counters still tagged with an epoch of that window are touched, so a record racing
+    /// this one (tagged after the gap) is never cleared, and whoever else clears finds
+    /// nothing left to do.
+    fn clear_up_to(&self, latest: u64) {
+        let latest = latest as u32;
+        let len = self.buckets.len() as u32;
+        for counter in self.buckets.iter().flat_map(Bucket::counters) {
+            let _ = counter.fetch_update(Relaxed, Relaxed, |word| {
+                let stale = latest.wrapping_sub((word >> 32) as u32) < len;
+                (stale && word as u32 != 0).then_some(word & !u64::from(u32::MAX))
+            });
+        }
+    }
+
     fn counts(&self, now_nanos: u64) -> Counts {
-        if self.idle_for_a_window(now_nanos) {
+        let full = self.full_epoch(now_nanos);
+        if self.idle_before(full, self.latest.load(Acquire)) {
             return Counts::default();
         }
-        let now = self.epoch(now_nanos);
+        let now = full as u32;
         let len = self.buckets.len() as u32;
         let live = |counter: &AtomicU64| {
             let word = counter.load(Relaxed);
@@ -231,30 +261,27 @@ impl TimeWindow {
     }
 
     fn reset(&self) {
-        // A zero count adds nothing whichever epoch it is read as.
-        self.latest.store(0, Relaxed);
-        for bucket in self.buckets.iter() {
-            for counter in [&bucket.calls, &bucket.failures, &bucket.slow] {
-                counter.store(0, Relaxed);
-            }
+        // A zero count adds nothing whichever epoch it is read as. Each counter is swapped
+        // whole, so a racing record is counted or not, never tagged with the wrong epoch.
+        self.latest.store(0, Release);
+        for counter in self.buckets.iter().flat_map(Bucket::counters) {
+            counter.swap(0, Relaxed);
         }
     }
 }
 
 /// Adds one to a counter for `epoch`, restarting it at 1 if it still counts an older epoch.
+/// One read-modify-write: the epoch checked is the epoch counted.
 fn bump(counter: &AtomicU64, epoch: u32) {
     let fresh = (u64::from(epoch) << 32) | 1;
-    let mut word = counter.load(Relaxed);
-    loop {
-        if (word >> 32) as u32 == epoch {
-            counter.fetch_add(1, Relaxed);
-            return;
-        }
-        match counter.compare_exchange_weak(word, fresh, Relaxed, Relaxed) {
-            Ok(_) => return,
-            Err(actual) => word = actual,
-        }
-    }
+    let _ = counter.fetch_update(Relaxed, Relaxed, |word| {
+        Some(if (word >> 32) as u32 == epoch {
+            // Saturates rather than carrying into the epoch.
+            word + u64::from(word as u32 != u32::MAX)
+        } else {
+            fresh
+        })
+    });
 }
 
 #[cfg(all(test, not(bulwark_loom)))]
@@ -466,5 +493,77 @@ mod tests {
         };
         assert_eq!(count.counts(), expected);
         assert_eq!(time.counts(5), expected);
+    }
+}
+
+#[cfg(all(test, bulwark_loom))]
+mod loom_model {
+    use super::*;
+    use loom::sync::Arc;
+
+    const OK: Sample = Sample {
+        failure: false,
+        slow: false,
+    };
+    const FAIL: Sample = Sample {
+        failure: true,
+        slow: false,
+    };
+    const SLOW_OK: Sample = Sample {
+        failure: false,
+        slow: true,
+    };
+
+    /// What the slots of a count window hold, counted one by one.
+    fn in_slots(window: &CountWindow) -> Counts {
+        let mut counts = Counts::default();
+        for slot in window.slots.iter() {
+            let bits = slot.load(Relaxed);
+            counts.calls += u64::from(bits & PRESENT != 0);
+            counts.failures += u64::from(bits & FAILURE != 0);
+            counts.slow += u64::from(bits & SLOW != 0);
+        }
+        counts
+    }
+
+    /// A record racing a reset (the breaker closing) leaves totals that match the slots.
+    #[test]
+    fn count_window_totals_match_the_slots_after_a_racing_reset() {
+        loom::model(|| {
+            let window = Arc::new(CountWindow::new(2));
+            window.record(FAIL);
+            window.record(FAIL);
+            let recorder = {
+                let window = window.clone();
+                loom::thread::spawn(move || window.record(OK))
+            };
+            window.reset();
+            recorder.join().unwrap();
+            assert_eq!(window.counts(), in_slots(&window));
+        });
+    }
+
+    /// Two calls finishing at once after the window sat idle for longer than its length:
+    /// both are counted.
+    #[test]
+    fn records_racing_the_first_record_after_an_idle_window_are_kept() {
+        loom::model(|| {
+            let window = Arc::new(TimeWindow::new(2, 10));
+            window.record(0, FAIL);
+            let recorder = {
+                let window = window.clone();
+                loom::thread::spawn(move || window.record(100, FAIL))
+            };
+            window.record(100, SLOW_OK);
+            recorder.join().unwrap();
+            assert_eq!(
+                window.counts(100),
+                Counts {
+                    calls: 2,
+                    failures: 1,
+                    slow: 1
+                }
+            );
+        });
     }
 }
