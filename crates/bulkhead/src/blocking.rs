@@ -191,24 +191,28 @@ impl Shared {
     }
 
     fn work(&self) {
-        loop {
-            let job = {
-                let mut queue = self.jobs.lock().unwrap_or_else(|e| e.into_inner());
-                loop {
-                    if let Some(job) = queue.jobs.pop_front() {
-                        break job;
-                    }
-                    if queue.stopping {
-                        return;
-                    }
-                    queue = self.ready.wait(queue).unwrap_or_else(|e| e.into_inner());
-                }
-            };
-            self.busy.fetch_add(1, SeqCst);
+        while let Some(job) = self.next_job() {
             // A panicking closure must not take the thread down: its caller sees the
             // dropped channel as an error.
             let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(job));
             self.busy.fetch_sub(1, SeqCst);
+        }
+    }
+
+    /// The next closure to run, waiting for one; `None` once stopping with none queued.
+    /// It is counted busy before the queue unlocks: `run` always sees it queued or busy,
+    /// else it would let one more closure wait than `max_queue` allows.
+    fn next_job(&self) -> Option<Job> {
+        let mut queue = self.jobs.lock().unwrap_or_else(|e| e.into_inner());
+        loop {
+            if let Some(job) = queue.jobs.pop_front() {
+                self.busy.fetch_add(1, SeqCst);
+                return Some(job);
+            }
+            if queue.stopping {
+                return None;
+            }
+            queue = self.ready.wait(queue).unwrap_or_else(|e| e.into_inner());
         }
     }
 
@@ -343,5 +347,30 @@ mod tests {
         assert_eq!(error.field(), "threads");
         // Every worker held a clone of `shared`: they have all exited.
         assert_eq!(Arc::strong_count(&shared), 1);
+    }
+
+    /// A closure taken by a thread is busy from the moment it leaves the queue, so the
+    /// queue bound holds: with one thread and no queue, a closure submitted while the
+    /// thread is starting the first one is refused, not queued.
+    #[test]
+    fn a_closure_leaving_the_queue_is_counted_busy_at_once() {
+        // No threads: the test plays the worker.
+        let shared = Shared::new(Name::from("exact"), 1, 0);
+        let pool = BlockingBulkhead {
+            owner: Arc::new(Owner {
+                shared: shared.clone(),
+            }),
+        };
+        let first = pool.run(|| 1);
+        assert_eq!(pool.queued(), 1, "waiting for the idle thread");
+        let job = shared.next_job().expect("the queued closure");
+        // The thread has the first closure and has not started it yet.
+        let second = pool.run(|| 2);
+        assert_eq!(
+            (pool.busy(), pool.queued(), pool.rejected()),
+            (1, 0, 1),
+            "a closure waits with no room in the queue"
+        );
+        drop((job, first, second));
     }
 }

@@ -360,6 +360,14 @@ impl Drop for Ticket {
         {
             Ok(_) => {
                 self.compartment.counts.fetch_sub(ONE_QUEUED, AcqRel);
+                // It may stay queued until a grant or a sweep reaches it: the waker (which
+                // keeps its task alive) goes now.
+                let _waker = self
+                    .waiter
+                    .waker
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .take();
             }
             // Granted but never claimed: the permit is ours to give back.
             Err(_) => self.compartment.release(),

@@ -34,10 +34,10 @@ use self::waiters::Waiters;
 /// no longer be replayed: the request is **sent once and never retried**
 /// ([`RetryPolicy`](crate::RetryPolicy) checks [`can_replay`](Self::can_replay) before each
 /// retry and reports `NotRetried { reason: BodyTooLarge }`). A body whose declared size
-/// already exceeds the limit is never recorded at all, and one whose reading failed cannot
-/// be replayed either. A copy that cannot send the whole body claims no size (unknown
-/// `size_hint`, `is_end_stream` false) and yields an error when polled: never a truncated
-/// or empty body.
+/// already exceeds the limit is never recorded: it can be sent whole once, by whichever
+/// copy reads it first. One whose reading failed cannot be replayed either. A copy that
+/// cannot send the whole body claims no size (unknown `size_hint`, `is_end_stream` false)
+/// and yields an error when polled: never a truncated or empty body.
 ///
 /// Build it with [`ReplayLayer`], or with [`ReplayBody::new`].
 ///
@@ -150,8 +150,8 @@ impl ReplayBody {
         }
     }
 
-    /// Whether a copy of this body can still send the whole body: false once more than the
-    /// limit has been read, or reading it failed.
+    /// Whether a copy made now can send the whole body: false once a part that was not
+    /// recorded has been read (more than the limit), or reading it failed.
     pub fn can_replay(&self) -> bool {
         self.shared.can_replay()
     }
@@ -299,7 +299,9 @@ impl Shared {
 
 impl CanReplay for Shared {
     fn can_replay(&self) -> bool {
-        self.lock().recorded
+        // A new copy starts at the first frame: it can send the body if it can start (an
+        // unrecorded body nobody has read yet is read by that copy).
+        !matches!(self.lock().next(0), Next::Broken)
     }
 }
 

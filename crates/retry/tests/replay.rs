@@ -310,11 +310,19 @@ async fn a_body_exactly_at_the_limit_can_be_replayed() {
     assert_eq!(read_all(retry).await.unwrap().0, "12345678");
 }
 
-#[test]
-fn a_body_declared_larger_than_the_limit_is_never_recorded() {
-    let body = ReplayBody::new(Full::new(Bytes::from_static(b"123456789")), 8);
-    assert!(!body.can_replay());
+#[tokio::test]
+async fn a_body_declared_larger_than_the_limit_is_never_recorded() {
+    let mut body = ReplayBody::new(Full::new(Bytes::from_static(b"123456789")), 8);
+    let retry = body.clone();
+    // Until some of it is read, a copy can still send it whole (once).
+    assert!(body.can_replay());
     assert_eq!(body.size_hint().exact(), Some(9));
+    assert_eq!(
+        body.frame().await.unwrap().unwrap().into_data().unwrap(),
+        "123456789"
+    );
+    assert!(!retry.can_replay(), "read and not recorded");
+    assert!(read_all(retry).await.is_err());
 }
 
 #[tokio::test]
