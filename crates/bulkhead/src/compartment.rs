@@ -304,6 +304,16 @@ impl Compartment {
             });
     }
 
+    /// Lowers the mean wait by an eighth: a call refused on the estimate never waits, so it
+    /// never brings a fresh sample, and without this a mean learned in a burst of long
+    /// waits would refuse short-deadline calls for ever after the queue got fast again.
+    pub(crate) fn forget_some_wait(&self) {
+        let _ = self
+            .stats
+            .mean_wait_nanos
+            .fetch_update(Relaxed, Relaxed, |mean| Some(mean - mean.div_ceil(8)));
+    }
+
     pub(crate) fn mean_wait(&self) -> Duration {
         Duration::from_nanos(self.stats.mean_wait_nanos.load(Relaxed))
     }

@@ -30,7 +30,8 @@ pub(crate) struct Wait {
 impl Wait {
     /// Waits with `ticket` for at most `max_wait` and never past `deadline`. A deadline
     /// nearer than the compartment's recent mean wait is refused at once: the call would
-    /// most likely wait in vain.
+    /// most likely wait in vain. Each such refusal lowers the mean a little, so a stale mean
+    /// cannot refuse for ever.
     pub(crate) fn new(
         compartment: &Arc<Compartment>,
         ticket: Ticket,
@@ -42,6 +43,7 @@ impl Wait {
         let mut timed_out = FullReason::WaitTimeout;
         if let Some(deadline) = deadline {
             if deadline.remaining() <= compartment.mean_wait() {
+                compartment.forget_some_wait();
                 return Err(FullReason::Deadline);
             }
             if deadline.instant() < until {

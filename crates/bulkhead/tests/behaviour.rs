@@ -184,6 +184,39 @@ async fn a_deadline_nearer_than_the_usual_wait_is_refused_at_once() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn a_mean_wait_learned_in_a_burst_does_not_refuse_for_ever() {
+    let (service, control, handle) = bulkhead(1, 10, Duration::from_secs(10));
+    control.delay(Duration::from_secs(1));
+    // A burst of long waits teaches a mean of about a second...
+    let first = tokio::spawn(service.clone().oneshot(1));
+    tokio::task::yield_now().await;
+    service.clone().oneshot(2).await.unwrap();
+    first.await.unwrap().unwrap();
+    assert!(handle.snapshot().mean_wait >= Duration::from_millis(900));
+
+    // ...then the dependency is fast again and every caller has 500 ms. Each refusal on
+    // the stale estimate lowers it, so within a few calls one queues, waits its 10 ms and
+    // brings the estimate back to the truth.
+    control.delay(Duration::from_millis(10));
+    let mut refused = 0;
+    loop {
+        let busy = tokio::spawn(service.clone().oneshot(3));
+        tokio::task::yield_now().await;
+        let result = Deadline::after(Duration::from_millis(500))
+            .scope(service.clone().oneshot(4))
+            .await;
+        busy.await.unwrap().unwrap();
+        match result {
+            Ok(_) => break,
+            Err(_) => refused += 1,
+        }
+        assert!(refused <= 6, "still refused after {refused} calls");
+    }
+    assert!(refused >= 1, "the stale estimate refused at first");
+    assert!(handle.snapshot().mean_wait < Duration::from_millis(500));
+}
+
+#[tokio::test(start_paused = true)]
 async fn raising_the_limit_at_runtime_admits_waiters_and_lowering_it_drops_nothing() {
     let (service, control, handle) = bulkhead(1, 10, Duration::from_secs(60));
     control.hang();
