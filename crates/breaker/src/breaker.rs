@@ -4,9 +4,10 @@
 //! counters. The mutex is taken only to change state, which is rare.
 
 use std::sync::Arc;
-use std::task::Waker;
 use std::time::Duration;
 
+use tokio::sync::futures::OwnedNotified;
+use tokio::sync::Notify;
 use tokio::time::Instant;
 use tower_bulwark_core::{Listeners, Outcome, Rejection, RejectionKind, SeededRng};
 
@@ -31,13 +32,18 @@ pub(crate) struct Breaker {
     entered: AtomicU64,
     /// Nanoseconds since `start` at which the recovery ramp ends; 0 when not ramping.
     ramp_until: AtomicU64,
+    /// Trips since the growth of the open duration last started over. Written under the
+    /// transition lock; read without it, so a listener may take a snapshot.
+    trips: AtomicU32,
     // What calls write is padded onto lines of its own, away from the words above that
     // every admission reads.
     recorded: Padded<Recorded>,
     probes: Padded<Probes>,
     counters: Padded<Counters>,
     transitions: Mutex<Transitions>,
-    waiting: Mutex<Vec<Waker>>,
+    /// Readiness-mode callers waiting for a change. Each waiter's registration is its own
+    /// and leaves with it: a caller that gives up leaves nothing behind.
+    changes: Arc<Notify>,
 }
 
 /// What the calls recorded while closed write.
@@ -59,8 +65,6 @@ struct Counters {
 #[derive(Debug)]
 struct Transitions {
     jitter: SeededRng,
-    /// Trips since the growth of the open duration last started over.
-    trips: u32,
     /// When the breaker last closed (nanoseconds since `start`).
     closed_at: u64,
 }
@@ -123,7 +127,6 @@ impl Breaker {
             probes: Padded(Probes::new(config.half_open_probes)),
             transitions: Mutex::new(Transitions {
                 jitter: SeededRng::new(config.seed),
-                trips: 0,
                 closed_at: 0,
             }),
             config,
@@ -134,6 +137,7 @@ impl Breaker {
             open_until: AtomicU64::new(0),
             entered: AtomicU64::new(0),
             ramp_until: AtomicU64::new(0),
+            trips: AtomicU32::new(0),
             recorded: Padded(Recorded {
                 consecutive_failures: AtomicU32::new(0),
                 window,
@@ -143,7 +147,7 @@ impl Breaker {
                 rejected: AtomicU64::new(0),
                 would_reject: AtomicU64::new(0),
             }),
-            waiting: Mutex::new(Vec::new()),
+            changes: Arc::new(Notify::new()),
         }
     }
 
@@ -293,6 +297,9 @@ impl Breaker {
     }
 
     /// Moves from `from` to `to`, unless another thread already moved on from `from`.
+    ///
+    /// Announced before the lock is let go: announced after it, a racing transition could
+    /// be announced first, and listeners would see the changes out of order.
     #[cold]
     fn transition(&self, from: Phase, to: Machine, reason: Reason) {
         let now = self.now();
@@ -303,8 +310,9 @@ impl Breaker {
             }
             let next = from.next(to);
             self.enter(&mut transitions, from.machine(), next, now);
+            self.announce(from.machine().state(), to.state(), reason);
         }
-        self.announce(from.machine().state(), to.state(), reason);
+        self.wake_all();
     }
 
     /// Sets up the state `next` and publishes it. Called with the transition lock held.
@@ -318,14 +326,13 @@ impl Breaker {
                     from == Machine::Closed
                         && Duration::from_nanos(now.saturating_sub(transitions.closed_at)) >= reset
                 });
-                if healthy {
-                    transitions.trips = 0;
-                }
-                transitions.trips = transitions.trips.saturating_add(1);
-                let wait = self
-                    .config
-                    .open
-                    .wait(transitions.trips, transitions.jitter.next_unit());
+                let trips = if healthy {
+                    1
+                } else {
+                    self.trips.load(Relaxed).saturating_add(1)
+                };
+                self.trips.store(trips, Relaxed);
+                let wait = self.config.open.wait(trips, transitions.jitter.next_unit());
                 self.open_until
                     .store(now.saturating_add(nanos(wait)), Release);
             }
@@ -347,7 +354,8 @@ impl Breaker {
         self.phase.store(next.bits(), Release);
     }
 
-    /// Logs and reports a state change, and wakes tasks waiting for one.
+    /// Logs and reports a state change. Called with the transition lock held, so changes
+    /// are reported in the order they are made; waiters are woken after it is let go.
     #[cold]
     fn announce(&self, from: State, to: State, reason: Reason) {
         let name = &self.config.name;
@@ -365,23 +373,19 @@ impl Breaker {
             to,
             reason,
         });
-        self.wake_all();
     }
 
     // === waiting (readiness admission) ===
 
-    /// Wakes `waker` at the next state change, probe release or operator action.
-    pub(crate) fn wait(&self, waker: &Waker) {
-        let mut waiting = self.waiting.lock().unwrap_or_else(|e| e.into_inner());
-        if !waiting.iter().any(|w| w.will_wake(waker)) {
-            waiting.push(waker.clone());
-        }
+    /// Completes at the next state change, probe release or operator action after this
+    /// call, polled or not by then.
+    pub(crate) fn next_change(&self) -> OwnedNotified {
+        self.changes.clone().notified_owned()
     }
 
     #[cold]
     fn wake_all(&self) {
-        let waiting = std::mem::take(&mut *self.waiting.lock().unwrap_or_else(|e| e.into_inner()));
-        waiting.into_iter().for_each(Waker::wake);
+        self.changes.notify_waiters();
     }
 
     /// When a caller refused with `refusal` should decide again, if no announced change
@@ -430,27 +434,36 @@ impl Breaker {
             probes_in_flight: self.probes.in_flight(),
             rejected: self.counters.rejected.load(Relaxed),
             would_reject: self.counters.would_reject.load(Relaxed),
-            trips: self.lock().trips,
+            trips: self.trips.load(Relaxed),
         }
     }
 
+    /// Sets an operator mode; under the transition lock, so its announcement keeps its
+    /// place among the others.
     pub(crate) fn set_mode(&self, mode: Mode) {
-        let before = self.state();
-        self.mode.store(mode as u8, Release);
-        let after = self.state();
-        if before != after {
-            self.announce(before, after, Reason::Operator);
+        let changed = {
+            let _transitions = self.lock();
+            let before = self.state();
+            self.mode.store(mode as u8, Release);
+            let after = self.state();
+            if before != after {
+                self.announce(before, after, Reason::Operator);
+            }
+            before != after
+        };
+        if changed {
+            self.wake_all();
         }
     }
 
     /// Back to normal operation, closed, with an empty window; `forget_trips` also starts
     /// the growth of the open duration over.
     pub(crate) fn close(&self, forget_trips: bool) {
-        let before = self.state();
-        {
+        let before = {
             let mut transitions = self.lock();
+            let before = self.state();
             if forget_trips {
-                transitions.trips = 0;
+                self.trips.store(0, Relaxed);
             }
             let from = self.phase();
             self.enter(
@@ -461,9 +474,13 @@ impl Breaker {
             );
             self.ramp_until.store(0, Relaxed);
             self.mode.store(Mode::Normal as u8, Release);
-        }
+            if before != State::Closed {
+                self.announce(before, State::Closed, Reason::Operator);
+            }
+            before
+        };
         if before != State::Closed {
-            self.announce(before, State::Closed, Reason::Operator);
+            self.wake_all();
         }
     }
 

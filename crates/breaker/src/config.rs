@@ -257,6 +257,10 @@ impl<C> Builder<C> {
     }
 
     /// Adds a listener for the breaker's events. Listeners run inline: keep them quick.
+    /// State changes are reported under the breaker's transition lock, so they arrive in
+    /// the order they were made: a listener may read the breaker's handle, but must not
+    /// steer it (`force_open`, `reset`, ...) nor call through the breaker, which would
+    /// wait on that lock forever.
     pub fn on_event(mut self, listener: impl Listener<BreakerEvent> + 'static) -> Self {
         self.listeners.push(listener);
         self

@@ -4,6 +4,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
+use tokio::sync::futures::OwnedNotified;
 use tokio::time::Sleep;
 use tower_bulwark_core::{BoxError, Classify};
 use tower_service::Service;
@@ -39,6 +40,8 @@ pub struct CircuitBreaker<S, C> {
     permit: Option<Permit>,
     /// Refused by `poll_ready` (fail-fast), answered by `call`.
     refusal: Option<Refusal>,
+    /// Readiness admission: wakes the task at the breaker's next change.
+    changed: Option<Pin<Box<OwnedNotified>>>,
     /// Readiness admission: wakes the task when an open breaker lets probes through.
     sleep: Option<Pin<Box<Sleep>>>,
 }
@@ -51,6 +54,7 @@ impl<S, C> CircuitBreaker<S, C> {
             classifier,
             permit: None,
             refusal: None,
+            changed: None,
             sleep: None,
         }
     }
@@ -70,9 +74,26 @@ impl<S, C> CircuitBreaker<S, C> {
         crate::BreakerHandle::new(self.breaker.clone())
     }
 
-    /// Readiness admission: an open breaker announces nothing when its open duration ends,
+    /// Readiness admission: starts listening for the breaker's next change (before
+    /// deciding again, so a change in between is not missed).
+    fn listen(&mut self) {
+        let next = self.breaker.next_change();
+        match &mut self.changed {
+            Some(changed) => changed.set(next),
+            None => self.changed = Some(Box::pin(next)),
+        }
+    }
+
+    /// Readiness admission: wakes the task at the change it listens for, or when deciding
+    /// again may admit it: an open breaker announces nothing when its open duration ends,
     /// nor does half-open when it times out, so a timer wakes the task then.
     fn wake_to_decide_again(&mut self, refusal: Refusal, cx: &mut Context<'_>) {
+        if let Some(changed) = &mut self.changed {
+            if changed.as_mut().poll(cx).is_ready() {
+                cx.waker().wake_by_ref();
+                return;
+            }
+        }
         let Some(deadline) = self.breaker.decide_again_at(refusal) else {
             return;
         };
@@ -154,10 +175,10 @@ where
                     self.refusal = Some(refusal);
                     return Poll::Ready(Ok(()));
                 }
-                // Readiness admission: register for wake-ups first, then decide again, so a
-                // change between the refusal and the registration is not missed; the wait
+                // Readiness admission: listen for changes first, then decide again, so a
+                // change between the refusal and the listening is not missed; the wait
                 // follows the latest refusal.
-                self.breaker.wait(cx.waker());
+                self.listen();
                 match self.breaker.acquire() {
                     Ok(permit) => self.permit = Some(permit),
                     Err(refusal) if refusal.by_ramp => {

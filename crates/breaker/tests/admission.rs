@@ -273,3 +273,53 @@ async fn fail_fast_counts_each_refused_call_once() {
     }
     assert_eq!(layer.handle().snapshot().rejected, 3);
 }
+
+/// A waker that counts its wake-ups; its `Arc`'s count shows who still holds it.
+struct Flag(std::sync::atomic::AtomicUsize);
+
+impl std::task::Wake for Flag {
+    fn wake(self: std::sync::Arc<Self>) {
+        self.0.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+/// Readiness mode: a caller that gives up waiting (its service dropped while `Pending`)
+/// leaves nothing behind in the breaker, however many come and go while it is open; one
+/// that keeps waiting is woken by the next change.
+#[tokio::test(start_paused = true)]
+async fn a_waiter_that_gives_up_leaves_no_waker_behind() {
+    use std::sync::atomic::Ordering::SeqCst;
+    use std::sync::Arc;
+    use std::task::{Context, Waker};
+
+    let (service, control, layer) = guarded(tripping(Admission::Readiness));
+    control.fail();
+    call(&mut service.clone()).await.unwrap_err();
+    for _ in 0..100 {
+        let flag = Arc::new(Flag(Default::default()));
+        let waker = Waker::from(flag.clone());
+        let mut waiter = service.clone();
+        assert!(waiter
+            .poll_ready(&mut Context::from_waker(&waker))
+            .is_pending());
+        drop((waiter, waker));
+        assert_eq!(
+            Arc::strong_count(&flag),
+            1,
+            "a dropped waiter's waker is kept"
+        );
+    }
+
+    let flag = Arc::new(Flag(Default::default()));
+    let waker = Waker::from(flag.clone());
+    let mut cx = Context::from_waker(&waker);
+    let mut waiter = service.clone();
+    assert!(waiter.poll_ready(&mut cx).is_pending());
+    assert!(
+        waiter.poll_ready(&mut cx).is_pending(),
+        "polled again, still waiting"
+    );
+    layer.handle().reset();
+    assert_eq!(flag.0.load(SeqCst), 1, "woken once by the reset");
+    assert!(waiter.poll_ready(&mut cx).is_ready());
+}

@@ -104,3 +104,58 @@ fn failures_racing_to_trip_trip_once() {
         assert_eq!(breaker.phase().generation(), 1, "one transition");
     });
 }
+
+/// A call trips the breaker while another thread, once it sees it open, moves it on to
+/// half-open: the two state changes are announced in the order they happened. (The
+/// listener takes a loom lock, so loom can switch threads inside an announcement.)
+#[test]
+fn racing_transitions_are_announced_in_order() {
+    let config = config(Builder::default().consecutive_failures(1));
+    loom::model(move || {
+        let changes = Arc::new(Mutex::new(Vec::new()));
+        let mut listeners = Listeners::new();
+        let sink = changes.clone();
+        listeners.push(move |event: &BreakerEvent| {
+            if let BreakerEvent::StateChanged { from, to, .. } = event {
+                sink.lock().unwrap().push((*from, *to));
+            }
+        });
+        let breaker = Arc::new(Breaker::new(config.clone(), listeners));
+        let call = breaker.acquire().expect("closed");
+        let tripping = loom::thread::spawn(move || call.finish(Outcome::Failure, None));
+        loop {
+            let phase = breaker.phase();
+            if phase.machine() == Machine::Open {
+                breaker.transition(phase, Machine::HalfOpen, Reason::OpenElapsed);
+                break;
+            }
+            loom::thread::yield_now();
+        }
+        tripping.join().unwrap();
+        assert_eq!(
+            *changes.lock().unwrap(),
+            [(State::Closed, State::Open), (State::Open, State::HalfOpen)]
+        );
+    });
+}
+
+/// The largest consecutive-failure limit: two failures that both passed the phase check
+/// race past it, and the second finds the count already at its maximum. It must not
+/// overflow (a panic in debug builds).
+#[test]
+fn failures_racing_past_the_largest_limit_do_not_overflow() {
+    let config = config(Builder::default().consecutive_failures(u32::MAX));
+    loom::model(move || {
+        let breaker = Arc::new(Breaker::new(config.clone(), Listeners::new()));
+        breaker
+            .recorded
+            .consecutive_failures
+            .store(u32::MAX - 1, Relaxed);
+        let first = breaker.acquire().expect("closed");
+        let second = breaker.acquire().expect("closed");
+        let racing = loom::thread::spawn(move || first.finish(Outcome::Failure, None));
+        second.finish(Outcome::Failure, None);
+        racing.join().unwrap();
+        assert_eq!(breaker.state(), State::Open);
+    });
+}

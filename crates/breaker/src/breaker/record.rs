@@ -43,7 +43,12 @@ impl Breaker {
         let recorded = &self.recorded;
         if let Some(limit) = self.config.consecutive_failures {
             if failure {
-                let failures = recorded.consecutive_failures.fetch_add(1, AcqRel) + 1;
+                // Saturating: failures that raced past the largest limit find the count at
+                // its maximum (the atomic wraps, harmlessly: that phase is over).
+                let failures = recorded
+                    .consecutive_failures
+                    .fetch_add(1, AcqRel)
+                    .saturating_add(1);
                 if failures >= limit {
                     self.transition(phase, Machine::Open, Reason::ConsecutiveFailures(failures));
                     return;
