@@ -14,6 +14,10 @@ use tower_bulwark::events::Listeners;
 use tower_bulwark::testing::Noop;
 use tower_bulwark::HandleRejections;
 
+/// With the `metrics` facade recording: no allocation per call either.
+#[path = "allocations/metrics.rs"]
+mod with_metrics;
+
 const CALLS: u64 = 1_000;
 
 /// Allocations made by `CALLS` ready+call round trips, after a warm-up that lets lazily
@@ -39,8 +43,14 @@ where
     allocation_counter::measure(|| round_trips(CALLS)).count_total
 }
 
-fn http_noop(
-) -> impl Service<Request<()>, Response = Response<()>, Error = std::convert::Infallible> {
+fn http_noop() -> impl Service<
+    Request<()>,
+    Response = Response<()>,
+    Error = std::convert::Infallible,
+    Future = impl Send,
+> + Clone
+       + Send
+       + 'static {
     Noop.map_response(|_request: Request<()>| Response::new(()))
 }
 
@@ -289,4 +299,170 @@ fn throttling_allocates_nothing_while_admitting() {
 
     let throttle = AdaptiveThrottleLayer::builder().build().unwrap();
     assert_eq!(allocations(throttle.layer(Noop), || 7u64), 0);
+}
+
+/// Allocations made by `CALLS` runs of `round_trip` on a current-thread runtime, after 100
+/// runs to warm up. Time is paused (and moves on when the runtime is idle), so waits take
+/// no real time and the runtime's own work does not depend on the machine's speed.
+fn runs(mut round_trip: impl AsyncFnMut()) -> u64 {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .start_paused(true)
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        for _ in 0..100 {
+            round_trip().await;
+        }
+    });
+    allocation_counter::measure(|| {
+        runtime.block_on(async {
+            for _ in 0..CALLS {
+                round_trip().await;
+            }
+        })
+    })
+    .count_total
+}
+
+/// Allocations made by `CALLS` ready+call round trips that each end in an error.
+fn refusals<S, Req>(mut service: S, request: impl Fn() -> Req) -> u64
+where
+    S: Service<Req>,
+{
+    runs(async || {
+        let result = service.ready().await.ok().unwrap().call(request()).await;
+        assert!(result.is_err(), "every call is refused");
+    })
+}
+
+/// Takes one place (a permit, a slot in flight) from `service` and keeps it for as long as
+/// the returned future lives: `call` takes it, and the future is never polled.
+fn hold<S: Service<Req>, Req>(service: &mut S, request: Req) -> S::Future {
+    let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+    assert!(service.poll_ready(&mut cx).is_ready());
+    service.call(request)
+}
+
+// === fallback, backup, drain, replay ===
+
+/// Allocations of one copy of a value `make` builds (a fresh one each time: a header value
+/// may allocate when first shared).
+fn clone_cost<T: Clone>(make: impl Fn() -> T) -> u64 {
+    let made = allocation_counter::measure(|| {
+        for _ in 0..CALLS {
+            std::hint::black_box(make());
+        }
+    });
+    let copied = allocation_counter::measure(|| {
+        for _ in 0..CALLS {
+            let value = make();
+            std::hint::black_box((value.clone(), value));
+        }
+    });
+    (copied.count_total - made.count_total) / CALLS
+}
+
+/// A response as a JSON API sends it.
+fn json_response() -> Response<()> {
+    Response::builder()
+        .header(
+            http::header::CONTENT_TYPE,
+            http::HeaderValue::from_static("application/json"),
+        )
+        .body(())
+        .unwrap()
+}
+
+/// A successful call through a fallback allocates nothing, except that a last-good cache
+/// keeps a copy of each successful response: exactly one copy's allocations (none for a
+/// response without headers), by design.
+#[test]
+fn fallback_allocates_only_the_last_good_copy() {
+    use tower::Layer;
+    use tower_bulwark::fallback::FallbackLayer;
+
+    let fixed = FallbackLayer::builder()
+        .static_response(Response::new(()))
+        .build()
+        .unwrap();
+    assert_eq!(
+        allocations(fixed.layer(http_noop()), || Request::new(())),
+        0
+    );
+
+    // A capacity of 1: the cache reaches its steady size during the warm-up.
+    let last_good = FallbackLayer::builder()
+        .last_good(Duration::from_secs(60), 1)
+        .build()
+        .unwrap();
+    assert_eq!(
+        allocations(last_good.layer(http_noop()), || Request::new(())),
+        0
+    );
+    let json = Noop.map_response(|_request: Request<()>| json_response());
+    let added = (allocations(last_good.layer(json.clone()), || Request::new(()))
+        - allocations(json, || Request::new(())))
+        / CALLS;
+    let copy = clone_cost(json_response);
+    assert!(copy > 0, "a header map allocates when copied");
+    assert_eq!(added, copy);
+}
+
+/// The backup layer copies each request before the primary call (the backup may need it):
+/// exactly one copy's allocations, none for a request without headers.
+#[test]
+fn backup_allocates_only_the_request_copy() {
+    use tower::Layer;
+    use tower_bulwark::fallback::BackupLayer;
+
+    let backup = BackupLayer::new(http_noop());
+    assert_eq!(
+        allocations(backup.layer(http_noop()), || Request::new(())),
+        0
+    );
+    let copy = clone_cost(grpc_request);
+    assert!(copy > 0, "a header map allocates when copied");
+    assert_eq!(
+        added_per_call(backup.layer(http_noop()), grpc_request),
+        copy
+    );
+}
+
+/// The drain layer counts requests in flight: nothing allocated, serving or draining with
+/// `keep_serving`.
+#[test]
+fn drain_allocates_nothing() {
+    use tower::Layer;
+    use tower_bulwark::health::DrainLayer;
+
+    let drain = DrainLayer::new();
+    assert_eq!(
+        allocations(drain.layer(http_noop()), || Request::new(())),
+        0
+    );
+    let keep_serving = DrainLayer::new().keep_serving();
+    keep_serving.handle().drain();
+    assert_eq!(
+        allocations(keep_serving.layer(http_noop()), || Request::new(())),
+        0
+    );
+}
+
+/// `ReplayLayer` allocates per call by design: the recording a retry replays from (the
+/// boxed body, the shared recording, its waiters: 3) and the `Replayable` extension that
+/// tells the layers inside whether the body can be sent again (the boxed value and, for a
+/// request with no extensions yet, the boxed map and its table: 3).
+#[test]
+fn replay_allocates_its_recording_and_extension() {
+    use tower::Layer;
+    use tower_bulwark::retry::{ReplayBody, ReplayLayer};
+
+    let inner = Noop.map_response(|_request: Request<ReplayBody>| Response::new(()));
+    let request = || Request::new(http_body_util::Full::new(bytes::Bytes::from_static(b"{}")));
+    let bare = Noop
+        .map_response(|_request: Request<http_body_util::Full<bytes::Bytes>>| Response::new(()));
+    assert_eq!(allocations(bare, request), 0);
+    let replay = ReplayLayer::new(64 * 1024);
+    assert_eq!(allocations(replay.layer(inner), request), 6 * CALLS);
 }

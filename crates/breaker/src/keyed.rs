@@ -17,15 +17,26 @@ use crate::config::{Admission, Builder, Config};
 use crate::events::BreakerEvent;
 use crate::future::ResponseFuture;
 use crate::sync::{AtomicU64, Ordering::Relaxed};
-use crate::BreakerHandle;
+use crate::{BreakerHandle, State};
 
 /// One circuit breaker per key, chosen for each request by a key function.
 ///
 /// Every key gets its own breaker built from the same settings and named
-/// `"{name}:{key}"`. At most `max_keys` breakers are kept: when a new key arrives at the
-/// bound, breakers idle for `idle_timeout` or longer are dropped, and if none is, the least
-/// recently used one is. Finding a breaker takes a shared read lock and reads the clock; only
-/// a new key takes the write lock (and, at the bound, scans the keys once).
+/// `"{name}:{key}"`. At most `max_keys` breakers are kept. When a new key arrives at the
+/// bound, one sweep over the keys makes room for an eighth of the bound at once (at least
+/// one), so a new key costs amortized constant work. It drops, in this order:
+///
+/// 1. every closed breaker idle for `idle_timeout` or longer;
+/// 2. the least recently used closed breakers;
+/// 3. only when fewer closed breakers than that are left: the least recently used of the
+///    others (open, half-open, or held in a state by an operator).
+///
+/// So a stream of new keys never resets the trip of an open breaker while a closed one can
+/// go instead; and when every breaker is open, the new key still gets a breaker (it is not
+/// refused), at the cost of the trips least recently used (a refused call is a use).
+///
+/// Finding a breaker takes a shared read lock and reads the clock; only a new key takes the
+/// write lock.
 ///
 /// Admission is fail-fast: the key is known only in `call`, after `poll_ready`.
 ///
@@ -61,6 +72,9 @@ struct Registry<K> {
     idle_timeout: Duration,
     start: Instant,
     breakers: RwLock<HashMap<K, Entry>>,
+    /// Breakers looked at by sweeps, for the test that a new key costs amortized O(1).
+    #[cfg(test)]
+    swept: std::sync::atomic::AtomicU64,
 }
 
 struct Entry {
@@ -73,8 +87,8 @@ impl<K, F, C> KeyedCircuitBreakerLayer<K, F, C>
 where
     K: Hash + Eq + Clone + fmt::Display,
 {
-    /// Breakers built from `builder`, one per `key_of(&request)`, at most `max_keys` of them,
-    /// evicting those idle for `idle_timeout`.
+    /// Breakers built from `builder`, one per `key_of(&request)`, at most `max_keys` of them;
+    /// at the bound, closed breakers idle for `idle_timeout` go first (see the type's docs).
     pub fn new<Req>(
         builder: Builder<C>,
         key_of: F,
@@ -101,6 +115,8 @@ where
                 idle_timeout,
                 start: Instant::now(),
                 breakers: RwLock::new(HashMap::new()),
+                #[cfg(test)]
+                swept: Default::default(),
             }),
             key_of,
             classifier,
@@ -149,6 +165,10 @@ impl<S, K, F: Clone, C: Clone> Layer<S> for KeyedCircuitBreakerLayer<K, F, C> {
 
 // === impl Registry ===
 
+/// A sweep at the bound makes room for `max_keys / SWEEP_SHARE` new keys at once, so a new
+/// key costs `SWEEP_SHARE` looks at breakers on average.
+const SWEEP_SHARE: usize = 8;
+
 impl<K: Hash + Eq + Clone + fmt::Display> Registry<K> {
     fn now_millis(&self) -> u64 {
         u64::try_from(self.start.elapsed().as_millis()).unwrap_or(u64::MAX)
@@ -168,17 +188,7 @@ impl<K: Hash + Eq + Clone + fmt::Display> Registry<K> {
             return entry.breaker.clone();
         }
         if breakers.len() >= self.max_keys {
-            let idle = u64::try_from(self.idle_timeout.as_millis()).unwrap_or(u64::MAX);
-            breakers.retain(|_, entry| now.saturating_sub(entry.last_used.load(Relaxed)) < idle);
-            if breakers.len() >= self.max_keys {
-                let oldest = breakers
-                    .iter()
-                    .min_by_key(|(_, entry)| entry.last_used.load(Relaxed))
-                    .map(|(key, _)| key.clone());
-                if let Some(oldest) = oldest {
-                    breakers.remove(&oldest);
-                }
-            }
+            self.sweep(&mut breakers, now);
         }
         let mut config = self.config.clone();
         config.name = format!("{}:{key}", self.config.name).into();
@@ -191,6 +201,45 @@ impl<K: Hash + Eq + Clone + fmt::Display> Registry<K> {
             },
         );
         breaker
+    }
+
+    /// Makes room at the bound: drops every idle closed breaker, and at least
+    /// `max_keys / SWEEP_SHARE` (one or more), closed ones first, least recently used
+    /// first. One pass and a linear selection, paid for by the new keys that then fit.
+    fn sweep(&self, breakers: &mut HashMap<K, Entry>, now: u64) {
+        let idle = u64::try_from(self.idle_timeout.as_millis()).unwrap_or(u64::MAX);
+        #[cfg(test)]
+        self.swept.fetch_add(breakers.len() as u64, Relaxed);
+        // (protected, last used): the smallest go; closed breakers are not protected.
+        let mut ranked: Vec<(bool, u64, &K)> = breakers
+            .iter()
+            .map(|(key, entry)| {
+                let protected = entry.breaker.state() != State::Closed;
+                (protected, entry.last_used.load(Relaxed), key)
+            })
+            .collect();
+        let idle_closed = ranked
+            .iter()
+            .filter(|&&(protected, last_used, _)| {
+                !protected && now.saturating_sub(last_used) >= idle
+            })
+            .count();
+        let count = idle_closed
+            .max(self.max_keys / SWEEP_SHARE)
+            .max(1)
+            .min(ranked.len());
+        if count > 0 && count < ranked.len() {
+            ranked.select_nth_unstable_by_key(count - 1, |&(protected, last_used, _)| {
+                (protected, last_used)
+            });
+        }
+        let gone: Vec<K> = ranked[..count]
+            .iter()
+            .map(|&(_, _, key)| key.clone())
+            .collect();
+        for key in &gone {
+            breakers.remove(key);
+        }
     }
 }
 
@@ -315,5 +364,43 @@ impl<K> fmt::Debug for KeyedHandle<K> {
         f.debug_struct("KeyedHandle")
             .field("name", &self.registry.config.name)
             .finish_non_exhaustive()
+    }
+}
+
+#[cfg(all(test, not(bulwark_loom)))]
+mod tests {
+    use super::*;
+    use crate::CircuitBreakerLayer;
+
+    /// A stream of new keys at the bound: each sweep looks at every key once and makes room
+    /// for an eighth of the bound, so a new key costs 8 looks on average, whatever the
+    /// bound (a scan per new key would cost the bound).
+    #[tokio::test(start_paused = true)]
+    async fn a_new_key_at_the_bound_costs_amortized_constant_work() {
+        for max_keys in [8, 64, 512] {
+            let layer = KeyedCircuitBreakerLayer::new(
+                CircuitBreakerLayer::builder(),
+                |key: &u64| *key,
+                max_keys,
+                Duration::from_secs(60),
+            )
+            .unwrap();
+            let registry = &layer.registry;
+            for key in 0..max_keys as u64 {
+                registry.breaker(&key);
+            }
+            assert_eq!(registry.swept.load(Relaxed), 0, "no sweep below the bound");
+            let new_keys = 100 * max_keys as u64;
+            for key in 0..new_keys {
+                registry.breaker(&(max_keys as u64 + key));
+            }
+            assert_eq!(layer.handle().len(), max_keys);
+            let per_key = SWEEP_SHARE as u64;
+            assert_eq!(
+                registry.swept.load(Relaxed),
+                per_key * new_keys,
+                "max_keys {max_keys}"
+            );
+        }
     }
 }

@@ -143,9 +143,7 @@ impl<D> Builder<D> {
     /// Records events through the `metrics` facade (`bulwark_bulkhead_*`).
     #[cfg(feature = "metrics")]
     pub fn with_metrics(self) -> Self {
-        self.on_event(tower_bulwark_core::metrics::CachedMetrics::<
-            crate::events::BulkheadMetrics,
-        >::new())
+        self.on_event(crate::events::BulkheadMetricsListener::new())
     }
 
     /// Where a request's deadline comes from (default: the task's current deadline).

@@ -6,7 +6,7 @@ use std::sync::OnceLock;
 use std::time::Duration;
 
 #[cfg(feature = "metrics")]
-use tower_bulwark_core::metrics::MetricHandles;
+use tower_bulwark_core::metrics::{CachedMetrics, MetricHandles};
 use tower_bulwark_core::{Event, Name};
 use tracing::Level;
 
@@ -70,9 +70,12 @@ impl Event for BulkheadEvent {
     }
 }
 
-/// A bulkhead's `metrics` handles, each registered on first use and kept by the
-/// [`CachedMetrics`](tower_bulwark_core::metrics::CachedMetrics) that
-/// [`Builder::with_metrics`](crate::Builder::with_metrics) installs.
+/// What [`Builder::with_metrics`](crate::Builder::with_metrics) installs.
+#[cfg(feature = "metrics")]
+pub(crate) type BulkheadMetricsListener = CachedMetrics<BulkheadMetrics>;
+
+/// A bulkhead's `metrics` handles, each registered on first use and kept by
+/// [`CachedMetrics`]: recording allocates nothing.
 #[cfg(feature = "metrics")]
 pub(crate) struct BulkheadMetrics {
     bulkhead: Name,
@@ -122,7 +125,10 @@ impl MetricHandles<BulkheadEvent> for BulkheadMetrics {
             BulkheadEvent::Waited { wait, .. } => self
                 .wait
                 .get_or_init(|| {
-                    metrics::histogram!(metric_name!("bulkhead_wait_seconds"), "bulkhead" => bulkhead())
+                    metrics::histogram!(
+                        metric_name!("bulkhead_wait_seconds"),
+                        "bulkhead" => bulkhead()
+                    )
                 })
                 .record(wait.as_secs_f64()),
         }

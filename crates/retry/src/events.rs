@@ -6,7 +6,7 @@ use std::sync::OnceLock;
 use std::time::Duration;
 
 #[cfg(feature = "metrics")]
-use tower_bulwark_core::metrics::MetricHandles;
+use tower_bulwark_core::metrics::{CachedMetrics, MetricHandles};
 use tower_bulwark_core::Event;
 #[cfg(feature = "metrics")]
 use tower_bulwark_core::Name;
@@ -89,9 +89,12 @@ impl Event for RetryEvent {
     }
 }
 
-/// A retry policy's `metrics` handles, each registered on first use and kept by the
-/// [`CachedMetrics`](tower_bulwark_core::metrics::CachedMetrics) that
-/// [`Builder::with_metrics`](crate::Builder::with_metrics) installs.
+/// What [`Builder::with_metrics`](crate::Builder::with_metrics) installs.
+#[cfg(feature = "metrics")]
+pub(crate) type RetryMetricsListener = CachedMetrics<RetryMetrics>;
+
+/// A retry policy's `metrics` handles, each registered on first use and kept by
+/// [`CachedMetrics`]: recording allocates nothing.
 #[cfg(feature = "metrics")]
 pub(crate) struct RetryMetrics {
     retries: OnceLock<metrics::Counter>,
@@ -137,7 +140,10 @@ impl MetricHandles<RetryEvent> for RetryMetrics {
                 };
                 self.not_retried[slot]
                     .get_or_init(|| {
-                        metrics::counter!(metric_name!("retry_not_retried_total"), "reason" => reason.as_str())
+                        metrics::counter!(
+                            metric_name!("retry_not_retried_total"),
+                            "reason" => reason.as_str()
+                        )
                     })
                     .increment(1);
             }

@@ -142,7 +142,7 @@ impl<C> Builder<C> {
     /// Records events through the `metrics` facade (`bulwark_retry_*`).
     #[cfg(feature = "metrics")]
     pub fn with_metrics(self) -> Self {
-        self.on_event(tower_bulwark_core::metrics::CachedMetrics::<crate::events::RetryMetrics>::new())
+        self.on_event(crate::events::RetryMetricsListener::new())
     }
 
     /// Which results are retried.

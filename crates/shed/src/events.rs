@@ -5,7 +5,7 @@ use std::fmt;
 use std::sync::OnceLock;
 
 #[cfg(feature = "metrics")]
-use tower_bulwark_core::metrics::MetricHandles;
+use tower_bulwark_core::metrics::{CachedMetrics, MetricHandles};
 use tower_bulwark_core::{Criticality, Event, Name};
 use tracing::Level;
 
@@ -74,9 +74,12 @@ impl Event for ShedEvent {
     }
 }
 
-/// A shedding layer's `metrics` handles, each registered on first use and kept by the
-/// [`CachedMetrics`](tower_bulwark_core::metrics::CachedMetrics) that
-/// [`Builder::with_metrics`](crate::Builder::with_metrics) installs.
+/// What [`Builder::with_metrics`](crate::Builder::with_metrics) installs.
+#[cfg(feature = "metrics")]
+pub(crate) type ShedMetricsListener = CachedMetrics<ShedMetrics>;
+
+/// A shedding layer's `metrics` handles, each registered on first use and kept by
+/// [`CachedMetrics`]: recording allocates nothing.
 #[cfg(feature = "metrics")]
 pub(crate) struct ShedMetrics {
     layer: Name,

@@ -168,9 +168,7 @@ impl<Q, C> Builder<Q, C> {
     /// Records events through the `metrics` facade (`bulwark_shed_*`).
     #[cfg(feature = "metrics")]
     pub fn with_metrics(self) -> Self {
-        self.on_event(tower_bulwark_core::metrics::CachedMetrics::<
-            crate::events::ShedMetrics,
-        >::new())
+        self.on_event(crate::events::ShedMetricsListener::new())
     }
 
     /// Where each request's criticality comes from.
