@@ -57,11 +57,11 @@ pub use self::handle::{HandleRejections, HandleRejectionsLayer};
 pub use self::name::Name;
 pub use self::random::{SeededRng, SharedRng};
 pub use self::rejection::{find_rejection, Rejection, RejectionKind};
-pub use self::replay::{CanReplay, Replayable};
 #[cfg(feature = "http")]
 pub use self::rejection::{
     is_grpc_request, is_shed_for_overload, ENVOY_OVERLOADED_HEADER, OVERLOADED_HEADER,
 };
+pub use self::replay::{CanReplay, Replayable};
 
 /// The boxed error of tower services that add failure modes (the same type as
 /// `tower::BoxError`).
