@@ -11,7 +11,10 @@ use axum::Router;
 use bytes::Bytes;
 use http_body_util::Full;
 use tower::{service_fn, Layer, ServiceExt};
-use tower_bulwark::fallback::{Degraded, Failure, FallbackFailed, FallbackLayer, FallbackOn};
+use tower_bulwark::fallback::{
+    Degraded, Failure, FallbackEvent, FallbackFailed, FallbackLayer, FallbackOn, Reason,
+    RequestKey, Source,
+};
 use tower_bulwark::{BoxError, HttpClassifier, Rejection, RejectionKind};
 use tower_bulwark_tests::{send, serve_axum};
 
@@ -104,12 +107,14 @@ async fn a_function_of_the_failure_and_its_own_failure_reported() {
     let status = Arc::new(AtomicU16::new(502));
     let addr = catalogue(status.clone()).await;
     let fallback = FallbackLayer::builder()
-        .respond_with(|_: &(), failure: Failure<'_, Bytes>| match failure {
-            Failure::Response(response) if response.status() == 502 => {
-                Ok(http::Response::new(Bytes::from("upstream 502, try later")))
-            }
-            _ => Err("no fallback for this".into()),
-        })
+        .respond_with(
+            |_: &RequestKey, failure: Failure<'_, Bytes>| match failure {
+                Failure::Response(response) if response.status() == 502 => {
+                    Ok(http::Response::new(Bytes::from("upstream 502, try later")))
+                }
+                _ => Err("no fallback for this".into()),
+            },
+        )
         .classify(HttpClassifier)
         .build()
         .unwrap();
@@ -196,4 +201,109 @@ async fn a_failed_call_goes_to_the_backup_service() {
         answer.headers().get("x-bulwark-degraded").is_none(),
         "the primary answered"
     );
+}
+
+/// A shop answering `GET` and `POST` on `/item/{id}` with a session cookie, or with the
+/// status set in `status`.
+async fn shop(status: Arc<AtomicU16>) -> std::net::SocketAddr {
+    let answer = move |method: &'static str| {
+        let status = status.clone();
+        move |axum::extract::Path(id): axum::extract::Path<String>| {
+            let status = status.load(Ordering::SeqCst);
+            async move {
+                match status {
+                    200 => (
+                        StatusCode::OK,
+                        [(http::header::SET_COOKIE, format!("session=user-of-{id}"))],
+                        format!("{method} item {id}"),
+                    ),
+                    code => (
+                        StatusCode::from_u16(code).unwrap(),
+                        [(http::header::RETRY_AFTER, "1".to_string())],
+                        "down".to_string(),
+                    ),
+                }
+            }
+        }
+    };
+    let app = Router::new().route("/item/{id}", get(answer("GET")).post(answer("POST")));
+    serve_axum(app).await
+}
+
+fn post_item(id: u32) -> http::Request<Full<Bytes>> {
+    http::Request::post(format!("/item/{id}"))
+        .body(Full::default())
+        .unwrap()
+}
+
+/// The defaults, over real HTTP: a key per method and path, only `GET`/`HEAD` cached, only
+/// successes stored, and no cookie replayed.
+#[tokio::test]
+async fn the_default_last_good_answers_each_path_with_its_own_success_and_no_cookie() {
+    let status = Arc::new(AtomicU16::new(503));
+    let addr = shop(status.clone()).await;
+    let events = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let sink = events.clone();
+    let fallback = FallbackLayer::builder()
+        .last_good(Duration::from_secs(60), 100)
+        .on_event(move |event: &FallbackEvent| sink.lock().unwrap().push(event.clone()))
+        .build()
+        .unwrap();
+    let service = fallback.layer(client(addr));
+
+    // A 503 before any success: passed on, unmarked, and not kept.
+    let down = service.clone().oneshot(get_item(3)).await.unwrap();
+    assert_eq!(down.status(), 503);
+    assert!(down.headers().get("x-bulwark-degraded").is_none());
+
+    status.store(200, Ordering::SeqCst);
+    for id in [1, 2] {
+        let fresh = service.clone().oneshot(get_item(id)).await.unwrap();
+        assert_eq!(
+            fresh.headers()["set-cookie"],
+            format!("session=user-of-{id}")
+        );
+    }
+    let posted = service.clone().oneshot(post_item(1)).await.unwrap();
+    assert_eq!(&posted.body()[..], b"POST item 1");
+
+    status.store(503, Ordering::SeqCst);
+    for id in [1, 2] {
+        let stale = service.clone().oneshot(get_item(id)).await.unwrap();
+        assert_eq!(stale.status(), 200);
+        assert_eq!(
+            stale.body(),
+            format!("GET item {id}").as_bytes(),
+            "its own path"
+        );
+        assert_eq!(stale.headers()["x-bulwark-degraded"], "last-good");
+        assert!(
+            stale.headers().get("set-cookie").is_none(),
+            "cookie replayed"
+        );
+    }
+    for request in [get_item(3), post_item(1), post_item(2)] {
+        let method = request.method().clone();
+        let down = service.clone().oneshot(request).await.unwrap();
+        assert_eq!(down.status(), 503, "{method}: nothing of another request's");
+        assert!(down.headers().get("x-bulwark-degraded").is_none());
+    }
+
+    // Every degraded answer is reported, and every failure nothing could answer.
+    let events = events.lock().unwrap();
+    let count = |wanted: fn(&FallbackEvent) -> bool| events.iter().filter(|e| wanted(e)).count();
+    let served = count(|e| {
+        matches!(
+            e,
+            FallbackEvent::Served {
+                source: Source::LastGood,
+                reason: Reason::Status(StatusCode::SERVICE_UNAVAILABLE),
+                ..
+            }
+        )
+    });
+    assert_eq!(served, 2);
+    assert_eq!(count(|e| matches!(e, FallbackEvent::Unanswered { .. })), 4);
+    assert_eq!(count(|e| matches!(e, FallbackEvent::Stored { .. })), 2);
+    assert_eq!(events.len(), 8, "{events:?}");
 }

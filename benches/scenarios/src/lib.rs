@@ -63,7 +63,7 @@ pub fn retry_amplification(
                 let failed = rng.lock().expect("rng").next_unit() < failure;
                 async move {
                     if failed {
-                        Err::<(), &str>("unavailable")
+                        Err::<(), _>(std::io::ErrorKind::ConnectionRefused)
                     } else {
                         Ok(())
                     }

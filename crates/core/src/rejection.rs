@@ -5,16 +5,19 @@ pub(crate) mod response;
 #[cfg(feature = "http")]
 mod shed;
 
+use std::any::Any;
 use std::error::Error;
 use std::fmt;
 use std::time::Duration;
 
-use crate::{BoxError, GrpcCode, Name};
+use crate::{BoxError, GrpcCode, Name, Outcome};
 
 #[cfg(feature = "http")]
 pub use self::response::is_grpc_request;
 #[cfg(feature = "http")]
 pub(crate) use self::response::Protocol;
+#[cfg(feature = "http")]
+pub(crate) use self::shed::is_shed_response;
 #[cfg(feature = "http")]
 pub use self::shed::{is_shed_for_overload, ENVOY_OVERLOADED_HEADER, OVERLOADED_HEADER};
 
@@ -32,9 +35,13 @@ pub enum RejectionKind {
     /// The caller is sending too much: client-side throttling or a rate limit. HTTP 429, gRPC
     /// `RESOURCE_EXHAUSTED`.
     Throttled,
-    /// The call's deadline passed, or too little of it is left to be useful. HTTP 504, gRPC
-    /// `DEADLINE_EXCEEDED`.
+    /// The caller's deadline passed, or too little of it is left to be useful. HTTP 504,
+    /// gRPC `DEADLINE_EXCEEDED`.
     DeadlineExceeded,
+    /// A layer's own attempt timeout ran out before the dependency answered: the dependency
+    /// was too slow, while the caller still had time. HTTP 504, gRPC `DEADLINE_EXCEEDED`
+    /// (no overload marker).
+    TimedOut,
     /// The request is malformed in a way a layer was told to refuse (such as a garbled
     /// deadline header under strict parsing). HTTP 400, gRPC `INVALID_ARGUMENT`.
     InvalidRequest,
@@ -51,7 +58,7 @@ impl RejectionKind {
             RejectionKind::BulkheadFull | RejectionKind::Overloaded | RejectionKind::Throttled => {
                 GrpcCode::ResourceExhausted
             }
-            RejectionKind::DeadlineExceeded => GrpcCode::DeadlineExceeded,
+            RejectionKind::DeadlineExceeded | RejectionKind::TimedOut => GrpcCode::DeadlineExceeded,
             RejectionKind::InvalidRequest => GrpcCode::InvalidArgument,
         }
     }
@@ -65,9 +72,52 @@ impl RejectionKind {
             | RejectionKind::Overloaded
             | RejectionKind::Draining => http::StatusCode::SERVICE_UNAVAILABLE,
             RejectionKind::Throttled => http::StatusCode::TOO_MANY_REQUESTS,
-            RejectionKind::DeadlineExceeded => http::StatusCode::GATEWAY_TIMEOUT,
+            RejectionKind::DeadlineExceeded | RejectionKind::TimedOut => {
+                http::StatusCode::GATEWAY_TIMEOUT
+            }
             RejectionKind::InvalidRequest => http::StatusCode::BAD_REQUEST,
         }
+    }
+
+    /// What a result carrying this rejection says about the dependency, for every
+    /// classifier (breakers, adaptive limits, throttles, fallbacks): [`TimedOut`] is the
+    /// dependency being too slow, a [`Failure`](Outcome::Failure); every other kind is a
+    /// refusal made on this side that says nothing about it ([`Ignored`](Outcome::Ignored)).
+    /// Counting a full bulkhead as a failure would let five local refusals open the breaker
+    /// in front of a healthy dependency.
+    ///
+    /// ```
+    /// use tower_bulwark_core::{Outcome, RejectionKind};
+    ///
+    /// assert_eq!(RejectionKind::TimedOut.outcome(), Outcome::Failure);
+    /// assert_eq!(RejectionKind::BulkheadFull.outcome(), Outcome::Ignored);
+    /// assert_eq!(RejectionKind::DeadlineExceeded.outcome(), Outcome::Ignored);
+    /// ```
+    ///
+    /// [`TimedOut`]: RejectionKind::TimedOut
+    pub fn outcome(self) -> Outcome {
+        match self {
+            RejectionKind::TimedOut => Outcome::Failure,
+            _ => Outcome::Ignored,
+        }
+    }
+
+    /// Whether a call refused with this kind is worth another attempt, for every retry
+    /// classifier: only [`TimedOut`] (the next attempt may be faster, and the retry policy
+    /// still holds it to its budget and the caller's deadline). A local refusal would be
+    /// refused again, and a passed deadline leaves no time for one.
+    ///
+    /// ```
+    /// use tower_bulwark_core::RejectionKind;
+    ///
+    /// assert!(RejectionKind::TimedOut.is_retryable());
+    /// assert!(!RejectionKind::CircuitOpen.is_retryable());
+    /// assert!(!RejectionKind::DeadlineExceeded.is_retryable());
+    /// ```
+    ///
+    /// [`TimedOut`]: RejectionKind::TimedOut
+    pub fn is_retryable(self) -> bool {
+        self == RejectionKind::TimedOut
     }
 
     /// Whether the server refused the call because it is out of capacity ([`Overloaded`],
@@ -91,6 +141,7 @@ impl RejectionKind {
             RejectionKind::Overloaded => "overloaded",
             RejectionKind::Throttled => "throttled",
             RejectionKind::DeadlineExceeded => "deadline exceeded",
+            RejectionKind::TimedOut => "timed out",
             RejectionKind::InvalidRequest => "invalid request",
             RejectionKind::Draining => "draining",
         }
@@ -188,6 +239,32 @@ impl Rejection {
             next = error.source();
         }
         None
+    }
+
+    /// Finds a rejection in an error of any type: a [`BoxError`] (what every bulwark layer
+    /// returns) or another boxed `dyn Error`, searched through its
+    /// [`source`](Error::source) chain, or a `Rejection` itself. Other types carry none. This
+    /// is how classifiers that are generic over the error type see refusals; for types
+    /// other than those it costs nothing (the type checks are resolved at compile time).
+    ///
+    /// ```
+    /// use tower_bulwark_core::{BoxError, Rejection, RejectionKind};
+    ///
+    /// let refused: BoxError = Rejection::new(RejectionKind::Overloaded, "shed").into();
+    /// assert_eq!(Rejection::find_in(&refused).unwrap().kind(), RejectionKind::Overloaded);
+    /// assert!(Rejection::find_in(&std::io::Error::other("reset")).is_none());
+    /// ```
+    pub fn find_in<E: 'static>(error: &E) -> Option<&Rejection> {
+        let error: &dyn Any = error;
+        if let Some(error) = error.downcast_ref::<BoxError>() {
+            Rejection::find(&**error)
+        } else if let Some(error) = error.downcast_ref::<Box<dyn Error + Send>>() {
+            Rejection::find(&**error)
+        } else if let Some(error) = error.downcast_ref::<Box<dyn Error>>() {
+            Rejection::find(&**error)
+        } else {
+            error.downcast_ref::<Rejection>()
+        }
     }
 }
 
@@ -300,11 +377,55 @@ mod tests {
             CircuitOpen,
             Throttled,
             DeadlineExceeded,
+            TimedOut,
             InvalidRequest,
             Draining,
         ] {
             assert!(!kind.is_shed(), "{kind:?}");
         }
+    }
+
+    const KINDS: [RejectionKind; 8] = [
+        RejectionKind::CircuitOpen,
+        RejectionKind::BulkheadFull,
+        RejectionKind::Overloaded,
+        RejectionKind::Throttled,
+        RejectionKind::DeadlineExceeded,
+        RejectionKind::TimedOut,
+        RejectionKind::InvalidRequest,
+        RejectionKind::Draining,
+    ];
+
+    #[test]
+    fn only_the_own_timeout_is_a_failure_and_retryable() {
+        for kind in KINDS {
+            let timed_out = kind == RejectionKind::TimedOut;
+            let outcome = if timed_out {
+                Outcome::Failure
+            } else {
+                Outcome::Ignored
+            };
+            assert_eq!(kind.outcome(), outcome, "{kind:?}");
+            assert_eq!(kind.is_retryable(), timed_out, "{kind:?}");
+        }
+        assert!(!RejectionKind::TimedOut.is_shed());
+        assert_eq!(RejectionKind::TimedOut.to_string(), "timed out");
+    }
+
+    #[test]
+    fn found_in_boxed_errors_of_any_kind_and_in_itself() {
+        let rejection = Rejection::new(RejectionKind::TimedOut, "timeout");
+        let boxed: BoxError = Box::new(Outer(Box::new(Wrapper(rejection.clone()))));
+        assert_eq!(Rejection::find_in(&boxed), Some(&rejection));
+        let send: Box<dyn Error + Send> = Box::new(Wrapper(rejection.clone()));
+        assert_eq!(Rejection::find_in(&send), Some(&rejection));
+        let local: Box<dyn Error> = Box::new(rejection.clone());
+        assert_eq!(Rejection::find_in(&local), Some(&rejection));
+        assert_eq!(Rejection::find_in(&rejection), Some(&rejection));
+        let plain: BoxError = "boom".into();
+        assert_eq!(Rejection::find_in(&plain), None);
+        assert_eq!(Rejection::find_in(&"bulkhead full"), None);
+        assert_eq!(Rejection::find_in(&()), None);
     }
 
     #[test]
@@ -315,6 +436,7 @@ mod tests {
         assert_eq!(Overloaded.grpc_code(), GrpcCode::ResourceExhausted);
         assert_eq!(Throttled.grpc_code(), GrpcCode::ResourceExhausted);
         assert_eq!(DeadlineExceeded.grpc_code(), GrpcCode::DeadlineExceeded);
+        assert_eq!(TimedOut.grpc_code(), GrpcCode::DeadlineExceeded);
         assert_eq!(InvalidRequest.grpc_code(), GrpcCode::InvalidArgument);
     }
 }

@@ -18,6 +18,10 @@ use crate::ResponseFuture;
 /// multiplier, clamped between a minimum and a maximum, and never beyond the caller's
 /// deadline (as [`TimeoutLayer`](crate::TimeoutLayer)).
 ///
+/// Expiry is reported as for [`TimeoutLayer`](crate::TimeoutLayer): `TimedOut` when this
+/// timeout ran out (a failure, retryable), `DeadlineExceeded` when the caller's deadline
+/// was the earlier bound.
+///
 /// Until `min_samples` calls have been seen (and again after a window without calls), the
 /// timeout is the maximum. Calls cut off by this timeout are recorded with the time they
 /// ran, so when the dependency slows down the percentile rises with it instead of seeing

@@ -15,8 +15,9 @@ use crate::latency::LatencyRecord;
 ///
 /// Runs the inner future with the deadline as the task's current one. If the deadline
 /// passes first, the inner future is dropped at once (its work stops) and the call fails
-/// with a `DeadlineExceeded` [`Rejection`]. A call refused before it started fails the same
-/// way without an inner future.
+/// with a [`Rejection`]: `TimedOut` when the bound was a timeout layer's own, otherwise
+/// `DeadlineExceeded` (the caller's deadline). A call refused before it started fails with
+/// `DeadlineExceeded` without an inner future.
 #[pin_project]
 #[derive(Debug)]
 pub struct ResponseFuture<F> {
@@ -41,7 +42,9 @@ enum Kind<F> {
         #[pin]
         expiry: Option<Sleep>,
         layer: Name,
-        /// What expiry is reported as ("deadline passed", "timed out").
+        /// What expiry is reported as: `TimedOut` ("timed out") for a layer's own timeout,
+        /// `DeadlineExceeded` ("deadline passed") for the caller's deadline.
+        kind: RejectionKind,
         reason: &'static str,
         /// Where successful latencies are recorded, when a layer learns from them.
         latencies: Option<(Arc<LatencyRecord>, Instant)>,
@@ -69,7 +72,8 @@ impl<F> ResponseFuture<F> {
         ResponseFuture::bounded_at(future, deadline, deadline, layer, reason)
     }
 
-    /// Runs `future` with `current` as the task's deadline, and drops it at `expiry`.
+    /// Runs `future` with `current` as the task's deadline, and drops it at `expiry`, the
+    /// caller's deadline.
     #[inline]
     pub(crate) fn bounded_at(
         future: F,
@@ -81,12 +85,51 @@ impl<F> ResponseFuture<F> {
     where
         F: Future,
     {
+        ResponseFuture::expiring(
+            future,
+            current,
+            expiry,
+            layer,
+            RejectionKind::DeadlineExceeded,
+            reason,
+        )
+    }
+
+    /// Runs `future` until `deadline`, the layer's own timeout: expiry is `TimedOut`.
+    #[inline]
+    pub(crate) fn timing_out(future: F, deadline: Deadline, layer: Name) -> Self
+    where
+        F: Future,
+    {
+        ResponseFuture::expiring(
+            future,
+            deadline,
+            deadline,
+            layer,
+            RejectionKind::TimedOut,
+            "timed out",
+        )
+    }
+
+    #[inline]
+    fn expiring(
+        future: F,
+        current: Deadline,
+        expiry: Deadline,
+        layer: Name,
+        kind: RejectionKind,
+        reason: &'static str,
+    ) -> Self
+    where
+        F: Future,
+    {
         ResponseFuture {
             kind: Kind::Bounded {
                 future: current.scope(future),
                 deadline: expiry,
                 expiry: None,
                 layer,
+                kind,
                 reason,
                 latencies: None,
                 record_cutoffs: false,
@@ -150,6 +193,7 @@ where
                 deadline,
                 mut expiry,
                 layer,
+                kind: expired,
                 reason,
                 latencies,
                 record_cutoffs,
@@ -166,8 +210,7 @@ where
                 if let Some(expiry) = expiry.as_pin_mut() {
                     ready!(expiry.poll(cx));
                 }
-                let rejection = Rejection::new(RejectionKind::DeadlineExceeded, layer.clone())
-                    .with_reason(reason);
+                let rejection = Rejection::new(*expired, layer.clone()).with_reason(reason);
                 if let (Some((record, started)), true) = (latencies.as_ref(), *record_cutoffs) {
                     // A call cut off by the layer's own timeout counts as long as it ran, so
                     // the record follows latency up instead of seeing only the fast calls.

@@ -19,13 +19,20 @@ use crate::ResponseFuture;
 ///
 /// Unlike tower's `Timeout`, the inner service runs with the resulting deadline as the
 /// task's current one (so layers inside it, such as a bulkhead queue, never wait past it),
-/// and expiry is a `DeadlineExceeded` [`Rejection`](tower_bulwark_core::Rejection) (HTTP 504, gRPC `DEADLINE_EXCEEDED`)
-/// whose reason says which ran out: `"timed out"` or `"deadline passed"`.
+/// and expiry is a [`Rejection`](tower_bulwark_core::Rejection) (HTTP 504, gRPC
+/// `DEADLINE_EXCEEDED`) whose kind says which ran out:
+///
+/// - [`TimedOut`](tower_bulwark_core::RejectionKind::TimedOut) (reason `"timed out"`): this layer's timeout,
+///   so the dependency was too slow while the caller still had time. Breakers count it as a
+///   failure and retry layers retry it (within their budget and the caller's deadline).
+/// - [`DeadlineExceeded`](tower_bulwark_core::RejectionKind::DeadlineExceeded) (reason `"deadline passed"`):
+///   the caller's deadline, which was the earlier bound (a tie included). Neither a
+///   failure of the dependency nor worth a retry.
 ///
 /// ```
 /// use std::time::Duration;
 /// use tower::{service_fn, Layer, ServiceExt};
-/// use tower_bulwark_core::{find_rejection, Deadline};
+/// use tower_bulwark_core::{find_rejection, Deadline, RejectionKind};
 /// use tower_bulwark_deadline::TimeoutLayer;
 ///
 /// # #[tokio::main(flavor = "current_thread", start_paused = true)]
@@ -38,11 +45,18 @@ use crate::ResponseFuture;
 /// // The caller has only 200 ms left: the call gets 200 ms, not 1 s.
 /// let started = tokio::time::Instant::now();
 /// let error = Deadline::after(Duration::from_millis(200))
-///     .scope(service.oneshot(()))
+///     .scope(service.clone().oneshot(()))
 ///     .await
 ///     .unwrap_err();
 /// assert_eq!(started.elapsed(), Duration::from_millis(200));
-/// assert_eq!(find_rejection(&error).unwrap().reason(), Some("deadline passed"));
+/// assert_eq!(find_rejection(&error).unwrap().kind(), RejectionKind::DeadlineExceeded);
+///
+/// // With time to spare, the timeout ends the call: the dependency was too slow.
+/// let error = Deadline::after(Duration::from_secs(30))
+///     .scope(service.oneshot(()))
+///     .await
+///     .unwrap_err();
+/// assert_eq!(find_rejection(&error).unwrap().kind(), RejectionKind::TimedOut);
 /// # }
 /// ```
 #[derive(Debug, Clone)]
@@ -131,19 +145,19 @@ where
 {
     let own = Deadline::after_from(now, timeout);
     let (deadline, own_timeout) = match Deadline::current() {
-        Some(current) if current < own => (current, false),
+        // A tie goes to the caller: its deadline passed, and no retry can help.
+        Some(current) if current <= own => (current, false),
         _ => (own, true),
     };
     if deadline.instant() <= now {
         return ResponseFuture::too_late(name.clone());
     }
-    let reason = if own_timeout {
-        "timed out"
-    } else {
-        "deadline passed"
-    };
     let future = deadline.in_scope(|| inner.call(request));
-    let future = ResponseFuture::bounded(future, deadline, name.clone(), reason);
+    let future = if own_timeout {
+        ResponseFuture::timing_out(future, deadline, name.clone())
+    } else {
+        ResponseFuture::bounded(future, deadline, name.clone(), "deadline passed")
+    };
     match latencies {
         Some(latencies) => future.recording(latencies.clone(), now, own_timeout),
         None => future,

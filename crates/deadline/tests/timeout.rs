@@ -8,9 +8,15 @@ use tower_bulwark_core::testing::controlled;
 use tower_bulwark_core::{find_rejection, BoxError, Deadline, RejectionKind};
 use tower_bulwark_deadline::{AdaptiveBuilder, AdaptiveTimeoutLayer, TimeoutLayer};
 
+/// The reason of a rejection; its kind says which bound ran out: the layer's own timeout
+/// (the dependency was slow) or the caller's deadline.
 fn reason(error: &BoxError) -> Option<&'static str> {
     let rejection = find_rejection(error).expect("a rejection");
-    assert_eq!(rejection.kind(), RejectionKind::DeadlineExceeded);
+    let kind = match rejection.reason() {
+        Some("timed out") => RejectionKind::TimedOut,
+        _ => RejectionKind::DeadlineExceeded,
+    };
+    assert_eq!(rejection.kind(), kind, "{rejection}");
     rejection.reason()
 }
 
@@ -47,6 +53,44 @@ async fn the_timeout_or_the_deadline_whichever_ends_first() {
         3,
         "each call was dropped when its time ran out"
     );
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_own_timeout_is_timed_out_and_the_callers_deadline_is_deadline_exceeded() {
+    let (inner, control) = controlled::<u8>();
+    control.hang();
+    let fixed = TimeoutLayer::new(Duration::from_millis(300))
+        .unwrap()
+        .layer(inner.clone());
+    let adaptive = adaptive().build().unwrap().layer(inner);
+    let kind = |error: BoxError| find_rejection(&error).expect("a rejection").kind();
+
+    let own = fixed.clone().oneshot(1).await.unwrap_err();
+    assert_eq!(kind(own), RejectionKind::TimedOut);
+    let own = adaptive.clone().oneshot(1).await.unwrap_err();
+    assert_eq!(kind(own), RejectionKind::TimedOut);
+
+    let caller = Deadline::after(Duration::from_millis(100))
+        .scope(fixed.oneshot(2))
+        .await
+        .unwrap_err();
+    assert_eq!(kind(caller), RejectionKind::DeadlineExceeded);
+    let caller = Deadline::after(Duration::from_millis(100))
+        .scope(adaptive.oneshot(2))
+        .await
+        .unwrap_err();
+    assert_eq!(kind(caller), RejectionKind::DeadlineExceeded);
+    // A tie goes to the caller: its deadline passed, which no retry can fix.
+    let (inner, control) = controlled::<u8>();
+    control.hang();
+    let tie = TimeoutLayer::new(Duration::from_millis(300))
+        .unwrap()
+        .layer(inner);
+    let caller = Deadline::after(Duration::from_millis(300))
+        .scope(tie.oneshot(3))
+        .await
+        .unwrap_err();
+    assert_eq!(kind(caller), RejectionKind::DeadlineExceeded);
 }
 
 #[tokio::test(start_paused = true)]

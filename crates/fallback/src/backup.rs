@@ -3,17 +3,18 @@
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{Context, Poll};
 
-use http::{HeaderValue, Request, Response};
+use http::{Request, Response};
 use pin_project::pin_project;
-use tower_bulwark_core::{
-    find_rejection, BoxError, Classify, ErrorsAreFailures, Outcome, Replayable,
-};
+use tower_bulwark_core::{BoxError, Classify, ErrorsAreFailures, Listener, Name, Replayable};
 use tower_layer::Layer;
 use tower_service::Service;
 
-use crate::{Degraded, FallbackOn, DEGRADED_HEADER};
+use crate::degraded::mark;
+use crate::events::{Reporter, Source};
+use crate::{Degraded, FallbackEvent, FallbackOn};
 
 type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
 
@@ -28,6 +29,10 @@ type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
 /// it past what was recorded, or reading it failed: its
 /// [`Replayable`](tower_bulwark_core::Replayable) says so) is not sent: the primary's
 /// failure is returned as it is, unmarked.
+///
+/// A backup's answer is reported as [`FallbackEvent::Served`] from [`Source::Backup`]; a
+/// call that falls back but cannot be sent, or whose backup fails, as
+/// [`FallbackEvent::Unanswered`].
 ///
 /// ```
 /// use tower::{service_fn, Layer, ServiceExt};
@@ -52,15 +57,17 @@ pub struct BackupLayer<T, C = ErrorsAreFailures> {
     backup: T,
     classify: C,
     on: FallbackOn,
+    reporter: Arc<Reporter>,
 }
 
 impl<T> BackupLayer<T> {
-    /// Falls back to `backup` on rejections and on `Err`s.
+    /// Falls back to `backup` on rejections and on `Err`s; named `backup` in events.
     pub fn new(backup: T) -> Self {
         BackupLayer {
             backup,
             classify: ErrorsAreFailures,
             on: FallbackOn::default(),
+            reporter: Arc::new(Reporter::new("backup")),
         }
     }
 }
@@ -72,6 +79,7 @@ impl<T, C> BackupLayer<T, C> {
             backup: self.backup,
             classify,
             on: self.on,
+            reporter: self.reporter,
         }
     }
 
@@ -79,6 +87,24 @@ impl<T, C> BackupLayer<T, C> {
     pub fn on(mut self, on: FallbackOn) -> Self {
         self.on = on;
         self
+    }
+
+    /// The name in events and metric labels (default `backup`).
+    pub fn name(mut self, name: impl Into<Name>) -> Self {
+        Arc::make_mut(&mut self.reporter).name = name.into();
+        self
+    }
+
+    /// Adds a listener for the layer's events. Listeners run inline: keep them quick.
+    pub fn on_event(mut self, listener: impl Listener<FallbackEvent> + 'static) -> Self {
+        Arc::make_mut(&mut self.reporter).listeners.push(listener);
+        self
+    }
+
+    /// Records events through the `metrics` facade (`bulwark_fallback_*`).
+    #[cfg(feature = "metrics")]
+    pub fn with_metrics(self) -> Self {
+        self.on_event(crate::events::FallbackMetricsListener::new())
     }
 }
 
@@ -91,6 +117,7 @@ impl<S, T: Clone, C: Clone> Layer<S> for BackupLayer<T, C> {
             backup: self.backup.clone(),
             classify: self.classify.clone(),
             on: self.on,
+            reporter: self.reporter.clone(),
         }
     }
 }
@@ -102,6 +129,7 @@ pub struct Backup<S, T, C> {
     backup: T,
     classify: C,
     on: FallbackOn,
+    reporter: Arc<Reporter>,
 }
 
 impl<S, T, C, ReqB, B> Service<Request<ReqB>> for Backup<S, T, C>
@@ -132,6 +160,7 @@ where
                 backup: Some(self.backup.clone()),
                 classify: self.classify.clone(),
                 on: self.on,
+                reporter: self.reporter.clone(),
             },
         }
     }
@@ -153,6 +182,7 @@ enum State<F, T, C, Req, B> {
         backup: Option<T>,
         classify: C,
         on: FallbackOn,
+        reporter: Arc<Reporter>,
     },
     Backup {
         future: BoxFuture<Result<Response<B>, BoxError>>,
@@ -181,33 +211,37 @@ where
                     backup,
                     classify,
                     on,
+                    reporter,
                 } => {
                     let result = match future.poll(cx) {
                         Poll::Ready(result) => result,
                         Poll::Pending => return Poll::Pending,
                     };
-                    let outcome = classify.classify(&result);
+                    let outcome = classify.classify_load(&result);
                     let result = result.map_err(Into::into);
-                    let rejected = matches!(&result, Err(e) if find_rejection(e).is_some());
-                    let falls_back = match on {
-                        FallbackOn::RejectionsAndFailures => {
-                            rejected || outcome == Outcome::Failure
-                        }
-                        FallbackOn::Rejections => rejected,
-                    };
-                    let (Some(request), Some(backup), true) =
-                        (copy.take(), backup.take(), falls_back)
+                    let (Some(request), Some(backup), Some(reason)) =
+                        (copy.take(), backup.take(), on.reason(&result, outcome))
                     else {
                         return Poll::Ready(result);
                     };
                     // Checked now: the primary may have read the body past its recording.
                     if !Replayable::check(&request) {
+                        reporter.unanswered(reason);
                         return Poll::Ready(result);
                     }
+                    let reporter = reporter.clone();
                     let call = async move {
                         use tower::ServiceExt as _;
-                        let response = backup.oneshot(request).await.map_err(Into::into)?;
-                        Ok(mark(response))
+                        match backup.oneshot(request).await {
+                            Ok(response) => {
+                                reporter.served(Source::Backup, reason);
+                                Ok(mark(response, Degraded::Backup))
+                            }
+                            Err(error) => {
+                                reporter.unanswered(reason);
+                                Err(error.into())
+                            }
+                        }
                     };
                     State::Backup {
                         future: Box::pin(call),
@@ -220,17 +254,10 @@ where
     }
 }
 
-fn mark<B>(mut response: Response<B>) -> Response<B> {
-    response
-        .headers_mut()
-        .insert(DEGRADED_HEADER, HeaderValue::from_static("backup"));
-    response.extensions_mut().insert(Degraded::Backup);
-    response
-}
-
 impl<T, C> fmt::Debug for BackupLayer<T, C> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("BackupLayer")
+            .field("name", &self.reporter.name)
             .field("on", &self.on)
             .finish_non_exhaustive()
     }
@@ -259,6 +286,7 @@ mod tests {
     use tower_bulwark_core::{CanReplay, HttpClassifier, Replayable};
 
     use super::*;
+    use crate::DEGRADED_HEADER;
 
     type Request = http::Request<&'static str>;
     type Answer = fn() -> Result<Response<&'static str>, BoxError>;

@@ -40,14 +40,12 @@ impl<K: Hash + Eq + Clone, B: Clone> LastGood<K, B> {
     }
 
     /// Keeps `response` as the last good one for `key`.
-    pub(crate) fn store(&self, key: K, response: &Response<B>) {
+    pub(crate) fn store(&self, key: K, response: Response<B>) {
         let now = Instant::now();
         let mut entries = self.entries.lock().unwrap_or_else(PoisonError::into_inner);
         entries.stores += 1;
         let number = entries.stores;
-        entries
-            .by_key
-            .insert(key.clone(), (now, number, response.clone()));
+        entries.by_key.insert(key.clone(), (now, number, response));
         entries.order.push_back((key, number));
         // Drop the oldest until within the bound, skipping order entries of keys stored
         // again since.
@@ -99,7 +97,7 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn entries_expire_after_the_ttl() {
         let cache = LastGood::new(Duration::from_secs(10), 8);
-        cache.store("a", &response("one"));
+        cache.store("a", response("one"));
         tokio::time::advance(Duration::from_secs(9)).await;
         assert_eq!(cache.get(&"a").map(|r| *r.body()), Some("one"));
         tokio::time::advance(Duration::from_secs(1)).await;
@@ -109,15 +107,15 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn the_bound_drops_the_oldest_key() {
         let cache = LastGood::new(Duration::from_secs(10), 2);
-        cache.store("a", &response("1"));
-        cache.store("b", &response("2"));
-        cache.store("a", &response("3"));
-        cache.store("c", &response("4"));
+        cache.store("a", response("1"));
+        cache.store("b", response("2"));
+        cache.store("a", response("3"));
+        cache.store("c", response("4"));
         assert_eq!(cache.len(), 2);
         assert!(cache.get(&"b").is_none(), "b is the oldest still stored");
         assert_eq!(cache.get(&"a").map(|r| *r.body()), Some("3"));
         for i in 0..1_000 {
-            cache.store(if i % 2 == 0 { "x" } else { "y" }, &response("z"));
+            cache.store(if i % 2 == 0 { "x" } else { "y" }, response("z"));
         }
         assert_eq!(cache.len(), 2, "bounded whatever the traffic");
     }

@@ -1,115 +1,51 @@
 //! [`FallbackLayer`]: degraded answers instead of failures.
 
 use std::fmt;
-use std::future::Future;
 use std::hash::Hash;
-use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{ready, Context, Poll};
-use std::time::Duration;
+use std::task::{Context, Poll};
 
-use http::{HeaderValue, Response};
-use pin_project::pin_project;
-use tower_bulwark_core::config::non_zero;
-use tower_bulwark_core::{
-    find_rejection, BoxError, Classify, ConfigError, ErrorsAreFailures, Outcome,
-};
+use http::header::HeaderName;
+use http::{Method, Request, Response};
+use tower_bulwark_core::{BoxError, Classify};
 use tower_layer::Layer;
 use tower_service::Service;
 
 use crate::cache::LastGood;
-
-/// The response header that marks a degraded answer: `last-good` or `fallback`.
-pub const DEGRADED_HEADER: &str = "x-bulwark-degraded";
-
-/// In the extensions of a degraded response: where it came from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Degraded {
-    /// The last good response for the same key.
-    LastGood,
-    /// The fallback function (or static response).
-    Fallback,
-    /// The backup service ([`BackupLayer`](crate::BackupLayer)).
-    Backup,
-}
-
-impl Degraded {
-    fn as_str(self) -> &'static str {
-        match self {
-            Degraded::LastGood => "last-good",
-            Degraded::Fallback => "fallback",
-            Degraded::Backup => "backup",
-        }
-    }
-}
-
-/// Which failed calls fall back.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum FallbackOn {
-    /// Rejections by bulwark layers and failures per the classifier (the default). Ignored
-    /// outcomes never fall back.
-    #[default]
-    RejectionsAndFailures,
-    /// Only rejections (an open breaker, a full bulkhead, a shed): the dependency was not
-    /// even asked.
-    Rejections,
-}
-
-/// The key of a request for the last-good cache. Closures `Fn(&Req) -> K` are keys;
-/// [`SameKey`] gives every request the same one.
-pub trait KeyOf<Req> {
-    /// The key's type.
-    type Key;
-    /// The request's key.
-    fn key(&self, request: &Req) -> Self::Key;
-}
-
-impl<Req, K, F: Fn(&Req) -> K> KeyOf<Req> for F {
-    type Key = K;
-    fn key(&self, request: &Req) -> K {
-        self(request)
-    }
-}
-
-/// Every request has the same key (`()`): one last good response for all.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct SameKey;
-
-impl<Req> KeyOf<Req> for SameKey {
-    type Key = ();
-    fn key(&self, _request: &Req) {}
-}
-
-/// What went wrong, as the fallback function sees it.
-#[derive(Debug)]
-pub enum Failure<'a, B> {
-    /// The call failed, or a layer refused it.
-    Error(&'a BoxError),
-    /// The call answered with a response the classifier calls a failure (a 503, say).
-    Response(&'a Response<B>),
-}
-
-type Function<K, B> = dyn Fn(&K, Failure<'_, B>) -> Result<Response<B>, BoxError> + Send + Sync;
-
-struct Shared<K, B> {
-    on: FallbackOn,
-    last_good: Option<LastGood<K, B>>,
-    function: Option<Box<Function<K, B>>>,
-}
+use crate::config::Answer;
+use crate::degraded::mark;
+use crate::events::{Reason, Reporter, Source};
+use crate::store::{unstorable, CacheUse};
+use crate::{Degraded, Failure, FallbackFailed, FallbackOn, HttpOrGrpc, KeyOf, ResponseFuture};
 
 /// Answers a failed or refused call of an HTTP service with something useful, marked as
 /// degraded, instead of the failure.
 ///
 /// The sources, tried in order:
 /// 1. the **last good response** for the same key ([`FallbackBuilder::last_good`]): a
-///    bounded, expiring cache of recent successes, keyed by [`FallbackBuilder::key`];
+///    bounded, expiring cache of recent successes. By default a request's key is its
+///    method, authority, path and query ([`RequestKey`](crate::RequestKey)), only `GET`
+///    and `HEAD` requests use the cache ([`FallbackBuilder::cache_methods`]), only
+///    successes are kept, never what RFC 9111 keeps out of a shared cache, and never with
+///    `Set-Cookie` ([`FallbackBuilder::strip_headers`]);
 /// 2. a **function** of the key and the failure ([`FallbackBuilder::respond_with`]), or a
-///    **static response** ([`FallbackBuilder::static_response`]).
+///    **static response** ([`FallbackBuilder::static_response`]), for any method.
 ///
-/// A degraded response carries `x-bulwark-degraded: last-good` (or `fallback`) and a
-/// [`Degraded`] extension the handler can read. Which calls fall back: [`FallbackOn`]. When
-/// no source has an answer the original failure goes through; when the function itself
-/// fails, the call fails with [`FallbackFailed`], which keeps both errors (logged at warn).
+/// Which calls fall back ([`FallbackOn`]): rejections by bulwark layers, and results the
+/// classifier's `classify_load` calls failures ([`HttpOrGrpc`] by default: transport
+/// errors, 5xx, 429, sheds, gRPC error statuses). A degraded response carries `x-bulwark-degraded: last-good` (or
+/// `fallback`) and a [`Degraded`] extension, and is reported as a
+/// [`FallbackEvent::Served`](crate::FallbackEvent::Served). When no source has an answer
+/// the original failure goes through; when the function itself fails, the call fails with
+/// [`FallbackFailed`], which keeps both errors (logged at warn).
+///
+/// All services built from one layer value share its cache.
+///
+/// [`FallbackBuilder::last_good`]: crate::FallbackBuilder::last_good
+/// [`FallbackBuilder::cache_methods`]: crate::FallbackBuilder::cache_methods
+/// [`FallbackBuilder::strip_headers`]: crate::FallbackBuilder::strip_headers
+/// [`FallbackBuilder::respond_with`]: crate::FallbackBuilder::respond_with
+/// [`FallbackBuilder::static_response`]: crate::FallbackBuilder::static_response
 ///
 /// ```
 /// use std::time::Duration;
@@ -119,7 +55,6 @@ struct Shared<K, B> {
 /// # #[tokio::main(flavor = "current_thread", start_paused = true)]
 /// # async fn main() {
 /// let fallback = FallbackLayer::builder()
-///     .key(|request: &http::Request<()>| request.uri().path().to_string())
 ///     .last_good(Duration::from_secs(60), 1_000)
 ///     .static_response(http::Response::new("catalogue unavailable"))
 ///     .build()
@@ -132,128 +67,29 @@ struct Shared<K, B> {
 /// assert_eq!(response.headers()["x-bulwark-degraded"], "fallback");
 /// # }
 /// ```
-pub struct FallbackLayer<F, K, B, C = ErrorsAreFailures> {
+pub struct FallbackLayer<F, K, B, C = HttpOrGrpc> {
     key: F,
     classify: C,
     shared: Arc<Shared<K, B>>,
 }
 
-/// Builds a [`FallbackLayer`].
-pub struct FallbackBuilder<F, K, B, C = ErrorsAreFailures> {
-    key: F,
-    classify: C,
-    on: FallbackOn,
-    last_good: Option<(Duration, usize)>,
-    function: Option<Box<Function<K, B>>>,
+/// What every service of one layer shares.
+pub(crate) struct Shared<K, B> {
+    pub(crate) on: FallbackOn,
+    pub(crate) last_good: Option<LastGood<K, B>>,
+    pub(crate) cache_methods: Box<[Method]>,
+    pub(crate) stripped: Box<[HeaderName]>,
+    pub(crate) answer: Option<Answer<K, B>>,
+    pub(crate) reporter: Reporter,
 }
 
-impl FallbackLayer<(), (), ()> {
-    /// Starts configuring: one key for every request until [`FallbackBuilder::key`].
-    pub fn builder<B>() -> FallbackBuilder<SameKey, (), B> {
-        FallbackBuilder {
-            key: SameKey,
-            classify: ErrorsAreFailures,
-            on: FallbackOn::default(),
-            last_good: None,
-            function: None,
-        }
-    }
-}
-
-impl<B, C> FallbackBuilder<SameKey, (), B, C> {
-    /// The key of a request for the last-good cache (a path, a user, a query); set once.
-    ///
-    /// A function or static response given before keeps answering: it was written for
-    /// the key `()`, and still gets it.
-    pub fn key<Req, F2, K2>(self, key: F2) -> FallbackBuilder<F2, K2, B, C>
-    where
-        F2: Fn(&Req) -> K2,
-        B: 'static,
-    {
-        let function = self.function.map(|unkeyed| -> Box<Function<K2, B>> {
-            Box::new(move |_: &K2, failure| unkeyed(&(), failure))
-        });
-        FallbackBuilder {
+impl<F, K, B, C> FallbackLayer<F, K, B, C> {
+    pub(crate) fn new(key: F, classify: C, shared: Arc<Shared<K, B>>) -> Self {
+        FallbackLayer {
             key,
-            classify: self.classify,
-            on: self.on,
-            last_good: self.last_good,
-            function,
-        }
-    }
-}
-
-impl<F, K, B, C> FallbackBuilder<F, K, B, C> {
-    /// Keeps the last good response of each key for `ttl`, at most `capacity` keys.
-    pub fn last_good(mut self, ttl: Duration, capacity: usize) -> Self {
-        self.last_good = Some((ttl, capacity));
-        self
-    }
-
-    /// Answers with `function(key, failure)`; its own error is reported as
-    /// [`FallbackFailed`].
-    pub fn respond_with(
-        mut self,
-        function: impl Fn(&K, Failure<'_, B>) -> Result<Response<B>, BoxError> + Send + Sync + 'static,
-    ) -> Self {
-        self.function = Some(Box::new(function));
-        self
-    }
-
-    /// Answers with a copy of `response`.
-    pub fn static_response(self, response: Response<B>) -> Self
-    where
-        B: Clone + Send + Sync + 'static,
-    {
-        self.respond_with(move |_, _| Ok(response.clone()))
-    }
-
-    /// Which failed calls fall back.
-    pub fn on(mut self, on: FallbackOn) -> Self {
-        self.on = on;
-        self
-    }
-
-    /// Which results are failures (every `Err` by default; `HttpClassifier` adds 5xx).
-    pub fn classify<C2>(self, classify: C2) -> FallbackBuilder<F, K, B, C2> {
-        FallbackBuilder {
-            key: self.key,
             classify,
-            on: self.on,
-            last_good: self.last_good,
-            function: self.function,
+            shared,
         }
-    }
-
-    /// Checks the settings: at least one source, a TTL and a capacity above zero.
-    pub fn build(self) -> Result<FallbackLayer<F, K, B, C>, ConfigError>
-    where
-        K: Hash + Eq + Clone,
-        B: Clone,
-    {
-        if self.last_good.is_none() && self.function.is_none() {
-            return Err(ConfigError::new(
-                "sources",
-                "give at least one: last_good, respond_with or static_response",
-            ));
-        }
-        let last_good = match self.last_good {
-            Some((ttl, capacity)) => {
-                tower_bulwark_core::config::non_zero_duration("last_good.ttl", ttl)?;
-                non_zero("last_good.capacity", capacity)?;
-                Some(LastGood::new(ttl, capacity))
-            }
-            None => None,
-        };
-        Ok(FallbackLayer {
-            key: self.key,
-            classify: self.classify,
-            shared: Arc::new(Shared {
-                on: self.on,
-                last_good,
-                function: self.function,
-            }),
-        })
     }
 }
 
@@ -299,11 +135,11 @@ impl<S: Clone, F: Clone, K, B, C: Clone> Clone for Fallback<S, F, K, B, C> {
     }
 }
 
-impl<S, F, K, B, C, Req> Service<Req> for Fallback<S, F, K, B, C>
+impl<S, F, K, B, C, ReqB> Service<Request<ReqB>> for Fallback<S, F, K, B, C>
 where
-    S: Service<Req, Response = Response<B>>,
+    S: Service<Request<ReqB>, Response = Response<B>>,
     S::Error: Into<BoxError>,
-    F: KeyOf<Req, Key = K>,
+    F: KeyOf<Request<ReqB>, Key = K>,
     K: Hash + Eq + Clone,
     B: Clone,
     C: Classify<Response<B>, S::Error> + Clone,
@@ -316,132 +152,101 @@ where
         self.inner.poll_ready(cx).map_err(Into::into)
     }
 
-    fn call(&mut self, request: Req) -> Self::Future {
-        let key = self.key.key(&request);
-        ResponseFuture {
-            future: self.inner.call(request),
-            key: Some(key),
-            classify: self.classify.clone(),
-            shared: self.shared.clone(),
-        }
+    fn call(&mut self, request: Request<ReqB>) -> Self::Future {
+        let shared = &*self.shared;
+        let cache = match shared.last_good {
+            Some(_) => CacheUse::of(&request, &shared.cache_methods),
+            None => CacheUse::Off,
+        };
+        // The key is made only for what uses it.
+        let keyed = cache != CacheUse::Off || matches!(shared.answer, Some(Answer::Function(_)));
+        let key = keyed.then(|| self.key.key(&request));
+        ResponseFuture::new(
+            self.inner.call(request),
+            key,
+            cache,
+            self.classify.clone(),
+            self.shared.clone(),
+        )
     }
 }
 
-/// Response future of [`Fallback`].
-#[pin_project]
-pub struct ResponseFuture<Fut, K, B, C> {
-    #[pin]
-    future: Fut,
-    key: Option<K>,
-    classify: C,
-    shared: Arc<Shared<K, B>>,
-}
-
-impl<Fut, K, B, C, E> Future for ResponseFuture<Fut, K, B, C>
-where
-    Fut: Future<Output = Result<Response<B>, E>>,
-    E: Into<BoxError>,
-    K: Hash + Eq + Clone,
-    B: Clone,
-    C: Classify<Response<B>, E>,
-{
-    type Output = Result<Response<B>, BoxError>;
-
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let this = self.project();
-        let result = ready!(this.future.poll(cx));
-        let outcome = this.classify.classify(&result);
-        let result = result.map_err(Into::into);
-        let shared = &**this.shared;
-        let Some(key) = this.key.take() else {
-            return Poll::Ready(result);
+impl<K: Hash + Eq + Clone, B: Clone> Shared<K, B> {
+    /// Keeps a copy of a successful `response`, if it may be kept. Only here does a call
+    /// take the cache's lock without falling back.
+    pub(crate) fn keep(&self, key: K, response: &Response<B>, cache: CacheUse) {
+        let Some(last_good) = &self.last_good else {
+            return;
         };
-        let rejected = matches!(&result, Err(error) if find_rejection(error).is_some());
-        let falls_back = match shared.on {
-            FallbackOn::RejectionsAndFailures => rejected || outcome == Outcome::Failure,
-            FallbackOn::Rejections => rejected,
-        };
-        if !falls_back {
-            if let (Ok(response), Outcome::Success, Some(cache)) =
-                (&result, outcome, &shared.last_good)
-            {
-                cache.store(key, response);
+        if let Some(why) = unstorable(response, cache) {
+            return self.reporter.not_stored(why);
+        }
+        let mut copy = response.clone();
+        for name in &*self.stripped {
+            copy.headers_mut().remove(name);
+        }
+        last_good.store(key, copy);
+        self.reporter.stored();
+    }
+
+    /// The answer to a call that fell back for `reason`: the last good response, else the
+    /// function's or static answer, else `result` as it was.
+    pub(crate) fn fall_back(
+        &self,
+        key: Option<&K>,
+        cache: CacheUse,
+        reason: Reason,
+        result: Result<Response<B>, BoxError>,
+    ) -> Result<Response<B>, BoxError> {
+        if let (Some(last_good), Some(key), true) = (&self.last_good, key, cache != CacheUse::Off) {
+            if let Some(response) = last_good.get(key) {
+                self.reporter.served(Source::LastGood, reason);
+                return Ok(mark(response, Degraded::LastGood));
             }
-            return Poll::Ready(result);
         }
-        if let Some(response) = shared.last_good.as_ref().and_then(|cache| cache.get(&key)) {
-            return Poll::Ready(Ok(mark(response, Degraded::LastGood)));
-        }
-        let Some(function) = &shared.function else {
-            return Poll::Ready(result);
+        let answered = match (&self.answer, key) {
+            (Some(Answer::Static(response)), _) => Ok((response.clone(), Source::Static)),
+            (Some(Answer::Function(function)), Some(key)) => {
+                let failure = match &result {
+                    Err(error) => Failure::Error(error),
+                    Ok(response) => Failure::Response(response),
+                };
+                function(key, failure).map(|response| (response, Source::Function))
+            }
+            _ => {
+                self.reporter.unanswered(reason);
+                return result;
+            }
         };
-        let failure = match &result {
-            Err(error) => Failure::Error(error),
-            Ok(response) => Failure::Response(response),
-        };
-        Poll::Ready(match function(&key, failure) {
-            Ok(response) => Ok(mark(response, Degraded::Fallback)),
+        match answered {
+            Ok((response, source)) => {
+                self.reporter.served(source, reason);
+                Ok(mark(response, Degraded::Fallback))
+            }
             Err(fallback) => {
                 tracing::warn!(error = %fallback, "the fallback failed too");
+                self.reporter.unanswered(reason);
                 let primary = match result {
                     Err(error) => error,
                     Ok(response) => format!("answered {}", response.status()).into(),
                 };
                 Err(Box::new(FallbackFailed { primary, fallback }))
             }
-        })
-    }
-}
-
-fn mark<B>(mut response: Response<B>, degraded: Degraded) -> Response<B> {
-    response
-        .headers_mut()
-        .insert(DEGRADED_HEADER, HeaderValue::from_static(degraded.as_str()));
-    response.extensions_mut().insert(degraded);
-    response
-}
-
-/// The call failed and so did its fallback: both errors, the call's as the `source`.
-#[derive(Debug)]
-pub struct FallbackFailed {
-    /// Why the call failed.
-    pub primary: BoxError,
-    /// Why the fallback failed.
-    pub fallback: BoxError,
-}
-
-impl fmt::Display for FallbackFailed {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "the call failed ({}) and so did its fallback ({})",
-            self.primary, self.fallback
-        )
-    }
-}
-
-impl std::error::Error for FallbackFailed {
-    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-        Some(&*self.primary)
+        }
     }
 }
 
 impl<F, K, B, C> fmt::Debug for FallbackLayer<F, K, B, C> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let shared = &*self.shared;
         f.debug_struct("FallbackLayer")
-            .field("on", &self.shared.on)
-            .field("last_good", &self.shared.last_good.is_some())
-            .field("function", &self.shared.function.is_some())
+            .field("name", &shared.reporter.name)
+            .field("on", &shared.on)
+            .field("last_good", &shared.last_good.is_some())
+            .field("cache_methods", &shared.cache_methods)
+            .field("stripped", &shared.stripped)
+            .field("answer", &shared.answer.is_some())
             .finish()
-    }
-}
-
-impl<F, K, B, C> fmt::Debug for FallbackBuilder<F, K, B, C> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("FallbackBuilder")
-            .field("on", &self.on)
-            .field("last_good", &self.last_good)
-            .finish_non_exhaustive()
     }
 }
 
@@ -452,12 +257,3 @@ impl<S: fmt::Debug, F, K, B, C> fmt::Debug for Fallback<S, F, K, B, C> {
             .finish_non_exhaustive()
     }
 }
-
-impl<Fut, K, B, C> fmt::Debug for ResponseFuture<Fut, K, B, C> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("ResponseFuture").finish_non_exhaustive()
-    }
-}
-
-#[cfg(test)]
-mod tests;

@@ -6,6 +6,7 @@ use http::{Method, Request, Response, StatusCode};
 use tower_bulwark_core::grpc::{GrpcCode, GRPC_STATUS};
 use tower_bulwark_core::{is_shed_for_overload, Deadline};
 
+use crate::decide::retry_error;
 use crate::{pushback, Decision, Pushback, RetryClassify};
 
 /// The request header that makes a non-idempotent request safe to retry.
@@ -20,13 +21,17 @@ pub const ATTEMPT_HEADER: &str = "x-request-attempt";
 /// - Only requests that are safe to repeat are retried: idempotent methods (`GET`, `HEAD`,
 ///   `OPTIONS`, `PUT`, `DELETE`, `TRACE`), or any request carrying an `Idempotency-Key`
 ///   header ([`HttpRetry::any_method`] lifts this).
-/// - Retried: transport errors (`Err`: connection refused or reset, timeouts), and 408, 429,
+/// - Retried: transport errors (`Err`: connection refused or reset, timeouts, a bulwark
+///   layer's own attempt timeout), and 408, 429,
 ///   502, 503 and 504, honouring the response's `Retry-After` (or
 ///   `grpc-retry-pushback-ms`) as [`pushback`](crate::pushback()) reads it: a wait beyond
 ///   the policy's maximum (an overflowing `Retry-After` included) means no retry, a
 ///   malformed `Retry-After` is ignored, and a negative or unparseable
 ///   `grpc-retry-pushback-ms` means no retry.
-/// - Never retried: any other status, other 4xx included, and responses marked as shed for
+/// - Never retried: refusals by bulwark layers below (an `Err` carrying a core `Rejection`
+///   whose kind is not [retryable](tower_bulwark_core::RejectionKind::is_retryable): an open
+///   breaker, a full bulkhead, a passed deadline), any other status, other 4xx included,
+///   and responses marked as shed for
 ///   overload ([`OVERLOADED_HEADER`](tower_bulwark_core::OVERLOADED_HEADER) or Envoy's
 ///   `x-envoy-overloaded`): the server refused because it is overloaded, and retrying at
 ///   every hop of a call chain would multiply its load.
@@ -78,13 +83,13 @@ impl HttpRetry {
     }
 }
 
-impl<ReqB, ResB, E> RetryClassify<Request<ReqB>, Response<ResB>, E> for HttpRetry {
+impl<ReqB, ResB, E: 'static> RetryClassify<Request<ReqB>, Response<ResB>, E> for HttpRetry {
     fn decide(&self, request: &Request<ReqB>, result: &Result<Response<ResB>, E>) -> Decision {
         if !self.repeatable(request) {
             return Decision::Done;
         }
         match result {
-            Err(_) => Decision::Retry { pushback: None },
+            Err(error) => retry_error(error),
             Ok(response) => match response.status() {
                 StatusCode::REQUEST_TIMEOUT
                 | StatusCode::TOO_MANY_REQUESTS
@@ -110,7 +115,9 @@ impl<ReqB, ResB, E> RetryClassify<Request<ReqB>, Response<ResB>, E> for HttpRetr
 }
 
 /// The rules gRPC clients follow: `UNAVAILABLE` and `RESOURCE_EXHAUSTED` (read from the
-/// `grpc-status` of a trailers-only response) and transport errors are retried, honouring
+/// `grpc-status` of a trailers-only response) and transport errors (a bulwark layer's own
+/// attempt timeout included, but no other refusal by a bulwark layer below) are retried,
+/// honouring
 /// `grpc-retry-pushback-ms` up to the policy's maximum wait. As gRFC A6 says, a negative
 /// or unparseable pushback (empty, not an integer, out of range) means "do not retry", and
 /// so does the shed-for-overload marker
@@ -118,10 +125,10 @@ impl<ReqB, ResB, E> RetryClassify<Request<ReqB>, Response<ResB>, E> for HttpRetr
 #[derive(Debug, Clone, Copy, Default)]
 pub struct GrpcRetry;
 
-impl<Req, ResB, E> RetryClassify<Req, Response<ResB>, E> for GrpcRetry {
+impl<Req, ResB, E: 'static> RetryClassify<Req, Response<ResB>, E> for GrpcRetry {
     fn decide(&self, _request: &Req, result: &Result<Response<ResB>, E>) -> Decision {
         match result {
-            Err(_) => Decision::Retry { pushback: None },
+            Err(error) => retry_error(error),
             Ok(response) => {
                 let code = response
                     .headers()
@@ -296,6 +303,41 @@ mod tests {
         assert_ne!(
             HttpRetry::default().decide(&get, &Ok::<_, ()>(open.to_http_response::<()>())),
             Decision::Done
+        );
+    }
+
+    #[test]
+    fn refusals_by_layers_below_are_not_retried() {
+        use tower_bulwark_core::{BoxError, Rejection, RejectionKind};
+        let get = request("GET", false);
+        let refused: Result<Response<()>, BoxError> =
+            Err(Rejection::new(RejectionKind::BulkheadFull, "db").into());
+        assert_eq!(HttpRetry::default().decide(&get, &refused), Decision::Done);
+        assert_eq!(GrpcRetry.decide(&(), &refused), Decision::Done);
+        let reset: Result<Response<()>, BoxError> = Err("connection reset".into());
+        assert_eq!(
+            HttpRetry::default().decide(&get, &reset),
+            Decision::Retry { pushback: None }
+        );
+        assert_eq!(
+            GrpcRetry.decide(&(), &reset),
+            Decision::Retry { pushback: None }
+        );
+        let slow: Result<Response<()>, BoxError> =
+            Err(Rejection::new(RejectionKind::TimedOut, "timeout").into());
+        assert_eq!(
+            HttpRetry::default().decide(&get, &slow),
+            Decision::Retry { pushback: None }
+        );
+        assert_eq!(
+            GrpcRetry.decide(&(), &slow),
+            Decision::Retry { pushback: None }
+        );
+        let post = request("POST", false);
+        assert_eq!(
+            HttpRetry::default().decide(&post, &slow),
+            Decision::Done,
+            "not a request safe to repeat"
         );
     }
 

@@ -109,7 +109,7 @@ where
             } => {
                 let result = ready!(future.poll(cx));
                 if let Some(place) = place.take() {
-                    place.finish(classify.classify(&result));
+                    place.finish(classify.classify_load(&result));
                 }
                 Poll::Ready(result.map_err(Into::into))
             }

@@ -24,8 +24,10 @@ const SLICES: u64 = 10;
 /// Rejects calls locally, before they leave, when the backend has been refusing them.
 ///
 /// Over a sliding window the client counts its `requests` and the backend's `accepts`
-/// (calls the classifier does not call failures), and rejects each new call with
-/// probability
+/// (calls the classifier's [`classify_load`](Classify::classify_load) does not call
+/// failures: with `HttpClassifier` or `GrpcClassifier`, a shed for overload is not an
+/// accept, a refusal by a bulwark layer below the throttle is), and rejects each new call
+/// with probability
 ///
 /// ```text
 /// p = min(max_rejection, max(0, (requests - accepts / threshold) / (requests + 1)) ^ (1 / aggression))
@@ -359,7 +361,7 @@ where
             } => {
                 let result = ready!(future.poll(cx));
                 if let Some(throttle) = throttle.take() {
-                    let accepted = classify.classify(&result) != Outcome::Failure;
+                    let accepted = classify.classify_load(&result) != Outcome::Failure;
                     throttle.window.add(Instant::now(), accepted);
                 }
                 Poll::Ready(result.map_err(Into::into))

@@ -266,3 +266,41 @@ async fn the_latency_target_preset_backs_off_when_calls_run_slow() {
         "slower than 20 ms: 20 x 0.9"
     );
 }
+
+/// The composition contract: with the HTTP classifier, a dependency shedding for overload
+/// shrinks an adaptive limit (the load must come down), and a refusal by a layer inside the
+/// limiter does not move it (it says nothing about what the limit protects).
+#[tokio::test(start_paused = true)]
+async fn a_marked_shed_shrinks_an_adaptive_limit_and_a_local_refusal_does_not_move_it() {
+    use tower::service_fn;
+    use tower_bulwark_core::{HttpClassifier, Rejection};
+
+    let layer = || {
+        ShedLayer::builder()
+            .algorithm(Aimd::new(10, 2, 20, 0.5, Duration::from_secs(1)).unwrap())
+            .classify(HttpClassifier)
+            .build()
+            .unwrap()
+    };
+    let shedding = layer();
+    let service = shedding.layer(service_fn(|_: u32| async {
+        let shed = Rejection::new(RejectionKind::Overloaded, "server").to_http_response::<()>();
+        Ok::<_, BoxError>(shed)
+    }));
+    assert_eq!(service.oneshot(1).await.unwrap().status(), 503);
+    assert_eq!(shedding.handle().snapshot().limit, 5, "10 x 0.5");
+
+    let local = layer();
+    let service = local.layer(service_fn(|_: u32| async {
+        let full = Rejection::new(RejectionKind::BulkheadFull, "below");
+        Err::<http::Response<()>, BoxError>(full.into())
+    }));
+    for i in 0..5 {
+        let error = service.clone().oneshot(i).await.unwrap_err();
+        assert_eq!(
+            find_rejection(&error).unwrap().kind(),
+            RejectionKind::BulkheadFull
+        );
+    }
+    assert_eq!(local.handle().snapshot().limit, 10);
+}

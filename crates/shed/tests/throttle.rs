@@ -117,3 +117,44 @@ async fn cancelled_calls_are_neither_refused_nor_accepted() {
     assert!(call.await.is_err());
     assert_eq!(throttle.rejection_probability(), 0.5);
 }
+
+/// The composition contract: a backend shedding for overload (a marked 503) is what the
+/// throttle is for, while a refusal by a layer between the throttle and the backend says
+/// nothing about the backend.
+#[tokio::test(start_paused = true)]
+async fn a_marked_shed_counts_against_the_backend_and_a_local_refusal_does_not() {
+    use tower::service_fn;
+    use tower_bulwark_core::{BoxError, HttpClassifier, Rejection};
+
+    let throttle = || {
+        AdaptiveThrottleLayer::builder()
+            .k(2.0)
+            .seed(7)
+            .classify(HttpClassifier)
+            .build()
+            .unwrap()
+    };
+    let shedding = throttle();
+    let client = shedding.layer(service_fn(|_: u32| async {
+        let shed = Rejection::new(RejectionKind::Overloaded, "server").to_http_response::<()>();
+        Ok::<_, BoxError>(shed)
+    }));
+    for i in 0..100 {
+        let _ = client.clone().oneshot(i).await;
+    }
+    assert_eq!(shedding.rejection_probability(), 0.9, "at the cap");
+
+    let local = throttle();
+    let client = local.layer(service_fn(|_: u32| async {
+        let full = Rejection::new(RejectionKind::BulkheadFull, "below");
+        Err::<http::Response<()>, BoxError>(full.into())
+    }));
+    for i in 0..100 {
+        let error = client.clone().oneshot(i).await.unwrap_err();
+        assert_eq!(
+            find_rejection(&error).unwrap().kind(),
+            RejectionKind::BulkheadFull
+        );
+    }
+    assert_eq!(local.rejection_probability(), 0.0);
+}

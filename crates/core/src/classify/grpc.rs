@@ -1,5 +1,7 @@
-use super::{Classify, Outcome};
-use crate::grpc::{GrpcCode, GRPC_STATUS};
+use super::{error_outcome, Classify, Outcome};
+use crate::grpc::{GrpcCode, GRPC_RETRY_PUSHBACK_MS, GRPC_STATUS};
+use crate::is_shed_for_overload;
+use crate::rejection::is_shed_response;
 
 /// Classifies gRPC responses by status code.
 ///
@@ -10,9 +12,17 @@ use crate::grpc::{GrpcCode, GRPC_STATUS};
 /// | code | outcome |
 /// |---|---|
 /// | `OK` | `Success` |
+/// | `RESOURCE_EXHAUSTED` with `grpc-retry-pushback-ms` or a shed marker (`x-bulwark-overloaded`, `x-envoy-overloaded`) | `Ignored` ([`classify_load`](Classify::classify_load): `Failure`) |
 /// | `UNAVAILABLE`, `DEADLINE_EXCEEDED`, `RESOURCE_EXHAUSTED`, `INTERNAL`, `UNKNOWN`, `DATA_LOSS` | `Failure` |
 /// | any other code (the caller's mistake: `INVALID_ARGUMENT`, `NOT_FOUND`, ...) | `Ignored` |
-/// | `Err(_)` from the transport | `Failure` |
+/// | `Err(_)` carrying a bulwark [`Rejection`](crate::Rejection) | its kind's [`outcome`](crate::RejectionKind::outcome): `Failure` for an attempt timeout, `Ignored` for a refusal |
+/// | any other `Err(_)` from the transport | `Failure` |
+///
+/// A `RESOURCE_EXHAUSTED` with pushback is the server shedding or throttling to protect
+/// itself and saying when to come back: breakers ignore it (opening would turn a partial
+/// shed into a total outage), throttles and adaptive limits (which read
+/// [`classify_load`](Classify::classify_load)) back off. Pushback on other codes is no such
+/// signal: an `UNAVAILABLE` server is unavailable.
 ///
 /// Responses without a usable `grpc-status` header:
 ///
@@ -21,7 +31,8 @@ use crate::grpc::{GrpcCode, GRPC_STATUS};
 ///   server answered and started a normal response.
 /// - **No `grpc-status`, other HTTP status** (a proxy answered, not the gRPC server): the code
 ///   is inferred from the HTTP status as gRPC clients do (503 -> `UNAVAILABLE`, 404 ->
-///   `UNIMPLEMENTED`, ...; see [`GrpcCode::from_http_status`]) and classified by the table.
+///   `UNIMPLEMENTED`, ...; see [`GrpcCode::from_http_status`]) and classified by the table;
+///   a 503 or 429 with a shed marker is a shed, as for [`HttpClassifier`](crate::HttpClassifier).
 /// - **A `grpc-status` that is not a defined code** (`"banana"`, `"99"`, `"-1"`): treated as
 ///   `UNKNOWN`, so `Failure`. A server that cannot state its status is not healthy.
 ///
@@ -37,7 +48,8 @@ use crate::grpc::{GrpcCode, GRPC_STATUS};
 pub struct GrpcClassifier;
 
 impl GrpcClassifier {
-    /// The outcome of a call that ended with this code.
+    /// The outcome of a call that ended with this code (without the response's headers: a
+    /// shed is not seen).
     pub fn classify_code(code: GrpcCode) -> Outcome {
         match code {
             GrpcCode::Ok => Outcome::Success,
@@ -58,14 +70,34 @@ impl GrpcClassifier {
             None => GrpcCode::from_http_status(response.status()),
         }
     }
+
+    /// The outcome of `result`, with `shed` for a shed.
+    fn outcome<B, E: 'static>(result: &Result<http::Response<B>, E>, shed: Outcome) -> Outcome {
+        let response = match result {
+            Ok(response) => response,
+            Err(error) => return error_outcome(error),
+        };
+        let code = Self::code_of(response);
+        let is_shed = || {
+            let headers = response.headers();
+            (code == GrpcCode::ResourceExhausted
+                && (headers.contains_key(GRPC_RETRY_PUSHBACK_MS) || is_shed_for_overload(headers)))
+                || is_shed_response(response)
+        };
+        match Self::classify_code(code) {
+            Outcome::Failure if is_shed() => shed,
+            outcome => outcome,
+        }
+    }
 }
 
-impl<B, E> Classify<http::Response<B>, E> for GrpcClassifier {
+impl<B, E: 'static> Classify<http::Response<B>, E> for GrpcClassifier {
     fn classify(&self, result: &Result<http::Response<B>, E>) -> Outcome {
-        match result {
-            Ok(response) => Self::classify_code(Self::code_of(response)),
-            Err(_) => Outcome::Failure,
-        }
+        Self::outcome(result, Outcome::Ignored)
+    }
+
+    fn classify_load(&self, result: &Result<http::Response<B>, E>) -> Outcome {
+        Self::outcome(result, Outcome::Failure)
     }
 }
 
@@ -142,6 +174,82 @@ mod tests {
             assert_eq!(GrpcClassifier::code_of(&response), code, "status {status}");
             assert_eq!(outcome_of(response), outcome, "status {status}");
         }
+    }
+
+    fn headers(pairs: &[(&str, &str)]) -> Outcome {
+        let mut builder = Response::builder().header("content-type", "application/grpc");
+        for (name, value) in pairs {
+            builder = builder.header(*name, *value);
+        }
+        outcome_of(builder.body(()).unwrap())
+    }
+
+    #[test]
+    fn resource_exhausted_with_pushback_or_the_marker_is_ignored() {
+        let pushback = "grpc-retry-pushback-ms";
+        assert_eq!(
+            headers(&[(GRPC_STATUS, "8"), (pushback, "250")]),
+            Outcome::Ignored
+        );
+        let load = Response::builder()
+            .header(GRPC_STATUS, "8")
+            .header(pushback, "250")
+            .body(())
+            .unwrap();
+        assert_eq!(
+            GrpcClassifier.classify_load(&Ok::<_, ()>(load)),
+            Outcome::Failure
+        );
+        assert_eq!(
+            headers(&[(GRPC_STATUS, "8"), (pushback, "-1")]),
+            Outcome::Ignored
+        );
+        for marker in ["x-bulwark-overloaded", "x-envoy-overloaded"] {
+            assert_eq!(
+                headers(&[(GRPC_STATUS, "8"), (marker, "true")]),
+                Outcome::Ignored
+            );
+            assert_eq!(
+                headers(&[(GRPC_STATUS, "8"), (marker, "no")]),
+                Outcome::Failure
+            );
+        }
+        assert_eq!(
+            headers(&[(GRPC_STATUS, "8")]),
+            Outcome::Failure,
+            "no signal"
+        );
+        // Pushback on other codes is no overload signal: a server that is unavailable is.
+        assert_eq!(
+            headers(&[(GRPC_STATUS, "14"), (pushback, "250")]),
+            Outcome::Failure
+        );
+        // A proxy's marked 503 without a gRPC status.
+        let proxy = Response::builder()
+            .status(503)
+            .header("x-envoy-overloaded", "true")
+            .body(())
+            .unwrap();
+        assert_eq!(outcome_of(proxy), Outcome::Ignored);
+        // Our own rejections as a server writes them.
+        let shed: Response<()> =
+            crate::Rejection::new(crate::RejectionKind::BulkheadFull, "s").to_grpc_response();
+        assert_eq!(outcome_of(shed), Outcome::Ignored);
+        let open: Response<()> = crate::Rejection::new(crate::RejectionKind::CircuitOpen, "s")
+            .with_retry_after(std::time::Duration::from_secs(1))
+            .to_grpc_response();
+        assert_eq!(outcome_of(open), Outcome::Failure);
+    }
+
+    #[test]
+    fn a_local_refusal_is_ignored() {
+        let refused: Result<Response<()>, crate::BoxError> =
+            Err(crate::Rejection::new(crate::RejectionKind::CircuitOpen, "db").into());
+        assert_eq!(GrpcClassifier.classify(&refused), Outcome::Ignored);
+        let slow: Result<Response<()>, crate::BoxError> =
+            Err(crate::Rejection::new(crate::RejectionKind::TimedOut, "t").into());
+        assert_eq!(GrpcClassifier.classify(&slow), Outcome::Failure);
+        assert_eq!(GrpcClassifier.classify_load(&slow), Outcome::Failure);
     }
 
     #[test]

@@ -1,13 +1,21 @@
-use super::{Classify, Outcome};
+use super::{error_outcome, Classify, Outcome};
+use crate::rejection::is_shed_response;
 
 /// Classifies HTTP responses by status code.
 ///
 /// | result | outcome |
 /// |---|---|
-/// | `Err(_)` (connection refused, reset, timed out) | `Failure` |
-/// | 5xx, and 429 Too Many Requests | `Failure` |
+/// | `Err(_)` carrying a bulwark [`Rejection`](crate::Rejection) | its kind's [`outcome`](crate::RejectionKind::outcome): `Failure` for an attempt timeout, `Ignored` for a refusal |
+/// | any other `Err(_)` (connection refused, reset) | `Failure` |
+/// | 503 or 429 marked as shed for overload ([`is_shed_for_overload`](crate::is_shed_for_overload)) | `Ignored` ([`classify_load`](Classify::classify_load): `Failure`) |
+/// | other 5xx, and 429 Too Many Requests | `Failure` |
 /// | other 4xx (the caller's mistake, not the server's health) | `Ignored` |
 /// | 1xx, 2xx, 3xx | `Success` |
+///
+/// A marked shed means the dependency is alive and protecting itself: a breaker that opened
+/// on it would turn a partial shed into a total outage, so breakers ignore it, while
+/// throttles and adaptive limits (which read [`classify_load`](Classify::classify_load))
+/// back off.
 ///
 /// ```
 /// use http::{Response, StatusCode};
@@ -21,7 +29,8 @@ use super::{Classify, Outcome};
 pub struct HttpClassifier;
 
 impl HttpClassifier {
-    /// The outcome of a response with this status.
+    /// The outcome of a response with this status (without its headers: a shed marker is
+    /// not seen).
     pub fn classify_status(status: http::StatusCode) -> Outcome {
         if status.is_server_error() || status == http::StatusCode::TOO_MANY_REQUESTS {
             Outcome::Failure
@@ -31,14 +40,26 @@ impl HttpClassifier {
             Outcome::Success
         }
     }
+
+    /// The outcome of `result`, with `shed` for a marked shed.
+    fn outcome<B, E: 'static>(result: &Result<http::Response<B>, E>, shed: Outcome) -> Outcome {
+        match result {
+            Ok(response) => match Self::classify_status(response.status()) {
+                Outcome::Failure if is_shed_response(response) => shed,
+                outcome => outcome,
+            },
+            Err(error) => error_outcome(error),
+        }
+    }
 }
 
-impl<B, E> Classify<http::Response<B>, E> for HttpClassifier {
+impl<B, E: 'static> Classify<http::Response<B>, E> for HttpClassifier {
     fn classify(&self, result: &Result<http::Response<B>, E>) -> Outcome {
-        match result {
-            Ok(response) => Self::classify_status(response.status()),
-            Err(_) => Outcome::Failure,
-        }
+        Self::outcome(result, Outcome::Ignored)
+    }
+
+    fn classify_load(&self, result: &Result<http::Response<B>, E>) -> Outcome {
+        Self::outcome(result, Outcome::Failure)
     }
 }
 
@@ -71,6 +92,72 @@ mod tests {
         for status in [100, 200, 201, 204, 301, 304, 399] {
             assert_eq!(outcome(status), Outcome::Success, "status {status}");
         }
+    }
+
+    fn marked(status: u16, name: &str, value: &str) -> Outcome {
+        let response = Response::builder()
+            .status(status)
+            .header(name, value)
+            .body(())
+            .unwrap();
+        HttpClassifier.classify(&Ok::<_, ()>(response))
+    }
+
+    #[test]
+    fn a_shed_marked_503_or_429_is_ignored() {
+        for name in ["x-bulwark-overloaded", "x-envoy-overloaded"] {
+            for status in [503, 429] {
+                assert_eq!(
+                    marked(status, name, "true"),
+                    Outcome::Ignored,
+                    "{status} {name}"
+                );
+                let response = Response::builder()
+                    .status(status)
+                    .header(name, "true")
+                    .body(())
+                    .unwrap();
+                assert_eq!(
+                    HttpClassifier.classify_load(&Ok::<_, ()>(response)),
+                    Outcome::Failure,
+                    "load: {status} {name}"
+                );
+            }
+            assert_eq!(
+                marked(503, name, "false"),
+                Outcome::Failure,
+                "{name}: false"
+            );
+            assert_eq!(marked(500, name, "true"), Outcome::Failure, "{name}: 500");
+            assert_eq!(marked(200, name, "true"), Outcome::Success, "{name}: 200");
+        }
+        // As our own server writes a shed, and a refusal that is not one.
+        let shed: Response<()> =
+            crate::Rejection::new(crate::RejectionKind::Overloaded, "s").to_http_response();
+        assert_eq!(
+            HttpClassifier.classify(&Ok::<_, ()>(shed)),
+            Outcome::Ignored
+        );
+        let open: Response<()> =
+            crate::Rejection::new(crate::RejectionKind::CircuitOpen, "s").to_http_response();
+        assert_eq!(
+            HttpClassifier.classify(&Ok::<_, ()>(open)),
+            Outcome::Failure
+        );
+    }
+
+    #[test]
+    fn a_local_refusal_is_ignored() {
+        let refused: Result<Response<()>, crate::BoxError> =
+            Err(crate::Rejection::new(crate::RejectionKind::BulkheadFull, "db").into());
+        assert_eq!(HttpClassifier.classify(&refused), Outcome::Ignored);
+        assert_eq!(HttpClassifier.classify_load(&refused), Outcome::Ignored);
+        let slow: Result<Response<()>, crate::BoxError> =
+            Err(crate::Rejection::new(crate::RejectionKind::TimedOut, "t").into());
+        assert_eq!(HttpClassifier.classify(&slow), Outcome::Failure);
+        let late: Result<Response<()>, crate::BoxError> =
+            Err(crate::Rejection::new(crate::RejectionKind::DeadlineExceeded, "t").into());
+        assert_eq!(HttpClassifier.classify(&late), Outcome::Ignored);
     }
 
     #[test]

@@ -228,6 +228,7 @@ mod tests {
             (RejectionKind::Overloaded, 503),
             (RejectionKind::Throttled, 429),
             (RejectionKind::DeadlineExceeded, 504),
+            (RejectionKind::TimedOut, 504),
             (RejectionKind::InvalidRequest, 400),
             (RejectionKind::Draining, 503),
         ];

@@ -7,7 +7,10 @@ use http::header::{HeaderMap, HeaderValue};
 ///
 /// A retry layer that sees it does not retry the call: retrying a shed only adds load to a
 /// server that is already refusing work, and when every hop of a call chain retries, the
-/// load multiplies at each hop. Rejections of kind
+/// load multiplies at each hop. On a 503 or 429, [`HttpClassifier`](crate::HttpClassifier)
+/// and [`GrpcClassifier`](crate::GrpcClassifier) call it `Ignored` for breakers (the server
+/// is alive and protecting itself) and a `Failure` for throttles, adaptive limits and
+/// fallbacks ([`Classify::classify_load`](crate::Classify::classify_load)). Rejections of kind
 /// [`Overloaded`](crate::RejectionKind::Overloaded) and
 /// [`BulkheadFull`](crate::RejectionKind::BulkheadFull) carry it on HTTP and gRPC responses
 /// (tower's `LoadShed` refusals too, through
@@ -37,6 +40,14 @@ pub fn is_shed_for_overload(headers: &HeaderMap) -> bool {
             .is_some_and(|value: &HeaderValue| value.as_bytes().eq_ignore_ascii_case(b"true"))
     };
     marked(OVERLOADED_HEADER) || marked(ENVOY_OVERLOADED_HEADER)
+}
+
+/// Whether an HTTP response is a shed for overload: a 503 or 429 with the marker.
+pub(crate) fn is_shed_response<B>(response: &http::Response<B>) -> bool {
+    matches!(
+        response.status(),
+        http::StatusCode::SERVICE_UNAVAILABLE | http::StatusCode::TOO_MANY_REQUESTS
+    ) && is_shed_for_overload(response.headers())
 }
 
 /// Marks a response as shed for overload.
