@@ -2,7 +2,8 @@
 //!
 //! - `drill` (`cargo run --release --example drill`): a dependency broken on a schedule,
 //!   the same service unprotected and with the bulwark presets, side by side, over real
-//!   sockets; prints a table and writes an SVG timeline.//!
+//!   sockets; prints a table (fresh, degraded, refused and failed answers apart) and
+//!   writes an SVG timeline.
 //! - `criticality_shedding`: an axum server that sheds `sheddable` requests with a
 //!   `Retry-After`, turning the rejection into a response with `HandleRejectionsLayer`.
 //! - `breaker_http_client`: an HTTP client with a circuit breaker against a local server

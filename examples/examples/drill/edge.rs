@@ -3,12 +3,12 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use axum::body::Body;
 use axum::routing::get;
 use axum::Router;
 use bytes::Bytes;
 use http::{Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full};
-use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 use tokio::net::TcpListener;
@@ -16,15 +16,17 @@ use tower::util::BoxCloneSyncService;
 use tower::{service_fn, Layer, ServiceExt};
 use tower_bulwark::breaker::{BreakerHandle, OpenDuration};
 use tower_bulwark::deadline::TimeoutLayer;
-use tower_bulwark::fallback::FallbackLayer;
+use tower_bulwark::fallback::{FallbackLayer, DEGRADED_HEADER};
 use tower_bulwark::presets::{ClientPreset, ServerPreset};
 use tower_bulwark::shed::{Aimd, FromRequest, ShedLayer};
 use tower_bulwark::{BoxError, HttpClassifier};
 
+use crate::load::HttpClient;
+
 type Backend = BoxCloneSyncService<Request<Full<Bytes>>, Response<Bytes>, BoxError>;
 
 /// A pooled HTTP/1 client (keep-alive), shared by the calls to one backend.
-pub(crate) fn pooled() -> Client<HttpConnector, Full<Bytes>> {
+pub(crate) fn pooled() -> HttpClient {
     Client::builder(TokioExecutor::new())
         .pool_max_idle_per_host(1024)
         .build_http()
@@ -49,6 +51,29 @@ fn transport(
             Ok::<_, BoxError>(Response::from_parts(head, body.collect().await?.to_bytes()))
         }
     })
+}
+
+/// The edge's answer from both backends' answers: 200 when both succeeded, marked
+/// degraded (with the first marker's source) when either was a fallback's; 502 otherwise.
+fn answer(backends: &[Result<Response<Bytes>, BoxError>]) -> Response<Body> {
+    let mut response = Response::new(Body::empty());
+    if !backends
+        .iter()
+        .all(|b| b.as_ref().is_ok_and(|r| r.status().is_success()))
+    {
+        *response.status_mut() = StatusCode::BAD_GATEWAY;
+        return response;
+    }
+    let degraded = backends
+        .iter()
+        .flatten()
+        .find_map(|r| r.headers().get(DEGRADED_HEADER));
+    if let Some(source) = degraded {
+        response
+            .headers_mut()
+            .insert(DEGRADED_HEADER, source.clone());
+    }
+    response
 }
 
 pub(crate) struct Edge {
@@ -96,12 +121,7 @@ pub(crate) async fn start(
         async move {
             let request = || Request::get("/").body(Full::default()).expect("request");
             let (a, b) = tokio::join!(first.oneshot(request()), second.oneshot(request()));
-            match (a, b) {
-                (Ok(a), Ok(b)) if a.status().is_success() && b.status().is_success() => {
-                    StatusCode::OK
-                }
-                _ => StatusCode::BAD_GATEWAY,
-            }
+            answer(&[a, b])
         }
     };
     let app = Router::new().route("/", get(handler));
@@ -128,4 +148,78 @@ pub(crate) async fn start(
     let addr = listener.local_addr()?;
     tokio::spawn(async move { axum::serve(listener, app).await });
     Ok(Edge { addr, breaker })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::backend;
+    use crate::load::{self, Answer};
+    use tokio::time::Instant;
+
+    #[tokio::test]
+    async fn protected_edge_marks_a_last_good_answer_degraded() {
+        let steady = backend::start(1).await.unwrap();
+        let breakable = backend::start(2).await.unwrap();
+        let edge = start(steady.addr, breakable.addr, true).await.unwrap();
+        let client = pooled();
+        let call = || load::call(&client, edge.addr, Instant::now());
+        // A fresh answer primes the last-good cache (on a loaded machine a call may miss
+        // the 50 ms attempt timeout, so a few tries).
+        let mut primed = false;
+        for _ in 0..20 {
+            primed = call().await.answer == Answer::Fresh;
+            if primed {
+                break;
+            }
+        }
+        assert!(primed, "no fresh answer from healthy backends");
+        breakable.outage.enable();
+        // The backend answers 503: the fallback serves its last good answer, marked, and
+        // the edge passes the mark on.
+        assert_eq!(call().await.answer, Answer::Degraded);
+    }
+
+    #[tokio::test]
+    async fn unprotected_edge_answers_an_outage_with_an_error() {
+        let steady = backend::start(1).await.unwrap();
+        let breakable = backend::start(2).await.unwrap();
+        let edge = start(steady.addr, breakable.addr, false).await.unwrap();
+        breakable.outage.enable();
+        let sample = load::call(&pooled(), edge.addr, Instant::now()).await;
+        assert_eq!(sample.answer, Answer::Error);
+    }
+
+    fn ok(marker: Option<&'static str>) -> Result<Response<Bytes>, BoxError> {
+        let mut response = Response::new(Bytes::new());
+        if let Some(source) = marker {
+            response
+                .headers_mut()
+                .insert(DEGRADED_HEADER, source.parse().unwrap());
+        }
+        Ok(response)
+    }
+
+    #[test]
+    fn the_edge_passes_on_the_first_degraded_mark() {
+        let answered = answer(&[ok(None), ok(Some("fallback"))]);
+        assert_eq!(answered.status(), StatusCode::OK);
+        assert_eq!(answered.headers()[DEGRADED_HEADER], "fallback");
+        let both = answer(&[ok(Some("last-good")), ok(Some("backup"))]);
+        assert_eq!(both.headers()[DEGRADED_HEADER], "last-good");
+        let fresh = answer(&[ok(None), ok(None)]);
+        assert_eq!(fresh.status(), StatusCode::OK);
+        assert!(fresh.headers().get(DEGRADED_HEADER).is_none());
+    }
+
+    #[test]
+    fn a_failed_backend_makes_a_bad_gateway_even_beside_a_degraded_answer() {
+        let mut unavailable = Response::new(Bytes::new());
+        *unavailable.status_mut() = StatusCode::SERVICE_UNAVAILABLE;
+        for failed in [Ok(unavailable), Err(BoxError::from("connection refused"))] {
+            let answered = answer(&[ok(Some("last-good")), failed]);
+            assert_eq!(answered.status(), StatusCode::BAD_GATEWAY);
+            assert!(answered.headers().get(DEGRADED_HEADER).is_none());
+        }
+    }
 }

@@ -1,28 +1,37 @@
 //! The drill: break a dependency on a schedule and compare a service without protection to
 //! the same service with the bulwark presets, over real sockets on loopback.
 //!
-//! `cargo run --release --example drill [-- --duration 60] [--seed 1] [--json] [--svg PATH]`
+//! `cargo run --release --example drill [-- --duration 100] [--seed 1] [--runs 1]
+//! [--json | --markdown] [--svg PATH]`
 //!
-//! A load generator calls an edge service (axum) that needs two backends for each call.
-//! The drill breaks one backend with the chaos layer on a schedule: steady; backend outage
-//! (every call 503); backend slowdown (10x latency); a load spike (3x capacity); recovery.
-//! It runs the schedule twice, unprotected and protected (the server preset at the edge,
-//! the client preset with a last-good fallback towards the backends), prints a line per
-//! phase and a side-by-side table, and writes an SVG timeline.
+//! A load generator (Poisson arrivals, seeded) calls an edge service (axum) that needs two
+//! backends for each call. The drill breaks one backend with the chaos layer on a
+//! schedule: steady; backend outage (every call 503); backend slowdown (every call 90 ms
+//! later, 10x its latency; workers and capacity unchanged); a load spike (3x capacity);
+//! recovery. It runs the schedule twice, unprotected and protected (the server preset at
+//! the edge, the client preset with a last-good fallback towards the backends), and sorts
+//! every answer: fresh, degraded (marked `x-bulwark-degraded` by the fallback and
+//! forwarded by the edge), refused (shed, with `x-bulwark-overloaded` or `Retry-After`),
+//! error, or timeout. It prints a line per phase, a side-by-side table, and writes an SVG
+//! timeline.
+//!
+//! `--duration` is the length of both runs of one seed (each phase gets a tenth of it: 10 s
+//! by default); `--runs N` repeats with seeds `seed..seed + N` and reports the median of
+//! each cell.
 
 mod backend;
 mod edge;
 mod load;
 mod report;
+mod stats;
+mod svg;
 
 use std::sync::atomic::Ordering::Relaxed;
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use tokio::time::Instant;
 use tower_bulwark::BoxError;
 
-use crate::report::PhaseStats;
+use crate::stats::{PhaseStats, Point};
 
 /// The phases: name, offered load as a share of capacity, what breaks.
 const PHASES: [(&str, f64, Break); 5] = [
@@ -33,6 +42,9 @@ const PHASES: [(&str, f64, Break); 5] = [
     ("recovery", 0.5, Break::Nothing),
 ];
 
+/// Timeline buckets per phase.
+const BUCKETS_PER_PHASE: usize = 10;
+
 #[derive(Debug, Clone, Copy, PartialEq)]
 enum Break {
     Nothing,
@@ -40,18 +52,44 @@ enum Break {
     Slowdown,
 }
 
+impl Break {
+    /// Fresh answers per second the edge can give: each call needs both backends. The
+    /// slowdown adds latency before the backend's workers, so it keeps their capacity.
+    fn capacity(self) -> f64 {
+        match self {
+            Break::Outage => 0.0,
+            Break::Nothing | Break::Slowdown => backend::CAPACITY,
+        }
+    }
+}
+
+enum Format {
+    Table,
+    Markdown,
+    Json,
+}
+
 struct Options {
+    /// Both runs of one seed.
     duration: Duration,
     seed: u64,
-    json: bool,
+    runs: u64,
+    format: Format,
     svg: std::path::PathBuf,
+}
+
+impl Options {
+    fn phase(&self) -> Duration {
+        self.duration / 2 / PHASES.len() as u32
+    }
 }
 
 fn options() -> Result<Options, BoxError> {
     let mut options = Options {
-        duration: Duration::from_secs(60),
+        duration: Duration::from_secs(100),
         seed: 1,
-        json: false,
+        runs: 1,
+        format: Format::Table,
         svg: std::env::temp_dir().join("bulwark-drill.svg"),
     };
     let mut args = std::env::args().skip(1);
@@ -59,10 +97,20 @@ fn options() -> Result<Options, BoxError> {
         match arg.as_str() {
             "--duration" => {
                 let secs: u64 = args.next().ok_or("--duration needs seconds")?.parse()?;
-                options.duration = Duration::from_secs(secs.max(10));
+                if !(10..=86_400).contains(&secs) {
+                    return Err("--duration must be 10 to 86400 (s): at least 1 s per phase".into());
+                }
+                options.duration = Duration::from_secs(secs);
             }
             "--seed" => options.seed = args.next().ok_or("--seed needs a number")?.parse()?,
-            "--json" => options.json = true,
+            "--runs" => {
+                options.runs = args.next().ok_or("--runs needs a number")?.parse()?;
+                if !(1..=1000).contains(&options.runs) {
+                    return Err("--runs must be 1 to 1000".into());
+                }
+            }
+            "--json" => options.format = Format::Json,
+            "--markdown" => options.format = Format::Markdown,
             "--svg" => options.svg = args.next().ok_or("--svg needs a path")?.into(),
             other => return Err(format!("unknown option {other}; see the file's docs").into()),
         }
@@ -70,27 +118,26 @@ fn options() -> Result<Options, BoxError> {
     Ok(options)
 }
 
-/// One run of the schedule; returns its per-phase statistics, recovery and timeline.
-async fn run(
-    protected: bool,
-    options: &Options,
-) -> Result<(Vec<PhaseStats>, Option<f64>, Vec<(f64, f64)>), BoxError> {
-    let label = if protected {
-        "protected"
-    } else {
-        "unprotected"
-    };
-    let steady = backend::start(options.seed).await?;
-    let breakable = backend::start(options.seed + 10).await?;
+/// One run of the schedule.
+struct Run {
+    phases: Vec<PhaseStats>,
+    timeline: Vec<Option<Point>>,
+    /// From the start of the recovery phase (`None`: not within it).
+    recovery: Option<f64>,
+}
+
+async fn run(protected: bool, seed: u64, phase: Duration, quiet: bool) -> Result<Run, BoxError> {
+    let steady = backend::start(seed).await?;
+    let breakable = backend::start(seed.wrapping_add(10)).await?;
     let edge = edge::start(steady.addr, breakable.addr, protected).await?;
-    let client = edge::pooled();
-    let samples = Arc::new(Mutex::new(Vec::new()));
-    // Each run gets half the duration, split evenly between the phases.
-    let phase_length = options.duration / 2 / PHASES.len() as u32;
-    let start = Instant::now();
-    let mut running = Vec::new();
-    let mut bounds = Vec::new();
-    for (name, load, what) in PHASES {
+    let mut load = load::Generator::new(edge.addr, seed);
+    // Phase `i` starts `i` phases into the run, in seconds and on the clock.
+    let secs = phase.as_secs_f64();
+    let bounds = |i: usize| (i as f64 * secs, (i + 1) as f64 * secs);
+    let start = load.start;
+    let at = |i: usize| start + phase * i as u32;
+    let mut backend_calls = Vec::new();
+    for (i, (name, share, what)) in PHASES.into_iter().enumerate() {
         breakable.outage.disable();
         breakable.slowdown.disable();
         match what {
@@ -98,82 +145,118 @@ async fn run(
             Break::Slowdown => breakable.slowdown.enable(),
             Break::Nothing => {}
         }
-        let from = start.elapsed().as_secs_f64();
-        let hits_before = steady.hits.load(Relaxed) + breakable.hits.load(Relaxed);
-        let rate = load * backend::CAPACITY;
-        running.extend(load::offer(&client, edge.addr, rate, phase_length, start, &samples).await);
-        let to = start.elapsed().as_secs_f64();
-        let hits = steady.hits.load(Relaxed) + breakable.hits.load(Relaxed) - hits_before;
-        bounds.push((name, from, to, hits));
-        let so_far = samples.lock().expect("samples").clone();
-        let stats = report::phase_stats(name, &so_far, from, to, hits);
-        let breaker = edge
-            .breaker
-            .as_ref()
-            .map_or("-".to_string(), |b| b.snapshot().state.to_string());
-        if !options.json {
+        let hits = || steady.hits.load(Relaxed) + breakable.hits.load(Relaxed);
+        let before = hits();
+        let rate = share * backend::CAPACITY;
+        load.offer(rate, (at(i), at(i + 1))).await;
+        backend_calls.push(hits() - before);
+        if !quiet {
+            let s = stats::phase_stats(name, &load.so_far(), bounds(i), 0);
+            let breaker = edge
+                .breaker
+                .as_ref()
+                .map_or("-".to_string(), |b| b.snapshot().state.to_string());
             println!(
-                "[{label:<11}] {name:<9} {:>5.1}s {:>6} requests  goodput {:>5.0}/s  p99 {:>8.1?}  breaker {breaker}",
-                to,
-                stats.requests,
-                stats.goodput,
-                stats.p99,
+                "[{:<11} seed {seed}] {name:<8} fresh {:>6.1}/s  degraded {:>6.1}/s  refused {:>6.1}/s  errors {:>6.1}/s  timeouts {:>6.1}/s  breaker {breaker}",
+                if protected { "protected" } else { "unprotected" },
+                s.fresh.per_s,
+                s.degraded.per_s,
+                s.refused.per_s,
+                s.errors,
+                s.timeouts,
             );
         }
     }
-    for call in running {
-        let _ = call.await;
-    }
-    breakable.outage.disable();
-    let samples = samples.lock().expect("samples").clone();
-    let stats = bounds
+    let samples = load.finish().await;
+    let phases = PHASES
         .iter()
-        .map(|(name, from, to, hits)| report::phase_stats(name, &samples, *from, *to, *hits))
+        .zip(backend_calls)
+        .enumerate()
+        .map(|(i, ((name, ..), calls))| stats::phase_stats(name, &samples, bounds(i), calls))
         .collect();
-    let outage_end = bounds[1].2;
-    let end = bounds.last().map_or(0.0, |b| b.2);
-    let recovery = report::recovery(&samples, outage_end, end);
-    Ok((stats, recovery, report::timeline(&samples, end)))
+    let bucket = secs / BUCKETS_PER_PHASE as f64;
+    let timeline = stats::timeline(&samples, bucket, PHASES.len() * BUCKETS_PER_PHASE);
+    let recovery_phase = PHASES.len() - 1;
+    let recovery = stats::recovery(&timeline, bucket, recovery_phase * BUCKETS_PER_PHASE);
+    Ok(Run {
+        phases,
+        timeline,
+        recovery,
+    })
+}
+
+/// The median of each cell over the runs of one kind.
+fn median(runs: &[Run]) -> Run {
+    Run {
+        phases: (0..PHASES.len())
+            .map(|i| {
+                let phase: Vec<PhaseStats> = runs.iter().map(|r| r.phases[i].clone()).collect();
+                stats::median_stats(&phase)
+            })
+            .collect(),
+        timeline: stats::median_timeline(
+            &runs.iter().map(|r| r.timeline.clone()).collect::<Vec<_>>(),
+        ),
+        // Never recovered counts as longer than any time that did.
+        recovery: stats::median(runs.iter().map(|r| r.recovery.unwrap_or(f64::INFINITY)))
+            .filter(|r| r.is_finite()),
+    }
 }
 
 #[tokio::main]
 async fn main() -> Result<(), BoxError> {
     let options = options()?;
-    if !options.json {
+    let phase = options.phase();
+    let quiet = !matches!(options.format, Format::Table);
+    if !quiet {
         println!(
-            "drill: {} s, seed {}; backends of {} workers x {:?} ({} calls/s each)",
-            options.duration.as_secs(),
+            "drill: {} s per phase, {} run(s) from seed {}; backends of {} workers x {:?} ({} calls/s each); callers give up after {:?}; per-phase lines count the answers in when the phase ends",
+            phase.as_secs_f64(),
+            options.runs,
             options.seed,
             backend::WORKERS,
             backend::SERVICE_TIME,
-            backend::CAPACITY
+            backend::CAPACITY,
+            load::CLIENT_TIMEOUT,
         );
     }
-    let (unprotected, recovery_u, timeline_u) = run(false, &options).await?;
-    let (protected, recovery_p, timeline_p) = run(true, &options).await?;
-    let recoveries = [recovery_u, recovery_p];
-    let phase_length = options.duration.as_secs_f64() / 2.0 / PHASES.len() as f64;
-    let shading: Vec<(&'static str, f64, f64)> = PHASES
+    let seeds: Vec<u64> = (0..options.runs)
+        .map(|i| options.seed.wrapping_add(i))
+        .collect();
+    let (mut unprotected, mut protected) = (Vec::new(), Vec::new());
+    for &seed in &seeds {
+        unprotected.push(run(false, seed, phase, quiet).await?);
+        protected.push(run(true, seed, phase, quiet).await?);
+    }
+    let (unprotected, protected) = (median(&unprotected), median(&protected));
+    let secs = phase.as_secs_f64();
+    let results = report::Results {
+        phases: [&unprotected.phases, &protected.phases],
+        recovery: [unprotected.recovery, protected.recovery],
+        phase_seconds: secs,
+        seeds: &seeds,
+    };
+    let bands: Vec<svg::Band> = PHASES
         .iter()
         .enumerate()
-        .map(|(i, (name, _, _))| {
-            (
-                *name,
-                i as f64 * phase_length,
-                (i + 1) as f64 * phase_length,
-            )
+        .map(|(i, (name, load, what))| svg::Band {
+            name,
+            from: i as f64 * secs,
+            to: (i + 1) as f64 * secs,
+            offered: load * backend::CAPACITY,
+            capacity: what.capacity(),
         })
         .collect();
-    let end = phase_length * PHASES.len() as f64;
-    std::fs::write(
-        &options.svg,
-        report::svg(&shading, [&timeline_u, &timeline_p], end),
-    )?;
-    if options.json {
-        println!("{}", report::json(&unprotected, &protected, recoveries));
-    } else {
-        println!();
-        print!("{}", report::table(&unprotected, &protected, recoveries));
+    let title = format!("drill: {} s per phase; {}", secs, results.statistic());
+    let timelines = [&unprotected.timeline[..], &protected.timeline[..]];
+    let bucket = secs / BUCKETS_PER_PHASE as f64;
+    std::fs::write(&options.svg, svg::svg(&title, &bands, timelines, bucket))?;
+    match options.format {
+        Format::Json => println!("{}", results.json()),
+        Format::Markdown => print!("{}", results.markdown()),
+        Format::Table => print!("\n{}", results.table()),
+    }
+    if !matches!(options.format, Format::Json) {
         println!("timeline: {}", options.svg.display());
     }
     Ok(())
