@@ -51,7 +51,8 @@ impl ShedHandle {
     }
 
     /// Sets the limit (at least 1). A fixed limit keeps it; an adaptive algorithm replaces
-    /// it with its own estimate at the next finished call.
+    /// it with its own estimate at the next finished call. Announced as
+    /// `ShedEvent::LimitChanged`, in order with the learned changes.
     pub fn set_limit(&self, limit: usize) {
         self.limiter.set_limit(limit);
     }

@@ -147,8 +147,22 @@ impl Limiter {
     }
 
     /// Sets the limit by hand (an operator's override until the next sample moves it).
+    /// An operator's limit: published and announced under the algorithm's lock like a
+    /// learned one, so the events stay in order and the `bulwark_shed_limit` gauge follows.
     pub(crate) fn set_limit(&self, limit: usize) {
-        self.limit.store(limit.max(1), Release);
+        let _algorithm = self
+            .algorithm
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        let new = limit.max(1);
+        let old = self.limit.swap(new, AcqRel);
+        if old != new {
+            self.listeners.emit(|| ShedEvent::LimitChanged {
+                layer: self.name.clone(),
+                from: old,
+                to: new,
+            });
+        }
     }
 }
 

@@ -244,3 +244,30 @@ async fn a_listener_may_read_the_handle_when_the_limit_changes() {
     }
     assert_eq!(*seen.lock().unwrap(), [(11, 11), (12, 12), (13, 13)]);
 }
+
+/// An operator's limit is announced like a learned one, in order with them, so the
+/// `bulwark_shed_limit` gauge follows it and the next learned event starts from it.
+#[tokio::test(start_paused = true)]
+async fn an_operators_limit_is_announced_in_order_with_learned_ones() {
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let sink = seen.clone();
+    let layer = ShedLayer::builder()
+        .algorithm(Counting(10))
+        .on_event(move |event: &ShedEvent| {
+            if let ShedEvent::LimitChanged { from, to, .. } = event {
+                sink.lock().unwrap().push((*from, *to));
+            }
+        })
+        .build()
+        .unwrap();
+    let handle = layer.handle();
+    let (inner, _control) = controlled::<u32>();
+    let service = layer.layer(ReadinessProbe::new(inner));
+    service.clone().oneshot(0).await.unwrap();
+    handle.set_limit(5);
+    handle.set_limit(5); // No change, no event.
+    handle.set_limit(0); // At least one.
+    service.clone().oneshot(1).await.unwrap();
+    assert_eq!(*seen.lock().unwrap(), [(10, 11), (11, 5), (5, 1), (1, 12)]);
+    assert_eq!(handle.snapshot().limit, 12);
+}
