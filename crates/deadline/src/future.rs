@@ -7,7 +7,9 @@ use std::task::{ready, Context, Poll};
 
 use pin_project::pin_project;
 use tokio::time::{Instant, Sleep};
-use tower_bulwark_core::{BoxError, Deadline, DeadlineScope, Name, Rejection, RejectionKind};
+use tower_bulwark_core::{
+    find_rejection, BoxError, Deadline, DeadlineScope, Name, Rejection, RejectionKind,
+};
 
 use crate::latency::LatencyRecord;
 
@@ -16,8 +18,10 @@ use crate::latency::LatencyRecord;
 /// Runs the inner future with the deadline as the task's current one. If the deadline
 /// passes first, the inner future is dropped at once (its work stops) and the call fails
 /// with a [`Rejection`]: `TimedOut` when the bound was a timeout layer's own, otherwise
-/// `DeadlineExceeded` (the caller's deadline). A call refused before it started fails with
-/// `DeadlineExceeded` without an inner future.
+/// `DeadlineExceeded` (the caller's deadline). A layer inside that ends the call when a
+/// timeout layer's own bound passes (it saw the bound as its caller's deadline) is that
+/// timeout: `TimedOut`. A call refused before it started fails with `DeadlineExceeded`
+/// without an inner future.
 #[pin_project]
 #[derive(Debug)]
 pub struct ResponseFuture<F> {
@@ -198,17 +202,27 @@ where
                 latencies,
                 record_cutoffs,
             } => {
-                if let Poll::Ready(result) = future.poll(cx) {
-                    if let (Some((record, started)), Ok(_)) = (latencies.as_ref(), &result) {
-                        record.record(started.elapsed());
+                match future.poll(cx) {
+                    Poll::Ready(Ok(response)) => {
+                        if let Some((record, started)) = latencies.as_ref() {
+                            record.record(started.elapsed());
+                        }
+                        return Poll::Ready(Ok(response));
                     }
-                    return Poll::Ready(result.map_err(Into::into));
-                }
-                if expiry.is_none() {
-                    expiry.set(Some(tokio::time::sleep_until(deadline.instant())));
-                }
-                if let Some(expiry) = expiry.as_pin_mut() {
-                    ready!(expiry.poll(cx));
+                    Poll::Ready(Err(error)) => {
+                        let error = error.into();
+                        if !cut_inside_by_own_timeout(*expired, *deadline, &error) {
+                            return Poll::Ready(Err(error));
+                        }
+                    }
+                    Poll::Pending => {
+                        if expiry.is_none() {
+                            expiry.set(Some(tokio::time::sleep_until(deadline.instant())));
+                        }
+                        if let Some(expiry) = expiry.as_pin_mut() {
+                            ready!(expiry.poll(cx));
+                        }
+                    }
                 }
                 let rejection = Rejection::new(*expired, layer.clone()).with_reason(reason);
                 if let (Some((record, started)), true) = (latencies.as_ref(), *record_cutoffs) {
@@ -228,4 +242,15 @@ where
         kind.set(Kind::Done { error: None });
         Poll::Ready(Err(Box::new(expired)))
     }
+}
+
+/// Whether `error`, from inside a layer whose own timeout ends at `deadline`, is that
+/// timeout: a layer inside (another timeout, deadline propagation) sees the bound as the
+/// caller's deadline and reports `DeadlineExceeded` when it passes, at the same instant and
+/// polled first. Reported as it is, an attempt timeout would be neither counted by breakers
+/// nor retried.
+fn cut_inside_by_own_timeout(kind: RejectionKind, deadline: Deadline, error: &BoxError) -> bool {
+    kind == RejectionKind::TimedOut
+        && Instant::now() >= deadline.instant()
+        && find_rejection(error).is_some_and(|r| r.kind() == RejectionKind::DeadlineExceeded)
 }

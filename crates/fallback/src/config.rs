@@ -96,10 +96,11 @@ impl<F, K, B, C> FallbackBuilder<F, K, B, C> {
     /// Only a response the classifier calls [`Outcome::Success`] (its `classify_load`) to
     /// a request of a [cached method](Self::cache_methods) is kept, unless it is already
     /// degraded, says `Cache-Control: no-store` or `private`, varies per user (`Vary: *`,
-    /// `Cookie` or `Authorization`), or answers a request with `Authorization` without
-    /// saying it may be shared (`public`, `s-maxage`, `must-revalidate`): the cache
-    /// answers every caller, so it keeps what RFC 9111 lets a shared cache keep. The
-    /// [stripped headers](Self::strip_headers) are removed from the copy kept.
+    /// `Cookie` or `Authorization`), or answers a request with `Authorization` or a
+    /// `Cookie` without saying it may be shared (`public`, `s-maxage`, `must-revalidate`):
+    /// the cache answers every caller, so it keeps what RFC 9111 lets a shared cache keep
+    /// (and no session's page). The [stripped headers](Self::strip_headers) are removed
+    /// from the copy kept.
     ///
     /// [`Outcome::Success`]: tower_bulwark_core::Outcome::Success
     pub fn last_good(mut self, ttl: Duration, capacity: usize) -> Self {

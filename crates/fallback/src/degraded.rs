@@ -39,12 +39,14 @@ impl Degraded {
 /// Which failed calls fall back.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum FallbackOn {
-    /// Rejections by bulwark layers and failures per the classifier (the default). Ignored
-    /// outcomes never fall back.
+    /// Rejections by bulwark layers and failures per the classifier (the default), an
+    /// attempt timeout included. Ignored outcomes never fall back.
     #[default]
     RejectionsAndFailures,
     /// Only rejections (an open breaker, a full bulkhead, a shed): the dependency was not
-    /// even asked.
+    /// even asked. An attempt timeout
+    /// ([`TimedOut`](tower_bulwark_core::RejectionKind::TimedOut)) is not one: the
+    /// dependency was asked and was too slow.
     Rejections,
 }
 
@@ -58,6 +60,11 @@ impl FallbackOn {
         let failures = self == FallbackOn::RejectionsAndFailures && outcome == Outcome::Failure;
         match result {
             Err(error) => match find_rejection(error) {
+                // An attempt timeout (`TimedOut`) is no refusal: the dependency was asked
+                // and was too slow, a failure.
+                Some(rejection) if rejection.kind().outcome() == Outcome::Failure => {
+                    failures.then_some(Reason::Rejected(rejection.kind()))
+                }
                 Some(rejection) => Some(Reason::Rejected(rejection.kind())),
                 None => failures.then_some(Reason::Error),
             },

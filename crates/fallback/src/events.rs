@@ -92,19 +92,24 @@ pub enum Unstorable {
     /// The request carried `Authorization` and the response did not say it may be shared
     /// (`public`, `s-maxage` or `must-revalidate`).
     Authorization,
+    /// The request carried a `Cookie` (a session, most likely) and the response did not
+    /// say it may be shared (`public`, `s-maxage` or `must-revalidate`): it may be that
+    /// user's own page.
+    Cookie,
     /// It was already a degraded answer (`x-bulwark-degraded`), not a fresh one.
     Degraded,
 }
 
 impl Unstorable {
     /// The `why` label of the metrics: `no_store`, `private`, `vary`, `authorization`,
-    /// `degraded`.
+    /// `cookie`, `degraded`.
     pub fn as_str(self) -> &'static str {
         match self {
             Unstorable::NoStore => "no_store",
             Unstorable::Private => "private",
             Unstorable::Vary => "vary",
             Unstorable::Authorization => "authorization",
+            Unstorable::Cookie => "cookie",
             Unstorable::Degraded => "degraded",
         }
     }
@@ -277,7 +282,7 @@ pub(crate) struct FallbackMetrics {
     unanswered: [OnceLock<metrics::Counter>; 3],
     stored: OnceLock<metrics::Counter>,
     /// By why, in the order of [`Unstorable`].
-    not_stored: [OnceLock<metrics::Counter>; 5],
+    not_stored: [OnceLock<metrics::Counter>; 6],
 }
 
 #[cfg(feature = "metrics")]
@@ -336,7 +341,8 @@ impl MetricHandles<FallbackEvent> for FallbackMetrics {
                     Unstorable::Private => 1,
                     Unstorable::Vary => 2,
                     Unstorable::Authorization => 3,
-                    Unstorable::Degraded => 4,
+                    Unstorable::Cookie => 4,
+                    Unstorable::Degraded => 5,
                 };
                 self.not_stored[slot].get_or_init(|| {
                     metrics::counter!(

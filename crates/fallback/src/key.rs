@@ -1,7 +1,8 @@
 //! The key of a request in the last-good cache.
 
+use http::header::HOST;
 use http::uri::{Authority, PathAndQuery};
-use http::{Method, Request};
+use http::{HeaderValue, Method, Request};
 
 /// The key of a request for the last-good cache. Closures `Fn(&Req) -> K` are keys;
 /// [`DefaultKey`] is the default.
@@ -30,17 +31,19 @@ impl<T> KeyOf<Request<T>> for DefaultKey {
     }
 }
 
-/// A request's method, authority (when its URI has one, as a client's requests do), path
-/// and query: what identifies the resource it asks for (RFC 9111 §2 keys a cache by method
-/// and target URI). For gRPC the path is the method (`/package.Service/Method`).
+/// A request's method, authority, path and query: what identifies the resource it asks for
+/// (RFC 9111 §2 keys a cache by method and target URI). The authority is the URI's, as a
+/// client's requests and HTTP/2 requests carry it, else the `Host` header, as an HTTP/1.1
+/// server sees `GET /` (so two hosts served by one server never share an answer). For
+/// gRPC the path is the method (`/package.Service/Method`).
 ///
 /// The query is part of it: `/search?q=shoes` and `/search?q=hats` are different answers,
 /// and serving one for the other is worse than failing. Headers and the body are not: a
 /// response that depends on them must say so (`Vary`, `Cache-Control: private`) or be
 /// given a key that holds them ([`FallbackBuilder::key`](crate::FallbackBuilder::key)).
 ///
-/// Making one clones the method, authority and path (reference counts, no copy of the
-/// text for a URI parsed from shared bytes, as hyper's are).
+/// Making one clones the method, authority (or `Host`) and path (reference counts, no
+/// copy of the text for a request parsed from shared bytes, as hyper's are).
 ///
 /// ```
 /// use tower_bulwark_fallback::RequestKey;
@@ -51,11 +54,17 @@ impl<T> KeyOf<Request<T>> for DefaultKey {
 /// assert_eq!(key.authority().map(|a| a.as_str()), Some("shop.example"));
 /// assert_eq!(key.path(), "/search");
 /// assert_eq!(key.query(), Some("q=hats"));
+///
+/// // Origin form, as an HTTP/1.1 server sees it: the host is the `Host` header.
+/// let request = http::Request::get("/").header("host", "a.example").body(()).unwrap();
+/// assert_eq!(RequestKey::of(&request).host().unwrap(), "a.example");
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct RequestKey {
     method: Method,
     authority: Option<Authority>,
+    /// The `Host` header, only when the URI has no authority.
+    host: Option<HeaderValue>,
     path_and_query: Option<PathAndQuery>,
 }
 
@@ -63,9 +72,15 @@ impl RequestKey {
     /// The key of `request`.
     pub fn of<T>(request: &Request<T>) -> Self {
         let uri = request.uri();
+        let authority = uri.authority().cloned();
+        let host = match authority {
+            Some(_) => None,
+            None => request.headers().get(HOST).cloned(),
+        };
         RequestKey {
             method: request.method().clone(),
-            authority: uri.authority().cloned(),
+            authority,
+            host,
             path_and_query: uri.path_and_query().cloned(),
         }
     }
@@ -78,6 +93,11 @@ impl RequestKey {
     /// The request's authority, if its URI had one.
     pub fn authority(&self) -> Option<&Authority> {
         self.authority.as_ref()
+    }
+
+    /// The request's `Host` header, when its URI had no authority.
+    pub fn host(&self) -> Option<&HeaderValue> {
+        self.host.as_ref()
     }
 
     /// The request's path (empty for a URI without one, such as `CONNECT`'s).

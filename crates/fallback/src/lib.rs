@@ -11,9 +11,10 @@
 //! One cache answers every caller of the layer, so it keeps only what a shared cache may
 //! (RFC 9111) and serves a request only what was answered to the same request:
 //!
-//! - **Key**: the request's method, authority, path and query ([`RequestKey`]); for gRPC
-//!   the path is the method. The query is included because it selects the answer
-//!   (`?q=shoes` is not `?q=hats`); give a [key](FallbackBuilder::key) to drop noise.
+//! - **Key**: the request's method, authority (the URI's, else `Host`), path and query
+//!   ([`RequestKey`]); for gRPC the path is the method. The query is included because it
+//!   selects the answer (`?q=shoes` is not `?q=hats`); give a [key](FallbackBuilder::key)
+//!   to drop noise.
 //! - **Methods**: only `GET` and `HEAD` requests are served from the cache or stored in it
 //!   ([`CACHE_METHODS`], [`FallbackBuilder::cache_methods`]): a `POST` never gets another
 //!   request's answer (the function or static response still answers it).
@@ -23,8 +24,8 @@
 //!   `Cache-Control: no-store` (RFC 9111 §5.2.2.5: no cache may store it) or `private`
 //!   (§5.2.2.7: a shared cache must not); `Vary: *` or a `Vary` naming `Cookie` or
 //!   `Authorization` (it differs per user); an answer to a request with `Authorization`
-//!   unless it says `public`, `s-maxage` or `must-revalidate` (§3.5); an answer already
-//!   marked degraded.
+//!   (§3.5) or a `Cookie` (a session: the answer may be that user's own page) unless it
+//!   says `public`, `s-maxage` or `must-revalidate`; an answer already marked degraded.
 //! - **Headers never replayed**: [`STRIPPED_HEADERS`] (`Set-Cookie`, `Set-Cookie2`,
 //!   `Authentication-Info`, `Proxy-Authentication-Info`) are removed from the stored copy
 //!   ([`FallbackBuilder::strip_headers`]).

@@ -3,7 +3,7 @@
 //! The cache is shared by every caller of the layer: it follows what RFC 9111 asks of a
 //! shared cache, because a response kept for one caller is served to another.
 
-use http::header::{HeaderName, AUTHORIZATION, CACHE_CONTROL, VARY};
+use http::header::{HeaderName, AUTHORIZATION, CACHE_CONTROL, COOKIE, VARY};
 use http::{HeaderMap, Method, Request, Response};
 
 use crate::events::Unstorable;
@@ -33,17 +33,21 @@ pub(crate) enum CacheUse {
     Off,
     /// Served from it, and its success kept.
     On,
-    /// Served from it; its success kept only if the response says it may be shared (the
-    /// request carried `Authorization`, RFC 9111 §3.5).
-    Authorized,
+    /// Served from it; its success kept only if the response says it may be shared: the
+    /// request carried credentials the answer may depend on (`Authorization`, RFC 9111
+    /// §3.5, or a `Cookie`, the session of most browser-facing services). Says why not.
+    Credentials(Unstorable),
 }
 
 impl CacheUse {
     pub(crate) fn of<T>(request: &Request<T>, methods: &[Method]) -> Self {
+        let headers = request.headers();
         if !methods.contains(request.method()) {
             CacheUse::Off
-        } else if request.headers().contains_key(AUTHORIZATION) {
-            CacheUse::Authorized
+        } else if headers.contains_key(AUTHORIZATION) {
+            CacheUse::Credentials(Unstorable::Authorization)
+        } else if headers.contains_key(COOKIE) {
+            CacheUse::Credentials(Unstorable::Cookie)
         } else {
             CacheUse::On
         }
@@ -78,7 +82,10 @@ pub(crate) fn unstorable<B>(response: &Response<B>, cache: CacheUse) -> Option<U
     if names(headers, &VARY).any(per_user) {
         return Some(Unstorable::Vary);
     }
-    (cache == CacheUse::Authorized && !shareable).then_some(Unstorable::Authorization)
+    match cache {
+        CacheUse::Credentials(why) if !shareable => Some(why),
+        _ => None,
+    }
 }
 
 /// The names in the comma-separated lists of every `header` field (a directive's name is
