@@ -26,7 +26,8 @@ const SLICES: u64 = 10;
 /// Over a sliding window the client counts its `requests` and the backend's `accepts`
 /// (calls the classifier's [`classify_load`](Classify::classify_load) does not call
 /// failures: with `HttpClassifier` or `GrpcClassifier`, a shed for overload is not an
-/// accept, a refusal by a bulwark layer below the throttle is), and rejects each new call
+/// accept; a refusal by a bulwark layer below the throttle, such as an open breaker, is
+/// neither a request nor an accept: the call never left), and rejects each new call
 /// with probability
 ///
 /// ```text
@@ -286,7 +287,7 @@ fn probability(
 impl<S, C, Req> Service<Req> for AdaptiveThrottle<S, C>
 where
     S: Service<Req>,
-    S::Error: Into<BoxError>,
+    S::Error: Into<BoxError> + 'static,
     C: Classify<S::Response, S::Error> + Clone,
 {
     type Response = S::Response;
@@ -344,10 +345,21 @@ enum ThrottleKind<F, C> {
     },
 }
 
+/// Whether a bulwark layer below the throttle refused the call before it left (an open
+/// breaker, a full bulkhead): the backend never saw it, so it is neither a request to
+/// nor an accept by the backend. A layer's own attempt timeout is not a refusal.
+fn is_local_refusal<T, E: 'static>(result: &Result<T, E>) -> bool {
+    match result {
+        Ok(_) => false,
+        Err(error) => Rejection::find_in(error)
+            .is_some_and(|rejection| rejection.kind().outcome() == Outcome::Ignored),
+    }
+}
+
 impl<F, C, T, E> Future for ThrottleFuture<F, C>
 where
     F: Future<Output = Result<T, E>>,
-    E: Into<BoxError>,
+    E: Into<BoxError> + 'static,
     C: Classify<T, E>,
 {
     type Output = Result<T, BoxError>;
@@ -361,8 +373,10 @@ where
             } => {
                 let result = ready!(future.poll(cx));
                 if let Some(throttle) = throttle.take() {
-                    let accepted = classify.classify_load(&result) != Outcome::Failure;
-                    throttle.window.add(Instant::now(), accepted);
+                    if !is_local_refusal(&result) {
+                        let accepted = classify.classify_load(&result) != Outcome::Failure;
+                        throttle.window.add(Instant::now(), accepted);
+                    }
                 }
                 Poll::Ready(result.map_err(Into::into))
             }

@@ -158,3 +158,33 @@ async fn a_marked_shed_counts_against_the_backend_and_a_local_refusal_does_not()
     }
     assert_eq!(local.rejection_probability(), 0.0);
 }
+
+/// While a breaker below the throttle is open, its refusals neither dilute the backend's
+/// failures (as accepts would) nor add to them: the probability is the backend's alone.
+#[tokio::test(start_paused = true)]
+async fn local_refusals_below_count_as_neither_request_nor_accept() {
+    use tower::service_fn;
+    use tower_bulwark_core::{BoxError, Rejection};
+
+    let throttle = AdaptiveThrottleLayer::builder()
+        .k(2.0)
+        .seed(7)
+        .build()
+        .unwrap();
+    let client = throttle.layer(service_fn(|i: u32| async move {
+        if i < 100 {
+            Err::<u32, BoxError>(Rejection::new(RejectionKind::CircuitOpen, "below").into())
+        } else {
+            Err("connection reset".into())
+        }
+    }));
+    for i in 0..100 {
+        let _ = client.clone().oneshot(i).await;
+    }
+    assert_eq!(throttle.rejection_probability(), 0.0, "nothing counted");
+    for i in 100..103 {
+        let _ = client.clone().oneshot(i).await;
+    }
+    // Three requests, no accepts: (3 - 2 x 0) / (3 + 1).
+    assert_eq!(throttle.rejection_probability(), 0.75);
+}
