@@ -9,7 +9,11 @@
 //! the number of milliseconds in the request's `service` field.
 //!
 //! The client stack: `ReplayLayer` (gRPC request bodies stream, and retries need to send
-//! them again) -> the client preset -> the body handed back to tonic's `Channel`.
+//! them again) -> the client preset's `tonic_layer()` (feature `tonic`: refusals in the
+//! stack reach the client as their `tonic::Status`, an attempt timeout as
+//! `DEADLINE_EXCEEDED`, an open breaker as `UNAVAILABLE`, not `UNKNOWN`) -> the body handed
+//! back to tonic's `Channel`. `test.Echo/Call` is marked safe to retry on `UNAVAILABLE`;
+//! other methods would be retried only when the call never reached the server.
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -22,7 +26,7 @@ use tonic::transport::{Channel, Server};
 use tonic_health::pb::{HealthCheckRequest, HealthCheckResponse};
 use tower::{Service, ServiceBuilder};
 use tower_bulwark::presets::{ClientPreset, ServerPreset};
-use tower_bulwark::retry::{ReplayBody, ReplayLayer};
+use tower_bulwark::retry::{GrpcRetry, ReplayBody, ReplayLayer};
 use tower_bulwark::{BoxError, Deadline};
 
 type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
@@ -89,10 +93,11 @@ async fn main() -> Result<(), BoxError> {
     });
 
     let channel = Channel::from_shared(format!("http://{addr}"))?.connect_lazy();
-    let preset = ClientPreset::grpc("echo")?;
+    let retry = GrpcRetry::new().method("/test.Echo/Call")?;
+    let preset = ClientPreset::grpc_with("echo", retry)?;
     let stack = ServiceBuilder::new()
         .layer(ReplayLayer::new(64 * 1024))
-        .layer(preset.layer())
+        .layer(preset.tonic_layer())
         .map_request(|request: http::Request<ReplayBody>| request.map(tonic::body::Body::new))
         .service(channel);
     let mut client = tonic::client::Grpc::new(stack);

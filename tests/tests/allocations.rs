@@ -75,6 +75,15 @@ fn handle_rejections_allocates_nothing_on_success() {
 }
 
 #[test]
+fn rejections_as_status_allocates_nothing_on_success() {
+    use tower_bulwark::RejectionsAsStatus;
+    assert_eq!(
+        allocations(RejectionsAsStatus::new(http_noop()), || Request::new(())),
+        0
+    );
+}
+
+#[test]
 fn events_without_listeners_are_never_built() {
     let listeners = Listeners::<String>::new();
     let built = AtomicUsize::new(0);
@@ -166,6 +175,20 @@ fn retry_allocates_nothing_when_the_first_attempt_succeeds() {
 
     let policy = RetryPolicy::builder().build().unwrap();
     assert_eq!(allocations(policy.layer().layer(Noop), || 7u64), 0);
+}
+
+/// `GrpcRetry` deciding on a call of a marked method: only tower's copy of the request.
+#[test]
+fn grpc_retry_allocates_only_the_request_copy() {
+    use tower::Layer;
+    use tower_bulwark::retry::{GrpcRetry, RetryPolicy};
+
+    let retry = GrpcRetry::new().service("pkg.Service").unwrap();
+    let policy = RetryPolicy::builder().classify(retry).build().unwrap();
+    assert_eq!(
+        added_per_call(policy.layer().layer(http_noop()), grpc_request),
+        clone_cost(grpc_request)
+    );
 }
 
 /// tower's own middleware, measured so pattern crates can compare: each is expected to

@@ -13,7 +13,7 @@ use tower::ServiceBuilder;
 use tower_bulwark::breaker::State;
 use tower_bulwark::health::DrainHandle;
 use tower_bulwark::presets::{ClientPreset, ServerPreset};
-use tower_bulwark::retry::{ReplayBody, ReplayLayer};
+use tower_bulwark::retry::{GrpcRetry, ReplayBody, ReplayLayer};
 
 async fn serve() -> (SocketAddr, DrainHandle) {
     let (reporter, health) = tonic_health::server::health_reporter();
@@ -44,7 +44,9 @@ async fn calls_pass_both_presets_and_a_drained_server_trips_the_client_breaker()
     let channel = Channel::from_shared(format!("http://{addr}"))
         .unwrap()
         .connect_lazy();
-    let preset = ClientPreset::grpc("health").unwrap();
+    // Health checks are safe to repeat: retried on UNAVAILABLE.
+    let retry = GrpcRetry::new().service("grpc.health.v1.Health").unwrap();
+    let preset = ClientPreset::grpc_with("health", retry).unwrap();
     let breaker = preset.breaker.handle();
     let stack = ServiceBuilder::new()
         .layer(ReplayLayer::new(64 * 1024))

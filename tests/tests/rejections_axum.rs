@@ -120,6 +120,9 @@ async fn grpc_requests_to_an_axum_router_get_grpc_statuses() {
     let headers = &response.head.headers;
     assert_eq!(headers["content-type"], "application/grpc");
     assert_eq!(headers["grpc-status"], "8");
-    assert_eq!(headers["grpc-retry-pushback-ms"], "1000");
+    assert_eq!(
+        headers["grpc-retry-pushback-ms"], "-1",
+        "a shed: do not retry"
+    );
     assert!(headers.get("retry-after").is_none());
 }

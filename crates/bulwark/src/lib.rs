@@ -92,6 +92,10 @@ pub use tower_bulwark_core::{
 };
 #[cfg(feature = "http")]
 pub use tower_bulwark_core::{
-    handle, is_grpc_request, is_shed_for_overload, GrpcClassifier, HandleRejections,
+    handle, is_grpc_request, is_shed_for_overload, repeat, GrpcClassifier, HandleRejections,
     HandleRejectionsLayer, HttpClassifier, ENVOY_OVERLOADED_HEADER, OVERLOADED_HEADER,
+};
+#[cfg(feature = "tonic")]
+pub use tower_bulwark_core::{
+    rejection_to_status, status, RejectionsAsStatus, RejectionsAsStatusLayer,
 };

@@ -143,11 +143,74 @@ impl ClientPreset<HttpRetry, HttpClassifier> {
 }
 
 impl ClientPreset<GrpcRetry, GrpcClassifier> {
-    /// For gRPC clients (a tonic `Channel`).
+    /// For gRPC clients (a tonic `Channel`). Nothing on the wire says a gRPC method is safe
+    /// to call twice, so only calls that never reached the server (a connection refused,
+    /// a stream the server refused) are retried: mark the methods that may be retried with
+    /// [`grpc_with`](Self::grpc_with). A tonic client calls through
+    /// [`tonic_layer`](Self::tonic_layer) (feature `tonic`), so that refusals reach it
+    /// with the right status code.
     pub fn grpc(name: &'static str) -> Result<Self, ConfigError> {
-        ClientPreset::with(name, GrpcRetry, GrpcClassifier)
+        ClientPreset::grpc_with(name, GrpcRetry::new())
+    }
+
+    /// For gRPC clients, retrying the methods `retry` marks (on `UNAVAILABLE`, or the codes
+    /// given, as gRPC's service config does), and calls that never reached the server.
+    ///
+    /// ```
+    /// use tower_bulwark::presets::ClientPreset;
+    /// use tower_bulwark::retry::GrpcRetry;
+    ///
+    /// # fn main() -> Result<(), tower_bulwark::ConfigError> {
+    /// let retry = GrpcRetry::new().service("shop.Catalog")?.method("/shop.Orders/Get")?;
+    /// let preset = ClientPreset::grpc_with("shop", retry)?;
+    /// # let _ = preset.layer();
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn grpc_with(name: &'static str, retry: GrpcRetry) -> Result<Self, ConfigError> {
+        ClientPreset::with(name, retry, GrpcClassifier)
+    }
+
+    /// The stack for a tonic client (feature `tonic`): [`layer`](Self::layer) under a
+    /// [`RejectionsAsStatusLayer`](crate::RejectionsAsStatusLayer), so that a refusal in
+    /// the stack reaches the generated client as its `tonic::Status` (an open breaker as
+    /// `UNAVAILABLE`, a full bulkhead as `RESOURCE_EXHAUSTED`, an attempt timeout as
+    /// `DEADLINE_EXCEEDED`), not `UNKNOWN`.
+    ///
+    /// ```
+    /// use tower::{service_fn, ServiceExt};
+    /// use tower_bulwark::presets::ClientPreset;
+    /// use tower_bulwark::BoxError;
+    ///
+    /// # #[tokio::main]
+    /// # async fn main() -> Result<(), BoxError> {
+    /// let preset = ClientPreset::grpc("users")?;
+    /// preset.breaker.handle().force_open();
+    /// // In a real client, the transport is a tonic `Channel` (with `ReplayLayer` above).
+    /// let transport = service_fn(|_: http::Request<String>| async {
+    ///     Ok::<_, BoxError>(http::Response::new(String::new()))
+    /// });
+    /// let client_stack = preset.tonic_layer().service(transport);
+    /// let error = client_stack.oneshot(http::Request::new(String::new())).await.unwrap_err();
+    /// // What the generated client does with it:
+    /// let status = tonic::Status::from_error(error);
+    /// assert_eq!(status.code(), tonic::Code::Unavailable);
+    /// # Ok(())
+    /// # }
+    /// ```
+    #[cfg(feature = "tonic")]
+    pub fn tonic_layer(&self) -> TonicClientLayer {
+        ServiceBuilder::new()
+            .layer(crate::RejectionsAsStatusLayer::new())
+            .layer(self.layer())
     }
 }
+
+/// The layer of [`ClientPreset::tonic_layer`].
+#[cfg(feature = "tonic")]
+pub type TonicClientLayer = ServiceBuilder<
+    Stack<ClientLayer<GrpcRetry, GrpcClassifier>, Stack<crate::RejectionsAsStatusLayer, Identity>>,
+>;
 
 impl<R: Clone, C: Clone> ClientPreset<R, C> {
     fn with(name: &'static str, retry: R, classify: C) -> Result<Self, ConfigError> {

@@ -8,6 +8,8 @@
 //! | [`Outcome`], [`Classify`] | did a call fail? [`ErrorsAreFailures`] by default; [`HttpClassifier`] and [`GrpcClassifier`] with feature `http`; closures |
 //! | [`Rejection`], [`find_rejection`] | the common view of "a layer refused this call", and its HTTP / gRPC responses |
 //! | [`HandleRejectionsLayer`] | errors become responses, so a stack fits axum and tonic (feature `http`) |
+//! | `RejectionsAsStatusLayer` | refusals become `tonic::Status`es, so a tonic client sees the right code (feature `tonic`) |
+//! | `repeat` | which requests are safe to send again, and which failed calls never left (feature `http`) |
 //! | [`Deadline`] | a request's absolute deadline, in extensions and as the task's current one |
 //! | [`Criticality`] | how important a request is, for load shedding |
 //! | [`Replayable`] | whether a request's body can be sent again (recorded by retry, read by backup) |
@@ -21,6 +23,9 @@
 //!   header parsing.
 //! - `metrics`: events recorded through the `metrics` facade.
 //! - `testing`: the test kit.
+//! - `tonic`: rejections as `tonic::Status` for tonic clients (`RejectionsAsStatusLayer`,
+//!   `rejection_to_status`); tonic's connect errors and HTTP/2 `REFUSED_STREAM` counted as
+//!   calls that never reached the server (`repeat::never_sent`).
 #![forbid(unsafe_code)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
@@ -38,7 +43,11 @@ pub mod metrics;
 mod name;
 mod random;
 mod rejection;
+#[cfg(feature = "http")]
+pub mod repeat;
 mod replay;
+#[cfg(feature = "tonic")]
+pub mod status;
 #[cfg(feature = "testing")]
 pub mod testing;
 
@@ -62,6 +71,8 @@ pub use self::rejection::{
     is_grpc_request, is_shed_for_overload, ENVOY_OVERLOADED_HEADER, OVERLOADED_HEADER,
 };
 pub use self::replay::{CanReplay, Replayable};
+#[cfg(feature = "tonic")]
+pub use self::status::{rejection_to_status, RejectionsAsStatus, RejectionsAsStatusLayer};
 
 /// The boxed error of tower services that add failure modes (the same type as
 /// `tower::BoxError`).

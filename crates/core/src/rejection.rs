@@ -227,13 +227,19 @@ impl Rejection {
         self.reason
     }
 
-    /// Finds a rejection in an error or anywhere in its [`source`](Error::source) chain.
+    /// Finds a rejection in an error or anywhere in its [`source`](Error::source) chain
+    /// (its first 64 errors: real chains are a few deep, and the bound keeps an error that
+    /// is its own source from hanging every classifier above it).
     ///
     /// The same as [`find_rejection`], for errors that are not a [`BoxError`].
     pub fn find<'a>(error: &'a (dyn Error + 'static)) -> Option<&'a Rejection> {
         let mut next = Some(error);
-        while let Some(error) = next {
+        for _ in 0..MAX_SOURCES {
+            let error = next?;
             if let Some(rejection) = error.downcast_ref::<Rejection>() {
+                return Some(rejection);
+            }
+            if let Some(rejection) = tower_equivalent(error) {
                 return Some(rejection);
             }
             next = error.source();
@@ -255,17 +261,55 @@ impl Rejection {
     /// assert!(Rejection::find_in(&std::io::Error::other("reset")).is_none());
     /// ```
     pub fn find_in<E: 'static>(error: &E) -> Option<&Rejection> {
-        let error: &dyn Any = error;
-        if let Some(error) = error.downcast_ref::<BoxError>() {
-            Rejection::find(&**error)
-        } else if let Some(error) = error.downcast_ref::<Box<dyn Error + Send>>() {
-            Rejection::find(&**error)
-        } else if let Some(error) = error.downcast_ref::<Box<dyn Error>>() {
-            Rejection::find(&**error)
-        } else {
-            error.downcast_ref::<Rejection>()
+        as_error(error).and_then(Rejection::find)
+    }
+}
+
+/// An error of any type as a `dyn Error`, if it is one of the types
+/// [`Rejection::find_in`] searches.
+pub(crate) fn as_error<E: 'static>(error: &E) -> Option<&(dyn Error + 'static)> {
+    let error: &dyn Any = error;
+    if let Some(error) = error.downcast_ref::<BoxError>() {
+        Some(&**error)
+    } else if let Some(error) = error.downcast_ref::<Box<dyn Error + Send>>() {
+        Some(&**error)
+    } else if let Some(error) = error.downcast_ref::<Box<dyn Error>>() {
+        Some(&**error)
+    } else {
+        error.downcast_ref::<Rejection>().map(|r| r as _)
+    }
+}
+
+/// How many errors of a `source()` chain [`Rejection::find`] searches.
+const MAX_SOURCES: usize = 64;
+
+/// tower's own refusals read as ours (feature `http`): `LoadShed`'s `Overloaded` is a shed
+/// (layer `tower-load-shed`), `Timeout`'s `Elapsed` an attempt timeout (`tower-timeout`), so
+/// a breaker over tower's `LoadShed` ignores its refusals, as it ignores a full bulkhead.
+#[cfg(feature = "http")]
+fn tower_equivalent(error: &(dyn Error + 'static)) -> Option<&'static Rejection> {
+    const fn fixed(kind: RejectionKind, layer: &'static str) -> Rejection {
+        Rejection {
+            kind,
+            layer: Name::new_static(layer),
+            retry_after: None,
+            reason: None,
         }
     }
+    static SHED: Rejection = fixed(RejectionKind::Overloaded, "tower-load-shed");
+    static ELAPSED: Rejection = fixed(RejectionKind::TimedOut, "tower-timeout");
+    if error.is::<tower::load_shed::error::Overloaded>() {
+        Some(&SHED)
+    } else if error.is::<tower::timeout::error::Elapsed>() {
+        Some(&ELAPSED)
+    } else {
+        None
+    }
+}
+
+#[cfg(not(feature = "http"))]
+fn tower_equivalent(_: &(dyn Error + 'static)) -> Option<&'static Rejection> {
+    None
 }
 
 impl fmt::Display for Rejection {
@@ -286,8 +330,9 @@ impl Error for Rejection {}
 
 /// Finds the [`Rejection`] in a boxed error, walking its [`source`](Error::source) chain.
 ///
-/// `None` means no bulwark layer refused the call: the error came from the inner service or
-/// the transport.
+/// `None` means no bulwark layer refused the call (nor tower's `LoadShed` or `Timeout`,
+/// which read as a shed and an attempt timeout with feature `http`): the error came from
+/// the inner service or the transport.
 ///
 /// ```
 /// use tower_bulwark_core::{find_rejection, BoxError};
@@ -426,6 +471,78 @@ mod tests {
         assert_eq!(Rejection::find_in(&plain), None);
         assert_eq!(Rejection::find_in(&"bulkhead full"), None);
         assert_eq!(Rejection::find_in(&()), None);
+    }
+
+    /// An error whose `source()` is itself: a buggy error type, but one that must not hang
+    /// the classifier of every layer above it. It counts how often it was asked.
+    #[derive(Debug, Default)]
+    struct Cyclic(std::sync::atomic::AtomicUsize);
+
+    impl fmt::Display for Cyclic {
+        fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("cyclic")
+        }
+    }
+
+    impl Error for Cyclic {
+        fn source(&self) -> Option<&(dyn Error + 'static)> {
+            let asked = self.0.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            assert!(asked < 100_000, "the source chain was walked for ever");
+            Some(self)
+        }
+    }
+
+    #[test]
+    fn a_cyclic_source_chain_is_searched_a_bounded_number_of_steps() {
+        let cyclic: BoxError = Box::<Cyclic>::default();
+        assert_eq!(find_rejection(&cyclic), None);
+        assert_eq!(Rejection::find_in(&cyclic), None);
+        assert_eq!(
+            crate::Classify::classify(&crate::ErrorsAreFailures, &Err::<(), _>(cyclic)),
+            Outcome::Failure
+        );
+        // A rejection within the bound is still found.
+        let mut deep: BoxError = Box::new(Rejection::new(RejectionKind::BulkheadFull, "db"));
+        for _ in 0..30 {
+            deep = Box::new(Outer(deep));
+        }
+        assert_eq!(
+            find_rejection(&deep).map(Rejection::kind),
+            Some(RejectionKind::BulkheadFull)
+        );
+    }
+
+    /// tower's own `LoadShed` and `Timeout` refuse and cut calls as ours do; classifiers,
+    /// retries and fallbacks must read them the same way `HandleRejectionsLayer` answers
+    /// them: a shed is a local refusal (ignored, not retried), an elapsed timeout the
+    /// dependency being slow (a failure, retried).
+    #[cfg(feature = "http")]
+    #[test]
+    fn towers_own_shed_and_timeout_read_as_ours() {
+        use crate::{Classify, ErrorsAreFailures};
+        let shed: BoxError = Box::new(tower::load_shed::error::Overloaded::new());
+        let found = find_rejection(&shed).expect("tower's shed is a refusal");
+        assert_eq!(found.kind(), RejectionKind::Overloaded);
+        assert_eq!(found.layer(), "tower-load-shed");
+        assert_eq!(
+            ErrorsAreFailures.classify(&Err::<(), _>(shed)),
+            Outcome::Ignored
+        );
+        let wrapped: BoxError =
+            Box::new(Outer(Box::new(tower::load_shed::error::Overloaded::new())));
+        assert_eq!(
+            Rejection::find_in(&wrapped).map(Rejection::kind),
+            Some(RejectionKind::Overloaded)
+        );
+
+        let elapsed: BoxError = Box::new(tower::timeout::error::Elapsed::new());
+        let found = find_rejection(&elapsed).expect("tower's timeout is an attempt timeout");
+        assert_eq!(found.kind(), RejectionKind::TimedOut);
+        assert_eq!(found.layer(), "tower-timeout");
+        assert_eq!(
+            ErrorsAreFailures.classify(&Err::<(), _>(elapsed)),
+            Outcome::Failure
+        );
     }
 
     #[test]

@@ -8,7 +8,10 @@ use std::task::{Context, Poll};
 
 use http::{Request, Response};
 use pin_project::pin_project;
-use tower_bulwark_core::{BoxError, Classify, ErrorsAreFailures, Listener, Name, Replayable};
+use tower_bulwark_core::repeat::{is_idempotent, never_sent, GrpcMethods};
+use tower_bulwark_core::{
+    is_grpc_request, BoxError, Classify, ErrorsAreFailures, Listener, Name, Replayable,
+};
 use tower_layer::Layer;
 use tower_service::Service;
 
@@ -30,9 +33,17 @@ type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
 /// [`Replayable`](tower_bulwark_core::Replayable) says so) is not sent: the primary's
 /// failure is returned as it is, unmarked.
 ///
+/// Only requests that are safe to send twice go to the backup after a failure that may
+/// have reached the primary (an error that is not provably [never
+/// sent](tower_bulwark_core::repeat::never_sent), an attempt timeout, a failed answer): the
+/// rules of `HttpRetry` ([`is_idempotent`]: an idempotent method, or an `Idempotency-Key`
+/// header), and the gRPC methods marked with [`idempotent_grpc`](BackupLayer::idempotent_grpc).
+/// A call that never left (refused by a bulwark layer below, a connection refused) goes to
+/// the backup whatever its method. [`any_method`](BackupLayer::any_method) lifts the rule.
+///
 /// A backup's answer is reported as [`FallbackEvent::Served`] from [`Source::Backup`]; a
-/// call that falls back but cannot be sent, or whose backup fails, as
-/// [`FallbackEvent::Unanswered`].
+/// call that falls back but cannot be sent (its body, or its method, forbids it), or whose
+/// backup fails, as [`FallbackEvent::Unanswered`].
 ///
 /// ```
 /// use tower::{service_fn, Layer, ServiceExt};
@@ -57,7 +68,23 @@ pub struct BackupLayer<T, C = ErrorsAreFailures> {
     backup: T,
     classify: C,
     on: FallbackOn,
+    repeat: Repeat,
     reporter: Arc<Reporter>,
+}
+
+/// Which requests may go to the backup after a failure that may have reached the primary.
+#[derive(Clone, Default)]
+struct Repeat {
+    any_method: bool,
+    grpc: GrpcMethods,
+}
+
+impl Repeat {
+    fn allows<B>(&self, request: &Request<B>) -> bool {
+        self.any_method
+            || is_idempotent(request)
+            || (is_grpc_request(request.headers()) && self.grpc.contains(request.uri().path()))
+    }
 }
 
 impl<T> BackupLayer<T> {
@@ -67,6 +94,7 @@ impl<T> BackupLayer<T> {
             backup,
             classify: ErrorsAreFailures,
             on: FallbackOn::default(),
+            repeat: Repeat::default(),
             reporter: Arc::new(Reporter::new("backup")),
         }
     }
@@ -79,8 +107,38 @@ impl<T, C> BackupLayer<T, C> {
             backup: self.backup,
             classify,
             on: self.on,
+            repeat: self.repeat,
             reporter: self.reporter,
         }
+    }
+
+    /// Sends every request that fails to the backup, whatever its method: only for
+    /// backups that deduplicate, or services whose every call is safe to repeat.
+    pub fn any_method(mut self) -> Self {
+        self.repeat.any_method = true;
+        self
+    }
+
+    /// The gRPC methods that are safe to send twice (gRPC calls are all `POST`s, so their
+    /// method says nothing): these go to the backup after any failure.
+    ///
+    /// ```
+    /// use tower_bulwark_core::repeat::GrpcMethods;
+    /// use tower_bulwark_fallback::BackupLayer;
+    ///
+    /// # fn main() -> Result<(), tower_bulwark_core::ConfigError> {
+    /// # let replica = tower::service_fn(|_: http::Request<()>| async {
+    /// #     Ok::<_, std::convert::Infallible>(http::Response::new(()))
+    /// # });
+    /// let reads = GrpcMethods::new().service("shop.Catalog")?.method("/shop.Orders/Get")?;
+    /// let layer = BackupLayer::new(replica).idempotent_grpc(reads);
+    /// # let _ = layer;
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn idempotent_grpc(mut self, methods: GrpcMethods) -> Self {
+        self.repeat.grpc = methods;
+        self
     }
 
     /// Which failed calls go to the backup.
@@ -117,6 +175,7 @@ impl<S, T: Clone, C: Clone> Layer<S> for BackupLayer<T, C> {
             backup: self.backup.clone(),
             classify: self.classify.clone(),
             on: self.on,
+            repeat: self.repeat.clone(),
             reporter: self.reporter.clone(),
         }
     }
@@ -129,6 +188,7 @@ pub struct Backup<S, T, C> {
     backup: T,
     classify: C,
     on: FallbackOn,
+    repeat: Repeat,
     reporter: Arc<Reporter>,
 }
 
@@ -153,10 +213,12 @@ where
 
     fn call(&mut self, request: Request<ReqB>) -> Self::Future {
         let copy = request.clone();
+        let repeatable = self.repeat.allows(&request);
         BackupFuture {
             state: State::Primary {
                 future: self.inner.call(request),
                 copy: Some(copy),
+                repeatable,
                 backup: Some(self.backup.clone()),
                 classify: self.classify.clone(),
                 on: self.on,
@@ -179,6 +241,8 @@ enum State<F, T, C, Req, B> {
         #[pin]
         future: F,
         copy: Option<Req>,
+        /// Safe to send twice: may go to the backup after any failure.
+        repeatable: bool,
         backup: Option<T>,
         classify: C,
         on: FallbackOn,
@@ -208,6 +272,7 @@ where
                 StateProjection::Primary {
                     future,
                     copy,
+                    repeatable,
                     backup,
                     classify,
                     on,
@@ -224,8 +289,11 @@ where
                     else {
                         return Poll::Ready(result);
                     };
-                    // Checked now: the primary may have read the body past its recording.
-                    if !Replayable::check(&request) {
+                    // A call that may have reached the primary is not sent twice unless
+                    // that is safe; one that never left may go. Checked now: the primary
+                    // may have read the body past its recording.
+                    let never_left = matches!(&result, Err(error) if never_sent(error));
+                    if !(*repeatable || never_left) || !Replayable::check(&request) {
                         reporter.unanswered(reason);
                         return Poll::Ready(result);
                     }
@@ -259,6 +327,8 @@ impl<T, C> fmt::Debug for BackupLayer<T, C> {
         f.debug_struct("BackupLayer")
             .field("name", &self.reporter.name)
             .field("on", &self.on)
+            .field("any_method", &self.repeat.any_method)
+            .field("idempotent_grpc", &self.repeat.grpc)
             .finish_non_exhaustive()
     }
 }
@@ -283,7 +353,9 @@ mod tests {
     use std::sync::Arc;
 
     use tower::{service_fn, Layer, ServiceExt};
-    use tower_bulwark_core::{CanReplay, HttpClassifier, Replayable};
+    use tower_bulwark_core::{
+        find_rejection, CanReplay, HttpClassifier, Rejection, RejectionKind, Replayable,
+    };
 
     use super::*;
     use crate::DEGRADED_HEADER;
@@ -379,6 +451,104 @@ mod tests {
         assert!(response.headers().get(DEGRADED_HEADER).is_none());
         assert!(response.extensions().get::<Degraded>().is_none());
         assert_eq!(backup_calls.load(SeqCst), 0);
+    }
+
+    /// A primary that answers every call with `answer`.
+    fn answering(
+        answer: Answer,
+    ) -> impl Service<Request, Response = Response<&'static str>, Error = BoxError> {
+        service_fn(move |_: Request| std::future::ready(answer()))
+    }
+
+    fn post() -> Request {
+        http::Request::post("/orders").body("order").unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_request_not_safe_to_repeat_is_not_sent_again_after_an_ambiguous_failure() {
+        // The primary may have taken the order before the connection broke, or before it
+        // answered 503: sending it to the backup could take it twice.
+        let (replica, backup_calls) = backup();
+        let service = BackupLayer::new(replica.clone()).layer(answering(reset));
+        let error = service.oneshot(post()).await.unwrap_err();
+        assert_eq!(error.to_string(), "upload reset");
+        let service = BackupLayer::new(replica.clone())
+            .classify(HttpClassifier)
+            .layer(answering(unavailable));
+        let response = service.oneshot(post()).await.unwrap();
+        assert_eq!(response.status(), 503);
+        assert!(response.headers().get(DEGRADED_HEADER).is_none());
+        // An attempt timeout, or the caller's deadline, may end a call already sent.
+        for kind in [RejectionKind::TimedOut, RejectionKind::DeadlineExceeded] {
+            let service = BackupLayer::new(replica.clone()).layer(refusing(kind));
+            let error = service.oneshot(post()).await.unwrap_err();
+            assert_eq!(find_rejection(&error).unwrap().kind(), kind);
+        }
+        assert_eq!(backup_calls.load(SeqCst), 0);
+    }
+
+    /// A primary whose stack refuses every call with `kind`.
+    fn refusing(
+        kind: RejectionKind,
+    ) -> impl Service<Request, Response = Response<&'static str>, Error = BoxError> {
+        service_fn(move |_: Request| {
+            std::future::ready(Err::<Response<&'static str>, BoxError>(
+                Rejection::new(kind, "primary").into(),
+            ))
+        })
+    }
+
+    #[tokio::test]
+    async fn a_call_that_never_left_goes_to_the_backup_whatever_its_method() {
+        let (replica, backup_calls) = backup();
+        for kind in [RejectionKind::CircuitOpen, RejectionKind::BulkheadFull] {
+            let service = BackupLayer::new(replica.clone()).layer(refusing(kind));
+            let response = service.oneshot(post()).await.unwrap();
+            assert_eq!(*response.body(), "from the backup", "{kind:?}");
+        }
+        let refused = || Err(std::io::Error::from(std::io::ErrorKind::ConnectionRefused).into());
+        let service = BackupLayer::new(replica).layer(answering(refused));
+        let response = service.oneshot(post()).await.unwrap();
+        assert_eq!(*response.body(), "from the backup");
+        assert_eq!(backup_calls.load(SeqCst), 3);
+    }
+
+    #[tokio::test]
+    async fn keyed_requests_marked_grpc_methods_and_any_method_go_to_the_backup() {
+        let (replica, backup_calls) = backup();
+        let mut keyed = post();
+        keyed
+            .headers_mut()
+            .insert("idempotency-key", http::HeaderValue::from_static("order-1"));
+        let service = BackupLayer::new(replica.clone()).layer(answering(reset));
+        assert!(service.oneshot(keyed).await.is_ok());
+
+        let grpc = |path: &str| {
+            http::Request::post(path)
+                .header("content-type", "application/grpc")
+                .body("call")
+                .unwrap()
+        };
+        let reads = GrpcMethods::new().service("shop.Catalog").unwrap();
+        let service = BackupLayer::new(replica.clone())
+            .idempotent_grpc(reads)
+            .layer(answering(reset));
+        assert!(service.oneshot(grpc("/shop.Catalog/Get")).await.is_ok());
+        let service = BackupLayer::new(replica.clone())
+            .idempotent_grpc(GrpcMethods::new().service("shop.Catalog").unwrap())
+            .layer(answering(reset));
+        let error = service
+            .oneshot(grpc("/shop.Orders/Create"))
+            .await
+            .unwrap_err();
+        assert_eq!(error.to_string(), "upload reset", "not marked");
+        assert_eq!(backup_calls.load(SeqCst), 2);
+
+        let service = BackupLayer::new(replica)
+            .any_method()
+            .layer(answering(reset));
+        assert!(service.oneshot(post()).await.is_ok());
+        assert_eq!(backup_calls.load(SeqCst), 3);
     }
 
     #[tokio::test]

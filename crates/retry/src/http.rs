@@ -1,16 +1,19 @@
 //! HTTP and gRPC retry rules (feature `http`).
 
+mod grpc;
+
 use std::time::Duration;
 
-use http::{Method, Request, Response, StatusCode};
-use tower_bulwark_core::grpc::{GrpcCode, GRPC_STATUS};
+use http::{Request, Response, StatusCode};
+use tower_bulwark_core::repeat::is_idempotent;
 use tower_bulwark_core::{is_shed_for_overload, Deadline};
 
+pub use self::grpc::GrpcRetry;
 use crate::decide::retry_error;
 use crate::{pushback, Decision, Pushback, RetryClassify};
 
 /// The request header that makes a non-idempotent request safe to retry.
-pub const IDEMPOTENCY_KEY: &str = "idempotency-key";
+pub use tower_bulwark_core::repeat::IDEMPOTENCY_KEY;
 
 /// The request header that numbers retried attempts (2 for the first retry), when
 /// [`HttpRetry::attempt_header`] is on.
@@ -69,17 +72,7 @@ impl HttpRetry {
     }
 
     fn repeatable<B>(&self, request: &Request<B>) -> bool {
-        self.any_method
-            || matches!(
-                *request.method(),
-                Method::GET
-                    | Method::HEAD
-                    | Method::OPTIONS
-                    | Method::PUT
-                    | Method::DELETE
-                    | Method::TRACE
-            )
-            || request.headers().contains_key(IDEMPOTENCY_KEY)
+        self.any_method || is_idempotent(request)
     }
 }
 
@@ -110,37 +103,6 @@ impl<ReqB, ResB, E: 'static> RetryClassify<Request<ReqB>, Response<ResB>, E> for
             request
                 .headers_mut()
                 .insert(ATTEMPT_HEADER, http::HeaderValue::from(attempt));
-        }
-    }
-}
-
-/// The rules gRPC clients follow: `UNAVAILABLE` and `RESOURCE_EXHAUSTED` (read from the
-/// `grpc-status` of a trailers-only response) and transport errors (a bulwark layer's own
-/// attempt timeout included, but no other refusal by a bulwark layer below) are retried,
-/// honouring
-/// `grpc-retry-pushback-ms` up to the policy's maximum wait. As gRFC A6 says, a negative
-/// or unparseable pushback (empty, not an integer, out of range) means "do not retry", and
-/// so does the shed-for-overload marker
-/// ([`OVERLOADED_HEADER`](tower_bulwark_core::OVERLOADED_HEADER)). Everything else is kept.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct GrpcRetry;
-
-impl<Req, ResB, E: 'static> RetryClassify<Req, Response<ResB>, E> for GrpcRetry {
-    fn decide(&self, _request: &Req, result: &Result<Response<ResB>, E>) -> Decision {
-        match result {
-            Err(error) => retry_error(error),
-            Ok(response) => {
-                let code = response
-                    .headers()
-                    .get(GRPC_STATUS)
-                    .and_then(|v| GrpcCode::parse(v.as_bytes()));
-                match code {
-                    Some(GrpcCode::Unavailable | GrpcCode::ResourceExhausted) => {
-                        with_pushback(response)
-                    }
-                    _ => Decision::Done,
-                }
-            }
         }
     }
 }
@@ -273,26 +235,14 @@ mod tests {
                     "{status} {marker}"
                 );
             }
-            assert_eq!(
-                GrpcRetry.decide(
-                    &(),
-                    &response(200, &[("grpc-status", "8"), (marker, "true")])
-                ),
-                Decision::Done,
-                "{marker}"
-            );
         }
-        // A shed response as our own rejection writes it, over both protocols.
+        // A shed response as our own rejection writes it.
         let shed = tower_bulwark_core::Rejection::new(
             tower_bulwark_core::RejectionKind::Overloaded,
             "server",
         );
         assert_eq!(
             HttpRetry::default().decide(&get, &Ok::<_, ()>(shed.to_http_response::<()>())),
-            Decision::Done
-        );
-        assert_eq!(
-            GrpcRetry.decide(&(), &Ok::<_, ()>(shed.to_grpc_response::<()>())),
             Decision::Done
         );
         // An open circuit on the server is not a shed: the call may go elsewhere next time.
@@ -313,24 +263,15 @@ mod tests {
         let refused: Result<Response<()>, BoxError> =
             Err(Rejection::new(RejectionKind::BulkheadFull, "db").into());
         assert_eq!(HttpRetry::default().decide(&get, &refused), Decision::Done);
-        assert_eq!(GrpcRetry.decide(&(), &refused), Decision::Done);
         let reset: Result<Response<()>, BoxError> = Err("connection reset".into());
         assert_eq!(
             HttpRetry::default().decide(&get, &reset),
-            Decision::Retry { pushback: None }
-        );
-        assert_eq!(
-            GrpcRetry.decide(&(), &reset),
             Decision::Retry { pushback: None }
         );
         let slow: Result<Response<()>, BoxError> =
             Err(Rejection::new(RejectionKind::TimedOut, "timeout").into());
         assert_eq!(
             HttpRetry::default().decide(&get, &slow),
-            Decision::Retry { pushback: None }
-        );
-        assert_eq!(
-            GrpcRetry.decide(&(), &slow),
             Decision::Retry { pushback: None }
         );
         let post = request("POST", false);
@@ -368,40 +309,5 @@ mod tests {
         let deadline = rt.block_on(async { Deadline::after(Duration::from_secs(1)) });
         get.extensions_mut().insert(deadline);
         assert_eq!(of(&get), Some(deadline));
-    }
-
-    #[test]
-    fn grpc_codes_and_pushback() {
-        let decide = |headers: &[(&str, &str)]| GrpcRetry.decide(&(), &response(200, headers));
-        assert_eq!(
-            decide(&[("grpc-status", "14")]),
-            Decision::Retry { pushback: None }
-        );
-        assert_eq!(
-            decide(&[("grpc-status", "8"), ("grpc-retry-pushback-ms", "250")]),
-            Decision::Retry {
-                pushback: Some(Duration::from_millis(250))
-            }
-        );
-        assert_eq!(
-            decide(&[("grpc-status", "14"), ("grpc-retry-pushback-ms", "-1")]),
-            Decision::Done
-        );
-        // gRFC A6: a pushback that does not parse means "do not retry", like a negative one.
-        for garbage in ["", "soon", "1.5", "99999999999999999999"] {
-            assert_eq!(
-                decide(&[("grpc-status", "14"), ("grpc-retry-pushback-ms", garbage)]),
-                Decision::Done,
-                "{garbage:?}"
-            );
-        }
-        for code in ["0", "2", "4", "13", "garbage"] {
-            assert_eq!(decide(&[("grpc-status", code)]), Decision::Done, "{code}");
-        }
-        assert_eq!(
-            decide(&[]),
-            Decision::Done,
-            "no status in headers: the call went on normally"
-        );
     }
 }

@@ -260,7 +260,12 @@ async fn server_pushback_is_honoured_as_the_specs_say() {
             .on_event(move |e: &RetryEvent| sink.lock().unwrap().push(e.clone()))
     };
     let http = builder().classify(HttpRetry::default()).build().unwrap();
-    let grpc = builder().classify(GrpcRetry).build().unwrap();
+    // Every method marked retryable on UNAVAILABLE.
+    let every_method = tower_bulwark_core::repeat::GrpcMethods::new().matching(|_| true);
+    let grpc = GrpcRetry::new()
+        .methods(every_method, &[tower_bulwark_core::GrpcCode::Unavailable])
+        .unwrap();
+    let grpc = builder().classify(grpc).build().unwrap();
     async fn call<C, S>(policy: &RetryPolicy<C>, service: S)
     where
         C: tower_bulwark_retry::RetryClassify<

@@ -7,7 +7,7 @@ use http::{Response, StatusCode};
 use pin_project::pin_project;
 
 use crate::grpc::GrpcCode;
-use crate::rejection::response::grpc_error_response;
+use crate::rejection::response::{grpc_error_response, ShedRetries};
 use crate::rejection::Protocol;
 use crate::{BoxError, Rejection, RejectionKind};
 
@@ -26,15 +26,20 @@ enum State<F> {
         #[pin]
         future: F,
         protocol: Protocol,
+        sheds: ShedRetries,
     },
     Ready(Option<Response<()>>),
 }
 
 impl<F> ResponseFuture<F> {
     #[inline(always)]
-    pub(super) fn new(future: F, protocol: Protocol) -> Self {
+    pub(super) fn new(future: F, protocol: Protocol, sheds: ShedRetries) -> Self {
         ResponseFuture {
-            state: State::Inner { future, protocol },
+            state: State::Inner {
+                future,
+                protocol,
+                sheds,
+            },
         }
     }
 
@@ -57,9 +62,13 @@ where
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let Projection { state } = self.project();
         let response = match state.project() {
-            StateProjection::Inner { future, protocol } => match ready!(future.poll(cx)) {
+            StateProjection::Inner {
+                future,
+                protocol,
+                sheds,
+            } => match ready!(future.poll(cx)) {
                 Ok(response) => return Poll::Ready(Ok(response)),
-                Err(error) => error_response(&error.into(), *protocol),
+                Err(error) => error_response(&error.into(), *protocol, *sheds),
             },
             StateProjection::Ready(response) => response
                 .take()
@@ -70,7 +79,11 @@ where
 }
 
 /// The response for an error: its rejection's response, or 500 / `UNKNOWN`.
-pub(super) fn error_response(error: &BoxError, protocol: Protocol) -> Response<()> {
+pub(super) fn error_response(
+    error: &BoxError,
+    protocol: Protocol,
+    sheds: ShedRetries,
+) -> Response<()> {
     let tower_rejection;
     let rejection = match Rejection::find(&**error) {
         Some(rejection) => Some(rejection),
@@ -82,7 +95,7 @@ pub(super) fn error_response(error: &BoxError, protocol: Protocol) -> Response<(
     match rejection {
         Some(rejection) => {
             tracing::debug!(%rejection, "request rejected");
-            let mut response = rejection.to_response_for(protocol);
+            let mut response = rejection.to_response_for(protocol, sheds);
             response.extensions_mut().insert(rejection.clone());
             response
         }

@@ -1,6 +1,7 @@
 use tower_layer::Layer;
 
 use super::HandleRejections;
+use crate::rejection::response::ShedRetries;
 
 /// Turns the errors of the services below it into responses.
 ///
@@ -13,6 +14,12 @@ use super::HandleRejections;
 /// - tower's own refusals are answered the same way: `LoadShed`'s `Overloaded` as
 ///   overloaded (503 / `RESOURCE_EXHAUSTED`), `Timeout`'s `Elapsed` as deadline exceeded
 ///   (504 / `DEADLINE_EXCEEDED`).
+/// - A shed (overloaded, bulkhead full) answers a gRPC request with
+///   `grpc-retry-pushback-ms: -1`, gRPC's "do not retry", so standard gRPC clients with a
+///   retry policy do not retry it at every hop; see
+///   [`Rejection::to_grpc_response`](crate::Rejection::to_grpc_response) for why, and
+///   [`allow_grpc_shed_retries`](HandleRejectionsLayer::allow_grpc_shed_retries) to send
+///   the shedding layer's wait instead. HTTP answers keep their `Retry-After`.
 /// - Any other error becomes HTTP 500 or gRPC `UNKNOWN`, and is logged at `error` level;
 ///   its text is not sent to the client.
 /// - gRPC-Web requests get gRPC-Web content types back.
@@ -44,13 +51,46 @@ use super::HandleRejections;
 /// ```
 #[derive(Debug, Clone, Copy, Default)]
 pub struct HandleRejectionsLayer {
-    _private: (),
+    sheds: ShedRetries,
 }
 
 impl HandleRejectionsLayer {
     /// A new layer.
     pub fn new() -> Self {
-        HandleRejectionsLayer { _private: () }
+        HandleRejectionsLayer::default()
+    }
+
+    /// Lets gRPC clients retry sheds: their answers carry the shedding layer's wait as
+    /// `grpc-retry-pushback-ms` (none if it gave none), as other kinds do, instead of `-1`.
+    /// For servers whose clients are known to retry elsewhere, not back into the overload.
+    ///
+    /// ```
+    /// use tower::{service_fn, Layer, ServiceExt};
+    /// use tower_bulwark_core::{BoxError, HandleRejectionsLayer, Rejection, RejectionKind};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// let shedding = service_fn(|_req: http::Request<()>| async {
+    ///     let shed = Rejection::new(RejectionKind::Overloaded, "shed")
+    ///         .with_retry_after(std::time::Duration::from_millis(300));
+    ///     Err::<http::Response<()>, BoxError>(shed.into())
+    /// });
+    /// let grpc = || {
+    ///     http::Request::builder().header("content-type", "application/grpc").body(()).unwrap()
+    /// };
+    ///
+    /// let strict = HandleRejectionsLayer::new().layer(shedding.clone());
+    /// let response = strict.oneshot(grpc()).await.unwrap();
+    /// assert_eq!(response.headers()["grpc-retry-pushback-ms"], "-1");
+    ///
+    /// let lenient = HandleRejectionsLayer::new().allow_grpc_shed_retries().layer(shedding);
+    /// let response = lenient.oneshot(grpc()).await.unwrap();
+    /// assert_eq!(response.headers()["grpc-retry-pushback-ms"], "300");
+    /// # }
+    /// ```
+    pub fn allow_grpc_shed_retries(mut self) -> Self {
+        self.sheds = ShedRetries::Allowed;
+        self
     }
 }
 
@@ -58,6 +98,6 @@ impl<S> Layer<S> for HandleRejectionsLayer {
     type Service = HandleRejections<S>;
 
     fn layer(&self, inner: S) -> Self::Service {
-        HandleRejections::new(inner)
+        HandleRejections::new(inner).with_sheds(self.sheds)
     }
 }

@@ -5,6 +5,7 @@ use http::{Request, Response};
 use tower_service::Service;
 
 use super::future::{error_response, ResponseFuture};
+use crate::rejection::response::ShedRetries;
 use crate::rejection::Protocol;
 use crate::BoxError;
 
@@ -14,6 +15,7 @@ pub struct HandleRejections<S> {
     inner: S,
     /// An error from the inner `poll_ready`, answered by the next `call`.
     ready_error: Option<BoxError>,
+    sheds: ShedRetries,
 }
 
 impl<S> HandleRejections<S> {
@@ -22,7 +24,13 @@ impl<S> HandleRejections<S> {
         HandleRejections {
             inner,
             ready_error: None,
+            sheds: ShedRetries::default(),
         }
+    }
+
+    pub(super) fn with_sheds(mut self, sheds: ShedRetries) -> Self {
+        self.sheds = sheds;
+        self
     }
 
     /// The wrapped service.
@@ -44,7 +52,7 @@ impl<S> HandleRejections<S> {
 /// A clone starts without the pending readiness error of the original.
 impl<S: Clone> Clone for HandleRejections<S> {
     fn clone(&self) -> Self {
-        HandleRejections::new(self.inner.clone())
+        HandleRejections::new(self.inner.clone()).with_sheds(self.sheds)
     }
 }
 
@@ -77,8 +85,8 @@ where
     fn call(&mut self, request: Request<ReqBody>) -> Self::Future {
         let protocol = Protocol::of(request.headers());
         match self.ready_error.take() {
-            Some(error) => ResponseFuture::ready(error_response(&error, protocol)),
-            None => ResponseFuture::new(self.inner.call(request), protocol),
+            Some(error) => ResponseFuture::ready(error_response(&error, protocol, self.sheds)),
+            None => ResponseFuture::new(self.inner.call(request), protocol, self.sheds),
         }
     }
 }
@@ -138,7 +146,31 @@ mod tests {
         let response = service.oneshot(request(true)).await.unwrap();
         assert_eq!(response.status(), 200);
         assert_eq!(response.headers()["grpc-status"], "8");
-        assert_eq!(response.headers()["grpc-retry-pushback-ms"], "1000");
+        assert_eq!(
+            response.headers()["grpc-retry-pushback-ms"],
+            "-1",
+            "a shed: gRPC's do not retry"
+        );
+    }
+
+    #[tokio::test]
+    async fn grpc_shed_retries_can_be_allowed_and_clones_keep_the_setting() {
+        use crate::HandleRejectionsLayer;
+        use tower_layer::Layer;
+
+        let (inner, control) = controlled::<Request<String>>();
+        let echo: fn(Request<String>) -> Response<String> =
+            |request| Response::new(request.into_body());
+        let service = HandleRejectionsLayer::new()
+            .allow_grpc_shed_retries()
+            .layer(inner.map_response(echo));
+        control.reject(
+            Rejection::new(RejectionKind::Overloaded, "shed")
+                .with_retry_after(Duration::from_millis(1500)),
+        );
+        let response = service.clone().oneshot(request(true)).await.unwrap();
+        assert_eq!(response.headers()["grpc-retry-pushback-ms"], "1500");
+        assert_eq!(response.headers()["x-bulwark-overloaded"], "true");
     }
 
     #[tokio::test]

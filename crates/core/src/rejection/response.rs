@@ -1,5 +1,6 @@
 //! Turning a [`Rejection`] into an HTTP or gRPC response.
 
+use std::borrow::Cow;
 use std::time::Duration;
 
 use http::header::{HeaderMap, HeaderValue, CONTENT_TYPE, RETRY_AFTER};
@@ -12,6 +13,9 @@ use crate::grpc::{GrpcCode, GRPC_MESSAGE, GRPC_RETRY_PUSHBACK_MS, GRPC_STATUS};
 /// The largest pushback written to `grpc-retry-pushback-ms`, which gRPC reads as a 32-bit
 /// integer (about 24.8 days).
 const MAX_PUSHBACK_MS: u128 = i32::MAX as u128;
+
+/// gRPC's "do not retry": any negative `grpc-retry-pushback-ms` (gRFC A6).
+const NO_RETRY_PUSHBACK: &str = "-1";
 
 /// The largest `Retry-After` written, in seconds (about 68 years), so clients that read it
 /// into 32 bits do not overflow.
@@ -131,9 +135,18 @@ impl Rejection {
     /// A gRPC *trailers-only* response for this rejection: HTTP 200 with `grpc-status`
     /// (`UNAVAILABLE`, `RESOURCE_EXHAUSTED` or `DEADLINE_EXCEEDED` by kind), `grpc-message`
     /// (the kind and reason, such as `bulkhead full (queue full)`; the layer's name stays
-    /// on the server, like the text of other errors) and, when the layer gave a wait,
-    /// `grpc-retry-pushback-ms` (rounded up, capped at `i32::MAX`); sheds carry the
-    /// [`OVERLOADED_HEADER`](crate::OVERLOADED_HEADER) marker as on HTTP.
+    /// on the server, like the text of other errors) and `grpc-retry-pushback-ms`:
+    ///
+    /// - for a shed ([`RejectionKind::is_shed`](super::RejectionKind::is_shed): overloaded,
+    ///   bulkhead full), `-1`, gRPC's "do not retry" (gRFC A6), with the
+    ///   [`OVERLOADED_HEADER`](crate::OVERLOADED_HEADER) marker as on HTTP. Standard gRPC
+    ///   clients with a `retryPolicy` know nothing of the marker and would retry every shed
+    ///   call up to their attempt limit, at every hop: pushback is the tool gRFC A6 gives a
+    ///   server to stop that. An overloaded server is better served by a client that goes
+    ///   elsewhere or fails than by one that comes back after a wait.
+    ///   [`HandleRejectionsLayer::allow_grpc_shed_retries`](crate::HandleRejectionsLayer::allow_grpc_shed_retries)
+    ///   sends the layer's wait instead, as for other kinds.
+    /// - otherwise, when the layer gave a wait, that wait (rounded up, capped at `i32::MAX`).
     ///
     /// ```
     /// use std::time::Duration;
@@ -144,33 +157,76 @@ impl Rejection {
     ///     .to_grpc_response();
     /// assert_eq!(response.headers()["grpc-status"], "14");
     /// assert_eq!(response.headers()["grpc-retry-pushback-ms"], "250");
+    ///
+    /// let shed: http::Response<()> = Rejection::new(RejectionKind::Overloaded, "server")
+    ///     .with_retry_after(Duration::from_millis(250))
+    ///     .to_grpc_response();
+    /// assert_eq!(shed.headers()["grpc-status"], "8");
+    /// assert_eq!(shed.headers()["grpc-retry-pushback-ms"], "-1");
     /// ```
     pub fn to_grpc_response<B: Default>(&self) -> Response<B> {
-        self.to_response_for(Protocol::Grpc)
+        self.to_response_for(Protocol::Grpc, ShedRetries::Refused)
     }
 
     /// The response for a request of `protocol`.
-    pub(crate) fn to_response_for<B: Default>(&self, protocol: Protocol) -> Response<B> {
+    pub(crate) fn to_response_for<B: Default>(
+        &self,
+        protocol: Protocol,
+        sheds: ShedRetries,
+    ) -> Response<B> {
         let Some(content_type) = protocol.grpc_content_type() else {
             return self.to_http_response();
         };
-        let message = match self.reason {
-            Some(reason) => format!("{} ({reason})", self.kind),
-            None => self.kind.to_string(),
-        };
-        let mut response =
-            grpc_error_response(self.grpc_code(), &percent_encode(&message), content_type);
+        let mut response = grpc_error_response(
+            self.grpc_code(),
+            &percent_encode(&self.grpc_message()),
+            content_type,
+        );
+        self.write_grpc_metadata(response.headers_mut(), sheds);
+        response
+    }
+
+    /// The text of a gRPC answer: the kind, and the reason when it adds something
+    /// (`bulkhead full (queue full)`, `timed out`). Never the layer's name.
+    pub(crate) fn grpc_message(&self) -> Cow<'static, str> {
+        match self.reason {
+            Some(reason) if reason != self.kind.as_str() => {
+                Cow::Owned(format!("{} ({reason})", self.kind))
+            }
+            _ => Cow::Borrowed(self.kind.as_str()),
+        }
+    }
+
+    /// The metadata of a gRPC answer, besides status and message: the pushback and, for
+    /// sheds, the overload marker (see [`to_grpc_response`](Self::to_grpc_response)).
+    pub(crate) fn write_grpc_metadata(&self, headers: &mut HeaderMap, sheds: ShedRetries) {
+        if self.kind.is_shed() {
+            mark_shed(headers);
+            if sheds == ShedRetries::Refused {
+                headers.insert(
+                    GRPC_RETRY_PUSHBACK_MS,
+                    HeaderValue::from_static(NO_RETRY_PUSHBACK),
+                );
+                return;
+            }
+        }
         if let Some(wait) = self.retry_after {
-            response.headers_mut().insert(
+            headers.insert(
                 GRPC_RETRY_PUSHBACK_MS,
                 HeaderValue::from(pushback_millis(wait)),
             );
         }
-        if self.kind.is_shed() {
-            mark_shed(response.headers_mut());
-        }
-        response
     }
+}
+
+/// Whether gRPC answers to sheds tell clients not to retry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub(crate) enum ShedRetries {
+    /// `grpc-retry-pushback-ms: -1` (the default).
+    #[default]
+    Refused,
+    /// The layer's wait, if it gave one, as for other kinds.
+    Allowed,
 }
 
 /// A trailers-only gRPC response with `code` and an already percent-encoded message.
@@ -282,6 +338,63 @@ mod tests {
     }
 
     #[test]
+    fn sheds_tell_grpc_clients_not_to_retry_unless_allowed() {
+        let pushback = |kind, wait: Option<u64>, sheds| {
+            let mut rejection = Rejection::new(kind, "x");
+            if let Some(ms) = wait {
+                rejection = rejection.with_retry_after(Duration::from_millis(ms));
+            }
+            let response: Response<()> = rejection.to_response_for(Protocol::Grpc, sheds);
+            let header = response.headers().get(GRPC_RETRY_PUSHBACK_MS);
+            header.map(|v| v.to_str().unwrap().to_string())
+        };
+        for kind in [RejectionKind::Overloaded, RejectionKind::BulkheadFull] {
+            for wait in [None, Some(0), Some(250)] {
+                let refused = pushback(kind, wait, ShedRetries::Refused);
+                assert_eq!(refused.as_deref(), Some("-1"), "{kind:?} {wait:?}");
+                let allowed = pushback(kind, wait, ShedRetries::Allowed);
+                let expected = wait.map(|ms| ms.to_string());
+                assert_eq!(allowed, expected, "{kind:?} {wait:?}");
+            }
+            // The public default refuses; HTTP keeps the wait in `Retry-After`.
+            let rejection = Rejection::new(kind, "x").with_retry_after(Duration::from_secs(2));
+            let grpc: Response<()> = rejection.to_grpc_response();
+            assert_eq!(grpc.headers()[GRPC_RETRY_PUSHBACK_MS], "-1");
+            assert!(crate::is_shed_for_overload(grpc.headers()));
+            let http: Response<()> = rejection.to_http_response();
+            assert_eq!(http.headers()[RETRY_AFTER], "2");
+            assert!(http.headers().get(GRPC_RETRY_PUSHBACK_MS).is_none());
+        }
+        // Other kinds are not sheds: their wait, or nothing, whatever the setting.
+        for kind in [
+            RejectionKind::CircuitOpen,
+            RejectionKind::Throttled,
+            RejectionKind::Draining,
+            RejectionKind::TimedOut,
+        ] {
+            for sheds in [ShedRetries::Refused, ShedRetries::Allowed] {
+                assert_eq!(pushback(kind, Some(250), sheds).as_deref(), Some("250"));
+                assert_eq!(pushback(kind, None, sheds), None, "{kind:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn a_reason_that_repeats_the_kind_is_not_repeated() {
+        let message = |rejection: Rejection| {
+            let response: Response<()> = rejection.to_grpc_response();
+            response.headers()[GRPC_MESSAGE]
+                .to_str()
+                .unwrap()
+                .to_string()
+        };
+        let timed_out = Rejection::new(RejectionKind::TimedOut, "t").with_reason("timed out");
+        assert_eq!(message(timed_out), "timed out");
+        let full = Rejection::new(RejectionKind::BulkheadFull, "b").with_reason("queue full");
+        assert_eq!(message(full), "bulkhead full (queue full)");
+    }
+
+    #[test]
     fn pushback_is_capped_at_i32_max() {
         assert_eq!(pushback_millis(Duration::MAX), i32::MAX as u32);
         assert_eq!(pushback_millis(Duration::ZERO), 0);
@@ -321,8 +434,8 @@ mod tests {
         assert_eq!(of("application/json"), Protocol::Http);
         assert_eq!(of("application/grp"), Protocol::Http);
         assert_eq!(Protocol::of(&HeaderMap::new()), Protocol::Http);
-        let web: Response<()> =
-            Rejection::new(RejectionKind::Overloaded, "x").to_response_for(Protocol::GrpcWeb);
+        let web: Response<()> = Rejection::new(RejectionKind::Overloaded, "x")
+            .to_response_for(Protocol::GrpcWeb, ShedRetries::Refused);
         assert_eq!(web.headers()[CONTENT_TYPE], "application/grpc-web");
     }
 }
