@@ -307,3 +307,106 @@ async fn the_default_last_good_answers_each_path_with_its_own_success_and_no_coo
     assert_eq!(count(|e| matches!(e, FallbackEvent::Stored { .. })), 2);
     assert_eq!(events.len(), 8, "{events:?}");
 }
+
+/// A server answering `/page` in the encoding asked for (`Vary: Accept-Encoding`), and
+/// `/live` with `Cache-Control: no-cache` (always revalidate); both with the status set
+/// in `status`.
+async fn negotiating(status: Arc<AtomicU16>) -> std::net::SocketAddr {
+    let status_of = move || StatusCode::from_u16(status.load(Ordering::SeqCst)).unwrap();
+    let page = {
+        let status_of = status_of.clone();
+        move |headers: http::HeaderMap| {
+            let encoding = headers
+                .get(http::header::ACCEPT_ENCODING)
+                .map_or("identity", |value| value.to_str().unwrap())
+                .to_string();
+            let status = status_of();
+            async move {
+                (
+                    status,
+                    [(http::header::VARY, "accept-encoding")],
+                    format!("page in {encoding}"),
+                )
+            }
+        }
+    };
+    let live = move || {
+        let status = status_of();
+        async move {
+            (
+                status,
+                [(http::header::CACHE_CONTROL, "max-age=5, no-cache")],
+                "live score",
+            )
+        }
+    };
+    let app = Router::new()
+        .route("/page", get(page))
+        .route("/live", get(live));
+    serve_axum(app).await
+}
+
+fn get_with(path: &str, headers: &[(&str, &str)]) -> http::Request<Full<Bytes>> {
+    let mut request = http::Request::get(path);
+    for (name, value) in headers {
+        request = request.header(*name, *value);
+    }
+    request.body(Full::default()).unwrap()
+}
+
+/// Over real HTTP: a compressed answer is served stale only to a client that asked for
+/// the same encoding (RFC 9111 §4.1), and an answer marked `no-cache` never stale
+/// (§4.2.4).
+#[tokio::test]
+async fn the_last_good_honours_vary_and_never_serves_what_must_be_revalidated() {
+    let status = Arc::new(AtomicU16::new(200));
+    let addr = negotiating(status.clone()).await;
+    let service = FallbackLayer::builder()
+        .last_good(Duration::from_secs(60), 100)
+        .build()
+        .unwrap()
+        .layer(client(addr));
+    let gzip = [("accept-encoding", "gzip")];
+    // The first answer that varies teaches the layer to keep request headers; the next
+    // is stored.
+    for _ in 0..2 {
+        let fresh = service
+            .clone()
+            .oneshot(get_with("/page", &gzip))
+            .await
+            .unwrap();
+        assert_eq!(&fresh.body()[..], b"page in gzip");
+    }
+    let live = service
+        .clone()
+        .oneshot(get_with("/live", &[]))
+        .await
+        .unwrap();
+    assert_eq!(&live.body()[..], b"live score");
+
+    status.store(503, Ordering::SeqCst);
+    let plain = service
+        .clone()
+        .oneshot(get_with("/page", &[("accept-encoding", "identity")]))
+        .await
+        .unwrap();
+    assert_eq!(
+        plain.status(),
+        503,
+        "not the gzip answer: {:?}",
+        plain.body()
+    );
+    assert!(plain.headers().get("x-bulwark-degraded").is_none());
+    let stale = service
+        .clone()
+        .oneshot(get_with("/page", &gzip))
+        .await
+        .unwrap();
+    assert_eq!(stale.status(), 200);
+    assert_eq!(&stale.body()[..], b"page in gzip");
+    assert_eq!(stale.headers()["x-bulwark-degraded"], "last-good");
+
+    let live = service.oneshot(get_with("/live", &[])).await.unwrap();
+    assert_eq!(live.status(), 503, "no-cache: never served stale");
+    assert!(live.headers().get("x-bulwark-degraded").is_none());
+}

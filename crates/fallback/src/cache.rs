@@ -5,11 +5,13 @@ use std::hash::Hash;
 use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
 
-use http::Response;
+use http::{HeaderMap, Response};
 use tokio::time::Instant;
 
+use crate::vary::Variant;
+
 /// The last good response for each key, at most `capacity` keys (the oldest entry goes
-/// first), each kept for `ttl`.
+/// first), each kept for `ttl` with the request header values it was chosen by.
 #[derive(Debug)]
 pub(crate) struct LastGood<K, B> {
     ttl: Duration,
@@ -20,7 +22,7 @@ pub(crate) struct LastGood<K, B> {
 #[derive(Debug)]
 struct Entries<K, B> {
     /// Each key's response, when it was stored and its store number.
-    by_key: HashMap<K, (Instant, u64, Response<B>)>,
+    by_key: HashMap<K, (Instant, u64, Response<B>, Variant)>,
     /// Keys by store number, oldest first (may hold keys stored again since, or gone).
     order: VecDeque<(K, u64)>,
     stores: u64,
@@ -39,13 +41,14 @@ impl<K: Hash + Eq + Clone, B: Clone> LastGood<K, B> {
         }
     }
 
-    /// Keeps `response` as the last good one for `key`.
-    pub(crate) fn store(&self, key: K, response: Response<B>) {
+    /// Keeps `response`, chosen by `variant`, as the last good one for `key`.
+    pub(crate) fn store(&self, key: K, response: Response<B>, variant: Variant) {
         let now = Instant::now();
         let mut entries = self.entries.lock().unwrap_or_else(PoisonError::into_inner);
         entries.stores += 1;
         let number = entries.stores;
-        entries.by_key.insert(key.clone(), (now, number, response));
+        let entry = (now, number, response, variant);
+        entries.by_key.insert(key.clone(), entry);
         entries.order.push_back((key, number));
         // Drop the oldest until within the bound, skipping order entries of keys stored
         // again since.
@@ -56,7 +59,7 @@ impl<K: Hash + Eq + Clone, B: Clone> LastGood<K, B> {
             if entries
                 .by_key
                 .get(&key)
-                .is_some_and(|(_, n, _)| *n == stored)
+                .is_some_and(|(_, n, ..)| *n == stored)
             {
                 entries.by_key.remove(&key);
             }
@@ -65,15 +68,16 @@ impl<K: Hash + Eq + Clone, B: Clone> LastGood<K, B> {
         // memory stays bounded (amortized O(1)).
         if entries.order.len() > self.capacity.saturating_mul(2).max(16) {
             let Entries { by_key, order, .. } = &mut *entries;
-            order.retain(|(key, stored)| by_key.get(key).is_some_and(|(_, n, _)| n == stored));
+            order.retain(|(key, stored)| by_key.get(key).is_some_and(|(_, n, ..)| n == stored));
         }
     }
 
-    /// The last good response for `key`, if one is younger than the TTL.
-    pub(crate) fn get(&self, key: &K) -> Option<Response<B>> {
+    /// The last good response for `key`, if one is younger than the TTL and may answer a
+    /// request with `headers` (`None`: not kept).
+    pub(crate) fn get(&self, key: &K, headers: Option<&HeaderMap>) -> Option<Response<B>> {
         let entries = self.entries.lock().unwrap_or_else(PoisonError::into_inner);
-        let (stored, _, response) = entries.by_key.get(key)?;
-        (stored.elapsed() < self.ttl).then(|| response.clone())
+        let (stored, _, response, variant) = entries.by_key.get(key)?;
+        (stored.elapsed() < self.ttl && variant.matches(headers)).then(|| response.clone())
     }
 
     #[cfg(test)]
@@ -97,25 +101,32 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn entries_expire_after_the_ttl() {
         let cache = LastGood::new(Duration::from_secs(10), 8);
-        cache.store("a", response("one"));
+        cache.store("a", response("one"), Variant::default());
         tokio::time::advance(Duration::from_secs(9)).await;
-        assert_eq!(cache.get(&"a").map(|r| *r.body()), Some("one"));
+        assert_eq!(cache.get(&"a", None).map(|r| *r.body()), Some("one"));
         tokio::time::advance(Duration::from_secs(1)).await;
-        assert!(cache.get(&"a").is_none());
+        assert!(cache.get(&"a", None).is_none());
     }
 
     #[tokio::test(start_paused = true)]
     async fn the_bound_drops_the_oldest_key() {
         let cache = LastGood::new(Duration::from_secs(10), 2);
-        cache.store("a", response("1"));
-        cache.store("b", response("2"));
-        cache.store("a", response("3"));
-        cache.store("c", response("4"));
+        cache.store("a", response("1"), Variant::default());
+        cache.store("b", response("2"), Variant::default());
+        cache.store("a", response("3"), Variant::default());
+        cache.store("c", response("4"), Variant::default());
         assert_eq!(cache.len(), 2);
-        assert!(cache.get(&"b").is_none(), "b is the oldest still stored");
-        assert_eq!(cache.get(&"a").map(|r| *r.body()), Some("3"));
+        assert!(
+            cache.get(&"b", None).is_none(),
+            "b is the oldest still stored"
+        );
+        assert_eq!(cache.get(&"a", None).map(|r| *r.body()), Some("3"));
         for i in 0..1_000 {
-            cache.store(if i % 2 == 0 { "x" } else { "y" }, response("z"));
+            cache.store(
+                if i % 2 == 0 { "x" } else { "y" },
+                response("z"),
+                Variant::default(),
+            );
         }
         assert_eq!(cache.len(), 2, "bounded whatever the traffic");
     }

@@ -2,6 +2,7 @@
 
 use std::fmt;
 use std::hash::Hash;
+use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -95,12 +96,15 @@ impl<F, K, B, C> FallbackBuilder<F, K, B, C> {
     ///
     /// Only a response the classifier calls [`Outcome::Success`] (its `classify_load`) to
     /// a request of a [cached method](Self::cache_methods) is kept, unless it is already
-    /// degraded, says `Cache-Control: no-store` or `private`, varies per user (`Vary: *`,
+    /// degraded, says `Cache-Control: no-store` or `private`, must not be served stale
+    /// (`no-cache`, `must-revalidate`, `proxy-revalidate`, `s-maxage`: every copy the
+    /// cache serves is stale), has a `Vary` it cannot honour (`*`, more than four names,
     /// `Cookie` or `Authorization`), or answers a request with `Authorization` or a
-    /// `Cookie` without saying it may be shared (`public`, `s-maxage`, `must-revalidate`):
-    /// the cache answers every caller, so it keeps what RFC 9111 lets a shared cache keep
-    /// (and no session's page). The [stripped headers](Self::strip_headers) are removed
-    /// from the copy kept.
+    /// `Cookie` without saying `public`: the cache answers every caller, so it keeps what
+    /// RFC 9111 lets a shared cache keep and serve stale (and no session's page). An
+    /// answer that varies is served only to requests with the same values of the headers
+    /// it varies on. The [stripped headers](Self::strip_headers) are removed from the copy
+    /// kept.
     ///
     /// [`Outcome::Success`]: tower_bulwark_core::Outcome::Success
     pub fn last_good(mut self, ttl: Duration, capacity: usize) -> Self {
@@ -226,6 +230,7 @@ impl<F, K, B, C> FallbackBuilder<F, K, B, C> {
                 stripped: self.stripped.into(),
                 answer: self.answer,
                 reporter: self.reporter,
+                varies: AtomicBool::new(false),
             }),
         ))
     }

@@ -87,22 +87,26 @@ pub enum Unstorable {
     NoStore,
     /// `Cache-Control: private`.
     Private,
-    /// `Vary: *`, or a `Vary` naming `Cookie` or `Authorization`: it differs per user.
+    /// Its `Vary` cannot be honoured: `*`, a name that is not a header name, more than
+    /// four names, or `Cookie` or `Authorization` (it differs per user); or the request's
+    /// headers were not kept (the layer's first answers that vary, before it keeps them).
     Vary,
-    /// The request carried `Authorization` and the response did not say it may be shared
-    /// (`public`, `s-maxage` or `must-revalidate`).
+    /// The request carried `Authorization` and the response did not say `public`.
     Authorization,
     /// The request carried a `Cookie` (a session, most likely) and the response did not
-    /// say it may be shared (`public`, `s-maxage` or `must-revalidate`): it may be that
-    /// user's own page.
+    /// say `public`: it may be that user's own page.
     Cookie,
     /// It was already a degraded answer (`x-bulwark-degraded`), not a fresh one.
     Degraded,
+    /// It must not be served stale (RFC 9111 §4.2.4: `no-cache`, `must-revalidate`,
+    /// `proxy-revalidate`, or `s-maxage` in a shared cache), and the cache serves only
+    /// stale copies: it answers when the origin did not.
+    MustRevalidate,
 }
 
 impl Unstorable {
     /// The `why` label of the metrics: `no_store`, `private`, `vary`, `authorization`,
-    /// `cookie`, `degraded`.
+    /// `cookie`, `degraded`, `must_revalidate`.
     pub fn as_str(self) -> &'static str {
         match self {
             Unstorable::NoStore => "no_store",
@@ -111,6 +115,7 @@ impl Unstorable {
             Unstorable::Authorization => "authorization",
             Unstorable::Cookie => "cookie",
             Unstorable::Degraded => "degraded",
+            Unstorable::MustRevalidate => "must_revalidate",
         }
     }
 }
@@ -282,7 +287,7 @@ pub(crate) struct FallbackMetrics {
     unanswered: [OnceLock<metrics::Counter>; 3],
     stored: OnceLock<metrics::Counter>,
     /// By why, in the order of [`Unstorable`].
-    not_stored: [OnceLock<metrics::Counter>; 6],
+    not_stored: [OnceLock<metrics::Counter>; 7],
 }
 
 #[cfg(feature = "metrics")]
@@ -343,6 +348,7 @@ impl MetricHandles<FallbackEvent> for FallbackMetrics {
                     Unstorable::Authorization => 3,
                     Unstorable::Cookie => 4,
                     Unstorable::Degraded => 5,
+                    Unstorable::MustRevalidate => 6,
                 };
                 self.not_stored[slot].get_or_init(|| {
                     metrics::counter!(

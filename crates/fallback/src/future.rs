@@ -7,7 +7,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{ready, Context, Poll};
 
-use http::Response;
+use http::{HeaderMap, Response};
 use pin_project::pin_project;
 use tower_bulwark_core::{BoxError, Classify, Outcome};
 
@@ -22,6 +22,8 @@ pub struct ResponseFuture<Fut, K, B, C> {
     /// The request's key, if the cache or the function needs it.
     key: Option<K>,
     cache: CacheUse,
+    /// The request's headers, kept only once an answer has varied.
+    headers: Option<HeaderMap>,
     classify: C,
     shared: Arc<Shared<K, B>>,
 }
@@ -31,6 +33,7 @@ impl<Fut, K, B, C> ResponseFuture<Fut, K, B, C> {
         future: Fut,
         key: Option<K>,
         cache: CacheUse,
+        headers: Option<HeaderMap>,
         classify: C,
         shared: Arc<Shared<K, B>>,
     ) -> Self {
@@ -38,6 +41,7 @@ impl<Fut, K, B, C> ResponseFuture<Fut, K, B, C> {
             future,
             key,
             cache,
+            headers,
             classify,
             shared,
         }
@@ -61,12 +65,14 @@ where
         let outcome = this.classify.classify_load(&result);
         let result = result.map_err(Into::into);
         let shared = &**this.shared;
+        let headers = this.headers.as_ref();
         if let Some(reason) = shared.on.reason(&result, outcome) {
-            return Poll::Ready(shared.fall_back(this.key.as_ref(), *this.cache, reason, result));
+            let (key, cache) = (this.key.as_ref(), *this.cache);
+            return Poll::Ready(shared.fall_back(key, cache, headers, reason, result));
         }
         if let (Ok(response), Outcome::Success, Some(key)) = (&result, outcome, this.key.take()) {
             if *this.cache != CacheUse::Off {
-                shared.keep(key, response, *this.cache);
+                shared.keep(key, response, *this.cache, headers);
             }
         }
         Poll::Ready(result)

@@ -2,11 +2,12 @@
 
 use std::fmt;
 use std::hash::Hash;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use http::header::HeaderName;
-use http::{Method, Request, Response};
+use http::{HeaderMap, Method, Request, Response};
 use tower_bulwark_core::{BoxError, Classify};
 use tower_layer::Layer;
 use tower_service::Service;
@@ -14,8 +15,9 @@ use tower_service::Service;
 use crate::cache::LastGood;
 use crate::config::Answer;
 use crate::degraded::mark;
-use crate::events::{Reason, Reporter, Source};
-use crate::store::{unstorable, CacheUse};
+use crate::events::{Reason, Reporter, Source, Unstorable};
+use crate::store::{storable, CacheUse};
+use crate::vary::Variant;
 use crate::{Degraded, Failure, FallbackFailed, FallbackOn, HttpOrGrpc, KeyOf, ResponseFuture};
 
 /// Answers a failed or refused call of an HTTP service with something useful, marked as
@@ -26,8 +28,10 @@ use crate::{Degraded, Failure, FallbackFailed, FallbackOn, HttpOrGrpc, KeyOf, Re
 ///    bounded, expiring cache of recent successes. By default a request's key is its
 ///    method, authority, path and query ([`RequestKey`](crate::RequestKey)), only `GET`
 ///    and `HEAD` requests use the cache ([`FallbackBuilder::cache_methods`]), only
-///    successes are kept, never what RFC 9111 keeps out of a shared cache, and never with
-///    `Set-Cookie` ([`FallbackBuilder::strip_headers`]);
+///    successes are kept, never what RFC 9111 keeps out of a shared cache or forbids
+///    serving stale, and never with `Set-Cookie` ([`FallbackBuilder::strip_headers`]); an
+///    answer that varies (`Vary`) answers only requests with the same values of those
+///    headers;
 /// 2. a **function** of the key and the failure ([`FallbackBuilder::respond_with`]), or a
 ///    **static response** ([`FallbackBuilder::static_response`]), for any method.
 ///
@@ -40,6 +44,55 @@ use crate::{Degraded, Failure, FallbackFailed, FallbackOn, HttpOrGrpc, KeyOf, Re
 /// [`FallbackFailed`], which keeps both errors (logged at warn).
 ///
 /// All services built from one layer value share its cache.
+///
+/// # The body must be `Clone`
+///
+/// The cache keeps a copy of each good response and answers with copies of it, so the
+/// response body `B` must be `Clone`: a buffered body (`Full<Bytes>`, `String`, `Bytes`),
+/// not a stream such as axum's or hyper's `Body`. With those, buffer the body under the
+/// layer, with a bound: a body over it fails the call, which then falls back. Trailers
+/// are not kept, so this is for HTTP answers, not gRPC streams. Above the layer,
+/// `.map_response(|r| r.map(axum::body::Body::new))` turns it back into axum's type.
+///
+/// ```
+/// use std::time::Duration;
+/// use bytes::Bytes;
+/// use http_body_util::{BodyExt, Full, Limited};
+/// use tower::{service_fn, BoxError, ServiceBuilder, ServiceExt};
+/// use tower_bulwark_fallback::FallbackLayer;
+///
+/// /// Reads a streaming body into memory, at most 1 MiB of it.
+/// async fn buffered<B>(
+///     response: http::Response<B>,
+/// ) -> Result<http::Response<Full<Bytes>>, BoxError>
+/// where
+///     B: http_body::Body<Data = Bytes>,
+///     B::Error: Into<BoxError>,
+/// {
+///     let (parts, body) = response.into_parts();
+///     let bytes = Limited::new(body, 1 << 20).collect().await?.to_bytes();
+///     Ok(http::Response::from_parts(parts, Full::new(bytes)))
+/// }
+///
+/// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+/// # async fn main() {
+/// // A client whose answers stream (not `Clone`).
+/// let streaming = service_fn(|_: http::Request<()>| async {
+///     let body = Full::new(Bytes::from("fresh")).map_err(BoxError::from).boxed();
+///     Ok::<_, BoxError>(http::Response::new(body))
+/// });
+/// let fallback = FallbackLayer::builder()
+///     .last_good(Duration::from_secs(60), 1_000)
+///     .build()
+///     .unwrap();
+/// let client = ServiceBuilder::new()
+///     .layer(fallback)
+///     .and_then(buffered)
+///     .service(streaming);
+/// let response = client.oneshot(http::Request::get("/").body(()).unwrap()).await.unwrap();
+/// assert_eq!(response.into_body().collect().await.unwrap().to_bytes(), "fresh");
+/// # }
+/// ```
 ///
 /// [`FallbackBuilder::last_good`]: crate::FallbackBuilder::last_good
 /// [`FallbackBuilder::cache_methods`]: crate::FallbackBuilder::cache_methods
@@ -81,6 +134,10 @@ pub(crate) struct Shared<K, B> {
     pub(crate) stripped: Box<[HeaderName]>,
     pub(crate) answer: Option<Answer<K, B>>,
     pub(crate) reporter: Reporter,
+    /// An answer has varied on request headers (`Vary`): from then on each call that uses
+    /// the cache keeps its request's headers, to store a varying answer with the values
+    /// it was chosen by and to match them. Until then no call pays for a copy.
+    pub(crate) varies: AtomicBool,
 }
 
 impl<F, K, B, C> FallbackLayer<F, K, B, C> {
@@ -161,10 +218,13 @@ where
         // The key is made only for what uses it.
         let keyed = cache != CacheUse::Off || matches!(shared.answer, Some(Answer::Function(_)));
         let key = keyed.then(|| self.key.key(&request));
+        let headers = (cache != CacheUse::Off && shared.varies.load(Ordering::Relaxed))
+            .then(|| request.headers().clone());
         ResponseFuture::new(
             self.inner.call(request),
             key,
             cache,
+            headers,
             self.classify.clone(),
             self.shared.clone(),
         )
@@ -172,34 +232,51 @@ where
 }
 
 impl<K: Hash + Eq + Clone, B: Clone> Shared<K, B> {
-    /// Keeps a copy of a successful `response`, if it may be kept. Only here does a call
-    /// take the cache's lock without falling back.
-    pub(crate) fn keep(&self, key: K, response: &Response<B>, cache: CacheUse) {
+    /// Keeps a copy of a successful `response` to a request with `headers` (`None`: not
+    /// kept), if it may be kept. Only here does a call take the cache's lock without
+    /// falling back.
+    pub(crate) fn keep(
+        &self,
+        key: K,
+        response: &Response<B>,
+        cache: CacheUse,
+        headers: Option<&HeaderMap>,
+    ) {
         let Some(last_good) = &self.last_good else {
             return;
         };
-        if let Some(why) = unstorable(response, cache) {
-            return self.reporter.not_stored(why);
-        }
+        let variant = match (storable(response, cache), headers) {
+            (Err(why), _) => return self.reporter.not_stored(why),
+            (Ok(names), _) if names.is_empty() => Variant::default(),
+            (Ok(names), Some(headers)) => Variant::of(names, headers),
+            (Ok(_), None) => {
+                // The request's headers were not kept: this answer cannot be, the next
+                // ones can.
+                self.varies.store(true, Ordering::Relaxed);
+                return self.reporter.not_stored(Unstorable::Vary);
+            }
+        };
         let mut copy = response.clone();
         for name in &*self.stripped {
             copy.headers_mut().remove(name);
         }
-        last_good.store(key, copy);
+        last_good.store(key, copy, variant);
         self.reporter.stored();
     }
 
-    /// The answer to a call that fell back for `reason`: the last good response, else the
-    /// function's or static answer, else `result` as it was.
+    /// The answer to a call that fell back for `reason`: the last good response (if it may
+    /// answer a request with `headers`), else the function's or static answer, else
+    /// `result` as it was.
     pub(crate) fn fall_back(
         &self,
         key: Option<&K>,
         cache: CacheUse,
+        headers: Option<&HeaderMap>,
         reason: Reason,
         result: Result<Response<B>, BoxError>,
     ) -> Result<Response<B>, BoxError> {
         if let (Some(last_good), Some(key), true) = (&self.last_good, key, cache != CacheUse::Off) {
-            if let Some(response) = last_good.get(key) {
+            if let Some(response) = last_good.get(key, headers) {
                 self.reporter.served(Source::LastGood, reason);
                 return Ok(mark(response, Degraded::LastGood));
             }

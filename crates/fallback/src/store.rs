@@ -3,10 +3,11 @@
 //! The cache is shared by every caller of the layer: it follows what RFC 9111 asks of a
 //! shared cache, because a response kept for one caller is served to another.
 
-use http::header::{HeaderName, AUTHORIZATION, CACHE_CONTROL, COOKIE, VARY};
+use http::header::{HeaderName, AUTHORIZATION, CACHE_CONTROL, COOKIE};
 use http::{HeaderMap, Method, Request, Response};
 
 use crate::events::Unstorable;
+use crate::vary::varies_on;
 use crate::Degraded;
 
 /// The methods whose answers are cached by default: the safe ones (RFC 9110 §9.2.1) whose
@@ -33,9 +34,9 @@ pub(crate) enum CacheUse {
     Off,
     /// Served from it, and its success kept.
     On,
-    /// Served from it; its success kept only if the response says it may be shared: the
-    /// request carried credentials the answer may depend on (`Authorization`, RFC 9111
-    /// §3.5, or a `Cookie`, the session of most browser-facing services). Says why not.
+    /// Served from it; its success kept only if the response says `public`: the request
+    /// carried credentials the answer may depend on (`Authorization`, RFC 9111 §3.5, or a
+    /// `Cookie`, the session of most browser-facing services). Says why not.
     Credentials(Unstorable),
 }
 
@@ -54,45 +55,49 @@ impl CacheUse {
     }
 }
 
-/// Why `response` may not be kept, if it may not. Directives are matched by name, without
-/// case; a header that is not valid text is read as bytes, so nothing is missed by failing
-/// to parse it.
-pub(crate) fn unstorable<B>(response: &Response<B>, cache: CacheUse) -> Option<Unstorable> {
+/// The request headers `response` varies on if it may be kept, else why not. Directives
+/// are matched by name, without case; a header that is not valid text is read as bytes, so
+/// nothing is missed by failing to parse it.
+///
+/// The cache serves a copy only when the origin failed, so every copy it serves is stale:
+/// it keeps nothing RFC 9111 §4.2.4 forbids serving stale (`no-cache`, `must-revalidate`,
+/// `proxy-revalidate`, and `s-maxage` for a shared cache). Of the directives that let a
+/// shared cache keep an answer to a request with credentials (§3.5: `public`, `s-maxage`,
+/// `must-revalidate`), that leaves `public`.
+pub(crate) fn storable<B>(
+    response: &Response<B>,
+    cache: CacheUse,
+) -> Result<Vec<HeaderName>, Unstorable> {
     if Degraded::is_marked(response) {
-        return Some(Unstorable::Degraded);
+        return Err(Unstorable::Degraded);
     }
     let headers = response.headers();
-    let mut shareable = false;
-    for directive in names(headers, &CACHE_CONTROL) {
-        if directive.eq_ignore_ascii_case(b"no-store") {
-            return Some(Unstorable::NoStore);
+    let mut public = false;
+    for directive in directives(headers) {
+        let is = |name: &str| directive.eq_ignore_ascii_case(name.as_bytes());
+        if is("no-store") {
+            return Err(Unstorable::NoStore);
         }
-        if directive.eq_ignore_ascii_case(b"private") {
-            return Some(Unstorable::Private);
+        if is("private") {
+            return Err(Unstorable::Private);
         }
-        shareable |= [&b"public"[..], b"s-maxage", b"must-revalidate"]
-            .iter()
-            .any(|name| directive.eq_ignore_ascii_case(name));
+        if is("no-cache") || is("must-revalidate") || is("proxy-revalidate") || is("s-maxage") {
+            return Err(Unstorable::MustRevalidate);
+        }
+        public |= is("public");
     }
-    let per_user = |name: &[u8]| {
-        name == b"*"
-            || name.eq_ignore_ascii_case(b"cookie")
-            || name.eq_ignore_ascii_case(b"authorization")
-    };
-    if names(headers, &VARY).any(per_user) {
-        return Some(Unstorable::Vary);
-    }
+    let names = varies_on(headers)?;
     match cache {
-        CacheUse::Credentials(why) if !shareable => Some(why),
-        _ => None,
+        CacheUse::Credentials(why) if !public => Err(why),
+        _ => Ok(names),
     }
 }
 
-/// The names in the comma-separated lists of every `header` field (a directive's name is
-/// what comes before its `=`).
-fn names<'a>(headers: &'a HeaderMap, header: &HeaderName) -> impl Iterator<Item = &'a [u8]> {
+/// The names of the `Cache-Control` directives (a directive's name is what comes before its
+/// `=`).
+fn directives(headers: &HeaderMap) -> impl Iterator<Item = &[u8]> {
     headers
-        .get_all(header)
+        .get_all(CACHE_CONTROL)
         .into_iter()
         .flat_map(|value| value.as_bytes().split(|byte| *byte == b','))
         .map(|item| {
