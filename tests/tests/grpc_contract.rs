@@ -35,7 +35,8 @@ struct Backend {
 
 /// A tonic health server whose calls do what their `x-test` metadata says: `unavailable`
 /// (refused as by an open breaker: `UNAVAILABLE`), `shed` (refused as by a shed layer that
-/// asks for 200 ms: `RESOURCE_EXHAUSTED`), `hang` (never answered); otherwise answered.
+/// asks for 200 ms: `RESOURCE_EXHAUSTED`), `hang` (never answered), `denied` (a
+/// `PERMISSION_DENIED` status as the error, as an auth filter gives); otherwise answered.
 /// Its rejections are answered by `handle`.
 async fn backend_with(handle: HandleRejectionsLayer) -> Backend {
     let (reporter, health) = tonic_health::server::health_reporter();
@@ -55,6 +56,13 @@ async fn backend_with(handle: HandleRejectionsLayer) -> Backend {
                 Some(b"shed") => Err(Rejection::new(RejectionKind::Overloaded, "server")
                     .with_retry_after(Duration::from_millis(200)))?,
                 Some(b"hang") => std::future::pending().await,
+                Some(b"denied") => {
+                    let mut denied = tonic::Status::permission_denied("no entry: 100% sure");
+                    denied
+                        .metadata_mut()
+                        .insert("x-policy", "members-only".parse().unwrap());
+                    Err(denied)?
+                }
                 _ => Ok::<_, BoxError>(request),
             }
         }
@@ -308,4 +316,73 @@ async fn a_stream_the_server_refused_is_retried_whatever_its_method() {
     client.check(check(None)).await.unwrap_err();
     assert_eq!(sent.load(SeqCst), 3, "every attempt of the preset");
     assert_eq!(streams.load(SeqCst), 3);
+}
+
+#[tokio::test]
+async fn a_status_error_below_handle_rejections_reaches_the_client_as_that_status() {
+    // What tonic's server makes of a layer's `Status` error, `HandleRejectionsLayer` above
+    // it must not turn into `UNKNOWN`.
+    let backend = backend().await;
+    let mut plain = HealthClient::new(channel(backend.addr));
+    let status = plain.check(check(Some("denied"))).await.unwrap_err();
+    assert_eq!(status.code(), Code::PermissionDenied, "{status:?}");
+    assert_eq!(status.message(), "no entry: 100% sure");
+    assert_eq!(status.metadata().get("x-policy").unwrap(), "members-only");
+    // The server still answers other calls.
+    assert!(plain.check(check(None)).await.is_ok());
+}
+
+/// Refuses in `poll_ready` with an open circuit that asks for 250 ms, as a user's
+/// readiness-mode layer may; `call` passes through.
+#[derive(Clone)]
+struct RefusingReadiness<S>(S);
+
+impl<S, R> tower::Service<R> for RefusingReadiness<S>
+where
+    S: tower::Service<R>,
+    S::Future: Send + 'static,
+    S::Error: Into<BoxError>,
+{
+    type Response = S::Response;
+    type Error = BoxError;
+    type Future =
+        std::pin::Pin<Box<dyn std::future::Future<Output = Result<S::Response, BoxError>> + Send>>;
+
+    fn poll_ready(
+        &mut self,
+        _cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<(), BoxError>> {
+        let open = Rejection::new(RejectionKind::CircuitOpen, "readiness")
+            .with_retry_after(Duration::from_millis(250));
+        std::task::Poll::Ready(Err(open.into()))
+    }
+
+    fn call(&mut self, request: R) -> Self::Future {
+        let future = self.0.call(request);
+        Box::pin(async move { future.await.map_err(Into::into) })
+    }
+}
+
+#[tokio::test]
+async fn a_readiness_refusal_reaches_a_generated_client_as_its_status() {
+    // Generated clients wrap a `poll_ready` error in `UNKNOWN` ("Service was not ready");
+    // only an error from the call is read with `Status::from_error`.
+    let backend = backend().await;
+    let mut client = HealthClient::new(
+        ServiceBuilder::new()
+            .layer(tower_bulwark::RejectionsAsStatusLayer::new())
+            .service(RefusingReadiness(channel(backend.addr))),
+    );
+    for _ in 0..2 {
+        let status = client.check(check(None)).await.unwrap_err();
+        assert_eq!(status.code(), Code::Unavailable, "{status:?}");
+        assert_eq!(status.message(), "circuit open");
+        assert_eq!(
+            status.metadata().get("grpc-retry-pushback-ms").unwrap(),
+            "250"
+        );
+        let rejection = Rejection::find(&status).expect("the rejection as the source");
+        assert_eq!(rejection.kind(), RejectionKind::CircuitOpen);
+    }
+    assert_eq!(backend.calls.load(SeqCst), 0, "never sent");
 }

@@ -18,7 +18,8 @@ use crate::{ConfigError, Name, Rejection, RejectionKind};
 pub const IDEMPOTENCY_KEY: &str = "idempotency-key";
 
 /// Whether `request` is safe to send twice: an idempotent method (`GET`, `HEAD`,
-/// `OPTIONS`, `PUT`, `DELETE`, `TRACE`, RFC 9110 9.2.2) or an [`IDEMPOTENCY_KEY`] header.
+/// `OPTIONS`, `PUT`, `DELETE`, `TRACE`, RFC 9110 9.2.2) or an [`IDEMPOTENCY_KEY`] header
+/// with a key in it (an empty or blank one gives the server nothing to deduplicate by).
 /// gRPC calls are all `POST`s: which gRPC methods are idempotent is told with
 /// [`GrpcMethods`].
 ///
@@ -29,12 +30,20 @@ pub const IDEMPOTENCY_KEY: &str = "idempotency-key";
 /// assert!(!is_idempotent(&http::Request::post("/orders").body(()).unwrap()));
 /// let keyed = http::Request::post("/orders").header("idempotency-key", "k-1").body(()).unwrap();
 /// assert!(is_idempotent(&keyed));
+/// let blank = http::Request::post("/orders").header("idempotency-key", "").body(()).unwrap();
+/// assert!(!is_idempotent(&blank));
 /// ```
 pub fn is_idempotent<B>(request: &Request<B>) -> bool {
+    let keyed = |value: &http::HeaderValue| {
+        value
+            .as_bytes()
+            .iter()
+            .any(|byte| !byte.is_ascii_whitespace())
+    };
     matches!(
         *request.method(),
         Method::GET | Method::HEAD | Method::OPTIONS | Method::PUT | Method::DELETE | Method::TRACE
-    ) || request.headers().contains_key(IDEMPOTENCY_KEY)
+    ) || request.headers().get(IDEMPOTENCY_KEY).is_some_and(keyed)
 }
 
 /// A set of gRPC methods, named as gRPC's service config names them: one method
@@ -70,6 +79,33 @@ enum Entry {
     Method(Name),
     Service(Name),
     Matching(Arc<dyn Fn(&str) -> bool + Send + Sync>),
+}
+
+impl Entry {
+    fn matches(&self, path: &str) -> Option<Specificity> {
+        let (matched, specificity) = match self {
+            Entry::Method(method) => (method.as_str() == path, Specificity::Method),
+            Entry::Service(service) => (
+                split_path(path).is_some_and(|(name, _)| name == service.as_str()),
+                Specificity::Service,
+            ),
+            Entry::Matching(predicate) => (predicate(path), Specificity::Predicate),
+        };
+        matched.then_some(specificity)
+    }
+}
+
+/// How a [`GrpcMethods`] set names a method, least specific first (see
+/// [`GrpcMethods::specificity`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[non_exhaustive]
+pub enum Specificity {
+    /// Only a predicate accepts it.
+    Predicate,
+    /// By its service's name.
+    Service,
+    /// By its own path.
+    Method,
 }
 
 impl GrpcMethods {
@@ -114,13 +150,33 @@ impl GrpcMethods {
 
     /// Whether the method with this path (`/package.Service/Method`) is in the set.
     pub fn contains(&self, path: &str) -> bool {
-        self.entries.iter().any(|entry| match entry {
-            Entry::Method(method) => method.as_str() == path,
-            Entry::Service(service) => {
-                split_path(path).is_some_and(|(name, _)| name == service.as_str())
-            }
-            Entry::Matching(predicate) => predicate(path),
-        })
+        self.entries
+            .iter()
+            .any(|entry| entry.matches(path).is_some())
+    }
+
+    /// How specifically the set names the method with this path: by its path, by its
+    /// service, or only through a predicate (the most specific entry that matches); `None`
+    /// if it is not in the set. gRPC's service config lets a method's own entry beat its
+    /// service's; `GrpcRetry` uses this to do the same.
+    ///
+    /// ```
+    /// use tower_bulwark_core::repeat::{GrpcMethods, Specificity};
+    ///
+    /// # fn main() -> Result<(), tower_bulwark_core::ConfigError> {
+    /// let set = GrpcMethods::new().service("shop.Orders")?.method("/shop.Orders/Get")?;
+    /// assert_eq!(set.specificity("/shop.Orders/Get"), Some(Specificity::Method));
+    /// assert_eq!(set.specificity("/shop.Orders/List"), Some(Specificity::Service));
+    /// assert_eq!(set.specificity("/shop.Users/Get"), None);
+    /// assert!(Specificity::Method > Specificity::Service);
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn specificity(&self, path: &str) -> Option<Specificity> {
+        self.entries
+            .iter()
+            .filter_map(|entry| entry.matches(path))
+            .max()
     }
 
     /// Whether the set is empty.
@@ -343,6 +399,17 @@ mod tests {
         }
         assert!(GrpcMethods::new().is_empty());
         assert!(!GrpcMethods::new().contains("/a.B/Get"));
+        // The most specific entry, whatever the order.
+        let mixed = GrpcMethods::new()
+            .matching(|_| true)
+            .service("a.B")
+            .unwrap()
+            .method("/a.B/Get")
+            .unwrap();
+        assert_eq!(mixed.specificity("/a.B/Get"), Some(Specificity::Method));
+        assert_eq!(mixed.specificity("/a.B/Put"), Some(Specificity::Service));
+        assert_eq!(mixed.specificity("/x.Y/Z"), Some(Specificity::Predicate));
+        assert_eq!(set.specificity("/a.B/Put"), None);
         assert_eq!(format!("{set:?}"), r#"["/a.B/Get", "c.D", "<predicate>"]"#);
     }
 
@@ -382,6 +449,10 @@ mod tests {
         for method in ["POST", "PATCH", "CONNECT"] {
             assert!(!is_idempotent(&request(method, false)), "{method}");
             assert!(is_idempotent(&request(method, true)), "{method} with a key");
+        }
+        for blank in ["", " ", " \t "] {
+            let request = Request::post("/").header(IDEMPOTENCY_KEY, blank).body(());
+            assert!(!is_idempotent(&request.unwrap()), "{blank:?}");
         }
     }
 }

@@ -13,7 +13,7 @@
 mod future;
 
 use std::sync::Arc;
-use std::task::{Context, Poll};
+use std::task::{ready, Context, Poll};
 
 use ::tonic::metadata::MetadataMap;
 use ::tonic::{Code, Status};
@@ -83,8 +83,11 @@ pub fn rejection_to_status(error: &BoxError) -> Option<Status> {
 ///
 /// The status keeps the original error as its [`source`](std::error::Error::source), so
 /// layers and code above still find the [`Rejection`] in it. Errors without a rejection,
-/// and errors that already are a `Status`, pass untouched. Readiness errors are converted
-/// like call errors. Nothing is allocated unless a call is refused.
+/// and errors that already are a `Status`, pass untouched. A refusal in the inner
+/// `poll_ready` is kept and returned, as its status, by the next `call` (the service is
+/// ready): generated tonic clients read only a call's error with `Status::from_error`, and
+/// report a readiness error as `UNKNOWN` ("Service was not ready"). Other readiness errors
+/// are returned by `poll_ready` as they are. Nothing is allocated unless a call is refused.
 ///
 /// ```
 /// use tower::{service_fn, ServiceBuilder, ServiceExt};
@@ -122,20 +125,32 @@ impl<S> Layer<S> for RejectionsAsStatusLayer {
     type Service = RejectionsAsStatus<S>;
 
     fn layer(&self, inner: S) -> Self::Service {
-        RejectionsAsStatus { inner }
+        RejectionsAsStatus::new(inner)
     }
 }
 
 /// The service of a [`RejectionsAsStatusLayer`].
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct RejectionsAsStatus<S> {
     inner: S,
+    /// A refusal from the inner `poll_ready`, as a status, for the next `call`.
+    refused: Option<BoxError>,
+}
+
+/// A clone starts without the pending refusal of the original.
+impl<S: Clone> Clone for RejectionsAsStatus<S> {
+    fn clone(&self) -> Self {
+        RejectionsAsStatus::new(self.inner.clone())
+    }
 }
 
 impl<S> RejectionsAsStatus<S> {
     /// Wraps `inner`.
     pub fn new(inner: S) -> Self {
-        RejectionsAsStatus { inner }
+        RejectionsAsStatus {
+            inner,
+            refused: None,
+        }
     }
 
     /// The wrapped service.
@@ -160,12 +175,25 @@ where
 
     #[inline]
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), BoxError>> {
-        self.inner.poll_ready(cx).map_err(as_status)
+        if self.refused.is_some() {
+            return Poll::Ready(Ok(()));
+        }
+        if let Err(error) = ready!(self.inner.poll_ready(cx)) {
+            let error = error.into();
+            if Rejection::find(&*error).is_none() {
+                return Poll::Ready(Err(error));
+            }
+            self.refused = Some(as_status(error));
+        }
+        Poll::Ready(Ok(()))
     }
 
     #[inline]
     fn call(&mut self, request: Req) -> Self::Future {
-        ResponseFuture::new(self.inner.call(request))
+        match self.refused.take() {
+            Some(status) => ResponseFuture::refused(status),
+            None => ResponseFuture::new(self.inner.call(request)),
+        }
     }
 }
 
@@ -183,6 +211,26 @@ fn as_status(error: impl Into<BoxError>) -> BoxError {
         }
         None => error,
     }
+}
+
+/// A trailers-only response with the [`Status`] found in `error`'s source chain (its first
+/// 64 errors), as tonic's server answers a layer's `Status` error; `None` if there is none.
+pub(crate) fn status_response(
+    error: &(dyn std::error::Error + 'static),
+    content_type: &'static str,
+) -> Option<http::Response<()>> {
+    let status = std::iter::successors(Some(error), |error| error.source())
+        .take(64)
+        .find_map(|error| error.downcast_ref::<Status>())?;
+    let mut response = http::Response::new(());
+    let headers = response.headers_mut();
+    headers.insert(
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static(content_type),
+    );
+    status.add_header(headers).ok()?;
+    tracing::debug!(code = ?status.code(), "request answered with its status");
+    Some(response)
 }
 
 #[cfg(test)]
@@ -300,18 +348,45 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn tower_refusals_and_readiness_errors_are_converted_too() {
+    async fn tower_refusals_and_readiness_refusals_are_converted_too() {
         let status = status_of(|| Box::new(tower::load_shed::error::Overloaded::new())).await;
         assert_eq!(status.code(), Code::ResourceExhausted);
 
-        // A service refusing in `poll_ready`, as a breaker in readiness admission does.
+        // A service refusing in `poll_ready`: ready, and the call returns the status.
         let mut service = RejectionsAsStatus::new(ReadyRefusal);
-        let error = service.ready().await.unwrap_err();
+        let error = service.ready().await.unwrap().call(()).await.unwrap_err();
         assert_eq!(Status::from_error(error).code(), Code::Unavailable);
+        // A clone does not inherit the pending refusal; the next poll asks again.
+        service.ready().await.unwrap();
+        assert!(service.clone().refused.is_none());
+        assert!(service.call(()).await.is_err());
+
+        // Readiness errors without a rejection are left to the caller, as they were.
+        let mut broken = RejectionsAsStatus::new(ReadyFailure);
+        let error = broken.ready().await.unwrap_err();
+        assert_eq!(error.to_string(), "worker gone");
+    }
+
+    /// Fails in `poll_ready` with an error that carries no rejection.
+    #[derive(Debug)]
+    struct ReadyFailure;
+
+    impl Service<()> for ReadyFailure {
+        type Response = ();
+        type Error = BoxError;
+        type Future = std::future::Ready<Result<(), BoxError>>;
+
+        fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), BoxError>> {
+            Poll::Ready(Err("worker gone".into()))
+        }
+
+        fn call(&mut self, (): ()) -> Self::Future {
+            std::future::ready(Ok(()))
+        }
     }
 
     /// Refuses in `poll_ready` with an open circuit.
-    #[derive(Debug)]
+    #[derive(Debug, Clone)]
     struct ReadyRefusal;
 
     impl Service<()> for ReadyRefusal {

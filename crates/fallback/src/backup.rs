@@ -552,6 +552,21 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn an_empty_idempotency_key_does_not_make_a_post_safe_to_send_twice() {
+        let (replica, backup_calls) = backup();
+        for blank in ["", "  "] {
+            let mut request = post();
+            request
+                .headers_mut()
+                .insert("idempotency-key", http::HeaderValue::from_static(blank));
+            let service = BackupLayer::new(replica.clone()).layer(answering(reset));
+            let error = service.oneshot(request).await.unwrap_err();
+            assert_eq!(error.to_string(), "upload reset", "{blank:?}");
+        }
+        assert_eq!(backup_calls.load(SeqCst), 0);
+    }
+
+    #[tokio::test]
     async fn a_request_that_can_be_sent_again_goes_to_the_backup() {
         // A recorded body still within its recording, and a plain `Clone` body.
         for recorded in [true, false] {

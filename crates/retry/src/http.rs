@@ -5,7 +5,7 @@ mod grpc;
 use std::time::Duration;
 
 use http::{Request, Response, StatusCode};
-use tower_bulwark_core::repeat::is_idempotent;
+use tower_bulwark_core::repeat::{is_idempotent, never_sent};
 use tower_bulwark_core::{is_shed_for_overload, Deadline};
 
 pub use self::grpc::GrpcRetry;
@@ -23,7 +23,10 @@ pub const ATTEMPT_HEADER: &str = "x-request-attempt";
 ///
 /// - Only requests that are safe to repeat are retried: idempotent methods (`GET`, `HEAD`,
 ///   `OPTIONS`, `PUT`, `DELETE`, `TRACE`), or any request carrying an `Idempotency-Key`
-///   header ([`HttpRetry::any_method`] lifts this).
+///   header ([`HttpRetry::any_method`] lifts this). Other requests are retried only when
+///   they provably never reached the server (a connection refused: see
+///   [`never_sent`](tower_bulwark_core::repeat::never_sent)), as `GrpcRetry` and
+///   `BackupLayer` do.
 /// - Retried: transport errors (`Err`: connection refused or reset, timeouts, a bulwark
 ///   layer's own attempt timeout), and 408, 429,
 ///   502, 503 and 504, honouring the response's `Retry-After` (or
@@ -79,7 +82,10 @@ impl HttpRetry {
 impl<ReqB, ResB, E: 'static> RetryClassify<Request<ReqB>, Response<ResB>, E> for HttpRetry {
     fn decide(&self, request: &Request<ReqB>, result: &Result<Response<ResB>, E>) -> Decision {
         if !self.repeatable(request) {
-            return Decision::Done;
+            return match result {
+                Err(error) if never_sent(error) => retry_error(error),
+                _ => Decision::Done,
+            };
         }
         match result {
             Err(error) => retry_error(error),

@@ -9,7 +9,7 @@ use pin_project::pin_project;
 use crate::grpc::GrpcCode;
 use crate::rejection::response::{grpc_error_response, ShedRetries};
 use crate::rejection::Protocol;
-use crate::{BoxError, Rejection, RejectionKind};
+use crate::{BoxError, Rejection};
 
 /// Response future of [`HandleRejections`](super::HandleRejections).
 #[pin_project(project = Projection)]
@@ -78,58 +78,29 @@ where
     }
 }
 
-/// The response for an error: its rejection's response, or 500 / `UNKNOWN`.
+/// The response for an error: its rejection's response; for a gRPC request, the status it
+/// carries (feature `tonic`), as tonic's server would answer it; else 500 / `UNKNOWN`.
 pub(super) fn error_response(
     error: &BoxError,
     protocol: Protocol,
     sheds: ShedRetries,
 ) -> Response<()> {
-    let tower_rejection;
-    let rejection = match Rejection::find(&**error) {
-        Some(rejection) => Some(rejection),
-        None => {
-            tower_rejection = tower_equivalent(error);
-            tower_rejection.as_ref()
-        }
-    };
-    match rejection {
-        Some(rejection) => {
-            tracing::debug!(%rejection, "request rejected");
-            let mut response = rejection.to_response_for(protocol, sheds);
-            response.extensions_mut().insert(rejection.clone());
-            response
-        }
-        None => {
-            tracing::error!(error = %error, "request failed inside the service stack");
-            match protocol.grpc_content_type() {
-                Some(content_type) => {
-                    grpc_error_response(GrpcCode::Unknown, "internal error", content_type)
-                }
-                None => {
-                    let mut response = Response::new(());
-                    *response.status_mut() = StatusCode::INTERNAL_SERVER_ERROR;
-                    response
-                }
-            }
-        }
+    if let Some(rejection) = Rejection::find(&**error) {
+        tracing::debug!(%rejection, "request rejected");
+        let mut response = rejection.to_response_for(protocol, sheds);
+        response.extensions_mut().insert(rejection.clone());
+        return response;
     }
-}
-
-/// tower's own refusals, answered like ours: `LoadShed`'s `Overloaded` as overloaded (503),
-/// `Timeout`'s `Elapsed` as deadline exceeded (504).
-fn tower_equivalent(error: &BoxError) -> Option<Rejection> {
-    let mut next: Option<&(dyn std::error::Error + 'static)> = Some(&**error);
-    while let Some(error) = next {
-        if error.is::<tower::load_shed::error::Overloaded>() {
-            return Some(Rejection::new(RejectionKind::Overloaded, "tower-load-shed"));
+    if let Some(content_type) = protocol.grpc_content_type() {
+        #[cfg(feature = "tonic")]
+        if let Some(response) = crate::status::status_response(&**error, content_type) {
+            return response;
         }
-        if error.is::<tower::timeout::error::Elapsed>() {
-            return Some(Rejection::new(
-                RejectionKind::DeadlineExceeded,
-                "tower-timeout",
-            ));
-        }
-        next = error.source();
+        tracing::error!(error = %error, "request failed inside the service stack");
+        return grpc_error_response(GrpcCode::Unknown, "internal error", content_type);
     }
-    None
+    tracing::error!(error = %error, "request failed inside the service stack");
+    let mut response = Response::new(());
+    *response.status_mut() = StatusCode::INTERNAL_SERVER_ERROR;
+    response
 }

@@ -12,14 +12,17 @@ use crate::rejection::response::ShedRetries;
 ///   [`Rejection`](crate::Rejection) is also put in the response's extensions, so layers
 ///   above can tell a rejection from an answer of the inner service.
 /// - tower's own refusals are answered the same way: `LoadShed`'s `Overloaded` as
-///   overloaded (503 / `RESOURCE_EXHAUSTED`), `Timeout`'s `Elapsed` as deadline exceeded
-///   (504 / `DEADLINE_EXCEEDED`).
+///   overloaded (503 / `RESOURCE_EXHAUSTED`), `Timeout`'s `Elapsed` as an attempt
+///   timeout (`TimedOut`: 504 / `DEADLINE_EXCEEDED`).
 /// - A shed (overloaded, bulkhead full) answers a gRPC request with
 ///   `grpc-retry-pushback-ms: -1`, gRPC's "do not retry", so standard gRPC clients with a
 ///   retry policy do not retry it at every hop; see
 ///   [`Rejection::to_grpc_response`](crate::Rejection::to_grpc_response) for why, and
 ///   [`allow_grpc_shed_retries`](HandleRejectionsLayer::allow_grpc_shed_retries) to send
 ///   the shedding layer's wait instead. HTTP answers keep their `Retry-After`.
+/// - With feature `tonic`, an error carrying a `tonic::Status` (an auth filter's
+///   `PERMISSION_DENIED`) answers a gRPC request with that status, as tonic's server
+///   would.
 /// - Any other error becomes HTTP 500 or gRPC `UNKNOWN`, and is logged at `error` level;
 ///   its text is not sent to the client.
 /// - gRPC-Web requests get gRPC-Web content types back.

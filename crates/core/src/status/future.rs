@@ -7,18 +7,36 @@ use pin_project::pin_project;
 use crate::BoxError;
 
 /// Response future of [`RejectionsAsStatus`](super::RejectionsAsStatus): the inner future,
-/// its refusals turned into statuses.
-#[pin_project]
+/// its refusals turned into statuses, or a refusal from readiness.
+#[pin_project(project = Projection)]
 #[derive(Debug)]
 pub struct ResponseFuture<F> {
     #[pin]
-    inner: F,
+    state: State<F>,
+}
+
+#[pin_project(project = StateProjection)]
+#[derive(Debug)]
+enum State<F> {
+    Inner {
+        #[pin]
+        future: F,
+    },
+    Refused(Option<BoxError>),
 }
 
 impl<F> ResponseFuture<F> {
     #[inline(always)]
-    pub(super) fn new(inner: F) -> Self {
-        ResponseFuture { inner }
+    pub(super) fn new(future: F) -> Self {
+        ResponseFuture {
+            state: State::Inner { future },
+        }
+    }
+
+    pub(super) fn refused(status: BoxError) -> Self {
+        ResponseFuture {
+            state: State::Refused(Some(status)),
+        }
     }
 }
 
@@ -31,6 +49,11 @@ where
 
     #[inline]
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        self.project().inner.poll(cx).map_err(super::as_status)
+        match self.project().state.project() {
+            StateProjection::Inner { future } => future.poll(cx).map_err(super::as_status),
+            StateProjection::Refused(status) => Poll::Ready(Err(status
+                .take()
+                .expect("ResponseFuture polled after completion"))),
+        }
     }
 }

@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use http::{Request, Response};
 use tower_bulwark_core::repeat::{never_sent, GrpcMethods};
-use tower_bulwark_core::{ConfigError, GrpcClassifier, GrpcCode, Name};
+use tower_bulwark_core::{ConfigError, Deadline, GrpcClassifier, GrpcCode, Name};
 
 use super::with_pushback;
 use crate::decide::retry_error;
@@ -24,8 +24,9 @@ use crate::{Decision, RetryClassify};
 ///   so does the shed-for-overload marker
 ///   ([`OVERLOADED_HEADER`](tower_bulwark_core::OVERLOADED_HEADER)). Transport errors and
 ///   the stack's own attempt timeout are retried too: the method is safe to repeat, so a
-///   call that may have run can run again. The first rule that contains the method
-///   decides: put narrower rules first.
+///   call that may have run can run again. As in gRPC's service config, the most
+///   specific rule decides: one naming the method beats one naming its service, which
+///   beats a predicate; among equals, the first.
 /// - **Every method**: a call that provably never reached the server is retried, as
 ///   gRPC's transparent retry does: a connection refused, tonic's connect errors, an
 ///   HTTP/2 stream the server refused (`REFUSED_STREAM`); see
@@ -34,8 +35,9 @@ use crate::{Decision, RetryClassify};
 ///   composition contract), and on methods not marked, any answer or any error after
 ///   which the server may have run the call (a reset, a timeout).
 ///
-/// Cloning costs one `Arc` clone (tower's `Retry` clones the policy for every call);
-/// deciding allocates nothing.
+/// The `Deadline` in the request's extensions is honoured like the task's current one
+/// (behind a `Buffer`, it is the only one left). Cloning costs one `Arc` clone (tower's
+/// `Retry` clones the policy for every call); deciding allocates nothing.
 ///
 /// ```
 /// use http::{Request, Response};
@@ -104,10 +106,19 @@ impl GrpcRetry {
         })
     }
 
-    /// The codes the method with this path is retried on, if it is marked.
+    /// The codes the method with this path is retried on, if it is marked: the most
+    /// specific rule's, the first of them on a tie.
     fn codes_for(&self, path: &str) -> Option<Codes> {
-        let rule = self.rules.iter().find(|rule| rule.methods.contains(path))?;
-        Some(rule.codes)
+        let mut best = None;
+        for rule in self.rules.iter() {
+            let Some(specificity) = rule.methods.specificity(path) else {
+                continue;
+            };
+            if best.is_none_or(|(most, _)| specificity > most) {
+                best = Some((specificity, rule.codes));
+            }
+        }
+        best.map(|(_, codes)| codes)
     }
 }
 
@@ -133,6 +144,10 @@ impl<ReqB, ResB, E: 'static> RetryClassify<Request<ReqB>, Response<ResB>, E> for
                 }
             }
         }
+    }
+
+    fn request_deadline(&self, request: &Request<ReqB>) -> Option<Deadline> {
+        request.extensions().get::<Deadline>().copied()
     }
 }
 
@@ -248,7 +263,7 @@ mod tests {
     }
 
     #[test]
-    fn each_rule_retries_its_own_codes_and_the_first_match_decides() {
+    fn each_rule_retries_its_own_codes_and_the_most_specific_decides() {
         let retry = GrpcRetry::new()
             .method(GET)
             .unwrap()
@@ -258,7 +273,7 @@ mod tests {
             )
             .unwrap();
         let code = |code: &str| answer(&[("grpc-status", code)]);
-        // `Get` matches its own rule first: UNAVAILABLE only.
+        // `Get` is named by its own rule: UNAVAILABLE only.
         assert_eq!(retry.decide(&call(GET), &code("14")), RETRY);
         assert_eq!(retry.decide(&call(GET), &code("8")), Decision::Done);
         // Other methods of the service: their rule's codes.
