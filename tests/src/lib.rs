@@ -58,3 +58,30 @@ pub fn get(path: &str, headers: &[(&str, &str)]) -> http::Request<Full<Bytes>> {
     }
     request.body(Full::default()).expect("valid request")
 }
+
+/// Holds tokio's paused clock still while requests travel over real sockets, for tests in
+/// paused time over loopback.
+///
+/// A paused clock jumps to the next timer whenever the runtime has nothing to do, and a
+/// runtime waiting for a socket has nothing to do: an answer on its way could lose to a
+/// timeout. tokio does not auto-advance while a blocking task runs (see
+/// `tokio::time::pause`), so [`hold`](Still::hold) starts one that lasts until
+/// [`release`](Still::release). A transport holds from sending a request until its answer;
+/// a handler that means to hang releases, and the clock runs to the timeouts, as it would
+/// for a dependency that never answers. Sequential calls only: one hold at a time.
+#[derive(Debug, Clone, Default)]
+pub struct Still(std::sync::Arc<std::sync::Mutex<Option<std::sync::mpsc::Sender<()>>>>);
+
+impl Still {
+    /// Keeps the clock still until [`release`](Still::release).
+    pub fn hold(&self) {
+        let (release, released) = std::sync::mpsc::channel::<()>();
+        tokio::task::spawn_blocking(move || released.recv());
+        *self.0.lock().expect("not poisoned") = Some(release);
+    }
+
+    /// Lets the clock auto-advance again.
+    pub fn release(&self) {
+        self.0.lock().expect("not poisoned").take();
+    }
+}

@@ -13,13 +13,14 @@ use bytes::Bytes;
 use http_body_util::channel::Channel;
 use http_body_util::{BodyExt, Full};
 use tokio::sync::{Notify, Semaphore};
-use tower::{service_fn, Layer, ServiceExt};
+use tower::{service_fn, Layer, ServiceBuilder, ServiceExt};
 use tower_bulwark::breaker::State;
+use tower_bulwark::deadline::CarryDeadlineLayer;
 use tower_bulwark::fallback::FallbackLayer;
 use tower_bulwark::presets::{ClientPreset, ServerPreset};
 use tower_bulwark::shed::{Fixed, FromRequest, ShedLayer};
 use tower_bulwark::{find_rejection, BoxError, Deadline, HttpClassifier, RejectionKind};
-use tower_bulwark_tests::{get as get_with, send, serve_axum};
+use tower_bulwark_tests::{get as get_with, send, serve_axum, Still};
 
 /// A server behind the server preset whose `/` answers with `status` and counts hits; it
 /// records the `x-request-timeout-ms` it receives.
@@ -333,4 +334,268 @@ async fn a_streaming_response_holds_the_drain_until_its_body_ends() {
     assert_eq!(&body[..], b"first last");
     assert_eq!(drained.await.unwrap().cut, 0);
     assert_eq!(drain.in_flight(), 0);
+}
+
+// === the client preset as shipped, over real HTTP in paused time ===
+
+/// A backend whose `/` records the `x-request-timeout-ms` of each call and answers "ok",
+/// except the calls (numbered from 1) for which `hangs` is true: those never answer.
+struct Slow {
+    addr: std::net::SocketAddr,
+    sent: Arc<Mutex<Vec<Option<u64>>>>,
+    still: Still,
+}
+
+async fn slow_backend(hangs: fn(usize) -> bool) -> Slow {
+    let sent = Arc::new(Mutex::new(Vec::new()));
+    let still = Still::default();
+    let app = Router::new().route(
+        "/",
+        get({
+            let (sent, still) = (sent.clone(), still.clone());
+            move |headers: HeaderMap| {
+                let (sent, still) = (sent.clone(), still.clone());
+                async move {
+                    let timeout = headers
+                        .get("x-request-timeout-ms")
+                        .map(|v| v.to_str().unwrap().parse().unwrap());
+                    let n = {
+                        let mut sent = sent.lock().unwrap();
+                        sent.push(timeout);
+                        sent.len()
+                    };
+                    if hangs(n) {
+                        still.release();
+                        std::future::pending::<()>().await;
+                    }
+                    "ok"
+                }
+            }
+        }),
+    );
+    Slow {
+        addr: serve_axum(app).await,
+        sent,
+        still,
+    }
+}
+
+/// A real HTTP/1 transport to `backend` that holds the clock still while it waits.
+fn still_transport(
+    backend: &Slow,
+) -> impl tower::Service<
+    http::Request<Full<Bytes>>,
+    Response = http::Response<Bytes>,
+    Error = BoxError,
+    Future = impl Send,
+> + Clone {
+    let (addr, still) = (backend.addr, backend.still.clone());
+    service_fn(move |request: http::Request<Full<Bytes>>| {
+        let still = still.clone();
+        async move {
+            still.hold();
+            let received = send(addr, request).await;
+            still.release();
+            Ok::<_, BoxError>(http::Response::from_parts(received.head, received.body))
+        }
+    })
+}
+
+fn sent(backend: &Slow) -> Vec<Option<u64>> {
+    backend.sent.lock().unwrap().clone()
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_presets_attempt_timeout_is_retried_within_the_callers_deadline() {
+    let backend = slow_backend(|n| n == 1).await;
+    let client = ClientPreset::http("backend").unwrap();
+    let breaker = client.breaker.handle();
+    let service = client.layer().service(still_transport(&backend));
+
+    let started = tokio::time::Instant::now();
+    let response = Deadline::after(Duration::from_secs(30))
+        .scope(service.oneshot(get_root()))
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    assert_eq!(&response.body()[..], b"ok");
+    // The first attempt ended at its 10 s timeout; the retry waited its backoff (at most
+    // 50 ms, full jitter) and was answered at once.
+    let elapsed = started.elapsed();
+    assert!(
+        (Duration::from_secs(10)..=Duration::from_millis(10_050)).contains(&elapsed),
+        "{elapsed:?}"
+    );
+    let sent = sent(&backend);
+    assert_eq!(sent.len(), 2, "the attempt that timed out, and one retry");
+    assert_eq!(sent[0], Some(28_500), "95% of 30 s");
+    // The retry was sent what was left: 95% of 30 s less the elapsed time.
+    let left = Duration::from_secs(30) - elapsed;
+    assert_eq!(sent[1], Some((left.as_millis() as u64 * 95) / 100));
+    let snapshot = breaker.snapshot();
+    assert_eq!(snapshot.state, State::Closed);
+    assert_eq!(snapshot.consecutive_failures, 0, "the retry succeeded");
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_presets_attempt_timeouts_stop_at_the_callers_deadline() {
+    let backend = slow_backend(|_| true).await;
+    let client = ClientPreset::http("backend").unwrap();
+    let breaker = client.breaker.handle();
+    let service = client.layer().service(still_transport(&backend));
+
+    let started = tokio::time::Instant::now();
+    let error = Deadline::after(Duration::from_secs(15))
+        .scope(service.oneshot(get_root()))
+        .await
+        .unwrap_err();
+    // The first attempt timed out at 10 s and was retried; the retry had only what was
+    // left, and its end is the caller's deadline: not retried, and not a failure.
+    assert_eq!(
+        find_rejection(&error).unwrap().kind(),
+        RejectionKind::DeadlineExceeded
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(15),
+        "{:?}",
+        started.elapsed()
+    );
+    let sent = sent(&backend);
+    assert_eq!(sent.len(), 2);
+    assert_eq!(sent[0], Some(14_250));
+    assert!(sent[1].unwrap() <= 4_750, "{sent:?}");
+    let snapshot = breaker.snapshot();
+    assert_eq!(snapshot.consecutive_failures, 1, "only the attempt timeout");
+    assert_eq!(snapshot.state, State::Closed);
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_presets_attempt_timeouts_stop_after_three_attempts() {
+    let backend = slow_backend(|_| true).await;
+    let client = ClientPreset::http("backend").unwrap();
+    let breaker = client.breaker.handle();
+    let service = client.layer().service(still_transport(&backend));
+
+    let started = tokio::time::Instant::now();
+    let error = service.oneshot(get_root()).await.unwrap_err();
+    assert_eq!(
+        find_rejection(&error).unwrap().kind(),
+        RejectionKind::TimedOut
+    );
+    // Three attempts of 10 s, and two backoffs of at most 50 and 100 ms.
+    let elapsed = started.elapsed();
+    assert!(
+        (Duration::from_secs(30)..=Duration::from_millis(30_150)).contains(&elapsed),
+        "{elapsed:?}"
+    );
+    assert_eq!(sent(&backend), [None, None, None], "no deadline, none sent");
+    let snapshot = breaker.snapshot();
+    assert_eq!(snapshot.consecutive_failures, 3);
+    assert_eq!(snapshot.state, State::Closed, "it opens after 5");
+}
+
+/// The preset's bulkhead (100 calls in flight, no queue) full: every further call is
+/// refused at once, not retried, and the breaker above it counts none of the refusals.
+#[tokio::test]
+async fn the_presets_full_bulkhead_never_opens_its_breaker() {
+    // A plain server: the server preset's shedding would refuse most of 100 held calls.
+    let (entered, release) = (Arc::new(Semaphore::new(0)), Arc::new(Notify::new()));
+    let hold = {
+        let (entered, release) = (entered.clone(), release.clone());
+        move || {
+            let (entered, release) = (entered.clone(), release.clone());
+            async move {
+                let released = release.notified();
+                entered.add_permits(1);
+                released.await;
+                "held"
+            }
+        }
+    };
+    let hits = Arc::new(AtomicUsize::new(0));
+    let count = hits.clone();
+    let app = Router::new().route("/hold", get(hold)).route(
+        "/",
+        get(move || {
+            count.fetch_add(1, Ordering::SeqCst);
+            async { "ok" }
+        }),
+    );
+    let addr = serve_axum(app).await;
+    let client = ClientPreset::http("backend").unwrap();
+    let (breaker, bulkhead) = (client.breaker.handle(), client.bulkhead.handle());
+    let service = client.layer().service(transport(addr));
+
+    let held: Vec<_> = (0..100)
+        .map(|_| tokio::spawn(service.clone().oneshot(get_with("/hold", &[]))))
+        .collect();
+    entered.acquire_many(100).await.unwrap().forget();
+    assert_eq!(bulkhead.snapshot().in_flight, 100);
+
+    for i in 0..10 {
+        let error = service.clone().oneshot(get_root()).await.unwrap_err();
+        assert_eq!(
+            find_rejection(&error).unwrap().kind(),
+            RejectionKind::BulkheadFull,
+            "call {i}"
+        );
+    }
+    let snapshot = breaker.snapshot();
+    assert_eq!(snapshot.state, State::Closed);
+    assert_eq!(snapshot.consecutive_failures, 0);
+    assert_eq!(snapshot.rejected, 0, "the breaker refused nothing");
+    assert_eq!(
+        bulkhead.snapshot().rejected_queue_full,
+        10,
+        "each refused once"
+    );
+    assert_eq!(
+        hits.load(Ordering::SeqCst),
+        0,
+        "refused at home, never retried"
+    );
+
+    release.notify_waiters();
+    for call in held {
+        assert_eq!(call.await.unwrap().unwrap().status(), 200);
+    }
+    let response = service.oneshot(get_root()).await.unwrap();
+    assert_eq!(&response.body()[..], b"ok");
+    assert_eq!(breaker.state(), State::Closed);
+    assert_eq!(bulkhead.snapshot().in_flight, 0);
+}
+
+/// tower's `Buffer` runs `call` on its worker task, which has no current deadline: the first
+/// attempt went out without the deadline header. `CarryDeadlineLayer` before the `Buffer`
+/// carries it in the request.
+#[tokio::test(start_paused = true)]
+async fn behind_a_buffer_the_first_attempt_carries_the_deadline_with_carry_deadline() {
+    let backend = slow_backend(|_| false).await;
+    let client = ClientPreset::http("backend").unwrap();
+
+    let lost = ServiceBuilder::new()
+        .buffer(16)
+        .layer(client.layer())
+        .service(still_transport(&backend));
+    let response = Deadline::after(Duration::from_secs(2))
+        .scope(lost.oneshot(get_root()))
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+
+    let carried = ServiceBuilder::new()
+        .layer(CarryDeadlineLayer::new())
+        .buffer(16)
+        .layer(client.layer())
+        .service(still_transport(&backend));
+    let response = Deadline::after(Duration::from_secs(2))
+        .scope(carried.oneshot(get_root()))
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    assert_eq!(
+        sent(&backend),
+        [None, Some(1_900)],
+        "95% of 2 s, with the layer"
+    );
 }

@@ -32,6 +32,13 @@ pub enum Admission {
     FailFast,
     /// `poll_ready` is `Pending` while the breaker refuses, and wakes the task when a probe
     /// may go. For load balancers (`tower::balance::p2c`) that route to ready endpoints.
+    ///
+    /// The wait never outlasts the task's current deadline
+    /// ([`Deadline::current`](tower_bulwark_core::Deadline::current)): when it passes,
+    /// `poll_ready` is ready and `call` refuses with `CircuitOpen`, as in fail-fast
+    /// admission. Keyed breakers ([`KeyedCircuitBreakerLayer`](crate::KeyedCircuitBreakerLayer))
+    /// know their key only in `call`, so they refuse this mode with a
+    /// [`ConfigError`] naming `admission`.
     Readiness,
 }
 

@@ -38,7 +38,10 @@ use crate::{BreakerHandle, State};
 /// Finding a breaker takes a shared read lock and reads the clock; only a new key takes the
 /// write lock.
 ///
-/// Admission is fail-fast: the key is known only in `call`, after `poll_ready`.
+/// Admission is fail-fast: the key is known only in `call`, after `poll_ready`, so there
+/// is no breaker to wait on in `poll_ready` (which only readies the inner service). A
+/// builder set to [`Admission::Readiness`] is refused by [`KeyedCircuitBreakerLayer::new`]
+/// with a [`ConfigError`] naming `admission`, rather than silently failing fast.
 ///
 /// ```
 /// use std::time::Duration;

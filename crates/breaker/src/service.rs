@@ -6,7 +6,7 @@ use std::task::{Context, Poll};
 
 use tokio::sync::futures::OwnedNotified;
 use tokio::time::Sleep;
-use tower_bulwark_core::{BoxError, Classify};
+use tower_bulwark_core::{BoxError, Classify, Deadline};
 use tower_service::Service;
 
 use crate::breaker::{Breaker, Permit, Refusal};
@@ -19,7 +19,12 @@ use crate::future::ResponseFuture;
 /// half-open, its probe slot) until its response future completes or is dropped. In
 /// fail-fast admission a refused call is answered by `call` with [`CircuitOpen`](crate::CircuitOpen)
 /// and the inner service is neither polled nor called; in readiness admission `poll_ready`
-/// stays `Pending` until a probe may go.
+/// stays `Pending` until a probe may go, but never past the caller's deadline: the request
+/// is not known yet, so the deadline is the task's current one ([`Deadline::current`]);
+/// when it passes, `poll_ready` is ready and `call` answers `CircuitOpen`, as in fail-fast
+/// admission (the same as a bulkhead's backpressure wait), so the service stays usable.
+/// Behind tower's `Buffer`, whose worker task polls readiness, there is no current
+/// deadline: the wait lasts until a probe may go.
 ///
 /// A permit taken by `poll_ready` is the call's admission: a call readied while closed goes
 /// through even if the breaker trips before `call`, and a service readied while half-open
@@ -84,23 +89,34 @@ impl<S, C> CircuitBreaker<S, C> {
         }
     }
 
-    /// Readiness admission: wakes the task at the change it listens for, or when deciding
-    /// again may admit it: an open breaker announces nothing when its open duration ends,
-    /// nor does half-open when it times out, so a timer wakes the task then.
-    fn wake_to_decide_again(&mut self, refusal: Refusal, cx: &mut Context<'_>) {
+    /// Readiness admission: wakes the task at the change it listens for, when deciding
+    /// again may admit it (an open breaker announces nothing when its open duration ends,
+    /// nor does half-open when it times out), or at the caller's `deadline`, whichever
+    /// comes first; a timer wakes the task at either instant.
+    fn wake_to_decide_again(
+        &mut self,
+        refusal: Refusal,
+        deadline: Option<Deadline>,
+        cx: &mut Context<'_>,
+    ) {
         if let Some(changed) = &mut self.changed {
             if changed.as_mut().poll(cx).is_ready() {
                 cx.waker().wake_by_ref();
                 return;
             }
         }
-        let Some(deadline) = self.breaker.decide_again_at(refusal) else {
+        let again = self.breaker.decide_again_at(refusal);
+        let Some(at) = [again, deadline.map(Deadline::instant)]
+            .into_iter()
+            .flatten()
+            .min()
+        else {
             return;
         };
         let sleep = self
             .sleep
-            .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(deadline)));
-        sleep.as_mut().reset(deadline);
+            .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(at)));
+        sleep.as_mut().reset(at);
         if sleep.as_mut().poll(cx).is_ready() {
             cx.waker().wake_by_ref();
         }
@@ -186,7 +202,14 @@ where
                         return Poll::Ready(Ok(()));
                     }
                     Err(refusal) => {
-                        self.wake_to_decide_again(refusal, cx);
+                        // The request is not known yet: the wait ends at the task's deadline,
+                        // and then `call` refuses, as a bulkhead's backpressure wait does.
+                        let deadline = Deadline::current();
+                        if deadline.is_some_and(Deadline::is_expired) {
+                            self.refusal = Some(refusal);
+                            return Poll::Ready(Ok(()));
+                        }
+                        self.wake_to_decide_again(refusal, deadline, cx);
                         return Poll::Pending;
                     }
                 }

@@ -3,10 +3,17 @@
 //!
 //! - [`ServerPreset`], for servers: rejections become responses → drain → deadline acceptance → load
 //!   shedding → the handler. [`ServerPreset::http`] and [`ServerPreset::grpc`].
-//! - [`ClientPreset`], for clients: retry (with a budget; never retrying a refusal of the layers below)
-//!   → deadline propagation (inside retry, so each attempt sends the time actually left) →
-//!   circuit breaker → bulkhead → attempt timeout → the transport.
-//!   [`ClientPreset::http`] and [`ClientPreset::grpc`].
+//! - [`ClientPreset`], for clients: retry (with a budget; never retrying a refusal of the
+//!   layers below, except the attempt timeout) → deadline propagation (inside retry, so each
+//!   attempt sends the time actually left) → circuit breaker → bulkhead → attempt timeout →
+//!   the transport. [`ClientPreset::http`] and [`ClientPreset::grpc`].
+//!
+//! The layers read each other's results by the composition contract
+//! (`docs/composition.md`): a full bulkhead never opens the breaker, the attempt timeout is
+//! retried within the attempts, the budget and the caller's deadline, and a passed deadline
+//! is not retried. The caller's deadline is the task's current one: behind tower's `Buffer`
+//! or a spawned task, carry it in the request with
+//! [`CarryDeadlineLayer`](crate::deadline::CarryDeadlineLayer) placed before the hop.
 //!
 //! ```
 //! use axum::{routing::get, Router};
@@ -42,9 +49,20 @@ pub type ServerLayer<C> = ServiceBuilder<
     >,
 >;
 
-/// The recommended server stack. Defaults: deadlines from `grpc-timeout` or
-/// `x-request-timeout-ms`, at most 30 s, 10 s when none is sent; shedding with Gradient2 by
-/// criticality (`x-request-criticality`), failures per the protocol's classifier; a drain.
+/// The recommended server stack, outermost first: rejections become responses → drain →
+/// deadline acceptance → load shedding → the handler. Defaults:
+///
+/// - deadline acceptance: the caller's deadline from `grpc-timeout`, else
+///   `x-request-timeout-ms`; at most 30 s, 10 s when none is sent; the handler stops 5 ms
+///   before it (HTTP 504, gRPC `DEADLINE_EXCEEDED`);
+/// - load shedding: an adaptive limit with Gradient2 and Netflix's defaults (starting at
+///   20 calls in flight, between 20 and 200), by criticality (`x-request-criticality`:
+///   `sheddable` calls may use 50% of the limit, `sheddable-plus` 70%, `critical` 90%,
+///   `critical-plus` all of it); a shed call gets 503 with a 1 s `Retry-After` and the
+///   `x-bulwark-overloaded` marker (gRPC: `RESOURCE_EXHAUSTED` with
+///   `grpc-retry-pushback-ms: -1`, "do not retry"); the limit learns from the protocol's
+///   classifier;
+/// - a drain, started by its handle.
 #[derive(Debug, Clone)]
 #[non_exhaustive]
 pub struct ServerPreset<C> {
@@ -115,11 +133,28 @@ pub type ClientLayer<R, C> = ServiceBuilder<
     >,
 >;
 
-/// The recommended client stack. Defaults: 3 attempts with exponential backoff and full
-/// jitter under a 20% budget (plus 10 retries/s), refusals of the layers below never
-/// retried; the caller's deadline passed on less 5%; a breaker opening after 5 consecutive
-/// failures for 5 s; 100 calls in flight; 10 s per attempt. Requests must be `Clone` (for
-/// retries): `Full<Bytes>` bodies are; wrap streaming ones with `ReplayLayer`.
+/// The recommended client stack, outermost first: retry → deadline propagation → circuit
+/// breaker → bulkhead → attempt timeout → the transport. Defaults:
+///
+/// - retry: at most 3 attempts (the first included), waiting an exponential backoff from
+///   50 ms, doubling, with full jitter, at most 5 s (a server asking for a longer wait is
+///   not retried), within a budget of 20% of the calls of the last 10 s plus 10 retries per
+///   second. Never retrying a refusal of the layers below, except the attempt timeout: an
+///   open breaker, a full bulkhead or a passed deadline ends the call, an attempt that timed
+///   out is retried, and no retry waits past the caller's deadline. Which answers are
+///   retried: [`HttpRetry`] (idempotent requests; 408, 429, 502, 503, 504 but not sheds) or
+///   [`GrpcRetry`] (see [`ClientPreset::grpc`]);
+/// - deadline propagation: 95% of the caller's time left is sent on (a call for which that
+///   is under 1 ms fails at once); a call without a deadline gets none;
+/// - circuit breaker: opens after 5 consecutive failures (per the protocol's classifier;
+///   refusals by the layers below are not failures) for 30 s, then lets one probe through,
+///   which closes it on success; fail-fast admission;
+/// - bulkhead: 100 calls in flight, no queue: the next call is refused at once
+///   (`BulkheadFull`);
+/// - attempt timeout: 10 s per attempt, less when the caller's deadline is nearer.
+///
+/// Requests must be `Clone` (for retries): `Full<Bytes>` bodies are; wrap streaming ones
+/// with `ReplayLayer`.
 #[derive(Debug, Clone)]
 #[non_exhaustive]
 pub struct ClientPreset<R, C> {

@@ -12,11 +12,15 @@ use crate::bulkhead::BulkheadConfig;
 use crate::deadline::{AcceptDeadlineLayer, PropagateDeadlineLayer, TimeoutLayer};
 use crate::presets::{ClientPreset, ServerPreset};
 use crate::retry::{Backoff, HttpRetry, Jitter, RatioBudget, RetryPolicy, SkipRejections};
-use crate::shed::{FromRequest, ShedConfig};
+use crate::shed::{FromRequest, Gradient2, ShedConfig};
 
-/// A server stack and any number of named client stacks, from TOML, JSON or YAML. Every
-/// field is optional: what is missing keeps the preset's default. Unknown fields are an
-/// error; durations are in milliseconds.
+/// A server stack and any number of named client stacks, from TOML, JSON or YAML, built on
+/// the presets ([`ServerPreset::http`], [`ClientPreset::http`]: their docs list the
+/// defaults). Every field is optional: what is missing keeps the preset's default, also
+/// inside a section given in part (a `bulkhead` with only `max_queue` keeps 100 calls in
+/// flight; a `shed` without `algorithm` keeps Gradient2). A section replaces its layer,
+/// with its own listeners (none). Unknown fields are an error; durations are in
+/// milliseconds.
 ///
 /// ```
 /// use tower_bulwark::StackConfig;
@@ -144,8 +148,12 @@ impl StackConfig {
             preset.deadline = builder.build()?;
         }
         if let Some(shed) = &server.shed {
-            preset.shed = shed
-                .builder()?
+            let mut builder = shed.builder()?;
+            if shed.algorithm.is_none() {
+                // The preset's, not the shed layer's own default (Vegas).
+                builder = builder.algorithm(Gradient2::default());
+            }
+            preset.shed = builder
                 .name(shed.name.clone().unwrap_or_else(|| "server".to_string()))
                 .criticality(FromRequest)
                 .classify(HttpClassifier)
@@ -206,6 +214,11 @@ impl StackConfig {
             if bulkhead.name.is_none() {
                 builder = builder.name(name);
             }
+            if bulkhead.max_concurrent.is_none() {
+                // The preset's, not the bulkhead's own default (25).
+                let preset_limit = preset.bulkhead.handle().snapshot().max_concurrent;
+                builder = builder.max_concurrent(preset_limit);
+            }
             preset.bulkhead = builder.build()?;
         }
         if let Some(timeout) = client.attempt_timeout_ms {
@@ -246,6 +259,36 @@ mod tests {
             "keep"
         );
         assert!(serde_json::from_str::<StackConfig>(r#"{"servers":{}}"#).is_err());
+    }
+
+    /// A section given in part keeps the preset's defaults for the rest, not the layer's
+    /// own (a bulkhead alone allows 25 calls in flight; a shed layer alone runs Vegas).
+    #[tokio::test]
+    async fn a_partial_section_keeps_the_presets_other_defaults() {
+        use tower::{Layer, ServiceExt};
+
+        let config: StackConfig = serde_json::from_str(
+            r#"{
+                "server": { "shed": { "name": "edge" } },
+                "clients": { "x": { "bulkhead": { "max_queue": 5 } } }
+            }"#,
+        )
+        .unwrap();
+        let bulkhead = config.http_client("x").unwrap().bulkhead.handle();
+        let snapshot = bulkhead.snapshot();
+        assert_eq!((snapshot.max_concurrent, snapshot.max_queue), (100, 5));
+
+        let shed = config.http_server().unwrap().shed;
+        let answer = tower::service_fn(|_: http::Request<()>| async {
+            Ok::<_, std::convert::Infallible>(http::Response::new(()))
+        });
+        shed.layer(answer)
+            .oneshot(http::Request::new(()))
+            .await
+            .unwrap();
+        // Gradient2 (the preset's) learns a long-term latency, Vegas a no-load one.
+        let rtt = shed.handle().snapshot().rtt;
+        assert!(rtt.long.is_some() && rtt.no_load.is_none(), "{rtt:?}");
     }
 
     #[test]

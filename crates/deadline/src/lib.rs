@@ -12,6 +12,11 @@
 //!   `grpc-timeout` or `x-request-timeout-ms`, and enforces the same time locally.
 //! - Timeouts: [`TimeoutLayer`] (`min(timeout, time left)`) and [`AdaptiveTimeoutLayer`]
 //!   (a percentile of observed latency times a multiplier, clamped).
+//! - Across tasks: the handler's current deadline belongs to its task. tower's `Buffer` runs
+//!   `call` on its worker task and `tokio::spawn` starts a task without it, so the layers
+//!   behind them see only the `Deadline` the request carries. [`CarryDeadlineLayer`], placed
+//!   just outside the `Buffer` (or before the spawn), copies the current deadline into the
+//!   request; the propagate layer and the retry classifiers read it from there.
 //!
 //! Headers are parsed strictly ([`parse_grpc_timeout`] follows the gRPC spec: 1-8 digits
 //! and a unit); a malformed value is never a panic: it is ignored, or refused with
@@ -42,6 +47,7 @@
 
 mod accept;
 mod adaptive;
+mod carry;
 mod future;
 mod grpc_timeout;
 mod latency;
@@ -51,6 +57,7 @@ mod wire;
 
 pub use self::accept::{AcceptBuilder, AcceptDeadline, AcceptDeadlineLayer, OnInvalid};
 pub use self::adaptive::{AdaptiveBuilder, AdaptiveTimeout, AdaptiveTimeoutLayer};
+pub use self::carry::{CarryDeadline, CarryDeadlineLayer};
 pub use self::future::ResponseFuture;
 pub use self::grpc_timeout::{encode_grpc_timeout, parse_grpc_timeout};
 pub use self::propagate::{

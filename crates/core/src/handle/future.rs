@@ -104,3 +104,40 @@ pub(super) fn error_response(
     *response.status_mut() = StatusCode::INTERNAL_SERVER_ERROR;
     response
 }
+
+#[cfg(all(test, not(bulwark_loom)))]
+mod tests {
+    use std::time::Duration;
+
+    use http::{Request, Response};
+    use tower::ServiceExt;
+
+    use crate::{BoxError, HandleRejectionsLayer, Rejection, RejectionKind};
+
+    /// tower's `Timeout` is a layer's own attempt timeout (the dependency was slow), not the
+    /// caller's deadline: `TimedOut`, answered 504 / `DEADLINE_EXCEEDED` all the same.
+    #[tokio::test(start_paused = true)]
+    async fn tower_timeout_elapsed_is_a_layers_own_timeout() {
+        let slow = tower::service_fn(|_: Request<()>| async {
+            tokio::time::sleep(Duration::from_secs(5)).await;
+            Ok::<_, BoxError>(Response::new(()))
+        });
+        let service = tower::ServiceBuilder::new()
+            .layer(HandleRejectionsLayer::new())
+            .timeout(Duration::from_secs(1))
+            .service(slow);
+
+        let response = service.clone().oneshot(Request::new(())).await.unwrap();
+        assert_eq!(response.status(), 504);
+        let rejection = response.extensions().get::<Rejection>().unwrap();
+        assert_eq!(rejection.kind(), RejectionKind::TimedOut);
+        assert_eq!(rejection.layer(), "tower-timeout");
+
+        let grpc = Request::builder()
+            .header(http::header::CONTENT_TYPE, "application/grpc")
+            .body(())
+            .unwrap();
+        let response = service.oneshot(grpc).await.unwrap();
+        assert_eq!(response.headers()["grpc-status"], "4", "DEADLINE_EXCEEDED");
+    }
+}
