@@ -1,12 +1,14 @@
-//! Recommended stacks in the order of DESIGN.md section 6, every part overridable: build a
-//! preset, change any public field, then take its `layer()`.
+//! Recommended stacks in the order of DESIGN.md section 6 (with one change: deadline
+//! propagation sits below the bulkhead, so the time left is written when the call leaves,
+//! after any wait in the bulkhead's queue), every part overridable: build a preset, change
+//! any public field, then take its `layer()`.
 //!
 //! - [`ServerPreset`], for servers: rejections become responses → drain → deadline acceptance → load
 //!   shedding → the handler. [`ServerPreset::http`] and [`ServerPreset::grpc`].
 //! - [`ClientPreset`], for clients: retry (with a budget; never retrying a refusal of the
-//!   layers below, except the attempt timeout) → deadline propagation (inside retry, so each
-//!   attempt sends the time actually left) → circuit breaker → bulkhead → attempt timeout →
-//!   the transport. [`ClientPreset::http`] and [`ClientPreset::grpc`].
+//!   layers below, except the attempt timeout) → circuit breaker → bulkhead → deadline
+//!   propagation (inside retry and after the bulkhead's queue, so each attempt sends the
+//!   time actually left when it leaves) → attempt timeout → the transport. [`ClientPreset::http`] and [`ClientPreset::grpc`].
 //!
 //! The layers read each other's results by the composition contract
 //! (`docs/composition.md`): a full bulkhead never opens the breaker, the attempt timeout is
@@ -121,11 +123,11 @@ pub type ClientLayer<R, C> = ServiceBuilder<
     Stack<
         TimeoutLayer,
         Stack<
-            BulkheadLayer,
+            PropagateDeadlineLayer,
             Stack<
-                CircuitBreakerLayer<C>,
+                BulkheadLayer,
                 Stack<
-                    PropagateDeadlineLayer,
+                    CircuitBreakerLayer<C>,
                     Stack<tower::retry::RetryLayer<RetryPolicy<SkipRejections<R>>>, Identity>,
                 >,
             >,
@@ -133,8 +135,8 @@ pub type ClientLayer<R, C> = ServiceBuilder<
     >,
 >;
 
-/// The recommended client stack, outermost first: retry → deadline propagation → circuit
-/// breaker → bulkhead → attempt timeout → the transport. Defaults:
+/// The recommended client stack, outermost first: retry → circuit breaker → bulkhead →
+/// deadline propagation → attempt timeout → the transport. Defaults:
 ///
 /// - retry: at most 3 attempts (the first included), waiting an exponential backoff from
 ///   50 ms, doubling, with full jitter, at most 5 s (a server asking for a longer wait is
@@ -271,9 +273,9 @@ impl<R: Clone, C: Clone> ClientPreset<R, C> {
     pub fn layer(&self) -> ClientLayer<R, C> {
         ServiceBuilder::new()
             .retry_with(self.retry.clone())
-            .propagate_deadline(self.deadline.clone())
             .circuit_breaker(self.breaker.clone())
             .bulkhead(self.bulkhead.clone())
+            .propagate_deadline(self.deadline.clone())
             .deadline_timeout(self.timeout.clone())
     }
 }
