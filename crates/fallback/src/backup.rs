@@ -10,7 +10,7 @@ use http::{Request, Response};
 use pin_project::pin_project;
 use tower_bulwark_core::repeat::{is_idempotent, never_sent, GrpcMethods};
 use tower_bulwark_core::{
-    is_grpc_request, BoxError, Classify, ErrorsAreFailures, Listener, Name, Replayable,
+    is_grpc_request, BoxError, Classify, Deadline, ErrorsAreFailures, Listener, Name, Replayable,
 };
 use tower_layer::Layer;
 use tower_service::Service;
@@ -40,6 +40,8 @@ type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
 /// header), and the gRPC methods marked with [`idempotent_grpc`](BackupLayer::idempotent_grpc).
 /// A call that never left (refused by a bulwark layer below, a connection refused) goes to
 /// the backup whatever its method. [`any_method`](BackupLayer::any_method) lifts the rule.
+/// Nothing goes to the backup once the caller's deadline (the task's, or a [`Deadline`]
+/// the request carries) has passed: its answer would come too late.
 ///
 /// A backup's answer is reported as [`FallbackEvent::Served`] from [`Source::Backup`]; a
 /// call that falls back but cannot be sent (its body, or its method, forbids it), or whose
@@ -253,6 +255,16 @@ enum State<F, T, C, Req, B> {
     },
 }
 
+/// Whether the caller's deadline (the task's, or the one the request carries) has
+/// passed: an answer from the backup would come too late to be of use.
+fn out_of_time<B>(request: &Request<B>) -> bool {
+    let carried = request.extensions().get::<Deadline>().copied();
+    Deadline::current()
+        .into_iter()
+        .chain(carried)
+        .any(Deadline::is_expired)
+}
+
 impl<F, T, C, ReqB, B, E> Future for BackupFuture<F, T, C, Request<ReqB>, B>
 where
     F: Future<Output = Result<Response<B>, E>>,
@@ -293,7 +305,10 @@ where
                     // that is safe; one that never left may go. Checked now: the primary
                     // may have read the body past its recording.
                     let never_left = matches!(&result, Err(error) if never_sent(error));
-                    if !(*repeatable || never_left) || !Replayable::check(&request) {
+                    if !(*repeatable || never_left)
+                        || !Replayable::check(&request)
+                        || out_of_time(&request)
+                    {
                         reporter.unanswered(reason);
                         return Poll::Ready(result);
                     }
@@ -485,6 +500,43 @@ mod tests {
             assert_eq!(find_rejection(&error).unwrap().kind(), kind);
         }
         assert_eq!(backup_calls.load(SeqCst), 0);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn nothing_goes_to_the_backup_once_the_callers_deadline_has_passed() {
+        use std::time::Duration;
+
+        // The primary fails at the caller's deadline: a GET, safe to repeat, still gets its
+        // original failure, not a backup call nobody waits for.
+        let (replica, backup_calls) = backup();
+        let slow_failure = service_fn(|_: Request| async {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            Err::<Response<&'static str>, BoxError>("reset".into())
+        });
+        let service = BackupLayer::new(replica.clone()).layer(slow_failure);
+        let deadline = Deadline::after(Duration::from_millis(100));
+        let error = deadline
+            .scope(service.clone().oneshot(http::Request::new("get")))
+            .await
+            .unwrap_err();
+        assert_eq!(error.to_string(), "reset");
+        // The same with the deadline carried in the request.
+        let mut request = http::Request::new("get");
+        request
+            .extensions_mut()
+            .insert(Deadline::after(Duration::from_millis(100)));
+        let error = service.clone().oneshot(request).await.unwrap_err();
+        assert_eq!(error.to_string(), "reset");
+        assert_eq!(backup_calls.load(SeqCst), 0);
+
+        // With time left, the backup answers.
+        let deadline = Deadline::after(Duration::from_secs(1));
+        let response = deadline
+            .scope(service.oneshot(http::Request::new("get")))
+            .await
+            .unwrap();
+        assert_eq!(*response.body(), "from the backup");
+        assert_eq!(backup_calls.load(SeqCst), 1);
     }
 
     /// A primary whose stack refuses every call with `kind`.
