@@ -118,8 +118,15 @@ impl Limiter {
             .algorithm
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
-        let new = algorithm.update(sample).max(1);
+        let new = algorithm.update(sample);
         *self.rtt.lock().unwrap_or_else(PoisonError::into_inner) = algorithm.rtt();
+        self.publish(new);
+    }
+
+    /// Publishes a new limit (at least 1) and announces a change. Called with the
+    /// algorithm's lock held, so limits are published and announced in one order.
+    fn publish(&self, limit: usize) {
+        let new = limit.max(1);
         let old = self.limit.swap(new, AcqRel);
         if old != new {
             self.listeners.emit(|| ShedEvent::LimitChanged {
@@ -146,23 +153,15 @@ impl Limiter {
         *self.rtt.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Sets the limit by hand (an operator's override until the next sample moves it).
-    /// An operator's limit: published and announced under the algorithm's lock like a
-    /// learned one, so the events stay in order and the `bulwark_shed_limit` gauge follows.
+    /// Sets the limit by hand (an operator's override until the next sample moves it),
+    /// published and announced under the algorithm's lock like a learned one, so the
+    /// events stay in order and the `bulwark_shed_limit` gauge follows.
     pub(crate) fn set_limit(&self, limit: usize) {
         let _algorithm = self
             .algorithm
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
-        let new = limit.max(1);
-        let old = self.limit.swap(new, AcqRel);
-        if old != new {
-            self.listeners.emit(|| ShedEvent::LimitChanged {
-                layer: self.name.clone(),
-                from: old,
-                to: new,
-            });
-        }
+        self.publish(limit);
     }
 }
 
