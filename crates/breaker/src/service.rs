@@ -47,7 +47,8 @@ pub struct CircuitBreaker<S, C> {
     refusal: Option<Refusal>,
     /// Readiness admission: wakes the task at the breaker's next change.
     changed: Option<Pin<Box<OwnedNotified>>>,
-    /// Readiness admission: wakes the task when an open breaker lets probes through.
+    /// Readiness admission: wakes the task when an open breaker lets probes through, or at
+    /// the task's deadline.
     sleep: Option<Pin<Box<Sleep>>>,
 }
 
@@ -89,6 +90,43 @@ impl<S, C> CircuitBreaker<S, C> {
         }
     }
 
+    /// Admits the call (`permit`) or refuses it (`refusal`, answered by `call`); in
+    /// readiness admission, `Pending` while the breaker refuses, until the task's deadline.
+    #[inline(always)]
+    fn decide(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+        let refusal = match self.breaker.acquire() {
+            Ok(permit) => {
+                self.permit = Some(permit);
+                return Poll::Ready(());
+            }
+            Err(refusal) => refusal,
+        };
+        if refusal.by_ramp || self.breaker.config.admission == Admission::FailFast {
+            self.refusal = Some(refusal);
+            return Poll::Ready(());
+        }
+        // Readiness admission: listen for changes first, then decide again, so a change
+        // between the refusal and the listening is not missed; the wait follows the latest
+        // refusal.
+        self.listen();
+        match self.breaker.acquire() {
+            Ok(permit) => self.permit = Some(permit),
+            Err(refusal) if refusal.by_ramp => self.refusal = Some(refusal),
+            Err(refusal) => {
+                // The request is not known yet: the wait ends at the task's deadline, and
+                // then `call` refuses, as a bulkhead's backpressure wait does.
+                let deadline = Deadline::current();
+                if deadline.is_some_and(Deadline::is_expired) {
+                    self.refusal = Some(refusal);
+                } else {
+                    self.wake_to_decide_again(refusal, deadline, cx);
+                    return Poll::Pending;
+                }
+            }
+        }
+        Poll::Ready(())
+    }
+
     /// Readiness admission: wakes the task at the change it listens for, when deciding
     /// again may admit it (an open breaker announces nothing when its open duration ends,
     /// nor does half-open when it times out), or at the caller's `deadline`, whichever
@@ -120,6 +158,15 @@ impl<S, C> CircuitBreaker<S, C> {
         if sleep.as_mut().poll(cx).is_ready() {
             cx.waker().wake_by_ref();
         }
+    }
+
+    /// Readiness admission: the wait is over (admitted or refused), so the task's waker is
+    /// let go of at once; an armed timer would hold it, and wake the task, until the
+    /// deadline. Nothing to do for a service that never waited.
+    #[inline]
+    fn stop_waiting(&mut self) {
+        self.changed = None;
+        self.sleep = None;
     }
 
     /// The inner service failed to become ready: records that as the admitted call's
@@ -179,40 +226,12 @@ where
             self.permit = None;
         }
         if self.permit.is_none() {
-            let refusal = match self.breaker.acquire() {
-                Ok(permit) => {
-                    self.permit = Some(permit);
-                    None
-                }
-                Err(refusal) => Some(refusal),
-            };
-            if let Some(refusal) = refusal {
-                if refusal.by_ramp || self.breaker.config.admission == Admission::FailFast {
-                    self.refusal = Some(refusal);
-                    return Poll::Ready(Ok(()));
-                }
-                // Readiness admission: listen for changes first, then decide again, so a
-                // change between the refusal and the listening is not missed; the wait
-                // follows the latest refusal.
-                self.listen();
-                match self.breaker.acquire() {
-                    Ok(permit) => self.permit = Some(permit),
-                    Err(refusal) if refusal.by_ramp => {
-                        self.refusal = Some(refusal);
-                        return Poll::Ready(Ok(()));
-                    }
-                    Err(refusal) => {
-                        // The request is not known yet: the wait ends at the task's deadline,
-                        // and then `call` refuses, as a bulkhead's backpressure wait does.
-                        let deadline = Deadline::current();
-                        if deadline.is_some_and(Deadline::is_expired) {
-                            self.refusal = Some(refusal);
-                            return Poll::Ready(Ok(()));
-                        }
-                        self.wake_to_decide_again(refusal, deadline, cx);
-                        return Poll::Pending;
-                    }
-                }
+            if self.decide(cx).is_pending() {
+                return Poll::Pending;
+            }
+            self.stop_waiting();
+            if self.refusal.is_some() {
+                return Poll::Ready(Ok(()));
             }
         }
         match self.inner.poll_ready(cx) {

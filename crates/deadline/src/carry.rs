@@ -22,7 +22,8 @@ use tower_service::Service;
 ///
 /// A deadline already in the extensions is kept if it is earlier. Without a current
 /// deadline the request passes untouched; with one, inserting it is the layer's only cost
-/// (`http::Extensions` allocates its map on the first insert).
+/// (`http::Extensions` allocates its map and the value's box on the first insert; a
+/// deadline the request already carries is updated in place, allocating nothing).
 ///
 /// `poll_ready` behind a `Buffer` runs on the worker too, before any request is known: a
 /// wait there (a breaker in readiness admission, a bulkhead with backpressure) cannot see
@@ -101,8 +102,13 @@ where
     fn call(&mut self, mut request: Request<B>) -> S::Future {
         if let Some(current) = Deadline::current() {
             let extensions = request.extensions_mut();
-            let deadline = current.earliest(extensions.get::<Deadline>().copied());
-            extensions.insert(deadline);
+            // In place when the request carries one already: an insert would box anew.
+            match extensions.get_mut::<Deadline>() {
+                Some(carried) => *carried = current.earliest(Some(*carried)),
+                None => {
+                    extensions.insert(current);
+                }
+            }
         }
         self.inner.call(request)
     }
