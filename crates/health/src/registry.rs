@@ -65,6 +65,15 @@ struct Component {
     probe: Probe,
 }
 
+impl Component {
+    /// The probe's report; a panicking probe is down, so one bad probe cannot take the
+    /// whole health endpoint with it.
+    fn report(&self) -> Report {
+        catch_unwind(AssertUnwindSafe(|| (self.probe)()))
+            .unwrap_or_else(|_| Report::new(Status::Down, "probe panicked"))
+    }
+}
+
 /// A registry of the components whose health the process reports, behind
 /// [`HealthService`](crate::HealthService).
 ///
@@ -99,7 +108,9 @@ impl Health {
     }
 
     /// Adds a component reported by `probe`, a cheap function (it runs on every health
-    /// request); `required` components being `Down` makes the process not ready.
+    /// request); `required` components being `Down` makes the process not ready. A probe
+    /// that panics reports `Down` with the detail `"probe panicked"`: the health request
+    /// still answers.
     pub fn add_probe(
         &self,
         name: impl Into<String>,
@@ -184,7 +195,7 @@ impl Health {
         let components = self.lock().clone();
         components
             .iter()
-            .map(|c| (c.name.clone(), c.required, (c.probe)()))
+            .map(|c| (c.name.clone(), c.required, c.report()))
             .collect()
     }
 

@@ -96,3 +96,20 @@ async fn a_timed_out_check_releases_what_it_held_and_the_json_says_why() {
         r#"{"status":"not_ready","draining":false,"components":[{"name":"db","required":true,"status":"down","detail":"check timed out after 1.5s"}]}"#
     );
 }
+
+/// A probe that panics is down with a reason; the other components and the health request
+/// itself are unaffected.
+#[test]
+fn a_probe_that_panics_is_down_and_the_others_still_report() {
+    let health = tower_bulwark_health::Health::new();
+    health.add_probe("broken", true, || panic!("probe bug"));
+    health.add_probe("fine", false, || {
+        tower_bulwark_health::Report::new(tower_bulwark_health::Status::Up, "ok")
+    });
+    let reports = health.reports();
+    assert_eq!(reports.len(), 2);
+    assert_eq!(reports[0].2.status, tower_bulwark_health::Status::Down);
+    assert_eq!(reports[0].2.detail, "probe panicked");
+    assert_eq!(reports[1].2.status, tower_bulwark_health::Status::Up);
+    assert!(!health.is_ready(), "a required component is down");
+}
