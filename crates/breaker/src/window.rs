@@ -284,22 +284,26 @@ fn bump(counter: &AtomicU64, epoch: u32) {
     });
 }
 
+/// Samples for the tests and the loom model.
+#[cfg(test)]
+const OK: Sample = Sample {
+    failure: false,
+    slow: false,
+};
+#[cfg(test)]
+const FAIL: Sample = Sample {
+    failure: true,
+    slow: false,
+};
+#[cfg(test)]
+const SLOW_OK: Sample = Sample {
+    failure: false,
+    slow: true,
+};
+
 #[cfg(all(test, not(bulwark_loom)))]
 mod tests {
     use super::*;
-
-    const OK: Sample = Sample {
-        failure: false,
-        slow: false,
-    };
-    const FAIL: Sample = Sample {
-        failure: true,
-        slow: false,
-    };
-    const SLOW_OK: Sample = Sample {
-        failure: false,
-        slow: true,
-    };
 
     #[test]
     fn count_window_slides_old_outcomes_out() {
@@ -500,19 +504,6 @@ mod tests {
 mod loom_model {
     use super::*;
     use loom::sync::Arc;
-
-    const OK: Sample = Sample {
-        failure: false,
-        slow: false,
-    };
-    const FAIL: Sample = Sample {
-        failure: true,
-        slow: false,
-    };
-    const SLOW_OK: Sample = Sample {
-        failure: false,
-        slow: true,
-    };
 
     /// What the slots of a count window hold, counted one by one.
     fn in_slots(window: &CountWindow) -> Counts {
