@@ -249,6 +249,9 @@ pub type TonicClientLayer = ServiceBuilder<
     Stack<ClientLayer<GrpcRetry, GrpcClassifier>, Stack<crate::RejectionsAsStatusLayer, Identity>>,
 >;
 
+/// The client preset's bulkhead limit (calls in flight, no queue).
+pub(crate) const CLIENT_MAX_CONCURRENT: usize = 100;
+
 impl<R: Clone, C: Clone> ClientPreset<R, C> {
     fn with(name: &'static str, retry: R, classify: C) -> Result<Self, ConfigError> {
         Ok(ClientPreset {
@@ -263,7 +266,7 @@ impl<R: Clone, C: Clone> ClientPreset<R, C> {
                 .build()?,
             bulkhead: BulkheadLayer::builder()
                 .name(name)
-                .max_concurrent(100)
+                .max_concurrent(CLIENT_MAX_CONCURRENT)
                 .build()?,
             timeout: TimeoutLayer::new(Duration::from_secs(10))?,
         })

@@ -216,8 +216,7 @@ impl StackConfig {
             }
             if bulkhead.max_concurrent.is_none() {
                 // The preset's, not the bulkhead's own default (25).
-                let preset_limit = preset.bulkhead.handle().snapshot().max_concurrent;
-                builder = builder.max_concurrent(preset_limit);
+                builder = builder.max_concurrent(crate::presets::CLIENT_MAX_CONCURRENT);
             }
             preset.bulkhead = builder.build()?;
         }

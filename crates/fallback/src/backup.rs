@@ -258,11 +258,7 @@ enum State<F, T, C, Req, B> {
 /// Whether the caller's deadline (the task's, or the one the request carries) has
 /// passed: an answer from the backup would come too late to be of use.
 fn out_of_time<B>(request: &Request<B>) -> bool {
-    let carried = request.extensions().get::<Deadline>().copied();
-    Deadline::current()
-        .into_iter()
-        .chain(carried)
-        .any(Deadline::is_expired)
+    Deadline::of_request(request.extensions()).is_some_and(Deadline::is_expired)
 }
 
 impl<F, T, C, ReqB, B, E> Future for BackupFuture<F, T, C, Request<ReqB>, B>
