@@ -280,8 +280,9 @@ pub(crate) fn as_error<E: 'static>(error: &E) -> Option<&(dyn Error + 'static)> 
     }
 }
 
-/// How many errors of a `source()` chain [`Rejection::find`] searches.
-const MAX_SOURCES: usize = 64;
+/// How many errors of a `source()` chain [`Rejection::find`] (and every other search of a
+/// chain in this crate) reads.
+pub(crate) const MAX_SOURCES: usize = 64;
 
 /// tower's own refusals read as ours (feature `http`): `LoadShed`'s `Overloaded` is a shed
 /// (layer `tower-load-shed`), `Timeout`'s `Elapsed` an attempt timeout (`tower-timeout`), so

@@ -10,7 +10,7 @@ use std::sync::Arc;
 
 use http::{Method, Request};
 
-use crate::rejection::as_error;
+use crate::rejection::{as_error, MAX_SOURCES};
 use crate::{ConfigError, Name, Rejection, RejectionKind};
 
 /// The request header that makes a non-idempotent request safe to repeat: the server
@@ -267,7 +267,7 @@ fn refused_before_sending(kind: RejectionKind) -> bool {
 /// cannot hang the caller.
 fn not_delivered(error: &(dyn Error + 'static)) -> bool {
     let mut next = Some(error);
-    for _ in 0..64 {
+    for _ in 0..MAX_SOURCES {
         let Some(error) = next else {
             return false;
         };

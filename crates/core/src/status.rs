@@ -220,7 +220,7 @@ pub(crate) fn status_response(
     content_type: &'static str,
 ) -> Option<http::Response<()>> {
     let status = std::iter::successors(Some(error), |error| error.source())
-        .take(64)
+        .take(crate::rejection::MAX_SOURCES)
         .find_map(|error| error.downcast_ref::<Status>())?;
     let mut response = http::Response::new(());
     let headers = response.headers_mut();
