@@ -158,7 +158,8 @@ impl<Q, C> Builder<Q, C> {
 
     /// Adds a listener for the layer's events. `LimitChanged` comes in the order the
     /// algorithm moved the limit: it is reported while learning is held up, so a listener
-    /// should be quick, and must not make calls through this layer. Reading the
+    /// should be quick, and must not make calls through this layer nor call
+    /// [`ShedHandle::set_limit`] (both would wait on that lock forever). Reading the
     /// [`ShedHandle`] is fine.
     pub fn on_event(mut self, listener: impl Listener<ShedEvent> + 'static) -> Self {
         self.listeners.push(listener);
