@@ -44,7 +44,7 @@ async fn main() -> Result<(), BoxError> {
     // A server: shedding with metrics, and the metrics page.
     let shed = ShedLayer::builder()
         .name("api")
-        .criticality(FromRequest)
+        .criticality(FromRequest::default())
         .classify(HttpClassifier)
         .with_metrics()
         .build()?;

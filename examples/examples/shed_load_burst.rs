@@ -68,7 +68,7 @@ async fn main() -> Result<(), BoxError> {
     let shed = ShedLayer::builder()
         .name("api")
         .algorithm(Gradient2::default())
-        .criticality(FromRequest)
+        .criticality(FromRequest::default())
         .build()?;
     let handle = shed.handle();
     let app = Router::new()

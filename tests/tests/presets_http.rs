@@ -179,7 +179,7 @@ async fn a_shed_response_is_not_retried_upstream() {
     let mut server = ServerPreset::http().unwrap();
     server.shed = ShedLayer::builder()
         .fixed(Fixed::new(1).unwrap())
-        .criticality(FromRequest)
+        .criticality(FromRequest::default())
         .classify(HttpClassifier)
         .build()
         .unwrap();

@@ -27,7 +27,7 @@ async fn server(
     let shed = ShedLayer::builder()
         .name("api")
         .fixed(Fixed::new(limit).unwrap())
-        .criticality(FromRequest)
+        .criticality(FromRequest::default())
         .build()
         .unwrap();
     let handle = shed.handle();

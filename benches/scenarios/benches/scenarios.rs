@@ -23,14 +23,11 @@ fn overload_table() {
         "{:<12} {:>5} {:>10} {:>10} {:>10} {:>10} {:>10}",
         "guard", "load", "offered", "goodput", "p99", "shed", "timed out"
     );
-    for load in [1.0, 2.0, 4.0] {
-        for guard in [
-            Guard::None,
-            Guard::TowerStatic,
-            Guard::Vegas,
-            Guard::Aimd,
-            Guard::Gradient2,
-        ] {
+    for load in [1.0, 2.0, 4.0, 8.0] {
+        for guard in [Guard::None, Guard::TowerStatic]
+            .into_iter()
+            .chain(Guard::OURS)
+        {
             let run = overload(load, 5, guard);
             println!(
                 "{:<12} {:>4}x {:>10} {:>9.1}% {:>10.1?} {:>10} {:>10}",
@@ -47,44 +44,46 @@ fn overload_table() {
 }
 
 fn criticality_table() {
-    println!("criticality: 2x overload, 30% critical / 70% sheddable calls, default tier shares");
+    println!("criticality: 2x overload, 30% critical / 70% sheddable calls, default tiers");
     println!(
-        "{:<12} {:>10} {:>18}",
-        "guard", "goodput", "critical success"
+        "{:<12} {:>10} {:>18} {:>22}",
+        "guard", "goodput", "critical success", "sheddable alone (2x)"
     );
-    for guard in [
-        Guard::None,
-        Guard::TowerStatic,
-        Guard::Vegas,
-        Guard::Aimd,
-        Guard::Gradient2,
-    ] {
+    for guard in [Guard::None, Guard::TowerStatic]
+        .into_iter()
+        .chain(Guard::OURS)
+    {
         let run = mixed_overload(2.0, 5, guard, 0.3);
         let (critical, ok) = run.critical;
+        let alone = mixed_overload(2.0, 5, guard, 0.0);
         println!(
-            "{:<12} {:>9.1}% {:>17.2}%",
+            "{:<12} {:>9.1}% {:>17.2}% {:>21.1}%",
             format!("{guard:?}"),
             run.goodput_share() * 100.0,
-            ok as f64 / critical as f64 * 100.0
+            ok as f64 / critical as f64 * 100.0,
+            alone.goodput_share() * 100.0
         );
     }
 }
 
 fn latency_shift_table() {
-    println!("latency shift: 2x load for 20 s; at 10 s the service time doubles (limit sampled every 50 ms)");
+    println!("latency shift: 4x load for 20 s; at 10 s the service time doubles or halves (limit sampled every 50 ms)");
     println!(
-        "{:<12} {:>14} {:>14} {:>14}",
-        "algorithm", "limit before", "limit after", "settled in"
+        "{:<12} {:>7} {:>14} {:>14} {:>14}",
+        "algorithm", "shift", "limit before", "limit after", "settled in"
     );
-    for guard in [Guard::Vegas, Guard::Aimd, Guard::Gradient2] {
-        let run = latency_shift(20, guard);
-        println!(
-            "{:<12} {:>14.1} {:>14.1} {:>14.2?}",
-            format!("{guard:?}"),
-            run.before,
-            run.after,
-            run.settled_after
-        );
+    for guard in Guard::OURS {
+        for factor in [2.0, 0.5] {
+            let run = latency_shift(20, guard, factor);
+            println!(
+                "{:<12} {:>6}x {:>14.1} {:>14.1} {:>14.2?}",
+                format!("{guard:?}"),
+                factor,
+                run.before,
+                run.after,
+                run.settled_after
+            );
+        }
     }
 }
 

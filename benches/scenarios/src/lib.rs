@@ -4,7 +4,7 @@
 mod overload;
 
 pub use self::overload::{
-    latency_shift, mixed_overload, overload, Guard, LatencyShift, Overload, CAPACITY,
+    latency_shift, mixed_overload, overload, Guard, LatencyShift, Overload, CAPACITY, WARM_UP,
     CLIENT_TIMEOUT, SERVICE_TIME, WORKERS,
 };
 

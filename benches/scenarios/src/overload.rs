@@ -8,8 +8,8 @@ use tokio::sync::Semaphore;
 use tokio::time::Instant;
 use tower::util::BoxCloneService;
 use tower::{service_fn, BoxError, Layer, ServiceExt};
-use tower_bulwark::shed::{Aimd, Gradient2, ShedLayer, TierShares, Vegas};
-use tower_bulwark::Criticality;
+use tower_bulwark::shed::{Aimd, Builder, Gradient2, ShedLayer, Vegas};
+use tower_bulwark::{Criticality, SeededRng};
 
 /// Workers of the simulated server: calls beyond them queue.
 pub const WORKERS: usize = 100;
@@ -19,6 +19,10 @@ pub const SERVICE_TIME: Duration = Duration::from_millis(20);
 pub const CAPACITY: f64 = WORKERS as f64 / 0.020;
 /// Clients give up after this long; a later answer is not goodput.
 pub const CLIENT_TIMEOUT: Duration = Duration::from_secs(1);
+/// Load offered before the measurement starts, so a run reports the steady state (the
+/// real-socket harness warms up the same way). How fast each algorithm gets there is
+/// what the latency-shift runs show.
+pub const WARM_UP: Duration = Duration::from_secs(1);
 
 /// What stands in front of the server.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -36,6 +40,33 @@ pub enum Guard {
     Aimd,
     /// Our shedding layer with Gradient2 (Netflix defaults).
     Gradient2,
+    /// Our shedding layer as the server preset builds it: `MinRtt`, the default window.
+    MinRtt,
+}
+
+impl Guard {
+    /// Our guards, in table order.
+    pub const OURS: [Guard; 4] = [Guard::Vegas, Guard::Aimd, Guard::Gradient2, Guard::MinRtt];
+
+    /// The shedding layer's builder with this guard's algorithm (`None` for the others).
+    fn shed(self) -> Option<Builder> {
+        let builder = ShedLayer::builder();
+        Some(match self {
+            Guard::None | Guard::TowerStatic => return None,
+            Guard::Vegas => builder.algorithm(Vegas::default()),
+            Guard::Aimd => builder
+                .algorithm(Aimd::new(20, 20, 200, 0.9, Duration::from_millis(40)).expect("aimd")),
+            Guard::Gradient2 => builder.algorithm(Gradient2::default()),
+            Guard::MinRtt => builder,
+        })
+    }
+}
+
+/// Gaps between open-loop arrivals at `rate` a second: exponential (Poisson arrivals),
+/// seeded, so a run is the same every time.
+fn poisson_gaps(rate: f64, seed: u64) -> impl FnMut() -> Duration {
+    let mut rng = SeededRng::new(seed);
+    move || Duration::from_secs_f64(-(1.0 - rng.next_unit()).ln() / rate)
 }
 
 /// The result of one overload run.
@@ -62,7 +93,7 @@ impl Overload {
     }
 }
 
-/// Offers `load` times the server's capacity, evenly spaced, for `seconds` of virtual time,
+/// Offers `load` times the server's capacity, as Poisson arrivals, for `seconds` of virtual time,
 /// through `guard`. The server's work is not cancelled when a client gives up (as with most
 /// servers once a request is being handled), so a queue that grows wastes capacity.
 pub fn overload(load: f64, seconds: u64, guard: Guard) -> Overload {
@@ -70,7 +101,7 @@ pub fn overload(load: f64, seconds: u64, guard: Guard) -> Overload {
 }
 
 /// [`overload`] with a share `critical` of the calls marked `Critical` and the rest
-/// `Sheddable`, spread evenly; the shedding layer uses its default tier shares.
+/// `Sheddable`, spread evenly; the shedding layer uses its default tiers (no caps).
 pub fn mixed_overload(load: f64, seconds: u64, guard: Guard, critical: f64) -> Overload {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_time()
@@ -96,54 +127,59 @@ async fn run(load: f64, seconds: u64, guard: Guard, critical: f64) -> Overload {
         });
         async move { work.await.map_err(BoxError::from) }
     });
-    let tiers = if critical < 1.0 {
-        TierShares::default()
-    } else {
-        TierShares::flat()
-    };
-    let service: BoxCloneService<Criticality, (), BoxError> = match guard {
-        Guard::None => BoxCloneService::new(server),
-        Guard::TowerStatic => BoxCloneService::new(
+    let service: BoxCloneService<Criticality, (), BoxError> = match guard.shed() {
+        None if guard == Guard::TowerStatic => BoxCloneService::new(
             tower::ServiceBuilder::new()
                 .load_shed()
                 .concurrency_limit(WORKERS)
                 .service(server)
                 .map_err(BoxError::from),
         ),
-        Guard::Vegas | Guard::Aimd | Guard::Gradient2 => {
-            let builder = ShedLayer::builder().tiers(tiers);
-            let layer = match guard {
-                Guard::Vegas => builder.algorithm(Vegas::default()),
-                Guard::Aimd => builder.algorithm(
-                    Aimd::new(20, 20, 200, 0.9, Duration::from_millis(40)).expect("aimd"),
-                ),
-                _ => builder.algorithm(Gradient2::default()),
-            }
-            .criticality(|c: &Criticality| *c)
-            .build()
-            .expect("shed");
+        None => BoxCloneService::new(server),
+        Some(builder) => {
+            let layer = builder
+                .criticality(|c: &Criticality| *c)
+                .build()
+                .expect("shed");
             BoxCloneService::new(layer.layer(server))
         }
     };
 
-    let offered = (CAPACITY * load * seconds as f64) as u64;
-    let gap = Duration::from_secs(seconds) / u32::try_from(offered).unwrap_or(u32::MAX);
-    let latencies = Arc::new(Mutex::new(Vec::with_capacity(offered as usize)));
+    let measured_from = Instant::now() + WARM_UP;
+    let end = measured_from + Duration::from_secs(seconds);
+    let mut gap = poisson_gaps(CAPACITY * load, 1);
+    let latencies = Arc::new(Mutex::new(Vec::new()));
     let (shed, timed_out) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
     let critical_ok = Arc::new(AtomicU64::new(0));
     let mut critical_calls = 0;
-    let start = Instant::now();
-    let mut calls = Vec::with_capacity(offered as usize);
-    for i in 0..offered {
-        tokio::time::sleep_until(start + gap * u32::try_from(i).unwrap_or(u32::MAX)).await;
+    let mut calls = Vec::new();
+    let mut at = Instant::now();
+    // Calls sent, and calls sent after the warm-up (the ones measured).
+    let (mut sent, mut i) = (0, 0);
+    loop {
+        at += gap();
+        if at >= end {
+            break;
+        }
+        tokio::time::sleep_until(at).await;
         let service = service.clone();
-        let (latencies, shed, timed_out) = (latencies.clone(), shed.clone(), timed_out.clone());
-        let tier = if is_critical(i, critical) {
-            critical_calls += 1;
+        let tier = if is_critical(sent, critical) {
             Criticality::Critical
         } else {
             Criticality::Sheddable
         };
+        sent += 1;
+        if at < measured_from {
+            tokio::spawn(async move {
+                let _ = tokio::time::timeout(CLIENT_TIMEOUT, service.oneshot(tier)).await;
+            });
+            continue;
+        }
+        i += 1;
+        if tier == Criticality::Critical {
+            critical_calls += 1;
+        }
+        let (latencies, shed, timed_out) = (latencies.clone(), shed.clone(), timed_out.clone());
         let critical_ok = critical_ok.clone();
         calls.push(tokio::spawn(async move {
             let sent = Instant::now();
@@ -173,7 +209,7 @@ async fn run(load: f64, seconds: u64, guard: Guard, critical: f64) -> Overload {
         .copied()
         .unwrap_or_default();
     Overload {
-        offered,
+        offered: i,
         goodput: latencies.len() as f64 / seconds as f64,
         p99,
         shed: shed.load(Relaxed),
@@ -189,14 +225,16 @@ pub struct LatencyShift {
     pub before: f64,
     /// The limit it settled at (averaged over the last second of the run).
     pub after: f64,
-    /// How long after the shift the limit stayed within 10% of where it settled.
+    /// How long after the shift the limit (its half-second rolling median) stayed within
+    /// 10% of where it settled.
     pub settled_after: Duration,
 }
 
-/// Offers twice the server's capacity for `seconds` of virtual time through our shedding
-/// layer with `guard`'s algorithm; halfway, the server's service time doubles. Samples the
-/// limit every 50 ms and reports how long it took to settle.
-pub fn latency_shift(seconds: u64, guard: Guard) -> LatencyShift {
+/// Offers four times the server's capacity for `seconds` of virtual time through our shedding
+/// layer with `guard`'s algorithm; halfway, the server's service time is multiplied by
+/// `factor` (2: it doubles; 0.5: it halves). Samples the limit every 50 ms and reports how
+/// long it took to settle.
+pub fn latency_shift(seconds: u64, guard: Guard, factor: f64) -> LatencyShift {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_time()
         .start_paused(true)
@@ -211,21 +249,17 @@ pub fn latency_shift(seconds: u64, guard: Guard) -> LatencyShift {
                 let (workers, slow) = (workers.clone(), slow.clone());
                 let work = tokio::spawn(async move {
                     let _worker = workers.acquire_owned().await.expect("open semaphore");
-                    let factor = if slow.load(Relaxed) { 2 } else { 1 };
-                    tokio::time::sleep(SERVICE_TIME * factor).await;
+                    let factor = if slow.load(Relaxed) { factor } else { 1.0 };
+                    tokio::time::sleep(SERVICE_TIME.mul_f64(factor)).await;
                 });
                 async move { work.await.map_err(BoxError::from) }
             })
         };
-        let builder = ShedLayer::builder().tiers(TierShares::flat());
-        let layer = match guard {
-            Guard::Vegas => builder.algorithm(Vegas::default()),
-            Guard::Aimd => builder
-                .algorithm(Aimd::new(20, 20, 200, 0.9, Duration::from_millis(40)).expect("aimd")),
-            _ => builder.algorithm(Gradient2::default()),
-        }
-        .build()
-        .expect("shed");
+        let layer = guard
+            .shed()
+            .expect("one of our guards")
+            .build()
+            .expect("shed");
         let handle = layer.handle();
         let service: BoxCloneService<(), (), BoxError> = BoxCloneService::new(layer.layer(server));
         let sampler = tokio::spawn(async move {
@@ -236,13 +270,20 @@ pub fn latency_shift(seconds: u64, guard: Guard) -> LatencyShift {
             }
             samples
         });
-        let offered = (CAPACITY * 2.0 * seconds as f64) as u64;
-        let gap = Duration::from_secs(seconds) / u32::try_from(offered).unwrap_or(u32::MAX);
-        let start = Instant::now();
-        let mut calls = Vec::with_capacity(offered as usize);
-        for i in 0..offered {
-            tokio::time::sleep_until(start + gap * u32::try_from(i).unwrap_or(u32::MAX)).await;
-            if i == offered / 2 {
+        let (start, mut gap) = (Instant::now(), poisson_gaps(CAPACITY * 4.0, 2));
+        let (middle, end) = (
+            start + Duration::from_secs(seconds) / 2,
+            start + Duration::from_secs(seconds),
+        );
+        let mut calls = Vec::new();
+        let mut at = start;
+        loop {
+            at += gap();
+            if at >= end {
+                break;
+            }
+            tokio::time::sleep_until(at).await;
+            if at >= middle {
                 slow.store(true, Relaxed);
             }
             let service = service.clone();
@@ -254,11 +295,20 @@ pub fn latency_shift(seconds: u64, guard: Guard) -> LatencyShift {
             call.await.expect("call");
         }
         let samples = sampler.await.expect("sampler");
+        // Half-second rolling medians: a probe's brief dip is not a limit unsettled.
+        let medians: Vec<f64> = samples
+            .windows(10)
+            .map(|window| {
+                let mut window = window.to_vec();
+                window.sort_by(f64::total_cmp);
+                window[5]
+            })
+            .collect();
         let half = samples.len() / 2;
         let mean = |window: &[f64]| window.iter().sum::<f64>() / window.len() as f64;
-        let before = mean(&samples[half - 20..half]);
-        let after = mean(&samples[samples.len() - 20..]);
-        let settled = samples[half..]
+        let before = mean(&medians[half - 30..half - 10]);
+        let after = mean(&medians[medians.len() - 20..]);
+        let settled = medians[half..]
             .iter()
             .rposition(|limit| (limit - after).abs() > after * 0.1)
             .map_or(0, |last_outside| last_outside + 1);

@@ -40,7 +40,7 @@ use crate::bulkhead::BulkheadLayer;
 use crate::deadline::{AcceptDeadlineLayer, PropagateDeadlineLayer, TimeoutLayer};
 use crate::health::DrainLayer;
 use crate::retry::{GrpcRetry, HttpRetry, RetryPolicy, SkipRejections};
-use crate::shed::{FromRequest, Gradient2, ShedLayer};
+use crate::shed::{FromRequest, ShedLayer};
 use crate::BulwarkExt;
 
 /// The layer of a [`ServerPreset`].
@@ -57,13 +57,20 @@ pub type ServerLayer<C> = ServiceBuilder<
 /// - deadline acceptance: the caller's deadline from `grpc-timeout`, else
 ///   `x-request-timeout-ms`; at most 30 s, 10 s when none is sent; the handler stops 5 ms
 ///   before it (HTTP 504, gRPC `DEADLINE_EXCEEDED`);
-/// - load shedding: an adaptive limit with Gradient2 and Netflix's defaults (starting at
-///   20 calls in flight, between 20 and 200), by criticality (`x-request-criticality`:
-///   `sheddable` calls may use 50% of the limit, `sheddable-plus` 70%, `critical` 90%,
-///   `critical-plus` all of it); a shed call gets 503 with a 1 s `Retry-After` and the
+/// - load shedding: an adaptive limit with [`MinRtt`](crate::shed::MinRtt) (latency kept
+///   within a quarter over the service's own, measured by probes; starting at 20 calls
+///   in flight, between 1 and 1000), by criticality (lower tiers borrow what higher ones
+///   do not use and are refused first under contention); a shed call gets 503 with a 1 s
+///   `Retry-After` and the
 ///   `x-bulwark-overloaded` marker (gRPC: `RESOURCE_EXHAUSTED` with
 ///   `grpc-retry-pushback-ms: -1`, "do not retry"); the limit learns from the protocol's
 ///   classifier;
+/// - criticality ([`FromRequest::default()`](crate::shed::FromRequest)): a `Criticality`
+///   the server's own code put in the request's extensions, else `x-request-criticality`,
+///   which may only lower a request below `critical`: the preset trusts no client to raise
+///   it, so a forged `critical-plus` is shed as `critical`. To let some peers raise it (an
+///   authenticated service, an internal address), replace `shed` with a layer whose source
+///   is `FromRequest::default().trust(rule)`;
 /// - a drain, started by its handle.
 #[derive(Debug, Clone)]
 #[non_exhaustive]
@@ -100,8 +107,7 @@ impl<C: Clone> ServerPreset<C> {
                 .build()?,
             shed: ShedLayer::builder()
                 .name("server")
-                .algorithm(Gradient2::default())
-                .criticality(FromRequest)
+                .criticality(FromRequest::default())
                 .classify(classify)
                 .build()?,
             drain: DrainLayer::new(),

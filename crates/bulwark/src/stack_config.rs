@@ -12,13 +12,13 @@ use crate::bulkhead::BulkheadConfig;
 use crate::deadline::{AcceptDeadlineLayer, PropagateDeadlineLayer, TimeoutLayer};
 use crate::presets::{ClientPreset, ServerPreset};
 use crate::retry::{Backoff, HttpRetry, Jitter, RatioBudget, RetryPolicy, SkipRejections};
-use crate::shed::{FromRequest, Gradient2, ShedConfig};
+use crate::shed::{FromRequest, ShedConfig};
 
 /// A server stack and any number of named client stacks, from TOML, JSON or YAML, built on
 /// the presets ([`ServerPreset::http`], [`ClientPreset::http`]: their docs list the
 /// defaults). Every field is optional: what is missing keeps the preset's default, also
 /// inside a section given in part (a `bulkhead` with only `max_queue` keeps 100 calls in
-/// flight; a `shed` without `algorithm` keeps Gradient2). A section replaces its layer,
+/// flight; a `shed` without `algorithm` keeps `MinRtt`). A section replaces its layer,
 /// with its own listeners (none). Unknown fields are an error; durations are in
 /// milliseconds.
 ///
@@ -148,14 +148,10 @@ impl StackConfig {
             preset.deadline = builder.build()?;
         }
         if let Some(shed) = &server.shed {
-            let mut builder = shed.builder()?;
-            if shed.algorithm.is_none() {
-                // The preset's, not the shed layer's own default (Vegas).
-                builder = builder.algorithm(Gradient2::default());
-            }
-            preset.shed = builder
+            preset.shed = shed
+                .builder()?
                 .name(shed.name.clone().unwrap_or_else(|| "server".to_string()))
-                .criticality(FromRequest)
+                .criticality(FromRequest::default())
                 .classify(HttpClassifier)
                 .build()?;
         }
@@ -261,8 +257,8 @@ mod tests {
     }
 
     /// A section given in part keeps the preset's defaults for the rest, not the layer's
-    /// own (a bulkhead alone allows 25 calls in flight; a shed layer alone runs Vegas).
-    #[tokio::test]
+    /// own (a bulkhead alone allows 25 calls in flight).
+    #[tokio::test(start_paused = true)]
     async fn a_partial_section_keeps_the_presets_other_defaults() {
         use tower::{Layer, ServiceExt};
 
@@ -281,13 +277,14 @@ mod tests {
         let answer = tower::service_fn(|_: http::Request<()>| async {
             Ok::<_, std::convert::Infallible>(http::Response::new(()))
         });
-        shed.layer(answer)
-            .oneshot(http::Request::new(()))
-            .await
-            .unwrap();
-        // Gradient2 (the preset's) learns a long-term latency, Vegas a no-load one.
-        let rtt = shed.handle().snapshot().rtt;
-        assert!(rtt.long.is_some() && rtt.no_load.is_none(), "{rtt:?}");
+        let service = shed.layer(answer);
+        for _ in 0..10 {
+            tokio::time::advance(std::time::Duration::from_millis(10)).await;
+            service.clone().oneshot(http::Request::new(())).await.unwrap();
+        }
+        // The preset's MinRtt starts with a probe at its first window (10 calls over 50 ms
+        // or more): half the initial limit.
+        assert_eq!(shed.handle().snapshot().limit, 10);
     }
 
     #[test]

@@ -141,15 +141,36 @@ impl Criticality {
     /// ```
     #[cfg(feature = "http")]
     pub fn from_headers(headers: &http::HeaderMap) -> Criticality {
+        Criticality::from_headers_or(headers, Criticality::default())
+    }
+
+    /// As [`from_headers`](Criticality::from_headers), with `default` for a missing or
+    /// malformed header. It says what the sender asked for, not what it may have: a server
+    /// decides whether to believe it (see the shed crate's `FromRequest`).
+    ///
+    /// ```
+    /// use http::HeaderMap;
+    /// use tower_bulwark_core::Criticality;
+    ///
+    /// let low = Criticality::Sheddable;
+    /// let mut headers = HeaderMap::new();
+    /// assert_eq!(Criticality::from_headers_or(&headers, low), low);
+    /// headers.insert("x-request-criticality", "urgent!!".parse().unwrap());
+    /// assert_eq!(Criticality::from_headers_or(&headers, low), low);
+    /// headers.insert("x-request-criticality", "critical-plus".parse().unwrap());
+    /// assert_eq!(Criticality::from_headers_or(&headers, low), Criticality::CriticalPlus);
+    /// ```
+    #[cfg(feature = "http")]
+    pub fn from_headers_or(headers: &http::HeaderMap, default: Criticality) -> Criticality {
         let Some(value) = headers.get(CRITICALITY_HEADER) else {
-            return Criticality::default();
+            return default;
         };
         Criticality::parse_bytes(value.as_bytes()).unwrap_or_else(|_| {
             tracing::debug!(
                 ?value,
                 "unknown {CRITICALITY_HEADER} value; using the default"
             );
-            Criticality::default()
+            default
         })
     }
 
@@ -285,6 +306,23 @@ mod tests {
         for level in Criticality::ALL {
             headers.insert(CRITICALITY_HEADER, level.header_value());
             assert_eq!(Criticality::from_headers(&headers), level);
+        }
+    }
+
+    #[cfg(feature = "http")]
+    #[test]
+    fn a_missing_or_bad_header_gives_the_default_asked_for() {
+        use http::{HeaderMap, HeaderValue};
+        let mut headers = HeaderMap::new();
+        let default = Criticality::SheddablePlus;
+        assert_eq!(Criticality::from_headers_or(&headers, default), default);
+        for bad in [&b"garbage"[..], b"", b"\xfa\xfb"] {
+            headers.insert(CRITICALITY_HEADER, HeaderValue::from_bytes(bad).unwrap());
+            assert_eq!(Criticality::from_headers_or(&headers, default), default);
+        }
+        for level in Criticality::ALL {
+            headers.insert(CRITICALITY_HEADER, level.header_value());
+            assert_eq!(Criticality::from_headers_or(&headers, default), level);
         }
     }
 

@@ -9,14 +9,19 @@ use std::time::Duration;
 use tower_bulwark_core::config::{non_zero, non_zero_duration, ratio};
 use tower_bulwark_core::ConfigError;
 
-/// One finished call, as the algorithm sees it.
+/// A window of finished calls (or one call), as the algorithm sees it.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Sample {
-    /// How long the call took.
+    /// How long the calls took, on average.
     pub rtt: Duration,
-    /// Calls in flight when it started (itself included).
+    /// How long the fastest of them took. A queue that lets even the fastest call of a
+    /// window through late is standing, not a passing burst (CoDel's signal). For one call,
+    /// its latency.
+    pub fastest: Duration,
+    /// The most calls in flight when one of them started (itself included).
     pub in_flight: usize,
-    /// Whether it failed or timed out (the classifier said `Failure`).
+    /// Whether any of them failed, timed out, or was dropped before it finished (the
+    /// classifier said `Failure`, or the caller went away).
     pub dropped: bool,
 }
 
@@ -77,11 +82,14 @@ impl LimitAlgorithm for Fixed {
 /// Additive increase, multiplicative decrease: +1 after a success while at least half the
 /// limit is in use, × `backoff_ratio` after a drop or a call slower than `timeout`.
 ///
-/// Defaults (Netflix `AIMDLimit`): initial 20, min 20, max 200, backoff ratio 0.9,
-/// timeout 5 s.
+/// The limit is kept as a fraction and admits its whole part: truncating `limit ×
+/// backoff_ratio` at every drop would take a whole call off a small limit each time (4 ×
+/// 0.9 is 3), as much as a success adds, and one slow burst would sink it below the
+/// service's workers. Defaults (Netflix `AIMDLimit`): initial 20, min 20, max 200, backoff
+/// ratio 0.9, timeout 5 s.
 #[derive(Debug, Clone)]
 pub struct Aimd {
-    limit: usize,
+    limit: f64,
     min: usize,
     max: usize,
     backoff_ratio: f64,
@@ -91,7 +99,7 @@ pub struct Aimd {
 impl Default for Aimd {
     fn default() -> Self {
         Aimd {
-            limit: 20,
+            limit: 20.0,
             min: 20,
             max: 200,
             backoff_ratio: 0.9,
@@ -119,7 +127,7 @@ impl Aimd {
         }
         non_zero_duration("timeout", timeout)?;
         Ok(Aimd {
-            limit: initial,
+            limit: initial as f64,
             min,
             max,
             backoff_ratio,
@@ -130,16 +138,16 @@ impl Aimd {
 
 impl LimitAlgorithm for Aimd {
     fn initial(&self) -> usize {
-        self.limit
+        self.limit as usize
     }
 
     fn update(&mut self, sample: Sample) -> usize {
         if sample.dropped || sample.rtt > self.timeout {
-            self.limit = ((self.limit as f64 * self.backoff_ratio) as usize).max(self.min);
-        } else if sample.in_flight * 2 >= self.limit {
-            self.limit = (self.limit + 1).min(self.max);
+            self.limit = (self.limit * self.backoff_ratio).max(self.min as f64);
+        } else if sample.in_flight as f64 * 2.0 >= self.limit {
+            self.limit = (self.limit + 1.0).min(self.max as f64);
         }
-        self.limit
+        self.limit as usize
     }
 }
 
@@ -450,6 +458,7 @@ mod tests {
     fn sample(rtt_ms: u64, in_flight: usize, dropped: bool) -> Sample {
         Sample {
             rtt: Duration::from_millis(rtt_ms),
+            fastest: Duration::from_millis(rtt_ms),
             in_flight,
             dropped,
         }
@@ -463,13 +472,28 @@ mod tests {
         assert_eq!(aimd.update(sample(10, 10, false)), 21);
         assert_eq!(aimd.update(sample(10, 11, false)), 22);
         assert_eq!(aimd.update(sample(10, 20, false)), 22, "capped at max");
-        // Drops and slow calls back off: 22 × 0.9 = 19.8 → 19; 19 × 0.9 = 17.1 → 17.
+        // Drops and slow calls back off, keeping the fraction: 22 × 0.9 = 19.8 → 19;
+        // 19.8 × 0.9 = 17.82 → 17.
         assert_eq!(aimd.update(sample(10, 20, true)), 19);
         assert_eq!(aimd.update(sample(1_001, 20, false)), 17);
+        assert_eq!(aimd.update(sample(10, 20, false)), 18, "17.82 + 1");
         for _ in 0..10 {
             aimd.update(sample(10, 20, true));
         }
         assert_eq!(aimd.update(sample(10, 1, true)), 10, "floored at min");
+    }
+
+    /// At a small limit, one drop takes off a tenth of a call, not a whole one: ten
+    /// successes and one drop leave the limit higher, as AIMD means.
+    #[test]
+    fn aimd_at_a_small_limit_backs_off_by_a_fraction() {
+        let mut aimd = Aimd::new(4, 1, 100, 0.9, Duration::from_secs(1)).unwrap();
+        assert_eq!(aimd.update(sample(10, 4, true)), 3, "3.6 admits 3");
+        assert_eq!(aimd.update(sample(10, 4, false)), 4, "4.6, not 3 + 1 = 4 by luck");
+        assert_eq!(aimd.update(sample(10, 4, true)), 4, "4.14");
+        assert_eq!(aimd.update(sample(10, 4, true)), 3, "3.726");
+        assert_eq!(aimd.update(sample(10, 4, false)), 4, "4.726");
+        assert_eq!(aimd.update(sample(10, 4, false)), 5, "5.726");
     }
 
     #[test]

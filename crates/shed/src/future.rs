@@ -6,7 +6,7 @@ use std::task::{ready, Context, Poll};
 
 use pin_project::pin_project;
 use tokio::time::Instant;
-use tower_bulwark_core::{BoxError, Classify, CriticalityScope, Outcome};
+use tower_bulwark_core::{BoxError, Classify, Criticality, CriticalityScope, Outcome};
 
 use crate::limiter::Limiter;
 use crate::sync::Arc;
@@ -14,8 +14,10 @@ use crate::sync::Arc;
 /// Response future of [`Shed`](crate::Shed).
 ///
 /// Holds the call's place in the limit until it completes, teaching the algorithm its
-/// latency and outcome. Dropped before completing, it gives the place back and teaches
-/// nothing.
+/// latency and outcome. Dropped before completing (the caller's deadline passed, the
+/// client went away), it gives the place back and teaches a drop with the latency so far:
+/// calls cut short are what overload looks like from inside, and a limiter blind to them
+/// would keep admitting calls nobody waits for.
 #[pin_project(project = Projection)]
 #[derive(Debug)]
 pub struct ResponseFuture<F, C> {
@@ -41,6 +43,7 @@ enum Kind<F, C> {
 #[derive(Debug)]
 pub(crate) struct Place {
     limiter: Arc<Limiter>,
+    criticality: Criticality,
     in_flight: usize,
     started: Option<Instant>,
     given_back: bool,
@@ -48,10 +51,11 @@ pub(crate) struct Place {
 
 impl Place {
     #[inline]
-    pub(crate) fn new(limiter: Arc<Limiter>, in_flight: usize) -> Self {
+    pub(crate) fn new(limiter: Arc<Limiter>, criticality: Criticality, in_flight: usize) -> Self {
         let started = limiter.learns().then(Instant::now);
         Place {
             limiter,
+            criticality,
             in_flight,
             started,
             given_back: false,
@@ -60,14 +64,20 @@ impl Place {
 
     fn finish(mut self, outcome: Outcome) {
         self.given_back = true;
-        self.limiter.release(self.in_flight, self.started, outcome);
+        self.limiter
+            .release(self.criticality, self.in_flight, self.started, outcome);
     }
 }
 
 impl Drop for Place {
     fn drop(&mut self) {
         if !self.given_back {
-            self.limiter.release(self.in_flight, None, Outcome::Ignored);
+            self.limiter.release(
+                self.criticality,
+                self.in_flight,
+                self.started,
+                Outcome::Failure,
+            );
         }
     }
 }

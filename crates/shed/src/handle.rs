@@ -21,6 +21,9 @@ pub struct Snapshot {
     pub limit: usize,
     /// Calls in flight.
     pub in_flight: usize,
+    /// Calls in flight by tier, least important first:
+    /// `[sheddable, sheddable_plus, critical, critical_plus]`.
+    pub in_flight_by_tier: [usize; 4],
     /// The algorithm's latency estimates.
     pub rtt: RttEstimates,
     /// Calls shed (in shadow mode: that would have been), by tier, least important first:
@@ -45,13 +48,14 @@ impl ShedHandle {
         Snapshot {
             limit: self.limiter.limit(),
             in_flight: self.limiter.in_flight(),
+            in_flight_by_tier: self.limiter.in_flight_by_tier(),
             rtt: self.limiter.rtt(),
             shed: self.limiter.shed_by_tier(),
         }
     }
 
     /// Sets the limit (at least 1). A fixed limit keeps it; an adaptive algorithm replaces
-    /// it with its own estimate at the next finished call. Announced as
+    /// it with its own estimate at the next window it learns from. Announced as
     /// `ShedEvent::LimitChanged`, in order with the learned changes.
     pub fn set_limit(&self, limit: usize) {
         self.limiter.set_limit(limit);

@@ -8,16 +8,23 @@ use tower_layer::Layer;
 use crate::limiter::Limiter;
 use crate::source::AllCritical;
 use crate::sync::Arc;
-use crate::{Aimd, Fixed, LimitAlgorithm, Shed, ShedEvent, ShedHandle, TierShares, Vegas};
+use crate::{Aimd, Fixed, LimitAlgorithm, MinRtt, Shed, ShedEvent, ShedHandle, TierShares, WindowSize};
 
 /// Sheds load beyond an adaptive concurrency limit, least important calls first.
 ///
-/// - The limit follows latency and drops through a [`LimitAlgorithm`] ([`Vegas`] by
-///   default; [`Aimd`](crate::Aimd), [`Gradient2`](crate::Gradient2) or a [`Fixed`]
-///   limit). Outcomes come from the classifier: a failure counts as a drop, an ignored
-///   outcome does not move the limit.
-/// - A call beyond its tier's share of the limit ([`TierShares`]) is refused at once,
-///   never queued, with an `Overloaded` [`Rejection`](tower_bulwark_core::Rejection)
+/// - The limit follows latency and drops through a [`LimitAlgorithm`] ([`MinRtt`] by
+///   default; [`Vegas`](crate::Vegas), [`Aimd`](crate::Aimd),
+///   [`Gradient2`](crate::Gradient2) or a [`Fixed`] limit), taught a window of finished
+///   calls at a time ([`WindowSize`]). Outcomes come from the classifier: a failure counts
+///   as a drop, an ignored outcome does not move the limit, and a call dropped before it
+///   finished (the caller's deadline, a disconnect) is a drop.
+/// - Criticality tiers borrow: a call may use any place the more important tiers are not
+///   using. Each tier leaves the tiers above it room for what they recently wanted (their
+///   peak in flight, refused calls included, plus a quarter), so under contention the
+///   least important calls are refused first, and alone they may fill the whole limit.
+///   [`TierShares`] can cap a tier further.
+/// - A call its tier may not have is refused at once, never queued, with an `Overloaded`
+///   [`Rejection`](tower_bulwark_core::Rejection)
 ///   carrying a `Retry-After` (1 s by default): through `HandleRejectionsLayer`, HTTP 503 or
 ///   gRPC `RESOURCE_EXHAUSTED` with `grpc-retry-pushback-ms`, and the
 ///   `x-bulwark-overloaded: true` marker that stops retry layers upstream from amplifying it.
@@ -34,7 +41,7 @@ use crate::{Aimd, Fixed, LimitAlgorithm, Shed, ShedEvent, ShedHandle, TierShares
 /// # async fn main() {
 /// let shed = ShedLayer::builder()
 ///     .name("api")
-///     .criticality(FromRequest)
+///     .criticality(FromRequest::default())
 ///     .build()
 ///     .unwrap();
 /// let handle = shed.handle();
@@ -67,13 +74,13 @@ impl<Q: Clone, C: Clone> Clone for ShedLayer<Q, C> {
     }
 }
 
-/// Builds a [`ShedLayer`]. Defaults: [`Vegas`] with Netflix's defaults, the default
-/// [`TierShares`], every request `Critical`, every `Err` a drop, `Retry-After: 1`, no
-/// shadow mode.
+/// Builds a [`ShedLayer`]. Defaults: [`MinRtt`], the default [`WindowSize`], no tier caps,
+/// every request `Critical`, every `Err` a drop, `Retry-After: 1`, no shadow mode.
 pub struct Builder<Q = AllCritical, C = ErrorsAreFailures> {
     name: Name,
     algorithm: Box<dyn LimitAlgorithm>,
     learns: bool,
+    window: WindowSize,
     tiers: TierShares,
     criticality: Q,
     classify: C,
@@ -87,8 +94,9 @@ impl ShedLayer {
     pub fn builder() -> Builder {
         Builder {
             name: Name::from("shed"),
-            algorithm: Box::new(Vegas::default()),
+            algorithm: Box::new(MinRtt::default()),
             learns: true,
+            window: WindowSize::default(),
             tiers: TierShares::default(),
             criticality: AllCritical,
             classify: ErrorsAreFailures,
@@ -138,7 +146,13 @@ impl<Q, C> Builder<Q, C> {
         self.algorithm(aimd)
     }
 
-    /// How much of the limit each criticality tier may use.
+    /// How many finished calls the algorithm learns from at a time.
+    pub fn window(mut self, window: WindowSize) -> Self {
+        self.window = window;
+        self
+    }
+
+    /// Caps on the share of the limit each criticality tier may use.
     pub fn tiers(mut self, tiers: TierShares) -> Self {
         self.tiers = tiers;
         self
@@ -178,6 +192,7 @@ impl<Q, C> Builder<Q, C> {
             name: self.name,
             algorithm: self.algorithm,
             learns: self.learns,
+            window: self.window,
             tiers: self.tiers,
             criticality,
             classify: self.classify,
@@ -193,6 +208,7 @@ impl<Q, C> Builder<Q, C> {
             name: self.name,
             algorithm: self.algorithm,
             learns: self.learns,
+            window: self.window,
             tiers: self.tiers,
             criticality: self.criticality,
             classify,
@@ -210,6 +226,7 @@ impl<Q, C> Builder<Q, C> {
                 self.name,
                 self.algorithm,
                 self.learns,
+                self.window,
                 tiers,
                 self.listeners,
             )),

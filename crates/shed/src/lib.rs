@@ -1,11 +1,12 @@
 //! Load shedding for [tower]: under overload, refuse the excess early and cheaply, least
 //! important work first, so the calls admitted stay fast.
 //!
-//! - [`ShedLayer`]: an adaptive concurrency limit ([`Vegas`], [`Aimd`], [`Gradient2`] with
-//!   Netflix `concurrency-limits` semantics and defaults, or [`Fixed`]); calls beyond it are
-//!   refused at once with an `Overloaded` rejection and pushback. Criticality tiers
-//!   ([`TierShares`]) shed `sheddable` before `sheddable-plus` before `critical` before
-//!   `critical-plus`. Shadow mode counts what would be shed. [`ShedHandle`] reads the
+//! - [`ShedLayer`]: an adaptive concurrency limit ([`MinRtt`] by default, which keeps
+//!   latency within a buffer over the service's own; [`Vegas`], [`Aimd`], [`Gradient2`]
+//!   with Netflix `concurrency-limits` semantics and defaults; or [`Fixed`]); calls beyond
+//!   it are refused at once with an `Overloaded` rejection and pushback. Criticality tiers
+//!   shed `sheddable` before `sheddable-plus` before `critical` before `critical-plus`
+//!   under contention, and borrow what the others leave unused. Shadow mode counts what would be shed. [`ShedHandle`] reads the
 //!   limit, calls in flight, latency estimates and sheds by tier. The admitted call runs
 //!   with its criticality as the current one, and [`PropagateCriticalityLayer`] (feature
 //!   `http`) writes it on the calls it makes, so the next service sheds the same work first.
@@ -23,6 +24,7 @@ mod future;
 mod handle;
 mod layer;
 mod limiter;
+mod min_rtt;
 #[cfg(feature = "http")]
 mod propagate;
 mod service;
@@ -32,21 +34,24 @@ mod source;
 mod sync;
 mod throttle;
 mod tiers;
+mod window;
 
 pub use self::algorithm::{Aimd, Fixed, Gradient2, LimitAlgorithm, RttEstimates, Sample, Vegas};
 pub use self::events::ShedEvent;
 pub use self::future::ResponseFuture;
 pub use self::handle::{ShedHandle, Snapshot};
 pub use self::layer::{Builder, ShedLayer};
+pub use self::min_rtt::MinRtt;
 #[cfg(feature = "http")]
 pub use self::propagate::{PropagateCriticality, PropagateCriticalityLayer};
 pub use self::service::Shed;
 #[cfg(feature = "serde")]
 pub use self::settings::{AlgorithmSetting, ShedConfig};
 #[cfg(feature = "http")]
-pub use self::source::FromRequest;
+pub use self::source::{FromRequest, RequestHead};
 pub use self::source::{AllCritical, CriticalityOf};
 pub use self::throttle::{
     AdaptiveThrottle, AdaptiveThrottleLayer, ThrottleBuilder, ThrottleFuture,
 };
 pub use self::tiers::TierShares;
+pub use self::window::WindowSize;

@@ -1,24 +1,30 @@
 //! The shared state of a shedding layer: the limit, the calls in flight, the algorithm.
 
-use std::sync::PoisonError;
+use std::sync::{PoisonError, TryLockError};
 
 use tokio::time::Instant;
 use tower_bulwark_core::{Criticality, Listeners, Name, Outcome};
 
 use crate::sync::{AtomicU64, AtomicUsize, Mutex, Ordering::*};
-use crate::tiers::allowed;
-use crate::{LimitAlgorithm, RttEstimates, Sample, ShedEvent, TierShares};
+use crate::tiers::{allowed, Demand};
+use crate::window::{micros, Window};
+use crate::{LimitAlgorithm, RttEstimates, ShedEvent, TierShares, WindowSize};
 
 /// The limit and the calls in flight, shared by every service a layer makes.
 ///
-/// Admission is one compare-and-swap on the in-flight count against the tier's share of
-/// the limit: lock-free, no allocation. Finished calls update the algorithm under a mutex,
-/// off the admission path, and publish and announce its new limit before letting go of
-/// it, so the limit and its `LimitChanged` events follow the order of the updates.
+/// Admission is one compare-and-swap on the in-flight count against what the call's tier
+/// may use: lock-free, no allocation. Finished calls add to a lock-free [`Window`]; the one
+/// that closes it updates the algorithm under a mutex it only tries (never waits for), and
+/// publishes and announces the new limit before letting go of it, so the limit and its
+/// `LimitChanged` events follow the order of the updates.
 pub(crate) struct Limiter {
     pub(crate) name: Name,
     limit: AtomicUsize,
     in_flight: AtomicUsize,
+    demand: Demand,
+    window: Window,
+    /// When the limiter started: window times are microseconds since.
+    epoch: Instant,
     algorithm: Mutex<Box<dyn LimitAlgorithm>>,
     /// The algorithm's latest latency estimates, copied out of its lock so that reading
     /// them (the handle, even from a listener) never waits on learning.
@@ -37,6 +43,7 @@ impl Limiter {
         name: Name,
         algorithm: Box<dyn LimitAlgorithm>,
         learns: bool,
+        window: WindowSize,
         tiers: TierShares,
         listeners: Listeners<ShedEvent>,
     ) -> Self {
@@ -44,6 +51,9 @@ impl Limiter {
             name,
             limit: AtomicUsize::new(algorithm.initial().max(1)),
             in_flight: AtomicUsize::new(0),
+            demand: Demand::default(),
+            window: Window::new(window),
+            epoch: Instant::now(),
             rtt: Mutex::new(algorithm.rtt()),
             algorithm: Mutex::new(algorithm),
             learns,
@@ -53,14 +63,16 @@ impl Limiter {
         }
     }
 
-    /// Takes a place for a call of `criticality` if its tier's share of the limit has room;
-    /// returns the calls in flight with it.
+    /// Takes a place for a call of `criticality` if its tier may use one: within its cap,
+    /// and leaving the tiers above it the room they recently wanted. Returns the calls in
+    /// flight with it.
     #[inline]
     pub(crate) fn try_acquire(&self, criticality: Criticality) -> Option<usize> {
-        let allowed = allowed(
-            self.permille[tier_index(criticality)],
-            self.limit.load(Relaxed),
-        );
+        let tier = tier_index(criticality);
+        self.demand.want(tier);
+        let limit = self.limit.load(Relaxed);
+        let allowed = allowed(self.permille[tier], limit)
+            .min(limit.saturating_sub(self.demand.reserved_above(tier)));
         let mut current = self.in_flight.load(Relaxed);
         loop {
             if current >= allowed {
@@ -70,14 +82,18 @@ impl Limiter {
                 .in_flight
                 .compare_exchange_weak(current, current + 1, AcqRel, Relaxed)
             {
-                Ok(_) => return Some(current + 1),
+                Ok(_) => {
+                    self.demand.enter(tier);
+                    return Some(current + 1);
+                }
                 Err(actual) => current = actual,
             }
         }
     }
 
     /// Takes a place whatever the limit (shadow mode admits everything).
-    pub(crate) fn acquire_anyway(&self) -> usize {
+    pub(crate) fn acquire_anyway(&self, criticality: Criticality) -> usize {
+        self.demand.enter(tier_index(criticality));
         self.in_flight.fetch_add(1, AcqRel) + 1
     }
 
@@ -91,33 +107,53 @@ impl Limiter {
         self.learns
     }
 
-    /// Gives back a place; with an outcome that says something, teaches the algorithm.
+    /// Gives back a place of `criticality`; with an outcome that says something, teaches
+    /// the algorithm.
     #[inline]
-    pub(crate) fn release(&self, in_flight: usize, started: Option<Instant>, outcome: Outcome) {
+    pub(crate) fn release(
+        &self,
+        criticality: Criticality,
+        in_flight: usize,
+        started: Option<Instant>,
+        outcome: Outcome,
+    ) {
         self.in_flight.fetch_sub(1, AcqRel);
+        self.demand
+            .leave(tier_index(criticality), self.limit.load(Relaxed));
         if let Some(started) = started {
             self.learn(in_flight, started, outcome);
         }
     }
 
-    /// Teaches the algorithm one finished call (off the admission path). The new limit is
-    /// published and announced under the algorithm's lock: done after it, a slower thread
-    /// could publish an older limit over a newer one, and announce it out of order.
+    /// Adds one finished call to the window (off the admission path) and, if that makes
+    /// the window due, closes it.
     fn learn(&self, in_flight: usize, started: Instant, outcome: Outcome) {
         let dropped = match outcome {
             Outcome::Success => false,
             Outcome::Failure => true,
             Outcome::Ignored => return,
         };
-        let sample = Sample {
-            rtt: started.elapsed(),
-            in_flight,
-            dropped,
+        let now = Instant::now();
+        let at = micros(now.saturating_duration_since(self.epoch));
+        let rtt = now.saturating_duration_since(started);
+        if self.window.add(rtt, in_flight, dropped, at) {
+            self.close_window(at);
+        }
+    }
+
+    /// Teaches the algorithm the window, if no other call is doing so. The new limit is
+    /// published and announced under the algorithm's lock: done after it, a slower thread
+    /// could publish an older limit over a newer one, and announce it out of order.
+    fn close_window(&self, at: u64) {
+        let mut algorithm = match self.algorithm.try_lock() {
+            Ok(algorithm) => algorithm,
+            Err(TryLockError::Poisoned(poisoned)) => poisoned.into_inner(),
+            // Another call is teaching it; this window's calls go with the next one.
+            Err(TryLockError::WouldBlock) => return,
         };
-        let mut algorithm = self
-            .algorithm
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
+        let Some(sample) = self.window.close(at) else {
+            return;
+        };
         let new = algorithm.update(sample);
         *self.rtt.lock().unwrap_or_else(PoisonError::into_inner) = algorithm.rtt();
         self.publish(new);
@@ -143,6 +179,10 @@ impl Limiter {
 
     pub(crate) fn in_flight(&self) -> usize {
         self.in_flight.load(Relaxed)
+    }
+
+    pub(crate) fn in_flight_by_tier(&self) -> [usize; 4] {
+        self.demand.in_flight()
     }
 
     pub(crate) fn shed_by_tier(&self) -> [u64; 4] {
@@ -189,7 +229,7 @@ pub(crate) fn tier_index(criticality: Criticality) -> usize {
 #[cfg(all(test, bulwark_loom))]
 mod loom_model {
     use super::*;
-    use crate::Fixed;
+    use crate::{Fixed, Sample};
     use loom::sync::Arc;
 
     /// Two calls race for the last place, each giving it back when done. Not "exactly one
@@ -203,6 +243,7 @@ mod loom_model {
                 Name::from("loom"),
                 Box::new(Fixed::new(1).unwrap()),
                 false,
+                WindowSize::per_call(),
                 TierShares::flat(),
                 Listeners::new(),
             ));
@@ -210,7 +251,7 @@ mod loom_model {
                 let got = limiter.try_acquire(Criticality::Critical);
                 if let Some(n) = got {
                     assert_eq!((n, limiter.in_flight()), (1, 1), "alone in the place");
-                    limiter.release(n, None, Outcome::Ignored);
+                    limiter.release(Criticality::Critical, n, None, Outcome::Ignored);
                 }
                 got.is_some()
             };
@@ -241,9 +282,10 @@ mod loom_model {
     }
 
     /// Two calls finish at once and both teach the algorithm (through the same `release`
-    /// a finished call uses): the limit published last is the algorithm's last, and the
+    /// a finished call uses), then a third after them. Whichever closes a window, the
     /// `LimitChanged` events come in the algorithm's order, each starting where the
-    /// previous ended.
+    /// previous ended, the limit published last is the algorithm's last, and no call is
+    /// left unseen: a call whose closer found the lock taken goes with the next window.
     #[test]
     fn concurrent_learning_publishes_the_latest_limit_in_order() {
         loom::model(|| {
@@ -259,12 +301,13 @@ mod loom_model {
                 Name::from("loom"),
                 Box::new(Counting(10)),
                 true,
+                WindowSize::per_call(),
                 TierShares::flat(),
                 listeners,
             ));
             let call = |limiter: &Limiter| {
                 let n = limiter.try_acquire(Criticality::Critical).unwrap();
-                limiter.release(n, Some(Instant::now()), Outcome::Success);
+                limiter.release(Criticality::Critical, n, Some(Instant::now()), Outcome::Success);
             };
             let other = {
                 let limiter = limiter.clone();
@@ -272,8 +315,16 @@ mod loom_model {
             };
             call(&limiter);
             other.join().unwrap();
-            assert_eq!(limiter.limit(), 12, "the latest limit is the one published");
-            assert_eq!(*events.lock().unwrap(), [(10, 11), (11, 12)]);
+            call(&limiter);
+            let events = events.lock().unwrap().clone();
+            assert!(!events.is_empty() && events.len() <= 3, "{events:?}");
+            let mut at = 10;
+            for (from, to) in &events {
+                assert_eq!((*from, *to), (at, at + 1), "in order: {events:?}");
+                at = *to;
+            }
+            assert_eq!(limiter.limit(), at, "the latest limit is the one published");
+            assert_eq!(limiter.window.close(0), None, "every call was taught");
         });
     }
 
@@ -285,6 +336,7 @@ mod loom_model {
                 Name::from("loom"),
                 Box::new(Fixed::new(1).unwrap()),
                 false,
+                WindowSize::per_call(),
                 TierShares::flat(),
                 Listeners::new(),
             ));

@@ -93,10 +93,10 @@ where
                     }
                     return ResponseFuture::shed(Box::new(rejection));
                 }
-                limiter.acquire_anyway()
+                limiter.acquire_anyway(criticality)
             }
         };
-        let place = Place::new(limiter.clone(), in_flight);
+        let place = Place::new(limiter.clone(), criticality, in_flight);
         let inner = &mut self.inner;
         let future = criticality.scope(criticality.in_scope(|| inner.call(request)));
         ResponseFuture::admitted(future, place, self.classify.clone())

@@ -6,7 +6,7 @@ use std::time::Duration;
 use serde::Deserialize;
 use tower_bulwark_core::ConfigError;
 
-use crate::{Aimd, Builder, Fixed, Gradient2, ShedLayer, TierShares, Vegas};
+use crate::{Aimd, Builder, Fixed, Gradient2, MinRtt, ShedLayer, TierShares, Vegas, WindowSize};
 
 /// A shedding layer's settings as plain data, deserializable from TOML, JSON or YAML.
 /// Missing fields take the builder's defaults (an algorithm's missing fields take
@@ -33,20 +33,32 @@ pub struct ShedConfig {
     pub name: Option<String>,
     /// The limit algorithm and its settings.
     pub algorithm: Option<AlgorithmSetting>,
-    /// Each tier's share of the limit.
+    /// Caps on each tier's share of the limit.
     pub tiers: Option<TierShares>,
+    /// The least number of calls in a learning window (default 10).
+    pub window_min_calls: Option<usize>,
+    /// The shortest learning window, in milliseconds (default 50).
+    pub window_min_ms: Option<u64>,
     /// The pushback given with a shed, in milliseconds (0: none).
     pub retry_after_ms: Option<u64>,
     /// Shadow mode.
     pub shadow: Option<bool>,
 }
 
-/// A limit algorithm and its settings; see [`Vegas`], [`Aimd`], [`Gradient2`], [`Fixed`].
+/// A limit algorithm and its settings; see [`MinRtt`], [`Vegas`], [`Aimd`], [`Gradient2`],
+/// [`Fixed`].
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
 #[allow(missing_docs)]
 #[non_exhaustive]
 pub enum AlgorithmSetting {
+    MinRtt {
+        initial: Option<usize>,
+        min: Option<usize>,
+        max: Option<usize>,
+        buffer: Option<f64>,
+        probe_every: Option<u32>,
+    },
     Vegas {
         initial: Option<usize>,
         max: Option<usize>,
@@ -83,6 +95,19 @@ impl ShedConfig {
         }
         builder = match &self.algorithm {
             None => builder,
+            Some(AlgorithmSetting::MinRtt {
+                initial,
+                min,
+                max,
+                buffer,
+                probe_every,
+            }) => builder.algorithm(MinRtt::new(
+                initial.unwrap_or(20),
+                min.unwrap_or(1),
+                max.unwrap_or(1000),
+                buffer.unwrap_or(0.1),
+                probe_every.unwrap_or(200),
+            )?),
             Some(AlgorithmSetting::Vegas {
                 initial,
                 max,
@@ -127,6 +152,14 @@ impl ShedConfig {
         if let Some(tiers) = self.tiers {
             builder = builder.tiers(tiers);
         }
+        if self.window_min_calls.is_some() || self.window_min_ms.is_some() {
+            let default = WindowSize::default();
+            builder = builder.window(WindowSize::new(
+                self.window_min_calls.unwrap_or(default.min_calls()),
+                self.window_min_ms
+                    .map_or(default.min_time(), Duration::from_millis),
+            )?);
+        }
         if let Some(ms) = self.retry_after_ms {
             builder = builder.retry_after((ms > 0).then(|| Duration::from_millis(ms)));
         }
@@ -167,6 +200,11 @@ mod tests {
             error(r#"{"algorithm": {"kind": "vegas", "smoothing": 2.0}}"#),
             "smoothing"
         );
+        assert_eq!(
+            error(r#"{"algorithm": {"kind": "min_rtt", "buffer": 0.0}}"#),
+            "buffer"
+        );
+        assert_eq!(error(r#"{"window_min_calls": 0}"#), "window.min_calls");
         assert_eq!(
             error(r#"{"tiers": {"sheddable": 0.95, "sheddable_plus": 0.5}}"#),
             "tiers.sheddable_plus"

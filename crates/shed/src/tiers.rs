@@ -1,14 +1,19 @@
-//! How much of the limit each criticality tier may use.
+//! How much of the limit each criticality tier may use: a fixed cap per tier
+//! ([`TierShares`]) and room kept for the tiers above it while they want it ([`Demand`]).
 
 use tower_bulwark_core::{ConfigError, Criticality};
 
-/// The share of the concurrency limit each [`Criticality`] tier may fill.
+use crate::sync::{AtomicUsize, Ordering::*};
+
+/// A fixed cap on the share of the concurrency limit each [`Criticality`] tier may fill,
+/// on top of the priority every layer keeps.
 ///
-/// A call of a tier is admitted while the calls in flight stay within its share of the
-/// limit. Shares must not decrease with importance, so as load rises the least important
-/// tier is refused first, and a tier is only refused once every tier below it already is.
-///
-/// Defaults: `Sheddable` 50%, `SheddablePlus` 70%, `Critical` 90%, `CriticalPlus` 100%.
+/// Without caps (the default, [`TierShares::flat`]) a tier may use all of the limit that
+/// the tiers above it are not using: sheddable traffic alone gets the whole limit, and
+/// under contention the least important calls are refused first (see
+/// [`ShedLayer`](crate::ShedLayer)). A cap keeps a tier within its share even when nothing
+/// else wants the rest, e.g. `sheddable: 0.5` for batch work that must never take more
+/// than half. Shares must not decrease with importance.
 #[derive(Debug, Clone, Copy, PartialEq)]
 #[cfg_attr(feature = "serde", derive(serde::Deserialize))]
 #[cfg_attr(feature = "serde", serde(deny_unknown_fields, default))]
@@ -25,17 +30,12 @@ pub struct TierShares {
 
 impl Default for TierShares {
     fn default() -> Self {
-        TierShares {
-            sheddable: 0.5,
-            sheddable_plus: 0.7,
-            critical: 0.9,
-            critical_plus: 1.0,
-        }
+        TierShares::flat()
     }
 }
 
 impl TierShares {
-    /// Every tier may use the whole limit (no tiering).
+    /// No caps: every tier may use the whole limit that the tiers above it leave.
     pub fn flat() -> Self {
         TierShares {
             sheddable: 1.0,
@@ -95,17 +95,95 @@ pub(crate) fn allowed(permille: usize, limit: usize) -> usize {
     (limit.saturating_mul(permille) / 1000).max(1)
 }
 
-impl TierShares {}
+/// What each tier wants: its calls in flight and its recent peak of them, refused calls
+/// included. A tier must leave the tiers above it room for their recent peak plus a
+/// quarter: lower tiers borrow what higher ones do not use, and give it back when they
+/// come, without fixed shares (Netflix's partitioned limiter and Google's criticality
+/// work this way too).
+///
+/// Peaks decay by an eighth every `limit` finished calls (about one round trip at full
+/// load), so a burst of important calls reserves room for a few round trips, not for
+/// ever.
+#[derive(Debug, Default)]
+pub(crate) struct Demand {
+    in_flight: [AtomicUsize; 4],
+    peak: [AtomicUsize; 4],
+    finished: AtomicUsize,
+}
+
+impl Demand {
+    /// Notes that a call of `tier` wants a place.
+    #[inline]
+    pub(crate) fn want(&self, tier: usize) {
+        let wanted = self.in_flight[tier].load(Relaxed) + 1;
+        if self.peak[tier].load(Relaxed) < wanted {
+            self.peak[tier].fetch_max(wanted, Relaxed);
+        }
+    }
+
+    /// The places `tier` must leave free for the tiers above it.
+    #[inline]
+    pub(crate) fn reserved_above(&self, tier: usize) -> usize {
+        self.peak[tier + 1..]
+            .iter()
+            .map(|peak| {
+                let peak = peak.load(Relaxed);
+                peak + peak.div_ceil(4)
+            })
+            .sum()
+    }
+
+    /// A call of `tier` took a place.
+    #[inline]
+    pub(crate) fn enter(&self, tier: usize) {
+        self.in_flight[tier].fetch_add(1, Relaxed);
+    }
+
+    /// A call of `tier` gave its place back; every `limit` of them, peaks decay.
+    #[inline]
+    pub(crate) fn leave(&self, tier: usize, limit: usize) {
+        self.in_flight[tier].fetch_sub(1, Relaxed);
+        let finished = self.finished.fetch_add(1, Relaxed).wrapping_add(1);
+        if finished % limit.max(8) == 0 {
+            self.decay();
+        }
+    }
+
+    /// Lowers each peak by an eighth, not below the tier's calls in flight. A racing
+    /// `want` may be lost; the tier's next call notes it again.
+    fn decay(&self) {
+        for (peak, in_flight) in self.peak.iter().zip(&self.in_flight) {
+            let old = peak.load(Relaxed);
+            let new = (old - old.div_ceil(8)).max(in_flight.load(Relaxed));
+            if new < old {
+                let _ = peak.compare_exchange(old, new, Relaxed, Relaxed);
+            }
+        }
+    }
+
+    /// Calls in flight by tier, least important first.
+    pub(crate) fn in_flight(&self) -> [usize; 4] {
+        [0, 1, 2, 3].map(|tier| self.in_flight[tier].load(Relaxed))
+    }
+}
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
-    fn defaults_nest_from_least_to_most_important() {
-        let shares = TierShares::default().check().unwrap();
+    fn shares_nest_from_least_to_most_important() {
+        let shares = TierShares {
+            sheddable: 0.5,
+            sheddable_plus: 0.7,
+            critical: 0.9,
+            critical_plus: 1.0,
+        }
+        .check()
+        .unwrap();
         let allowed = shares.permille().map(|permille| allowed(permille, 100));
         assert_eq!(allowed, [50, 70, 90, 100]);
+        assert_eq!(TierShares::default(), TierShares::flat(), "no caps by default");
         assert_eq!(super::allowed(shares.permille()[0], 1), 1, "never zero");
         assert_eq!(
             super::allowed(1000, usize::MAX),
@@ -117,7 +195,8 @@ mod tests {
     #[test]
     fn bad_shares_name_their_field() {
         let with = |f: fn(&mut TierShares)| {
-            let mut shares = TierShares::default();
+            let mut shares = TierShares::flat();
+            shares.sheddable = 0.5;
             f(&mut shares);
             shares.check().unwrap_err().field()
         };
@@ -125,5 +204,52 @@ mod tests {
         assert_eq!(with(|s| s.critical_plus = 1.5), "tiers.critical_plus");
         assert_eq!(with(|s| s.critical = f64::NAN), "tiers.critical");
         assert_eq!(with(|s| s.sheddable_plus = 0.4), "tiers.sheddable_plus");
+    }
+}
+
+#[cfg(all(test, not(bulwark_loom)))]
+mod demand_tests {
+    use super::*;
+
+    #[test]
+    fn a_tier_leaves_room_for_the_recent_peak_of_the_tiers_above() {
+        let demand = Demand::default();
+        assert_eq!(demand.reserved_above(0), 0, "nothing above wants anything");
+        for _ in 0..4 {
+            demand.want(2);
+            demand.enter(2);
+        }
+        // A refused critical call still counts as wanting a place.
+        demand.want(2);
+        assert_eq!(demand.in_flight(), [0, 0, 4, 0]);
+        assert_eq!(demand.reserved_above(0), 5 + 2, "peak 5 plus a quarter");
+        assert_eq!(demand.reserved_above(1), 7);
+        assert_eq!(demand.reserved_above(2), 0, "critical-plus is above critical");
+        assert_eq!(demand.reserved_above(3), 0);
+    }
+
+    #[test]
+    fn peaks_decay_every_limit_finished_calls_down_to_what_is_in_flight() {
+        let demand = Demand::default();
+        for _ in 0..16 {
+            demand.want(3);
+            demand.enter(3);
+        }
+        for _ in 0..7 {
+            demand.leave(3, 8);
+        }
+        assert_eq!(demand.reserved_above(2), 20, "no decay before 8 finished");
+        demand.leave(3, 8);
+        assert_eq!(demand.reserved_above(2), 14 + 4, "16 less an eighth");
+        for _ in 0..8 {
+            demand.leave(3, 8);
+        }
+        for _ in 0..200 {
+            demand.want(0);
+            demand.enter(0);
+            demand.leave(0, 8);
+        }
+        assert_eq!(demand.in_flight(), [0, 0, 0, 0]);
+        assert_eq!(demand.reserved_above(2), 0, "decayed to nothing");
     }
 }

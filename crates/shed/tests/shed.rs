@@ -7,7 +7,7 @@ use tokio_test::task;
 use tower::{Layer, Service, ServiceExt};
 use tower_bulwark_core::testing::{controlled, Controller, ReadinessProbe};
 use tower_bulwark_core::{find_rejection, BoxError, Criticality, Outcome, RejectionKind};
-use tower_bulwark_shed::{Aimd, Fixed, ShedEvent, ShedLayer, TierShares};
+use tower_bulwark_shed::{Aimd, Fixed, ShedEvent, ShedLayer, TierShares, WindowSize};
 
 /// A request that names its tier.
 type Call = (Criticality, u32);
@@ -91,49 +91,95 @@ async fn calls_beyond_the_limit_are_refused_at_once_with_pushback() {
         .is_ok());
 }
 
+/// Holds `n` calls of `tier` in flight, each admitted.
+async fn fill<S>(service: &mut S, tier: Criticality, n: usize) -> Vec<task::Spawn<S::Future>>
+where
+    S: Service<Call, Error = BoxError>,
+{
+    let mut held = Vec::new();
+    for _ in 0..n {
+        held.push(admitted(service, tier).await.expect("room"));
+    }
+    held
+}
+
 #[tokio::test(start_paused = true)]
-async fn lower_tiers_are_shed_first_and_only_then_higher_ones() {
-    // Limit 10: sheddable up to 5 in flight, sheddable-plus 7, critical 9, critical-plus 10.
+async fn sheddable_calls_alone_may_fill_the_whole_limit() {
     let layer = fixed(10);
     let (inner, control) = controlled::<Call>();
     control.hang();
     let mut service = layer.layer(ReadinessProbe::new(inner));
-    let mut held = Vec::new();
-    for (in_flight, refused) in [
-        (5, vec![Criticality::Sheddable]),
-        (7, vec![Criticality::Sheddable, Criticality::SheddablePlus]),
-        (
-            9,
-            vec![
-                Criticality::Sheddable,
-                Criticality::SheddablePlus,
-                Criticality::Critical,
-            ],
-        ),
-    ] {
-        while layer.handle().snapshot().in_flight < in_flight {
-            held.push(
-                admitted(&mut service, Criticality::CriticalPlus)
-                    .await
-                    .expect("room"),
-            );
-        }
-        for tier in Criticality::ALL {
-            let got_in = admitted(&mut service, tier).await;
-            assert_eq!(
-                got_in.is_none(),
-                refused.contains(&tier),
-                "{tier} at {in_flight}"
-            );
-            drop(got_in);
-        }
-    }
+    let held = fill(&mut service, Criticality::Sheddable, 10).await;
+    assert!(admitted(&mut service, Criticality::Sheddable).await.is_none());
+    assert_eq!(layer.handle().snapshot().in_flight_by_tier, [10, 0, 0, 0]);
+    drop(held);
+}
+
+#[tokio::test(start_paused = true)]
+async fn under_contention_lower_tiers_are_refused_before_higher_ones() {
+    let layer = fixed(10);
+    let (inner, control) = controlled::<Call>();
+    control.hang();
+    let mut service = layer.layer(ReadinessProbe::new(inner));
+    let mut sheddable = fill(&mut service, Criticality::Sheddable, 10).await;
+    // Full: a critical call is refused, but its want is noted.
+    assert!(admitted(&mut service, Criticality::Critical).await.is_none());
+    sheddable.truncate(7);
+    // Sheddable calls now leave room for the critical one's peak (1, plus a quarter: 2):
+    // they may use 8 places.
+    sheddable.push(admitted(&mut service, Criticality::Sheddable).await.expect("8th"));
+    assert!(
+        admitted(&mut service, Criticality::Sheddable).await.is_none(),
+        "the last two places are kept for critical calls"
+    );
+    let critical = fill(&mut service, Criticality::Critical, 2).await;
+    assert!(admitted(&mut service, Criticality::CriticalPlus).await.is_none());
     let shed = layer.handle().snapshot();
-    assert_eq!(shed.shed_of(Criticality::Sheddable), 3);
-    assert_eq!(shed.shed_of(Criticality::SheddablePlus), 2);
+    assert_eq!(shed.shed_of(Criticality::Sheddable), 1);
     assert_eq!(shed.shed_of(Criticality::Critical), 1);
-    assert_eq!(shed.shed_of(Criticality::CriticalPlus), 0);
-    drop(control);
+    assert_eq!(shed.shed_of(Criticality::CriticalPlus), 1);
+    assert_eq!(shed.in_flight_by_tier, [8, 0, 2, 0]);
+    drop((sheddable, critical));
+}
+
+#[tokio::test(start_paused = true)]
+async fn each_tier_leaves_room_for_what_the_tiers_above_recently_wanted() {
+    let layer = fixed(10);
+    let (inner, control) = controlled::<Call>();
+    control.hang();
+    let mut service = layer.layer(ReadinessProbe::new(inner));
+    let critical_plus = fill(&mut service, Criticality::CriticalPlus, 2).await;
+    let critical = fill(&mut service, Criticality::Critical, 2).await;
+    // Above sheddable: peaks 2 and 2, each plus a quarter (rounded up): 6 kept, so
+    // sheddable calls may only use 4 places, and 4 are taken.
+    assert!(admitted(&mut service, Criticality::Sheddable).await.is_none());
+    assert!(admitted(&mut service, Criticality::SheddablePlus).await.is_none());
+    // Critical calls leave 3 for critical-plus: they may use 7 places.
+    let more = fill(&mut service, Criticality::Critical, 3).await;
+    assert!(admitted(&mut service, Criticality::Critical).await.is_none());
+    let top = fill(&mut service, Criticality::CriticalPlus, 3).await;
+    assert!(admitted(&mut service, Criticality::CriticalPlus).await.is_none());
+    drop((critical_plus, critical, more, top));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_tier_cap_holds_even_when_nothing_else_wants_the_rest() {
+    let layer = ShedLayer::builder()
+        .fixed(Fixed::new(10).unwrap())
+        .tiers(TierShares {
+            sheddable: 0.5,
+            ..TierShares::flat()
+        })
+        .criticality((|call: &Call| call.0) as fn(&Call) -> Criticality)
+        .build()
+        .unwrap();
+    let (inner, control) = controlled::<Call>();
+    control.hang();
+    let mut service = layer.layer(ReadinessProbe::new(inner));
+    let held = fill(&mut service, Criticality::Sheddable, 5).await;
+    assert!(admitted(&mut service, Criticality::Sheddable).await.is_none());
+    let critical = fill(&mut service, Criticality::Critical, 5).await;
+    drop((held, critical));
 }
 
 #[tokio::test(start_paused = true)]
@@ -182,6 +228,7 @@ async fn run(
 async fn failures_shrink_an_adaptive_limit_and_ignored_outcomes_do_not_move_it() {
     let layer = ShedLayer::builder()
         .algorithm(Aimd::new(10, 2, 20, 0.5, Duration::from_secs(1)).unwrap())
+        .window(WindowSize::per_call())
         .classify(|result: &Result<u32, BoxError>| match result {
             Ok(7) => Outcome::Ignored,
             Ok(_) => Outcome::Success,
@@ -194,7 +241,8 @@ async fn failures_shrink_an_adaptive_limit_and_ignored_outcomes_do_not_move_it()
     run(&mut service, &control, false).await;
     assert_eq!(layer.handle().snapshot().limit, 5, "10 x 0.5");
     run(&mut service, &control, false).await;
-    assert_eq!(layer.handle().snapshot().limit, 2);
+    run(&mut service, &control, false).await;
+    assert_eq!(layer.handle().snapshot().limit, 2, "1.25, floored at min 2");
     // Ignored: the limit stays.
     control.succeed();
     service.clone().oneshot(7).await.unwrap();
@@ -247,6 +295,7 @@ async fn the_admitted_call_runs_with_its_criticality_current() {
 async fn the_latency_target_preset_backs_off_when_calls_run_slow() {
     let layer = ShedLayer::builder()
         .latency_target(Duration::from_millis(10))
+        .window(WindowSize::per_call())
         .build()
         .unwrap();
     let (inner, control) = controlled::<u32>();
@@ -278,6 +327,7 @@ async fn a_marked_shed_shrinks_an_adaptive_limit_and_a_local_refusal_does_not_mo
     let layer = || {
         ShedLayer::builder()
             .algorithm(Aimd::new(10, 2, 20, 0.5, Duration::from_secs(1)).unwrap())
+            .window(WindowSize::per_call())
             .classify(HttpClassifier)
             .build()
             .unwrap()
@@ -303,4 +353,52 @@ async fn a_marked_shed_shrinks_an_adaptive_limit_and_a_local_refusal_does_not_mo
         );
     }
     assert_eq!(local.handle().snapshot().limit, 10);
+}
+
+/// A call dropped before it finished (the caller's deadline passed, the client went away)
+/// teaches a drop: overload seen from inside is calls nobody waits for any more.
+#[tokio::test(start_paused = true)]
+async fn a_call_dropped_before_it_finished_is_a_drop() {
+    let layer = ShedLayer::builder()
+        .algorithm(Aimd::new(10, 2, 20, 0.5, Duration::from_secs(1)).unwrap())
+        .window(WindowSize::per_call())
+        .build()
+        .unwrap();
+    let (inner, control) = controlled::<u32>();
+    control.hang();
+    let service = layer.layer(ReadinessProbe::new(inner));
+    let cut = tokio::time::timeout(Duration::from_millis(50), service.clone().oneshot(1)).await;
+    assert!(cut.is_err(), "the caller gave up");
+    assert_eq!(layer.handle().snapshot().limit, 5, "10 x 0.5");
+    assert_eq!(layer.handle().snapshot().in_flight, 0);
+}
+
+/// Learning takes a window of calls at a time: by default at least 10 calls over at
+/// least 50 ms, then the algorithm sees one sample (their mean latency).
+#[tokio::test(start_paused = true)]
+async fn the_algorithm_learns_a_window_at_a_time() {
+    let layer = ShedLayer::builder()
+        .algorithm(Aimd::new(10, 2, 20, 0.5, Duration::from_millis(100)).unwrap())
+        .build()
+        .unwrap();
+    let (inner, control) = controlled::<u32>();
+    let service = layer.layer(ReadinessProbe::new(inner));
+    // Nine slow calls: not yet a window.
+    control.delay(Duration::from_millis(150));
+    for i in 0..9 {
+        service.clone().oneshot(i).await.unwrap();
+    }
+    assert_eq!(layer.handle().snapshot().limit, 10);
+    // The tenth closes it: a mean of 150 ms is over the 100 ms timeout, one back-off.
+    service.clone().oneshot(9).await.unwrap();
+    assert_eq!(layer.handle().snapshot().limit, 5);
+    // Ten fast calls within 50 ms do not close the next window; one more after does.
+    control.delay(Duration::from_millis(1));
+    for i in 0..10 {
+        service.clone().oneshot(i).await.unwrap();
+    }
+    assert_eq!(layer.handle().snapshot().limit, 5, "10 calls in 10 ms");
+    tokio::time::advance(Duration::from_millis(40)).await;
+    service.clone().oneshot(10).await.unwrap();
+    assert_eq!(layer.handle().snapshot().limit, 5, "not half in use: no growth");
 }

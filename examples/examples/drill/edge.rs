@@ -137,7 +137,7 @@ pub(crate) async fn start(
                 0.9,
                 super::backend::SERVICE_TIME * 4,
             )?)
-            .criticality(FromRequest)
+            .criticality(FromRequest::default())
             .classify(HttpClassifier)
             .build()?;
         app.layer(server.layer())

@@ -246,7 +246,7 @@ pub(crate) fn server(
         preset.shed = ShedLayer::builder()
             .name("server")
             .fixed(Fixed::new(limit).expect("valid limit"))
-            .criticality(FromRequest)
+            .criticality(FromRequest::default())
             .classify(HttpClassifier)
             .build()
             .expect("valid shed");

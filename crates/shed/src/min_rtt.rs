@@ -1,0 +1,427 @@
+//! [`MinRtt`]: the server preset's limit algorithm.
+
+use std::time::Duration;
+
+use tower_bulwark_core::config::non_zero;
+use tower_bulwark_core::{ConfigError, SeededRng};
+
+use crate::{LimitAlgorithm, RttEstimates, Sample};
+
+/// How far the limit moves towards the gradient's in one window: the window's calls were
+/// admitted up to a round trip before it closed, so a full step would overshoot.
+const SMOOTHING: f64 = 0.5;
+/// The gradient's bounds: at most halve or double the limit in one window.
+const GRADIENT: (f64, f64) = (0.5, 2.0);
+/// A cut that lowers the latency by at least this share shows a queue: cut again.
+const QUEUE_SIGNAL: f64 = 0.9;
+/// Windows in a row that cut the limit without lowering latency before the minimum is
+/// measured again.
+const STALE_AFTER: u32 = 3;
+/// A probe whose calls never all start under its limit (shadow mode, a stuck caller)
+/// takes the latest window after this many.
+const PROBE_MAX_WINDOWS: u32 = 8;
+
+/// Keeps latency within a buffer over the service's own latency, measured when nothing
+/// queues: Envoy's adaptive concurrency, with the minimum re-measured when the latency
+/// stops answering to the limit.
+///
+/// - Each window of calls (see [`WindowSize`](crate::WindowSize)) is judged by its fastest
+///   call, as CoDel judges a queue: a burst that queues some calls leaves others fast,
+///   while a standing queue delays them all. With `gradient = clamp((1 + buffer) × min_rtt
+///   / fastest, 0.5, 2)`, `limit = limit × gradient + 1`, within `[min, max]`. Under
+///   sustained overload every call waits about as long, and the fixed point admits about
+///   `1 + buffer` times the calls the service serves at once (plus one): every worker busy,
+///   a short queue, latency about `1 + buffer` times the minimum. Under bursts that come
+///   and go, the limit is left room to absorb them. While no queue stands, the square root
+///   of the limit is added too (Envoy's headroom), so a small limit finds a large service
+///   quickly. The limit moves half way to the new value each window (its calls were
+///   admitted up to a round trip earlier), and only grows from windows that used at least
+///   half of it (an idle service says nothing of its capacity).
+/// - The minimum, `min_rtt`, is measured by a probe: the limit is halved, and halved again
+///   while a window of calls that all started under the cut comes out 10% faster and
+///   still above the previous minimum; then that window's fastest call is the minimum and
+///   the limit goes back where it was. A probe runs at the first window, every
+///   `probe_every` windows (jittered to between half and all of it), and when three
+///   windows in a row cut the limit by 10% or more without the latency falling: the
+///   service itself got slower, and the old minimum would cut the limit to its floor. A
+///   window faster than the minimum lowers it at once.
+///
+/// Drops do not move it: a call cut by the caller's deadline or a disconnect teaches its
+/// latency so far, and latency is the signal. Defaults: initial 20, min 1, max 1000,
+/// buffer 0.1, a probe every 200 windows (at the default window, 5 to 10 s under load).
+#[derive(Debug, Clone)]
+pub struct MinRtt {
+    limit: f64,
+    min: usize,
+    max: usize,
+    buffer: f64,
+    probe_every: u32,
+    rng: SeededRng,
+    min_rtt: Option<Duration>,
+    last_rtt: Option<Duration>,
+    /// Windows left before the next periodic probe.
+    until_probe: u32,
+    phase: Phase,
+}
+
+#[derive(Debug, Clone, Copy)]
+enum Phase {
+    /// Following the gradient; `decline` is the current streak of cuts, if any.
+    Learning { decline: Option<Decline> },
+    /// Measuring the minimum with the limit cut.
+    Probing {
+        /// The limit to go back to.
+        back_to: f64,
+        /// The mean latency before the last cut.
+        before: Duration,
+        /// Windows spent in the probe.
+        windows: u32,
+    },
+}
+
+/// Windows in a row that cut the limit.
+#[derive(Debug, Clone, Copy)]
+struct Decline {
+    /// Cuts in a row, the first one included, that did not lower the latency.
+    windows: u32,
+    /// The limit before the streak's first cut.
+    from: f64,
+    /// The mean latency of the latest cut's window.
+    rtt: Duration,
+}
+
+impl Default for MinRtt {
+    fn default() -> Self {
+        MinRtt::new(20, 1, 1000, 0.1, 200).expect("valid defaults")
+    }
+}
+
+impl MinRtt {
+    /// `MinRtt` with the given settings, checked: `1 <= min <= initial <= max`, a buffer
+    /// within `(0, 10]`, `probe_every` at least 1 window.
+    pub fn new(
+        initial: usize,
+        min: usize,
+        max: usize,
+        buffer: f64,
+        probe_every: u32,
+    ) -> Result<Self, ConfigError> {
+        non_zero("min", min)?;
+        if max < min {
+            return Err(ConfigError::new(
+                "max",
+                format!("must be at least min ({min}), got {max}"),
+            ));
+        }
+        if !(min..=max).contains(&initial) {
+            return Err(ConfigError::new(
+                "initial",
+                format!("must be within min..=max ({min}..={max}), got {initial}"),
+            ));
+        }
+        if !(buffer > 0.0 && buffer <= 10.0) {
+            return Err(ConfigError::new(
+                "buffer",
+                format!("must be above 0 and at most 10, got {buffer}"),
+            ));
+        }
+        non_zero("probe_every", probe_every as usize)?;
+        Ok(MinRtt {
+            limit: initial as f64,
+            min,
+            max,
+            buffer,
+            probe_every,
+            rng: SeededRng::new(0x6D69_6E72_7474),
+            min_rtt: None,
+            last_rtt: None,
+            until_probe: probe_every,
+            phase: Phase::Learning { decline: None },
+        })
+    }
+
+    fn clamp(&self, limit: f64) -> f64 {
+        limit.clamp(self.min as f64, self.max as f64)
+    }
+
+    /// Cuts the limit to measure the minimum, coming back to `back_to`.
+    fn start_probe(&mut self, back_to: f64, before: Duration) {
+        self.phase = Phase::Probing {
+            back_to,
+            before,
+            windows: 0,
+        };
+        self.limit = self.clamp(self.limit / 2.0);
+    }
+
+    /// One window of the probe.
+    fn probe(&mut self, sample: Sample, rtt: Duration, back_to: f64, before: Duration, windows: u32) {
+        let windows = windows + 1;
+        let clean = sample.in_flight <= self.limit as usize;
+        if !clean && windows < PROBE_MAX_WINDOWS {
+            // Calls admitted before the cut are still finishing.
+            self.phase = Phase::Probing {
+                back_to,
+                before,
+                windows,
+            };
+            return;
+        }
+        let faster = rtt.as_secs_f64() < QUEUE_SIGNAL * before.as_secs_f64();
+        // Back at the old minimum: no queue left to find by cutting further.
+        let at_old_minimum = self
+            .min_rtt
+            .is_some_and(|min_rtt| rtt.as_secs_f64() <= min_rtt.as_secs_f64() / QUEUE_SIGNAL);
+        if faster && !at_old_minimum && self.limit > self.min as f64 && windows < PROBE_MAX_WINDOWS
+        {
+            self.phase = Phase::Probing {
+                back_to,
+                before: rtt,
+                windows,
+            };
+            self.limit = self.clamp(self.limit / 2.0);
+            return;
+        }
+        self.min_rtt = Some(rtt);
+        self.limit = back_to;
+        self.phase = Phase::Learning { decline: None };
+        let jitter = 0.5 + 0.5 * self.rng.next_unit();
+        self.until_probe = ((self.probe_every as f64 * jitter) as u32).max(1);
+    }
+}
+
+impl LimitAlgorithm for MinRtt {
+    fn initial(&self) -> usize {
+        self.limit as usize
+    }
+
+    fn update(&mut self, sample: Sample) -> usize {
+        self.last_rtt = Some(sample.rtt);
+        let rtt = sample.fastest.max(Duration::from_micros(1));
+        let decline = match self.phase {
+            Phase::Probing {
+                back_to,
+                before,
+                windows,
+            } => {
+                self.probe(sample, rtt, back_to, before, windows);
+                return self.limit as usize;
+            }
+            Phase::Learning { decline } => decline,
+        };
+        let min_rtt = match self.min_rtt {
+            Some(min_rtt) if self.until_probe > 0 => min_rtt.min(rtt),
+            _ => {
+                self.start_probe(self.limit, rtt);
+                return self.limit as usize;
+            }
+        };
+        self.min_rtt = Some(min_rtt);
+        self.until_probe -= 1;
+
+        let gradient = ((1.0 + self.buffer) * min_rtt.as_secs_f64() / rtt.as_secs_f64())
+            .clamp(GRADIENT.0, GRADIENT.1);
+        let limit = self.limit;
+        if gradient >= 1.0 && (sample.in_flight as f64) < limit / 2.0 {
+            self.phase = Phase::Learning { decline: None };
+            return limit as usize;
+        }
+        // No standing queue and the limit in use: room to grow, by its square root on top
+        // (Envoy's headroom), so a small limit finds a large service quickly.
+        let headroom = if gradient >= 1.0 { limit.sqrt() } else { 0.0 };
+        let new = self.clamp(limit + SMOOTHING * (limit * gradient + headroom - limit));
+        self.limit = new;
+        if new >= limit {
+            self.phase = Phase::Learning { decline: None };
+            return new as usize;
+        }
+        if new as usize == limit as usize {
+            // Admits as many calls as before: the latency cannot answer yet.
+            return new as usize;
+        }
+        // A cut that did not lower the latency adds to the streak; the first cut, or one
+        // that did lower it (there was a queue), starts a new one.
+        let decline = match decline {
+            Some(decline) if rtt.as_secs_f64() >= 0.95 * decline.rtt.as_secs_f64() => Decline {
+                windows: decline.windows + 1,
+                rtt,
+                ..decline
+            },
+            _ => Decline {
+                windows: 1,
+                from: limit,
+                rtt,
+            },
+        };
+        let stale = decline.windows >= STALE_AFTER && new <= QUEUE_SIGNAL * decline.from;
+        if stale {
+            self.start_probe(decline.from, rtt);
+        } else {
+            self.phase = Phase::Learning {
+                decline: Some(decline),
+            };
+        }
+        self.limit as usize
+    }
+
+    fn rtt(&self) -> RttEstimates {
+        RttEstimates {
+            no_load: self.min_rtt,
+            long: None,
+            short: self.last_rtt,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn window(rtt_ms: f64, in_flight: usize) -> Sample {
+        Sample {
+            rtt: Duration::from_secs_f64(rtt_ms / 1000.0),
+            fastest: Duration::from_secs_f64(rtt_ms / 1000.0),
+            in_flight,
+            dropped: false,
+        }
+    }
+
+    /// A backend of `workers` workers taking `service_ms` each, saturated at `limit`: the
+    /// window's mean latency by Little's law.
+    fn saturated(limit: usize, workers: usize, service_ms: f64) -> Sample {
+        let queue = limit.max(workers) as f64 / workers as f64;
+        window(service_ms * queue, limit)
+    }
+
+    /// Runs `windows` windows of a saturated backend; returns the limits.
+    fn drive(algorithm: &mut MinRtt, workers: usize, service_ms: f64, windows: usize) -> Vec<usize> {
+        let mut limit = algorithm.initial();
+        (0..windows)
+            .map(|_| {
+                limit = algorithm.update(saturated(limit, workers, service_ms));
+                limit
+            })
+            .collect()
+    }
+
+    #[test]
+    fn the_first_window_probes_down_to_the_latency_without_a_queue() {
+        let mut algorithm = MinRtt::default();
+        // 20 in flight on 4 workers of 10 ms: 50 ms. The probe halves to 10 (25 ms, a
+        // queue), 5 (12.5 ms, a queue), 2 (10 ms): no faster than 5 by 10%? 12.5 → 10 is.
+        // Then 1 (10 ms): not faster, so the minimum is 10 ms and the limit goes back.
+        let limits = drive(&mut algorithm, 4, 10.0, 5);
+        assert_eq!(limits, [10, 5, 2, 1, 20]);
+        assert_eq!(algorithm.rtt().no_load, Some(Duration::from_millis(10)));
+    }
+
+    #[test]
+    fn it_settles_with_every_worker_busy_and_a_short_queue() {
+        for workers in [2, 4, 16, 64] {
+            let mut algorithm = MinRtt::default();
+            let limits = drive(&mut algorithm, workers, 10.0, 150);
+            let last = &limits[limits.len() - 20..];
+            // Between every worker busy and a queue of a tenth plus the headroom.
+            let most = 1.1 * workers as f64 + (1.1 * workers as f64).sqrt() + 1.0;
+            assert!(
+                last.iter()
+                    .all(|&limit| limit >= workers && limit as f64 <= most),
+                "{workers} workers: between {workers} and {most}: {limits:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_slower_service_is_measured_again_instead_of_cut_to_the_floor() {
+        let mut algorithm = MinRtt::default();
+        let before = *drive(&mut algorithm, 16, 10.0, 100).last().unwrap();
+        // The service time doubles: the old minimum makes every window look queued.
+        let limits = drive(&mut algorithm, 16, 20.0, 40);
+        let after = *limits.last().unwrap();
+        assert_eq!(algorithm.rtt().no_load, Some(Duration::from_millis(20)));
+        assert!(
+            after.abs_diff(before) <= 1,
+            "concurrency capacity unchanged: {before} then {after}: {limits:?}"
+        );
+        assert!(
+            limits.iter().filter(|&&limit| limit < 16).count() <= 8,
+            "below the workers for a few windows only: {limits:?}"
+        );
+    }
+
+    #[test]
+    fn a_faster_service_lowers_the_minimum_at_once_and_the_next_probe_finds_it() {
+        let mut algorithm = MinRtt::new(20, 1, 1000, 0.25, 20).unwrap();
+        let before = *drive(&mut algorithm, 16, 10.0, 100).last().unwrap();
+        drive(&mut algorithm, 16, 5.0, 1);
+        let lowered = algorithm.rtt().no_load.unwrap();
+        assert!(
+            lowered < Duration::from_millis(7),
+            "the window's mean, queue included: {lowered:?}"
+        );
+        let limits = drive(&mut algorithm, 16, 5.0, 40);
+        assert_eq!(algorithm.rtt().no_load, Some(Duration::from_millis(5)));
+        let after = *limits.last().unwrap();
+        assert!(after.abs_diff(before) <= 1, "{before} then {after}: {limits:?}");
+    }
+
+    #[test]
+    fn an_idle_service_does_not_grow_the_limit() {
+        let mut algorithm = MinRtt::default();
+        drive(&mut algorithm, 4, 10.0, 100);
+        let limit = algorithm.limit;
+        for _ in 0..50 {
+            algorithm.update(window(10.0, 1));
+        }
+        assert!(algorithm.limit <= limit, "{} > {limit}", algorithm.limit);
+    }
+
+    #[test]
+    fn periodic_probes_come_jittered_and_restore_the_limit() {
+        let mut algorithm = MinRtt::new(20, 1, 1000, 0.1, 20).unwrap();
+        drive(&mut algorithm, 8, 10.0, 50);
+        let mut limit = algorithm.initial();
+        let (mut probes, mut probing) = (0, false);
+        for _ in 0..400 {
+            let before = limit;
+            limit = algorithm.update(saturated(limit, 8, 10.0));
+            let now = matches!(algorithm.phase, Phase::Probing { .. });
+            if now && !probing {
+                probes += 1;
+                assert!(limit <= before / 2 + 1, "a probe halves: {before} to {limit}");
+            }
+            if probing && !now {
+                assert!(limit >= 8, "restored: {limit}");
+            }
+            probing = now;
+        }
+        assert!((20..=40).contains(&probes), "one every 10 to 20 windows: {probes}");
+    }
+
+    #[test]
+    fn a_probe_that_never_gets_clean_windows_ends() {
+        let mut algorithm = MinRtt::default();
+        let mut limit = algorithm.initial();
+        for _ in 0..PROBE_MAX_WINDOWS + 1 {
+            // Shadow mode: far more in flight than the limit admits.
+            limit = algorithm.update(window(50.0, 100));
+        }
+        assert!(matches!(algorithm.phase, Phase::Learning { .. }), "{limit}");
+        assert_eq!(algorithm.rtt().no_load, Some(Duration::from_millis(50)));
+    }
+
+    #[test]
+    fn bad_settings_name_their_field() {
+        assert_eq!(MinRtt::new(20, 0, 10, 0.25, 1).unwrap_err().field(), "min");
+        assert_eq!(MinRtt::new(5, 10, 20, 0.25, 1).unwrap_err().field(), "initial");
+        assert_eq!(MinRtt::new(20, 1, 10, 0.25, 1).unwrap_err().field(), "initial");
+        assert_eq!(MinRtt::new(20, 30, 10, 0.25, 1).unwrap_err().field(), "max");
+        for buffer in [0.0, -1.0, 11.0, f64::NAN, f64::INFINITY] {
+            assert_eq!(MinRtt::new(20, 1, 100, buffer, 1).unwrap_err().field(), "buffer");
+        }
+        assert_eq!(
+            MinRtt::new(20, 1, 100, 0.25, 0).unwrap_err().field(),
+            "probe_every"
+        );
+    }
+}

@@ -1,0 +1,228 @@
+//! [`Window`]: finished calls summed without a lock, handed to the algorithm a window at a
+//! time.
+//!
+//! Teaching the algorithm every call would take its lock on every completion, and every
+//! core would queue on it. Instead each completion adds its latency, its calls in flight
+//! and whether it dropped to a few atomics; the completion that finds the window due takes
+//! the algorithm's lock if it is free (never waiting for it) and hands the window over as
+//! one [`Sample`]: the mean latency, the most calls in flight, whether any call dropped
+//! (Netflix's `WindowedLimit` semantics). A completion that finds the lock taken leaves its
+//! call in the next window, so no call goes unseen.
+
+use std::time::Duration;
+
+use tower_bulwark_core::config::non_zero;
+use tower_bulwark_core::ConfigError;
+
+use crate::sync::{AtomicU64, AtomicUsize, Ordering::*};
+use crate::Sample;
+
+/// Bits of the tally that count calls; the rest sum their latency in microseconds.
+const COUNT_BITS: u32 = 20;
+const COUNT_MASK: u64 = (1 << COUNT_BITS) - 1;
+/// A window closes at this many calls whatever its length, so the count never spills into
+/// the latency sum.
+const MAX_CALLS: u64 = 1 << (COUNT_BITS - 1);
+/// The longest latency one call adds to the sum (about 17 s), so `MAX_CALLS` of them fit.
+const MAX_RTT_MICROS: u64 = (1 << (64 - COUNT_BITS - 1)) / MAX_CALLS;
+
+/// How many finished calls the algorithm learns from at a time.
+///
+/// A window closes once it has at least `min_calls` calls and has lasted at least
+/// `min_time` and the previous window's mean latency (a window shorter than a round trip
+/// would judge calls admitted under an older limit, and the limit would swing). The
+/// default, 10 calls and 50 ms, updates the limit up to 20 times a second with a mean over
+/// enough calls to mean something. `WindowSize::per_call()` hands every
+/// call over on its own (Netflix's algorithms without `WindowedLimit`), which takes the
+/// algorithm's lock on every completion that finds it free.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WindowSize {
+    min_calls: usize,
+    min_time: Duration,
+}
+
+impl Default for WindowSize {
+    fn default() -> Self {
+        WindowSize {
+            min_calls: 10,
+            min_time: Duration::from_millis(50),
+        }
+    }
+}
+
+impl WindowSize {
+    /// A window of at least `min_calls` calls (at least 1) and `min_time`.
+    pub fn new(min_calls: usize, min_time: Duration) -> Result<Self, ConfigError> {
+        Ok(WindowSize {
+            min_calls: non_zero("window.min_calls", min_calls)?,
+            min_time,
+        })
+    }
+
+    /// Every call on its own.
+    pub fn per_call() -> Self {
+        WindowSize {
+            min_calls: 1,
+            min_time: Duration::ZERO,
+        }
+    }
+
+    /// The least number of calls in a window.
+    pub fn min_calls(&self) -> usize {
+        self.min_calls
+    }
+
+    /// The shortest window.
+    pub fn min_time(&self) -> Duration {
+        self.min_time
+    }
+}
+
+/// The calls finished since the window opened.
+#[derive(Debug)]
+pub(crate) struct Window {
+    /// Calls in the low `COUNT_BITS`, their latency in microseconds above: one atomic add
+    /// counts a call and its latency together, so a closing window never splits them.
+    tally: AtomicU64,
+    /// The fastest call's latency in microseconds (`u64::MAX` while empty).
+    fastest: AtomicU64,
+    max_in_flight: AtomicUsize,
+    drops: AtomicU64,
+    /// When the window opened, in microseconds since the limiter started.
+    opened: AtomicU64,
+    /// The last window's mean latency in microseconds: a window lasts at least that long,
+    /// so the calls it judges were admitted under the limit it judges.
+    round_trip: AtomicU64,
+    min_calls: u64,
+    min_time: u64,
+}
+
+impl Window {
+    pub(crate) fn new(size: WindowSize) -> Self {
+        Window {
+            tally: AtomicU64::new(0),
+            fastest: AtomicU64::new(u64::MAX),
+            max_in_flight: AtomicUsize::new(0),
+            drops: AtomicU64::new(0),
+            opened: AtomicU64::new(0),
+            round_trip: AtomicU64::new(0),
+            min_calls: (size.min_calls as u64).min(MAX_CALLS),
+            min_time: micros(size.min_time),
+        }
+    }
+
+    /// Adds a finished call; returns whether the window is due to close at `now`
+    /// (microseconds since the limiter started).
+    #[inline]
+    pub(crate) fn add(&self, rtt: Duration, in_flight: usize, dropped: bool, now: u64) -> bool {
+        let rtt = micros(rtt).min(MAX_RTT_MICROS);
+        let added = (rtt << COUNT_BITS) + 1;
+        let tally = self.tally.fetch_add(added, AcqRel).wrapping_add(added);
+        self.fastest.fetch_min(rtt, AcqRel);
+        self.max_in_flight.fetch_max(in_flight, AcqRel);
+        if dropped {
+            self.drops.fetch_add(1, AcqRel);
+        }
+        let calls = tally & COUNT_MASK;
+        calls >= MAX_CALLS
+            || (calls >= self.min_calls
+                && now.saturating_sub(self.opened.load(Acquire))
+                    >= self.min_time.max(self.round_trip.load(Relaxed)))
+    }
+
+    /// Empties the window into one sample (`None` if another closer just emptied it) and
+    /// opens the next at `now`. Called by one closer at a time (under the algorithm's lock).
+    pub(crate) fn close(&self, now: u64) -> Option<Sample> {
+        let tally = self.tally.swap(0, AcqRel);
+        let fastest = self.fastest.swap(u64::MAX, AcqRel);
+        let in_flight = self.max_in_flight.swap(0, AcqRel);
+        let drops = self.drops.swap(0, AcqRel);
+        self.opened.store(now, Release);
+        let calls = tally & COUNT_MASK;
+        if calls == 0 {
+            return None;
+        }
+        let mean = (tally >> COUNT_BITS) / calls;
+        if self.min_time > 0 {
+            self.round_trip.store(mean, Relaxed);
+        }
+        Some(Sample {
+            rtt: Duration::from_micros(mean),
+            // A racing call may have set the fastest after the tally was taken.
+            fastest: Duration::from_micros(fastest.min(mean)),
+            in_flight,
+            dropped: drops > 0,
+        })
+    }
+}
+
+/// `duration` in whole microseconds, saturating.
+pub(crate) fn micros(duration: Duration) -> u64 {
+    u64::try_from(duration.as_micros()).unwrap_or(u64::MAX)
+}
+
+#[cfg(all(test, not(bulwark_loom)))]
+mod tests {
+    use super::*;
+
+    fn ms(n: u64) -> Duration {
+        Duration::from_millis(n)
+    }
+
+    #[test]
+    fn a_window_is_the_mean_latency_the_most_in_flight_and_any_drop() {
+        let window = Window::new(WindowSize::new(3, ms(10)).unwrap());
+        assert!(!window.add(ms(10), 4, false, 20_000));
+        assert!(!window.add(ms(20), 9, false, 20_000), "two calls: not due");
+        assert!(window.add(ms(30), 2, true, 20_000), "three calls after 10 ms");
+        assert_eq!(
+            window.close(20_000),
+            Some(Sample {
+                rtt: ms(20),
+                fastest: ms(10),
+                in_flight: 9,
+                dropped: true,
+            })
+        );
+        assert_eq!(window.close(20_000), None, "already emptied");
+    }
+
+    #[test]
+    fn a_window_lasts_its_minimum_time() {
+        let window = Window::new(WindowSize::new(1, ms(50)).unwrap());
+        assert!(!window.add(ms(1), 1, false, 49_999));
+        assert!(window.add(ms(1), 1, false, 50_000));
+        window.close(50_000);
+        assert!(!window.add(ms(1), 1, false, 99_999), "the next opened at close");
+        assert!(window.add(ms(1), 1, false, 100_000));
+    }
+
+    #[test]
+    fn a_window_lasts_at_least_the_last_ones_mean_latency() {
+        let window = Window::new(WindowSize::new(1, ms(50)).unwrap());
+        assert!(window.add(ms(200), 1, false, 50_000));
+        window.close(50_000);
+        assert!(!window.add(ms(200), 1, false, 249_999), "200 ms, not 50");
+        assert!(window.add(ms(200), 1, false, 250_000));
+    }
+
+    #[test]
+    fn huge_latencies_and_counts_do_not_spill() {
+        let window = Window::new(WindowSize::new(usize::MAX, Duration::MAX).unwrap());
+        for _ in 0..MAX_CALLS - 1 {
+            assert!(!window.add(Duration::MAX, usize::MAX, false, u64::MAX));
+        }
+        assert!(window.add(Duration::MAX, 1, false, 0), "closes at MAX_CALLS");
+        let sample = window.close(0).unwrap();
+        assert_eq!(sample.rtt, Duration::from_micros(MAX_RTT_MICROS));
+        assert_eq!(sample.in_flight, usize::MAX);
+    }
+
+    #[test]
+    fn zero_calls_is_a_config_error() {
+        assert_eq!(
+            WindowSize::new(0, ms(1)).unwrap_err().field(),
+            "window.min_calls"
+        );
+    }
+}
