@@ -157,10 +157,17 @@ impl Results<'_> {
             let phases: Vec<String> = stats
                 .iter()
                 .map(|s| {
+                    // The fresh answers a second the backends can give in this phase, so
+                    // fresh goodput can be read as a share of it.
+                    let capacity = crate::PHASES
+                        .iter()
+                        .find(|(name, ..)| *name == s.phase)
+                        .map_or(0.0, |(.., broken)| broken.capacity());
                     format!(
-                        r#"{{"phase":"{}","offered_per_s":{:.3},"fresh":{},"degraded":{},"refused":{},"errors_per_s":{:.3},"timeouts_per_s":{:.3},"backend_calls_per_request":{:.3}}}"#,
+                        r#"{{"phase":"{}","offered_per_s":{:.3},"capacity_per_s":{:.3},"fresh":{},"degraded":{},"refused":{},"errors_per_s":{:.3},"timeouts_per_s":{:.3},"backend_calls_per_request":{:.3}}}"#,
                         s.phase,
                         s.offered,
+                        capacity,
                         answers(&s.fresh),
                         answers(&s.degraded),
                         answers(&s.refused),
@@ -265,7 +272,7 @@ mod tests {
         let (u, p) = ([stats("outage", 0.0, 0.0)], [stats("outage", 100.0, 100.0)]);
         let json = results(&u, &p, &[1]).json();
         assert!(json.contains(
-            r#""unprotected":{"phases":[{"phase":"outage","offered_per_s":200.000,"fresh":{"per_s":0.000,"p50_ms":null,"p99_ms":null},"#
+            r#""unprotected":{"phases":[{"phase":"outage","offered_per_s":200.000,"capacity_per_s":0.000,"fresh":{"per_s":0.000,"p50_ms":null,"p99_ms":null},"#
         ));
         assert!(json.contains(
             r#""fresh":{"per_s":100.000,"p50_ms":11.250,"p99_ms":12.500},"degraded":{"per_s":100.000,"p50_ms":3.000,"p99_ms":4.000}"#
@@ -277,6 +284,14 @@ mod tests {
             ..results(&u, &p, &[1])
         };
         assert!(!infinite.json().contains("inf"));
+    }
+
+    #[test]
+    fn json_gives_each_phases_backend_capacity_beside_fresh_goodput() {
+        let (u, p) = ([stats("spike", 20.0, 0.0)], [stats("spike", 180.0, 0.0)]);
+        let json = results(&u, &p, &[1]).json();
+        let capacity = format!(r#""capacity_per_s":{:.3},"fresh":{{"per_s":180.000"#, crate::backend::CAPACITY);
+        assert!(json.contains(&capacity), "{json}");
     }
 
     #[test]
