@@ -4,8 +4,8 @@
 mod overload;
 
 pub use self::overload::{
-    latency_shift, mixed_overload, overload, Guard, LatencyShift, Overload, CAPACITY, WARM_UP,
-    CLIENT_TIMEOUT, SERVICE_TIME, WORKERS,
+    latency_shift, mixed_overload, overload, Guard, LatencyShift, Overload, CAPACITY,
+    CLIENT_TIMEOUT, SERVICE_TIME, WARM_UP, WORKERS,
 };
 
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};

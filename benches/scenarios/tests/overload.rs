@@ -20,7 +20,10 @@ fn the_presets_algorithm_holds_goodput_and_latency_from_two_to_eight_times_capac
     for load in [2.0, 4.0, 8.0] {
         let run = overload(load, 3, Guard::MinRtt);
         assert!(run.goodput_share() >= 0.95, "{load}x: {run:?}");
-        assert!(run.p99 <= unloaded.p99 * 2, "{load}x: {run:?} vs {unloaded:?}");
+        assert!(
+            run.p99 <= unloaded.p99 * 2,
+            "{load}x: {run:?} vs {unloaded:?}"
+        );
     }
 }
 
@@ -63,7 +66,10 @@ fn sheddable_calls_alone_use_everything_and_yield_to_critical_ones() {
 fn the_limit_follows_a_latency_shift() {
     let faster = latency_shift(20, Guard::MinRtt, 0.5);
     assert!(faster.settled_after <= Duration::from_secs(2), "{faster:?}");
-    assert!((faster.after - faster.before).abs() <= faster.before * 0.1, "{faster:?}");
+    assert!(
+        (faster.after - faster.before).abs() <= faster.before * 0.1,
+        "{faster:?}"
+    );
     let slower = latency_shift(20, Guard::MinRtt, 2.0);
     assert!(
         (slower.after - slower.before).abs() <= slower.before * 0.25,

@@ -58,7 +58,7 @@ pub type ServerLayer<C> = ServiceBuilder<
 ///   `x-request-timeout-ms`; at most 30 s, 10 s when none is sent; the handler stops 5 ms
 ///   before it (HTTP 504, gRPC `DEADLINE_EXCEEDED`);
 /// - load shedding: an adaptive limit with [`MinRtt`](crate::shed::MinRtt) (latency kept
-///   within a quarter over the service's own, measured by probes; starting at 20 calls
+///   within a tenth over the service's own, measured by probes; starting at 20 calls
 ///   in flight, between 1 and 1000), by criticality (lower tiers borrow what higher ones
 ///   do not use and are refused first under contention); a shed call gets 503 with a 1 s
 ///   `Retry-After` and the

@@ -489,7 +489,11 @@ mod tests {
     fn aimd_at_a_small_limit_backs_off_by_a_fraction() {
         let mut aimd = Aimd::new(4, 1, 100, 0.9, Duration::from_secs(1)).unwrap();
         assert_eq!(aimd.update(sample(10, 4, true)), 3, "3.6 admits 3");
-        assert_eq!(aimd.update(sample(10, 4, false)), 4, "4.6, not 3 + 1 = 4 by luck");
+        assert_eq!(
+            aimd.update(sample(10, 4, false)),
+            4,
+            "4.6, not 3 + 1 = 4 by luck"
+        );
         assert_eq!(aimd.update(sample(10, 4, true)), 4, "4.14");
         assert_eq!(aimd.update(sample(10, 4, true)), 3, "3.726");
         assert_eq!(aimd.update(sample(10, 4, false)), 4, "4.726");

@@ -8,7 +8,9 @@ use tower_layer::Layer;
 use crate::limiter::Limiter;
 use crate::source::AllCritical;
 use crate::sync::Arc;
-use crate::{Aimd, Fixed, LimitAlgorithm, MinRtt, Shed, ShedEvent, ShedHandle, TierShares, WindowSize};
+use crate::{
+    Aimd, Fixed, LimitAlgorithm, MinRtt, Shed, ShedEvent, ShedHandle, TierShares, WindowSize,
+};
 
 /// Sheds load beyond an adaptive concurrency limit, least important calls first.
 ///

@@ -47,9 +47,9 @@ pub use self::propagate::{PropagateCriticality, PropagateCriticalityLayer};
 pub use self::service::Shed;
 #[cfg(feature = "serde")]
 pub use self::settings::{AlgorithmSetting, ShedConfig};
+pub use self::source::{AllCritical, CriticalityOf};
 #[cfg(feature = "http")]
 pub use self::source::{FromRequest, RequestHead};
-pub use self::source::{AllCritical, CriticalityOf};
 pub use self::throttle::{
     AdaptiveThrottle, AdaptiveThrottleLayer, ThrottleBuilder, ThrottleFuture,
 };

@@ -69,8 +69,8 @@ impl Limiter {
     #[inline]
     pub(crate) fn try_acquire(&self, criticality: Criticality) -> Option<usize> {
         let tier = tier_index(criticality);
-        self.demand.want(tier);
         let limit = self.limit.load(Relaxed);
+        self.demand.want(tier, limit);
         let allowed = allowed(self.permille[tier], limit)
             .min(limit.saturating_sub(self.demand.reserved_above(tier)));
         let mut current = self.in_flight.load(Relaxed);
@@ -118,8 +118,7 @@ impl Limiter {
         outcome: Outcome,
     ) {
         self.in_flight.fetch_sub(1, AcqRel);
-        self.demand
-            .leave(tier_index(criticality), self.limit.load(Relaxed));
+        self.demand.leave(tier_index(criticality));
         if let Some(started) = started {
             self.learn(in_flight, started, outcome);
         }
@@ -307,7 +306,12 @@ mod loom_model {
             ));
             let call = |limiter: &Limiter| {
                 let n = limiter.try_acquire(Criticality::Critical).unwrap();
-                limiter.release(Criticality::Critical, n, Some(Instant::now()), Outcome::Success);
+                limiter.release(
+                    Criticality::Critical,
+                    n,
+                    Some(Instant::now()),
+                    Outcome::Success,
+                );
             };
             let other = {
                 let limiter = limiter.clone();

@@ -155,7 +155,14 @@ impl MinRtt {
     }
 
     /// One window of the probe.
-    fn probe(&mut self, sample: Sample, rtt: Duration, back_to: f64, before: Duration, windows: u32) {
+    fn probe(
+        &mut self,
+        sample: Sample,
+        rtt: Duration,
+        back_to: f64,
+        before: Duration,
+        windows: u32,
+    ) {
         let windows = windows + 1;
         let clean = sample.in_flight <= self.limit as usize;
         if !clean && windows < PROBE_MAX_WINDOWS {
@@ -294,7 +301,12 @@ mod tests {
     }
 
     /// Runs `windows` windows of a saturated backend; returns the limits.
-    fn drive(algorithm: &mut MinRtt, workers: usize, service_ms: f64, windows: usize) -> Vec<usize> {
+    fn drive(
+        algorithm: &mut MinRtt,
+        workers: usize,
+        service_ms: f64,
+        windows: usize,
+    ) -> Vec<usize> {
         let mut limit = algorithm.initial();
         (0..windows)
             .map(|_| {
@@ -362,7 +374,10 @@ mod tests {
         let limits = drive(&mut algorithm, 16, 5.0, 40);
         assert_eq!(algorithm.rtt().no_load, Some(Duration::from_millis(5)));
         let after = *limits.last().unwrap();
-        assert!(after.abs_diff(before) <= 1, "{before} then {after}: {limits:?}");
+        assert!(
+            after.abs_diff(before) <= 1,
+            "{before} then {after}: {limits:?}"
+        );
     }
 
     #[test]
@@ -388,14 +403,20 @@ mod tests {
             let now = matches!(algorithm.phase, Phase::Probing { .. });
             if now && !probing {
                 probes += 1;
-                assert!(limit <= before / 2 + 1, "a probe halves: {before} to {limit}");
+                assert!(
+                    limit <= before / 2 + 1,
+                    "a probe halves: {before} to {limit}"
+                );
             }
             if probing && !now {
                 assert!(limit >= 8, "restored: {limit}");
             }
             probing = now;
         }
-        assert!((20..=40).contains(&probes), "one every 10 to 20 windows: {probes}");
+        assert!(
+            (20..=40).contains(&probes),
+            "one every 10 to 20 windows: {probes}"
+        );
     }
 
     #[test]
@@ -413,11 +434,20 @@ mod tests {
     #[test]
     fn bad_settings_name_their_field() {
         assert_eq!(MinRtt::new(20, 0, 10, 0.25, 1).unwrap_err().field(), "min");
-        assert_eq!(MinRtt::new(5, 10, 20, 0.25, 1).unwrap_err().field(), "initial");
-        assert_eq!(MinRtt::new(20, 1, 10, 0.25, 1).unwrap_err().field(), "initial");
+        assert_eq!(
+            MinRtt::new(5, 10, 20, 0.25, 1).unwrap_err().field(),
+            "initial"
+        );
+        assert_eq!(
+            MinRtt::new(20, 1, 10, 0.25, 1).unwrap_err().field(),
+            "initial"
+        );
         assert_eq!(MinRtt::new(20, 30, 10, 0.25, 1).unwrap_err().field(), "max");
         for buffer in [0.0, -1.0, 11.0, f64::NAN, f64::INFINITY] {
-            assert_eq!(MinRtt::new(20, 1, 100, buffer, 1).unwrap_err().field(), "buffer");
+            assert_eq!(
+                MinRtt::new(20, 1, 100, buffer, 1).unwrap_err().field(),
+                "buffer"
+            );
         }
         assert_eq!(
             MinRtt::new(20, 1, 100, 0.25, 0).unwrap_err().field(),

@@ -102,7 +102,8 @@ impl ShedConfig {
                 buffer,
                 probe_every,
             }) => builder.algorithm(MinRtt::new(
-                initial.unwrap_or(20),
+                // The default initial limit, moved within the bounds given.
+                initial.unwrap_or_else(|| 20.max(min.unwrap_or(1)).min(max.unwrap_or(1000))),
                 min.unwrap_or(1),
                 max.unwrap_or(1000),
                 buffer.unwrap_or(0.1),
@@ -205,6 +206,19 @@ mod tests {
             "buffer"
         );
         assert_eq!(error(r#"{"window_min_calls": 0}"#), "window.min_calls");
+        assert_eq!(
+            error(r#"{"window_min_ms": 18446744073709551615}"#),
+            "window.min_time"
+        );
+        let high_floor = r#"{"algorithm": {"kind": "min_rtt", "min": 50}}"#;
+        let layer = serde_json::from_str::<ShedConfig>(high_floor)
+            .unwrap()
+            .into_layer();
+        assert_eq!(
+            layer.unwrap().handle().snapshot().limit,
+            50,
+            "initial moved to min"
+        );
         assert_eq!(
             error(r#"{"tiers": {"sheddable": 0.95, "sheddable_plus": 0.5}}"#),
             "tiers.sheddable_plus"

@@ -101,23 +101,28 @@ pub(crate) fn allowed(permille: usize, limit: usize) -> usize {
 /// come, without fixed shares (Netflix's partitioned limiter and Google's criticality
 /// work this way too).
 ///
-/// Peaks decay by an eighth every `limit` finished calls (about one round trip at full
-/// load), so a burst of important calls reserves room for a few round trips, not for
-/// ever.
+/// Peaks decay by an eighth every `limit` arriving calls (at full load, a round trip or
+/// less), so a burst of important calls reserves room for a while, not for ever.
 #[derive(Debug, Default)]
 pub(crate) struct Demand {
     in_flight: [AtomicUsize; 4],
     peak: [AtomicUsize; 4],
-    finished: AtomicUsize,
+    arrived: AtomicUsize,
 }
 
 impl Demand {
-    /// Notes that a call of `tier` wants a place.
+    /// Notes that a call of `tier` wants a place, admitted or not; every `limit` calls,
+    /// peaks decay. Counted on arrivals, not completions: a reservation must fade even
+    /// when everything else is refused and nothing finishes.
     #[inline]
-    pub(crate) fn want(&self, tier: usize) {
+    pub(crate) fn want(&self, tier: usize, limit: usize) {
         let wanted = self.in_flight[tier].load(Relaxed) + 1;
         if self.peak[tier].load(Relaxed) < wanted {
             self.peak[tier].fetch_max(wanted, Relaxed);
+        }
+        let arrived = self.arrived.fetch_add(1, Relaxed).wrapping_add(1);
+        if arrived % limit.max(8) == 0 {
+            self.decay();
         }
     }
 
@@ -139,14 +144,10 @@ impl Demand {
         self.in_flight[tier].fetch_add(1, Relaxed);
     }
 
-    /// A call of `tier` gave its place back; every `limit` of them, peaks decay.
+    /// A call of `tier` gave its place back.
     #[inline]
-    pub(crate) fn leave(&self, tier: usize, limit: usize) {
+    pub(crate) fn leave(&self, tier: usize) {
         self.in_flight[tier].fetch_sub(1, Relaxed);
-        let finished = self.finished.fetch_add(1, Relaxed).wrapping_add(1);
-        if finished % limit.max(8) == 0 {
-            self.decay();
-        }
     }
 
     /// Lowers each peak by an eighth, not below the tier's calls in flight. A racing
@@ -183,7 +184,11 @@ mod tests {
         .unwrap();
         let allowed = shares.permille().map(|permille| allowed(permille, 100));
         assert_eq!(allowed, [50, 70, 90, 100]);
-        assert_eq!(TierShares::default(), TierShares::flat(), "no caps by default");
+        assert_eq!(
+            TierShares::default(),
+            TierShares::flat(),
+            "no caps by default"
+        );
         assert_eq!(super::allowed(shares.permille()[0], 1), 1, "never zero");
         assert_eq!(
             super::allowed(1000, usize::MAX),
@@ -216,38 +221,45 @@ mod demand_tests {
         let demand = Demand::default();
         assert_eq!(demand.reserved_above(0), 0, "nothing above wants anything");
         for _ in 0..4 {
-            demand.want(2);
+            demand.want(2, 100);
             demand.enter(2);
         }
         // A refused critical call still counts as wanting a place.
-        demand.want(2);
+        demand.want(2, 100);
         assert_eq!(demand.in_flight(), [0, 0, 4, 0]);
         assert_eq!(demand.reserved_above(0), 5 + 2, "peak 5 plus a quarter");
         assert_eq!(demand.reserved_above(1), 7);
-        assert_eq!(demand.reserved_above(2), 0, "critical-plus is above critical");
+        assert_eq!(
+            demand.reserved_above(2),
+            0,
+            "critical-plus is above critical"
+        );
         assert_eq!(demand.reserved_above(3), 0);
     }
 
     #[test]
-    fn peaks_decay_every_limit_finished_calls_down_to_what_is_in_flight() {
+    fn peaks_decay_every_limit_arrivals_down_to_what_is_in_flight() {
         let demand = Demand::default();
         for _ in 0..16 {
-            demand.want(3);
+            demand.want(3, 1000);
             demand.enter(3);
         }
-        for _ in 0..7 {
-            demand.leave(3, 8);
+        for _ in 0..8 {
+            demand.leave(3);
         }
-        assert_eq!(demand.reserved_above(2), 20, "no decay before 8 finished");
-        demand.leave(3, 8);
+        // 16 arrivals so far; the decay comes at the 24th with a limit of 8.
+        for _ in 0..7 {
+            demand.want(0, 8);
+        }
+        assert_eq!(demand.reserved_above(2), 20, "no decay yet");
+        demand.want(0, 8);
         assert_eq!(demand.reserved_above(2), 14 + 4, "16 less an eighth");
         for _ in 0..8 {
-            demand.leave(3, 8);
+            demand.leave(3);
         }
+        // Refused calls alone (nothing finishing) wear the reservation down.
         for _ in 0..200 {
-            demand.want(0);
-            demand.enter(0);
-            demand.leave(0, 8);
+            demand.want(0, 8);
         }
         assert_eq!(demand.in_flight(), [0, 0, 0, 0]);
         assert_eq!(demand.reserved_above(2), 0, "decayed to nothing");

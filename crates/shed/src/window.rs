@@ -51,8 +51,15 @@ impl Default for WindowSize {
 }
 
 impl WindowSize {
-    /// A window of at least `min_calls` calls (at least 1) and `min_time`.
+    /// A window of at least `min_calls` calls (at least 1) and `min_time` (at most a
+    /// minute: a longer window would leave the limit unlearned for that long).
     pub fn new(min_calls: usize, min_time: Duration) -> Result<Self, ConfigError> {
+        if min_time > Duration::from_secs(60) {
+            return Err(ConfigError::new(
+                "window.min_time",
+                format!("must be at most 60 s, got {min_time:?}"),
+            ));
+        }
         Ok(WindowSize {
             min_calls: non_zero("window.min_calls", min_calls)?,
             min_time,
@@ -118,7 +125,10 @@ impl Window {
         let rtt = micros(rtt).min(MAX_RTT_MICROS);
         let added = (rtt << COUNT_BITS) + 1;
         let tally = self.tally.fetch_add(added, AcqRel).wrapping_add(added);
-        self.fastest.fetch_min(rtt, AcqRel);
+        if !dropped {
+            // A call cut short (or failing fast) says nothing of how fast the service is.
+            self.fastest.fetch_min(rtt, AcqRel);
+        }
         self.max_in_flight.fetch_max(in_flight, AcqRel);
         if dropped {
             self.drops.fetch_add(1, AcqRel);
@@ -148,8 +158,10 @@ impl Window {
         }
         Some(Sample {
             rtt: Duration::from_micros(mean),
-            // A racing call may have set the fastest after the tally was taken.
-            fastest: Duration::from_micros(fastest.min(mean)),
+            // No fastest: every call dropped, or the only one raced the close and put its
+            // count here and its fastest in the next window (one call at the boundary, its
+            // latency real and recent either way).
+            fastest: Duration::from_micros(if fastest == u64::MAX { mean } else { fastest }),
             in_flight,
             dropped: drops > 0,
         })
@@ -174,7 +186,10 @@ mod tests {
         let window = Window::new(WindowSize::new(3, ms(10)).unwrap());
         assert!(!window.add(ms(10), 4, false, 20_000));
         assert!(!window.add(ms(20), 9, false, 20_000), "two calls: not due");
-        assert!(window.add(ms(30), 2, true, 20_000), "three calls after 10 ms");
+        assert!(
+            window.add(ms(30), 2, true, 20_000),
+            "three calls after 10 ms"
+        );
         assert_eq!(
             window.close(20_000),
             Some(Sample {
@@ -193,7 +208,10 @@ mod tests {
         assert!(!window.add(ms(1), 1, false, 49_999));
         assert!(window.add(ms(1), 1, false, 50_000));
         window.close(50_000);
-        assert!(!window.add(ms(1), 1, false, 99_999), "the next opened at close");
+        assert!(
+            !window.add(ms(1), 1, false, 99_999),
+            "the next opened at close"
+        );
         assert!(window.add(ms(1), 1, false, 100_000));
     }
 
@@ -208,21 +226,37 @@ mod tests {
 
     #[test]
     fn huge_latencies_and_counts_do_not_spill() {
-        let window = Window::new(WindowSize::new(usize::MAX, Duration::MAX).unwrap());
+        let window = Window::new(WindowSize::new(usize::MAX, Duration::from_secs(60)).unwrap());
         for _ in 0..MAX_CALLS - 1 {
             assert!(!window.add(Duration::MAX, usize::MAX, false, u64::MAX));
         }
-        assert!(window.add(Duration::MAX, 1, false, 0), "closes at MAX_CALLS");
+        assert!(
+            window.add(Duration::MAX, 1, false, 0),
+            "closes at MAX_CALLS"
+        );
         let sample = window.close(0).unwrap();
         assert_eq!(sample.rtt, Duration::from_micros(MAX_RTT_MICROS));
         assert_eq!(sample.in_flight, usize::MAX);
     }
 
     #[test]
-    fn zero_calls_is_a_config_error() {
+    fn bad_sizes_are_config_errors() {
         assert_eq!(
             WindowSize::new(0, ms(1)).unwrap_err().field(),
             "window.min_calls"
         );
+        assert_eq!(
+            WindowSize::new(1, Duration::MAX).unwrap_err().field(),
+            "window.min_time"
+        );
+    }
+
+    #[test]
+    fn a_dropped_call_is_not_the_fastest() {
+        let window = Window::new(WindowSize::per_call());
+        window.add(ms(1), 1, true, 0);
+        window.add(ms(30), 1, false, 0);
+        let sample = window.close(0).unwrap();
+        assert_eq!((sample.fastest, sample.dropped), (ms(30), true));
     }
 }

@@ -110,7 +110,9 @@ async fn sheddable_calls_alone_may_fill_the_whole_limit() {
     control.hang();
     let mut service = layer.layer(ReadinessProbe::new(inner));
     let held = fill(&mut service, Criticality::Sheddable, 10).await;
-    assert!(admitted(&mut service, Criticality::Sheddable).await.is_none());
+    assert!(admitted(&mut service, Criticality::Sheddable)
+        .await
+        .is_none());
     assert_eq!(layer.handle().snapshot().in_flight_by_tier, [10, 0, 0, 0]);
     drop(held);
 }
@@ -123,17 +125,27 @@ async fn under_contention_lower_tiers_are_refused_before_higher_ones() {
     let mut service = layer.layer(ReadinessProbe::new(inner));
     let mut sheddable = fill(&mut service, Criticality::Sheddable, 10).await;
     // Full: a critical call is refused, but its want is noted.
-    assert!(admitted(&mut service, Criticality::Critical).await.is_none());
+    assert!(admitted(&mut service, Criticality::Critical)
+        .await
+        .is_none());
     sheddable.truncate(7);
     // Sheddable calls now leave room for the critical one's peak (1, plus a quarter: 2):
     // they may use 8 places.
-    sheddable.push(admitted(&mut service, Criticality::Sheddable).await.expect("8th"));
+    sheddable.push(
+        admitted(&mut service, Criticality::Sheddable)
+            .await
+            .expect("8th"),
+    );
     assert!(
-        admitted(&mut service, Criticality::Sheddable).await.is_none(),
+        admitted(&mut service, Criticality::Sheddable)
+            .await
+            .is_none(),
         "the last two places are kept for critical calls"
     );
     let critical = fill(&mut service, Criticality::Critical, 2).await;
-    assert!(admitted(&mut service, Criticality::CriticalPlus).await.is_none());
+    assert!(admitted(&mut service, Criticality::CriticalPlus)
+        .await
+        .is_none());
     let shed = layer.handle().snapshot();
     assert_eq!(shed.shed_of(Criticality::Sheddable), 1);
     assert_eq!(shed.shed_of(Criticality::Critical), 1);
@@ -152,13 +164,21 @@ async fn each_tier_leaves_room_for_what_the_tiers_above_recently_wanted() {
     let critical = fill(&mut service, Criticality::Critical, 2).await;
     // Above sheddable: peaks 2 and 2, each plus a quarter (rounded up): 6 kept, so
     // sheddable calls may only use 4 places, and 4 are taken.
-    assert!(admitted(&mut service, Criticality::Sheddable).await.is_none());
-    assert!(admitted(&mut service, Criticality::SheddablePlus).await.is_none());
+    assert!(admitted(&mut service, Criticality::Sheddable)
+        .await
+        .is_none());
+    assert!(admitted(&mut service, Criticality::SheddablePlus)
+        .await
+        .is_none());
     // Critical calls leave 3 for critical-plus: they may use 7 places.
     let more = fill(&mut service, Criticality::Critical, 3).await;
-    assert!(admitted(&mut service, Criticality::Critical).await.is_none());
+    assert!(admitted(&mut service, Criticality::Critical)
+        .await
+        .is_none());
     let top = fill(&mut service, Criticality::CriticalPlus, 3).await;
-    assert!(admitted(&mut service, Criticality::CriticalPlus).await.is_none());
+    assert!(admitted(&mut service, Criticality::CriticalPlus)
+        .await
+        .is_none());
     drop((critical_plus, critical, more, top));
 }
 
@@ -177,7 +197,9 @@ async fn a_tier_cap_holds_even_when_nothing_else_wants_the_rest() {
     control.hang();
     let mut service = layer.layer(ReadinessProbe::new(inner));
     let held = fill(&mut service, Criticality::Sheddable, 5).await;
-    assert!(admitted(&mut service, Criticality::Sheddable).await.is_none());
+    assert!(admitted(&mut service, Criticality::Sheddable)
+        .await
+        .is_none());
     let critical = fill(&mut service, Criticality::Critical, 5).await;
     drop((held, critical));
 }
@@ -400,5 +422,33 @@ async fn the_algorithm_learns_a_window_at_a_time() {
     assert_eq!(layer.handle().snapshot().limit, 5, "10 calls in 10 ms");
     tokio::time::advance(Duration::from_millis(40)).await;
     service.clone().oneshot(10).await.unwrap();
-    assert_eq!(layer.handle().snapshot().limit, 5, "not half in use: no growth");
+    assert_eq!(
+        layer.handle().snapshot().limit,
+        5,
+        "not half in use: no growth"
+    );
+}
+
+/// Room kept for a burst of critical calls fades once they stop, even if every other
+/// call is refused meanwhile and nothing finishes.
+#[tokio::test(start_paused = true)]
+async fn a_reservation_fades_when_the_important_calls_stop() {
+    let layer = fixed(10);
+    let (inner, control) = controlled::<Call>();
+    control.hang();
+    let mut service = layer.layer(ReadinessProbe::new(inner));
+    // A burst of 9 critical calls: 9, plus a quarter, is kept for them (all 10 places).
+    drop(fill(&mut service, Criticality::Critical, 9).await);
+    let mut admitted_after = None;
+    for n in 1..=100 {
+        if let Some(call) = admitted(&mut service, Criticality::Sheddable).await {
+            admitted_after = Some(n);
+            drop(call);
+            break;
+        }
+    }
+    assert!(
+        admitted_after.is_some_and(|n| n <= 40),
+        "{admitted_after:?}"
+    );
 }

@@ -290,7 +290,10 @@ mod tests {
     fn json_gives_each_phases_backend_capacity_beside_fresh_goodput() {
         let (u, p) = ([stats("spike", 20.0, 0.0)], [stats("spike", 180.0, 0.0)]);
         let json = results(&u, &p, &[1]).json();
-        let capacity = format!(r#""capacity_per_s":{:.3},"fresh":{{"per_s":180.000"#, crate::backend::CAPACITY);
+        let capacity = format!(
+            r#""capacity_per_s":{:.3},"fresh":{{"per_s":180.000"#,
+            crate::backend::CAPACITY
+        );
         assert!(json.contains(&capacity), "{json}");
     }
 
