@@ -280,7 +280,11 @@ mod tests {
         let service = shed.layer(answer);
         for _ in 0..10 {
             tokio::time::advance(std::time::Duration::from_millis(10)).await;
-            service.clone().oneshot(http::Request::new(())).await.unwrap();
+            service
+                .clone()
+                .oneshot(http::Request::new(()))
+                .await
+                .unwrap();
         }
         // The preset's MinRtt starts with a probe at its first window (10 calls over 50 ms
         // or more): half the initial limit.
