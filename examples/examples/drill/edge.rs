@@ -18,7 +18,6 @@ use tower_bulwark::breaker::{BreakerHandle, OpenDuration};
 use tower_bulwark::deadline::TimeoutLayer;
 use tower_bulwark::fallback::{FallbackLayer, DEGRADED_HEADER};
 use tower_bulwark::presets::{ClientPreset, ServerPreset};
-use tower_bulwark::shed::{Aimd, FromRequest, ShedLayer};
 use tower_bulwark::{BoxError, HttpClassifier};
 
 use crate::load::HttpClient;
@@ -126,20 +125,8 @@ pub(crate) async fn start(
     };
     let app = Router::new().route("/", get(handler));
     let app = if protected {
-        let mut server = ServerPreset::http()?;
-        // The edge's latency target: twice its unloaded latency (two backend calls).
-        server.shed = ShedLayer::builder()
-            .name("edge")
-            .algorithm(Aimd::new(
-                20,
-                1,
-                1000,
-                0.9,
-                super::backend::SERVICE_TIME * 4,
-            )?)
-            .criticality(FromRequest::default())
-            .classify(HttpClassifier)
-            .build()?;
+        // The server preset as shipped: its shedding needs no tuning.
+        let server = ServerPreset::http()?;
         app.layer(server.layer())
     } else {
         app
