@@ -58,21 +58,19 @@ fn sheddable_calls_alone_use_everything_and_yield_to_critical_ones() {
     }
 }
 
-/// After the service time halves under overload, the limit settles within 2 s; after it
-/// doubles, the minimum is measured again and the limit stays near the workers instead
-/// of falling to its floor (it then swings by about a quarter around them: a miss of the
-/// 2 s line, reported in the README). The workers, the concurrency capacity, are the same.
+/// After the service time doubles or halves under overload, the limit settles within 2 s
+/// near where it was: the workers, the concurrency capacity, are the same.
 #[test]
-fn the_limit_follows_a_latency_shift() {
-    let faster = latency_shift(20, Guard::MinRtt, 0.5);
-    assert!(faster.settled_after <= Duration::from_secs(2), "{faster:?}");
-    assert!(
-        (faster.after - faster.before).abs() <= faster.before * 0.1,
-        "{faster:?}"
-    );
-    let slower = latency_shift(20, Guard::MinRtt, 2.0);
-    assert!(
-        (slower.after - slower.before).abs() <= slower.before * 0.25,
-        "{slower:?}"
-    );
+fn the_limit_settles_within_two_seconds_of_a_latency_shift() {
+    for factor in [2.0, 0.5] {
+        let run = latency_shift(20, Guard::MinRtt, factor);
+        assert!(
+            run.settled_after <= Duration::from_secs(2),
+            "{factor}x: {run:?}"
+        );
+        assert!(
+            (run.after - run.before).abs() <= run.before * 0.25,
+            "{factor}x: {run:?}"
+        );
+    }
 }

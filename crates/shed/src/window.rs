@@ -29,8 +29,9 @@ const MAX_RTT_MICROS: u64 = (1 << (64 - COUNT_BITS - 1)) / MAX_CALLS;
 /// How many finished calls the algorithm learns from at a time.
 ///
 /// A window closes once it has at least `min_calls` calls and has lasted at least
-/// `min_time` and the previous window's mean latency (a window shorter than a round trip
-/// would judge calls admitted under an older limit, and the limit would swing). The
+/// `min_time` and twice the previous window's mean latency (a window not much longer than
+/// a round trip would judge calls admitted under an older limit, and the limit would
+/// swing). The
 /// default, 10 calls and 50 ms, updates the limit up to 20 times a second with a mean over
 /// enough calls to mean something. `WindowSize::per_call()` hands every
 /// call over on its own (Netflix's algorithms without `WindowedLimit`), which takes the
@@ -97,8 +98,8 @@ pub(crate) struct Window {
     drops: AtomicU64,
     /// When the window opened, in microseconds since the limiter started.
     opened: AtomicU64,
-    /// The last window's mean latency in microseconds: a window lasts at least that long,
-    /// so the calls it judges were admitted under the limit it judges.
+    /// Twice the last window's mean latency in microseconds: a window lasts at least that
+    /// long, so most calls it judges were admitted under the limit it judges.
     round_trip: AtomicU64,
     min_calls: u64,
     min_time: u64,
@@ -154,7 +155,7 @@ impl Window {
         }
         let mean = (tally >> COUNT_BITS) / calls;
         if self.min_time > 0 {
-            self.round_trip.store(mean, Relaxed);
+            self.round_trip.store(mean.saturating_mul(2), Relaxed);
         }
         Some(Sample {
             rtt: Duration::from_micros(mean),
@@ -216,12 +217,12 @@ mod tests {
     }
 
     #[test]
-    fn a_window_lasts_at_least_the_last_ones_mean_latency() {
+    fn a_window_lasts_at_least_twice_the_last_ones_mean_latency() {
         let window = Window::new(WindowSize::new(1, ms(50)).unwrap());
         assert!(window.add(ms(200), 1, false, 50_000));
         window.close(50_000);
-        assert!(!window.add(ms(200), 1, false, 249_999), "200 ms, not 50");
-        assert!(window.add(ms(200), 1, false, 250_000));
+        assert!(!window.add(ms(200), 1, false, 449_999), "400 ms, not 50");
+        assert!(window.add(ms(200), 1, false, 450_000));
     }
 
     #[test]

@@ -269,7 +269,7 @@ fn bulkhead_metrics_add_no_allocation() {
 #[test]
 fn shed_metrics_allocate_nothing_per_call() {
     use tower::Layer;
-    use tower_bulwark::shed::{Fixed, LimitAlgorithm, Sample, ShedLayer};
+    use tower_bulwark::shed::{Fixed, LimitAlgorithm, Sample, ShedLayer, WindowSize};
 
     let tally = Tally::default();
     let _recorder = metrics::set_default_local_recorder(&tally);
@@ -289,7 +289,7 @@ fn shed_metrics_allocate_nothing_per_call() {
         Some(RUNS)
     );
 
-    /// A limit that moves with every sample, between 100 and 101.
+    /// A limit that moves with every sample (a window of one call), between 100 and 101.
     struct Restless(usize);
     impl LimitAlgorithm for Restless {
         fn initial(&self) -> usize {
@@ -303,6 +303,7 @@ fn shed_metrics_allocate_nothing_per_call() {
     let restless = ShedLayer::builder()
         .name("adaptive")
         .algorithm(Restless(100))
+        .window(WindowSize::per_call())
         .with_metrics()
         .build()
         .unwrap();
