@@ -287,7 +287,11 @@ mod loom_model {
     /// left unseen: a call whose closer found the lock taken goes with the next window.
     #[test]
     fn concurrent_learning_publishes_the_latest_limit_in_order() {
-        loom::model(|| {
+        // Each call is a dozen atomic steps (admission, tiers, the window): bounding the
+        // preemptions keeps the model to minutes while still interleaving the closers.
+        let mut model = loom::model::Builder::new();
+        model.preemption_bound = Some(3);
+        model.check(|| {
             let events = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
             let mut listeners = Listeners::new();
             let sink = events.clone();
