@@ -6,7 +6,7 @@ use axum::Router;
 use http::StatusCode;
 use tower::ServiceBuilder;
 use tower_bulwark::presets::ServerPreset;
-use tower_bulwark::shed::{Aimd, Builder, Gradient2, ShedHandle, ShedLayer, Vegas};
+use tower_bulwark::shed::{Aimd, Builder, Gradient2, MinRtt, ShedHandle, ShedLayer, Vegas};
 use tower_bulwark::{BoxError, BulwarkExt, ConfigError, HttpClassifier};
 
 /// How one of our algorithms is set on a [`ShedLayer`] builder.
@@ -18,9 +18,7 @@ pub const ALGORITHMS: &[(&str, Configure)] = &[
     ("vegas", |b| b.algorithm(Vegas::default())),
     ("aimd", |b| b.algorithm(Aimd::default())),
     ("gradient2", |b| b.algorithm(Gradient2::default())),
-    ("minrtt", |b| {
-        b.algorithm(tower_bulwark::shed::MinRtt::default())
-    }),
+    ("minrtt", |b| b.algorithm(MinRtt::default())),
 ];
 
 /// What stands between the clients and the handler.

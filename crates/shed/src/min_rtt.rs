@@ -12,48 +12,55 @@ use crate::{LimitAlgorithm, RttEstimates, Sample};
 const SMOOTHING: f64 = 0.25;
 /// How far it moves towards a higher one.
 const GROWTH: f64 = 0.5;
+/// A gradient at least this is near the target: cuts are smoothed.
+const NEAR: f64 = 0.8;
 /// How much of an idle limit is kept per window (it drifts down to twice the calls in use).
 const IDLE_DECAY: f64 = 0.9;
 /// The gradient's bounds: at most halve or double the limit in one window.
 const GRADIENT: (f64, f64) = (0.5, 2.0);
 /// A cut that lowers the latency by at least this share shows a queue: cut again.
 const QUEUE_SIGNAL: f64 = 0.9;
-/// Windows in a row that cut the limit without lowering latency before the minimum is
-/// measured again.
-const STALE_AFTER: u32 = 3;
+/// Cuts in a row the latency did not answer before the minimum is measured again.
+const STALE_AFTER: u32 = 2;
+/// A cut is answered when the latency falls by at least this share of it (under a queue
+/// it falls in proportion: Little's law).
+const ANSWERED: f64 = 0.25;
 /// A probe whose calls never all start under its limit (shadow mode, a stuck caller)
 /// takes the latest window after this many.
 const PROBE_MAX_WINDOWS: u32 = 8;
 
 /// Keeps latency within a buffer over the service's own latency, measured when nothing
-/// queues: Envoy's adaptive concurrency, with the minimum re-measured when the latency
-/// stops answering to the limit.
+/// queues: Envoy's adaptive concurrency (a gradient over a minimum latency that probes
+/// measure again), with the minimum re-measured as soon as the latency stops answering to
+/// the limit.
 ///
-/// - Each window of calls (see [`WindowSize`](crate::WindowSize)) is judged by its fastest
-///   call, as CoDel judges a queue: a burst that queues some calls leaves others fast,
-///   while a standing queue delays them all. With `gradient = clamp((1 + buffer) × min_rtt
-///   / fastest, 0.5, 2)`, the limit moves towards `limit × gradient`, within `[min, max]`.
-///   Under sustained overload the fixed point is where even the fastest call waits about
-///   `buffer` times the minimum: every worker busy, a short queue. Under bursts that come
-///   and go, the limit is left room to absorb them. While no queue stands, the square root
-///   of the limit is added too (Envoy's headroom), so a small limit finds a large service
-///   quickly. The window's calls were admitted up to a round trip before it closed, so the
-///   limit moves only part of the way each window: half of a rise, a quarter of a cut (a
-///   full step would overshoot and swing). It only grows from windows that used at least
-///   half of it (an idle service says nothing of its capacity), and an idle limit drifts
-///   down to twice the calls in use, so a spike is not admitted whole.
-/// - The minimum, `min_rtt`, is measured by a probe: the limit is halved, and halved again
-///   while a window of calls that all started under the cut comes out 10% faster and
-///   still above the previous minimum; then that window's fastest call is the minimum and
-///   the limit goes back where it was. A probe runs at the first window, every
-///   `probe_every` windows (jittered to between half and all of it), and when three
-///   windows in a row cut the limit by 10% or more without the latency falling: the
-///   service itself got slower, and the old minimum would cut the limit to its floor. A
-///   window faster than the minimum lowers it at once.
+/// - Each window of calls (see [`WindowSize`](crate::WindowSize)): with `gradient =
+///   clamp((1 + buffer) × min_rtt / mean_rtt, 0.5, 2)`, the limit moves towards `limit ×
+///   gradient`, within `[min, max]`. Under sustained overload the fixed point is a mean
+///   latency `1 + buffer` times the minimum: every worker busy, a short queue.
+/// - The window's calls were admitted up to a round trip before it closed, so the limit
+///   moves only part of the way near the target: half of a rise, a quarter of a cut (a
+///   full step would overshoot and swing); a gradient below 0.8 is followed all the way.
+///   While no queue stands, half the square root of the limit is added (Envoy's
+///   headroom), and until the first queue is seen a limit that is full doubles (TCP's
+///   slow start), so a large service is found quickly.
+/// - It only grows from windows that used at least half of it (an idle service says
+///   nothing of its capacity), and an idle limit drifts down to twice the calls in use, so
+///   a spike is not admitted whole.
+/// - The minimum starts as the first window's fastest call (the queue was still
+///   building). A probe measures it again: the limit is halved, and halved again while a
+///   window of calls that all started under the cut comes out 10% faster (and, after the
+///   first, still above the previous minimum); then that window's mean latency is the
+///   minimum and the limit goes back where it was. A probe runs every `probe_every`
+///   windows (jittered to between half and all of it), and when two cuts in a row did not
+///   lower the latency by a quarter of their size (under a queue it falls in proportion):
+///   the service itself got slower, and the old minimum would cut the limit to its floor.
+///   A window faster than the minimum lowers it at once.
 ///
 /// Drops do not move it: a call cut by the caller's deadline or a disconnect teaches its
 /// latency so far, and latency is the signal. Defaults: initial 20, min 1, max 1000,
-/// buffer 0.1, a probe every 200 windows (at the default window, 5 to 10 s under load).
+/// buffer 0.1, a probe every 200 windows (at the default window, 10 s to a minute under
+/// load).
 #[derive(Debug, Clone)]
 pub struct MinRtt {
     limit: f64,
@@ -66,6 +73,8 @@ pub struct MinRtt {
     last_rtt: Option<Duration>,
     /// Windows left before the next periodic probe.
     until_probe: u32,
+    /// Doubling the limit until the first window with a queue.
+    slow_start: bool,
     phase: Phase,
 }
 
@@ -77,8 +86,8 @@ enum Phase {
     Probing {
         /// The limit to go back to.
         back_to: f64,
-        /// The mean latency before the last cut.
-        before: Duration,
+        /// The mean latency of the previous clean window of this probe, if any.
+        before: Option<Duration>,
         /// Windows spent in the probe.
         windows: u32,
     },
@@ -87,11 +96,12 @@ enum Phase {
 /// Windows in a row that cut the limit.
 #[derive(Debug, Clone, Copy)]
 struct Decline {
-    /// Cuts in a row, the first one included, that did not lower the latency.
-    windows: u32,
-    /// The limit before the streak's first cut.
+    /// Cuts in a row the latency did not answer in proportion.
+    unanswered: u32,
+    /// The limit before the first cut.
     from: f64,
-    /// The mean latency of the latest cut's window.
+    /// The limit the latest window ran under, and its mean latency.
+    limit: f64,
     rtt: Duration,
 }
 
@@ -141,6 +151,7 @@ impl MinRtt {
             min_rtt: None,
             last_rtt: None,
             until_probe: probe_every,
+            slow_start: true,
             phase: Phase::Learning { decline: None },
         })
     }
@@ -150,10 +161,10 @@ impl MinRtt {
     }
 
     /// Cuts the limit to measure the minimum, coming back to `back_to`.
-    fn start_probe(&mut self, back_to: f64, before: Duration) {
+    fn start_probe(&mut self, back_to: f64) {
         self.phase = Phase::Probing {
             back_to,
-            before,
+            before: None,
             windows: 0,
         };
         self.limit = self.clamp(self.limit / 2.0);
@@ -165,7 +176,7 @@ impl MinRtt {
         sample: Sample,
         rtt: Duration,
         back_to: f64,
-        before: Duration,
+        before: Option<Duration>,
         windows: u32,
     ) {
         let windows = windows + 1;
@@ -179,7 +190,10 @@ impl MinRtt {
             };
             return;
         }
-        let faster = rtt.as_secs_f64() < QUEUE_SIGNAL * before.as_secs_f64();
+        // The first clean window is always followed by another cut: what came before the
+        // probe ran at another load and cannot tell whether a queue is left.
+        let faster =
+            before.is_none_or(|before| rtt.as_secs_f64() < QUEUE_SIGNAL * before.as_secs_f64());
         // Back at the old minimum: no queue left to find by cutting further.
         let at_old_minimum = self
             .min_rtt
@@ -188,7 +202,7 @@ impl MinRtt {
         {
             self.phase = Phase::Probing {
                 back_to,
-                before: rtt,
+                before: Some(rtt),
                 windows,
             };
             self.limit = self.clamp(self.limit / 2.0);
@@ -209,7 +223,7 @@ impl LimitAlgorithm for MinRtt {
 
     fn update(&mut self, sample: Sample) -> usize {
         self.last_rtt = Some(sample.rtt);
-        let rtt = sample.fastest.max(Duration::from_micros(1));
+        let rtt = sample.rtt.max(Duration::from_micros(1));
         let decline = match self.phase {
             Phase::Probing {
                 back_to,
@@ -223,16 +237,19 @@ impl LimitAlgorithm for MinRtt {
         };
         let min_rtt = match self.min_rtt {
             Some(min_rtt) if self.until_probe > 0 => min_rtt.min(rtt),
-            _ => {
-                self.start_probe(self.limit, rtt);
+            Some(_) => {
+                self.start_probe(self.limit);
                 return self.limit as usize;
             }
+            // The first window: its fastest call met the queue, if any, while it was still
+            // building, so it stands for the minimum until the first probe measures it.
+            None => sample.fastest.max(Duration::from_micros(1)),
         };
         self.min_rtt = Some(min_rtt);
         self.until_probe -= 1;
 
-        let gradient = ((1.0 + self.buffer) * min_rtt.as_secs_f64() / rtt.as_secs_f64())
-            .clamp(GRADIENT.0, GRADIENT.1);
+        let target = (1.0 + self.buffer) * min_rtt.as_secs_f64();
+        let gradient = (target / rtt.as_secs_f64()).clamp(GRADIENT.0, GRADIENT.1);
         let limit = self.limit;
         if gradient >= 1.0 && (sample.in_flight as f64) < limit / 2.0 {
             // Idle room says nothing of the capacity, but a limit far above the load would
@@ -241,12 +258,20 @@ impl LimitAlgorithm for MinRtt {
             self.phase = Phase::Learning { decline: None };
             return self.limit as usize;
         }
-        // No standing queue and the limit in use: room to grow, by its square root on top
-        // (Envoy's headroom), so a small limit finds a large service quickly.
-        let new = if gradient >= 1.0 {
-            self.clamp(limit + GROWTH * (limit * gradient + limit.sqrt() - limit))
+        let new = if gradient >= 1.0 && self.slow_start && sample.in_flight >= limit as usize {
+            // No queue yet and every place taken: double, as TCP's slow start does, until
+            // the first queue shows where the capacity is.
+            self.clamp(limit * 2.0)
+        } else if gradient >= 1.0 {
+            // No standing queue and the limit in use: room to grow, by half its square root
+            // on top (Envoy's headroom), so a small limit finds a large service quickly.
+            self.clamp(limit + GROWTH * (limit * gradient + limit.sqrt() / 2.0 - limit))
         } else {
-            self.clamp(limit + SMOOTHING * (limit * gradient - limit))
+            self.slow_start = false;
+            // Near the target, a quarter of the way (the window's calls were admitted a
+            // round trip ago); far above it, all the way.
+            let step = if gradient >= NEAR { SMOOTHING } else { 1.0 };
+            self.clamp(limit + step * (limit * gradient - limit))
         };
         self.limit = new;
         if new >= limit {
@@ -257,23 +282,34 @@ impl LimitAlgorithm for MinRtt {
             // Admits as many calls as before: the latency cannot answer yet.
             return new as usize;
         }
-        // A cut that did not lower the latency adds to the streak; the first cut, or one
-        // that did lower it (there was a queue), starts a new one.
+        // A cut answered by the latency (a queue shrank with it) proves the minimum right;
+        // cuts the latency does not answer in proportion add up to a stale minimum.
         let decline = match decline {
-            Some(decline) if rtt.as_secs_f64() >= 0.95 * decline.rtt.as_secs_f64() => Decline {
-                windows: decline.windows + 1,
-                rtt,
-                ..decline
-            },
-            _ => Decline {
-                windows: 1,
+            Some(decline) => {
+                let cut = 1.0 - limit / decline.limit;
+                let relief = 1.0 - rtt.as_secs_f64() / decline.rtt.as_secs_f64();
+                let unanswered = cut > 0.0 && relief < ANSWERED * cut;
+                Decline {
+                    unanswered: if unanswered {
+                        decline.unanswered + 1
+                    } else {
+                        0
+                    },
+                    limit,
+                    rtt,
+                    ..decline
+                }
+            }
+            None => Decline {
+                unanswered: 0,
                 from: limit,
+                limit,
                 rtt,
             },
         };
-        let stale = decline.windows >= STALE_AFTER && new <= QUEUE_SIGNAL * decline.from;
+        let stale = decline.unanswered >= STALE_AFTER && new <= QUEUE_SIGNAL * decline.from;
         if stale {
-            self.start_probe(decline.from, rtt);
+            self.start_probe(decline.from);
         } else {
             self.phase = Phase::Learning {
                 decline: Some(decline),
@@ -321,21 +357,39 @@ mod tests {
         let mut limit = algorithm.initial();
         (0..windows)
             .map(|_| {
-                limit = algorithm.update(saturated(limit, workers, service_ms));
+                let mut sample = saturated(limit, workers, service_ms);
+                if algorithm.min_rtt.is_none() {
+                    // A fresh algorithm's first window: the queue was still building, its
+                    // fastest call did not wait.
+                    sample.fastest = Duration::from_secs_f64(service_ms / 1000.0);
+                }
+                limit = algorithm.update(sample);
                 limit
             })
             .collect()
     }
 
     #[test]
-    fn the_first_window_probes_down_to_the_latency_without_a_queue() {
+    fn the_first_windows_fastest_call_is_the_minimum_and_far_cuts_go_all_the_way() {
         let mut algorithm = MinRtt::default();
-        // 20 in flight on 4 workers of 10 ms: 50 ms. The probe halves to 10 (25 ms, a
-        // queue), 5 (12.5 ms, a queue), 2 (10 ms): no faster than 5 by 10%? 12.5 → 10 is.
-        // Then 1 (10 ms): not faster, so the minimum is 10 ms and the limit goes back.
+        // 20 in flight on 4 workers of 10 ms: a mean of 50 ms, its fastest call 10 ms.
+        // The gradient is at its floor (0.5), far from the target: halve, then 5 in
+        // flight (12.5 ms) is near it (0.88) and is cut by a quarter of the way.
         let limits = drive(&mut algorithm, 4, 10.0, 5);
-        assert_eq!(limits, [10, 5, 2, 1, 20]);
+        assert_eq!(limits, [10, 5, 4, 5, 5]);
         assert_eq!(algorithm.rtt().no_load, Some(Duration::from_millis(10)));
+    }
+
+    #[test]
+    fn a_full_limit_doubles_until_the_first_queue() {
+        let mut algorithm = MinRtt::default();
+        let limits = drive(&mut algorithm, 64, 10.0, 4);
+        assert_eq!(
+            limits[..3],
+            [40, 80, 77],
+            "doubles, then the first queue ends it"
+        );
+        assert!(!algorithm.slow_start);
     }
 
     #[test]
