@@ -20,8 +20,8 @@
 //! served, see below), over HTTP/1.1 keep-alive (a pooled client that opens connections as
 //! calls need them) and HTTP/2 (prior knowledge, one connection). Clients wait 1 s (sent
 //! as `x-request-timeout-ms`, or `grpc-timeout`); a later answer is a timeout. Each cell is
-//! a fresh server and client, 1 s of warm-up (at least 30 service times: an adaptive limit
-//! settles in windows of a few round trips), then 5 s measured (`--seconds`).
+//! a fresh server and client, 1 s of warm-up (at least 80 service times: an adaptive limit
+//! learns in windows of ten calls and a few round trips), then 5 s measured (`--seconds`).
 //!
 //! **Guards** (`src/guard.rs`), in the same run: the bare handler; tower's `LoadShed` +
 //! `ConcurrencyLimit(W)`, told the true capacity; our `ShedLayer` with each algorithm
@@ -99,7 +99,7 @@ fn main() -> ExitCode {
 fn run(args: &Args) -> Result<(), BoxError> {
     let cores = std::thread::available_parallelism().map_or(1, usize::from);
     println!(
-        "# Overload over real sockets ({cores} cores; {} s measured after {} s of warm-up per cell, at least 30 service times)\n",
+        "# Overload over real sockets ({cores} cores; {} s measured after {} s of warm-up per cell, at least 80 service times)\n",
         args.seconds.as_secs_f64(),
         args.warmup.as_secs_f64()
     );
@@ -135,10 +135,11 @@ fn table(
     if guards.is_empty() {
         return Ok(());
     }
-    // An adaptive limit settles in windows of a few round trips: give the slow shapes
-    // thirty service times of warm-up, not only the default second, so every guard is
-    // measured settled (how fast each one settles is the scenarios' latency-shift table).
-    let warmup = args.warmup.max(shape.service * 30);
+    // An adaptive limit learns in windows of ten calls or more and a few round trips: at a
+    // few dozen calls a second that is seconds. Give the slow shapes eighty service times
+    // of warm-up, not only the default second, so every guard is measured settled (the
+    // README says how long a cold start takes).
+    let warmup = args.warmup.max(shape.service * 80);
     let plan = |rate: f64| Plan {
         rate,
         warmup,

@@ -18,13 +18,14 @@ const NEAR: f64 = 0.8;
 const IDLE_DECAY: f64 = 0.9;
 /// The gradient's bounds: at most halve or double the limit in one window.
 const GRADIENT: (f64, f64) = (0.5, 2.0);
-/// A cut that lowers the latency by at least this share shows a queue: cut again.
-const QUEUE_SIGNAL: f64 = 0.9;
 /// Cuts in a row the latency did not answer before the minimum is measured again.
 const STALE_AFTER: u32 = 2;
 /// A cut is answered when the latency falls by at least this share of it (under a queue
 /// it falls in proportion: Little's law).
 const ANSWERED: f64 = 0.25;
+/// Windows before the first probe: the first window's fastest call only bounds the
+/// minimum from below, so a probe soon measures it.
+const FIRST_PROBE: u32 = 5;
 /// A probe whose calls never all start under its limit (shadow mode, a stuck caller)
 /// takes the latest window after this many.
 const PROBE_MAX_WINDOWS: u32 = 8;
@@ -42,20 +43,22 @@ const PROBE_MAX_WINDOWS: u32 = 8;
 ///   moves only part of the way near the target: half of a rise, a quarter of a cut (a
 ///   full step would overshoot and swing); a gradient below 0.8 is followed all the way.
 ///   While no queue stands, half the square root of the limit is added (Envoy's
-///   headroom), and until the first queue is seen a limit that is full doubles (TCP's
-///   slow start), so a large service is found quickly.
+///   headroom), and until the first queue is seen (against a probed minimum, or one even
+///   the fastest call waited in) a limit that is full doubles (TCP's slow start), so a
+///   large service is found quickly.
 /// - It only grows from windows that used at least half of it (an idle service says
 ///   nothing of its capacity), and an idle limit drifts down to twice the calls in use, so
 ///   a spike is not admitted whole.
-/// - The minimum starts as the first window's fastest call (the queue was still
-///   building). A probe measures it again: the limit is halved, and halved again while a
-///   window of calls that all started under the cut comes out 10% faster (and, after the
-///   first, still above the previous minimum); then that window's mean latency is the
-///   minimum and the limit goes back where it was. A probe runs every `probe_every`
-///   windows (jittered to between half and all of it), and when two cuts in a row did not
-///   lower the latency by a quarter of their size (under a queue it falls in proportion):
-///   the service itself got slower, and the old minimum would cut the limit to its floor.
-///   A window faster than the minimum lowers it at once.
+/// - The minimum starts as the first window's fastest call (the queue, if any, was still
+///   building): a lower bound. A probe measures it: the limit is halved (below the
+///   workers, where the limit settles just over them), and the first window of calls that
+///   all started under the cut gives its mean latency as the minimum; then the limit goes
+///   back where it was. The first probe comes after five windows, the next every
+///   `probe_every` windows (jittered to between half and all of it), and one at once when
+///   two cuts in a row did not lower the latency by a quarter of their size (under a queue
+///   it falls in proportion) or the limit is at its floor: the service itself got slower,
+///   and the old minimum would hold the limit there. A window faster than the minimum,
+///   with no call dropped, lowers it at once.
 ///
 /// Drops do not move it: a call cut by the caller's deadline or a disconnect teaches its
 /// latency so far, and latency is the signal. Defaults: initial 20, min 1, max 1000,
@@ -73,8 +76,10 @@ pub struct MinRtt {
     last_rtt: Option<Duration>,
     /// Windows left before the next periodic probe.
     until_probe: u32,
-    /// Doubling the limit until the first window with a queue.
+    /// Doubling the limit until the first queue seen with a measured minimum.
     slow_start: bool,
+    /// Whether a probe has measured the minimum (before, it is a lower bound).
+    measured: bool,
     phase: Phase,
 }
 
@@ -82,12 +87,10 @@ pub struct MinRtt {
 enum Phase {
     /// Following the gradient; `decline` is the current streak of cuts, if any.
     Learning { decline: Option<Decline> },
-    /// Measuring the minimum with the limit cut.
+    /// Measuring the minimum with the limit halved.
     Probing {
         /// The limit to go back to.
         back_to: f64,
-        /// The mean latency of the previous clean window of this probe, if any.
-        before: Option<Duration>,
         /// Windows spent in the probe.
         windows: u32,
     },
@@ -100,8 +103,8 @@ struct Decline {
     unanswered: u32,
     /// The limit before the first cut.
     from: f64,
-    /// The limit the latest window ran under, and its mean latency.
-    limit: f64,
+    /// The calls the latest window was admitted under, and its mean latency.
+    admitted: usize,
     rtt: Duration,
 }
 
@@ -150,8 +153,9 @@ impl MinRtt {
             rng: SeededRng::new(0x6D69_6E72_7474),
             min_rtt: None,
             last_rtt: None,
-            until_probe: probe_every,
+            until_probe: FIRST_PROBE.min(probe_every),
             slow_start: true,
+            measured: false,
             phase: Phase::Learning { decline: None },
         })
     }
@@ -160,55 +164,26 @@ impl MinRtt {
         limit.clamp(self.min as f64, self.max as f64)
     }
 
-    /// Cuts the limit to measure the minimum, coming back to `back_to`.
+    /// Halves the limit to measure the minimum, coming back to `back_to`.
     fn start_probe(&mut self, back_to: f64) {
         self.phase = Phase::Probing {
             back_to,
-            before: None,
             windows: 0,
         };
         self.limit = self.clamp(self.limit / 2.0);
     }
 
-    /// One window of the probe.
-    fn probe(
-        &mut self,
-        sample: Sample,
-        rtt: Duration,
-        back_to: f64,
-        before: Option<Duration>,
-        windows: u32,
-    ) {
+    /// One window of the probe: the first whose calls all started under the halved limit
+    /// measures the minimum (at half the limit that settled over the workers, none waits).
+    fn probe(&mut self, sample: Sample, rtt: Duration, back_to: f64, windows: u32) {
         let windows = windows + 1;
-        let clean = sample.in_flight <= self.limit as usize;
-        if !clean && windows < PROBE_MAX_WINDOWS {
+        if sample.in_flight > self.limit as usize && windows < PROBE_MAX_WINDOWS {
             // Calls admitted before the cut are still finishing.
-            self.phase = Phase::Probing {
-                back_to,
-                before,
-                windows,
-            };
-            return;
-        }
-        // The first clean window is always followed by another cut: what came before the
-        // probe ran at another load and cannot tell whether a queue is left.
-        let faster =
-            before.is_none_or(|before| rtt.as_secs_f64() < QUEUE_SIGNAL * before.as_secs_f64());
-        // Back at the old minimum: no queue left to find by cutting further.
-        let at_old_minimum = self
-            .min_rtt
-            .is_some_and(|min_rtt| rtt.as_secs_f64() <= min_rtt.as_secs_f64() / QUEUE_SIGNAL);
-        if faster && !at_old_minimum && self.limit > self.min as f64 && windows < PROBE_MAX_WINDOWS
-        {
-            self.phase = Phase::Probing {
-                back_to,
-                before: Some(rtt),
-                windows,
-            };
-            self.limit = self.clamp(self.limit / 2.0);
+            self.phase = Phase::Probing { back_to, windows };
             return;
         }
         self.min_rtt = Some(rtt);
+        self.measured = true;
         self.limit = back_to;
         self.phase = Phase::Learning { decline: None };
         let jitter = 0.5 + 0.5 * self.rng.next_unit();
@@ -225,28 +200,27 @@ impl LimitAlgorithm for MinRtt {
         self.last_rtt = Some(sample.rtt);
         let rtt = sample.rtt.max(Duration::from_micros(1));
         let decline = match self.phase {
-            Phase::Probing {
-                back_to,
-                before,
-                windows,
-            } => {
-                self.probe(sample, rtt, back_to, before, windows);
+            Phase::Probing { back_to, windows } => {
+                self.probe(sample, rtt, back_to, windows);
                 return self.limit as usize;
             }
             Phase::Learning { decline } => decline,
         };
+        if self.until_probe == 0 {
+            self.start_probe(self.limit);
+            return self.limit as usize;
+        }
+        self.until_probe -= 1;
         let min_rtt = match self.min_rtt {
-            Some(min_rtt) if self.until_probe > 0 => min_rtt.min(rtt),
-            Some(_) => {
-                self.start_probe(self.limit);
-                return self.limit as usize;
-            }
-            // The first window: its fastest call met the queue, if any, while it was still
-            // building, so it stands for the minimum until the first probe measures it.
+            // A window with drops is no evidence of speed: a call cut short teaches only
+            // the latency it had so far.
+            Some(min_rtt) if sample.dropped => min_rtt,
+            Some(min_rtt) => min_rtt.min(rtt),
+            // The first window: its fastest call met the queue, if any, while it was
+            // still building. A lower bound until the first probe.
             None => sample.fastest.max(Duration::from_micros(1)),
         };
         self.min_rtt = Some(min_rtt);
-        self.until_probe -= 1;
 
         let target = (1.0 + self.buffer) * min_rtt.as_secs_f64();
         let gradient = (target / rtt.as_secs_f64()).clamp(GRADIENT.0, GRADIENT.1);
@@ -258,44 +232,50 @@ impl LimitAlgorithm for MinRtt {
             self.phase = Phase::Learning { decline: None };
             return self.limit as usize;
         }
-        let new = if gradient >= 1.0 && self.slow_start && sample.in_flight >= limit as usize {
-            // No queue yet and every place taken: double, as TCP's slow start does, until
-            // the first queue shows where the capacity is.
-            self.clamp(limit * 2.0)
-        } else if gradient >= 1.0 {
-            // No standing queue and the limit in use: room to grow, by half its square root
-            // on top (Envoy's headroom), so a small limit finds a large service quickly.
-            self.clamp(limit + GROWTH * (limit * gradient + limit.sqrt() / 2.0 - limit))
-        } else {
-            self.slow_start = false;
-            // Near the target, a quarter of the way (the window's calls were admitted a
-            // round trip ago); far above it, all the way.
-            let step = if gradient >= NEAR { SMOOTHING } else { 1.0 };
-            self.clamp(limit + step * (limit * gradient - limit))
-        };
-        self.limit = new;
-        if new >= limit {
+        if gradient >= 1.0 {
+            self.limit = if self.slow_start && sample.in_flight >= limit as usize {
+                // No queue yet and every place taken: double, as TCP's slow start does,
+                // until the first queue shows where the capacity is.
+                self.clamp(limit * 2.0)
+            } else {
+                // No standing queue and the limit in use: room to grow, by half its square
+                // root on top (Envoy's headroom), so a small limit finds a large service
+                // quickly.
+                self.clamp(limit + GROWTH * (limit * gradient + limit.sqrt() / 2.0 - limit))
+            };
             self.phase = Phase::Learning { decline: None };
-            return new as usize;
+            return self.limit as usize;
         }
-        if new as usize == limit as usize {
-            // Admits as many calls as before: the latency cannot answer yet.
-            return new as usize;
+        if self.measured || sample.fastest.as_secs_f64() > target {
+            // A queue: measured against a probed minimum, or one that even the fastest
+            // call waited in (the first window's minimum is only a lower bound).
+            self.slow_start = false;
         }
+        // Near the target, a quarter of the way (the window's calls were admitted a round
+        // trip ago); far above it, all the way.
+        let step = if gradient >= NEAR { SMOOTHING } else { 1.0 };
+        self.limit = self.clamp(limit + step * (limit * gradient - limit));
+
         // A cut answered by the latency (a queue shrank with it) proves the minimum right;
-        // cuts the latency does not answer in proportion add up to a stale minimum.
+        // cuts it does not answer in proportion, or wanted below the floor, add up to a
+        // stale minimum: the service itself got slower.
+        let admitted = limit as usize;
         let decline = match decline {
             Some(decline) => {
-                let cut = 1.0 - limit / decline.limit;
+                let cut = 1.0 - admitted as f64 / decline.admitted as f64;
                 let relief = 1.0 - rtt.as_secs_f64() / decline.rtt.as_secs_f64();
-                let unanswered = cut > 0.0 && relief < ANSWERED * cut;
+                let at_floor = admitted <= self.min;
+                let unanswered = at_floor || (cut > 0.0 && relief < ANSWERED * cut);
                 Decline {
                     unanswered: if unanswered {
                         decline.unanswered + 1
-                    } else {
+                    } else if cut > 0.0 {
                         0
+                    } else {
+                        // The same calls admitted: the latency could not answer yet.
+                        decline.unanswered
                     },
-                    limit,
+                    admitted,
                     rtt,
                     ..decline
                 }
@@ -303,12 +283,11 @@ impl LimitAlgorithm for MinRtt {
             None => Decline {
                 unanswered: 0,
                 from: limit,
-                limit,
+                admitted,
                 rtt,
             },
         };
-        let stale = decline.unanswered >= STALE_AFTER && new <= QUEUE_SIGNAL * decline.from;
-        if stale {
+        if decline.unanswered >= STALE_AFTER {
             self.start_probe(decline.from);
         } else {
             self.phase = Phase::Learning {
@@ -494,12 +473,18 @@ mod tests {
     #[test]
     fn a_probe_that_never_gets_clean_windows_ends() {
         let mut algorithm = MinRtt::default();
-        let mut limit = algorithm.initial();
-        for _ in 0..PROBE_MAX_WINDOWS + 1 {
-            // Shadow mode: far more in flight than the limit admits.
-            limit = algorithm.update(window(50.0, 100));
+        for _ in 0..=FIRST_PROBE {
+            algorithm.update(window(50.0, 100));
         }
-        assert!(matches!(algorithm.phase, Phase::Learning { .. }), "{limit}");
+        assert!(
+            matches!(algorithm.phase, Phase::Probing { .. }),
+            "the first probe"
+        );
+        for _ in 0..PROBE_MAX_WINDOWS {
+            // Shadow mode: far more in flight than the limit admits.
+            algorithm.update(window(50.0, 100));
+        }
+        assert!(matches!(algorithm.phase, Phase::Learning { .. }));
         assert_eq!(algorithm.rtt().no_load, Some(Duration::from_millis(50)));
     }
 

@@ -126,14 +126,15 @@ impl Demand {
         }
     }
 
-    /// The places `tier` must leave free for the tiers above it.
+    /// The free places `tier` must leave for the tiers above it: their recent peak plus a
+    /// quarter, less what they already hold (their calls in flight count in the total the
+    /// reservation is taken from).
     #[inline]
     pub(crate) fn reserved_above(&self, tier: usize) -> usize {
-        self.peak[tier + 1..]
-            .iter()
-            .map(|peak| {
-                let peak = peak.load(Relaxed);
-                peak + peak.div_ceil(4)
+        (tier + 1..4)
+            .map(|above| {
+                let peak = self.peak[above].load(Relaxed);
+                (peak + peak.div_ceil(4)).saturating_sub(self.in_flight[above].load(Relaxed))
             })
             .sum()
     }
@@ -227,8 +228,12 @@ mod demand_tests {
         // A refused critical call still counts as wanting a place.
         demand.want(2, 100);
         assert_eq!(demand.in_flight(), [0, 0, 4, 0]);
-        assert_eq!(demand.reserved_above(0), 5 + 2, "peak 5 plus a quarter");
-        assert_eq!(demand.reserved_above(1), 7);
+        assert_eq!(
+            demand.reserved_above(0),
+            5 + 2 - 4,
+            "peak 5 plus a quarter, less the 4 it holds"
+        );
+        assert_eq!(demand.reserved_above(1), 3);
         assert_eq!(
             demand.reserved_above(2),
             0,
@@ -251,9 +256,9 @@ mod demand_tests {
         for _ in 0..7 {
             demand.want(0, 8);
         }
-        assert_eq!(demand.reserved_above(2), 20, "no decay yet");
+        assert_eq!(demand.reserved_above(2), 20 - 8, "no decay yet; 8 held");
         demand.want(0, 8);
-        assert_eq!(demand.reserved_above(2), 14 + 4, "16 less an eighth");
+        assert_eq!(demand.reserved_above(2), 14 + 4 - 8, "16 less an eighth");
         for _ in 0..8 {
             demand.leave(3);
         }

@@ -134,16 +134,25 @@ impl Window {
         if dropped {
             self.drops.fetch_add(1, AcqRel);
         }
-        let calls = tally & COUNT_MASK;
+        self.is_due(tally & COUNT_MASK, now)
+    }
+
+    /// Whether the window, holding `calls`, is due to close at `now`.
+    fn is_due(&self, calls: u64, now: u64) -> bool {
         calls >= MAX_CALLS
             || (calls >= self.min_calls
                 && now.saturating_sub(self.opened.load(Acquire))
                     >= self.min_time.max(self.round_trip.load(Relaxed)))
     }
 
-    /// Empties the window into one sample (`None` if another closer just emptied it) and
-    /// opens the next at `now`. Called by one closer at a time (under the algorithm's lock).
+    /// Empties the window into one sample (`None` if it is not due: another closer just
+    /// emptied it) and opens the next at `now`. Called by one closer at a time (under the algorithm's lock).
     pub(crate) fn close(&self, now: u64) -> Option<Sample> {
+        // A closer that found the window due may get the lock after another closed it:
+        // the new window is not due yet, and a window of a call or two teaches nothing.
+        if !self.is_due(self.tally.load(Acquire) & COUNT_MASK, now) {
+            return None;
+        }
         let tally = self.tally.swap(0, AcqRel);
         let fastest = self.fastest.swap(u64::MAX, AcqRel);
         let in_flight = self.max_in_flight.swap(0, AcqRel);
@@ -201,6 +210,8 @@ mod tests {
             })
         );
         assert_eq!(window.close(20_000), None, "already emptied");
+        window.add(ms(1), 1, false, 20_000);
+        assert_eq!(window.close(20_000), None, "one call: not due");
     }
 
     #[test]

@@ -160,26 +160,26 @@ async fn each_tier_leaves_room_for_what_the_tiers_above_recently_wanted() {
     let (inner, control) = controlled::<Call>();
     control.hang();
     let mut service = layer.layer(ReadinessProbe::new(inner));
-    let critical_plus = fill(&mut service, Criticality::CriticalPlus, 2).await;
-    let critical = fill(&mut service, Criticality::Critical, 2).await;
-    // Above sheddable: peaks 2 and 2, each plus a quarter (rounded up): 6 kept, so
-    // sheddable calls may only use 4 places, and 4 are taken.
+    let critical = fill(&mut service, Criticality::Critical, 4).await;
+    // Critical calls peaked at 4; a quarter more is 5, and they hold 4: one free place is
+    // kept for them. Sheddable calls may fill the rest, up to 9 in flight in all.
+    let sheddable = fill(&mut service, Criticality::Sheddable, 5).await;
     assert!(admitted(&mut service, Criticality::Sheddable)
         .await
         .is_none());
     assert!(admitted(&mut service, Criticality::SheddablePlus)
         .await
         .is_none());
-    // Critical calls leave 3 for critical-plus: they may use 7 places.
-    let more = fill(&mut service, Criticality::Critical, 3).await;
-    assert!(admitted(&mut service, Criticality::Critical)
-        .await
-        .is_none());
-    let top = fill(&mut service, Criticality::CriticalPlus, 3).await;
+    let last = fill(&mut service, Criticality::Critical, 1).await;
     assert!(admitted(&mut service, Criticality::CriticalPlus)
         .await
         .is_none());
-    drop((critical_plus, critical, more, top));
+    assert_eq!(
+        layer.handle().snapshot().in_flight_by_tier,
+        [5, 0, 5, 0],
+        "the whole limit in use"
+    );
+    drop((critical, sheddable, last));
 }
 
 #[tokio::test(start_paused = true)]
