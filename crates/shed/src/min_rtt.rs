@@ -53,7 +53,8 @@ const PROBE_MAX_WINDOWS: u32 = 8;
 ///   building): a lower bound. A probe measures it: the limit is halved (below the
 ///   workers, where the limit settles just over them), and the first window of calls that
 ///   all started under the cut gives its mean latency as the minimum; then the limit goes
-///   back where it was. The first probe comes after five windows, the next every
+///   back where it was; a window using less than half the limit, when a probe is due,
+///   measures it without one. The first probe comes after five windows, the next every
 ///   `probe_every` windows (jittered to between half and all of it), and one at once when
 ///   two cuts in a row did not lower the latency by a quarter of their size (under a queue
 ///   it falls in proportion) or the limit is at its floor: the service itself got slower,
@@ -182,10 +183,15 @@ impl MinRtt {
             self.phase = Phase::Probing { back_to, windows };
             return;
         }
-        self.min_rtt = Some(rtt);
-        self.measured = true;
+        self.measure(rtt);
         self.limit = back_to;
         self.phase = Phase::Learning { decline: None };
+    }
+
+    /// Takes `rtt` as the minimum and schedules the next probe.
+    fn measure(&mut self, rtt: Duration) {
+        self.min_rtt = Some(rtt);
+        self.measured = true;
         let jitter = 0.5 + 0.5 * self.rng.next_unit();
         self.until_probe = ((self.probe_every as f64 * jitter) as u32).max(1);
     }
@@ -207,6 +213,14 @@ impl LimitAlgorithm for MinRtt {
             Phase::Learning { decline } => decline,
         };
         if self.until_probe == 0 {
+            if self.min_rtt.is_some() && (sample.in_flight as f64) < self.limit / 2.0 {
+                // Used below half its limit: this window ran with room to spare, its
+                // latency is the minimum without a probe (a probe at low load would only
+                // refuse the bursts).
+                self.measure(rtt);
+                self.phase = Phase::Learning { decline: None };
+                return self.limit as usize;
+            }
             self.start_probe(self.limit);
             return self.limit as usize;
         }
@@ -486,6 +500,17 @@ mod tests {
         }
         assert!(matches!(algorithm.phase, Phase::Learning { .. }));
         assert_eq!(algorithm.rtt().no_load, Some(Duration::from_millis(50)));
+    }
+
+    #[test]
+    fn a_probe_due_at_low_load_measures_without_cutting() {
+        let mut algorithm = MinRtt::default();
+        for _ in 0..=FIRST_PROBE {
+            algorithm.update(window(12.0, 3));
+        }
+        assert!(matches!(algorithm.phase, Phase::Learning { .. }));
+        assert!(algorithm.measured);
+        assert_eq!(algorithm.rtt().no_load, Some(Duration::from_millis(12)));
     }
 
     #[test]
