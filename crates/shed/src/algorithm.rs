@@ -434,7 +434,8 @@ impl fmt::Debug for ExpAverage {
     }
 }
 
-fn check_bounds(initial: usize, min: usize, max: usize) -> Result<(), ConfigError> {
+/// Checks `1 <= min <= initial <= max`, naming the field that breaks it.
+pub(crate) fn check_bounds(initial: usize, min: usize, max: usize) -> Result<(), ConfigError> {
     non_zero("min", min)?;
     if max < min {
         return Err(ConfigError::new(

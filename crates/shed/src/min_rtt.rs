@@ -5,6 +5,7 @@ use std::time::Duration;
 use tower_bulwark_core::config::non_zero;
 use tower_bulwark_core::{ConfigError, SeededRng};
 
+use crate::algorithm::check_bounds;
 use crate::{LimitAlgorithm, RttEstimates, Sample};
 
 /// How far the limit moves towards a lower value in one window: the window's calls were
@@ -125,19 +126,7 @@ impl MinRtt {
         buffer: f64,
         probe_every: u32,
     ) -> Result<Self, ConfigError> {
-        non_zero("min", min)?;
-        if max < min {
-            return Err(ConfigError::new(
-                "max",
-                format!("must be at least min ({min}), got {max}"),
-            ));
-        }
-        if !(min..=max).contains(&initial) {
-            return Err(ConfigError::new(
-                "initial",
-                format!("must be within min..=max ({min}..={max}), got {initial}"),
-            ));
-        }
+        check_bounds(initial, min, max)?;
         if !(buffer > 0.0 && buffer <= 10.0) {
             return Err(ConfigError::new(
                 "buffer",
