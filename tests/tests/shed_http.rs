@@ -114,10 +114,12 @@ async fn the_excess_is_answered_at_once_with_pushback_and_the_marker() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sheddable_calls_go_first_and_unknown_labels_count_as_critical() {
-    // Limit 4 with 2 in flight: sheddable (50%: 2) and sheddable-plus (70%: 2.8, so 2) are
-    // refused; critical (90%: 3) is admitted.
+    // Limit 4 with 3 critical calls in flight (the held calls ask for critical-plus, which
+    // a client may not raise itself to): the tiers below keep critical's recent peak plus a
+    // quarter (3 + 1) less what it holds, one place, free. Sheddable and sheddable-plus
+    // calls are refused; a critical one (an unknown label) gets that place.
     let (addr, handle, entered, release) = server(4).await;
-    let held = hold(addr, &entered, 2).await;
+    let held = hold(addr, &entered, 3).await;
     let status = |criticality: &'static str| async move {
         send(
             addr,
@@ -133,7 +135,6 @@ async fn sheddable_calls_go_first_and_unknown_labels_count_as_critical() {
         503,
         "parsed in any case, with underscores"
     );
-    assert_eq!(status("critical").await, 200);
     assert_eq!(status("no-such-tier").await, 200, "unknown means critical");
     let snapshot = handle.snapshot();
     assert_eq!(snapshot.shed, [1, 1, 0, 0]);
