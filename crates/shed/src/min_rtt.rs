@@ -44,9 +44,9 @@ const PROBE_MAX_WINDOWS: u32 = 8;
 ///   moves only part of the way near the target: half of a rise, a quarter of a cut (a
 ///   full step would overshoot and swing); a gradient below 0.8 is followed all the way.
 ///   While no queue stands, half the square root of the limit is added (Envoy's
-///   headroom), and until the first queue is seen (against a probed minimum, or one even
-///   the fastest call waited in) a limit that is full doubles (TCP's slow start), so a
-///   large service is found quickly.
+///   headroom), and after a cold start, until the first real queue (one even the fastest
+///   call waited in) or the first measured minimum, a limit that is full doubles (TCP's
+///   slow start), so a large service is found quickly.
 /// - It only grows from windows that used at least half of it (an idle service says
 ///   nothing of its capacity), and an idle limit drifts down to twice the calls in use, so
 ///   a spike is not admitted whole.
@@ -78,7 +78,7 @@ pub struct MinRtt {
     last_rtt: Option<Duration>,
     /// Windows left before the next periodic probe.
     until_probe: u32,
-    /// Doubling the limit until the first queue seen with a measured minimum.
+    /// Doubling a full limit until the first real queue or the first measured minimum.
     slow_start: bool,
     /// Whether a probe has measured the minimum (before, it is a lower bound).
     measured: bool,
@@ -181,6 +181,9 @@ impl MinRtt {
     fn measure(&mut self, rtt: Duration) {
         self.min_rtt = Some(rtt);
         self.measured = true;
+        // Slow start is for a cold start only: a limit that sat through a calm period and
+        // then meets a spike must not double into it.
+        self.slow_start = false;
         let jitter = 0.5 + 0.5 * self.rng.next_unit();
         self.until_probe = ((self.probe_every as f64 * jitter) as u32).max(1);
     }
@@ -249,9 +252,9 @@ impl LimitAlgorithm for MinRtt {
             self.phase = Phase::Learning { decline: None };
             return self.limit as usize;
         }
-        if self.measured || sample.fastest.as_secs_f64() > target {
-            // A queue: measured against a probed minimum, or one that even the fastest
-            // call waited in (the first window's minimum is only a lower bound).
+        if sample.fastest.as_secs_f64() > target {
+            // A real queue: even the fastest call waited in it (the first window's minimum
+            // is only a lower bound, so a cut alone does not prove one).
             self.slow_start = false;
         }
         // Near the target, a quarter of the way (the window's calls were admitted a round
@@ -489,6 +492,23 @@ mod tests {
         }
         assert!(matches!(algorithm.phase, Phase::Learning { .. }));
         assert_eq!(algorithm.rtt().no_load, Some(Duration::from_millis(50)));
+    }
+
+    #[test]
+    fn a_limit_that_sat_through_a_calm_period_does_not_double_into_a_spike() {
+        let mut algorithm = MinRtt::default();
+        for _ in 0..=FIRST_PROBE {
+            algorithm.update(window(10.0, 4));
+        }
+        assert!(algorithm.measured && !algorithm.slow_start);
+        let before = algorithm.limit;
+        // The spike: every place taken, no queue yet.
+        algorithm.update(window(10.0, before as usize));
+        assert!(
+            algorithm.limit < before * 1.5,
+            "{before} to {}",
+            algorithm.limit
+        );
     }
 
     #[test]
