@@ -241,7 +241,9 @@ fn shedding(c: &mut Criterion) {
     use tower::limit::ConcurrencyLimit;
     use tower::load_shed::LoadShed;
     use tower::Layer;
-    use tower_bulwark::shed::{AdaptiveThrottleLayer, Aimd, Fixed, Gradient2, ShedLayer, Vegas};
+    use tower_bulwark::shed::{
+        AdaptiveThrottleLayer, Aimd, Fixed, Gradient2, MinRtt, ShedLayer, Vegas,
+    };
 
     let mut group = c.benchmark_group("ready_call");
     bench_ready_call(
@@ -255,7 +257,14 @@ fn shedding(c: &mut Criterion) {
         .build()
         .expect("config");
     bench_ready_call(&mut group, "bulwark_shed_fixed", fixed.layer(Noop), || 7u64);
-    let algorithms: [(&str, ShedLayer); 3] = [
+    let algorithms: [(&str, ShedLayer); 4] = [
+        (
+            "bulwark_shed_minrtt",
+            ShedLayer::builder()
+                .algorithm(MinRtt::default())
+                .build()
+                .expect("config"),
+        ),
         (
             "bulwark_shed_vegas",
             ShedLayer::builder()
