@@ -205,10 +205,11 @@ impl LimitAlgorithm for MinRtt {
             Phase::Learning { decline } => decline,
         };
         if self.until_probe == 0 {
-            if self.min_rtt.is_some() && (sample.in_flight as f64) < self.limit / 2.0 {
-                // Used below half its limit: this window ran with room to spare, its
-                // latency is the minimum without a probe (a probe at low load would only
-                // refuse the bursts).
+            let spare = (sample.in_flight as f64) < self.limit / 2.0;
+            if self.min_rtt.is_some() && spare && !sample.dropped {
+                // Used below half its limit, no call cut short: this window ran with room
+                // to spare, its latency is the minimum without a probe (a probe at low
+                // load would only refuse the bursts).
                 self.measure(rtt);
                 self.phase = Phase::Learning { decline: None };
                 return self.limit as usize;
