@@ -81,7 +81,7 @@ pub async fn run<C: Caller>(caller: C, plan: Plan, at_window_end: impl FnOnce())
     let mut scheduled = 0;
     let mut next = start;
     loop {
-        next += gap(plan.rate, &mut arrivals);
+        next += arrivals.next_gap(plan.rate);
         if next >= end {
             break;
         }
@@ -133,32 +133,9 @@ pub fn in_time(answer: Answer, latency: Duration) -> Answer {
     }
 }
 
-/// The time to the next arrival of a Poisson process of `rate` (> 0) per second: an
-/// exponential gap.
-pub fn gap(rate: f64, rng: &mut SeededRng) -> Duration {
-    // `1 - u` is in (0, 1], so the logarithm is finite.
-    Duration::from_secs_f64(-(1.0 - rng.next_unit()).ln() / rate)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn gaps_average_one_over_the_rate_and_follow_the_seed() {
-        let mut rng = SeededRng::new(15);
-        let n = 100_000;
-        let gaps: Vec<Duration> = (0..n).map(|_| gap(400.0, &mut rng)).collect();
-        let mean = gaps.iter().sum::<Duration>().as_secs_f64() / n as f64;
-        assert!((mean - 0.0025).abs() < 0.0025 * 0.01, "mean gap {mean}");
-        // Exponential: the standard deviation equals the mean, and about e^-1 of the gaps
-        // exceed it.
-        let longer = gaps.iter().filter(|g| g.as_secs_f64() > 0.0025).count();
-        let share = longer as f64 / n as f64;
-        assert!((share - (-1f64).exp()).abs() < 0.01, "share {share}");
-        let (mut a, mut b) = (SeededRng::new(3), SeededRng::new(3));
-        assert_eq!(gap(10.0, &mut a), gap(10.0, &mut b));
-    }
 
     #[test]
     fn answers_after_the_client_timeout_are_timeouts() {

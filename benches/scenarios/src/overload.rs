@@ -66,7 +66,7 @@ impl Guard {
 /// seeded, so a run is the same every time.
 fn poisson_gaps(rate: f64, seed: u64) -> impl FnMut() -> Duration {
     let mut rng = SeededRng::new(seed);
-    move || Duration::from_secs_f64(-(1.0 - rng.next_unit()).ln() / rate)
+    move || rng.next_gap(rate)
 }
 
 /// The result of one overload run.

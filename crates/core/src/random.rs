@@ -2,6 +2,7 @@
 //! sampling, seeded so tests are exact.
 
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::time::Duration;
 
 /// The splitmix64 step between states.
 const GOLDEN: u64 = 0x9E37_79B9_7F4A_7C15;
@@ -59,6 +60,26 @@ impl SeededRng {
     pub fn next_unit(&mut self) -> f64 {
         unit(self.next_u64())
     }
+
+    /// The time to the next arrival of a Poisson process of `rate` per second: an
+    /// exponential gap, for open-loop load. A rate that is not above zero never arrives
+    /// (`Duration::MAX`).
+    ///
+    /// ```
+    /// use tower_bulwark_core::SeededRng;
+    ///
+    /// let mut rng = SeededRng::new(1);
+    /// let gap = rng.next_gap(1000.0);
+    /// assert!(gap < std::time::Duration::from_secs(1));
+    /// ```
+    pub fn next_gap(&mut self, rate: f64) -> Duration {
+        if rate.is_nan() || rate <= 0.0 {
+            return Duration::MAX;
+        }
+        // `1 - u` is in (0, 1], so the logarithm is finite and not positive.
+        let seconds = -(1.0 - self.next_unit()).ln() / rate;
+        Duration::try_from_secs_f64(seconds).unwrap_or(Duration::MAX)
+    }
 }
 
 /// [`SeededRng`]'s sequence, drawn through `&self` by many callers at once (one relaxed
@@ -108,5 +129,23 @@ mod tests {
             spread > 0.5,
             "nearby seeds must not start alike: {firsts:?}"
         );
+    }
+
+    #[test]
+    fn gaps_are_exponential_with_a_mean_of_one_over_the_rate() {
+        let mut rng = SeededRng::new(15);
+        let n = 100_000;
+        let gaps: Vec<Duration> = (0..n).map(|_| rng.next_gap(400.0)).collect();
+        let mean = gaps.iter().sum::<Duration>().as_secs_f64() / n as f64;
+        assert!((mean - 0.0025).abs() < 0.0025 * 0.01, "mean gap {mean}");
+        // About e^-1 of an exponential's values exceed its mean.
+        let longer = gaps.iter().filter(|g| g.as_secs_f64() > 0.0025).count();
+        let share = longer as f64 / n as f64;
+        assert!((share - (-1f64).exp()).abs() < 0.01, "share {share}");
+        let (mut a, mut b) = (SeededRng::new(3), SeededRng::new(3));
+        assert_eq!(a.next_gap(10.0), b.next_gap(10.0));
+        for rate in [0.0, -1.0, f64::NAN] {
+            assert_eq!(SeededRng::new(1).next_gap(rate), Duration::MAX, "{rate}");
+        }
     }
 }

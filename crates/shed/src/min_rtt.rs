@@ -62,8 +62,9 @@ const PROBE_MAX_WINDOWS: u32 = 8;
 ///   and the old minimum would hold the limit there. A window faster than the minimum,
 ///   with no call dropped, lowers it at once.
 ///
-/// Drops do not move it: a call cut by the caller's deadline or a disconnect teaches its
-/// latency so far, and latency is the signal. Defaults: initial 20, min 1, max 1000,
+/// Drops do not move it by themselves: a call cut by the caller's deadline or a disconnect
+/// teaches its latency so far, and latency is the signal; that latency is a lower bound, so a
+/// window with drops never raises the limit nor lowers the minimum. Defaults: initial 20, min 1, max 1000,
 /// buffer 0.1, a probe every 200 windows (at the default window, 10 s to a minute under
 /// load).
 #[derive(Debug, Clone)]
@@ -238,6 +239,12 @@ impl LimitAlgorithm for MinRtt {
             self.limit = self.clamp((limit * IDLE_DECAY).max(2.0 * sample.in_flight as f64));
             self.phase = Phase::Learning { decline: None };
             return self.limit as usize;
+        }
+        if gradient >= 1.0 && sample.dropped {
+            // Calls cut short teach only their latency so far, which makes a window look
+            // faster than it was: never room to grow (a flood of calls with tiny deadlines
+            // must not raise the limit for everyone else).
+            return limit as usize;
         }
         if gradient >= 1.0 {
             self.limit = if self.slow_start && sample.in_flight >= limit as usize {
@@ -510,6 +517,21 @@ mod tests {
             "{before} to {}",
             algorithm.limit
         );
+    }
+
+    #[test]
+    fn a_window_with_drops_never_raises_the_limit() {
+        let mut algorithm = MinRtt::default();
+        drive(&mut algorithm, 16, 10.0, 60);
+        let limit = algorithm.limit;
+        // Calls given up after 1 ms, far under the minimum: the window looks fast.
+        let mut cut_short = window(1.0, limit as usize);
+        cut_short.dropped = true;
+        for _ in 0..5 {
+            algorithm.update(cut_short);
+        }
+        assert!(algorithm.limit <= limit, "{limit} to {}", algorithm.limit);
+        assert_eq!(algorithm.rtt().no_load, Some(Duration::from_millis(10)));
     }
 
     #[test]

@@ -414,19 +414,18 @@ async fn the_algorithm_learns_a_window_at_a_time() {
     // The tenth closes it: a mean of 150 ms is over the 100 ms timeout, one back-off.
     service.clone().oneshot(9).await.unwrap();
     assert_eq!(layer.handle().snapshot().limit, 5);
-    // Ten fast calls within 50 ms do not close the next window; one more after does.
+    // The next window lasts at least twice the last mean latency, 300 ms: ten fast calls
+    // do not close it.
     control.delay(Duration::from_millis(1));
     for i in 0..10 {
         service.clone().oneshot(i).await.unwrap();
     }
     assert_eq!(layer.handle().snapshot().limit, 5, "10 calls in 10 ms");
-    tokio::time::advance(Duration::from_millis(40)).await;
+    // A slow call finishing 2 s later does: (10 x 1 + 2000) / 11 = 183 ms is over the
+    // timeout, a second back-off (2.5, floored at min 2).
+    control.delay(Duration::from_secs(2));
     service.clone().oneshot(10).await.unwrap();
-    assert_eq!(
-        layer.handle().snapshot().limit,
-        5,
-        "not half in use: no growth"
-    );
+    assert_eq!(layer.handle().snapshot().limit, 2);
 }
 
 /// Room kept for a burst of critical calls fades once they stop, even if every other

@@ -115,7 +115,7 @@ impl Generator {
     /// Sends requests at `rate` per second on average (exponential gaps) from `from` until
     /// `until`, then returns (their answers still coming).
     pub(crate) async fn offer(&mut self, rate: f64, (from, until): (Instant, Instant)) {
-        let mut next = from + gap(rate, &mut self.arrivals);
+        let mut next = from + self.arrivals.next_gap(rate);
         while next < until {
             tokio::time::sleep_until(next).await;
             let (client, edge, start) = (self.client.clone(), self.edge, self.start);
@@ -124,7 +124,7 @@ impl Generator {
                 let sample = call(&client, edge, start).await;
                 samples.lock().expect("samples").push(sample);
             }));
-            next += gap(rate, &mut self.arrivals);
+            next += self.arrivals.next_gap(rate);
         }
         tokio::time::sleep_until(until).await;
     }
@@ -141,12 +141,6 @@ impl Generator {
         }
         self.so_far()
     }
-}
-
-/// The time to the next arrival of a Poisson process of `rate` per second.
-fn gap(rate: f64, rng: &mut SeededRng) -> Duration {
-    // `1 - u` is in (0, 1], so the logarithm is finite.
-    Duration::from_secs_f64(-(1.0 - rng.next_unit()).ln() / rate)
 }
 
 #[cfg(test)]
@@ -248,15 +242,5 @@ mod tests {
         drop(listener);
         let sample = call(&crate::edge::pooled(), addr, Instant::now()).await;
         assert_eq!(sample.answer, Answer::Error);
-    }
-
-    #[test]
-    fn arrivals_average_the_rate_and_follow_the_seed() {
-        let mut rng = SeededRng::new(7);
-        let total: Duration = (0..10_000).map(|_| gap(200.0, &mut rng)).sum();
-        let mean = total.as_secs_f64() / 10_000.0;
-        assert!((mean - 0.005).abs() < 0.000_25, "mean gap {mean}");
-        let (mut a, mut b) = (SeededRng::new(3), SeededRng::new(3));
-        assert_eq!(gap(10.0, &mut a), gap(10.0, &mut b));
     }
 }
