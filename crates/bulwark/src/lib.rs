@@ -78,6 +78,11 @@ pub use tower_bulwark_health as health;
 #[cfg(feature = "fallback")]
 pub use tower_bulwark_fallback as fallback;
 
+/// Idempotency keys on the server: a request retried with the same `Idempotency-Key` runs
+/// once ([`tower-bulwark-idempotency`](https://docs.rs/tower-bulwark-idempotency)).
+#[cfg(feature = "idempotency")]
+pub use tower_bulwark_idempotency as idempotency;
+
 // The shared contracts of `tower-bulwark-core`, by module and flat.
 #[cfg(feature = "testing")]
 pub use tower_bulwark_core::testing;
