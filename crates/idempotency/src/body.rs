@@ -77,10 +77,11 @@ pub struct ResponseBody<B> {
 #[pin_project(project = KindProj)]
 enum Kind<B> {
     Passed(#[pin] B),
-    Recorded(#[pin] Recording<B>),
+    /// Boxed: a keyed answer allocates anyway, and the others stay small.
+    Recorded(Pin<Box<Recording<B>>>),
     Full {
         data: Option<Bytes>,
-        trailers: Option<HeaderMap>,
+        trailers: Option<Box<HeaderMap>>,
     },
 }
 
@@ -95,7 +96,7 @@ impl<B> ResponseBody<B> {
         ResponseBody {
             kind: Kind::Full {
                 data: Some(data),
-                trailers,
+                trailers: trailers.map(Box::new),
             },
         }
     }
@@ -105,23 +106,29 @@ impl<B> ResponseBody<B> {
         status: StatusCode,
         headers: HeaderMap,
         limit: usize,
-        empty: bool,
         keep: Keep,
-    ) -> Self {
+    ) -> Self
+    where
+        B: Body,
+    {
+        let exact = body.size_hint().exact();
+        let empty = body.is_end_stream() || exact == Some(0);
         ResponseBody {
-            kind: Kind::Recorded(Recording {
+            kind: Kind::Recorded(Box::pin(Recording {
                 body,
                 status,
                 headers,
                 data: BytesMut::new(),
                 limit,
-                over_limit: false,
+                incomplete: false,
                 empty,
+                exact,
+                seen: 0,
                 trailers: None,
                 keep: Some(keep),
                 writing: None,
                 held: None,
-            }),
+            })),
         }
     }
 }
@@ -150,12 +157,12 @@ where
     ) -> Poll<Option<Result<Frame<Bytes>, B::Error>>> {
         match self.project().kind.project() {
             KindProj::Passed(body) => body.poll_frame(cx),
-            KindProj::Recorded(recording) => recording.poll_frame(cx),
+            KindProj::Recorded(recording) => recording.as_mut().poll_frame(cx),
             KindProj::Full { data, trailers } => {
                 if let Some(data) = data.take().filter(|d| !d.is_empty()) {
                     return Poll::Ready(Some(Ok(Frame::data(data))));
                 }
-                Poll::Ready(trailers.take().map(|t| Ok(Frame::trailers(t))))
+                Poll::Ready(trailers.take().map(|t| Ok(Frame::trailers(*t))))
             }
         }
     }
@@ -174,18 +181,28 @@ where
         match &self.kind {
             Kind::Passed(body) => body.size_hint(),
             Kind::Recorded(recording) => recording.body.size_hint(),
-            Kind::Full { data, .. } => {
-                SizeHint::with_exact(data.as_ref().map_or(0, |d| d.len() as u64))
+            Kind::Full { data, trailers } => {
+                let len = data.as_ref().map_or(0, |d| d.len() as u64);
+                // Not exact with trailers: an HTTP/1 server would send a `Content-Length`
+                // and drop them.
+                let mut hint = SizeHint::new();
+                hint.set_lower(len);
+                if trailers.is_none() {
+                    hint.set_exact(len);
+                }
+                hint
             }
         }
     }
 }
 
-/// A response body passed to the client while a copy (up to `limit`) is taken. Its end
-/// (or its trailers) reaches the client only once the copy is in the store, so a client
+/// A response body passed to the client while a copy (up to `limit`) is taken. Its last
+/// frame (or its end) reaches the client only once the copy is in the store, so a client
 /// that saw the whole answer and sends the key again is replayed, never told "in
-/// progress". Dropped early, it keeps what it can: the whole answer if the body had
-/// nothing more to send (a `HEAD` or `204`, never polled), else "ran, answer not kept".
+/// progress". The last data frame is the one after which the body says it ended. Dropped
+/// early, it keeps what it can: the whole answer if every byte the body announced was
+/// sent (hyper stops polling a body of known length at its last byte; its end was then
+/// not held) or there was none (a `204`, never polled), else "ran, answer not kept".
 #[pin_project(PinnedDrop, project = RecordingProj)]
 struct Recording<B> {
     #[pin]
@@ -194,36 +211,44 @@ struct Recording<B> {
     headers: HeaderMap,
     data: BytesMut,
     limit: usize,
-    over_limit: bool,
-    /// The body had nothing to send when the answer came: it is whole even if never
-    /// polled.
+    /// The copy is not the whole answer: over the limit, broken off, or dropped early.
+    incomplete: bool,
+    /// The body had nothing to send when the answer came: whole even if never polled.
     empty: bool,
+    /// The body's exact length, if it said so, and the bytes seen so far.
+    exact: Option<u64>,
+    seen: u64,
     trailers: Option<HeaderMap>,
     /// Until the answer is handed to the store.
     keep: Option<Keep>,
-    /// The store write the end waits for.
+    /// The store write the last frame waits for.
     writing: Option<JoinHandle<()>>,
-    /// The frame (trailers) or end (`None`) given after the write.
+    /// The frame (last data or trailers) given after the write; `None` for the end.
     held: Option<Frame<Bytes>>,
 }
 
 impl<B> RecordingProj<'_, B> {
-    /// Hands the answer to the store: whole if it was under the limit, else "not kept".
+    /// Hands the answer to the store: whole if it is complete, else "not kept".
     fn keep(&mut self) {
         let Some(keep) = self.keep.take() else {
             return;
         };
-        let state = if *self.over_limit {
+        let state = if *self.incomplete {
             RecordState::NotKept(*self.status)
         } else {
-            RecordState::Done(StoredResponse {
+            RecordState::Done(Box::new(StoredResponse {
                 status: *self.status,
                 headers: std::mem::take(self.headers),
                 body: self.data.split().freeze(),
                 trailers: self.trailers.take(),
-            })
+            }))
         };
         *self.writing = keep(state);
+    }
+
+    /// Whether every byte the body said it had was seen.
+    fn all_seen(&self) -> bool {
+        *self.empty || *self.exact == Some(*self.seen)
     }
 }
 
@@ -246,33 +271,11 @@ where
             if this.keep.is_none() {
                 return this.body.as_mut().poll_frame(cx);
             }
-            match ready!(this.body.as_mut().poll_frame(cx)) {
-                Some(Ok(frame)) => match frame.into_data() {
-                    Ok(data) => {
-                        if !*this.over_limit {
-                            if this.data.len() + data.len() > *this.limit {
-                                *this.over_limit = true;
-                                *this.data = BytesMut::new();
-                            } else {
-                                this.data.extend_from_slice(&data);
-                            }
-                        }
-                        return Poll::Ready(Some(Ok(Frame::data(data))));
-                    }
-                    Err(frame) => {
-                        if let Some(trailers) = frame.trailers_ref() {
-                            *this.trailers = Some(trailers.clone());
-                        }
-                        this.keep();
-                        if this.writing.is_none() {
-                            return Poll::Ready(Some(Ok(frame)));
-                        }
-                        *this.held = Some(frame);
-                    }
-                },
+            let frame = match ready!(this.body.as_mut().poll_frame(cx)) {
+                Some(Ok(frame)) => frame,
                 Some(Err(error)) => {
                     // The answer broke off: the client never gets it whole.
-                    *this.over_limit = true;
+                    *this.incomplete = true;
                     this.keep();
                     *this.writing = None;
                     return Poll::Ready(Some(Err(error)));
@@ -282,8 +285,39 @@ where
                     if this.writing.is_none() {
                         return Poll::Ready(None);
                     }
+                    continue;
                 }
+            };
+            let last = match frame.data_ref() {
+                Some(data) => {
+                    *this.seen += data.len() as u64;
+                    if !*this.incomplete {
+                        if this.data.len() + data.len() > *this.limit {
+                            *this.incomplete = true;
+                            *this.data = BytesMut::new();
+                        } else {
+                            this.data.extend_from_slice(data);
+                        }
+                    }
+                    // Not `all_seen`: trailers may follow the last byte.
+                    this.body.is_end_stream()
+                }
+                None => {
+                    if let Some(trailers) = frame.trailers_ref() {
+                        *this.trailers = Some(trailers.clone());
+                    }
+                    true
+                }
+            };
+            if !last {
+                return Poll::Ready(Some(Ok(frame)));
             }
+            this.keep();
+            if this.writing.is_none() {
+                // No runtime to write on: the claim is left to its lease.
+                return Poll::Ready(Some(Ok(frame)));
+            }
+            *this.held = Some(frame);
         }
     }
 
@@ -300,8 +334,8 @@ impl<B> PinnedDrop for Recording<B> {
     fn drop(self: Pin<&mut Self>) {
         let mut this = self.project();
         if this.keep.is_some() {
-            // Dropped before its end: whole only if there was nothing to send.
-            *this.over_limit |= !*this.empty;
+            // Dropped before its end: whole only if nothing was left to send.
+            *this.incomplete |= !this.all_seen();
             this.keep();
         }
     }

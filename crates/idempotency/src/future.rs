@@ -25,7 +25,7 @@ pub struct ResponseFuture<F, B, E> {
 
 #[pin_project(project = KindProj)]
 enum Kind<F, B, E> {
-    Passed(#[pin] F),
+    Passed(#[pin] Option<F>),
     Ready(Option<Response<ResponseBody<B>>>),
     Keyed(Option<KeyedFuture<B, E>>),
 }
@@ -33,7 +33,7 @@ enum Kind<F, B, E> {
 impl<F, B, E> ResponseFuture<F, B, E> {
     pub(crate) fn passed(future: F) -> Self {
         ResponseFuture {
-            kind: Kind::Passed(future),
+            kind: Kind::Passed(Some(future)),
         }
     }
 
@@ -58,8 +58,12 @@ where
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         match self.project().kind.project() {
-            KindProj::Passed(future) => {
+            KindProj::Passed(mut slot) => {
+                let Some(future) = slot.as_mut().as_pin_mut() else {
+                    return Poll::Pending;
+                };
                 let result = ready!(future.poll(cx));
+                slot.set(None);
                 Poll::Ready(result.map(|response| response.map(ResponseBody::passed)))
             }
             KindProj::Ready(response) => match response.take() {

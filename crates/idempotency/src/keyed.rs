@@ -6,7 +6,7 @@ use std::pin::pin;
 use std::sync::Arc;
 
 use bytes::{Bytes, BytesMut};
-use http::header::{CONNECTION, DATE, TE, TRAILER, TRANSFER_ENCODING, UPGRADE};
+use http::header::{CONNECTION, DATE, TE, TRANSFER_ENCODING, UPGRADE};
 use http::request::Parts;
 use http::{HeaderMap, HeaderValue, Request, Response};
 use http_body::Body;
@@ -105,13 +105,11 @@ where
     };
     reporter.report(Outcome::Executed);
     let (parts, body) = response.into_parts();
-    let empty = body.is_end_stream();
     let body = ResponseBody::recorded(
         body,
         parts.status,
         kept_headers(&parts.headers),
         settings.max_response_body,
-        empty,
         claim.into_keep(fingerprint),
     );
     Ok(Response::from_parts(parts, body))
@@ -176,10 +174,16 @@ async fn read_body<B: Body<Data = Bytes>>(body: B, limit: usize) -> Result<Bytes
 }
 
 /// The headers kept for replay: all but those that describe one connection or one
-/// transfer (RFC 9110 §7.6.1), and `Date`, which a replay must not repeat.
+/// transfer (RFC 9110 §7.6.1: the fixed ones and those `Connection` names), and `Date`,
+/// which a replay must not repeat. `Trailer` stays: the trailers are replayed too.
 fn kept_headers(headers: &HeaderMap) -> HeaderMap {
     let mut kept = headers.clone();
-    for name in [CONNECTION, TE, TRAILER, TRANSFER_ENCODING, UPGRADE, DATE] {
+    for value in headers.get_all(CONNECTION) {
+        for name in value.to_str().unwrap_or_default().split(',') {
+            kept.remove(name.trim());
+        }
+    }
+    for name in [CONNECTION, TE, TRANSFER_ENCODING, UPGRADE, DATE] {
         kept.remove(name);
     }
     for name in ["keep-alive", "proxy-connection"] {

@@ -42,7 +42,7 @@ pub enum RecordState {
     /// It is running, under the claim of `token` (until its lease ends).
     Running(Token),
     /// It ran, and this is its answer.
-    Done(StoredResponse),
+    Done(Box<StoredResponse>),
     /// It ran and answered with this status, but the answer was not kept (its body was
     /// over the size limit, or the client left before reading it all): a repeat is refused
     /// rather than run twice.
@@ -155,12 +155,12 @@ impl Record {
                 };
                 let body = Bytes::copy_from_slice(input);
                 input = &[];
-                RecordState::Done(StoredResponse {
+                RecordState::Done(Box::new(StoredResponse {
                     status,
                     headers,
                     body,
                     trailers,
-                })
+                }))
             }
             NOT_KEPT => RecordState::NotKept(take_status(&mut input)?),
             _ => return Err(DecodeError("unknown kind")),
@@ -271,12 +271,12 @@ mod tests {
         trailers.insert("grpc-status", HeaderValue::from_static("0"));
         Record {
             fingerprint: Fingerprint::from_bytes([7; 32]),
-            state: RecordState::Done(StoredResponse {
+            state: RecordState::Done(Box::new(StoredResponse {
                 status: StatusCode::CREATED,
                 headers,
                 body: Bytes::from_static(b"{\"charged\":true}"),
                 trailers: Some(trailers),
-            }),
+            })),
         }
     }
 

@@ -1,0 +1,117 @@
+//! A store that fails or never answers: refused with 503 (fail closed, the default) or run
+//! unprotected (fail open), as configured.
+
+use std::time::Duration;
+
+use tokio::time::Instant;
+use tower::Layer;
+use tower_bulwark_idempotency::{OnStoreError, Outcome};
+
+use super::harness::*;
+use super::BODY;
+
+#[tokio::test(start_paused = true)]
+async fn a_failing_store_refuses_with_503_by_default() {
+    let events = Events::default();
+    let handler = Handler::new();
+    let service = builder(&events)
+        .store(FaultyStore::new(Fault::Fails))
+        .build()
+        .unwrap()
+        .layer(handler.clone());
+    for _ in 0..2 {
+        send(&service, pay(r#""k1""#, BODY)).await.assert_problem(
+            503,
+            "store-unavailable",
+            Some("1"),
+        );
+    }
+    assert_eq!(handler.runs(), 0);
+    assert_eq!(events.take(), [Outcome::StoreFailedClosed; 2]);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_store_that_never_answers_is_given_up_on_after_store_timeout() {
+    let events = Events::default();
+    let handler = Handler::new();
+    let timeout = Duration::from_millis(250);
+    let closed = builder(&events)
+        .store(FaultyStore::new(Fault::Hangs))
+        .store_timeout(timeout)
+        .build()
+        .unwrap()
+        .layer(handler.clone());
+
+    let started = Instant::now();
+    send(&closed, pay(r#""k1""#, BODY))
+        .await
+        .assert_problem(503, "store-unavailable", Some("1"));
+    assert_eq!(started.elapsed(), timeout);
+    assert_eq!(handler.runs(), 0);
+    assert_eq!(events.take(), [Outcome::StoreFailedClosed]);
+
+    let open = builder(&events)
+        .store(FaultyStore::new(Fault::Hangs))
+        .store_timeout(timeout)
+        .on_store_error(OnStoreError::FailOpen)
+        .build()
+        .unwrap()
+        .layer(handler.clone());
+    let started = Instant::now();
+    let reply = send(&open, pay(r#""k1""#, BODY)).await;
+    assert_eq!(started.elapsed(), timeout);
+    assert_eq!(reply.status, 201);
+    assert_eq!(handler.runs(), 1);
+    assert_eq!(events.take(), [Outcome::StoreFailedOpen]);
+}
+
+#[tokio::test(start_paused = true)]
+async fn failing_open_runs_every_request_unprotected() {
+    let events = Events::default();
+    let handler = Handler::new();
+    let service = builder(&events)
+        .store(FaultyStore::new(Fault::Fails))
+        .on_store_error(OnStoreError::FailOpen)
+        .build()
+        .unwrap()
+        .layer(handler.clone());
+    for run in ["1", "2"] {
+        let reply = send(&service, pay(r#""k1""#, BODY)).await;
+        assert_eq!(reply.status, 201);
+        assert_eq!(reply.text(), format!("run {run}: {BODY}"));
+        assert_eq!(reply.headers["date"], DATE, "passed as it was");
+        assert!(!reply.replayed());
+    }
+    assert_eq!(events.take(), [Outcome::StoreFailedOpen; 2]);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_store_failing_to_keep_the_answer_is_reported_and_the_answer_still_sent() {
+    let events = Events::default();
+    let handler = Handler::new();
+    let lease = Duration::from_secs(60);
+    let service = builder(&events)
+        .store(FaultyStore::new(Fault::CompleteFails))
+        .lease(lease)
+        .build()
+        .unwrap()
+        .layer(handler.clone());
+    let started = Instant::now();
+    let first = send(&service, pay(r#""k1""#, BODY)).await;
+    assert_eq!(first.text(), format!("run 1: {BODY}"));
+    assert_eq!(events.take(), [Outcome::Executed, Outcome::KeepFailed]);
+
+    // The claim was never replaced: repeats wait for its lease, then run.
+    send(&service, pay(r#""k1""#, BODY))
+        .await
+        .assert_problem(409, "in-progress", Some("1"));
+    tokio::time::sleep_until(started + lease).await;
+    assert_eq!(
+        send(&service, pay(r#""k1""#, BODY)).await.headers["x-run"],
+        "2"
+    );
+    assert_eq!(
+        events.take(),
+        [Outcome::InProgress, Outcome::Executed, Outcome::KeepFailed]
+    );
+}
