@@ -43,14 +43,16 @@ pub enum Outcome {
     StoreFailedOpen,
     /// The answer could not be kept because the claim was gone (its lease ran out while
     /// the request ran, so another may have run too: the lease is too short), or the store
-    /// failed while keeping it.
+    /// failed at every try until the lease ended.
     KeepFailed,
+    /// 400: the request's body failed while the layer read it (the client broke off).
+    BodyUnreadable,
 }
 
 impl Outcome {
     /// How many outcomes there are.
     #[cfg(feature = "metrics")]
-    const COUNT: usize = Outcome::KeepFailed as usize + 1;
+    const COUNT: usize = Outcome::BodyUnreadable as usize + 1;
 
     /// The `outcome` label of the metrics.
     pub fn as_str(self) -> &'static str {
@@ -68,6 +70,7 @@ impl Outcome {
             Outcome::StoreFailedClosed => "store_failed_closed",
             Outcome::StoreFailedOpen => "store_failed_open",
             Outcome::KeepFailed => "keep_failed",
+            Outcome::BodyUnreadable => "body_unreadable",
         }
     }
 

@@ -4,6 +4,7 @@
 use std::future::{poll_fn, Future};
 use std::pin::pin;
 use std::sync::Arc;
+use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use http::header::{CONNECTION, DATE, TE, TRANSFER_ENCODING, UPGRADE};
@@ -11,6 +12,7 @@ use http::request::Parts;
 use http::{HeaderMap, HeaderValue, Request, Response};
 use http_body::Body;
 use tokio::task::JoinHandle;
+use tokio::time::Instant;
 use tower_service::Service;
 
 use crate::body::{Keep, RequestBody, ResponseBody};
@@ -40,9 +42,10 @@ where
     let body = match read_body(body, settings.max_request_body).await {
         Ok(body) => body,
         Err(problem) => {
-            if problem == Problem::BodyTooLarge {
-                reporter.report(Outcome::BodyTooLarge);
-            }
+            reporter.report(match problem {
+                Problem::BodyTooLarge => Outcome::BodyTooLarge,
+                _ => Outcome::BodyUnreadable,
+            });
             return Ok(problem.response());
         }
     };
@@ -56,11 +59,7 @@ where
     // answers releases whatever the claim did (a release is checked against the token,
     // so it never frees another request's claim).
     let token = Token::random();
-    let mut claim = ClaimGuard(Some(Claim {
-        shared: shared.clone(),
-        key: store_key,
-        token,
-    }));
+    let mut claim = ClaimGuard(Some(Claim::new(shared.clone(), store_key, token)));
     let claimed = shared
         .store
         .claim(store_key, fingerprint, token, settings.lease);
@@ -194,7 +193,7 @@ fn kept_headers(headers: &HeaderMap) -> HeaderMap {
 
 /// Runs a store operation within the layer's timeout.
 async fn within<T>(
-    timeout: std::time::Duration,
+    timeout: Duration,
     operation: impl Future<Output = Result<T, StoreError>>,
 ) -> Result<T, StoreError> {
     tokio::time::timeout(timeout, operation)
@@ -215,24 +214,37 @@ struct Claim<St> {
     shared: Arc<Shared<St>>,
     key: StoreKey,
     token: Token,
+    /// When the store lets the claim go by itself: writes are pointless after it.
+    lease_ends: Instant,
 }
 
+/// What a claim's owner writes when it is done with the key.
+enum Write {
+    /// Frees the key: the request was not carried out.
+    Release,
+    /// Replaces the claim by what the request answered.
+    Complete(Record),
+}
+
+/// The first wait before a failed write is tried again; it doubles up to a second.
+const FIRST_RETRY: Duration = Duration::from_millis(50);
+
 impl<St: Store> Claim<St> {
-    /// Starts removing the claim, on its own task so that it completes even if the
-    /// caller leaves.
+    fn new(shared: Arc<Shared<St>>, key: StoreKey, token: Token) -> Self {
+        let now = Instant::now();
+        let lease_ends = now.checked_add(shared.settings.lease).unwrap_or(now);
+        Claim {
+            shared,
+            key,
+            token,
+            lease_ends,
+        }
+    }
+
+    /// Starts removing the claim, so a retry of the request runs.
     fn start_release(self) -> Option<JoinHandle<()>> {
         self.shared.reporter.report(Outcome::Released);
-        spawn(async move {
-            let shared = &self.shared;
-            let release = shared.store.release(self.key, self.token);
-            if let Err(error) = within(shared.settings.store_timeout, release).await {
-                tracing::warn!(
-                    idempotency = %shared.reporter.name,
-                    %error,
-                    "releasing a key failed: it stays taken until its lease ends"
-                );
-            }
-        })
+        self.write(Write::Release)
     }
 
     /// What keeps the answer once the response body has ended (or was dropped). A gRPC
@@ -241,38 +253,86 @@ impl<St: Store> Claim<St> {
     fn into_keep(self, fingerprint: Fingerprint) -> Keep {
         Box::new(move |state| {
             if let RecordState::Done(stored) = &state {
-                let settings = &self.shared.settings;
                 if let Some(trailers) = &stored.trailers {
-                    if !settings.keeps(stored.status, trailers) {
+                    if !self.shared.settings.keeps(stored.status, trailers) {
                         return self.start_release();
                     }
                 }
             }
-            let not_kept = matches!(state, RecordState::NotKept(_));
-            spawn(async move {
-                let shared = &self.shared;
-                let record = Record { fingerprint, state };
-                let complete =
-                    shared
-                        .store
-                        .complete(self.key, self.token, record, shared.settings.ttl);
-                match within(shared.settings.store_timeout, complete).await {
-                    Ok(true) if not_kept => shared.reporter.report(Outcome::NotKept),
-                    Ok(true) => {}
-                    Ok(false) => {
-                        shared.reporter.report(Outcome::KeepFailed);
-                        tracing::warn!(
-                            idempotency = %shared.reporter.name,
-                            "an answer was not kept: the claim's lease ended while the request ran (make the lease longer than the longest run)"
-                        );
-                    }
-                    Err(error) => {
-                        shared.reporter.report(Outcome::KeepFailed);
-                        tracing::warn!(idempotency = %shared.reporter.name, %error, "keeping an answer failed");
-                    }
-                }
-            })
+            self.write(Write::Complete(Record { fingerprint, state }))
         })
+    }
+
+    /// Writes on a task of its own, so the write completes even if the caller leaves; the
+    /// handle ends with the first attempt (what an answer's last frame waits for). A
+    /// failed attempt is tried again in the background until the lease ends: a key left
+    /// claimed would refuse the client's retries with 409 until then, and an answer not
+    /// kept would let a retry after it run the request twice.
+    fn write(self, write: Write) -> Option<JoinHandle<()>> {
+        spawn(async move {
+            match self.attempt(&write).await {
+                Ok(done) => self.report(&write, done),
+                Err(error) => {
+                    tracing::warn!(
+                        idempotency = %self.shared.reporter.name,
+                        %error,
+                        "a write to the idempotency store failed; trying again until the lease ends"
+                    );
+                    spawn(self.retry(write));
+                }
+            }
+        })
+    }
+
+    async fn attempt(&self, write: &Write) -> Result<bool, StoreError> {
+        let store = &self.shared.store;
+        let settings = &self.shared.settings;
+        let operation = match write {
+            Write::Release => store.release(self.key, self.token),
+            Write::Complete(record) => {
+                store.complete(self.key, self.token, record.clone(), settings.ttl)
+            }
+        };
+        within(settings.store_timeout, operation).await
+    }
+
+    async fn retry(self, write: Write) {
+        let mut wait = FIRST_RETRY;
+        while Instant::now() + wait < self.lease_ends {
+            tokio::time::sleep(wait).await;
+            // After a failed attempt, `false` may mean the failed one was written after
+            // all: the claim is no longer there to replace, and nothing is lost.
+            if self.attempt(&write).await.is_ok() {
+                return;
+            }
+            wait = (wait * 2).min(Duration::from_secs(1));
+        }
+        if let Write::Complete(_) = write {
+            self.shared.reporter.report(Outcome::KeepFailed);
+        }
+        tracing::warn!(
+            idempotency = %self.shared.reporter.name,
+            "gave up writing to the idempotency store: the claim's lease ended"
+        );
+    }
+
+    fn report(&self, write: &Write, done: bool) {
+        let reporter = &self.shared.reporter;
+        match write {
+            Write::Complete(record) if done => {
+                if let RecordState::NotKept(_) = record.state {
+                    reporter.report(Outcome::NotKept);
+                }
+            }
+            Write::Complete(_) => {
+                reporter.report(Outcome::KeepFailed);
+                tracing::warn!(
+                    idempotency = %reporter.name,
+                    "an answer was not kept: the claim's lease ended while the request ran (make the lease longer than the longest run)"
+                );
+            }
+            Write::Release => {}
+        }
     }
 }
 

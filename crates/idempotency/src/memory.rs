@@ -98,7 +98,7 @@ impl MemoryStore {
                     fingerprint,
                     state: RecordState::Running(token),
                 },
-                expires: now + lease,
+                expires: later(now, lease),
             },
         );
         Ok(Claimed::New)
@@ -110,7 +110,7 @@ impl MemoryStore {
         match entries.map.get_mut(&key) {
             Some(entry) if entry.owned_by(token, now) => {
                 entry.record = record;
-                entry.expires = now + ttl;
+                entry.expires = later(now, ttl);
                 true
             }
             _ => false,
@@ -128,6 +128,13 @@ impl MemoryStore {
             _ => false,
         }
     }
+}
+
+/// `now + after`, or a century on for durations past what an instant can hold.
+fn later(now: Instant, after: Duration) -> Instant {
+    now.checked_add(after)
+        .or_else(|| now.checked_add(Duration::from_secs(100 * 365 * 24 * 60 * 60)))
+        .unwrap_or(now)
 }
 
 impl Entry {

@@ -112,7 +112,7 @@ async fn a_request_body_that_fails_gets_400_and_never_runs() {
     .await;
     reply.assert_problem(400, "body-unreadable", None);
     assert_eq!(handler.runs(), 0);
-    assert_eq!(events.take(), []);
+    assert_eq!(events.take(), [Outcome::BodyUnreadable]);
 
     // Nothing was claimed: the key is free for the request sent whole.
     assert_eq!(send(&service, pay(r#""k1""#, BODY)).await.status, 201);

@@ -370,6 +370,8 @@ pub(crate) enum Fault {
     CompleteWaits(Arc<Notify>),
     /// `complete` fails.
     CompleteFails,
+    /// `complete` and `release` fail as many times as the counter says, then work.
+    WritesFailTimes(Arc<std::sync::atomic::AtomicUsize>),
 }
 
 impl FaultyStore {
@@ -377,6 +379,17 @@ impl FaultyStore {
         FaultyStore {
             memory: MemoryStore::new(),
             fault,
+        }
+    }
+
+    /// Whether this write is one of those set to fail (and counts it).
+    fn write_fails(&self) -> bool {
+        use std::sync::atomic::Ordering;
+        match &self.fault {
+            Fault::WritesFailTimes(left) => left
+                .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+                .is_ok(),
+            _ => false,
         }
     }
 
@@ -416,6 +429,9 @@ impl Store for FaultyStore {
                 self.memory.complete(key, token, record, ttl).await
             }),
             Fault::CompleteFails => Box::pin(std::future::ready(Err(StoreError::new("down")))),
+            Fault::WritesFailTimes(_) if self.write_fails() => {
+                Box::pin(std::future::ready(Err(StoreError::new("blip"))))
+            }
             _ => self
                 .fail()
                 .unwrap_or_else(|| self.memory.complete(key, token, record, ttl)),
@@ -423,6 +439,9 @@ impl Store for FaultyStore {
     }
 
     fn release(&self, key: StoreKey, token: Token) -> StoreFuture<'_, bool> {
+        if self.write_fails() {
+            return Box::pin(std::future::ready(Err(StoreError::new("blip"))));
+        }
         self.fail()
             .unwrap_or_else(|| self.memory.release(key, token))
     }

@@ -1,6 +1,7 @@
 //! A store that fails or never answers: refused with 503 (fail closed, the default) or run
 //! unprotected (fail open), as configured.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::time::Instant;
@@ -99,7 +100,8 @@ async fn a_store_failing_to_keep_the_answer_is_reported_and_the_answer_still_sen
     let started = Instant::now();
     let first = send(&service, pay(r#""k1""#, BODY)).await;
     assert_eq!(first.text(), format!("run 1: {BODY}"));
-    assert_eq!(events.take(), [Outcome::Executed, Outcome::KeepFailed]);
+    // The write is tried again in the background until the lease ends.
+    assert_eq!(events.take(), [Outcome::Executed]);
 
     // The claim was never replaced: repeats wait for its lease, then run.
     send(&service, pay(r#""k1""#, BODY))
@@ -107,11 +109,63 @@ async fn a_store_failing_to_keep_the_answer_is_reported_and_the_answer_still_sen
         .assert_problem(409, "in-progress", Some("1"));
     tokio::time::sleep_until(started + lease).await;
     assert_eq!(
+        events.take(),
+        [Outcome::InProgress, Outcome::KeepFailed],
+        "given up only when the lease ended"
+    );
+    assert_eq!(
         send(&service, pay(r#""k1""#, BODY)).await.headers["x-run"],
         "2"
     );
+    assert_eq!(events.take(), [Outcome::Executed]);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_write_that_fails_once_is_tried_again_and_lands() {
+    let events = Events::default();
+    let handler = Handler::new();
+    let fails = Arc::new(std::sync::atomic::AtomicUsize::new(1));
+    let service = builder(&events)
+        .store(FaultyStore::new(Fault::WritesFailTimes(fails.clone())))
+        .build()
+        .unwrap()
+        .layer(handler.clone());
+    let first = send(&service, pay(r#""k1""#, BODY)).await;
+    assert_eq!(first.status, 201);
+    // Until the second try (50 ms on), the key is still claimed; then the answer is kept.
+    send(&service, pay(r#""k1""#, BODY))
+        .await
+        .assert_problem(409, "in-progress", Some("1"));
+    tokio::time::sleep(Duration::from_millis(51)).await;
+    let again = send(&service, pay(r#""k1""#, BODY)).await;
+    assert!(again.replayed());
+    assert_eq!(again.text(), first.text());
+    assert_eq!(handler.runs(), 1);
     assert_eq!(
         events.take(),
-        [Outcome::InProgress, Outcome::Executed, Outcome::KeepFailed]
+        [Outcome::Executed, Outcome::InProgress, Outcome::Replayed]
+    );
+
+    // A release that fails once (a 503 answer) frees the key on the second try.
+    fails.store(1, std::sync::atomic::Ordering::SeqCst);
+    let unavailable = builder(&events)
+        .store(FaultyStore::new(Fault::WritesFailTimes(fails)))
+        .build()
+        .unwrap()
+        .layer(Handler::answering(|_, _, _| {
+            Ok(http::Response::builder()
+                .status(503)
+                .body(Frames::empty())
+                .unwrap())
+        }));
+    assert_eq!(send(&unavailable, pay(r#""k2""#, BODY)).await.status, 503);
+    send(&unavailable, pay(r#""k2""#, BODY))
+        .await
+        .assert_problem(409, "in-progress", Some("1"));
+    tokio::time::sleep(Duration::from_millis(51)).await;
+    assert_eq!(send(&unavailable, pay(r#""k2""#, BODY)).await.status, 503);
+    assert_eq!(
+        events.take(),
+        [Outcome::Released, Outcome::InProgress, Outcome::Released]
     );
 }
