@@ -85,7 +85,10 @@ impl std::error::Error for StoreError {
 #[non_exhaustive]
 pub enum OnStoreError {
     /// Refuse the request with 503 and `Retry-After`: nothing runs that the store cannot
-    /// vouch for. The default: a payment is never charged twice because Redis restarted.
+    /// vouch for. The default. What the store had survives an outage only if the store
+    /// keeps it (Redis with persistence or replication), and an answer being kept when
+    /// the store went down is written once it is back, if that is within the claim's
+    /// lease; past the lease, a repeat runs again.
     #[default]
     FailClosed,
     /// Run the request without protection: availability over exactly-once. A request

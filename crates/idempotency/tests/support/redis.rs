@@ -1,5 +1,5 @@
-//! A real `redis-server` for a test: on a free loopback port, without persistence, killed
-//! when dropped.
+//! A real `redis-server` for a test: on a free loopback port, without persistence (or
+//! with it: [`RedisServer::start_persistent`]), killed when dropped.
 //!
 //! ```ignore
 //! let Some(mut server) = RedisServer::start().await else { return }; // not installed
@@ -13,7 +13,9 @@
 
 use std::io::Write;
 use std::net::TcpListener;
+use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -27,19 +29,45 @@ const READY_POLLS: u32 = 250;
 pub struct RedisServer {
     port: u16,
     child: Option<Child>,
+    /// Where a persistent server keeps its append-only file; removed when dropped.
+    dir: Option<PathBuf>,
 }
 
 impl RedisServer {
     /// Starts a server on a free port and waits until it answers. `None`, after a loud
     /// message on stderr, when `redis-server` is not installed: the test then returns early.
     pub async fn start() -> Option<RedisServer> {
+        RedisServer::start_in(None).await
+    }
+
+    /// Like [`start`](Self::start), with an append-only file fsynced at every write
+    /// (`--appendonly yes --appendfsync always`) in a directory of its own: a write Redis
+    /// answered survives [`stop`](Self::stop) (a kill) and is there after
+    /// [`start_again`](Self::start_again).
+    pub async fn start_persistent() -> Option<RedisServer> {
+        static DIRS: AtomicUsize = AtomicUsize::new(0);
+        let name = format!(
+            "bulwark-redis-{}-{}",
+            std::process::id(),
+            DIRS.fetch_add(1, Ordering::Relaxed)
+        );
+        let dir = std::env::temp_dir().join(name);
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("create a directory for the append-only file");
+        RedisServer::start_in(Some(dir)).await
+    }
+
+    async fn start_in(dir: Option<PathBuf>) -> Option<RedisServer> {
         // The port is free when chosen, but another process may take it before Redis
         // binds it: a server that exits instead of answering is tried again elsewhere.
         for _ in 0..5 {
             let port = free_port();
-            let child = match spawn(port) {
+            let child = match spawn(port, dir.as_ref()) {
                 Ok(child) => child,
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                    if let Some(dir) = &dir {
+                        let _ = std::fs::remove_dir_all(dir);
+                    }
                     let _ = writeln!(
                         std::io::stderr(),
                         "\n!!!!! SKIPPED: redis-server not found; install the Debian package \
@@ -52,10 +80,13 @@ impl RedisServer {
             let mut server = RedisServer {
                 port,
                 child: Some(child),
+                dir: dir.clone(),
             };
             if server.wait_ready().await {
                 return Some(server);
             }
+            // The next try uses the same directory: not removed with this one.
+            server.dir = None;
         }
         panic!("redis-server did not start on any of five free ports");
     }
@@ -65,7 +96,8 @@ impl RedisServer {
         format!("redis://127.0.0.1:{}", self.port)
     }
 
-    /// Kills the server (Redis is down: connections are refused). Its keys are lost.
+    /// Kills the server (Redis is down: connections are refused). Its keys are lost,
+    /// unless it is persistent.
     pub fn stop(&mut self) {
         if let Some(mut child) = self.child.take() {
             let _ = child.kill();
@@ -73,10 +105,11 @@ impl RedisServer {
         }
     }
 
-    /// Starts a new, empty server on the same port, after [`stop`](Self::stop).
+    /// Starts a new server on the same port, after [`stop`](Self::stop): empty, or, if
+    /// persistent, with what the old one wrote.
     pub async fn start_again(&mut self) {
         self.stop();
-        let child = spawn(self.port).expect("redis-server ran before");
+        let child = spawn(self.port, self.dir.as_ref()).expect("redis-server ran before");
         self.child = Some(child);
         assert!(
             self.wait_ready().await,
@@ -132,6 +165,9 @@ impl RedisServer {
 impl Drop for RedisServer {
     fn drop(&mut self) {
         self.stop();
+        if let Some(dir) = self.dir.take() {
+            let _ = std::fs::remove_dir_all(dir);
+        }
     }
 }
 
@@ -140,10 +176,19 @@ fn free_port() -> u16 {
     listener.local_addr().expect("a bound address").port()
 }
 
-fn spawn(port: u16) -> std::io::Result<Child> {
-    Command::new("redis-server")
+fn spawn(port: u16, dir: Option<&PathBuf>) -> std::io::Result<Child> {
+    let mut command = Command::new("redis-server");
+    command
         .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
-        .args(["--save", "", "--appendonly", "no", "--daemonize", "no"])
+        .args(["--save", "", "--daemonize", "no"]);
+    match dir {
+        Some(dir) => command
+            .args(["--appendonly", "yes", "--appendfsync", "always"])
+            .arg("--dir")
+            .arg(dir),
+        None => command.args(["--appendonly", "no"]),
+    };
+    command
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::null())
