@@ -18,6 +18,10 @@ use tower_bulwark::HandleRejections;
 #[path = "allocations/metrics.rs"]
 mod with_metrics;
 
+/// The idempotency layer on the requests it passes by.
+#[path = "allocations/idempotency.rs"]
+mod idempotency;
+
 const CALLS: u64 = 1_000;
 
 /// Allocations made by `CALLS` ready+call round trips, after a warm-up that lets lazily

@@ -180,3 +180,74 @@ async fn a_payment_without_a_key_whose_answer_is_lost_is_not_retried() {
     // The caller sees the transport error itself, not a refusal of the preset's layers.
     assert!(tower_bulwark::find_rejection(&error).is_none(), "{error:?}");
 }
+
+/// The server preset with the idempotency layer in its place (`layer_with`: after deadline
+/// acceptance, before shedding): a request shed for overload never ran, so its key is
+/// released and its retry runs; a repeat of a charge in progress is answered 409 while the
+/// one shed slot is taken, and replayed once it is done.
+#[tokio::test]
+async fn in_the_server_preset_a_shed_request_leaves_its_key_free() {
+    use axum::routing::post;
+    use tokio::sync::{Notify, Semaphore};
+    use tower_bulwark::shed::{FromRequest, ShedLayer};
+    use tower_bulwark::HttpClassifier;
+
+    let charges = Arc::new(AtomicUsize::new(0));
+    let entered = Arc::new(Semaphore::new(0));
+    let release = Arc::new(Notify::new());
+    let mut server = tower_bulwark::presets::ServerPreset::http().unwrap();
+    // One call at a time, so the second is shed while the first is held.
+    server.shed = ShedLayer::builder()
+        .name("server")
+        .fixed(tower_bulwark::shed::Fixed::new(1).unwrap())
+        .criticality(FromRequest::default())
+        .classify(HttpClassifier)
+        .build()
+        .unwrap();
+    let handler = {
+        let (charges, entered, release) = (charges.clone(), entered.clone(), release.clone());
+        move |body: Bytes| async move {
+            let n = charges.fetch_add(1, Ordering::SeqCst) + 1;
+            if body.as_ref() == b"hold" {
+                entered.add_permits(1);
+                release.notified().await;
+            }
+            (StatusCode::CREATED, format!("ch_{n}"))
+        }
+    };
+    let idempotency = IdempotencyLayer::builder().build().unwrap();
+    let addr = serve_axum(
+        Router::new()
+            .route("/payments", post(handler))
+            .layer(server.layer_with(idempotency)),
+    )
+    .await;
+    let pay = |key: &str, body: &'static str| {
+        http::Request::post(format!("http://{addr}/payments"))
+            .header(IDEMPOTENCY_KEY, key)
+            .body(Full::new(Bytes::from_static(body.as_bytes())))
+            .unwrap()
+    };
+
+    let held = tokio::spawn(send(addr, pay("\"a\"", "hold")));
+    let _ = entered.acquire().await.unwrap();
+    let shed = send(addr, pay("\"b\"", "go")).await;
+    assert_eq!(shed.head.status, StatusCode::SERVICE_UNAVAILABLE);
+    assert!(shed.head.headers.contains_key("x-bulwark-overloaded"));
+    // A repeat of the held charge is answered "in progress" without a shed slot.
+    let repeat = send(addr, pay("\"a\"", "hold")).await;
+    assert_eq!(repeat.head.status, StatusCode::CONFLICT);
+
+    release.notify_one();
+    let held = held.await.unwrap();
+    assert_eq!(held.head.status, StatusCode::CREATED);
+    assert_eq!(held.body, "ch_1");
+    // The shed request's key was released: its retry runs.
+    let retried = send(addr, pay("\"b\"", "go")).await;
+    assert_eq!(retried.head.status, StatusCode::CREATED);
+    assert_eq!(retried.body, "ch_2");
+    let replayed = send(addr, pay("\"a\"", "hold")).await;
+    assert_eq!(replayed.body, "ch_1");
+    assert_eq!(replayed.head.headers[IDEMPOTENT_REPLAYED], "true");
+    assert_eq!(charges.load(Ordering::SeqCst), 2);
+}

@@ -4,7 +4,8 @@
 //! any public field, then take its `layer()`.
 //!
 //! - [`ServerPreset`], for servers: rejections become responses → drain → deadline acceptance → load
-//!   shedding → the handler. [`ServerPreset::http`] and [`ServerPreset::grpc`].
+//!   shedding → the handler. [`ServerPreset::http`] and [`ServerPreset::grpc`];
+//!   [`ServerPreset::layer_with`] adds an idempotency or rate-limit layer before shedding.
 //! - [`ClientPreset`], for clients: retry (with a budget; never retrying a refusal of the
 //!   layers below, except the attempt timeout) → circuit breaker → bulkhead → deadline
 //!   propagation (inside retry and after the bulkhead's queue, so each attempt sends the
@@ -48,6 +49,18 @@ pub type ServerLayer<C> = ServiceBuilder<
     Stack<
         ShedLayer<FromRequest, C>,
         Stack<AcceptDeadlineLayer, Stack<DrainLayer, Stack<HandleRejectionsLayer, Identity>>>,
+    >,
+>;
+
+/// The layer of [`ServerPreset::layer_with`]: the preset's stack with `L` placed between
+/// deadline acceptance and load shedding.
+pub type ServerLayerWith<L, C> = ServiceBuilder<
+    Stack<
+        ShedLayer<FromRequest, C>,
+        Stack<
+            L,
+            Stack<AcceptDeadlineLayer, Stack<DrainLayer, Stack<HandleRejectionsLayer, Identity>>>,
+        >,
     >,
 >;
 
@@ -120,6 +133,34 @@ impl<C: Clone> ServerPreset<C> {
             .handle_rejections()
             .drain(self.drain.clone())
             .accept_deadline(self.deadline.clone())
+            .shed(self.shed.clone())
+    }
+
+    /// The stack with `admission` placed where cheap refusals that need no capacity go:
+    /// after deadline acceptance, before load shedding. The place for an idempotency layer
+    /// (a replay or a 409 costs no shed slot, and a slow upload of a keyed request's body
+    /// holds none) and for rate limits.
+    ///
+    /// ```
+    /// # #[cfg(feature = "idempotency")] {
+    /// use axum::{routing::post, Router};
+    /// use tower_bulwark::idempotency::IdempotencyLayer;
+    /// use tower_bulwark::presets::ServerPreset;
+    ///
+    /// let server = ServerPreset::http().expect("valid defaults");
+    /// let idempotency = IdempotencyLayer::builder().build().expect("valid defaults");
+    /// let app: Router = Router::new()
+    ///     .route("/payments", post(|| async { "charged" }))
+    ///     .layer(server.layer_with(idempotency));
+    /// # let _ = app;
+    /// # }
+    /// ```
+    pub fn layer_with<L>(&self, admission: L) -> ServerLayerWith<L, C> {
+        ServiceBuilder::new()
+            .handle_rejections()
+            .drain(self.drain.clone())
+            .accept_deadline(self.deadline.clone())
+            .layer(admission)
             .shed(self.shed.clone())
     }
 }

@@ -64,7 +64,10 @@ where
 }
 
 /// Keeps what a request answered: given the final state, starts writing it to the store.
-pub(crate) type Keep = Box<dyn FnOnce(RecordState) -> Option<JoinHandle<()>> + Send + Sync>;
+/// Also given the trailers of an answer not kept whole, so that a failure they report
+/// (a gRPC `UNAVAILABLE`) releases the key instead of spending it.
+pub(crate) type Keep =
+    Box<dyn FnOnce(RecordState, Option<&HeaderMap>) -> Option<JoinHandle<()>> + Send + Sync>;
 
 /// The body of a response after the layer: the service's own (passed by, or recorded as it
 /// streams), or one the layer wrote (a replay, a problem).
@@ -130,6 +133,13 @@ impl<B> ResponseBody<B> {
                 held: None,
             })),
         }
+    }
+}
+
+/// An empty body: what layers above (`HandleRejections`) answer a refusal with.
+impl<B> Default for ResponseBody<B> {
+    fn default() -> Self {
+        ResponseBody::full(Bytes::new(), None)
     }
 }
 
@@ -233,17 +243,17 @@ impl<B> RecordingProj<'_, B> {
         let Some(keep) = self.keep.take() else {
             return;
         };
-        let state = if *self.incomplete {
-            RecordState::NotKept(*self.status)
+        *self.writing = if *self.incomplete {
+            keep(RecordState::NotKept(*self.status), self.trailers.as_ref())
         } else {
-            RecordState::Done(Box::new(StoredResponse {
+            let stored = StoredResponse {
                 status: *self.status,
                 headers: std::mem::take(self.headers),
                 body: self.data.split().freeze(),
                 trailers: self.trailers.take(),
-            }))
+            };
+            keep(RecordState::Done(Box::new(stored)), None)
         };
-        *self.writing = keep(state);
     }
 
     /// Whether every byte the body said it had was seen.

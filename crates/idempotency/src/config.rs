@@ -204,10 +204,11 @@ impl<St: Store> IdempotencyBuilder<St> {
         self
     }
 
-    /// How long a running request holds its key (default 60 s). A request that runs
-    /// longer loses the claim and a repeat may run alongside it: keep the lease above the
-    /// longest run (bound the run with a timeout). A crashed replica's keys are free again
-    /// after it.
+    /// How long a running request holds its key (default 60 s): from its claim until its
+    /// answer has been sent and kept. A repeat sent after the lease ended runs, even if the
+    /// first is still running or sending: keep the lease above the longest run plus the
+    /// time to send its answer (bound the run with a timeout). A crashed replica's keys are
+    /// free again after it.
     pub fn lease(mut self, lease: Duration) -> Self {
         self.settings.lease = lease;
         self

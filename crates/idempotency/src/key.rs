@@ -64,6 +64,11 @@ pub(crate) fn read_key(
         return Err(BadKey::Repeated);
     }
     let raw = trim(value.as_bytes());
+    // Quotes and escapes at most double a key: anything longer is over the limit, and is
+    // refused before it is copied.
+    if raw.len() > max_len.saturating_mul(2).saturating_add(2) {
+        return Err(BadKey::TooLong);
+    }
     let key = match (raw.first(), format) {
         (Some(b'"'), _) => parse_sf_string(raw)?,
         (_, KeyFormat::StringOrBare) => {

@@ -19,7 +19,7 @@ use crate::body::{Keep, RequestBody, ResponseBody};
 use crate::config::Shared;
 use crate::events::Outcome;
 use crate::fingerprint::Fingerprinter;
-use crate::problem::Problem;
+use crate::problem::{Problem, Protocol};
 use crate::store::{Claimed, OnStoreError, Store, StoreError};
 use crate::{Fingerprint, Record, RecordState, StoreKey, Token, IDEMPOTENT_REPLAYED};
 
@@ -39,6 +39,7 @@ where
 {
     let settings = &shared.settings;
     let reporter = &shared.reporter;
+    let protocol = Protocol::of(&parts.headers);
     let body = match read_body(body, settings.max_request_body).await {
         Ok(body) => body,
         Err(problem) => {
@@ -46,7 +47,7 @@ where
                 Problem::BodyTooLarge => Outcome::BodyTooLarge,
                 _ => Outcome::BodyUnreadable,
             });
-            return Ok(problem.response());
+            return Ok(problem.response(&protocol));
         }
     };
     let mut fingerprinter = Fingerprinter::new(&parts);
@@ -67,10 +68,14 @@ where
         Ok(Claimed::New) => {}
         Ok(Claimed::Existing(record)) => {
             claim.forget();
-            return Ok(answer_from(record, fingerprint, &shared));
+            return Ok(answer_from(record, fingerprint, &shared, &protocol));
         }
         Err(error) => {
-            claim.forget();
+            // A claim that timed out may have landed: take it back (owner-checked, so
+            // harmless if it did not), or the key would refuse retries for a lease.
+            if let Some(claim) = claim.0.take() {
+                claim.write(Write::Release);
+            }
             tracing::warn!(idempotency = %reporter.name, %error, "claiming a key failed");
             return match settings.on_store_error {
                 OnStoreError::FailOpen => {
@@ -80,7 +85,7 @@ where
                 }
                 OnStoreError::FailClosed => {
                     reporter.report(Outcome::StoreFailedClosed);
-                    Ok(Problem::StoreUnavailable.response())
+                    Ok(Problem::StoreUnavailable.response(&protocol))
                 }
             };
         }
@@ -99,8 +104,9 @@ where
         claim.release().await;
         return Ok(response.map(ResponseBody::passed));
     }
-    let Some(claim) = claim.0.take() else {
-        unreachable!("the claim is taken only here or when released");
+    // The guard holds the claim until here: it is released only on the paths above.
+    let Some(keep) = claim.into_keep(fingerprint) else {
+        return Ok(response.map(ResponseBody::passed));
     };
     reporter.report(Outcome::Executed);
     let (parts, body) = response.into_parts();
@@ -109,7 +115,7 @@ where
         parts.status,
         kept_headers(&parts.headers),
         settings.max_response_body,
-        claim.into_keep(fingerprint),
+        keep,
     );
     Ok(Response::from_parts(parts, body))
 }
@@ -120,6 +126,7 @@ fn answer_from<St, B>(
     record: Record,
     fingerprint: Fingerprint,
     shared: &Shared<St>,
+    protocol: &Protocol,
 ) -> Response<ResponseBody<B>> {
     let (outcome, problem) = if record.fingerprint != fingerprint {
         (Outcome::Mismatch, Problem::Mismatch)
@@ -140,7 +147,7 @@ fn answer_from<St, B>(
         }
     };
     shared.reporter.report(outcome);
-    problem.response()
+    problem.response(protocol)
 }
 
 /// Reads a keyed request's body whole, up to `limit` bytes: 413 over it, 400 if it fails.
@@ -251,13 +258,14 @@ impl<St: Store> Claim<St> {
     /// status in the trailers is judged like the headers were: an `UNAVAILABLE` after the
     /// data releases the key instead.
     fn into_keep(self, fingerprint: Fingerprint) -> Keep {
-        Box::new(move |state| {
-            if let RecordState::Done(stored) = &state {
-                if let Some(trailers) = &stored.trailers {
-                    if !self.shared.settings.keeps(stored.status, trailers) {
-                        return self.start_release();
-                    }
-                }
+        Box::new(move |state, trailers_not_kept| {
+            let trailers = match &state {
+                RecordState::Done(stored) => stored.trailers.as_ref().map(|t| (stored.status, t)),
+                RecordState::NotKept(status) => trailers_not_kept.map(|t| (*status, t)),
+                RecordState::Running(_) => None,
+            };
+            if trailers.is_some_and(|(status, t)| !self.shared.settings.keeps(status, t)) {
+                return self.start_release();
             }
             self.write(Write::Complete(Record { fingerprint, state }))
         })
@@ -343,6 +351,11 @@ impl<St: Store> ClaimGuard<St> {
     /// Gives the claim up without releasing it: it was never the caller's.
     fn forget(&mut self) {
         self.0 = None;
+    }
+
+    /// Hands the claim to what keeps the answer.
+    fn into_keep(mut self, fingerprint: Fingerprint) -> Option<Keep> {
+        self.0.take().map(|claim| claim.into_keep(fingerprint))
     }
 
     /// Releases the claim and waits for the store, so a retry sent right after the

@@ -16,7 +16,7 @@ use crate::events::Outcome;
 use crate::future::ResponseFuture;
 use crate::key::read_key;
 use crate::keyed::keyed;
-use crate::problem::Problem;
+use crate::problem::{Problem, Protocol};
 use crate::{MemoryStore, Store};
 
 /// Makes requests carrying an `Idempotency-Key` run at most once per key: see the
@@ -105,7 +105,7 @@ where
         }
         let refuse = |outcome, problem: Problem| {
             self.shared.reporter.report(outcome);
-            ResponseFuture::ready(problem.response())
+            ResponseFuture::ready(problem.response(&Protocol::of(&parts.headers)))
         };
         match read_key(&parts.headers, settings.format, settings.max_key_len) {
             Ok(Some(key)) => {

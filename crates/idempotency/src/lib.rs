@@ -18,8 +18,11 @@
 //! string such as `"8e03978e"`) gets `400`, as does one without a key where the route
 //! [requires one](IdempotencyBuilder::require_key_when). Every refusal is an RFC 9457
 //! `application/problem+json` body whose `type` links to its description in the crate's
-//! README. Requests of other methods, and keyless ones where no key is required, pass by
-//! without a heap allocation.
+//! README; a gRPC request (`content-type: application/grpc...`) is refused with a gRPC
+//! status instead (`INVALID_ARGUMENT` for 400, `ABORTED` for in progress,
+//! `ALREADY_EXISTS` for an answer not kept, `FAILED_PRECONDITION` for 422,
+//! `RESOURCE_EXHAUSTED` for 413, `UNAVAILABLE` for 503). Requests of other methods, and
+//! keyless ones where no key is required, pass by without a heap allocation.
 //!
 //! - **What is kept**: the status, the headers (not `Date` nor those of one connection),
 //!   the body up to 1 MiB, the trailers. An answer that says the request was not (surely)
@@ -34,14 +37,27 @@
 //! - **Scopes**: keys are kept per scope, by default the `Authorization` header's value, so
 //!   two users' keys never meet; [`scope`](IdempotencyBuilder::scope) takes your tenant or
 //!   account id instead.
-//! - **Leases**: a running request holds its key for a lease (60 s). A caller that leaves
-//!   mid-run releases it at once; a replica that crashes holds it until the lease ends.
-//!   A run longer than its lease loses the key, and a repeat may then run alongside it:
-//!   keep the lease above the longest run.
-//! - **Stores**: [`MemoryStore`] (the default: one replica, bounded, expiring) or
-//!   `RedisStore` (feature `redis`), shared by every replica behind a load balancer. A
-//!   failing store refuses the request with `503` ([`OnStoreError::FailClosed`], the default)
-//!   or lets it run unprotected ([`OnStoreError::FailOpen`]).
+//! - **Leases**: a running request holds its key for a lease (60 s), until its answer has
+//!   been sent and kept. A caller that leaves mid-run releases it at once; a replica that
+//!   crashes holds it until the lease ends. A repeat sent after the lease ended runs, even
+//!   if the first is still running or sending its answer: keep the lease above the longest
+//!   run plus the time to send its answer. (A first run that overran its lease with no
+//!   repeat meanwhile still keeps its answer.) A store write that fails is tried again
+//!   until the lease ends.
+//! - **Cancellation**: hyper drops a handler's future when its client disconnects, and the
+//!   key is then released, so the client's retry runs the handler again. A handler with an
+//!   irreversible side effect (a charge) should not stop half-way: spawn the side effect
+//!   and await its handle, so the run completes and its answer is kept.
+//! - **Stores**: [`MemoryStore`] (the default: one replica; bounded to 100,000 keys and
+//!   64 MiB of answers, expiring) or `RedisStore` (feature `redis`), shared by every replica
+//!   behind a load balancer. A failing store refuses the request with `503`
+//!   ([`OnStoreError::FailClosed`], the default) or lets it run unprotected
+//!   ([`OnStoreError::FailOpen`]).
+//! - **Where it goes**: after deadline acceptance and before load shedding, so a replay or
+//!   a 409 takes no shed slot and a slow upload holds none;
+//!   `ServerPreset::layer_with(idempotency)` of [tower-bulwark] puts it there. Refusals of
+//!   the layers below it (a shed, a passed deadline) are 5xx answers or errors: not kept,
+//!   the key released.
 //!
 //! ```
 //! use axum::{routing::post, Router};
@@ -98,7 +114,7 @@ pub use self::fingerprint::{Fingerprint, StoreKey};
 pub use self::future::ResponseFuture;
 pub use self::key::{KeyFormat, IDEMPOTENCY_KEY, IDEMPOTENT_REPLAYED};
 pub use self::layer::{Idempotency, IdempotencyLayer};
-pub use self::memory::{MemoryStore, DEFAULT_MEMORY_CAPACITY};
+pub use self::memory::{MemoryStore, DEFAULT_MEMORY_BYTES, DEFAULT_MEMORY_CAPACITY};
 pub use self::record::{DecodeError, Record, RecordState, StoredResponse, Token};
 #[cfg(feature = "redis")]
 pub use self::redis_store::{RedisStore, RedisStoreBuilder};

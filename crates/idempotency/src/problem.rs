@@ -2,7 +2,9 @@
 
 use bytes::Bytes;
 use http::header::{CONTENT_TYPE, RETRY_AFTER};
-use http::{HeaderValue, Response, StatusCode};
+use http::{HeaderMap, HeaderValue, Response, StatusCode};
+use tower_bulwark_core::grpc::{GRPC_MESSAGE, GRPC_RETRY_PUSHBACK_MS, GRPC_STATUS};
+use tower_bulwark_core::{is_grpc_request, GrpcCode};
 
 use crate::body::ResponseBody;
 use crate::key::BadKey;
@@ -86,24 +88,116 @@ impl Problem {
         }
     }
 
-    /// The response: status, `application/problem+json`, and `Retry-After: 1` where a
-    /// retry with the same key can succeed (409 in progress, 503).
-    pub(crate) fn response<B>(self) -> Response<ResponseBody<B>> {
-        let (status, anchor, title, detail) = self.parts();
-        let body = format!(
-            r#"{{"type":"{DOCS}#{anchor}","title":"{title}","status":{},"detail":"{detail}"}}"#,
-            status.as_u16()
-        );
-        let mut response = Response::new(ResponseBody::full(Bytes::from(body), None));
-        *response.status_mut() = status;
-        let headers = response.headers_mut();
-        headers.insert(
-            CONTENT_TYPE,
-            HeaderValue::from_static("application/problem+json"),
-        );
-        if matches!(self, Problem::InProgress | Problem::StoreUnavailable) {
-            headers.insert(RETRY_AFTER, HeaderValue::from_static("1"));
+    /// The gRPC status a gRPC client is refused with (HTTP statuses mean nothing to it).
+    fn grpc_code(self) -> GrpcCode {
+        match self {
+            Problem::MissingKey | Problem::BadKey(_) | Problem::BodyUnreadable => {
+                GrpcCode::InvalidArgument
+            }
+            Problem::InProgress => GrpcCode::Aborted,
+            Problem::Spent => GrpcCode::AlreadyExists,
+            Problem::BodyTooLarge => GrpcCode::ResourceExhausted,
+            Problem::Mismatch => GrpcCode::FailedPrecondition,
+            Problem::StoreUnavailable => GrpcCode::Unavailable,
         }
-        response
+    }
+
+    /// Whether a retry with the same key can succeed a second later (409 in progress, 503).
+    fn retry_soon(self) -> bool {
+        matches!(self, Problem::InProgress | Problem::StoreUnavailable)
+    }
+
+    /// The response in the request's protocol: for HTTP, the status and an
+    /// `application/problem+json` body, with `Retry-After: 1` where a retry with the same
+    /// key can succeed; for gRPC, a trailers-only answer with its `grpc-status` and
+    /// `grpc-message` (and `grpc-retry-pushback-ms: 1000` where HTTP says `Retry-After`).
+    pub(crate) fn response<B>(self, protocol: &Protocol) -> Response<ResponseBody<B>> {
+        let (status, anchor, title, detail) = self.parts();
+        match protocol {
+            Protocol::Http => {
+                let body = format!(
+                    r#"{{"type":"{DOCS}#{anchor}","title":"{title}","status":{},"detail":"{detail}"}}"#,
+                    status.as_u16()
+                );
+                let mut response = Response::new(ResponseBody::full(Bytes::from(body), None));
+                *response.status_mut() = status;
+                response.headers_mut().insert(
+                    CONTENT_TYPE,
+                    HeaderValue::from_static("application/problem+json"),
+                );
+                if self.retry_soon() {
+                    response
+                        .headers_mut()
+                        .insert(RETRY_AFTER, HeaderValue::from_static("1"));
+                }
+                response
+            }
+            Protocol::Grpc(content_type) => {
+                let mut response = Response::new(ResponseBody::full(Bytes::new(), None));
+                let headers = response.headers_mut();
+                headers.insert(CONTENT_TYPE, content_type.clone());
+                headers.insert(
+                    GRPC_STATUS,
+                    HeaderValue::from_static(self.grpc_code().as_header_str()),
+                );
+                // The detail texts are visible ASCII without `%`: valid as they are.
+                headers.insert(GRPC_MESSAGE, HeaderValue::from_static(detail));
+                if self.retry_soon() {
+                    headers.insert(GRPC_RETRY_PUSHBACK_MS, HeaderValue::from_static("1000"));
+                }
+                response
+            }
+        }
+    }
+}
+
+/// How a request wants to be refused.
+#[derive(Debug, Clone)]
+pub(crate) enum Protocol {
+    /// With an HTTP status and a problem+json body.
+    Http,
+    /// With a gRPC status, in the request's own content type (`application/grpc`,
+    /// `application/grpc-web`, ...).
+    Grpc(HeaderValue),
+}
+
+impl Protocol {
+    pub(crate) fn of(headers: &HeaderMap) -> Protocol {
+        match headers.get(CONTENT_TYPE) {
+            Some(content_type) if is_grpc_request(headers) => Protocol::Grpc(content_type.clone()),
+            _ => Protocol::Http,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_detail_is_a_valid_grpc_message_and_json_string() {
+        let problems = [
+            Problem::MissingKey,
+            Problem::BadKey(BadKey::Repeated),
+            Problem::BadKey(BadKey::Empty),
+            Problem::BadKey(BadKey::TooLong),
+            Problem::BadKey(BadKey::Malformed),
+            Problem::InProgress,
+            Problem::Spent,
+            Problem::BodyTooLarge,
+            Problem::BodyUnreadable,
+            Problem::Mismatch,
+            Problem::StoreUnavailable,
+        ];
+        for problem in problems {
+            let (_, anchor, title, detail) = problem.parts();
+            for text in [anchor, title, detail] {
+                assert!(
+                    text.bytes()
+                        .all(|b| (0x20..=0x7e).contains(&b) && !b"%\\\"".contains(&b)),
+                    "{text:?} needs escaping"
+                );
+            }
+        }
     }
 }

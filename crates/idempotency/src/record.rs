@@ -100,7 +100,7 @@ impl Record {
     /// The bytes a store outside the process keeps: a version, the kind, the token (zero
     /// once done), the fingerprint, then the response.
     pub fn encode(&self) -> Vec<u8> {
-        let mut out = BytesMut::with_capacity(64 + self.response_len());
+        let mut out = BytesMut::with_capacity(64 + self.answer_len());
         out.put_u8(VERSION);
         match &self.state {
             RecordState::Running(token) => {
@@ -171,9 +171,19 @@ impl Record {
         Ok(Record { fingerprint, state })
     }
 
-    fn response_len(&self) -> usize {
+    /// The bytes of the answer it holds: body, headers and trailers.
+    pub(crate) fn answer_len(&self) -> usize {
+        let headers = |map: &HeaderMap| -> usize {
+            map.iter()
+                .map(|(name, value)| name.as_str().len() + value.len() + 8)
+                .sum()
+        };
         match &self.state {
-            RecordState::Done(response) => response.body.len() + 32 * response.headers.len(),
+            RecordState::Done(response) => {
+                response.body.len()
+                    + headers(&response.headers)
+                    + response.trailers.as_ref().map_or(0, headers)
+            }
             _ => 0,
         }
     }
@@ -245,7 +255,8 @@ fn take_headers(input: &mut &[u8]) -> Result<HeaderMap, DecodeError> {
     if count > input.len() / 6 {
         return Err(DecodeError("bad header count"));
     }
-    let mut headers = HeaderMap::with_capacity(count);
+    // A map holds at most 32,768 entries: reserve little, and let `try_append` refuse.
+    let mut headers = HeaderMap::with_capacity(count.min(64));
     for _ in 0..count {
         let name_len = usize::from(take_u16(input)?);
         let name = HeaderName::from_bytes(take_slice(input, name_len)?)
@@ -253,7 +264,9 @@ fn take_headers(input: &mut &[u8]) -> Result<HeaderMap, DecodeError> {
         let value_len = take_u32(input)? as usize;
         let value = HeaderValue::from_bytes(take_slice(input, value_len)?)
             .map_err(|_| DecodeError("bad header value"))?;
-        headers.append(name, value);
+        headers
+            .try_append(name, value)
+            .map_err(|_| DecodeError("too many headers"))?;
     }
     Ok(headers)
 }

@@ -32,10 +32,11 @@ redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
 return false
 ";
 
-/// Replaces the record if it is still the claim whose encoding starts with ARGV[1].
+/// Writes the record if the key still holds the claim whose encoding starts with ARGV[1],
+/// or holds nothing (the claim's lease ended and nobody took the key over).
 const COMPLETE: &str = r"
 local current = redis.call('GET', KEYS[1])
-if current and string.sub(current, 1, #ARGV[1]) == ARGV[1] then
+if not current or string.sub(current, 1, #ARGV[1]) == ARGV[1] then
     redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3])
     return 1
 end

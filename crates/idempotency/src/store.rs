@@ -36,9 +36,10 @@ pub trait Store: Send + Sync + 'static {
         lease: Duration,
     ) -> StoreFuture<'_, Claimed>;
 
-    /// Replaces the claim of `token` on `key` by `record`, kept for `ttl`. Answers `false`
-    /// (and changes nothing) if the claim is not `token`'s any more: its lease ended and
-    /// another execution took the key.
+    /// Replaces the claim of `token` on `key` by `record`, kept for `ttl`; also if the
+    /// claim's lease ended and the key holds nothing (the answer of a run that outlived its
+    /// lease is still worth keeping). Answers `false` (and changes nothing) if another
+    /// execution's claim or answer is there: it took the key after the lease ended.
     fn complete(
         &self,
         key: StoreKey,

@@ -165,7 +165,7 @@ async fn a_release_by_the_owner_frees_the_key(store: &impl Store) {
     assert_eq!(repeat.unwrap(), running(2, next));
 }
 
-async fn an_ended_lease_frees_the_key_and_its_old_owner_cannot_write(store: &impl Store) {
+async fn an_ended_lease_frees_the_key_and_its_old_owner_cannot_overwrite(store: &impl Store) {
     let (old, new) = (Token::random(), Token::random());
     store
         .claim(key("k"), fingerprint(1), old, SHORT)
@@ -188,18 +188,20 @@ async fn an_ended_lease_frees_the_key_and_its_old_owner_cannot_write(store: &imp
         .await;
     assert_eq!(repeat.unwrap(), Claimed::Existing(done(2)));
 
-    // An owner whose lease ended cannot complete even when nobody took the key over.
+    // An owner whose lease ended still keeps its answer when nobody took the key over.
     store
         .claim(key("alone"), fingerprint(1), old, SHORT)
         .await
         .unwrap();
     tokio::time::sleep(PAST_SHORT).await;
-    assert!(!store
+    assert!(store
         .complete(key("alone"), old, done(1), LONG)
         .await
         .unwrap());
-    let free = store.claim(key("alone"), fingerprint(1), new, LONG).await;
-    assert_eq!(free.unwrap(), Claimed::New);
+    let repeat = store.claim(key("alone"), fingerprint(1), new, LONG).await;
+    assert_eq!(repeat.unwrap(), Claimed::Existing(done(1)));
+    // But its release, late, is nothing: the key holds an answer now.
+    assert!(!store.release(key("alone"), old).await.unwrap());
 }
 
 async fn a_done_record_lives_for_its_ttl_not_its_lease(store: &impl Store) {
@@ -338,7 +340,7 @@ contract!(
     the_owner_completes_and_every_claim_then_sees_what_was_written,
     a_stranger_can_neither_complete_nor_release,
     a_release_by_the_owner_frees_the_key,
-    an_ended_lease_frees_the_key_and_its_old_owner_cannot_write,
+    an_ended_lease_frees_the_key_and_its_old_owner_cannot_overwrite,
     a_done_record_lives_for_its_ttl_not_its_lease,
     zero_and_sub_millisecond_durations_are_accepted_and_end,
 );
