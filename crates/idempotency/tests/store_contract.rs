@@ -139,14 +139,19 @@ async fn a_stranger_can_neither_complete_nor_release(store: &impl Store) {
     let repeat = store.claim(key("k"), fingerprint(2), stranger, LONG).await;
     assert_eq!(repeat.unwrap(), running(1, owner));
 
-    // Nor can anyone complete or release a key nobody claimed: it stays free.
-    assert!(!store
-        .complete(key("free"), owner, done(1), LONG)
-        .await
-        .unwrap());
+    // Nobody can release a key nobody claimed: it stays free.
     assert!(!store.release(key("free"), owner).await.unwrap());
     let free = store.claim(key("free"), fingerprint(1), owner, LONG).await;
     assert_eq!(free.unwrap(), Claimed::New);
+
+    // An answer for a key that holds nothing is written: it is how a run whose lease
+    // ended keeps its answer when nobody took the key over.
+    assert!(store
+        .complete(key("empty"), stranger, done(3), LONG)
+        .await
+        .unwrap());
+    let kept = store.claim(key("empty"), fingerprint(3), owner, LONG).await;
+    assert_eq!(kept.unwrap(), Claimed::Existing(done(3)));
 }
 
 async fn a_release_by_the_owner_frees_the_key(store: &impl Store) {
