@@ -9,6 +9,9 @@ use harness::*;
 use metrics_util::debugging::{DebugValue, DebuggingRecorder};
 use tower::Layer;
 
+/// A metric's name, labels and value.
+type Counted = (String, Vec<(String, String)>, DebugValue);
+
 #[tokio::test(start_paused = true)]
 async fn every_outcome_is_counted_under_the_layers_name() {
     let recorder = DebuggingRecorder::new();
@@ -29,7 +32,7 @@ async fn every_outcome_is_counted_under_the_layers_name() {
     send(&service, pay("unquoted", body)).await;
     assert_eq!(handler.runs(), 1);
 
-    let mut counted: Vec<(String, Vec<(String, String)>, DebugValue)> = snapshotter
+    let mut counted: Vec<Counted> = snapshotter
         .snapshot()
         .into_vec()
         .into_iter()
