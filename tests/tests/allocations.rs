@@ -22,6 +22,10 @@ mod with_metrics;
 #[path = "allocations/idempotency.rs"]
 mod idempotency;
 
+/// The rate limit layers and the local limiter, for keys they hold.
+#[path = "allocations/ratelimit.rs"]
+mod ratelimit;
+
 const CALLS: u64 = 1_000;
 
 /// Allocations made by `CALLS` ready+call round trips, after a warm-up that lets lazily

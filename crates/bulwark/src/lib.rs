@@ -83,6 +83,16 @@ pub use tower_bulwark_fallback as fallback;
 #[cfg(feature = "idempotency")]
 pub use tower_bulwark_idempotency as idempotency;
 
+/// Keyed rate limits: 429 with the IETF `RateLimit` headers on servers, waiting up to the
+/// deadline on clients ([`tower-bulwark-ratelimit`](https://docs.rs/tower-bulwark-ratelimit)).
+#[cfg(feature = "ratelimit")]
+pub use tower_bulwark_ratelimit as ratelimit;
+
+/// Degradation switches flipped in tiers by triggers, with hysteresis and overrides:
+/// [`tower-bulwark-degrade`](https://docs.rs/tower-bulwark-degrade).
+#[cfg(feature = "degrade")]
+pub use tower_bulwark_degrade as degrade;
+
 // The shared contracts of `tower-bulwark-core`, by module and flat.
 #[cfg(feature = "testing")]
 pub use tower_bulwark_core::testing;

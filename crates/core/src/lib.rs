@@ -15,6 +15,7 @@
 //! | [`Replayable`] | whether a request's body can be sent again (recorded by retry, read by backup) |
 //! | [`events`] | listeners, `tracing`, and [`metrics`] (feature `metrics`) |
 //! | [`ConfigError`], [`config`] | validated configuration |
+//! | `redis` | the connection setup of the Redis-backed stores and limiters (feature `redis`) |
 //! | `testing` | readiness probe and controllable inner service (feature `testing`) |
 //!
 //! # Features
@@ -22,6 +23,8 @@
 //! - `http`: HTTP and gRPC classifiers, rejection responses, [`HandleRejectionsLayer`],
 //!   header parsing.
 //! - `metrics`: events recorded through the `metrics` facade.
+//! - `redis`: `redis::RedisConnection`, the Redis setup of the idempotency store and the
+//!   fleet-wide rate limiter.
 //! - `testing`: the test kit.
 //! - `tonic`: rejections as `tonic::Status` for tonic clients (`RejectionsAsStatusLayer`,
 //!   `rejection_to_status`); tonic's connect errors and HTTP/2 `REFUSED_STREAM` counted as
@@ -42,6 +45,8 @@ pub mod handle;
 pub mod metrics;
 mod name;
 mod random;
+#[cfg(feature = "redis")]
+pub mod redis;
 mod rejection;
 #[cfg(feature = "http")]
 pub mod repeat;

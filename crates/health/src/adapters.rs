@@ -1,6 +1,12 @@
-//! Probes for bulwark components' handles (features `breaker`, `bulkhead`, `shed`).
+//! Probes for bulwark components' handles (features `breaker`, `bulkhead`, `shed`), and
+//! degradation switches (feature `degrade`).
 
-#[cfg(any(feature = "breaker", feature = "bulkhead", feature = "shed"))]
+#[cfg(any(
+    feature = "breaker",
+    feature = "bulkhead",
+    feature = "shed",
+    feature = "degrade"
+))]
 use crate::{Health, Report, Status};
 
 #[cfg(any(feature = "breaker", feature = "bulkhead", feature = "shed"))]
@@ -65,5 +71,81 @@ impl Health {
                 format!("{} in flight, limit {}", snapshot.in_flight, snapshot.limit),
             )
         });
+    }
+}
+
+#[cfg(feature = "degrade")]
+impl Health {
+    /// Reports every degradation switch of `switches`, each as a component named
+    /// `"<switches>/<switch>"`: `Up` when on, `Degraded` when at any other level (never
+    /// required: a feature switched off is the service degrading as designed), with its
+    /// state, mode, reason and last change as the detail:
+    /// `"off (automatic): shop p99 latency 812 ms >= 500 ms; changed 12.5s ago"`.
+    ///
+    /// The probes do not keep the switches alive; once they are dropped, each reports
+    /// `Degraded` with the detail `"switches dropped"`.
+    ///
+    /// ```
+    /// use tower_bulwark_degrade::Switches;
+    /// use tower_bulwark_health::{Health, Status};
+    ///
+    /// let switches = Switches::builder().name("shop").switch("reviews").manual_evaluation().build().unwrap();
+    /// let health = Health::new();
+    /// health.add_switches(&switches);
+    /// switches.switch("reviews").unwrap().force_off();
+    /// let (name, required, report) = &health.reports()[0];
+    /// assert_eq!((name.as_str(), *required, report.status), ("shop/reviews", false, Status::Degraded));
+    /// assert!(report.detail.starts_with("off (forced): forced off by an operator; changed "));
+    /// ```
+    pub fn add_switches(&self, switches: &tower_bulwark_degrade::Switches) {
+        for status in switches.statuses() {
+            let Some(switch) = switches.switch(&status.name) else {
+                continue;
+            };
+            let switch = switch.downgrade();
+            let name = format!("{}/{}", switches.name(), status.name);
+            self.add_probe(name, false, move || {
+                let Some(switch) = switch.upgrade() else {
+                    return Report::new(Status::Degraded, "switches dropped");
+                };
+                let status = switch.status();
+                let changed = match status.changed_at {
+                    Some(at) => format!("changed {:.1}s ago", at.elapsed().as_secs_f64()),
+                    None => "never changed".to_string(),
+                };
+                let health = if status.is_on() {
+                    Status::Up
+                } else {
+                    Status::Degraded
+                };
+                Report::new(health, format!("{status}; {changed}"))
+            });
+        }
+    }
+
+    /// A degradation [`Signal`](tower_bulwark_degrade::Signal) from the health of the
+    /// component named `component` (a probe or a cached check): 0 up, 0.5 degraded, 1
+    /// down. While no component has that name it reads NaN, which holds its tiers as they
+    /// are. `Threshold::new(1.0, 0.0)` switches a feature off while the check is down and
+    /// back on once it is up.
+    ///
+    /// The signal keeps this registry alive (it reads it); probes of
+    /// [`add_switches`](Health::add_switches) do not keep switches alive, so reporting
+    /// switches driven by this signal makes no cycle.
+    pub fn status_signal(&self, component: impl Into<String>) -> tower_bulwark_degrade::Signal {
+        let component = component.into();
+        let label = format!("health of `{component}`");
+        let health = self.clone();
+        tower_bulwark_degrade::Signal::new(label, move || {
+            let reports = health.reports();
+            let Some((_, _, report)) = reports.iter().find(|(name, ..)| *name == component) else {
+                return f64::NAN;
+            };
+            match report.status {
+                Status::Up => 0.0,
+                Status::Degraded => 0.5,
+                Status::Down => 1.0,
+            }
+        })
     }
 }

@@ -3,9 +3,8 @@
 use std::sync::{Arc, LazyLock};
 use std::time::Duration;
 
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
-use redis::{Client, FromRedisValue, IntoConnectionInfo, RedisError, Script, ScriptInvocation};
-use tower_bulwark_core::config::non_zero_duration;
+use redis::{Client, FromRedisValue, IntoConnectionInfo, Script, ScriptInvocation};
+use tower_bulwark_core::redis::{RedisConnection, RedisFailure};
 
 use crate::record::running_tag;
 use crate::store::{Claimed, Store, StoreError, StoreFuture};
@@ -73,8 +72,8 @@ static RELEASE_SCRIPT: LazyLock<Script> = LazyLock::new(|| Script::new(RELEASE))
 ///   answer, and the layer's [`OnStoreError`](crate::OnStoreError) decides. An operation
 ///   that timed out may still have happened: a claim that did holds its key until the
 ///   lease ends. While Redis refuses connections, operations fail at once. The
-///   connection (a [`ConnectionManager`]) reconnects by itself when an operation finds it
-///   lost (that operation fails), so a restarted Redis is used again without building a
+///   connection (core's [`RedisConnection`]) reconnects by itself when an operation finds
+///   it lost (that operation fails), so a restarted Redis is used again without building a
 ///   new store.
 /// - **Persistence is Redis's.** A Redis without persistence forgets every key when it
 ///   restarts: a request repeated after that runs again.
@@ -107,9 +106,8 @@ static RELEASE_SCRIPT: LazyLock<Script> = LazyLock::new(|| Script::new(RELEASE))
 /// ```
 #[derive(Debug, Clone)]
 pub struct RedisStore {
-    connection: ConnectionManager,
+    connection: RedisConnection,
     prefix: Arc<str>,
-    timeout: Duration,
 }
 
 /// Chooses a [`RedisStore`]'s options, then connects; made by [`RedisStore::builder`].
@@ -151,12 +149,7 @@ impl RedisStore {
         &self,
         invocation: ScriptInvocation<'static>,
     ) -> Result<T, StoreError> {
-        let mut connection = self.connection.clone();
-        let call = invocation.invoke_async(&mut connection);
-        match tokio::time::timeout(self.timeout, call).await {
-            Ok(answer) => answer.map_err(|e| failed(e, self.timeout)),
-            Err(_) => Err(StoreError::timed_out(self.timeout)),
-        }
+        self.connection.invoke(&invocation).await.map_err(failed)
     }
 }
 
@@ -180,36 +173,24 @@ impl RedisStoreBuilder {
     /// [`ConfigError`](tower_bulwark_core::ConfigError) naming it) or Redis does not answer
     /// within the timeout.
     pub async fn connect(self) -> Result<RedisStore, StoreError> {
-        let timeout = non_zero_duration("timeout", self.timeout).map_err(StoreError::new)?;
-        // No response timeout of its own: `run` bounds every operation, round trips to
-        // load a script included. A lost connection is replaced by one attempt (bounded
-        // by the timeout), made when an operation finds it lost and shared by the
-        // operations meanwhile: a down Redis fails each of them at once, rather than after
-        // a backoff, and the first attempt after a restart reaches it.
-        let config = ConnectionManagerConfig::new()
-            .set_connection_timeout(Some(timeout))
-            .set_response_timeout(None)
-            .set_number_of_retries(0);
-        let connect = ConnectionManager::new_with_config(self.client, config);
-        let connection = match tokio::time::timeout(timeout, connect).await {
-            Ok(connection) => connection.map_err(|e| failed(e, timeout))?,
-            Err(_) => return Err(StoreError::timed_out(timeout)),
-        };
+        let connection = RedisConnection::connect(self.client, self.timeout)
+            .await
+            .map_err(failed)?;
         Ok(RedisStore {
             connection,
             prefix: self.prefix.into(),
-            timeout,
         })
     }
 }
 
-/// A Redis error as a store error; Redis's own timeout (of a connection attempt, which
-/// is the store's timeout) reads like the store's.
-fn failed(error: RedisError, timeout: Duration) -> StoreError {
-    if error.is_timeout() {
-        StoreError::timed_out(timeout)
-    } else {
-        StoreError::new(error)
+/// A Redis failure as a store error; a bad option as the [`ConfigError`] itself, so the
+/// store error's `source()` names the field.
+///
+/// [`ConfigError`]: tower_bulwark_core::ConfigError
+fn failed(failure: RedisFailure) -> StoreError {
+    match failure {
+        RedisFailure::Config(e) => StoreError::new(e),
+        other => StoreError::new(other),
     }
 }
 

@@ -54,6 +54,16 @@ pub trait Limiter<K>: Send + Sync + 'static {
     /// Takes one permit for `key` if one is free, and says how much is left.
     fn acquire(&self, key: &K) -> Self::Future;
 
+    /// The same as [`acquire`](Limiter::acquire), answered without a future when the
+    /// limiter can answer at once (a local limiter always can): the layers then decide
+    /// inside `call`, without holding the request or a clone of the inner service. `None`
+    /// (the default) means "ask [`acquire`](Limiter::acquire)", which a limiter that asks
+    /// a store over the network does.
+    fn acquire_now(&self, key: &K) -> Option<Result<Decision, LimitError>> {
+        let _ = key;
+        None
+    }
+
     /// The limit, for the `RateLimit-Policy` header.
     fn quota(&self) -> &crate::Quota;
 }

@@ -72,8 +72,33 @@ impl Quota {
         Ok(self)
     }
 
+    /// `percent` of this quota: its limit and burst scaled down (each at least 1), over
+    /// the same window and with the same name. For the quotas of less important tiers.
+    ///
+    /// ```
+    /// use tower_bulwark_ratelimit::Quota;
+    ///
+    /// let quota = Quota::per_minute(100)?.burst(10)?;
+    /// let quarter = quota.share(25)?;
+    /// assert_eq!((quarter.limit(), quarter.burst_size()), (25, 2));
+    /// assert_eq!(quota.share(0).unwrap_err().field(), "percent");
+    /// # Ok::<(), tower_bulwark_core::ConfigError>(())
+    /// ```
+    pub fn share(&self, percent: u32) -> Result<Quota, ConfigError> {
+        if percent == 0 || percent > 100 {
+            return Err(ConfigError::new(
+                "percent",
+                format!("must be within 1..=100, got {percent}"),
+            ));
+        }
+        let scale = |n: u32| u32::try_from(u64::from(n) * u64::from(percent) / 100).unwrap_or(n);
+        Ok(Quota::per_window(scale(self.limit).max(1), self.window)?
+            .burst(scale(self.burst).max(1))?
+            .name(self.name.clone()))
+    }
+
     /// The policy's name in the `RateLimit-Policy` and `RateLimit` headers (default
-    /// `default`).
+    /// `default`): up to 64 printable ASCII characters, checked when a layer is built.
     pub fn name(mut self, name: impl Into<Name>) -> Quota {
         self.name = name.into();
         self

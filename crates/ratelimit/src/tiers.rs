@@ -1,0 +1,111 @@
+//! Criticality tiers: which quotas a request must pass, by how important it is.
+//!
+//! Every request counts against the base quota. A tier may have a quota of its own,
+//! which its requests must pass first: a smaller one, so that as a key's rate rises its
+//! less important requests are refused first, while the base quota keeps the key's total
+//! where it was, whatever tiers its requests claim. [`RateLimitLayer::local`] gives
+//! `sheddable-plus` half the base quota and `sheddable` a quarter: a key's sheddable
+//! traffic can never take more than a quarter of its budget, and its critical traffic
+//! keeps at least three quarters. A tier's quota is asked first: a request it refuses
+//! takes nothing from the base quota, and a request the base refuses has still spent its
+//! tier's permit (low tiers pay for trying when the key is out of budget).
+//!
+//! [`RateLimitLayer::local`]: crate::RateLimitLayer::local
+
+use http::request::Parts;
+use tower_bulwark_core::{ConfigError, Criticality, Name};
+
+use crate::Quota;
+
+/// The share of the base quota each tier gets by default with
+/// [`RateLimitLayer::local`](crate::RateLimitLayer::local), in percent: `sheddable` 25,
+/// `sheddable-plus` 50; `critical` and `critical-plus` have no quota of their own.
+pub const DEFAULT_TIER_SHARES: [(Criticality, u32); 2] = [
+    (Criticality::Sheddable, 25),
+    (Criticality::SheddablePlus, 50),
+];
+
+/// A request's tier, believing only what the server can vouch for: a `Criticality` in
+/// the request's extensions (put there by server code) as it is; else the
+/// `x-request-criticality` header, which any client can write and so may lower a request
+/// below `critical` but never raise it above; else `critical`. A malformed header means
+/// `critical`. (The same rule as the shed layer's `FromRequest` without a trust rule.)
+///
+/// ```
+/// use tower_bulwark_core::Criticality;
+/// use tower_bulwark_ratelimit::criticality_of;
+///
+/// let head = |value: &str| {
+///     let request = http::Request::get("/").header("x-request-criticality", value);
+///     request.body(()).unwrap().into_parts().0
+/// };
+/// assert_eq!(criticality_of(&head("sheddable")), Criticality::Sheddable);
+/// assert_eq!(criticality_of(&head("critical-plus")), Criticality::Critical);
+/// assert_eq!(criticality_of(&head("nonsense")), Criticality::Critical);
+/// ```
+pub fn criticality_of(parts: &Parts) -> Criticality {
+    if let Some(set_by_server) = parts.extensions.get::<Criticality>() {
+        return *set_by_server;
+    }
+    Criticality::from_headers_or(&parts.headers, Criticality::Critical).min(Criticality::Critical)
+}
+
+/// `share` percent of `base`, named `<base name>-<tier>`.
+pub(crate) fn tier_quota(
+    base: &Quota,
+    tier: Criticality,
+    share: u32,
+) -> Result<Quota, ConfigError> {
+    let name = Name::from(format!("{}-{tier}", base.policy_name()));
+    Ok(base.share(share)?.name(name))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tower_bulwark_core::CRITICALITY_HEADER;
+
+    fn parts(header: Option<&[u8]>, extension: Option<Criticality>) -> Parts {
+        let mut request = http::Request::new(());
+        if let Some(value) = header {
+            let value = http::HeaderValue::from_bytes(value).unwrap();
+            request.headers_mut().insert(CRITICALITY_HEADER, value);
+        }
+        if let Some(set) = extension {
+            request.extensions_mut().insert(set);
+        }
+        request.into_parts().0
+    }
+
+    #[test]
+    fn the_header_only_lowers_and_the_server_decides() {
+        use Criticality::*;
+        for (header, expected) in [
+            (None, Critical),
+            (Some(&b"sheddable"[..]), Sheddable),
+            (Some(b"SHEDDABLE_PLUS"), SheddablePlus),
+            (Some(b"critical"), Critical),
+            (Some(b"critical-plus"), Critical),
+            (Some(b"garbage"), Critical),
+            (Some(b"\xff"), Critical),
+        ] {
+            assert_eq!(criticality_of(&parts(header, None)), expected, "{header:?}");
+        }
+        for set in Criticality::ALL {
+            assert_eq!(criticality_of(&parts(Some(b"sheddable"), Some(set))), set);
+        }
+    }
+
+    #[test]
+    fn tier_quotas_are_shares_named_after_their_tier() {
+        let base = Quota::per_minute(100)
+            .unwrap()
+            .burst(20)
+            .unwrap()
+            .name("api");
+        let quarter = tier_quota(&base, Criticality::Sheddable, 25).unwrap();
+        assert_eq!(quarter.policy_name(), "api-sheddable");
+        assert_eq!((quarter.limit(), quarter.burst_size()), (25, 5));
+        assert_eq!(quarter.window(), base.window());
+    }
+}
