@@ -146,7 +146,23 @@ impl<D> Builder<D> {
         self.on_event(crate::events::BulkheadMetricsListener::new())
     }
 
-    /// Where a request's deadline comes from (default: the task's current deadline).
+    /// Where a request's deadline comes from (default [`TaskDeadline`]: the task's current
+    /// deadline). With feature `http`, `HttpDeadline` also reads the one in an
+    /// `http::Request`'s extensions; a closure `Fn(&Req) -> Option<Deadline>` works for any
+    /// request type.
+    ///
+    /// ```
+    /// # #[cfg(feature = "http")] {
+    /// use tower_bulwark_bulkhead::{BulkheadLayer, HttpDeadline};
+    ///
+    /// let layer = BulkheadLayer::builder()
+    ///     .max_queue(10)
+    ///     .deadline_source(HttpDeadline)
+    ///     .build()
+    ///     .unwrap();
+    /// # let _ = layer;
+    /// # }
+    /// ```
     pub fn deadline_source<D2>(self, deadline: D2) -> Builder<D2> {
         Builder {
             config: self.config,

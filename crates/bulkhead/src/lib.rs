@@ -66,7 +66,6 @@ mod blocking;
 mod body;
 mod compartment;
 mod config;
-mod deadline;
 mod error;
 mod events;
 mod future;
@@ -83,9 +82,6 @@ pub use self::blocking::{BlockingBulkhead, BlockingFuture, BlockingService, Flat
 #[cfg(feature = "http")]
 pub use self::body::{BodyBulkhead, BodyBulkheadLayer, BodyResponseFuture, PermitBody};
 pub use self::config::{Admission, Builder};
-#[cfg(feature = "http")]
-pub use self::deadline::HttpDeadline;
-pub use self::deadline::{DeadlineSource, TaskDeadline};
 pub use self::error::{BulkheadFull, FullReason};
 pub use self::events::BulkheadEvent;
 pub use self::future::ResponseFuture;
@@ -95,3 +91,7 @@ pub use self::partition::{PartitionedBuilder, PartitionedBulkhead, PartitionedBu
 pub use self::service::Bulkhead;
 #[cfg(feature = "serde")]
 pub use self::settings::{AdmissionSetting, BulkheadConfig};
+// Where a queued call's deadline comes from: core's, shared with the client rate limiter.
+#[cfg(feature = "http")]
+pub use tower_bulwark_core::HttpDeadline;
+pub use tower_bulwark_core::{DeadlineSource, TaskDeadline};

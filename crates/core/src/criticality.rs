@@ -11,6 +11,12 @@ use pin_project::pin_project;
 
 use crate::current::{self, Enter};
 
+#[cfg(feature = "http")]
+mod request;
+
+#[cfg(feature = "http")]
+pub use self::request::RequestHead;
+
 thread_local! {
     /// The criticality of the future being polled on this thread (see `current.rs`).
     static CURRENT: Cell<Option<Criticality>> = const { Cell::new(None) };
@@ -146,7 +152,7 @@ impl Criticality {
 
     /// As [`from_headers`](Criticality::from_headers), with `default` for a missing or
     /// malformed header. It says what the sender asked for, not what it may have: a server
-    /// decides whether to believe it (see the shed crate's `FromRequest`).
+    /// decides whether to believe it ([`Criticality::of_request`]).
     ///
     /// ```
     /// use http::HeaderMap;

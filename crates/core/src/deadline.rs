@@ -11,6 +11,12 @@ use tokio::time::Instant;
 
 use crate::current::{self, Enter};
 
+mod source;
+
+#[cfg(feature = "http")]
+pub use self::source::HttpDeadline;
+pub use self::source::{DeadlineSource, TaskDeadline};
+
 thread_local! {
     /// The deadline of the future being polled on this thread (see `current.rs`).
     static CURRENT: Cell<Option<Deadline>> = const { Cell::new(None) };

@@ -10,8 +10,8 @@
 //! | [`HandleRejectionsLayer`] | errors become responses, so a stack fits axum and tonic (feature `http`) |
 //! | `RejectionsAsStatusLayer` | refusals become `tonic::Status`es, so a tonic client sees the right code (feature `tonic`) |
 //! | `repeat` | which requests are safe to send again, and which failed calls never left (feature `http`) |
-//! | [`Deadline`] | a request's absolute deadline, in extensions and as the task's current one |
-//! | [`Criticality`] | how important a request is, for load shedding |
+//! | [`Deadline`], [`DeadlineSource`] | a request's absolute deadline, in extensions and as the task's current one; where a waiting layer finds it |
+//! | [`Criticality`] | how important a request is, for load shedding; `Criticality::of_request`: what a server believes of the header (feature `http`) |
 //! | [`Replayable`] | whether a request's body can be sent again (recorded by retry, read by backup) |
 //! | [`events`] | listeners, `tracing`, and [`metrics`] (feature `metrics`) |
 //! | [`ConfigError`], [`config`] | validated configuration |
@@ -60,10 +60,14 @@ pub use self::classify::{Classify, ErrorsAreFailures, Outcome};
 #[cfg(feature = "http")]
 pub use self::classify::{GrpcClassifier, HttpClassifier};
 pub use self::config::ConfigError;
+#[cfg(feature = "http")]
+pub use self::criticality::RequestHead;
 pub use self::criticality::{
     Criticality, CriticalityScope, ParseCriticalityError, CRITICALITY_HEADER,
 };
-pub use self::deadline::{Deadline, DeadlineScope};
+#[cfg(feature = "http")]
+pub use self::deadline::HttpDeadline;
+pub use self::deadline::{Deadline, DeadlineScope, DeadlineSource, TaskDeadline};
 pub use self::events::{Event, Listener, Listeners};
 pub use self::grpc::GrpcCode;
 #[cfg(feature = "http")]

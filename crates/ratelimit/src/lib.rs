@@ -90,7 +90,6 @@ mod client;
 mod client_future;
 mod clock;
 mod config;
-mod deadline;
 mod events;
 mod future;
 mod headers;
@@ -108,7 +107,6 @@ pub use self::client::{
 };
 pub use self::client_future::ClientFuture;
 pub use self::config::{OnLimiterError, RateLimitBuilder};
-pub use self::deadline::{DeadlineSource, HttpDeadline, TaskDeadline};
 pub use self::events::RateLimitEvent;
 pub use self::future::ResponseFuture;
 pub use self::headers::{RATELIMIT, RATELIMIT_POLICY};
@@ -121,3 +119,5 @@ pub use self::quota::Quota;
 #[cfg(feature = "redis")]
 pub use self::redis_limiter::{RedisAcquire, RedisKey, RedisLimiter};
 pub use self::tiers::{criticality_of, DEFAULT_TIER_SHARES};
+// Where a waiting request's deadline comes from: core's, shared with the bulkhead.
+pub use tower_bulwark_core::{DeadlineSource, HttpDeadline, TaskDeadline};

@@ -25,11 +25,11 @@ pub const DEFAULT_TIER_SHARES: [(Criticality, u32); 2] = [
     (Criticality::SheddablePlus, 50),
 ];
 
-/// A request's tier, believing only what the server can vouch for: a `Criticality` in
-/// the request's extensions (put there by server code) as it is; else the
-/// `x-request-criticality` header, which any client can write and so may lower a request
-/// below `critical` but never raise it above; else `critical`. A malformed header means
-/// `critical`. (The same rule as the shed layer's `FromRequest` without a trust rule.)
+/// A request's tier, by the rule the shed layer applies too
+/// ([`Criticality::of_request`]), trusting no sender: a `Criticality` in the request's
+/// extensions (put there by server code) as it is; else the `x-request-criticality` header,
+/// which any client can write and so may lower a request below `critical` but never raise
+/// it above; else, or if the header is malformed, `critical`.
 ///
 /// ```
 /// use tower_bulwark_core::Criticality;
@@ -42,12 +42,12 @@ pub const DEFAULT_TIER_SHARES: [(Criticality, u32); 2] = [
 /// assert_eq!(criticality_of(&head("sheddable")), Criticality::Sheddable);
 /// assert_eq!(criticality_of(&head("critical-plus")), Criticality::Critical);
 /// assert_eq!(criticality_of(&head("nonsense")), Criticality::Critical);
+/// let mut set_by_server = head("sheddable");
+/// set_by_server.extensions.insert(Criticality::CriticalPlus);
+/// assert_eq!(criticality_of(&set_by_server), Criticality::CriticalPlus);
 /// ```
 pub fn criticality_of(parts: &Parts) -> Criticality {
-    if let Some(set_by_server) = parts.extensions.get::<Criticality>() {
-        return *set_by_server;
-    }
-    Criticality::from_headers_or(&parts.headers, Criticality::Critical).min(Criticality::Critical)
+    Criticality::of_request(parts, Criticality::Critical, |_| false)
 }
 
 /// `share` percent of `base`, named `<base name>-<tier>`.
@@ -63,38 +63,6 @@ pub(crate) fn tier_quota(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use tower_bulwark_core::CRITICALITY_HEADER;
-
-    fn parts(header: Option<&[u8]>, extension: Option<Criticality>) -> Parts {
-        let mut request = http::Request::new(());
-        if let Some(value) = header {
-            let value = http::HeaderValue::from_bytes(value).unwrap();
-            request.headers_mut().insert(CRITICALITY_HEADER, value);
-        }
-        if let Some(set) = extension {
-            request.extensions_mut().insert(set);
-        }
-        request.into_parts().0
-    }
-
-    #[test]
-    fn the_header_only_lowers_and_the_server_decides() {
-        use Criticality::*;
-        for (header, expected) in [
-            (None, Critical),
-            (Some(&b"sheddable"[..]), Sheddable),
-            (Some(b"SHEDDABLE_PLUS"), SheddablePlus),
-            (Some(b"critical"), Critical),
-            (Some(b"critical-plus"), Critical),
-            (Some(b"garbage"), Critical),
-            (Some(b"\xff"), Critical),
-        ] {
-            assert_eq!(criticality_of(&parts(header, None)), expected, "{header:?}");
-        }
-        for set in Criticality::ALL {
-            assert_eq!(criticality_of(&parts(Some(b"sheddable"), Some(set))), set);
-        }
-    }
 
     #[test]
     fn tier_quotas_are_shares_named_after_their_tier() {

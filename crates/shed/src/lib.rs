@@ -47,11 +47,14 @@ pub use self::propagate::{PropagateCriticality, PropagateCriticalityLayer};
 pub use self::service::Shed;
 #[cfg(feature = "serde")]
 pub use self::settings::{AlgorithmSetting, ShedConfig};
-pub use self::source::{AllCritical, CriticalityOf};
 #[cfg(feature = "http")]
-pub use self::source::{FromRequest, RequestHead};
+pub use self::source::FromRequest;
+pub use self::source::{AllCritical, CriticalityOf};
 pub use self::throttle::{
     AdaptiveThrottle, AdaptiveThrottleLayer, ThrottleBuilder, ThrottleFuture,
 };
 pub use self::tiers::TierShares;
 pub use self::window::WindowSize;
+// What a `FromRequest::trust` rule sees of a request: core's, where the rule is.
+#[cfg(feature = "http")]
+pub use tower_bulwark_core::RequestHead;
