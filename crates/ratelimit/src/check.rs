@@ -1,13 +1,17 @@
-//! One request's walk through its quotas: its tier's, if its tier has one, then the base
-//! quota every request counts against. The same walk for answers given at once and for
-//! answers that come from a future.
+//! One request's walk through its quotas: its own tier's, then those of the more
+//! important tiers (each tier's quota caps that tier and every less important one
+//! together), then the base quota every request counts against. The same walk for answers
+//! given at once and for answers that come from a future.
 
 use tower_bulwark_core::Criticality;
 
 use crate::{Decision, LimitError, Limiter};
 
+/// Where the base quota is in the walk: after the four tiers.
+pub(crate) const BASE: usize = 4;
+
 /// The base limiter, and one per tier that has its own quota (indexed by
-/// `Criticality as usize`).
+/// `Criticality as usize`: the least important first).
 #[derive(Debug, Clone)]
 pub(crate) struct Quotas<L> {
     pub(crate) base: L,
@@ -23,21 +27,40 @@ impl<L> Quotas<L> {
         }
     }
 
-    pub(crate) fn tier(&self, criticality: Criticality) -> Option<&L> {
-        self.tiers[criticality as usize].as_ref()
+    /// The limiter at `step` of a walk: a tier's, or the base's ([`BASE`]).
+    pub(crate) fn at(&self, step: usize) -> &L {
+        self.tiers
+            .get(step)
+            .and_then(Option::as_ref)
+            .unwrap_or(&self.base)
+    }
+
+    /// The steps of a walk that starts at `criticality`, in order: the tiers with a quota
+    /// from it up to the most important, then [`BASE`].
+    pub(crate) fn walk(&self, criticality: Criticality) -> impl Iterator<Item = usize> + '_ {
+        (criticality as usize..BASE)
+            .filter(|&tier| self.tiers[tier].is_some())
+            .chain([BASE])
+    }
+
+    /// The first step of a walk from tier `first` up: a tier with a quota, or [`BASE`].
+    fn from(&self, first: usize) -> usize {
+        (first..BASE)
+            .find(|&tier| self.tiers[tier].is_some())
+            .unwrap_or(BASE)
     }
 }
 
 /// How a request's walk ended.
 #[derive(Debug)]
 pub(crate) enum Verdict {
-    /// Every quota asked had a permit: the tier's (if asked) and the base's answers.
+    /// Every quota asked had a permit: the tiers' answers (where asked) and the base's.
     Admitted {
-        tier: Option<Decision>,
+        tiers: [Option<Decision>; 4],
         base: Decision,
     },
-    /// A quota refused: the tier's (`by_tier`) or the base's.
-    Limited { by_tier: bool, decision: Decision },
+    /// The quota at `step` refused (a tier's, or [`BASE`]).
+    Limited { step: usize, decision: Decision },
     /// A limiter could not answer.
     Failed(LimitError),
 }
@@ -47,48 +70,52 @@ pub(crate) enum Verdict {
 pub(crate) struct Check<K> {
     pub(crate) key: K,
     pub(crate) criticality: Criticality,
-    /// The tier's answer, once it gave a permit.
-    tier: Option<Decision>,
-    at_base: bool,
+    /// The quota to ask next: a tier's, or [`BASE`].
+    step: usize,
+    /// The tiers' answers so far.
+    tiers: [Option<Decision>; 4],
 }
 
 impl<K> Check<K> {
     pub(crate) fn new<L>(key: K, criticality: Criticality, quotas: &Quotas<L>) -> Self {
-        Check {
+        let mut check = Check {
             key,
             criticality,
-            tier: None,
-            at_base: quotas.tier(criticality).is_none(),
-        }
+            step: BASE,
+            tiers: [None; 4],
+        };
+        check.restart(quotas);
+        check
     }
 
     /// The limiter to ask next.
     pub(crate) fn limiter<'q, L>(&self, quotas: &'q Quotas<L>) -> &'q L {
-        match quotas.tier(self.criticality) {
-            Some(tier) if !self.at_base => tier,
-            _ => &quotas.base,
-        }
+        quotas.at(self.step)
     }
 
-    /// Takes the answer of the limiter just asked: the verdict, or `None` when the base
-    /// is to be asked next. A tier's permit taken before the base refuses stays taken,
-    /// so refused requests of a low tier still count against that tier.
-    pub(crate) fn answer(&mut self, answer: Result<Decision, LimitError>) -> Option<Verdict> {
+    /// Takes the answer of the limiter just asked: the verdict, or `None` when the next
+    /// quota is to be asked. Permits taken before a quota refuses stay taken, so refused
+    /// requests of a low tier still count against the tiers that admitted them.
+    pub(crate) fn answer<L>(
+        &mut self,
+        answer: Result<Decision, LimitError>,
+        quotas: &Quotas<L>,
+    ) -> Option<Verdict> {
         match answer {
             Err(error) => Some(Verdict::Failed(error)),
             Ok(decision) if !decision.allowed => Some(Verdict::Limited {
-                by_tier: !self.at_base,
+                step: self.step,
                 decision,
             }),
-            Ok(decision) if !self.at_base => {
-                self.tier = Some(decision);
-                self.at_base = true;
-                None
-            }
-            Ok(base) => Some(Verdict::Admitted {
-                tier: self.tier,
+            Ok(base) if self.step == BASE => Some(Verdict::Admitted {
+                tiers: self.tiers,
                 base,
             }),
+            Ok(decision) => {
+                self.tiers[self.step] = Some(decision);
+                self.step = quotas.from(self.step + 1);
+                None
+            }
         }
     }
 
@@ -98,7 +125,7 @@ impl<K> Check<K> {
     pub(crate) fn run_now<L: Limiter<K>>(&mut self, quotas: &Quotas<L>) -> Option<Verdict> {
         loop {
             let answer = self.limiter(quotas).acquire_now(&self.key)?;
-            if let Some(verdict) = self.answer(answer) {
+            if let Some(verdict) = self.answer(answer, quotas) {
                 return Some(verdict);
             }
         }
@@ -106,7 +133,7 @@ impl<K> Check<K> {
 
     /// Starts the walk again (a client that waited asks again).
     pub(crate) fn restart<L>(&mut self, quotas: &Quotas<L>) {
-        self.tier = None;
-        self.at_base = quotas.tier(self.criticality).is_none();
+        self.tiers = [None; 4];
+        self.step = quotas.from(self.criticality as usize);
     }
 }

@@ -33,7 +33,10 @@ pub const DEFAULT_MAX_WAIT: Duration = Duration::from_secs(1);
 /// call: then it asks again, and waits again if another caller took the permit. A wait
 /// that would end too late is not begun: the call fails at once with a
 /// [`Rejection`](tower_bulwark_core::Rejection) of kind `Throttled` carrying the wait as
-/// its `retry_after`, which every classifier of the suite ignores and no retry repeats.
+/// its `retry_after`, which every classifier of the suite ignores and no retry repeats. A
+/// wait that ends past its bound all the same (tokio's timers fire on whole milliseconds,
+/// so a wait of 500 µs lasts up to 1 ms) fails then, with no `retry_after`: the request
+/// is never sent past its deadline or its maximum wait.
 /// `max_wait(Duration::ZERO)` refuses instead of waiting, always.
 ///
 /// The waiting request holds the inner service that `poll_ready` readied (a clone takes
@@ -212,15 +215,11 @@ impl<L> ClientShared<L> {
                 if now.checked_add(retry_after).is_some_and(|at| at <= until) {
                     return Next::Wait(retry_after);
                 }
-                let policy = self.quotas.base.quota().policy_name();
-                self.reporter.limited(criticality, policy, retry_after);
-                let rejection =
-                    Rejection::new(RejectionKind::Throttled, self.reporter.name.clone())
-                        .with_retry_after(retry_after)
-                        .with_reason(
-                            "rate limit: no permit before the deadline or the maximum wait",
-                        );
-                Next::Refuse(rejection.into())
+                Next::Refuse(self.refuse(
+                    criticality,
+                    Some(retry_after),
+                    "rate limit: no permit before the deadline or the maximum wait",
+                ))
             }
             Verdict::Failed(error) => {
                 let open = self.on_error == OnLimiterError::FailOpen;
@@ -234,6 +233,51 @@ impl<L> ClientShared<L> {
                 Next::Refuse(rejection.into())
             }
         }
+    }
+}
+
+impl<L> ClientShared<L> {
+    /// A wait that ended past its bound (tokio's timers fire on whole milliseconds, so a
+    /// wait shorter than one ends late; any may under load): the request is refused
+    /// without asking again.
+    pub(crate) fn overslept<K>(
+        &self,
+        wait: Option<Wait>,
+        criticality: Criticality,
+    ) -> Option<BoxError>
+    where
+        L: Limiter<K>,
+    {
+        if wait.is_none_or(|wait| Instant::now() <= wait.until) {
+            return None;
+        }
+        Some(self.refuse(
+            criticality,
+            None,
+            "rate limit: the wait for a permit ended past the deadline or the maximum wait",
+        ))
+    }
+
+    /// A `Throttled` rejection, reported.
+    fn refuse<K>(
+        &self,
+        criticality: Criticality,
+        retry_after: Option<Duration>,
+        reason: &'static str,
+    ) -> BoxError
+    where
+        L: Limiter<K>,
+    {
+        let policy = self.quotas.base.quota().policy_name();
+        self.reporter
+            .limited(criticality, policy, retry_after.unwrap_or_default());
+        let rejection = Rejection::new(RejectionKind::Throttled, self.reporter.name.clone())
+            .with_reason(reason);
+        match retry_after {
+            Some(wait) => rejection.with_retry_after(wait),
+            None => rejection,
+        }
+        .into()
     }
 }
 

@@ -134,11 +134,11 @@ where
                 StateProj::Acquiring { mut acquire } => {
                     let answer = ready!(acquire.as_mut().poll(cx));
                     let pending = this.pending.as_mut().expect("polled after completion");
-                    match pending.check.answer(answer) {
+                    let quotas = &pending.shared.quotas;
+                    match pending.check.answer(answer, quotas) {
                         Some(verdict) => verdict,
                         None => {
                             // The next quota (the client has no tiers: not reached).
-                            let quotas = &pending.shared.quotas;
                             acquire.set(pending.check.limiter(quotas).acquire(&pending.check.key));
                             continue;
                         }
@@ -147,6 +147,12 @@ where
                 StateProj::Waiting { sleep } => {
                     ready!(sleep.poll(cx));
                     let pending = this.pending.as_mut().expect("polled after completion");
+                    let criticality = pending.check.criticality;
+                    if let Some(error) = pending.shared.overslept(pending.wait, criticality) {
+                        *this.pending = None;
+                        this.state.set(State::Refused { error: Some(error) });
+                        continue;
+                    }
                     let quotas = &pending.shared.quotas;
                     pending.check.restart(quotas);
                     match pending.check.run_now(quotas) {

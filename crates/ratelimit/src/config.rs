@@ -63,9 +63,10 @@ impl<L: Limiter<K>, K> RateLimitBuilder<L, K> {
         }
     }
 
-    /// Requests of `tier` must also pass `limiter`'s quota, asked before the base one (see
-    /// the [`tiers`](crate::tiers) docs). Its quota's name must differ from the others'.
-    /// Replaces the tier's limiter, if it had one.
+    /// Requests of `tier`, and of every less important tier, must also pass `limiter`'s
+    /// quota, asked before the base one (see the [`tiers`](crate::tiers) docs). Its
+    /// quota's name must differ from the others'. Replaces the tier's limiter, if it had
+    /// one.
     pub fn tier(mut self, tier: Criticality, limiter: L) -> Self {
         self.quotas.tiers[tier as usize] = Some(limiter);
         self
@@ -121,14 +122,15 @@ impl<L: Limiter<K>, K> RateLimitBuilder<L, K> {
     }
 
     /// Checks the quotas' names: each 1 to 64 printable ASCII characters (they are written
-    /// in the headers), and each tier's different from the base's and the other tiers'
-    /// (a shared store would otherwise mix their states).
+    /// in the headers; a tier's may have 15 more, room for the `-sheddable-plus` that
+    /// [`RateLimitLayer::local`] adds), and each tier's different from the base's and the
+    /// other tiers' (a shared store would otherwise mix their states).
     pub fn build(self) -> Result<RateLimitLayer<L, K>, ConfigError> {
         let base = self.quotas.base.quota();
-        headers::check_name(base)?;
+        headers::check_name(base, false)?;
         let tiers: Vec<&Quota> = self.quotas.tiers.iter().flatten().map(L::quota).collect();
         for (i, tier) in tiers.iter().enumerate() {
-            headers::check_name(tier)?;
+            headers::check_name(tier, true)?;
             let name = tier.policy_name();
             if name == base.policy_name() || tiers[..i].iter().any(|t| t.policy_name() == name) {
                 return Err(ConfigError::new(
@@ -137,10 +139,9 @@ impl<L: Limiter<K>, K> RateLimitBuilder<L, K> {
                 ));
             }
         }
-        let policies = Criticality::ALL.map(|tier| match self.quotas.tier(tier) {
-            Some(own) => headers::policy(&[own.quota(), base]),
-            None => headers::policy(&[base]),
-        });
+        let quotas = &self.quotas;
+        let policies = Criticality::ALL
+            .map(|tier| headers::policy(quotas.walk(tier).map(|step| quotas.at(step).quota())));
         Ok(RateLimitLayer {
             shared: Arc::new(Shared {
                 quotas: self.quotas,
@@ -157,8 +158,8 @@ impl<L: Limiter<K>, K> RateLimitBuilder<L, K> {
 
 impl<K: Hash + Eq + Clone + Send + Sync + 'static> RateLimitBuilder<LocalLimiter<K>, K> {
     /// A builder over [`LocalLimiter`]s of `quota`, with the default tiers:
-    /// `sheddable-plus` gets half of it, `sheddable` a quarter ([`DEFAULT_TIER_SHARES`]),
-    /// named `<name>-sheddable-plus` and `<name>-sheddable`.
+    /// `sheddable-plus` (and below) gets half of it, `sheddable` a quarter
+    /// ([`DEFAULT_TIER_SHARES`]), named `<name>-sheddable-plus` and `<name>-sheddable`.
     pub(crate) fn local(
         quota: Quota,
         key_of: impl Fn(&Parts) -> Option<K> + Send + Sync + 'static,
@@ -175,7 +176,8 @@ impl<K: Hash + Eq + Clone + Send + Sync + 'static> RateLimitBuilder<LocalLimiter
 /// What every service of a layer shares.
 pub(crate) struct Shared<L, K> {
     pub(crate) quotas: Quotas<L>,
-    /// `RateLimit-Policy` by tier: its own quota (if any), then the base.
+    /// `RateLimit-Policy` by tier: the quotas of its walk (its own and the more important
+    /// tiers', where they have one), then the base.
     policies: [HeaderValue; 4],
     pub(crate) key_of: Arc<KeyFn<K>>,
     pub(crate) criticality_of: Arc<CriticalityFn>,
@@ -217,35 +219,29 @@ impl<L: Limiter<K>, K> Shared<L, K> {
         criticality: Criticality,
         request: &HeaderMap,
     ) -> Judged<B> {
-        let tier = self.quotas.tier(criticality);
+        let quotas = &self.quotas;
         match verdict {
-            Verdict::Admitted {
-                tier: tier_decision,
-                base,
-            } => {
-                let remaining =
-                    tier_decision.map_or(base.remaining, |t| t.remaining.min(base.remaining));
+            Verdict::Admitted { tiers, base } => {
+                let remaining = tiers
+                    .iter()
+                    .flatten()
+                    .fold(base.remaining, |least, tier| least.min(tier.remaining));
                 self.reporter.admitted(criticality, remaining);
                 if !self.admitted_headers {
                     return Judged::Pass(None);
                 }
-                let base_item = (self.quotas.base.quota(), &base);
-                let state = match (tier, &tier_decision) {
-                    (Some(tier), Some(decision)) => {
-                        headers::state(&[(tier.quota(), decision), base_item])
-                    }
-                    _ => headers::state(&[base_item]),
-                };
+                // The quotas asked, in the order asked: the tiers answered, then the base.
+                let asked = quotas.walk(criticality).filter_map(|step| {
+                    let decision = tiers.get(step).map_or(Some(&base), Option::as_ref)?;
+                    Some((quotas.at(step).quota(), decision))
+                });
                 Judged::Pass(Some(RateHeaders {
                     policy: self.policies[criticality as usize].clone(),
-                    state,
+                    state: headers::state(asked),
                 }))
             }
-            Verdict::Limited { by_tier, decision } => {
-                let quota = match tier {
-                    Some(tier) if by_tier => tier.quota(),
-                    _ => self.quotas.base.quota(),
-                };
+            Verdict::Limited { step, decision } => {
+                let quota = quotas.at(step).quota();
                 self.reporter
                     .limited(criticality, quota.policy_name(), decision.retry_after);
                 Judged::Answer(self.refusal(criticality, quota, &decision, request))
@@ -287,7 +283,7 @@ impl<L: Limiter<K>, K> Shared<L, K> {
             RATELIMIT_POLICY,
             self.policies[criticality as usize].clone(),
         );
-        headers.insert(RATELIMIT, headers::state(&[(quota, decision)]));
+        headers.insert(RATELIMIT, headers::state([(quota, decision)]));
         response.extensions_mut().insert(rejection);
         response
     }

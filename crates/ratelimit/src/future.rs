@@ -40,12 +40,14 @@ where
     },
     /// Refused: the refusal, until taken.
     Answered { response: Option<S::Response> },
-    /// Waiting for a limiter's answer, with the request and the readied service.
+    /// Waiting for a limiter's answer, with the request and the readied service (boxed:
+    /// only a limiter that answers through a future, which allocates its own, comes here,
+    /// and every other future stays small).
     Checking {
         #[pin]
         acquire: L::Future,
         check: Check<K>,
-        held: Option<(S, Request<B>)>,
+        held: Option<Box<(S, Request<B>)>>,
         shared: Arc<Shared<L, K>>,
     },
 }
@@ -80,7 +82,7 @@ where
             state: State::Checking {
                 acquire,
                 check,
-                held: Some((inner, request)),
+                held: Some(Box::new((inner, request))),
                 shared,
             },
         }
@@ -117,7 +119,7 @@ where
                     shared,
                 } => {
                     let answer = ready!(acquire.as_mut().poll(cx));
-                    let verdict = match check.answer(answer) {
+                    let verdict = match check.answer(answer, &shared.quotas) {
                         Some(verdict) => verdict,
                         None => match check.run_now(&shared.quotas) {
                             Some(verdict) => verdict,
@@ -128,7 +130,7 @@ where
                             }
                         },
                     };
-                    let (mut inner, request) = held.take().expect("polled after completion");
+                    let (mut inner, request) = *held.take().expect("polled after completion");
                     let judged = shared.judge(verdict, check.criticality, request.headers());
                     let next = match judged {
                         Judged::Pass(headers) => State::Called {

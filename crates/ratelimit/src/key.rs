@@ -4,11 +4,12 @@
 //! the layer does not limit (it passes untouched, and no limiter is asked). Any
 //! `Fn(&http::request::Parts) -> Option<K>` is one, for a key type
 //! `K: Hash + Eq + Clone + Send + Sync + 'static`; the built-ins return keys that cost no
-//! allocation to make (a copy, or a reference count).
+//! allocation to make (a copy, or a reference count). A [`LocalLimiter`] clones a key only
+//! to remember it (when the key is new), and keeps the clone until it forgets the key.
+//!
+//! [`LocalLimiter`]: crate::LocalLimiter
 
-#[cfg(feature = "axum")]
 use std::fmt;
-#[cfg(feature = "axum")]
 use std::hash::{Hash, Hasher};
 use std::net::{IpAddr, SocketAddr};
 
@@ -27,10 +28,14 @@ pub fn global<T: ?Sized>(_request: &T) -> Option<()> {
     Some(())
 }
 
-/// The peer's IP address: axum's `ConnectInfo<SocketAddr>` (feature `axum`, with
-/// `into_make_service_with_connect_info::<SocketAddr>()`), else a `SocketAddr` in the
-/// request's extensions (put there by your own accept loop), else `None`: the request is
-/// not limited. The port is left out, since a client opens connections from many.
+/// The peer's IP address: axum's `ConnectInfo<SocketAddr>` (with
+/// `into_make_service_with_connect_info::<SocketAddr>()`; feature `axum`, on by default,
+/// and so in the umbrella crate's `ratelimit`), else a `SocketAddr` in the request's
+/// extensions (put there by your own accept loop), else `None`: the request is not
+/// limited. The port is left out, since a client opens connections from many.
+///
+/// Built without the `axum` feature, `ConnectInfo` is not read: behind axum every
+/// request would then go unlimited.
 ///
 /// Behind a proxy every request has the proxy's address: key by the header the proxy
 /// sets instead ([`header`]), after making sure only the proxy can set it.
@@ -57,21 +62,69 @@ pub fn peer_ip(parts: &Parts) -> Option<IpAddr> {
 
 /// The value of the header `name` (its first, if repeated), such as an API key; `None`
 /// when the request has no such header, so it is not limited: pair it with a layer that
-/// requires the header, or limit keyless requests by another layer. The value is shared
-/// with the request, not copied: hyper's header values are slices of the connection's
-/// read buffer, so taking the key is a reference count.
+/// requires the header, or limit keyless requests by another layer.
+///
+/// Taking the key costs a reference count: hyper's header values are slices of the
+/// connection's read buffer. A limiter that remembers the key keeps a [`HeaderKey`] clone,
+/// which copies the bytes, so no read buffer is kept alive by a key.
 ///
 /// ```
-/// use http::HeaderValue;
 /// use tower_bulwark_ratelimit::key;
 ///
 /// let by_api_key = key::header(http::HeaderName::from_static("x-api-key"));
 /// let request = http::Request::get("/").header("x-api-key", "k-123").body(()).unwrap();
 /// let (parts, ()) = request.into_parts();
-/// assert_eq!(by_api_key(&parts), Some(HeaderValue::from_static("k-123")));
+/// assert_eq!(by_api_key(&parts).unwrap().as_bytes(), b"k-123");
 /// ```
-pub fn header(name: HeaderName) -> impl Fn(&Parts) -> Option<HeaderValue> + Clone + Send + Sync {
-    move |parts: &Parts| parts.headers.get(&name).cloned()
+pub fn header(name: HeaderName) -> impl Fn(&Parts) -> Option<HeaderKey> + Clone + Send + Sync {
+    move |parts: &Parts| parts.headers.get(&name).cloned().map(HeaderKey)
+}
+
+/// A header's value as a key ([`header`]): compared and hashed by its bytes. Made from
+/// the request's value at the cost of a reference count; a clone (what a limiter stores)
+/// copies the bytes, so that the key does not hold on to the buffer the value was read
+/// into.
+pub struct HeaderKey(HeaderValue);
+
+impl HeaderKey {
+    /// The header value's bytes.
+    pub fn as_bytes(&self) -> &[u8] {
+        self.0.as_bytes()
+    }
+}
+
+impl From<HeaderValue> for HeaderKey {
+    fn from(value: HeaderValue) -> Self {
+        HeaderKey(value)
+    }
+}
+
+/// Copies the bytes (one allocation).
+impl Clone for HeaderKey {
+    fn clone(&self) -> Self {
+        // The bytes were a valid value already.
+        HeaderKey(HeaderValue::from_bytes(self.as_bytes()).unwrap_or_else(|_| self.0.clone()))
+    }
+}
+
+impl PartialEq for HeaderKey {
+    fn eq(&self, other: &Self) -> bool {
+        self.as_bytes() == other.as_bytes()
+    }
+}
+
+impl Eq for HeaderKey {}
+
+impl Hash for HeaderKey {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        self.as_bytes().hash(state);
+    }
+}
+
+impl fmt::Debug for HeaderKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_tuple("HeaderKey").field(&self.0).finish()
+    }
 }
 
 /// The route the request matched, as axum's router wrote it (`/users/{id}`; feature
@@ -141,6 +194,14 @@ impl crate::RedisKey for HeaderValue {
     }
 }
 
+/// The header's bytes.
+#[cfg(feature = "redis")]
+impl crate::RedisKey for HeaderKey {
+    fn write_bytes(&self, out: &mut Vec<u8>) {
+        out.extend_from_slice(self.as_bytes());
+    }
+}
+
 /// The route's text.
 #[cfg(all(feature = "redis", feature = "axum"))]
 impl crate::RedisKey for Route {
@@ -195,9 +256,30 @@ mod tests {
             .header("x-api-key", "second")
             .body(())
             .unwrap();
+        assert_eq!(key(&parts(request)).unwrap().as_bytes(), b"first");
+    }
+
+    #[test]
+    fn header_keys_compare_and_hash_by_bytes_and_clones_copy_them() {
+        let shared = bytes::Bytes::from_static(b"k-1 and more");
+        let key = HeaderKey::from(HeaderValue::from_maybe_shared(shared.slice(0..3)).unwrap());
+        let copy = key.clone();
+        assert_eq!(copy, key);
+        assert_eq!(key.as_bytes().as_ptr(), shared.as_ptr(), "made as a slice");
+        assert_ne!(
+            copy.as_bytes().as_ptr(),
+            shared.as_ptr(),
+            "cloned as a copy"
+        );
+        assert_ne!(key, HeaderKey::from(HeaderValue::from_static("k-2")));
+        let mut sensitive = HeaderValue::from_static("k-1");
+        sensitive.set_sensitive(true);
+        let state = std::collections::hash_map::RandomState::new();
+        use std::hash::BuildHasher;
         assert_eq!(
-            key(&parts(request)),
-            Some(HeaderValue::from_static("first"))
+            state.hash_one(HeaderKey::from(sensitive)),
+            state.hash_one(&key),
+            "only the bytes count"
         );
     }
 
@@ -207,6 +289,7 @@ mod tests {
         use crate::RedisKey;
         let mut out = Vec::new();
         HeaderValue::from_static("k-1").write_bytes(&mut out);
-        assert_eq!(out, b"k-1");
+        HeaderKey::from(HeaderValue::from_static("/k-2")).write_bytes(&mut out);
+        assert_eq!(out, b"k-1/k-2");
     }
 }

@@ -74,8 +74,8 @@
 //!
 //! # Features
 //!
-//! - `axum`: keys from axum's extensions (`ConnectInfo` for [`key::peer_ip`], `MatchedPath`
-//!   for `key::route`).
+//! - `axum` (on by default): keys from axum's extensions (`ConnectInfo` for
+//!   [`key::peer_ip`], `MatchedPath` for `key::route`).
 //! - `metrics`: events recorded through the `metrics` facade.
 //! - `redis`: `RedisLimiter`.
 //!

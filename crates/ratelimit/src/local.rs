@@ -7,14 +7,14 @@ use std::hash::Hash;
 use std::marker::PhantomData;
 use std::num::NonZeroU32;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use governor::clock::Clock;
 use governor::middleware::StateInformationMiddleware;
 use governor::nanos::Nanos;
-use governor::state::keyed::{DashMapStateStore, ShrinkableKeyedStateStore};
-use governor::state::StateStore;
+use governor::state::keyed::DashMapStateStore;
+use governor::state::{InMemoryState, NotKeyed, StateStore};
 use governor::RateLimiter;
 use tokio::time::Instant;
 use tower_bulwark_core::config::{non_zero, non_zero_duration};
@@ -33,19 +33,22 @@ pub const DEFAULT_SWEEP_INTERVAL: Duration = Duration::from_secs(60);
 /// [`interval`](Quota::interval), at most [`burst`](Quota::burst_size) at once), on
 /// tokio's clock, so paused-time tests drive it.
 ///
-/// - **Cost.** A request of a key already known takes one lock-free compare-and-swap on
-///   the key's state in governor's sharded map, and allocates nothing. It answers at once
-///   ([`Limiter::acquire_now`]).
+/// - **Cost.** A request of a key already held reads the key's state under a shared
+///   (read) lock of one shard of governor's sharded map (a `DashMap`), and updates it with
+///   a compare-and-swap; it allocates nothing, and answers at once
+///   ([`Limiter::acquire_now`]). A call that adds a key takes its shard's write lock (and
+///   stores a clone of the key); a sweep takes each shard's in turn.
 /// - **Memory.** A key whose burst is whole again is the same as a key never seen, so the
-///   limiter forgets it: every [`sweep_interval`](LocalLimiterBuilder::sweep_interval)
-///   (60 s; looked at every 64 calls that may add a key), and whenever more than
-///   [`max_keys`](LocalLimiterBuilder::max_keys) (100,000) may be held. A sweep leaves room for an eighth of the bound, so its cost (a pass over
-///   the keys, up to five when busy keys fill the bound) per new key is constant; it runs on the request that found the bound
-///   reached (and only one at a time). When more keys than the bound are *busy* at once,
-///   the sweep then forgets those nearest a whole burst first (they lose the least), down
-///   to seven eighths of the bound: a forgotten key gets its whole burst again. Only the
-///   calls that find their key at a whole burst (new keys among them) count toward a
-///   sweep; a busy key never pays for one.
+///   limiter forgets it: at most every
+///   [`sweep_interval`](LocalLimiterBuilder::sweep_interval) (60 s; looked at by the calls
+///   that add a key), and whenever a key added takes the count of keys past
+///   [`max_keys`](LocalLimiterBuilder::max_keys) (100,000). Up to the bound, busy keys are
+///   kept. Past it with every key still busy, the sweep forgets the keys nearest a whole
+///   burst first (they lose the least; a forgotten key gets its whole burst again), as
+///   many as bring the keys down to seven eighths of the bound. A sweep is a pass over
+///   the keys (up to five when busy keys fill the bound) on the call that added a key, one
+///   at a time; as it leaves room for an eighth of the bound, its cost per added key is
+///   constant. Calls of keys already held never pay for one.
 /// - **`remaining` and `reset`.** Governor reports what is left in whole permits, so an
 ///   admitted request's [`reset`](Decision::reset) counts the permits used in whole
 ///   intervals: `(burst - remaining) * interval`, up to one interval over the exact time
@@ -87,37 +90,61 @@ struct Shared<K: Hash + Eq + Clone> {
     interval: u64,
     burst: u32,
     governor: RateLimiter<K, Store<K>, TokioClock, StateInformationMiddleware>,
+    /// The same store as governor's: for the key count and its `Debug`.
     store: Store<K>,
-    keys: Keys,
 }
 
-/// Governor's dashmap store, shared between the governor limiter and the sweeps.
-struct Store<K>(Arc<DashMapStateStore<K>>);
+/// Governor's map of key states, with the bound on it: governor reads and writes the
+/// states through it, and it counts the keys added and sweeps.
+struct Store<K>(Arc<Held<K>>);
+
+struct Held<K> {
+    states: DashMapStateStore<K>,
+    keys: Keys,
+}
 
 impl<K: Hash + Eq + Clone> StateStore for Store<K> {
     type Key = K;
 
+    /// Governor's own dashmap path (a read lock for a key held, the entry for a new one),
+    /// which also tells a key added from a key found.
     #[inline]
     fn measure_and_replace<T, F, E>(&self, key: &K, f: F) -> Result<T, E>
     where
         F: Fn(Option<Nanos>) -> Result<(T, Nanos), E>,
     {
-        self.0.measure_and_replace(key, f)
+        let held = &*self.0;
+        if let Some(state) = held.states.get(key) {
+            return state.measure_and_replace(&NotKeyed::NonKey, f);
+        }
+        let mut added = false;
+        let answer = held
+            .states
+            .entry(key.clone())
+            .or_insert_with(|| {
+                added = true;
+                InMemoryState::default()
+            })
+            .measure_and_replace(&NotKeyed::NonKey, f);
+        // The entry's shard lock is released: a sweep may take it.
+        if added {
+            held.keys.added(&held.states);
+        }
+        answer
     }
 }
-
-/// How many calls that may add a key go between two looks at the clock for a periodic
-/// sweep.
-const SWEEP_CHECK_EVERY: usize = 64;
 
 /// The bound on the keys, and when to sweep.
 struct Keys {
     max: usize,
-    sweep_interval: Duration,
-    /// Governor's start (read just after it, so never before it): its states are
+    /// The sweep interval, and a whole burst's worth of intervals (the furthest a key's
+    /// state can be ahead of now), in nanoseconds.
+    sweep_interval: u64,
+    full: u64,
+    /// Governor's start, read just after it (so never before it): its states are
     /// nanoseconds since then.
-    origin: Instant,
-    /// Keys found by the last sweep, plus the calls since that may have added one.
+    origin: OnceLock<Instant>,
+    /// Keys found by the last sweep, plus the keys added since.
     counted: AtomicUsize,
     /// When the next periodic sweep is due, in nanoseconds since `origin`.
     next_sweep: AtomicU64,
@@ -152,7 +179,7 @@ impl<K: Hash + Eq + Clone> LocalLimiterBuilder<K> {
     }
 
     /// How often keys whose burst is whole again are forgotten (default 60 s), checked by
-    /// the calls that may add a key. Longer than zero.
+    /// the calls that add a key. Longer than zero.
     pub fn sweep_interval(mut self, interval: Duration) -> Self {
         self.sweep_interval = interval;
         self
@@ -162,34 +189,42 @@ impl<K: Hash + Eq + Clone> LocalLimiterBuilder<K> {
     pub fn build(self) -> Result<LocalLimiter<K>, ConfigError> {
         non_zero("max_keys", self.max_keys)?;
         non_zero_duration("sweep_interval", self.sweep_interval)?;
-        let store = Arc::new(DashMapStateStore::<K>::default());
+        let interval = nanos(self.quota.interval()).as_u64();
+        let burst = self.quota.burst_size();
+        let sweep_interval = nanos(self.sweep_interval).as_u64();
+        let store = Store(Arc::new(Held {
+            states: DashMapStateStore::default(),
+            keys: Keys {
+                max: self.max_keys,
+                sweep_interval,
+                // Within the quota's window (at most 100 years): no overflow.
+                full: interval.saturating_mul(u64::from(burst)),
+                origin: OnceLock::new(),
+                counted: AtomicUsize::new(0),
+                next_sweep: AtomicU64::new(sweep_interval),
+                sweeping: Mutex::new(()),
+            },
+        }));
         let governor = RateLimiter::<K, _, _, StateInformationMiddleware>::new(
             governor_quota(&self.quota),
-            Store(store.clone()),
+            Store(store.0.clone()),
             TokioClock,
         );
-        let keys = Keys {
-            max: self.max_keys,
-            sweep_interval: self.sweep_interval,
-            origin: Instant::now(),
-            counted: AtomicUsize::new(0),
-            next_sweep: AtomicU64::new(nanos(self.sweep_interval).as_u64()),
-            sweeping: Mutex::new(()),
-        };
+        let _ = store.0.keys.origin.set(Instant::now());
         Ok(LocalLimiter {
             shared: Arc::new(Shared {
-                interval: nanos(self.quota.interval()).as_u64(),
-                burst: self.quota.burst_size(),
+                interval,
+                burst,
                 quota: self.quota,
                 governor,
-                store: Store(store),
-                keys,
+                store,
             }),
         })
     }
 }
 
-/// Governor's quota for ours: one permit per interval, `burst` at once.
+/// Governor's quota for ours: one permit per interval, `burst` at once. (A quota's
+/// window, and so its interval, is at most 100 years: within governor's range.)
 fn governor_quota(quota: &Quota) -> governor::Quota {
     let burst = NonZeroU32::new(quota.burst_size()).unwrap_or(NonZeroU32::MIN);
     governor::Quota::with_period(quota.interval())
@@ -225,11 +260,6 @@ impl<K: Hash + Eq + Clone> LocalLimiter<K> {
         match shared.governor.check_key(key) {
             Ok(state) => {
                 let remaining = state.remaining_burst_capacity();
-                if remaining + 1 >= burst {
-                    // The key was at a whole burst: new, or idle since.
-                    let full = interval.saturating_mul(u64::from(burst));
-                    shared.keys.count_fresh(&shared.store.0, full);
-                }
                 Decision {
                     allowed: true,
                     remaining,
@@ -251,7 +281,7 @@ impl<K: Hash + Eq + Clone> LocalLimiter<K> {
 
     /// How many keys the limiter holds now.
     pub fn key_count(&self) -> usize {
-        self.shared.store.0.len()
+        self.shared.store.0.states.len()
     }
 }
 
@@ -260,54 +290,59 @@ fn times(interval: u64, count: u32) -> Duration {
     Duration::from_nanos(interval.saturating_mul(u64::from(count)))
 }
 
+/// A state's theoretical arrival time (nanoseconds since governor's start; 0 for a state
+/// never written), read by a measurement that replaces nothing.
+fn arrival(state: &InMemoryState) -> u64 {
+    let read = state.measure_and_replace(&NotKeyed::NonKey, Err::<((), Nanos), _>);
+    read.err().flatten().map_or(0, Nanos::as_u64)
+}
+
 impl Keys {
-    /// A call found its key at a whole burst (and may have added it): sweeps if the bound
-    /// may be passed or a periodic sweep is due. `full` is a whole burst's worth of
-    /// intervals, in nanoseconds: the furthest a key's state can be ahead of now.
-    fn count_fresh<K: Hash + Eq + Clone>(&self, store: &DashMapStateStore<K>, full: u64) {
+    /// A call added a key: sweeps if the count passed the bound or a periodic sweep is
+    /// due.
+    fn added<K: Hash + Eq + Clone>(&self, states: &DashMapStateStore<K>) {
         let counted = self.counted.fetch_add(1, Relaxed).saturating_add(1);
-        let over = counted > self.max;
-        // The clock is read every 64th count only: a periodic sweep need not be punctual.
-        if !over && counted % SWEEP_CHECK_EVERY != 0 {
+        // Set when the limiter is built, before any call.
+        let Some(origin) = self.origin.get() else {
             return;
-        }
-        let now = nanos(self.origin.elapsed()).as_u64();
-        if over || now >= self.next_sweep.load(Relaxed) {
-            self.sweep(store, full, now, over);
+        };
+        let now = nanos(origin.elapsed()).as_u64();
+        if counted > self.max || now >= self.next_sweep.load(Relaxed) {
+            self.sweep(states, now);
         }
     }
 
-    /// Forgets every key whose burst is whole again; then, if `make_room`, the keys nearest
-    /// a whole burst until at most seven eighths of the bound are left.
+    /// Forgets every key whose burst is whole again; then, if more keys than the bound
+    /// are left, the keys nearest a whole burst, until seven eighths of the bound are.
     #[cold]
-    fn sweep<K: Hash + Eq + Clone>(
-        &self,
-        store: &DashMapStateStore<K>,
-        full: u64,
-        now: u64,
-        make_room: bool,
-    ) {
+    fn sweep<K: Hash + Eq + Clone>(&self, states: &DashMapStateStore<K>, now: u64) {
         let Ok(_only_sweep) = self.sweeping.try_lock() else {
             return;
         };
         // A state is the key's theoretical arrival time: at or before now, its burst is whole.
-        store.retain_recent(Nanos::from(now));
-        let mut held = store.len();
-        if make_room {
-            let target = self.max - (self.max / 8).max(1);
+        states.retain(|_, state| arrival(state) > now);
+        let mut held = states.len();
+        if held > self.max {
+            let mut excess = held - (self.max - (self.max / 8).max(1));
+            // By quarters of a burst ahead of now, at most `excess` keys in all.
             for quarter in 1..=4u64 {
-                if held <= target {
+                if excess == 0 {
                     break;
                 }
-                let ahead =
-                    u64::try_from(u128::from(full) * u128::from(quarter) / 4).unwrap_or(u64::MAX);
-                store.retain_recent(Nanos::from(now.saturating_add(ahead)));
-                held = store.len();
+                let ahead = u64::try_from(u128::from(self.full) * u128::from(quarter) / 4)
+                    .unwrap_or(u64::MAX);
+                let below = now.saturating_add(ahead);
+                states.retain(|_, state| {
+                    let forget = excess > 0 && arrival(state) <= below;
+                    excess -= usize::from(forget);
+                    !forget
+                });
             }
+            held = states.len();
         }
         self.counted.store(held, Relaxed);
-        let interval = nanos(self.sweep_interval).as_u64();
-        self.next_sweep.store(now.saturating_add(interval), Relaxed);
+        self.next_sweep
+            .store(now.saturating_add(self.sweep_interval), Relaxed);
     }
 }
 
@@ -341,8 +376,11 @@ impl<K: Hash + Eq + Clone> fmt::Debug for LocalLimiter<K> {
         f.debug_struct("LocalLimiter")
             .field("quota", &self.shared.quota)
             .field("keys", &self.key_count())
-            .field("max_keys", &self.shared.keys.max)
-            .field("sweep_interval", &self.shared.keys.sweep_interval)
+            .field("max_keys", &self.shared.store.0.keys.max)
+            .field(
+                "sweep_interval",
+                &Duration::from_nanos(self.shared.store.0.keys.sweep_interval),
+            )
             .finish()
     }
 }

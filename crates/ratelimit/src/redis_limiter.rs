@@ -148,10 +148,11 @@ impl RedisKey for () {
 /// - **Changing the quota.** A state written by a larger quota counts as the whole burst
 ///   used, so a smaller quota takes effect at once.
 ///
-/// Keys in Redis are the prefix (default `bulwark:ratelimit:<policy name>:`, so that
-/// quotas with different names never share a state) followed by the key's
-/// [`RedisKey`] bytes; the value is the theoretical arrival time in nanoseconds since
-/// the Unix epoch, as decimal digits.
+/// Keys in Redis are the prefix (default `bulwark:ratelimit:<length>:<policy name>:`,
+/// such as `bulwark:ratelimit:3:api:`: the name's length in bytes keeps quotas with
+/// different names apart whatever their names and keys hold, `:` included) followed by
+/// the key's [`RedisKey`] bytes; the value is the theoretical arrival time in nanoseconds
+/// since the Unix epoch, as decimal digits.
 ///
 /// One limiter answers for any key type that has a byte form; clones share the
 /// connection, and so do limiters (and idempotency stores) built on clones of one
@@ -194,9 +195,7 @@ impl RedisLimiter {
         match (u64::try_from(interval), u64::try_from(ahead)) {
             (Ok(interval), Ok(ahead)) if ahead <= MAX_AHEAD_NANOS => Ok(RedisLimiter {
                 connection,
-                prefix: format!("bulwark:ratelimit:{}:", quota.policy_name())
-                    .into_bytes()
-                    .into(),
+                prefix: default_prefix(&quota).into_bytes().into(),
                 interval,
                 tolerance: ahead - interval,
                 quota,
@@ -212,13 +211,21 @@ impl RedisLimiter {
         }
     }
 
-    /// The bytes put before every key (default `bulwark:ratelimit:<policy name>:`), to
-    /// keep the limiter's keys apart from others in the same Redis database. May be
-    /// empty.
+    /// The bytes put before every key (default `bulwark:ratelimit:<length>:<policy
+    /// name>:`), to keep the limiter's keys apart from others in the same Redis database.
+    /// May be empty. Limiters that must not share states need prefixes of which neither
+    /// starts the other, or one key could be another's under a longer prefix.
     pub fn prefix(mut self, prefix: impl AsRef<[u8]>) -> RedisLimiter {
         self.prefix = prefix.as_ref().into();
         self
     }
+}
+
+/// `bulwark:ratelimit:<length>:<name>:`: the length makes where the name ends plain, so
+/// no name and key make the same bytes as another name and key.
+fn default_prefix(quota: &Quota) -> String {
+    let name = quota.policy_name();
+    format!("bulwark:ratelimit:{}:{name}:", name.len())
 }
 
 impl fmt::Debug for RedisLimiter {
@@ -311,6 +318,15 @@ mod tests {
         ] {
             assert!(decision(bad).is_err(), "{bad:?}");
         }
+    }
+
+    #[test]
+    fn default_prefixes_say_where_the_name_ends() {
+        let named = |name: &'static str| default_prefix(&Quota::per_second(1).unwrap().name(name));
+        assert_eq!(named("api"), "bulwark:ratelimit:3:api:");
+        assert_eq!(named("api:orders"), "bulwark:ratelimit:10:api:orders:");
+        // `api` + `orders:t1` and `api:orders` + `t1`: two keys.
+        assert_ne!(named("api") + "orders:t1", named("api:orders") + "t1");
     }
 
     #[test]

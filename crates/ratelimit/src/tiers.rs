@@ -1,14 +1,20 @@
 //! Criticality tiers: which quotas a request must pass, by how important it is.
 //!
-//! Every request counts against the base quota. A tier may have a quota of its own,
-//! which its requests must pass first: a smaller one, so that as a key's rate rises its
-//! less important requests are refused first, while the base quota keeps the key's total
-//! where it was, whatever tiers its requests claim. [`RateLimitLayer::local`] gives
-//! `sheddable-plus` half the base quota and `sheddable` a quarter: a key's sheddable
-//! traffic can never take more than a quarter of its budget, and its critical traffic
-//! keeps at least three quarters. A tier's quota is asked first: a request it refuses
-//! takes nothing from the base quota, and a request the base refuses has still spent its
-//! tier's permit (low tiers pay for trying when the key is out of budget).
+//! Every request counts against the base quota. A tier may have a quota of its own, a
+//! smaller one, which caps that tier and every less important tier together: a request
+//! must pass the quota of its own tier and of each more important tier that has one,
+//! then the base quota. As a key's rate rises, its less important requests are refused
+//! first, while the base quota keeps the key's total where it was, whatever tiers its
+//! requests claim.
+//!
+//! [`RateLimitLayer::local`] gives `sheddable-plus` half the base quota and `sheddable` a
+//! quarter: a key's `sheddable` traffic never takes more than a quarter of its budget,
+//! its `sheddable` and `sheddable-plus` traffic together never more than half, and so its
+//! `critical` traffic always keeps at least half.
+//!
+//! The quotas are asked from the request's tier up, the base last: a request a quota
+//! refuses takes nothing from the quotas after it, and keeps the permits it took before
+//! (low tiers pay for trying when a quota above them is spent).
 //!
 //! [`RateLimitLayer::local`]: crate::RateLimitLayer::local
 
@@ -19,7 +25,8 @@ use crate::Quota;
 
 /// The share of the base quota each tier gets by default with
 /// [`RateLimitLayer::local`](crate::RateLimitLayer::local), in percent: `sheddable` 25,
-/// `sheddable-plus` 50; `critical` and `critical-plus` have no quota of their own.
+/// `sheddable-plus` 50 (with `sheddable`'s traffic in it); `critical` and
+/// `critical-plus` have no quota of their own.
 pub const DEFAULT_TIER_SHARES: [(Criticality, u32); 2] = [
     (Criticality::Sheddable, 25),
     (Criticality::SheddablePlus, 50),
@@ -73,7 +80,7 @@ mod tests {
             .name("api");
         let quarter = tier_quota(&base, Criticality::Sheddable, 25).unwrap();
         assert_eq!(quarter.policy_name(), "api-sheddable");
-        assert_eq!((quarter.limit(), quarter.burst_size()), (25, 5));
-        assert_eq!(quarter.window(), base.window());
+        assert_eq!((quarter.limit(), quarter.burst_size()), (100, 5));
+        assert_eq!(quarter.interval(), base.interval() * 4);
     }
 }

@@ -1,10 +1,10 @@
 //! `ClientRateLimitLayer` in paused time: waits exactly as long as needed, never past the
-//! deadline or the maximum wait, and a dropped wait holds nothing.
+//! deadline or the maximum wait (nor by a timer's tick), and a dropped wait holds nothing.
 
 mod helpers;
 
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio::time::{advance, Instant};
@@ -111,6 +111,84 @@ async fn a_wait_that_would_pass_the_deadline_is_refused_at_once() {
     enough.scope(client.oneshot(3)).await.unwrap();
     assert_eq!(start.elapsed(), Duration::from_millis(900));
     assert_eq!(calls.load(Ordering::SeqCst), 2);
+}
+
+/// A service recording when it was called.
+fn stamping() -> (
+    impl Service<u32, Response = (), Error = std::io::Error, Future = impl Send> + Clone + Send,
+    Arc<Mutex<Vec<Instant>>>,
+) {
+    let calls = Arc::new(Mutex::new(Vec::new()));
+    let log = calls.clone();
+    let service = service_fn(move |_n: u32| {
+        log.lock().unwrap().push(Instant::now());
+        std::future::ready(Ok(()))
+    });
+    (service, calls)
+}
+
+/// 2,000 a second, one at a time: a permit every 500 µs.
+fn every_500_micros() -> LocalLimiter<()> {
+    LocalLimiter::new(Quota::per_second(2_000).unwrap().burst(1).unwrap())
+}
+
+/// tokio's timers fire on whole milliseconds: a 500 µs wait ends at 1 ms, past a 700 µs
+/// deadline. The call is refused then, not sent late.
+#[tokio::test(start_paused = true)]
+async fn a_sub_millisecond_wait_never_calls_past_the_deadline() {
+    let (service, calls) = stamping();
+    let client = ClientRateLimitLayer::builder(every_500_micros(), key::global)
+        .name("partner")
+        .build()
+        .layer(service);
+    // The next permit (500 µs) is due before the deadline (700 µs): the wait is begun.
+    let start = Instant::now();
+    let deadline = Deadline::after(Duration::from_micros(700));
+    let second = deadline
+        .scope(async {
+            client.clone().oneshot(1).await.unwrap();
+            client.clone().oneshot(2).await
+        })
+        .await;
+    let error = second.unwrap_err();
+    let rejection = find_rejection(&error).unwrap();
+    assert_eq!(rejection.kind(), RejectionKind::Throttled);
+    assert_eq!(rejection.retry_after(), None);
+    assert_eq!(
+        start.elapsed(),
+        Duration::from_millis(1),
+        "the timer's tick"
+    );
+    assert_eq!(
+        calls.lock().unwrap().len(),
+        1,
+        "never called past the deadline"
+    );
+    // The permit was not taken: the next caller, with time, gets it at once.
+    client.oneshot(3).await.unwrap();
+    assert_eq!(calls.lock().unwrap()[1], start + Duration::from_millis(1));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_sub_millisecond_wait_stays_within_max_wait() {
+    let (service, calls) = stamping();
+    let (listener, events) = recorder();
+    let max_wait = Duration::from_micros(600);
+    let client = ClientRateLimitLayer::builder(every_500_micros(), key::global)
+        .max_wait(max_wait)
+        .on_event(listener)
+        .build()
+        .layer(service);
+    client.clone().oneshot(1).await.unwrap();
+    let start = Instant::now();
+    assert!(client.clone().oneshot(2).await.is_err());
+    assert_eq!(start.elapsed(), Duration::from_millis(1));
+    assert_eq!(calls.lock().unwrap().len(), 1, "never called past max_wait");
+    let events = events.lock().unwrap();
+    assert!(
+        matches!(events[1], RateLimitEvent::Limited { .. }),
+        "{events:?}"
+    );
 }
 
 #[tokio::test(start_paused = true)]

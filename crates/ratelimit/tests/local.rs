@@ -1,5 +1,6 @@
-//! `LocalLimiter` in paused time: GCRA exactness against a token-bucket model, per-key
-//! isolation, idle eviction and the key bound, and bad settings.
+//! `LocalLimiter` and `Quota` in paused time: GCRA exactness against a token-bucket
+//! model, per-key isolation, idle eviction and the key bound, shares, the longest window,
+//! and bad settings.
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -178,25 +179,68 @@ async fn keys_whose_burst_is_whole_again_are_forgotten_periodically() {
     assert!(limiter.check(&1_000).allowed);
     assert!(limiter.check(&1_000).allowed);
     advance(ms(200)).await;
-    // Due now; a call that finds its key busy counts nothing and sweeps nothing.
+    // Due now; a call of a key held adds nothing and sweeps nothing.
     assert!(!limiter.check(&1_000).allowed);
     assert_eq!(limiter.key_count(), 102);
-    // The calls that find their key at a whole burst (here, new ones) look at the clock
-    // every 64th time: the 128th sweeps.
-    for key in 3_000..3_025 {
-        limiter.check(&key);
-        assert_eq!(limiter.key_count(), 103 + (key - 3_000) as usize);
-    }
-    limiter.check(&3_025);
-    assert_eq!(
-        limiter.key_count(),
-        27,
-        "only the busy key and the new ones"
-    );
+    // A call that adds a key sweeps: only the busy key and the new one are left.
+    limiter.check(&3_000);
+    assert_eq!(limiter.key_count(), 2);
     assert!(
         !limiter.check(&1_000).allowed,
         "the busy key kept its state"
     );
+    // The next sweep is due 10 s later.
+    advance(Duration::from_secs(9)).await;
+    limiter.check(&3_001);
+    assert_eq!(limiter.key_count(), 3);
+    advance(Duration::from_secs(1)).await;
+    limiter.check(&3_002);
+    assert_eq!(limiter.key_count(), 1);
+}
+
+/// One permit every 10 s, one at a time, at most 8 keys.
+fn eight_keys() -> LocalLimiter<u32> {
+    LocalLimiter::builder(Quota::per_window(1, Duration::from_secs(10)).unwrap())
+        .max_keys(8)
+        .build()
+        .unwrap()
+}
+
+#[tokio::test(start_paused = true)]
+async fn busy_keys_within_the_bound_are_never_forgotten() {
+    let limiter = eight_keys();
+    // Eight clients, one a second: each uses its permit, each is due again 10 s later.
+    for key in 0..8 {
+        assert!(limiter.check(&key).allowed);
+        advance(Duration::from_secs(1)).await;
+    }
+    // t = 8 s. Client 0 at 10 s, then client 1 at 10 s: its permit is due at 11 s.
+    advance(Duration::from_secs(2)).await;
+    assert!(limiter.check(&0).allowed);
+    assert_eq!(limiter.key_count(), 8);
+    let early = limiter.check(&1);
+    assert!(
+        !early.allowed,
+        "8 keys held, max_keys 8: client 1 was forgotten and admitted a second early"
+    );
+    assert_eq!(early.retry_after, Duration::from_secs(1));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_sweep_at_the_bound_forgets_down_to_seven_eighths_not_everything() {
+    let limiter = eight_keys();
+    // Nine clients at once, one request each: the ninth passes the bound, and every key
+    // is as busy as the others.
+    for key in 0..9 {
+        assert!(limiter.check(&key).allowed);
+    }
+    assert_eq!(
+        limiter.key_count(),
+        7,
+        "the sweep keeps seven eighths of the bound"
+    );
+    let admitted_again = (0..9).filter(|key| limiter.check(key).allowed).count();
+    assert_eq!(admitted_again, 2, "the two forgotten clients, and no other");
 }
 
 #[tokio::test(start_paused = true)]
@@ -237,6 +281,74 @@ async fn when_every_key_is_heavy_the_bound_still_holds() {
         assert!(limiter.check(&key).allowed);
         assert!(limiter.key_count() <= 1);
     }
+}
+
+#[test]
+fn windows_past_a_hundred_years_are_refused_by_the_quota() {
+    const YEAR: Duration = Duration::from_secs(365 * 86_400);
+    assert_eq!(Quota::MAX_WINDOW, 100 * YEAR);
+    let field =
+        |result: Result<Quota, tower_bulwark_core::ConfigError>| result.unwrap_err().field();
+    // One request every 600 years: past the 584 years governor counts in nanoseconds.
+    assert_eq!(field(Quota::per_window(1, 600 * YEAR)), "window");
+    // A burst of 1,000 at one a year: 999 years of burst tolerance.
+    assert_eq!(field(Quota::per_window(1_000, 1_000 * YEAR)), "window");
+    assert_eq!(field(Quota::per_window(1, Duration::MAX)), "window");
+    assert_eq!(
+        field(Quota::per_window(
+            1,
+            Quota::MAX_WINDOW + Duration::from_nanos(1)
+        )),
+        "window"
+    );
+    // A share stretches the window: past the longest, it names the share.
+    let long = Quota::per_window(1, 30 * YEAR).unwrap();
+    assert_eq!(field(long.share(25)), "percent");
+    assert!(long.share(30).is_ok());
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_longest_window_and_largest_burst_build_and_count() {
+    // The whole burst worth the whole window (100 years), and one a century.
+    for quota in [
+        Quota::per_window(u32::MAX, Quota::MAX_WINDOW).unwrap(),
+        Quota::per_window(1, Quota::MAX_WINDOW).unwrap(),
+    ] {
+        let limiter = LocalLimiter::<u8>::builder(quota.clone()).build().unwrap();
+        let first = limiter.check(&1);
+        assert!(first.allowed);
+        assert_eq!(first.remaining, quota.burst_size() - 1);
+        assert!(first.reset <= Quota::MAX_WINDOW, "{first:?}");
+        // Ten years on, time adds up without overflow.
+        advance(10 * Duration::from_secs(365 * 86_400)).await;
+        assert_eq!(limiter.check(&1).allowed, quota.limit() > 1);
+    }
+}
+
+#[test]
+fn a_share_is_that_share_of_the_rate() {
+    for (limit, percent) in [(1, 25), (2, 25), (3, 50), (10, 25), (7, 100)] {
+        let base = Quota::per_minute(limit).unwrap();
+        let share = base.share(percent).unwrap();
+        assert_eq!(
+            share.interval(),
+            base.interval() * 100 / percent,
+            "{percent}% of {limit} a minute is one permit every {:?}, not {:?}",
+            base.interval() * 100 / percent,
+            share.interval()
+        );
+        assert_eq!(share.limit(), limit);
+        assert_eq!(share.window(), base.window() * 100 / percent);
+    }
+    // The burst is scaled down, at least 1.
+    let base = Quota::per_minute(100)
+        .unwrap()
+        .burst(10)
+        .unwrap()
+        .name("api");
+    assert_eq!(base.share(25).unwrap().burst_size(), 2);
+    assert_eq!(base.share(5).unwrap().burst_size(), 1);
+    assert_eq!(base.share(100).unwrap(), base);
 }
 
 #[test]

@@ -160,6 +160,35 @@ async fn keys_and_policies_are_isolated_and_equal_bytes_are_one_key() {
     assert!(!prefixed.acquire(&"a").await.unwrap().allowed);
 }
 
+#[tokio::test]
+async fn quotas_with_different_names_never_share_a_state_in_redis() {
+    let Some(server) = RedisServer::start().await else {
+        return;
+    };
+    // Two layers' limits, say per tenant and per tenant and route.
+    let per_tenant = limiter(&server, hourly(1).name("api")).await;
+    let per_route = limiter(&server, hourly(1).name("api:orders")).await;
+    assert!(per_route.acquire(&"t1").await.unwrap().allowed);
+    assert!(!per_route.acquire(&"t1").await.unwrap().allowed);
+    // A client whose key is `orders:t1` (a header value it chose) on the other limit.
+    assert!(
+        per_tenant.acquire(&"orders:t1").await.unwrap().allowed,
+        "`api` + `orders:t1` and `api:orders` + `t1` are one key in Redis"
+    );
+    let mut raw = raw(&server).await;
+    for key in [
+        "bulwark:ratelimit:3:api:orders:t1",
+        "bulwark:ratelimit:10:api:orders:t1",
+    ] {
+        let exists: bool = redis::cmd("EXISTS")
+            .arg(key)
+            .query_async(&mut raw)
+            .await
+            .unwrap();
+        assert!(exists, "{key}");
+    }
+}
+
 /// Redis's clock, in nanoseconds since the Unix epoch.
 async fn redis_now(raw: &mut MultiplexedConnection) -> u128 {
     let (secs, micros): (u64, u64) = redis::cmd("TIME").query_async(raw).await.unwrap();
@@ -184,7 +213,7 @@ async fn the_state_is_the_tat_in_nanoseconds_under_the_prefix_and_expires_with_i
     let after = redis_now(&mut raw).await;
 
     let value: String = redis::cmd("GET")
-        .arg("bulwark:ratelimit:api:k")
+        .arg("bulwark:ratelimit:3:api:k")
         .query_async(&mut raw)
         .await
         .unwrap();
@@ -196,7 +225,7 @@ async fn the_state_is_the_tat_in_nanoseconds_under_the_prefix_and_expires_with_i
     );
     assert_eq!((tat - 2 * interval) % 1000, 0, "TAT {tat}");
     let ttl: i64 = redis::cmd("PTTL")
-        .arg("bulwark:ratelimit:api:k")
+        .arg("bulwark:ratelimit:3:api:k")
         .query_async(&mut raw)
         .await
         .unwrap();
@@ -210,7 +239,7 @@ async fn the_state_is_the_tat_in_nanoseconds_under_the_prefix_and_expires_with_i
     let mut gone = false;
     for _ in 0..100 {
         let exists: bool = redis::cmd("EXISTS")
-            .arg("bulwark:ratelimit:default:idle")
+            .arg("bulwark:ratelimit:7:default:idle")
             .query_async(&mut raw)
             .await
             .unwrap();
@@ -245,7 +274,7 @@ async fn a_damaged_value_is_an_error_and_stays_as_it_was() {
     for (i, value) in damaged.iter().enumerate() {
         let key = format!("damaged-{i}");
         let _: () = redis::cmd("SET")
-            .arg(format!("bulwark:ratelimit:default:{key}"))
+            .arg(format!("bulwark:ratelimit:7:default:{key}"))
             .arg(*value)
             .query_async(&mut raw)
             .await
@@ -254,7 +283,7 @@ async fn a_damaged_value_is_an_error_and_stays_as_it_was() {
         let err = answer.expect_err(&format!("{value:?}"));
         assert!(err.to_string().contains("not a time"), "{value:?}: {err}");
         let kept: Vec<u8> = redis::cmd("GET")
-            .arg(format!("bulwark:ratelimit:default:{key}"))
+            .arg(format!("bulwark:ratelimit:7:default:{key}"))
             .query_async(&mut raw)
             .await
             .unwrap();
@@ -262,7 +291,7 @@ async fn a_damaged_value_is_an_error_and_stays_as_it_was() {
     }
     // A key of another type is an error too.
     let _: () = redis::cmd("HSET")
-        .arg("bulwark:ratelimit:default:hash")
+        .arg("bulwark:ratelimit:7:default:hash")
         .arg("f")
         .arg("v")
         .query_async(&mut raw)
@@ -278,7 +307,7 @@ async fn a_damaged_value_is_an_error_and_stays_as_it_was() {
         ("99999999999999999999999999999999999999", false),
     ] {
         let _: () = redis::cmd("SET")
-            .arg("bulwark:ratelimit:default:v")
+            .arg("bulwark:ratelimit:7:default:v")
             .arg(value)
             .query_async(&mut raw)
             .await
@@ -308,7 +337,7 @@ async fn a_quota_the_script_cannot_hold_is_refused_naming_it() {
     for quota in [
         Quota::per_window(1, 105 * day).unwrap(),
         Quota::per_window(1000, 1000 * day).unwrap(),
-        Quota::per_window(1, Duration::MAX).unwrap(),
+        Quota::per_window(1, Quota::MAX_WINDOW).unwrap(),
     ] {
         let err = RedisLimiter::new(connection.clone(), quota.clone()).unwrap_err();
         assert_eq!(err.field(), "quota", "{quota:?}: {err}");

@@ -54,7 +54,7 @@ const OFFERED: u32 = 150;
 const WARM_UP: Duration = Duration::from_secs(1);
 const SPAN: Duration = Duration::from_secs(5);
 /// `key::global`: one key, no bytes after the prefix.
-const REDIS_KEY: &str = "bulwark:ratelimit:default:";
+const REDIS_KEY: &str = "bulwark:ratelimit:7:default:";
 
 fn quota() -> Quota {
     Quota::per_second(LIMIT).unwrap().burst(BURST).unwrap()

@@ -1,24 +1,28 @@
 //! `RateLimitLayer` as a tower service, in paused time: refusals and their headers, keys,
-//! gRPC, criticality tiers, a failing limiter, a limiter that answers through a future.
+//! gRPC, criticality tiers, a failing limiter, a limiter that answers through a future,
+//! and how the suite's classifiers read its refusals.
 
 mod helpers;
 
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use http::HeaderName;
+use bytes::Bytes;
+use http::{HeaderName, HeaderValue, Request};
 use tokio::time::advance;
 use tower::{Layer, Service, ServiceExt};
 use tower_bulwark_core::testing::ReadinessProbe;
-use tower_bulwark_core::{Criticality, Rejection, RejectionKind};
+use tower_bulwark_core::{
+    Classify, Criticality, GrpcClassifier, HttpClassifier, Outcome, Rejection, RejectionKind,
+};
+use tower_bulwark_ratelimit::key::HeaderKey;
 use tower_bulwark_ratelimit::{
-    key, LocalLimiter, OnLimiterError, Quota, RateLimitEvent, RateLimitLayer,
+    key, LocalLimiter, OnLimiterError, Quota, RateLimitEvent, RateLimitLayer, RATELIMIT_POLICY,
 };
 
 use helpers::{counting, header, recorder, request, Broken, Remote};
 
-fn by_client() -> impl Fn(&http::request::Parts) -> Option<http::HeaderValue> + Clone + Send + Sync
-{
+fn by_client() -> impl Fn(&http::request::Parts) -> Option<HeaderKey> + Clone + Send + Sync {
     key::header(HeaderName::from_static("x-client"))
 }
 
@@ -185,7 +189,8 @@ async fn a_grpc_request_is_refused_with_resource_exhausted_trailers_only() {
     );
 }
 
-/// 8 a minute per key; by default sheddable-plus gets half, sheddable a quarter.
+/// 8 a minute per key; by default sheddable-plus (with sheddable) gets half, sheddable a
+/// quarter.
 fn tiered() -> RateLimitLayer<LocalLimiter<()>, ()> {
     let quota = Quota::per_minute(8).unwrap().name("api");
     RateLimitLayer::local(quota, key::global)
@@ -204,15 +209,16 @@ async fn sheddable_traffic_is_refused_before_critical_and_the_total_stays_within
     let service = tiered().layer(inner);
     let send = |request| service.clone().oneshot(request);
 
+    // A sheddable request passes its quarter, the half above it, then the base.
     let first = send(tier("sheddable")).await.unwrap();
     assert_eq!(first.status(), 200);
     assert_eq!(
         header(&first, "ratelimit-policy"),
-        Some(r#""api-sheddable";q=2;w=60, "api";q=8;w=60"#)
+        Some(r#""api-sheddable";q=8;w=240, "api-sheddable-plus";q=8;w=120, "api";q=8;w=60"#)
     );
     assert_eq!(
         header(&first, "ratelimit"),
-        Some(r#""api-sheddable";r=1;t=30, "api";r=7;t=8"#)
+        Some(r#""api-sheddable";r=1;t=30, "api-sheddable-plus";r=3;t=15, "api";r=7;t=8"#)
     );
     assert_eq!(send(tier("sheddable")).await.unwrap().status(), 200);
     let shed = send(tier("sheddable")).await.unwrap();
@@ -223,21 +229,28 @@ async fn sheddable_traffic_is_refused_before_critical_and_the_total_stays_within
         Some(r#""api-sheddable";r=0;t=60"#)
     );
 
-    // sheddable-plus has its own half: 4, of which the base has 6 left.
-    for _ in 0..4 {
+    // sheddable-plus shares its half with sheddable: 4, of which 2 are left.
+    for _ in 0..2 {
         assert_eq!(send(tier("sheddable-plus")).await.unwrap().status(), 200);
     }
-    assert_eq!(send(tier("sheddable-plus")).await.unwrap().status(), 429);
+    let half = send(tier("sheddable-plus")).await.unwrap();
+    assert_eq!(half.status(), 429);
+    assert_eq!(
+        header(&half, "ratelimit"),
+        Some(r#""api-sheddable-plus";r=0;t=60"#)
+    );
 
-    // Critical traffic gets what is left of the base quota, and no more.
+    // Critical traffic gets what is left of the base quota (at least half), and no more.
     let critical = send(tier("critical")).await.unwrap();
     assert_eq!(critical.status(), 200);
     assert_eq!(
         header(&critical, "ratelimit-policy"),
         Some(r#""api";q=8;w=60"#)
     );
-    assert_eq!(header(&critical, "ratelimit"), Some(r#""api";r=1;t=53"#));
-    assert_eq!(send(tier("critical")).await.unwrap().status(), 200);
+    assert_eq!(header(&critical, "ratelimit"), Some(r#""api";r=3;t=38"#));
+    for _ in 0..3 {
+        assert_eq!(send(tier("critical")).await.unwrap().status(), 200);
+    }
     let over = send(request(&[])).await.unwrap();
     assert_eq!(
         over.status(),
@@ -246,6 +259,42 @@ async fn sheddable_traffic_is_refused_before_critical_and_the_total_stays_within
     );
     assert_eq!(header(&over, "ratelimit"), Some(r#""api";r=0;t=60"#));
     assert_eq!(calls.load(Ordering::SeqCst), 8);
+}
+
+#[tokio::test(start_paused = true)]
+async fn critical_traffic_keeps_half_whatever_tiers_the_rest_claims() {
+    // 100 a minute, all at once; the default tiers. In either order the low tiers take
+    // at most half, sheddable at most a quarter.
+    for order in [
+        ["sheddable", "sheddable-plus"],
+        ["sheddable-plus", "sheddable"],
+    ] {
+        let layer = RateLimitLayer::local(Quota::per_minute(100).unwrap(), key::global)
+            .unwrap()
+            .build()
+            .unwrap();
+        let (inner, _) = counting();
+        let service = layer.layer(inner);
+        let admitted = |level: &'static str| {
+            let service = service.clone();
+            async move {
+                let mut count = 0;
+                for _ in 0..100 {
+                    let response = service.clone().oneshot(tier(level)).await.unwrap();
+                    count += usize::from(response.status() == 200);
+                }
+                count
+            }
+        };
+        let low = [admitted(order[0]).await, admitted(order[1]).await];
+        let expected = if order[0] == "sheddable" {
+            [25, 25]
+        } else {
+            [50, 0]
+        };
+        assert_eq!(low, expected, "{order:?}");
+        assert_eq!(admitted("critical").await, 50, "{order:?}");
+    }
 }
 
 #[tokio::test(start_paused = true)]
@@ -437,6 +486,94 @@ async fn tiers_over_a_limiter_that_answers_later() {
         200
     );
     assert_eq!(calls.load(Ordering::SeqCst), 2);
+}
+
+#[test]
+fn a_name_the_docs_accept_builds_with_the_default_tiers() {
+    // Up to 64 characters; the default tiers append `-sheddable-plus` to it.
+    let named = |len: usize| Quota::per_minute(100).unwrap().name("n".repeat(len));
+    let built = RateLimitLayer::local(named(64), key::global)
+        .unwrap()
+        .build()
+        .map(drop);
+    assert!(built.is_ok(), "{built:?}");
+    let err = RateLimitLayer::local(named(65), key::global)
+        .unwrap()
+        .build()
+        .unwrap_err();
+    assert_eq!(err.field(), "quota");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_sub_second_window_is_advertised_at_its_real_rate() {
+    // 10 per 100 ms: 100 a second.
+    let quota = Quota::per_window(10, Duration::from_millis(100))
+        .unwrap()
+        .name("fast");
+    let layer = RateLimitLayer::builder(LocalLimiter::new(quota), key::global)
+        .build()
+        .unwrap();
+    let (inner, _) = counting();
+    let response = layer.layer(inner).oneshot(request(&[])).await.unwrap();
+    assert_eq!(response.headers()[RATELIMIT_POLICY], r#""fast";q=100;w=1"#);
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_layers_own_refusal_reads_as_a_refusal_to_the_suites_classifiers() {
+    let layer = RateLimitLayer::local(Quota::per_minute(1).unwrap(), key::global)
+        .unwrap()
+        .build()
+        .unwrap();
+    let (inner, _) = counting();
+    let service = layer.layer(inner);
+    let ok = service.clone().oneshot(request(&[])).await;
+    assert_eq!(HttpClassifier.classify(&ok), Outcome::Success);
+    // Rule 1 of docs/composition.md: a refusal by a bulwark layer says nothing about the
+    // dependency. A shed limit, a breaker or a fallback above this layer (a per-route
+    // limit under the server preset's shed) reads this response.
+    let refused = service.clone().oneshot(request(&[])).await;
+    assert_eq!(refused.as_ref().unwrap().status(), 429);
+    assert_eq!(HttpClassifier.classify(&refused), Outcome::Ignored);
+    assert_eq!(HttpClassifier.classify_load(&refused), Outcome::Ignored);
+    let grpc = service
+        .oneshot(request(&[("content-type", "application/grpc")]))
+        .await;
+    assert_eq!(header(grpc.as_ref().unwrap(), "grpc-status"), Some("8"));
+    assert_eq!(GrpcClassifier.classify(&grpc), Outcome::Ignored);
+    assert_eq!(GrpcClassifier.classify_load(&grpc), Outcome::Ignored);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_header_key_does_not_keep_the_connections_read_buffer_alive() {
+    // hyper's header values are slices of the connection's read buffer (8 KiB and up).
+    let read_buffer = Bytes::from(vec![b'k'; 1 << 20]);
+    let sanity = HeaderValue::from_maybe_shared(read_buffer.slice(0..8)).unwrap();
+    drop(sanity);
+    assert!(read_buffer.is_unique(), "the test's own check works");
+
+    let by_api_key = key::header(HeaderName::from_static("x-api-key"));
+    let layer = RateLimitLayer::local(Quota::per_minute(1).unwrap(), by_api_key)
+        .unwrap()
+        .admitted_headers(false)
+        .build()
+        .unwrap();
+    let (inner, _) = counting();
+    let service = layer.layer(inner);
+    let with_key = |value: HeaderValue| {
+        let mut request = Request::new(String::new());
+        request.headers_mut().insert("x-api-key", value);
+        service.clone().oneshot(request)
+    };
+    let api_key = HeaderValue::from_maybe_shared(read_buffer.slice(0..8)).unwrap();
+    assert_eq!(with_key(api_key).await.unwrap().status(), 200);
+    assert!(
+        read_buffer.is_unique(),
+        "an 8-byte key holds the whole 1 MiB buffer for as long as the key is remembered \
+         (up to 100,000 keys)"
+    );
+    // The key is remembered all the same, by its bytes.
+    let same = HeaderValue::from_static("kkkkkkkk");
+    assert_eq!(with_key(same).await.unwrap().status(), 429);
 }
 
 #[test]

@@ -2,6 +2,7 @@ use super::{error_outcome, Classify, Outcome};
 use crate::grpc::{GrpcCode, GRPC_RETRY_PUSHBACK_MS, GRPC_STATUS};
 use crate::is_shed_for_overload;
 use crate::rejection::is_shed_response;
+use crate::Rejection;
 
 /// Classifies gRPC responses by status code.
 ///
@@ -15,7 +16,7 @@ use crate::rejection::is_shed_response;
 /// | `RESOURCE_EXHAUSTED` with `grpc-retry-pushback-ms` or a shed marker (`x-bulwark-overloaded`, `x-envoy-overloaded`) | `Ignored` ([`classify_load`](Classify::classify_load): `Failure`) |
 /// | `UNAVAILABLE`, `DEADLINE_EXCEEDED`, `RESOURCE_EXHAUSTED`, `INTERNAL`, `UNKNOWN`, `DATA_LOSS` | `Failure` |
 /// | any other code (the caller's mistake: `INVALID_ARGUMENT`, `NOT_FOUND`, ...) | `Ignored` |
-/// | `Err(_)` carrying a bulwark [`Rejection`](crate::Rejection) | its kind's [`outcome`](crate::RejectionKind::outcome): `Failure` for an attempt timeout, `Ignored` for a refusal |
+/// | `Err(_)` carrying a bulwark [`Rejection`](crate::Rejection), or a response carrying one in its extensions (a refusal answered in this process: [`Rejection::in_response`](crate::Rejection::in_response)), whatever its code | its kind's [`outcome`](crate::RejectionKind::outcome): `Failure` for an attempt timeout, `Ignored` for a refusal |
 /// | any other `Err(_)` from the transport | `Failure` |
 ///
 /// A `RESOURCE_EXHAUSTED` with pushback is the server shedding or throttling to protect
@@ -77,6 +78,9 @@ impl GrpcClassifier {
             Ok(response) => response,
             Err(error) => return error_outcome(error),
         };
+        if let Some(rejection) = Rejection::in_response(response) {
+            return rejection.kind().outcome();
+        }
         let code = Self::code_of(response);
         let is_shed = || {
             let headers = response.headers();
@@ -250,6 +254,48 @@ mod tests {
             Err(crate::Rejection::new(crate::RejectionKind::TimedOut, "t").into());
         assert_eq!(GrpcClassifier.classify(&slow), Outcome::Failure);
         assert_eq!(GrpcClassifier.classify_load(&slow), Outcome::Failure);
+    }
+
+    /// Every kind, as a trailers-only response made in this process (the rejection in its
+    /// extensions) and as an error: the same outcome, in both views, whatever the code and
+    /// pushback say.
+    #[test]
+    fn a_refusal_answered_in_this_process_reads_as_its_kind() {
+        use crate::{BoxError, Rejection, RejectionKind::*};
+        for kind in [
+            CircuitOpen,
+            BulkheadFull,
+            Overloaded,
+            Throttled,
+            DeadlineExceeded,
+            TimedOut,
+            InvalidRequest,
+            Draining,
+        ] {
+            let rejection = Rejection::new(kind, "layer")
+                .with_retry_after(std::time::Duration::from_millis(250));
+            let mut answered: Response<()> = rejection.to_grpc_response();
+            answered.extensions_mut().insert(rejection.clone());
+            let answered: Result<_, BoxError> = Ok(answered);
+            let failed: Result<Response<()>, BoxError> = Err(rejection.into());
+            for result in [&answered, &failed] {
+                assert_eq!(GrpcClassifier.classify(result), kind.outcome(), "{kind:?}");
+                assert_eq!(
+                    GrpcClassifier.classify_load(result),
+                    kind.outcome(),
+                    "{kind:?}"
+                );
+            }
+        }
+        // The rate limit's `RESOURCE_EXHAUSTED` with pushback from over the wire: a
+        // dependency protecting itself, which the load view counts.
+        let remote: Response<()> = Rejection::new(Throttled, "remote")
+            .with_retry_after(std::time::Duration::from_millis(250))
+            .to_grpc_response();
+        assert_eq!(
+            GrpcClassifier.classify_load(&Ok::<_, ()>(remote)),
+            Outcome::Failure
+        );
     }
 
     #[test]

@@ -1,11 +1,12 @@
 use super::{error_outcome, Classify, Outcome};
 use crate::rejection::is_shed_response;
+use crate::Rejection;
 
 /// Classifies HTTP responses by status code.
 ///
 /// | result | outcome |
 /// |---|---|
-/// | `Err(_)` carrying a bulwark [`Rejection`](crate::Rejection) | its kind's [`outcome`](crate::RejectionKind::outcome): `Failure` for an attempt timeout, `Ignored` for a refusal |
+/// | `Err(_)` carrying a bulwark [`Rejection`](crate::Rejection), or a response carrying one in its extensions (a refusal answered in this process: [`Rejection::in_response`](crate::Rejection::in_response)) | its kind's [`outcome`](crate::RejectionKind::outcome): `Failure` for an attempt timeout, `Ignored` for a refusal |
 /// | any other `Err(_)` (connection refused, reset) | `Failure` |
 /// | 503 or 429 marked as shed for overload ([`is_shed_for_overload`](crate::is_shed_for_overload)) | `Ignored` ([`classify_load`](Classify::classify_load): `Failure`) |
 /// | other 5xx, and 429 Too Many Requests | `Failure` |
@@ -43,12 +44,16 @@ impl HttpClassifier {
 
     /// The outcome of `result`, with `shed` for a marked shed.
     fn outcome<B, E: 'static>(result: &Result<http::Response<B>, E>, shed: Outcome) -> Outcome {
-        match result {
-            Ok(response) => match Self::classify_status(response.status()) {
-                Outcome::Failure if is_shed_response(response) => shed,
-                outcome => outcome,
-            },
-            Err(error) => error_outcome(error),
+        let response = match result {
+            Ok(response) => response,
+            Err(error) => return error_outcome(error),
+        };
+        if let Some(rejection) = Rejection::in_response(response) {
+            return rejection.kind().outcome();
+        }
+        match Self::classify_status(response.status()) {
+            Outcome::Failure if is_shed_response(response) => shed,
+            outcome => outcome,
         }
     }
 }
@@ -67,6 +72,7 @@ impl<B, E: 'static> Classify<http::Response<B>, E> for HttpClassifier {
 mod tests {
     use super::*;
     use http::{Response, StatusCode};
+    use std::time::Duration;
 
     fn outcome(status: u16) -> Outcome {
         let response = Response::builder().status(status).body(()).unwrap();
@@ -158,6 +164,53 @@ mod tests {
         let late: Result<Response<()>, crate::BoxError> =
             Err(crate::Rejection::new(crate::RejectionKind::DeadlineExceeded, "t").into());
         assert_eq!(HttpClassifier.classify(&late), Outcome::Ignored);
+    }
+
+    /// Every kind, as a response made in this process (the rejection in its extensions)
+    /// and as an error: the same outcome, in both views.
+    #[test]
+    fn a_refusal_answered_in_this_process_reads_as_its_kind() {
+        use crate::{BoxError, Rejection, RejectionKind::*};
+        for kind in [
+            CircuitOpen,
+            BulkheadFull,
+            Overloaded,
+            Throttled,
+            DeadlineExceeded,
+            TimedOut,
+            InvalidRequest,
+            Draining,
+        ] {
+            let rejection = Rejection::new(kind, "layer").with_retry_after(Duration::from_secs(1));
+            let mut answered: Response<()> = rejection.to_http_response();
+            answered.extensions_mut().insert(rejection.clone());
+            let answered: Result<_, BoxError> = Ok(answered);
+            let failed: Result<Response<()>, BoxError> = Err(rejection.into());
+            for result in [&answered, &failed] {
+                assert_eq!(HttpClassifier.classify(result), kind.outcome(), "{kind:?}");
+                assert_eq!(
+                    HttpClassifier.classify_load(result),
+                    kind.outcome(),
+                    "{kind:?}"
+                );
+            }
+        }
+        // The same 429 from over the wire (no extensions) is the dependency's answer.
+        let remote: Response<()> = Rejection::new(Throttled, "remote").to_http_response();
+        assert_eq!(
+            HttpClassifier.classify(&Ok::<_, ()>(remote)),
+            Outcome::Failure
+        );
+        // A rejection in extensions wins over the status: an attempt timeout is a failure
+        // whatever status a layer gave it.
+        let mut timed_out = Response::new(());
+        timed_out
+            .extensions_mut()
+            .insert(Rejection::new(TimedOut, "timeout"));
+        assert_eq!(
+            HttpClassifier.classify(&Ok::<_, ()>(timed_out)),
+            Outcome::Failure
+        );
     }
 
     #[test]

@@ -10,7 +10,8 @@ use crate::rejection::response::ShedRetries;
 ///   application/grpc*`), a trailers-only gRPC response (`UNAVAILABLE`,
 ///   `RESOURCE_EXHAUSTED`, `DEADLINE_EXCEEDED` with `grpc-retry-pushback-ms`). The
 ///   [`Rejection`](crate::Rejection) is also put in the response's extensions, so layers
-///   above can tell a rejection from an answer of the inner service.
+///   above can tell a rejection from an answer of the inner service: the suite's
+///   classifiers read it as its kind says, as they would the error.
 /// - tower's own refusals are answered the same way: `LoadShed`'s `Overloaded` as
 ///   overloaded (503 / `RESOURCE_EXHAUSTED`), `Timeout`'s `Elapsed` as an attempt
 ///   timeout (`TimedOut`: 504 / `DEADLINE_EXCEEDED`).

@@ -153,6 +153,26 @@ mod tests {
         );
     }
 
+    /// What a layer above reads from the answer to a refusal: the refusal, as it would
+    /// from the error (a breaker over this layer ignores an open breaker below it).
+    #[tokio::test]
+    async fn an_answered_refusal_reads_as_a_refusal_to_the_classifiers() {
+        use crate::{Classify, GrpcClassifier, HttpClassifier, Outcome};
+        let (service, control) = stack();
+        for (kind, outcome) in [
+            (RejectionKind::CircuitOpen, Outcome::Ignored),
+            (RejectionKind::Throttled, Outcome::Ignored),
+            (RejectionKind::TimedOut, Outcome::Failure),
+        ] {
+            control.reject(Rejection::new(kind, "below"));
+            let http = service.clone().oneshot(request(false)).await;
+            assert_eq!(HttpClassifier.classify(&http), outcome, "{kind:?}");
+            let grpc = service.clone().oneshot(request(true)).await;
+            assert_eq!(GrpcClassifier.classify(&grpc), outcome, "{kind:?}");
+            assert_eq!(GrpcClassifier.classify_load(&grpc), outcome, "{kind:?}");
+        }
+    }
+
     #[tokio::test]
     async fn grpc_shed_retries_can_be_allowed_and_clones_keep_the_setting() {
         use crate::HandleRejectionsLayer;

@@ -85,6 +85,26 @@ impl Protocol {
 }
 
 impl Rejection {
+    /// The rejection a response answers, if a layer in this process made the response from
+    /// one: [`HandleRejectionsLayer`](crate::HandleRejectionsLayer) and the layers that
+    /// answer their refusals themselves (a rate limit's 429) leave it in the response's
+    /// extensions. A response that came over the wire has none. The classifiers read a
+    /// response that carries one as its kind says, as they read the same rejection in an
+    /// error: a refusal made here says nothing about the dependency.
+    ///
+    /// ```
+    /// use tower_bulwark_core::{Rejection, RejectionKind};
+    ///
+    /// let rejection = Rejection::new(RejectionKind::Throttled, "ratelimit");
+    /// let mut response: http::Response<()> = rejection.to_http_response();
+    /// assert_eq!(Rejection::in_response(&response), None, "made, not yet left");
+    /// response.extensions_mut().insert(rejection.clone());
+    /// assert_eq!(Rejection::in_response(&response), Some(&rejection));
+    /// ```
+    pub fn in_response<B>(response: &Response<B>) -> Option<&Rejection> {
+        response.extensions().get::<Rejection>()
+    }
+
     /// The HTTP status this rejection is reported as (see [`RejectionKind`](super::RejectionKind)).
     pub fn http_status(&self) -> StatusCode {
         self.kind.http_status()
@@ -99,7 +119,9 @@ impl Rejection {
     /// whole seconds (rounded up, so clients never come back early; capped at `i32::MAX`)
     /// when the layer gave a wait, and the [`OVERLOADED_HEADER`](crate::OVERLOADED_HEADER)
     /// marker when the server shed the call ([`RejectionKind::is_shed`](super::RejectionKind::is_shed)). The body is `B::default()` (empty for axum's and hyper's
-    /// bodies).
+    /// bodies). A layer that answers with it in this process also puts the rejection in
+    /// the response's extensions (see [`in_response`](Self::in_response)), so that the
+    /// layers above read it as a refusal, not as the dependency's answer.
     ///
     /// ```
     /// use std::time::Duration;
@@ -147,6 +169,9 @@ impl Rejection {
     ///   [`HandleRejectionsLayer::allow_grpc_shed_retries`](crate::HandleRejectionsLayer::allow_grpc_shed_retries)
     ///   sends the layer's wait instead, as for other kinds.
     /// - otherwise, when the layer gave a wait, that wait (rounded up, capped at `i32::MAX`).
+    ///
+    /// As for [`to_http_response`](Self::to_http_response), a layer answering with it in
+    /// this process puts the rejection in the response's extensions too.
     ///
     /// ```
     /// use std::time::Duration;
