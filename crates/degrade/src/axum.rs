@@ -19,6 +19,15 @@ pub trait SwitchName {
 /// An axum extractor: the level of the switch `N` names, read once when the request is
 /// extracted. The router's state must provide the [`Switches`] (`FromRef`).
 ///
+/// Extracting allocates nothing: the state's `FromRef` (a reference count, as with
+/// axum's `State`), a lookup by name that costs the same however many switches there
+/// are, and one atomic load. A handler that wants the load alone keeps the [`Switch`]
+/// itself in its state (`switches.switch("reviews")` at startup, a field read through
+/// `State`) and calls [`Switch::is_on`].
+///
+/// [`Switch`]: crate::Switch
+/// [`Switch::is_on`]: crate::Switch::is_on
+///
 /// ```
 /// use axum::{routing::get, Router};
 /// use tower_bulwark_degrade::{Feature, SwitchName, Switches};

@@ -23,6 +23,8 @@ pub(crate) struct List {
     signal: Signal,
     tiers: Box<[Tier]>,
     degraded: usize,
+    /// By tier: the reading that degraded it, while it is degraded.
+    reasons: Box<[Option<Arc<str>>]>,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -38,6 +40,8 @@ pub(crate) struct Auto {
     level: u8,
     /// When `level` last changed.
     since: Option<Instant>,
+    /// Why it is at `level`: the reading that degraded a tier holding it there, or (at 0)
+    /// the reading that restored it.
     reason: Arc<str>,
     mode: Mode,
 }
@@ -46,6 +50,7 @@ impl List {
     pub(crate) fn new(signal: Signal, tiers: Vec<Tier>) -> Self {
         List {
             signal,
+            reasons: tiers.iter().map(|_| None).collect(),
             tiers: tiers.into(),
             degraded: 0,
         }
@@ -92,41 +97,81 @@ impl Engine {
         level
     }
 
+    /// The reason of a degraded tier holding switch `switch` at `level`: `current` if it
+    /// is one's (so a reason changes only when its tier lets go), else the first one's.
+    fn holder(&self, switch: usize, level: u8, current: &Arc<str>) -> Option<Arc<str>> {
+        let mut first = None;
+        for list in &self.lists {
+            let degraded = list.tiers[..list.degraded].iter().zip(&list.reasons[..]);
+            for (tier, reason) in degraded {
+                let Some(reason) = reason.as_ref() else {
+                    continue;
+                };
+                if tier.switch != switch || tier.level != level {
+                    continue;
+                }
+                if Arc::ptr_eq(reason, current) {
+                    return Some(reason.clone());
+                }
+                first = first.or(Some(reason));
+            }
+        }
+        first.cloned()
+    }
+
     /// Moves list `l` at most one tier for the reading `value` (NaN, under no threshold
-    /// and over none, holds); the switch whose automatic level changed, if one did.
+    /// and over none, holds); the switch whose automatic level or reason changed, if one
+    /// did.
     fn step(&mut self, l: usize, value: f64, now: Instant, dwell: Duration) -> Option<usize> {
         let list = &self.lists[l];
         let next = list.tiers.get(list.degraded).copied();
         let last = list.degraded.checked_sub(1).map(|t| (t, list.tiers[t]));
-        let (tier, level, reason, degrade) = match (next, last) {
+        let (tier, level, degrade) = match (next, last) {
             (Some(tier), _) if value >= tier.threshold.degrade_at => {
-                let level = self.autos[tier.switch].level.max(tier.level);
-                let reason = || list.signal.reason(value, ">=", tier.threshold.degrade_at);
-                (tier, level, reason(), true)
+                (tier, self.autos[tier.switch].level.max(tier.level), true)
             }
             (_, Some((t, tier))) if value <= tier.threshold.restore_at => {
-                let level = self.demand(tier.switch, (l, t));
-                let reason = || list.signal.reason(value, "<=", tier.threshold.restore_at);
-                (tier, level, reason(), false)
+                (tier, self.demand(tier.switch, (l, t)), false)
             }
             _ => return None,
         };
-        let auto = &mut self.autos[tier.switch];
+        let auto = &self.autos[tier.switch];
         if level != auto.level && !auto.may_change(now, dwell) {
             return None; // This tier waits, and the tiers after it with it.
         }
+        // The list moves (rare): only now is its reading written out.
         let list = &mut self.lists[l];
-        if degrade {
+        let reading: Arc<str> = if degrade {
+            let reading: Arc<str> = list
+                .signal
+                .reason(value, ">=", tier.threshold.degrade_at)
+                .into();
+            list.reasons[list.degraded] = Some(reading.clone());
             list.degraded += 1;
+            reading
         } else {
             list.degraded -= 1;
+            list.reasons[list.degraded] = None;
+            list.signal
+                .reason(value, "<=", tier.threshold.restore_at)
+                .into()
+        };
+        // Back on: the reading that restored it; else what holds it at its level.
+        let reason = match level {
+            0 => reading,
+            _ => self
+                .holder(tier.switch, level, &self.autos[tier.switch].reason)
+                .unwrap_or(reading),
+        };
+        let auto = &mut self.autos[tier.switch];
+        if level == auto.level && Arc::ptr_eq(&reason, &auto.reason) {
+            return None; // The tier that holds the switch where it is still does.
         }
-        if level == auto.level {
-            return None; // Another tier holds the switch where it is.
+        if level != auto.level {
+            auto.level = level;
+            auto.since = Some(now);
         }
-        auto.level = level;
-        auto.since = Some(now);
-        auto.reason = reason.into();
+        auto.reason = reason;
         Some(tier.switch)
     }
 }
@@ -181,7 +226,8 @@ impl Inner {
             let from = status.level;
             status.mode = auto.mode;
             status.automatic_level = auto.level;
-            if from != to || cause == Cause::Manual {
+            // While forced, the reason stays the operator's.
+            if cause == Cause::Manual || auto.mode == Mode::Automatic {
                 status.reason = reason.clone();
             }
             if from != to {

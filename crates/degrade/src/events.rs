@@ -1,9 +1,10 @@
 //! The switches' events: one per flip.
 
 use std::fmt;
+use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::Arc;
 
-use tower_bulwark_core::{Event, Name};
+use tower_bulwark_core::{Event, Listener, Name};
 use tracing::Level;
 
 /// Who flipped a switch.
@@ -82,8 +83,8 @@ impl Event for DegradeEvent {
 
     /// Records `bulwark_degrade_flips_total` (labels `switches`, `switch`, `cause`:
     /// `automatic` or `manual`, `direction`: `degrade` or `restore`) and the gauge
-    /// `bulwark_degrade_level` (labels `switches`, `switch`). Flips are rare: each
-    /// registers its series anew.
+    /// `bulwark_degrade_level` (labels `switches`, `switch`; set to 0 for every switch
+    /// when the switches are built). Flips are rare: each registers its series anew.
     #[cfg(feature = "metrics")]
     fn record_metrics(&self) {
         use tower_bulwark_core::metric_name;
@@ -96,11 +97,7 @@ impl Event for DegradeEvent {
                 cause,
                 ..
             } => {
-                let labels = [
-                    ("switches", switches.to_string()),
-                    ("switch", switch.to_string()),
-                ];
-                metrics::gauge!(metric_name!("degrade_level"), &labels).set(f64::from(*to));
+                set_level_gauge(switches, switch, *to);
                 let direction = if to > from { "degrade" } else { "restore" };
                 metrics::counter!(
                     metric_name!("degrade_flips_total"),
@@ -113,4 +110,29 @@ impl Event for DegradeEvent {
             }
         }
     }
+}
+
+/// A listener whose panic is caught and logged: flips are announced from the evaluation
+/// (the background task, or an operator's override), which one buggy listener must not
+/// stop, nor keep the other listeners from hearing.
+pub(crate) struct Caught<L>(pub(crate) L);
+
+impl<L: Listener<DegradeEvent>> Listener<DegradeEvent> for Caught<L> {
+    fn on_event(&self, event: &DegradeEvent) {
+        if catch_unwind(AssertUnwindSafe(|| self.0.on_event(event))).is_err() {
+            tracing::error!(target: "tower_bulwark", %event, "degrade listener panicked");
+        }
+    }
+}
+
+/// Sets the gauge `bulwark_degrade_level` of switch `switch`: at every flip, and to 0 for
+/// every switch when the switches are built (so each series exists before its first flip).
+#[cfg(feature = "metrics")]
+pub(crate) fn set_level_gauge(switches: &Name, switch: &Name, level: u8) {
+    let labels = [
+        ("switches", switches.to_string()),
+        ("switch", switch.to_string()),
+    ];
+    metrics::gauge!(tower_bulwark_core::metric_name!("degrade_level"), &labels)
+        .set(f64::from(level));
 }

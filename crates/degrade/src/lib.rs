@@ -65,6 +65,7 @@
 #[cfg(feature = "axum")]
 mod axum;
 mod buckets;
+mod config;
 mod engine;
 mod events;
 mod layer;

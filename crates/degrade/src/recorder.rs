@@ -11,6 +11,7 @@ use tower_bulwark_core::config::{non_zero, non_zero_duration};
 use tower_bulwark_core::{ConfigError, Name};
 
 use crate::buckets::{self, BUCKETS};
+use crate::config::at_most_a_day;
 use crate::signal::number;
 use crate::Signal;
 
@@ -158,7 +159,7 @@ impl RecorderBuilder {
         self
     }
 
-    /// How far back the readings look.
+    /// How far back the readings look (at most 24 hours).
     pub fn window(mut self, window: Duration) -> Self {
         self.window = window;
         self
@@ -177,10 +178,12 @@ impl RecorderBuilder {
         self
     }
 
-    /// The recorder; its window starts now. Zero `window`, `slots` outside `1..=100`, or
-    /// slots shorter than a millisecond are a [`ConfigError`] naming the field.
+    /// The recorder; its window starts now. A `window` zero or over 24 hours, `slots`
+    /// outside `1..=100`, or slots shorter than a millisecond are a [`ConfigError`] naming
+    /// the field.
     pub fn build(self) -> Result<Recorder, ConfigError> {
         non_zero_duration("window", self.window)?;
+        at_most_a_day("window", self.window)?;
         non_zero("slots", self.slots)?;
         if self.slots > 100 {
             return Err(ConfigError::new(
@@ -277,7 +280,7 @@ impl Window {
         if total == 0 || total < self.min_calls {
             return None;
         }
-        let rank = ((q * total as f64).ceil() as u64).clamp(1, total);
+        let rank = nearest_rank(q, total);
         let mut seen = 0;
         let mut last = 0;
         for bucket in 0..BUCKETS {
@@ -307,6 +310,22 @@ impl Window {
     }
 }
 
+/// The nearest rank of quantile `q` among `total` values: the smallest `k` (at least 1)
+/// with `k >= q * total`. A `q` written in decimal (0.55) is stored as the nearest binary
+/// fraction, a hair above or below, and `q * total` rounds again: a product within a few
+/// of its last bits of a whole number is that number, so p55 of 100 is the 55th, not the
+/// 56th.
+fn nearest_rank(q: f64, total: u64) -> u64 {
+    let exact = q * total as f64;
+    let whole = exact.round();
+    let rank = if (exact - whole).abs() <= exact * 4.0 * f64::EPSILON {
+        whole
+    } else {
+        exact.ceil()
+    };
+    (rank as u64).clamp(1, total)
+}
+
 impl fmt::Debug for Recorder {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let w = &self.window;
@@ -325,6 +344,27 @@ impl fmt::Debug for Recorder {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_nearest_rank_is_exact_for_decimal_quantiles() {
+        // `k / scale` rounds to the same binary fraction as the decimal written out.
+        for total in 1..=1_000u64 {
+            for scale in [100, 1_000, 10_000] {
+                for k in 1..=scale {
+                    let q = k as f64 / scale as f64;
+                    let expected = (k * total).div_ceil(scale);
+                    assert_eq!(nearest_rank(q, total), expected, "q {q}, total {total}");
+                }
+            }
+        }
+        assert_eq!(nearest_rank(0.0, 10), 1, "the lowest rank is 1");
+        assert_eq!(nearest_rank(1.0, 10), 10);
+        assert_eq!(
+            nearest_rank(0.5000001, 100),
+            51,
+            "a hair over is the next rank"
+        );
+    }
 
     #[tokio::test(start_paused = true)]
     async fn the_window_forgets_one_slot_at_a_time() {

@@ -32,8 +32,9 @@ pub struct SwitchStatus {
     pub mode: Mode,
     /// The level the tiers ask for (the level once back in automatic mode).
     pub automatic_level: u8,
-    /// Why it is at this level: a tier's reading (`"p99 latency 812 ms >= 500 ms"`), an
-    /// operator, or `"initial state"`.
+    /// Why it is at this level: an operator; the reading that degraded the tier holding
+    /// it there (`"p99 latency 812 ms >= 500 ms"`; when that tier lets go and another
+    /// still holds it, the other's); the reading that restored it; or `"initial state"`.
     pub reason: Arc<str>,
     /// When the level handlers see last changed; `None` if it never has.
     pub changed_at: Option<Instant>,

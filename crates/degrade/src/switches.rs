@@ -1,16 +1,20 @@
 //! [`Switches`] and its [`Builder`].
 
+use std::collections::HashMap;
 use std::fmt;
+use std::panic::catch_unwind;
 use std::sync::atomic::{AtomicU8, Ordering::Relaxed};
 use std::sync::{Arc, Mutex, OnceLock, PoisonError, Weak};
 use std::time::Duration;
 
 use tokio::task::AbortHandle;
-use tokio::time::{Instant, MissedTickBehavior};
+use tokio::time::{Instant, Interval, MissedTickBehavior};
 use tower_bulwark_core::config::non_zero_duration;
 use tower_bulwark_core::{ConfigError, Listener, Listeners, Name};
 
+use crate::config::at_most_a_day;
 use crate::engine::{Auto, Engine, List, Tier};
+use crate::events::Caught;
 use crate::{DegradeEvent, Mode, Switch, SwitchStatus, Tiers};
 
 /// A set of named degradation switches: features a handler serves in full, in part or not
@@ -66,6 +70,8 @@ pub struct Switches {
 pub(crate) struct Inner {
     pub(crate) name: Name,
     pub(crate) slots: Box<[Slot]>,
+    /// Each switch's slot, by name: a lookup by name costs the same however many there are.
+    index: HashMap<Name, usize>,
     pub(crate) engine: Mutex<Engine>,
     pub(crate) min_dwell: Duration,
     pub(crate) listeners: Listeners<DegradeEvent>,
@@ -99,6 +105,8 @@ impl Switches {
             declared: Vec::new(),
             lists: Vec::new(),
             listeners: Listeners::new(),
+            #[cfg(feature = "metrics")]
+            metrics: false,
         }
     }
 
@@ -112,7 +120,8 @@ impl Switches {
         self.index(name).map(|i| Switch::new(self.inner.clone(), i))
     }
 
-    /// The level of the switch named `name` (0 on), if there is one.
+    /// The level of the switch named `name` (0 on), if there is one: a lookup by name and
+    /// one atomic load. On a hot path, keep the [`Switch`] instead (no lookup).
     pub fn level(&self, name: &str) -> Option<u8> {
         self.index(name)
             .map(|i| self.inner.slots[i].level.load(Relaxed))
@@ -140,7 +149,7 @@ impl Switches {
     }
 
     fn index(&self, name: &str) -> Option<usize> {
-        self.inner.slots.iter().position(|slot| slot.name == name)
+        self.inner.index.get(name).copied()
     }
 }
 
@@ -170,6 +179,9 @@ pub struct Builder {
     declared: Vec<(Name, u8)>,
     lists: Vec<Tiers>,
     listeners: Listeners<DegradeEvent>,
+    /// Whether `with_metrics` was called: every switch's level gauge is set at build.
+    #[cfg(feature = "metrics")]
+    metrics: bool,
 }
 
 impl Builder {
@@ -197,7 +209,7 @@ impl Builder {
         self
     }
 
-    /// How often the background task evaluates the tiers.
+    /// How often the background task evaluates the tiers (at most 24 hours).
     pub fn interval(mut self, interval: Duration) -> Self {
         self.interval = interval;
         self
@@ -219,28 +231,58 @@ impl Builder {
 
     /// Adds a listener for flips. Listeners are called in order of the flips, while the
     /// switches are held for evaluation: they may read the switches, but must not
-    /// override them or call [`Switches::evaluate`] (either would wait forever).
+    /// override them or call [`Switches::evaluate`] (either would wait forever). A
+    /// listener that panics is logged (at `ERROR`) and the evaluation goes on.
+    ///
+    /// The switches keep their listeners: a listener holding a [`Switches`] or a
+    /// [`Switch`] keeps them, and their background task, alive for ever. Give it a
+    /// [`WeakSwitch`](crate::WeakSwitch) instead:
+    ///
+    /// ```
+    /// use std::sync::{Arc, OnceLock};
+    /// use tower_bulwark_degrade::{DegradeEvent, Switches, WeakSwitch};
+    ///
+    /// let checkout: Arc<OnceLock<WeakSwitch>> = Arc::default();
+    /// let seen = checkout.clone();
+    /// let switches = Switches::builder()
+    ///     .switch("checkout")
+    ///     .switch("reviews")
+    ///     .on_event(move |event: &DegradeEvent| {
+    ///         if let Some(checkout) = seen.get().and_then(WeakSwitch::upgrade) {
+    ///             println!("{event}; checkout {}", checkout.status());
+    ///         }
+    ///     })
+    ///     .manual_evaluation()
+    ///     .build()
+    ///     .unwrap();
+    /// checkout.set(switches.switch("checkout").unwrap().downgrade()).unwrap();
+    /// switches.switch("reviews").unwrap().force_off();
+    /// ```
     pub fn on_event(mut self, listener: impl Listener<DegradeEvent> + 'static) -> Self {
-        self.listeners.push(listener);
+        self.listeners.push(Caught(listener));
         self
     }
 
-    /// Records flips through the `metrics` facade (`bulwark_degrade_*`).
+    /// Records flips through the `metrics` facade (`bulwark_degrade_*`), and every
+    /// switch's level (0) when the switches are built.
     #[cfg(feature = "metrics")]
-    pub fn with_metrics(self) -> Self {
+    pub fn with_metrics(mut self) -> Self {
+        self.metrics = true;
         self.on_event(tower_bulwark_core::metrics::MetricsListener)
     }
 
     /// The switches, every one on, and (unless [`manual_evaluation`](Builder::manual_evaluation))
     /// the background task evaluating them, spawned on the current tokio runtime.
     ///
-    /// Errors name the field: `interval` zero; `switch` empty or declared twice; `levels`
-    /// zero; `tiers` an empty list; `level` 0, or not rising along a list's tiers of one
-    /// switch; `degrade_at` not finite or lower than the tier before; `restore_at` not
-    /// finite, not below `degrade_at` or lower than the tier before; `runtime` with no
-    /// tokio runtime to run the background task on.
+    /// Errors name the field: `interval` zero or over 24 hours; `switch` empty or
+    /// declared twice; `levels` zero; `tiers` an empty list; `level` 0, or not rising
+    /// along a list's tiers of one switch; `degrade_at` not finite or lower than the tier
+    /// before; `restore_at` not finite, not below `degrade_at` or lower than the tier
+    /// before; `runtime` with no tokio runtime to run the background task on, or one
+    /// built without timers (`enable_time`).
     pub fn build(self) -> Result<Switches, ConfigError> {
         non_zero_duration("interval", self.interval)?;
+        at_most_a_day("interval", self.interval)?;
         let mut names: Vec<Name> = Vec::new();
         let mut max_levels: Vec<u8> = Vec::new();
         for (name, levels) in &self.declared {
@@ -301,14 +343,8 @@ impl Builder {
             }
             lists.push(List::new(list.signal, tiers));
         }
-        let runtime = if self.background {
-            let handle = tokio::runtime::Handle::try_current().map_err(|_| {
-                ConfigError::new(
-                    "runtime",
-                    "the background evaluation needs a tokio runtime (or use `manual_evaluation`)",
-                )
-            })?;
-            Some(handle)
+        let background = if self.background {
+            Some(background(self.interval)?)
         } else {
             None
         };
@@ -332,16 +368,24 @@ impl Builder {
             })
             .collect();
         let autos = names.iter().map(|_| Auto::new(initial.clone())).collect();
+        #[cfg(feature = "metrics")]
+        if self.metrics {
+            for switch in &names {
+                crate::events::set_level_gauge(&self.name, switch, 0);
+            }
+        }
+        let index = names.into_iter().enumerate().map(|(i, n)| (n, i)).collect();
         let inner = Arc::new(Inner {
             name: self.name,
             slots,
+            index,
             engine: Mutex::new(Engine { lists, autos }),
             min_dwell: self.min_dwell,
             listeners: self.listeners,
             task: OnceLock::new(),
         });
-        if let Some(runtime) = runtime {
-            let task = runtime.spawn(run(Arc::downgrade(&inner), self.interval));
+        if let Some((runtime, ticks)) = background {
+            let task = runtime.spawn(run(Arc::downgrade(&inner), ticks));
             let _ = inner.task.set(task.abort_handle());
         }
         Ok(Switches { inner })
@@ -361,12 +405,29 @@ impl fmt::Debug for Builder {
     }
 }
 
-/// The background evaluation: every `interval` while the switches live. Holds them only
-/// while evaluating, so dropping the last handle ends it (and `Inner`'s drop aborts it at
-/// once).
-async fn run(inner: Weak<Inner>, interval: Duration) {
-    let mut ticks = tokio::time::interval(interval);
+/// The runtime to run the background evaluation on, and its ticks. The ticks are made
+/// here, not in the task: a runtime without timers panics making them (tokio offers no
+/// other way to ask), which is a `ConfigError` now rather than a task dead unseen.
+fn background(interval: Duration) -> Result<(tokio::runtime::Handle, Interval), ConfigError> {
+    let runtime = tokio::runtime::Handle::try_current().map_err(|_| {
+        ConfigError::new(
+            "runtime",
+            "the background evaluation needs a tokio runtime (or use `manual_evaluation`)",
+        )
+    })?;
+    let mut ticks = catch_unwind(|| tokio::time::interval(interval)).map_err(|_| {
+        ConfigError::new(
+            "runtime",
+            "the background evaluation needs a tokio runtime with timers (`enable_time`), or use `manual_evaluation`",
+        )
+    })?;
     ticks.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    Ok((runtime, ticks))
+}
+
+/// The background evaluation: every tick while the switches live. Holds them only while
+/// evaluating, so dropping the last handle ends it (and `Inner`'s drop aborts it at once).
+async fn run(inner: Weak<Inner>, mut ticks: Interval) {
     loop {
         ticks.tick().await;
         let Some(inner) = inner.upgrade() else {

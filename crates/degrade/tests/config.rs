@@ -129,10 +129,56 @@ fn a_background_evaluation_needs_a_runtime() {
         .is_ok());
 }
 
+/// A runtime without timers cannot run the background evaluation: refused at build,
+/// rather than accepted with a task that dies making its first tick.
+#[test]
+fn a_background_evaluation_needs_a_runtime_with_timers() {
+    let (no_timers, timers) = (
+        tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap(),
+        tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .build()
+            .unwrap(),
+    );
+    let build =
+        || Switches::builder().tiers(Tiers::new(zero()).tier("a", Threshold::new(1.0, 0.0)));
+    let (field, problem) = no_timers.block_on(async { field(build().build()) });
+    assert_eq!(field, "runtime");
+    assert!(problem.contains("`enable_time`"), "{problem}");
+    no_timers.block_on(async { build().manual_evaluation().build().unwrap() });
+    timers.block_on(async { build().build().unwrap() });
+}
+
+#[test]
+fn an_interval_is_at_most_a_day() {
+    let interval = |d: Duration| Switches::builder().interval(d).manual_evaluation().build();
+    assert_eq!(
+        field(interval(Duration::from_secs(86_401))),
+        (
+            "interval",
+            "must be at most 24 hours, got 86401s".to_string()
+        )
+    );
+    assert_eq!(field(interval(Duration::MAX)).0, "interval");
+    assert!(interval(Duration::from_secs(86_400)).is_ok());
+}
+
 #[test]
 fn recorders_are_checked() {
     let window = |w: Duration| Recorder::builder().window(w).build().unwrap_err().field();
     assert_eq!(window(Duration::ZERO), "window");
+    assert_eq!(window(Duration::from_secs(86_401)), "window", "over a day");
+    assert_eq!(window(Duration::MAX), "window");
+    let day = Recorder::builder()
+        .window(Duration::from_secs(86_400))
+        .build()
+        .unwrap();
+    assert_eq!(
+        format!("{day:?}"),
+        r#"Recorder { name: "calls", window: 86400s, slots: 10, min_calls: 10 }"#
+    );
     let slots = |n: usize| Recorder::builder().slots(n).build().map(|_| ());
     assert_eq!(slots(0).unwrap_err().field(), "slots");
     assert_eq!(slots(101).unwrap_err().field(), "slots");

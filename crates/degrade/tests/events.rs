@@ -1,10 +1,13 @@
 //! Events and metrics for every flip.
 
-#[cfg(feature = "metrics")]
 mod support;
 
+use std::time::Duration;
+
+use support::{secs, Flips, Pressure};
+use tokio::time::sleep;
 use tower_bulwark_core::Event;
-use tower_bulwark_degrade::{Cause, DegradeEvent};
+use tower_bulwark_degrade::{Cause, DegradeEvent, Switches, Threshold, Tiers};
 use tracing::Level;
 
 #[test]
@@ -38,9 +41,7 @@ fn flips_read_well_and_log_degradation_as_a_warning() {
 #[test]
 fn every_flip_is_counted_and_the_level_is_a_gauge() {
     use metrics_util::debugging::{DebugValue, DebuggingRecorder};
-    use support::Pressure;
     use tokio::time::Instant;
-    use tower_bulwark_degrade::{Switches, Threshold, Tiers};
 
     let recorder = DebuggingRecorder::new();
     let snapshotter = recorder.snapshotter();
@@ -104,4 +105,94 @@ fn every_flip_is_counted_and_the_level_is_a_gauge() {
             ),
         ]
     );
+}
+
+/// Signals are guarded (a panic reads as NaN) so one bug cannot stop the evaluation; so
+/// are listeners: a panicking one is logged, the others still hear every flip, the
+/// background evaluation goes on and an operator's override returns.
+#[tokio::test(start_paused = true)]
+async fn a_panicking_listener_does_not_stop_the_evaluation() {
+    let (pressure, flips) = (Pressure::default(), Flips::new());
+    let switches = Switches::builder()
+        .tiers(Tiers::new(pressure.signal()).tier("reviews", Threshold::new(300.0, 150.0)))
+        .interval(secs(1))
+        .min_dwell(Duration::ZERO)
+        .on_event(|_: &DegradeEvent| panic!("a listener with a bug"))
+        .on_event(flips.listener())
+        .build()
+        .unwrap();
+    let reviews = switches.switch("reviews").unwrap();
+    tokio::task::yield_now().await; // The evaluation at 0 s.
+    pressure.set(400.0);
+    sleep(Duration::from_millis(1_001)).await;
+    assert!(!reviews.is_on(), "off at 1 s (its listener panicked)");
+    pressure.set(100.0);
+    sleep(secs(5)).await;
+    assert!(
+        reviews.is_on(),
+        "the pressure fell 5 s ago: the tiers must still be evaluated"
+    );
+    reviews.force_off();
+    assert!(!reviews.is_on());
+    let seen: Vec<(u8, Cause)> = flips.all().into_iter().map(|f| (f.to, f.cause)).collect();
+    assert_eq!(
+        seen,
+        [
+            (1, Cause::Automatic),
+            (0, Cause::Automatic),
+            (1, Cause::Manual)
+        ]
+    );
+}
+
+#[cfg(feature = "metrics")]
+#[test]
+fn every_switch_has_its_level_gauge_from_the_start() {
+    use metrics_util::debugging::{DebugValue, DebuggingRecorder};
+
+    let recorder = DebuggingRecorder::new();
+    let snapshotter = recorder.snapshotter();
+    let build = |metrics: bool| {
+        let builder = Switches::builder()
+            .name("shop")
+            .switch("checkout")
+            .tiers(
+                Tiers::new(Pressure::default().signal()).tier("reviews", Threshold::new(3.0, 1.0)),
+            )
+            .manual_evaluation();
+        let builder = if metrics {
+            builder.with_metrics()
+        } else {
+            builder
+        };
+        metrics::with_local_recorder(&recorder, || builder.build().unwrap())
+    };
+    let _quiet = build(false);
+    assert!(
+        snapshotter.snapshot().into_vec().is_empty(),
+        "no metrics asked for"
+    );
+    let _switches = build(true);
+    let mut seen: Vec<(String, String, DebugValue)> = snapshotter
+        .snapshot()
+        .into_vec()
+        .into_iter()
+        .map(|(key, _, _, value)| {
+            let labels: Vec<String> = key
+                .key()
+                .labels()
+                .map(|l| format!("{}={}", l.key(), l.value()))
+                .collect();
+            (key.key().name().to_string(), labels.join(","), value)
+        })
+        .collect();
+    seen.sort_by(|a, b| a.1.cmp(&b.1));
+    let gauge = |switch: &str| {
+        (
+            "bulwark_degrade_level".to_string(),
+            format!("switches=shop,switch={switch}"),
+            DebugValue::Gauge(0.0.into()),
+        )
+    };
+    assert_eq!(seen, [gauge("checkout"), gauge("reviews")]);
 }

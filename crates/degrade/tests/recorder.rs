@@ -61,6 +61,38 @@ async fn percentiles_round_up_to_their_bucket() {
     );
 }
 
+/// Nearest rank: the p55 of 100 calls is the 55th. `q * total` in floating point is
+/// 55.000000000000007, whose ceiling would read the next call's bucket.
+#[tokio::test(start_paused = true)]
+async fn a_percentile_is_its_nearest_rank_not_the_next() {
+    let calls = recorder(1);
+    for _ in 0..55 {
+        calls.record(ms(1), true);
+    }
+    for _ in 0..45 {
+        calls.record(ms(100), true);
+    }
+    assert_eq!(
+        calls.quantile(0.55),
+        Some(Duration::from_micros(1_023)),
+        "the 55th of 100 calls took 1 ms"
+    );
+    assert_eq!(
+        calls.quantile(0.56),
+        Some(Duration::from_micros(102_399)),
+        "the 56th took 100 ms"
+    );
+    let other = recorder(1);
+    for i in 0..100 {
+        other.record(ms(if i < 7 { 1 } else { 100 }), true);
+    }
+    assert_eq!(
+        other.quantile(0.07),
+        Some(Duration::from_micros(1_023)),
+        "the 7th of 100 calls took 1 ms"
+    );
+}
+
 #[tokio::test(start_paused = true)]
 async fn huge_latencies_are_clamped_not_lost() {
     let recorder = recorder(1);

@@ -279,6 +279,12 @@ async fn levels_step_down_one_tier_at_a_time() {
         ]
     );
     assert_eq!(recommendations.level(), 1, "waits for 150 or less");
+    let reasons: Vec<String> = flips.all().into_iter().map(|f| f.reason).collect();
+    assert_eq!(
+        reasons[3], "load 350 >= 300",
+        "back to level 1: why it is at level 1, the tier still holding it"
+    );
+    assert_eq!(recommendations.status().reason.as_ref(), "load 350 >= 300");
 }
 
 #[tokio::test(start_paused = true)]
@@ -312,6 +318,85 @@ async fn a_switch_driven_by_two_lists_is_off_while_either_asks() {
             (7, "recommendations".to_string(), 1),
         ]
     );
+}
+
+/// When the list that switched it off restores, the other still holds it off: the reason
+/// (health JSON, `status()`) names the reading that holds it now, not one no longer true.
+#[tokio::test(start_paused = true)]
+async fn the_reason_names_the_trigger_that_still_holds_a_switch_off() {
+    let (latency, errors, flips) = (Pressure::default(), Pressure::default(), Flips::new());
+    let switches = Switches::builder()
+        .tiers(
+            Tiers::new(latency.signal().named("latency"))
+                .tier("recommendations", Threshold::new(10.0, 5.0)),
+        )
+        .tiers(
+            Tiers::new(errors.signal().named("errors"))
+                .tier("recommendations", Threshold::new(10.0, 5.0)),
+        )
+        .min_dwell(Duration::ZERO)
+        .on_event(flips.listener())
+        .manual_evaluation()
+        .build()
+        .unwrap();
+    let recommendations = switches.switch("recommendations").unwrap();
+    let reason = || recommendations.status().reason.to_string();
+    let start = Instant::now();
+    latency.set(20.0);
+    errors.set(20.0);
+    switches.evaluate(start);
+    assert_eq!(reason(), "latency 20 >= 10");
+    latency.set(0.0);
+    switches.evaluate(start + secs(1));
+    assert!(!recommendations.is_on(), "the errors still hold it off");
+    assert_eq!(reason(), "errors 20 >= 10");
+    // Latency asks again: the errors still hold it, their reading stays the reason.
+    latency.set(30.0);
+    switches.evaluate(start + secs(2));
+    assert_eq!(reason(), "errors 20 >= 10");
+    errors.set(0.0);
+    switches.evaluate(start + secs(3));
+    assert_eq!(reason(), "latency 30 >= 10");
+    latency.set(1.0);
+    switches.evaluate(start + secs(4));
+    assert!(recommendations.is_on());
+    assert_eq!(reason(), "latency 1 <= 5");
+    let summary: Vec<(u8, String)> = flips.all().into_iter().map(|f| (f.to, f.reason)).collect();
+    assert_eq!(
+        summary,
+        [(1, "latency 20 >= 10".into()), (0, "latency 1 <= 5".into())],
+        "a new reason alone is no flip"
+    );
+}
+
+/// While forced, the reason stays the operator's; handed back, it names the tier that
+/// holds the switch now.
+#[tokio::test(start_paused = true)]
+async fn a_forced_switch_keeps_the_operators_reason_and_hands_back_to_the_holder() {
+    let (latency, errors) = (Pressure::default(), Pressure::default());
+    let switches = Switches::builder()
+        .tiers(Tiers::new(latency.signal().named("latency")).tier("a", Threshold::new(10.0, 5.0)))
+        .tiers(Tiers::new(errors.signal().named("errors")).tier("a", Threshold::new(10.0, 5.0)))
+        .min_dwell(Duration::ZERO)
+        .manual_evaluation()
+        .build()
+        .unwrap();
+    let a = switches.switch("a").unwrap();
+    let start = Instant::now();
+    latency.set(20.0);
+    switches.evaluate(start);
+    errors.set(20.0);
+    switches.evaluate(start + secs(1));
+    a.force_on();
+    latency.set(0.0);
+    switches.evaluate(start + secs(2));
+    assert_eq!(a.status().reason.as_ref(), "forced on by an operator");
+    a.automatic();
+    assert_eq!(
+        a.status().reason.as_ref(),
+        "automatic again: errors 20 >= 10"
+    );
+    assert!(!a.is_on());
 }
 
 #[tokio::test(start_paused = true)]
