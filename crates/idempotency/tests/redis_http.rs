@@ -9,8 +9,6 @@
 //! wall-clock bound.
 #![cfg(feature = "redis")]
 
-mod support;
-
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -33,7 +31,7 @@ use tower_bulwark_idempotency::{
     IdempotencyBuilder, IdempotencyEvent, IdempotencyLayer, OnStoreError, Outcome, RedisStore,
 };
 
-use crate::support::redis::RedisServer;
+use tower_bulwark_core::testing::RedisServer;
 
 /// Long enough for a shared machine: these tests are about answers, not speed. A down
 /// Redis refuses connections, so its failures come at once.

@@ -5,8 +5,6 @@
 //! [`SHORT`], and the test waits [`PAST_SHORT`] before it looks. Nothing asserts that
 //! something happened *within* a wall-clock time.
 
-mod support;
-
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -317,7 +315,7 @@ macro_rules! contract {
         #[cfg(feature = "redis")]
         mod redis_store {
             use super::redis_only::connect;
-            use crate::support::redis::RedisServer;
+            use tower_bulwark_core::testing::RedisServer;
             $(
                 #[tokio::test]
                 async fn $name() {

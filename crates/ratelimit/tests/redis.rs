@@ -4,8 +4,6 @@
 //! test reads exact values, so that the time the test itself takes changes nothing.
 #![cfg(feature = "redis")]
 
-mod support;
-
 use std::future::Future;
 use std::time::Duration;
 
@@ -13,7 +11,7 @@ use redis::aio::MultiplexedConnection;
 use tower_bulwark_core::redis::RedisConnection;
 use tower_bulwark_ratelimit::{Decision, LimitError, Limiter, Quota, RedisLimiter};
 
-use support::redis::RedisServer;
+use tower_bulwark_core::testing::RedisServer;
 
 const HOUR: Duration = Duration::from_secs(3600);
 /// Long enough for a shared machine: these tests are about answers, not speed.

@@ -23,8 +23,6 @@
 //!   printed with the raw count.
 #![cfg(feature = "redis")]
 
-mod support;
-
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -44,7 +42,7 @@ use tower_bulwark_core::redis::RedisConnection;
 use tower_bulwark_core::SeededRng;
 use tower_bulwark_ratelimit::{key, OnLimiterError, Quota, RateLimitLayer, RedisLimiter};
 
-use support::redis::RedisServer;
+use tower_bulwark_core::testing::RedisServer;
 
 const LIMIT: u32 = 100;
 const BURST: u32 = 50;

@@ -9,7 +9,7 @@ use tower_bulwark_core::ConfigError;
 use tower_bulwark_idempotency::{RedisStore, StoreError};
 
 use super::*;
-use crate::support::redis::RedisServer;
+use tower_bulwark_core::testing::RedisServer;
 
 /// Long enough for a shared machine: these tests are about answers, not speed.
 const TIMEOUT: Duration = Duration::from_secs(5);

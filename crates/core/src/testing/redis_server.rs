@@ -1,15 +1,23 @@
-//! A real `redis-server` for a test: on a free loopback port, without persistence (or
-//! with it: [`RedisServer::start_persistent`]), killed when dropped.
+//! [`RedisServer`]: a real `redis-server` for a test (features `testing` and `redis`): on a
+//! free loopback port, without persistence (or with it:
+//! [`RedisServer::start_persistent`]), killed when dropped. Shared by the integration
+//! tests of every crate that keeps state in Redis.
 //!
-//! ```ignore
+//! ```no_run
+//! # async fn run() {
+//! use tower_bulwark_core::testing::RedisServer;
+//!
 //! let Some(mut server) = RedisServer::start().await else { return }; // not installed
-//! let redis = RedisConnection::open(server.url(), Duration::from_secs(1)).await?;
-//! server.stop();               // Redis is down
-//! server.start_again().await;  // a new, empty Redis on the same port
+//! let url = server.url(); // connect the store or limiter under test here
+//! server.stop(); // Redis is down
+//! server.start_again().await; // a new, empty Redis on the same port
+//! # let _ = url;
+//! # }
 //! ```
 //!
 //! Needs a runtime in real time (not `start_paused`): it waits for an outside process,
-//! and Redis expires keys by its own clock.
+//! and Redis expires keys by its own clock. A test kit: it panics when the server cannot
+//! be run at all.
 
 use std::io::Write;
 use std::net::TcpListener;
