@@ -74,7 +74,7 @@ where
             // A claim that timed out may have landed: take it back (owner-checked, so
             // harmless if it did not), or the key would refuse retries for a lease.
             if let Some(claim) = claim.0.take() {
-                claim.write(Write::Release);
+                claim.take_back();
             }
             tracing::warn!(idempotency = %reporter.name, %error, "claiming a key failed");
             return match settings.on_store_error {
@@ -252,6 +252,16 @@ impl<St: Store> Claim<St> {
     fn start_release(self) -> Option<JoinHandle<()>> {
         self.shared.reporter.report(Outcome::Released);
         self.write(Write::Release)
+    }
+
+    /// Releases a claim the store may or may not have made (its answer never came), with
+    /// one attempt: a store that is down most likely never made it, and retrying for
+    /// every refused request would pile up tasks against the store as it comes back. A
+    /// claim that did land and is not released frees itself when its lease ends.
+    fn take_back(self) {
+        spawn(async move {
+            let _ = self.attempt(&Write::Release).await;
+        });
     }
 
     /// What keeps the answer once the response body has ended (or was dropped). A gRPC

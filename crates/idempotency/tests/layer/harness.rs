@@ -358,6 +358,8 @@ pub(crate) async fn fingerprint_of(mut request: Request<Frames>) -> Fingerprint 
 pub(crate) struct FaultyStore {
     pub(crate) memory: MemoryStore,
     fault: Fault,
+    /// How many releases were asked of it.
+    pub(crate) releases: Arc<AtomicUsize>,
 }
 
 #[derive(Debug, Clone)]
@@ -379,6 +381,7 @@ impl FaultyStore {
         FaultyStore {
             memory: MemoryStore::new(),
             fault,
+            releases: Arc::new(AtomicUsize::new(0)),
         }
     }
 
@@ -439,6 +442,7 @@ impl Store for FaultyStore {
     }
 
     fn release(&self, key: StoreKey, token: Token) -> StoreFuture<'_, bool> {
+        self.releases.fetch_add(1, Ordering::SeqCst);
         if self.write_fails() {
             return Box::pin(std::future::ready(Err(StoreError::new("blip"))));
         }

@@ -169,3 +169,23 @@ async fn a_write_that_fails_once_is_tried_again_and_lands() {
         [Outcome::Released, Outcome::InProgress, Outcome::Released]
     );
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_down_store_gets_one_take_back_per_refused_request_not_a_pile_of_retries() {
+    let events = Events::default();
+    let store = FaultyStore::new(Fault::Fails);
+    let releases = store.releases.clone();
+    let service = builder(&events)
+        .store(store)
+        .build()
+        .unwrap()
+        .layer(Handler::new());
+    for n in 0..10 {
+        send(&service, pay(&format!(r#""k{n}""#), BODY))
+            .await
+            .assert_problem(503, "store-unavailable", Some("1"));
+    }
+    // Long past every lease: each refused claim was taken back once, never retried.
+    tokio::time::sleep(Duration::from_secs(120)).await;
+    assert_eq!(releases.load(std::sync::atomic::Ordering::SeqCst), 10);
+}
