@@ -215,9 +215,12 @@ fn concurrent_learning_publishes_in_the_algorithms_order() {
     watcher.join().unwrap();
 
     let events = events.lock().unwrap();
+    // At most one update per call. How many calls share a window depends on how often
+    // the threads meet at the lock (on a loaded 2-core CI machine, 8000 calls made 2000
+    // windows), so the only lower bound that always holds is one.
     assert!(
-        events.len() > CALLS && events.len() <= THREADS * CALLS,
-        "one update per window: {}",
+        !events.is_empty() && events.len() <= THREADS * CALLS,
+        "at most one update per call: {}",
         events.len()
     );
     for (event, n) in events.iter().zip(10..) {
