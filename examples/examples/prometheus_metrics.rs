@@ -3,11 +3,12 @@
 //!
 //! `cargo run --example prometheus_metrics`
 //!
-//! The metrics (all prefixed `bulwark_`; labels in parentheses), for a dashboard:
+//! `examples/grafana/bulwark.json` is a Grafana dashboard of every metric the crates
+//! record. The metrics (all prefixed `bulwark_`; labels in parentheses), for a dashboard:
 //!
 //! | metric | type | what |
 //! |---|---|---|
-//! | `bulwark_breaker_state` (`breaker`) | gauge | 0 closed, 1 open, 2 half-open, 3 forced open, 4 disabled |
+//! | `bulwark_breaker_state` (`breaker`) | gauge | 0 closed, 1 open, 2 half-open, 3 forced open, 4 disabled, 5 metrics only |
 //! | `bulwark_breaker_transitions_total` (`breaker`, `from`, `to`) | counter | state changes |
 //! | `bulwark_breaker_calls_total` (`breaker`, `outcome`, `slow`) | counter | calls by outcome |
 //! | `bulwark_breaker_rejections_total` (`breaker`) | counter | calls refused while open |

@@ -3,7 +3,11 @@
 //! - `drill` (`cargo run --release --example drill`): a dependency broken on a schedule,
 //!   the same service unprotected and with the bulwark presets, side by side, over real
 //!   sockets; prints a table (fresh, degraded, refused and failed answers apart) and
-//!   writes an SVG timeline.
+//!   writes an SVG timeline. `--dashboard` serves the operator dashboard of the protected
+//!   run, to watch its breaker open in the outage.
+//! - `dashboard`: the operator dashboard (`/health/ui`) of an edge service whose backend
+//!   fails on a cycle: breaker, bulkhead, retry budget, shedding layer, a degradation
+//!   switch and the drain on one live page; operator actions with a bearer token.
 //! - `criticality_shedding`: an axum server that sheds `sheddable` requests with a
 //!   `Retry-After`, turning the rejection into a response with `HandleRejectionsLayer`.
 //! - `breaker_http_client`: an HTTP client with a circuit breaker against a local server
@@ -20,7 +24,8 @@
 //! - `client_preset_hyper`: the client preset around a hyper-util client, with one circuit
 //!   breaker per host across three local servers.
 //! - `prometheus_metrics`: the layers' metrics exported for Prometheus, with the list of
-//!   metrics for a dashboard.
+//!   metrics for a dashboard; `examples/grafana/bulwark.json` is a Grafana dashboard of
+//!   them (import it and pick the Prometheus data source).
 //! - `tonic_deadlines`: a tonic server and client with the gRPC presets: the client's
 //!   deadline reaches the handler; a slow handler is stopped with `DEADLINE_EXCEEDED`.
 //! - `retry_budget_http_client`: an HTTP client retrying under a shared 10% budget, against

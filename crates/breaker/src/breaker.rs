@@ -13,6 +13,7 @@ use tower_bulwark_core::{Listeners, Outcome, Rejection, RejectionKind, SeededRng
 
 use crate::config::{Config, WindowKind};
 use crate::events::{BreakerEvent, Reason};
+use crate::history::{History, Transition};
 use crate::probes::Probes;
 use crate::state::{Machine, Mode, Phase};
 use crate::sync::{AtomicU32, AtomicU64, AtomicU8, Mutex, MutexGuard, Ordering::*, Padded};
@@ -67,6 +68,8 @@ struct Transitions {
     jitter: SeededRng,
     /// When the breaker last closed (nanoseconds since `start`).
     closed_at: u64,
+    /// The last state changes, for [`BreakerHandle::transitions`](crate::BreakerHandle::transitions).
+    history: History,
 }
 
 /// The breaker refused a call. Two bytes, so `Result<Permit, Refusal>` stays as small as a
@@ -128,6 +131,7 @@ impl Breaker {
             transitions: Mutex::new(Transitions {
                 jitter: SeededRng::new(config.seed),
                 closed_at: 0,
+                history: History::new(),
             }),
             config,
             listeners,
@@ -310,7 +314,13 @@ impl Breaker {
             }
             let next = from.next(to);
             self.enter(&mut transitions, from.machine(), next, now);
-            self.announce(from.machine().state(), to.state(), reason);
+            self.announce(
+                &mut transitions,
+                now,
+                from.machine().state(),
+                to.state(),
+                reason,
+            );
         }
         self.wake_all();
     }
@@ -354,10 +364,23 @@ impl Breaker {
         self.phase.store(next.bits(), Release);
     }
 
-    /// Logs and reports a state change. Called with the transition lock held, so changes
-    /// are reported in the order they are made; waiters are woken after it is let go.
+    /// Records, logs and reports a state change made at `now`. Called with the transition
+    /// lock held, so changes are recorded and reported in the order they are made; waiters
+    /// are woken after it is let go.
     #[cold]
-    fn announce(&self, from: State, to: State, reason: Reason) {
+    fn announce(
+        &self,
+        transitions: &mut Transitions,
+        now: u64,
+        from: State,
+        to: State,
+        reason: Reason,
+    ) {
+        let at = self
+            .start
+            .checked_add(Duration::from_nanos(now))
+            .unwrap_or_else(Instant::now);
+        transitions.history.record(from, to, reason, at);
         let name = &self.config.name;
         match to {
             State::Closed | State::HalfOpen => {
@@ -422,8 +445,11 @@ impl Breaker {
             .map(|w| w.counts(now))
             .unwrap_or_default();
         let rate = |n: u64| (counts.calls > 0).then(|| n as f64 / counts.calls as f64);
+        let state = self.state();
+        let next_probe_in = (state == State::Open)
+            .then(|| Duration::from_nanos(self.open_until.load(Acquire).saturating_sub(now)));
         Snapshot {
-            state: self.state(),
+            state,
             calls: counts.calls,
             failures: counts.failures,
             slow_calls: counts.slow,
@@ -435,19 +461,31 @@ impl Breaker {
             rejected: self.counters.rejected.load(Relaxed),
             would_reject: self.counters.would_reject.load(Relaxed),
             trips: self.trips.load(Relaxed),
+            next_probe_in,
         }
+    }
+
+    /// The last state changes, oldest first.
+    pub(crate) fn transitions(&self) -> Vec<Transition> {
+        self.lock().history.list()
     }
 
     /// Sets an operator mode; under the transition lock, so its announcement keeps its
     /// place among the others.
     pub(crate) fn set_mode(&self, mode: Mode) {
         let changed = {
-            let _transitions = self.lock();
+            let mut transitions = self.lock();
             let before = self.state();
             self.mode.store(mode as u8, Release);
             let after = self.state();
             if before != after {
-                self.announce(before, after, Reason::Operator);
+                self.announce(
+                    &mut transitions,
+                    self.now(),
+                    before,
+                    after,
+                    Reason::Operator,
+                );
             }
             before != after
         };
@@ -466,16 +504,23 @@ impl Breaker {
                 self.trips.store(0, Relaxed);
             }
             let from = self.phase();
+            let now = self.now();
             self.enter(
                 &mut transitions,
                 from.machine(),
                 from.next(Machine::Closed),
-                self.now(),
+                now,
             );
             self.ramp_until.store(0, Relaxed);
             self.mode.store(Mode::Normal as u8, Release);
             if before != State::Closed {
-                self.announce(before, State::Closed, Reason::Operator);
+                self.announce(
+                    &mut transitions,
+                    now,
+                    before,
+                    State::Closed,
+                    Reason::Operator,
+                );
             }
             before
         };

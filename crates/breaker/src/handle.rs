@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use crate::breaker::Breaker;
 use crate::state::Mode;
-use crate::State;
+use crate::{State, Transition};
 
 /// Reads and steers a breaker at runtime. Cheap to clone; every clone steers the same
 /// breaker.
@@ -56,6 +56,10 @@ pub struct Snapshot {
     pub would_reject: u64,
     /// Trips since the open duration's growth last started over.
     pub trips: u32,
+    /// While the breaker is open (and no operator state hides it): the time until a probe
+    /// may go (zero once the open duration has passed and no call has come to probe yet).
+    /// `None` in every other state.
+    pub next_probe_in: Option<Duration>,
 }
 
 impl BreakerHandle {
@@ -76,6 +80,30 @@ impl BreakerHandle {
     /// Counts, rates and timings.
     pub fn snapshot(&self) -> Snapshot {
         self.breaker.snapshot()
+    }
+
+    /// The last 16 state changes, oldest first, operator changes included
+    /// ([`Reason::Operator`](crate::Reason::Operator)). Recorded where the breaker changes
+    /// state, so a reader that looks less often than it changes misses none of the last
+    /// 16; each carries a [`sequence`](Transition::sequence) number to tell which ones a
+    /// reader has already seen.
+    ///
+    /// ```
+    /// use tower_bulwark_breaker::{CircuitBreakerLayer, Reason, State};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// let handle = CircuitBreakerLayer::new().handle();
+    /// handle.force_open();
+    /// handle.reset();
+    /// let changes = handle.transitions();
+    /// assert_eq!(changes.len(), 2);
+    /// assert_eq!((changes[0].from, changes[0].to), (State::Closed, State::ForcedOpen));
+    /// assert_eq!((changes[1].to, changes[1].reason, changes[1].sequence), (State::Closed, Reason::Operator, 2));
+    /// # }
+    /// ```
+    pub fn transitions(&self) -> Vec<Transition> {
+        self.breaker.transitions()
     }
 
     /// Refuses every call until another operation here.

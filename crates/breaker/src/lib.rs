@@ -43,7 +43,8 @@
 //! One layer value is one breaker, shared by every service it builds and their clones.
 //! [`KeyedCircuitBreakerLayer`] keeps one breaker per key (host, route) with a bound on the
 //! number of keys and idle eviction. [`BreakerHandle`] reads a breaker's [`Snapshot`] and
-//! sets the operator states.
+//! its last [`Transition`]s (for dashboards that look less often than it changes), and sets
+//! the operator states.
 //!
 //! # Cost
 //!
@@ -98,6 +99,7 @@ mod error;
 mod events;
 mod future;
 mod handle;
+mod history;
 mod keyed;
 mod layer;
 mod probes;
@@ -114,6 +116,7 @@ pub use self::error::CircuitOpen;
 pub use self::events::{BreakerEvent, Reason};
 pub use self::future::ResponseFuture;
 pub use self::handle::{BreakerHandle, Snapshot};
+pub use self::history::Transition;
 pub use self::keyed::{KeyedCircuitBreaker, KeyedCircuitBreakerLayer, KeyedHandle};
 pub use self::layer::CircuitBreakerLayer;
 pub use self::service::CircuitBreaker;

@@ -68,7 +68,9 @@ pub use tower_bulwark_shed as shed;
 #[cfg(feature = "chaos")]
 pub use tower_bulwark_chaos as chaos;
 
-/// Health endpoints and graceful drain:
+/// Health endpoints and graceful drain, and with feature `dashboard` the operator
+/// dashboard (`health::Dashboard`, served by `HealthService::dashboard`; the presets'
+/// `register` puts their parts on it):
 /// [`tower-bulwark-health`](https://docs.rs/tower-bulwark-health).
 #[cfg(feature = "health")]
 pub use tower_bulwark_health as health;

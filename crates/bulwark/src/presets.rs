@@ -11,6 +11,11 @@
 //!   propagation (inside retry and after the bulkhead's queue, so each attempt sends the
 //!   time actually left when it leaves) → attempt timeout → the transport. [`ClientPreset::http`] and [`ClientPreset::grpc`].
 //!
+//! Both register their parts with a [`Health`] registry in one call (`register`), so the
+//! health JSON and the operator dashboard (feature `dashboard`) show them; the names are
+//! the preset's name and the part: `"<name> breaker"`, `"<name> bulkhead"`,
+//! `"<name> retry budget"` for a client, `"server shed"` for the server.
+//!
 //! The layers read each other's results by the composition contract
 //! (`docs/composition.md`): a full bulkhead never opens the breaker, the attempt timeout is
 //! retried within the attempts, the budget and the caller's deadline, and a passed deadline
@@ -30,6 +35,7 @@
 //! # let _ = (app, drain);
 //! ```
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use tower::layer::util::{Identity, Stack};
@@ -39,8 +45,8 @@ use tower_bulwark_core::{ConfigError, GrpcClassifier, HandleRejectionsLayer, Htt
 use crate::breaker::CircuitBreakerLayer;
 use crate::bulkhead::BulkheadLayer;
 use crate::deadline::{AcceptDeadlineLayer, PropagateDeadlineLayer, TimeoutLayer};
-use crate::health::DrainLayer;
-use crate::retry::{GrpcRetry, HttpRetry, RetryPolicy, SkipRejections};
+use crate::health::{DrainLayer, Health};
+use crate::retry::{GrpcRetry, HttpRetry, RatioBudget, RetryPolicy, SkipRejections};
 use crate::shed::{FromRequest, ShedLayer};
 use crate::BulwarkExt;
 
@@ -51,6 +57,9 @@ pub type ServerLayer<C> = ServiceBuilder<
         Stack<AcceptDeadlineLayer, Stack<DrainLayer, Stack<HandleRejectionsLayer, Identity>>>,
     >,
 >;
+
+/// The name [`ServerPreset::register`] gives the shedding layer.
+const SERVER_SHED: &str = "server shed";
 
 /// The layer of [`ServerPreset::layer_with`]: the preset's stack with `L` placed between
 /// deadline acceptance and load shedding.
@@ -125,6 +134,31 @@ impl<C: Clone> ServerPreset<C> {
                 .build()?,
             drain: DrainLayer::new(),
         })
+    }
+
+    /// Registers the parts an operator watches with `health`: the shedding layer, as
+    /// `"server shed"` (never required: shedding is the server coping with load), and the
+    /// drain, which readiness follows (`/ready` answers 503 once the drain starts).
+    ///
+    /// Registers the parts as they are now: replace `shed` or `drain` first, then register.
+    /// Register once per registry (a second call adds the shed layer twice); a registry
+    /// watches one drain, so with two servers in one process, register the one whose
+    /// drain readiness should follow last.
+    ///
+    /// ```
+    /// use tower_bulwark::health::Health;
+    /// use tower_bulwark::presets::ServerPreset;
+    ///
+    /// let server = ServerPreset::http().expect("valid defaults");
+    /// let health = Health::new();
+    /// server.register(&health);
+    /// assert_eq!(health.reports()[0].0, "server shed");
+    /// server.drain.handle().drain();
+    /// assert!(!health.is_ready(), "readiness follows the drain");
+    /// ```
+    pub fn register(&self, health: &Health) {
+        health.add_shed(SERVER_SHED, self.shed.handle());
+        health.watch_drain(self.drain.handle());
     }
 
     /// The stack as one layer (its error type is `Infallible`: rejections are responses).
@@ -204,6 +238,9 @@ pub type ClientLayer<R, C> = ServiceBuilder<
 ///
 /// Requests must be `Clone` (for retries): `Full<Bytes>` bodies are; wrap streaming ones
 /// with `ReplayLayer`.
+///
+/// [`register`](Self::register) shows the breaker, the bulkhead and the retry budget in a
+/// [`Health`] registry (and on its dashboard).
 #[derive(Debug, Clone)]
 #[non_exhaustive]
 pub struct ClientPreset<R, C> {
@@ -217,6 +254,10 @@ pub struct ClientPreset<R, C> {
     pub bulkhead: BulkheadLayer,
     /// The timeout of each attempt.
     pub timeout: TimeoutLayer,
+    /// The name given, for [`register`](Self::register).
+    name: &'static str,
+    /// The budget `retry` withdraws from, kept to be registered.
+    pub(crate) budget: Arc<RatioBudget>,
 }
 
 impl ClientPreset<HttpRetry, HttpClassifier> {
@@ -301,8 +342,10 @@ pub(crate) const CLIENT_MAX_CONCURRENT: usize = 100;
 
 impl<R: Clone, C: Clone> ClientPreset<R, C> {
     fn with(name: &'static str, retry: R, classify: C) -> Result<Self, ConfigError> {
+        let budget = Arc::new(RatioBudget::new(Duration::from_secs(10), 10, 0.2)?);
         Ok(ClientPreset {
             retry: RetryPolicy::builder()
+                .budget(budget.clone())
                 .classify(SkipRejections(retry))
                 .build()?,
             deadline: PropagateDeadlineLayer::builder().keep(0.95).build()?,
@@ -316,7 +359,51 @@ impl<R: Clone, C: Clone> ClientPreset<R, C> {
                 .max_concurrent(CLIENT_MAX_CONCURRENT)
                 .build()?,
             timeout: TimeoutLayer::new(Duration::from_secs(10))?,
+            name,
+            budget,
         })
+    }
+
+    /// The retry budget of the preset's `retry` policy: 20% of the calls of the last 10 s
+    /// plus 10 retries per second. To replace `retry` with a policy of your own and keep
+    /// what [`register`](Self::register) shows true, give it this budget
+    /// (`RetryPolicy::builder().budget(preset.budget().clone())`).
+    pub fn budget(&self) -> &Arc<RatioBudget> {
+        &self.budget
+    }
+
+    /// Registers the parts an operator watches with `health`, named after the preset:
+    ///
+    /// - `"<name> breaker"`, **not required**: a dependency's open breaker leaves this
+    ///   process ready. Were it required, an outage of the dependency would make every
+    ///   instance unready at once, and the orchestrator would restart or unroute them all
+    ///   for a fault that is not theirs; the breaker is there so that they keep serving
+    ///   (degraded) instead;
+    /// - `"<name> bulkhead"`;
+    /// - `"<name> retry budget"`: the preset's own budget ([`budget`](Self::budget)).
+    ///   Replacing `retry` with a policy built on another budget leaves the registered
+    ///   budget the preset's, which that policy no longer draws from.
+    ///
+    /// Registers the breaker and bulkhead as they are now: replace them first, then
+    /// register. Register once per registry (each call adds the components again).
+    ///
+    /// ```
+    /// use tower_bulwark::health::Health;
+    /// use tower_bulwark::presets::ClientPreset;
+    ///
+    /// let payments = ClientPreset::http("payments").expect("valid defaults");
+    /// let health = Health::new();
+    /// payments.register(&health);
+    /// let names: Vec<String> = health.reports().into_iter().map(|(name, ..)| name).collect();
+    /// assert_eq!(names, ["payments breaker", "payments bulkhead", "payments retry budget"]);
+    /// payments.breaker.handle().force_open();
+    /// assert!(health.is_ready(), "a dependency's open breaker leaves the process ready");
+    /// ```
+    pub fn register(&self, health: &Health) {
+        let name = self.name;
+        health.add_breaker(format!("{name} breaker"), false, self.breaker.handle());
+        health.add_bulkhead(format!("{name} bulkhead"), self.bulkhead.handle());
+        health.add_budget(format!("{name} retry budget"), self.budget.clone());
     }
 
     /// The stack as one layer.

@@ -20,7 +20,8 @@ use crate::shed::{FromRequest, ShedConfig};
 /// inside a section given in part (a `bulkhead` with only `max_queue` keeps 100 calls in
 /// flight; a `shed` without `algorithm` keeps `MinRtt`). A section replaces its layer,
 /// with its own listeners (none). Unknown fields are an error; durations are in
-/// milliseconds.
+/// milliseconds. The presets built register with a health registry as the presets do
+/// (`register`), a configured retry budget included.
 ///
 /// ```
 /// use tower_bulwark::StackConfig;
@@ -169,11 +170,11 @@ impl StackConfig {
             return Ok(preset);
         };
         if let Some(retry) = &client.retry {
-            let budget = RatioBudget::new(
+            let budget = std::sync::Arc::new(RatioBudget::new(
                 Duration::from_secs(10),
                 retry.budget_min_per_sec.unwrap_or(10),
                 retry.budget_ratio.unwrap_or(0.2),
-            )?;
+            )?);
             preset.retry = RetryPolicy::builder()
                 .max_attempts(retry.max_attempts.unwrap_or(3))
                 .backoff(
@@ -184,9 +185,11 @@ impl StackConfig {
                     Jitter::Full,
                 )
                 .max_wait(ms(retry.max_backoff_ms.unwrap_or(5_000)))
-                .budget(std::sync::Arc::new(budget))
+                .budget(budget.clone())
                 .classify(SkipRejections(HttpRetry::default()))
                 .build()?;
+            // What `register` shows is the budget the policy draws from.
+            preset.budget = budget;
         }
         if let Some(deadline) = &client.deadline {
             let mut builder = PropagateDeadlineLayer::builder()

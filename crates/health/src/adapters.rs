@@ -1,15 +1,21 @@
-//! Probes for bulwark components' handles (features `breaker`, `bulkhead`, `shed`), and
-//! degradation switches (feature `degrade`).
+//! Probes for bulwark components' handles (features `breaker`, `bulkhead`, `shed`,
+//! `retry`), and degradation switches (feature `degrade`).
 
 #[cfg(any(
     feature = "breaker",
     feature = "bulkhead",
     feature = "shed",
+    feature = "retry",
     feature = "degrade"
 ))]
-use crate::{Health, Report, Status};
+use crate::{kind::Kind, Health, Report, Status};
 
-#[cfg(any(feature = "breaker", feature = "bulkhead", feature = "shed"))]
+#[cfg(any(
+    feature = "breaker",
+    feature = "bulkhead",
+    feature = "shed",
+    feature = "retry"
+))]
 impl Health {
     /// Reports a circuit breaker: `Up` closed, `Degraded` half-open or disabled, `Down`
     /// open (as a required component, an open breaker makes the process not ready).
@@ -21,8 +27,9 @@ impl Health {
         handle: tower_bulwark_breaker::BreakerHandle,
     ) {
         use tower_bulwark_breaker::State;
-        self.add_probe(name, required, move || {
-            let state = handle.snapshot().state;
+        let kind = Kind::Breaker(handle.clone());
+        self.add(name.into(), required, kind, move || {
+            let state = handle.state();
             let status = match state {
                 State::Closed => Status::Up,
                 State::HalfOpen | State::Disabled => Status::Degraded,
@@ -39,7 +46,8 @@ impl Health {
         name: impl Into<String>,
         handle: tower_bulwark_bulkhead::BulkheadHandle,
     ) {
-        self.add_probe(name, false, move || {
+        let kind = Kind::Bulkhead(handle.clone());
+        self.add(name.into(), false, kind, move || {
             let snapshot = handle.snapshot();
             let status = if snapshot.available == 0 || snapshot.queued > 0 {
                 Status::Degraded
@@ -59,7 +67,8 @@ impl Health {
     /// Reports a shedding layer: `Degraded` while it is at its limit.
     #[cfg(feature = "shed")]
     pub fn add_shed(&self, name: impl Into<String>, handle: tower_bulwark_shed::ShedHandle) {
-        self.add_probe(name, false, move || {
+        let kind = Kind::Shed(handle.clone());
+        self.add(name.into(), false, kind, move || {
             let snapshot = handle.snapshot();
             let status = if snapshot.in_flight >= snapshot.limit {
                 Status::Degraded
@@ -70,6 +79,100 @@ impl Health {
                 status,
                 format!("{} in flight, limit {}", snapshot.in_flight, snapshot.limit),
             )
+        });
+    }
+
+    /// Reports the breakers of a keyed breaker (one per host, route or tenant) as one
+    /// component: `Up` while every key is closed, `Degraded` when any is not (never
+    /// `Down` and never required: one key's dependency failing is not the process's), with
+    /// the detail `"12 keys, 1 not closed"`. Keys are shown by their `Display`.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use tower_bulwark_breaker::{CircuitBreakerLayer, KeyedCircuitBreakerLayer};
+    /// use tower_bulwark_health::{Health, Status};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// let per_host = KeyedCircuitBreakerLayer::new(
+    ///     CircuitBreakerLayer::builder().name("upstream"),
+    ///     |host: &String| host.clone(),
+    ///     1_000,
+    ///     Duration::from_secs(600),
+    /// )
+    /// .unwrap();
+    /// let health = Health::new();
+    /// health.add_keyed_breaker("upstreams", per_host.handle());
+    /// let (name, required, report) = &health.reports()[0];
+    /// assert_eq!((name.as_str(), *required, report.status), ("upstreams", false, Status::Up));
+    /// assert_eq!(report.detail, "0 keys, 0 not closed");
+    /// # }
+    /// ```
+    #[cfg(feature = "breaker")]
+    pub fn add_keyed_breaker<K>(
+        &self,
+        name: impl Into<String>,
+        handle: tower_bulwark_breaker::KeyedHandle<K>,
+    ) where
+        K: std::fmt::Display + std::hash::Hash + Eq + Clone + Send + Sync + 'static,
+    {
+        use tower_bulwark_breaker::State;
+        let kind = Kind::KeyedBreaker(Box::new(handle.clone()));
+        self.add(name.into(), false, kind, move || {
+            let keys = handle.keys();
+            let not_closed = keys
+                .iter()
+                .filter_map(|key| handle.get(key))
+                .filter(|breaker| breaker.state() != State::Closed)
+                .count();
+            let status = if not_closed > 0 {
+                Status::Degraded
+            } else {
+                Status::Up
+            };
+            Report::new(
+                status,
+                format!("{} keys, {not_closed} not closed", keys.len()),
+            )
+        });
+    }
+
+    /// Reports a retry budget: `Up`, `Degraded` while less than one retry is left in it
+    /// (retries are being refused), with the detail `"balance 12.5, 3 refused"`. Never
+    /// required: a spent budget is the budget doing its job.
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use std::time::Duration;
+    /// use tower_bulwark_health::{Health, Status};
+    /// use tower_bulwark_retry::RatioBudget;
+    ///
+    /// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+    /// # async fn main() {
+    /// let budget = Arc::new(RatioBudget::new(Duration::from_secs(10), 0, 0.2).unwrap());
+    /// let health = Health::new();
+    /// health.add_budget("retries", budget.clone());
+    /// assert!(!budget.withdraw());
+    /// let (_, _, report) = &health.reports()[0];
+    /// assert_eq!((report.status, report.detail.as_str()), (Status::Degraded, "balance 0.0, 1 refused"));
+    /// # }
+    /// ```
+    #[cfg(feature = "retry")]
+    pub fn add_budget(
+        &self,
+        name: impl Into<String>,
+        budget: std::sync::Arc<tower_bulwark_retry::RatioBudget>,
+    ) {
+        let kind = Kind::Budget(budget.clone());
+        self.add(name.into(), false, kind, move || {
+            let balance = budget.balance();
+            let (_, refused) = budget.counts();
+            let status = if balance < 1.0 {
+                Status::Degraded
+            } else {
+                Status::Up
+            };
+            Report::new(status, format!("balance {balance:.1}, {refused} refused"))
         });
     }
 }
@@ -104,7 +207,12 @@ impl Health {
             };
             let switch = switch.downgrade();
             let name = format!("{}/{}", switches.name(), status.name);
-            self.add_probe(name, false, move || {
+            let kind = Kind::Switch {
+                switches: switches.name().to_string(),
+                switch: status.name.to_string(),
+                handle: switch.clone(),
+            };
+            self.add(name, false, kind, move || {
                 let Some(switch) = switch.upgrade() else {
                     return Report::new(Status::Degraded, "switches dropped");
                 };

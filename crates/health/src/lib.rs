@@ -9,15 +9,31 @@
 //! - [`DrainLayer`] + [`DrainHandle`]: graceful shutdown: readiness off, new requests
 //!   refused with 503 and `Connection: close` (or still served), then wait for the work in
 //!   flight (a response until its body ends) up to a grace period.
+//! - [`Dashboard`] (feature `dashboard`): a live page for the person on call, served by the
+//!   same service under `…/ui`: every component's own numbers (breaker state and rates,
+//!   keyed breakers' worst keys, bulkhead queue, shed limit, retry budget (feature
+//!   `retry`), switch levels) with five minutes of history, the drain, the latest
+//!   transitions and their reasons, and opt-in operator actions (force a breaker open,
+//!   switch a feature off, start the drain) behind a predicate and cross-site checks.
+//!   See the [`dashboard`] module.
 //!
 //! [tower]: https://docs.rs/tower
+//! [`Dashboard`]: https://docs.rs/tower-bulwark-health/latest/tower_bulwark_health/struct.Dashboard.html
+//! [`dashboard`]: https://docs.rs/tower-bulwark-health/latest/tower_bulwark_health/dashboard/index.html
 #![forbid(unsafe_code)]
 
 mod adapters;
+#[cfg(feature = "dashboard")]
+pub mod dashboard;
 mod drain;
+mod json;
+mod kind;
 mod registry;
 mod service;
 mod sync;
+
+#[cfg(feature = "dashboard")]
+pub use self::dashboard::{Dashboard, DashboardBuilder};
 
 pub use self::drain::{Drain, DrainBody, DrainFuture, DrainHandle, DrainLayer, DrainReport};
 pub use self::registry::{Health, Report, Status};

@@ -13,6 +13,7 @@ use tokio::time::MissedTickBehavior;
 use tower_bulwark_core::config::non_zero_duration;
 use tower_bulwark_core::ConfigError;
 
+use crate::kind::Kind;
 use crate::DrainHandle;
 
 /// A component's state.
@@ -58,17 +59,20 @@ impl Report {
 
 type Probe = Box<dyn Fn() -> Report + Send + Sync>;
 
-struct Component {
-    name: String,
+pub(crate) struct Component {
+    pub(crate) name: String,
     /// Whether readiness depends on it.
-    required: bool,
+    pub(crate) required: bool,
     probe: Probe,
+    /// What it is, for views that show more than its report.
+    #[cfg_attr(not(feature = "dashboard"), allow(dead_code))]
+    pub(crate) kind: Kind,
 }
 
 impl Component {
     /// The probe's report; a panicking probe is down, so one bad probe cannot take the
     /// whole health endpoint with it.
-    fn report(&self) -> Report {
+    pub(crate) fn report(&self) -> Report {
         catch_unwind(AssertUnwindSafe(|| (self.probe)()))
             .unwrap_or_else(|_| Report::new(Status::Down, "probe panicked"))
     }
@@ -117,11 +121,39 @@ impl Health {
         required: bool,
         probe: impl Fn() -> Report + Send + Sync + 'static,
     ) {
+        self.add(name.into(), required, Kind::Check, probe);
+    }
+
+    /// Adds a component of a known kind.
+    pub(crate) fn add(
+        &self,
+        name: String,
+        required: bool,
+        kind: Kind,
+        probe: impl Fn() -> Report + Send + Sync + 'static,
+    ) {
         self.lock().push(Arc::new(Component {
-            name: name.into(),
+            name,
             required,
             probe: Box::new(probe),
+            kind,
         }));
+    }
+
+    /// The components, in the order they were added (a component is never removed, so its
+    /// index names it for good).
+    #[cfg_attr(not(feature = "dashboard"), allow(dead_code))]
+    pub(crate) fn components(&self) -> Vec<Arc<Component>> {
+        self.lock().clone()
+    }
+
+    /// The drain readiness follows, if any.
+    #[cfg_attr(not(feature = "dashboard"), allow(dead_code))]
+    pub(crate) fn drain(&self) -> Option<DrainHandle> {
+        self.drain
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
     }
 
     /// Adds a check that does I/O: `check` runs every `interval` in a background task

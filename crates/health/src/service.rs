@@ -27,9 +27,14 @@ use crate::{Health, Status};
 /// or `"down"`. The shape is stable: fields may be added, never renamed or removed.
 /// Responses are `Cache-Control: no-store`. With axum, one line:
 /// `Router::new().nest_service("/health", health.service())`.
+///
+/// With feature `dashboard`, [`HealthService::dashboard`] adds the operator dashboard
+/// under `…/ui`.
 #[derive(Debug, Clone)]
 pub struct HealthService {
     health: Health,
+    #[cfg(feature = "dashboard")]
+    dashboard: Option<crate::Dashboard>,
 }
 
 impl Health {
@@ -37,7 +42,22 @@ impl Health {
     pub fn service(&self) -> HealthService {
         HealthService {
             health: self.clone(),
+            #[cfg(feature = "dashboard")]
+            dashboard: None,
         }
+    }
+}
+
+#[cfg(feature = "dashboard")]
+impl HealthService {
+    /// Serves `dashboard` too: its page at `…/ui` (or `…/ui/`), its state document at
+    /// `…/ui/state` and its operator actions at `…/ui/action` (see [`Dashboard`]); every
+    /// other path answers as before.
+    ///
+    /// [`Dashboard`]: crate::Dashboard
+    pub fn dashboard(mut self, dashboard: crate::Dashboard) -> HealthService {
+        self.dashboard = Some(dashboard);
+        self
     }
 }
 
@@ -51,6 +71,13 @@ impl<B> Service<Request<B>> for HealthService {
     }
 
     fn call(&mut self, request: Request<B>) -> Self::Future {
+        #[cfg(feature = "dashboard")]
+        if let Some(dashboard) = &self.dashboard {
+            if let Some(route) = crate::dashboard::Route::of(request.uri().path()) {
+                let (parts, _body) = request.into_parts();
+                return ready(Ok(dashboard.answer(route, &parts)));
+            }
+        }
         let last = request
             .uri()
             .path()
@@ -80,10 +107,10 @@ impl HealthService {
             .map(|(name, required, report)| {
                 format!(
                     r#"{{"name":{},"required":{},"status":"{}","detail":{}}}"#,
-                    json_string(name),
+                    crate::json::string(name),
                     required,
                     report.status.as_str(),
-                    json_string(&report.detail)
+                    crate::json::string(&report.detail)
                 )
             })
             .collect();
@@ -116,34 +143,4 @@ fn text(status: StatusCode, body: impl Into<String>) -> Response<String> {
     );
     headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
     response
-}
-
-/// `value` as a JSON string literal.
-fn json_string(value: &str) -> String {
-    use std::fmt::Write;
-    let mut out = String::with_capacity(value.len() + 2);
-    out.push('"');
-    for c in value.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            c if (c as u32) < 0x20 => {
-                let _ = write!(out, "\\u{:04x}", c as u32);
-            }
-            c => out.push(c),
-        }
-    }
-    out.push('"');
-    out
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn strings_are_escaped() {
-        assert_eq!(json_string(r#"a"b\c"#), r#""a\"b\\c""#);
-        assert_eq!(json_string("line\nbreak"), r#""line\u000abreak""#);
-    }
 }

@@ -17,6 +17,7 @@ use tower::{service_fn, Layer, ServiceExt};
 use tower_bulwark::breaker::{BreakerHandle, OpenDuration};
 use tower_bulwark::deadline::TimeoutLayer;
 use tower_bulwark::fallback::{FallbackLayer, DEGRADED_HEADER};
+use tower_bulwark::health::Health;
 use tower_bulwark::presets::{ClientPreset, ServerPreset};
 use tower_bulwark::{BoxError, HttpClassifier};
 
@@ -81,14 +82,16 @@ pub(crate) struct Edge {
     pub(crate) breaker: Option<BreakerHandle>,
 }
 
-/// Starts the edge in front of `steady` and `breakable`.
+/// Starts the edge in front of `steady` and `breakable`; when protected and given a
+/// registry, registers every part it builds there (for `--dashboard`).
 pub(crate) async fn start(
     steady: SocketAddr,
     breakable: SocketAddr,
     protected: bool,
+    health: Option<&Health>,
 ) -> Result<Edge, BoxError> {
     let (first, second, breaker): (Backend, Backend, _) = if protected {
-        let mut client = ClientPreset::http("backend")?;
+        let mut client = ClientPreset::http("breakable")?;
         client.breaker = tower_bulwark::breaker::CircuitBreakerLayer::builder()
             .name("breakable")
             .consecutive_failures(5)
@@ -103,6 +106,10 @@ pub(crate) async fn start(
             .classify(HttpClassifier)
             .build()?;
         let steady_client = ClientPreset::http("steady")?;
+        if let Some(health) = health {
+            steady_client.register(health);
+            client.register(health);
+        }
         (
             BoxCloneSyncService::new(steady_client.layer().service(transport(steady))),
             BoxCloneSyncService::new(fallback.layer(client.layer().service(transport(breakable)))),
@@ -127,6 +134,9 @@ pub(crate) async fn start(
     let app = if protected {
         // The server preset as shipped: its shedding needs no tuning.
         let server = ServerPreset::http()?;
+        if let Some(health) = health {
+            server.register(health);
+        }
         app.layer(server.layer())
     } else {
         app
@@ -148,7 +158,9 @@ mod tests {
     async fn protected_edge_marks_a_last_good_answer_degraded() {
         let steady = backend::start(1).await.unwrap();
         let breakable = backend::start(2).await.unwrap();
-        let edge = start(steady.addr, breakable.addr, true).await.unwrap();
+        let edge = start(steady.addr, breakable.addr, true, None)
+            .await
+            .unwrap();
         let client = pooled();
         let call = || load::call(&client, edge.addr, Instant::now());
         // A fresh answer primes the last-good cache (on a loaded machine a call may miss
@@ -168,10 +180,52 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_protected_edge_registers_everything_it_builds() {
+        let steady = backend::start(1).await.unwrap();
+        let breakable = backend::start(2).await.unwrap();
+        let health = Health::new();
+        let edge = start(steady.addr, breakable.addr, true, Some(&health))
+            .await
+            .unwrap();
+        let names: Vec<String> = health.reports().into_iter().map(|r| r.0).collect();
+        assert_eq!(
+            names,
+            [
+                "steady breaker",
+                "steady bulkhead",
+                "steady retry budget",
+                "breakable breaker",
+                "breakable bulkhead",
+                "breakable retry budget",
+                "server shed",
+            ]
+        );
+        // The breaker registered is the one the edge reports (the drill's own, 1 s open).
+        edge.breaker.as_ref().unwrap().force_open();
+        let breakable_breaker = &health.reports()[3].2;
+        assert_eq!(breakable_breaker.detail, "circuit forced_open");
+        assert!(health.is_ready());
+        assert!(!health.is_draining());
+    }
+
+    #[tokio::test]
+    async fn an_unprotected_edge_registers_nothing() {
+        let steady = backend::start(1).await.unwrap();
+        let breakable = backend::start(2).await.unwrap();
+        let health = Health::new();
+        start(steady.addr, breakable.addr, false, Some(&health))
+            .await
+            .unwrap();
+        assert!(health.reports().is_empty());
+    }
+
+    #[tokio::test]
     async fn unprotected_edge_answers_an_outage_with_an_error() {
         let steady = backend::start(1).await.unwrap();
         let breakable = backend::start(2).await.unwrap();
-        let edge = start(steady.addr, breakable.addr, false).await.unwrap();
+        let edge = start(steady.addr, breakable.addr, false, None)
+            .await
+            .unwrap();
         breakable.outage.enable();
         let sample = load::call(&pooled(), edge.addr, Instant::now()).await;
         assert_eq!(sample.answer, Answer::Error);

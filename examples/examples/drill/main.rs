@@ -2,7 +2,7 @@
 //! the same service with the bulwark presets, over real sockets on loopback.
 //!
 //! `cargo run --release --example drill [-- --duration 100] [--seed 1] [--runs 1]
-//! [--json | --markdown] [--svg PATH]`
+//! [--json | --markdown] [--svg PATH] [--dashboard [--dashboard-port PORT]]`
 //!
 //! A load generator (Poisson arrivals, seeded) calls an edge service (axum) that needs two
 //! backends for each call. The drill breaks one backend with the chaos layer on a
@@ -18,8 +18,16 @@
 //! `--duration` is the length of both runs of one seed (each phase gets a tenth of it: 10 s
 //! by default); `--runs N` repeats with seeds `seed..seed + N` and reports the median of
 //! each cell.
+//!
+//! `--dashboard` serves the operator dashboard of the protected runs on
+//! `127.0.0.1:PORT` (`--dashboard-port`, default 0: any free port) and prints its URL at
+//! start (on stderr): every breaker, bulkhead, retry budget and the shedding layer of the
+//! protected edge, registered by the presets, so you can watch the breaker open in the
+//! outage phase. Read-only (no operator actions). Without it nothing is registered or
+//! sampled.
 
 mod backend;
+mod dashboard;
 mod edge;
 mod load;
 mod report;
@@ -29,8 +37,10 @@ mod svg;
 use std::sync::atomic::Ordering::Relaxed;
 use std::time::Duration;
 
+use tower_bulwark::health::Health;
 use tower_bulwark::BoxError;
 
+use crate::dashboard::DashboardServer;
 use crate::stats::{PhaseStats, Point};
 
 /// The phases: name, offered load as a share of capacity, what breaks.
@@ -76,6 +86,8 @@ struct Options {
     runs: u64,
     format: Format,
     svg: std::path::PathBuf,
+    /// `--dashboard`: the port to serve it on (0: any).
+    dashboard: Option<u16>,
 }
 
 impl Options {
@@ -85,14 +97,20 @@ impl Options {
 }
 
 fn options() -> Result<Options, BoxError> {
+    parse(std::env::args().skip(1))
+}
+
+fn parse(args: impl IntoIterator<Item = String>) -> Result<Options, BoxError> {
     let mut options = Options {
         duration: Duration::from_secs(100),
         seed: 1,
         runs: 1,
         format: Format::Table,
         svg: std::env::temp_dir().join("bulwark-drill.svg"),
+        dashboard: None,
     };
-    let mut args = std::env::args().skip(1);
+    let (mut dashboard, mut port) = (false, None);
+    let mut args = args.into_iter();
     while let Some(arg) = args.next() {
         match arg.as_str() {
             "--duration" => {
@@ -112,9 +130,22 @@ fn options() -> Result<Options, BoxError> {
             "--json" => options.format = Format::Json,
             "--markdown" => options.format = Format::Markdown,
             "--svg" => options.svg = args.next().ok_or("--svg needs a path")?.into(),
+            "--dashboard" => dashboard = true,
+            "--dashboard-port" => {
+                port = Some(
+                    args.next()
+                        .ok_or("--dashboard-port needs a port")?
+                        .parse()?,
+                );
+            }
             other => return Err(format!("unknown option {other}; see the file's docs").into()),
         }
     }
+    options.dashboard = match (dashboard, port) {
+        (true, port) => Some(port.unwrap_or(0)),
+        (false, None) => None,
+        (false, Some(_)) => return Err("--dashboard-port needs --dashboard".into()),
+    };
     Ok(options)
 }
 
@@ -126,10 +157,21 @@ struct Run {
     recovery: Option<f64>,
 }
 
-async fn run(protected: bool, seed: u64, phase: Duration, quiet: bool) -> Result<Run, BoxError> {
+async fn run(
+    protected: bool,
+    seed: u64,
+    phase: Duration,
+    quiet: bool,
+    dashboard: Option<&DashboardServer>,
+) -> Result<Run, BoxError> {
     let steady = backend::start(seed).await?;
     let breakable = backend::start(seed.wrapping_add(10)).await?;
-    let edge = edge::start(steady.addr, breakable.addr, protected).await?;
+    // Registered only for the dashboard, and only the protected run's.
+    let health = dashboard.filter(|_| protected).map(|_| Health::new());
+    let edge = edge::start(steady.addr, breakable.addr, protected, health.as_ref()).await?;
+    if let (Some(server), Some(health)) = (dashboard, &health) {
+        server.show(health, format!("drill: protected run, seed {seed}"))?;
+    }
     let mut load = load::Generator::new(edge.addr, seed);
     // Phase `i` starts `i` phases into the run, in seconds and on the clock.
     let secs = phase.as_secs_f64();
@@ -220,13 +262,24 @@ async fn main() -> Result<(), BoxError> {
             load::CLIENT_TIMEOUT,
         );
     }
+    let dashboard = match options.dashboard {
+        Some(port) => {
+            let server = DashboardServer::start(port).await?;
+            eprintln!(
+                "dashboard: {} (the protected run's, once it starts)",
+                server.url()
+            );
+            Some(server)
+        }
+        None => None,
+    };
     let seeds: Vec<u64> = (0..options.runs)
         .map(|i| options.seed.wrapping_add(i))
         .collect();
     let (mut unprotected, mut protected) = (Vec::new(), Vec::new());
     for &seed in &seeds {
-        unprotected.push(run(false, seed, phase, quiet).await?);
-        protected.push(run(true, seed, phase, quiet).await?);
+        unprotected.push(run(false, seed, phase, quiet, dashboard.as_ref()).await?);
+        protected.push(run(true, seed, phase, quiet, dashboard.as_ref()).await?);
     }
     let (unprotected, protected) = (median(&unprotected), median(&protected));
     let secs = phase.as_secs_f64();
@@ -260,4 +313,26 @@ async fn main() -> Result<(), BoxError> {
         println!("timeline: {}", options.svg.display());
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(list: &[&str]) -> Result<Options, BoxError> {
+        parse(list.iter().map(|s| s.to_string()))
+    }
+
+    #[test]
+    fn the_dashboard_is_off_unless_asked_for() {
+        assert_eq!(args(&[]).unwrap().dashboard, None);
+        assert_eq!(args(&["--dashboard"]).unwrap().dashboard, Some(0));
+        let on = |list: &[&str]| args(list).unwrap().dashboard;
+        assert_eq!(on(&["--dashboard", "--dashboard-port", "9000"]), Some(9000));
+        assert_eq!(on(&["--dashboard-port", "9000", "--dashboard"]), Some(9000));
+        assert!(args(&["--dashboard-port", "9000"]).is_err());
+        assert!(args(&["--dashboard", "--dashboard-port", "70000"]).is_err());
+        assert!(args(&["--dashboard", "--dashboard-port"]).is_err());
+        assert!(args(&["--dashboard", "--duration", "5"]).is_err());
+    }
 }
