@@ -17,9 +17,9 @@
 //!   backend fails, the retry budget drain, the switch go off, and all come back.
 //!
 //! Operator actions (force a breaker open, a switch off, start the drain) are off unless a
-//! request carries `Authorization: Bearer <token>`, with the token printed at start. A
-//! browser sends no such header with the page's own requests, so the page's buttons are
-//! refused (403); send the action with `curl` (the example prints the command). In your
+//! request carries `Authorization: Bearer <token>`, with the token printed at start. The
+//! page offers a field for it (kept in the tab's session storage and sent as that header);
+//! with it the buttons appear. `curl` works too (the example prints the command). In your
 //! own service, authorize actions the way the rest of your operator tools are: the
 //! predicate sees the request head (headers, a TLS client identity in the extensions).
 
@@ -313,7 +313,7 @@ async fn main() -> Result<(), BoxError> {
     println!("dashboard: http://{edge}/health/ui");
     println!("edge:      http://{edge}/checkout and http://{edge}/recommendations");
     println!(
-        "actions:   only for requests with `Authorization: Bearer {}` (a browser sends none: the page's buttons are refused); for example",
+        "actions:   only for requests with `Authorization: Bearer {}` (type the token into the page's field), or for example",
         running.token
     );
     println!(
@@ -501,7 +501,8 @@ mod tests {
                 ("edge/recommendations", "switch"),
             ]
         );
-        assert_eq!(state["actions"], true);
+        assert_eq!(state["actions_enabled"], true);
+        assert_eq!(state["actions"], false, "no token, no buttons");
         assert_eq!(state["drain"]["draining"], false);
 
         let action = "/health/ui/action?component=backend%20breaker&action=force_open";

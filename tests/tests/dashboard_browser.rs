@@ -30,6 +30,9 @@ use tower_bulwark::shed::{Fixed, ShedLayer};
 use tower_bulwark_health::{Dashboard, DrainLayer, Health, Report, Status};
 use tower_bulwark_tests::{get as get_request, send, serve_axum};
 
+/// The `Authorization` header the drill's predicate approves.
+const OPERATOR: &str = "Bearer ops-token";
+
 /// How long one chromium run may take before it is killed.
 const CHROMIUM_TIMEOUT: Duration = Duration::from_secs(60);
 
@@ -50,7 +53,27 @@ async fn the_page_shows_the_registry_in_a_real_browser() {
     for path in ["/health/ui", "/health/ui/"] {
         let dom = dump_dom(&chromium, &drill.url(path)).await;
         assert_shows_the_drill(&dom, path);
+        // Actions are enabled but this reader has no token: no buttons, a token field.
+        assert!(
+            !element(&dom, "id=\"unlock\"").contains(" hidden"),
+            "{path}: the token field is offered"
+        );
+        assert!(element(&dom, "id=\"lock\"").contains(" hidden"), "{path}");
+        assert!(!dom.contains("data-action="), "{path}: no action buttons");
     }
+
+    // With the token, the page sends it: the state document approves actions and the
+    // buttons are there.
+    let dom = dump_dom(&chromium, &drill.url("/operator")).await;
+    assert_shows_the_drill(&dom, "/operator");
+    assert!(element(&dom, "id=\"unlock\"").contains(" hidden"));
+    assert!(!element(&dom, "id=\"lock\"").contains(" hidden"));
+    let payments = component(&dom, "payments");
+    assert!(
+        payments.contains("data-action=\"force_closed\""),
+        "{payments}"
+    );
+    assert!(dom.contains("data-action=\"start\""), "the drain's button");
 
     let shot = screenshot_path();
     let png = screenshot(&chromium, &drill.url("/health/ui"), &shot).await;
@@ -340,7 +363,16 @@ impl Drill {
         let drain = DrainLayer::new();
         health.watch_drain(drain.handle());
 
-        let dashboard = Dashboard::builder(&health).title("drill").build().unwrap();
+        let dashboard = Dashboard::builder(&health)
+            .title("drill")
+            .actions(|request: &http::request::Parts| {
+                request
+                    .headers
+                    .get("authorization")
+                    .is_some_and(|v| v == OPERATOR)
+            })
+            .build()
+            .unwrap();
         let (lost, late) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
         let router = Router::new()
             .nest_service("/health", health.service().dashboard(dashboard.clone()))
@@ -355,7 +387,10 @@ impl Drill {
                 "/late/ui/state",
                 get(flaky(dashboard.clone(), late.clone(), |n| n >= 2)),
             )
-            .nest_service("/late", health.service().dashboard(dashboard));
+            .nest_service("/late", health.service().dashboard(dashboard))
+            // Stands for an operator who typed the token into the page: keeps it in the
+            // tab's session storage, as the page's form does, and opens the page.
+            .route("/operator", get(operator_login));
         let addr = serve_axum(router).await;
         Drill {
             addr,
@@ -381,6 +416,17 @@ impl Drill {
             call.await.unwrap().unwrap();
         }
     }
+}
+
+/// A page that stores the operator's token the way the dashboard's form does and
+/// opens the dashboard in the same tab.
+async fn operator_login() -> axum::response::Html<&'static str> {
+    axum::response::Html(
+        "<!doctype html><script>\
+         sessionStorage.setItem('bulwark-operator-token', 'ops-token');\
+         location.replace('/health/ui');\
+         </script>",
+    )
 }
 
 /// A state document handler that answers when `answers(n)` for its `n`th request

@@ -74,6 +74,7 @@
 
 use std::fmt;
 use std::future::{poll_fn, Future};
+use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::pin::Pin;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
 use std::task::Poll;
@@ -155,8 +156,11 @@ impl Dashboard {
     /// registration order with its own numbers and series, the drain, and the most recent
     /// events, newest first. Components registered since the last sample are listed, with
     /// no points yet.
+    ///
+    /// `actions` is `false` here: whether a reader may take actions depends on its request,
+    /// which `…/ui/state` passes to the predicate.
     pub fn state_json(&self) -> String {
-        self.shared.state().to_json()
+        self.shared.state(false).to_json()
     }
 }
 
@@ -167,6 +171,14 @@ impl Shared {
 
     fn actions_enabled(&self) -> bool {
         self.authorize.is_some()
+    }
+
+    /// Whether the predicate approves `request`. A panicking predicate refuses: it must
+    /// not take the connection with it.
+    fn authorized(&self, request: &Parts) -> bool {
+        self.authorize.as_ref().is_some_and(|authorize| {
+            catch_unwind(AssertUnwindSafe(|| authorize(request))).unwrap_or(false)
+        })
     }
 }
 

@@ -167,6 +167,7 @@ async fn every_kind_has_its_fields_and_types() {
         fields(&state),
         [
             "actions",
+            "actions_enabled",
             "components",
             "drain",
             "events",
@@ -183,6 +184,7 @@ async fn every_kind_has_its_fields_and_types() {
     assert_eq!(state["interval_ms"], 1000);
     assert_eq!(state["uptime_ms"], 1200);
     assert_eq!(state["actions"], false);
+    assert_eq!(state["actions_enabled"], false);
     assert_eq!(state["drain"], json!({"draining": false, "in_flight": 0}));
     let names: Vec<&str> = state["components"]
         .as_array()

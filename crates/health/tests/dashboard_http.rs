@@ -291,8 +291,24 @@ async fn actions_are_refused_unless_enabled_authorized_and_same_origin() {
     assert_eq!(done.status(), StatusCode::NO_CONTENT);
     assert_eq!(f.breaker.state(), State::Closed);
 
-    let state: Value = serde_json::from_str(&dashboard.state_json()).unwrap();
+    // The state document says whether its reader may take actions: the predicate judges
+    // the state request too, so the page knows to ask for a token.
+    let read = |headers: &'static [(&'static str, &'static str)]| async move {
+        let response = send(addr, Method::GET, "/health/ui/state", headers).await;
+        assert_eq!(response.status(), StatusCode::OK);
+        serde_json::from_str::<Value>(response.body()).unwrap()
+    };
+    let anonymous = read(&[]).await;
+    assert_eq!(anonymous["actions_enabled"], true);
+    assert_eq!(anonymous["actions"], false);
+    let guessing = read(&[("authorization", "Bearer guess")]).await;
+    assert_eq!(guessing["actions"], false);
+    let state = read(&[("authorization", "Bearer ops")]).await;
+    assert_eq!(state["actions_enabled"], true);
     assert_eq!(state["actions"], true);
+    let direct: Value = serde_json::from_str(&dashboard.state_json()).unwrap();
+    assert_eq!(direct["actions"], false, "no request, no approval");
+    assert_eq!(direct["actions_enabled"], true);
     let payments = &state["components"][0];
     assert_eq!(
         payments["actions"],
@@ -649,4 +665,11 @@ async fn every_action_is_logged_at_warn_and_a_panicking_predicate_refuses() {
         "the request's input is not logged"
     );
     assert!(lines[2].contains("status=403"), "{}", lines[2]);
+
+    // The state document still answers when the predicate panics on its request.
+    let state = call(&mut service, Method::GET, "/health/ui/state", &[("x-panic", "1")]);
+    assert_eq!(state.status(), StatusCode::OK);
+    assert!(state.body().contains(r#""actions_enabled":true,"actions":false"#));
+    let state = call(&mut service, Method::GET, "/health/ui/state", &[]);
+    assert!(state.body().contains(r#""actions_enabled":true,"actions":true"#));
 }

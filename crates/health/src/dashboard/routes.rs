@@ -50,7 +50,11 @@ impl Dashboard {
                     .insert(CONTENT_SECURITY_POLICY, HeaderValue::from_static(CSP));
                 response
             }
-            Route::State if read => answer(StatusCode::OK, "application/json", self.state_json()),
+            Route::State if read => {
+                let authorized = self.shared.authorized(request);
+                let state = self.shared.state(authorized).to_json();
+                answer(StatusCode::OK, "application/json", state)
+            }
             Route::Page | Route::State => method_not_allowed("GET, HEAD"),
             Route::Action if request.method != Method::POST => method_not_allowed("POST"),
             Route::Action => self.act(request),

@@ -35,8 +35,8 @@ impl Shared {
         self.lock().record(Instant::now(), &observed, draining);
     }
 
-    /// The state document.
-    pub(super) fn state(&self) -> Value {
+    /// The state document, for a reader the predicate did (`authorized`) or did not approve.
+    pub(super) fn state(&self, authorized: bool) -> Value {
         let observed = self.observe(self.top_keys);
         let drain = self.health.drain();
         let draining = drain.as_ref().is_some_and(|d| d.is_draining());
@@ -85,7 +85,8 @@ impl Shared {
                 "uptime_ms",
                 millis(now.saturating_duration_since(self.started)).into(),
             ),
-            ("actions", self.actions_enabled().into()),
+            ("actions_enabled", self.actions_enabled().into()),
+            ("actions", authorized.into()),
             (
                 "drain",
                 match drain {
