@@ -44,6 +44,11 @@
 //! `Sec-Fetch-Site` must be `same-origin` or `none` and `Origin` must name the `Host`.
 //! Every action is logged at `WARN` through `tracing` and shown among the events.
 //!
+//! The predicate also judges each `GET …/ui/state`: the document's `actions` says whether
+//! that reader may act, and the page shows buttons only then. When actions are enabled but
+//! the reader is not approved, the page offers a field for an operator token, keeps it in
+//! the tab's `sessionStorage` and sends it as `Authorization: Bearer <token>`.
+//!
 //! # Example
 //!
 //! ```
