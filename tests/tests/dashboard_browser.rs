@@ -139,6 +139,12 @@ fn assert_shows_the_drill(dom: &str, path: &str) {
     assert!(root.contains("data-kind=\"breaker\""), "{context}: {root}");
     assert!(root.contains("data-status=\"down\""), "{context}: {root}");
     assert_eq!(field(payments, "state"), "forced open", "{context}");
+    // A default breaker keeps no window: failures in a row, no rates.
+    assert_eq!(field(payments, "consecutive_failures"), "0", "{context}");
+    assert!(
+        !payments.contains("data-field=\"failure_rate\""),
+        "{context}"
+    );
 
     let inventory = component(dom, "inventory");
     assert!(
@@ -211,10 +217,14 @@ fn assert_shows_the_drill(dom: &str, path: &str) {
 
     // Every component has a sparkline per series, with its label.
     assert!(
-        payments.contains("data-series=\"failure rate %\""),
+        payments.contains("data-series=\"failures in a row\""),
         "{context}"
     );
     assert!(payments.contains("<svg"), "{context}");
+    assert!(
+        inventory.contains("data-series=\"failure rate %\""),
+        "{context}"
+    );
 
     let events = after(dom, "id=\"events\"");
     let forced = after(events, "data-event=\"payments\"");

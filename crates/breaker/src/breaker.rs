@@ -450,6 +450,7 @@ impl Breaker {
             .then(|| Duration::from_nanos(self.open_until.load(Acquire).saturating_sub(now)));
         Snapshot {
             state,
+            windowed: self.recorded.window.is_some(),
             calls: counts.calls,
             failures: counts.failures,
             slow_calls: counts.slow,

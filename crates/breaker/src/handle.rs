@@ -33,6 +33,10 @@ pub struct BreakerHandle {
 pub struct Snapshot {
     /// The current state (an operator state when one is set).
     pub state: State,
+    /// Whether the breaker keeps a window of calls (a failure-rate or slow-call-rate
+    /// condition is enabled). Without one, `calls`, `failures`, `slow_calls` stay 0 and the
+    /// rates `None`: only `consecutive_failures` tells how it is doing.
+    pub windowed: bool,
     /// Calls in the window (0 when no rate condition is enabled).
     pub calls: u64,
     /// Failed calls in the window.

@@ -246,10 +246,12 @@ async fn every_kind_has_its_fields_and_types() {
             "slow_calls",
             "state",
             "time_in_state_ms",
-            "trips"
+            "trips",
+            "windowed"
         ]
     );
     assert_eq!(b["state"], "open");
+    assert_eq!(b["windowed"], true);
     assert_eq!((&b["calls"], &b["failures"]), (&json!(2), &json!(2)));
     assert_eq!(b["failure_rate"], 1.0);
     assert_eq!(b["slow_call_rate"], 0.0);
@@ -351,6 +353,35 @@ async fn every_kind_has_its_fields_and_types() {
         json!({"age_ms": 1200, "component": "payments", "kind": "breaker", "from": "closed",
                "to": "open", "reason": "failure rate 100.0% over 2 calls"})
     );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_breaker_without_a_window_shows_its_failures_in_a_row() {
+    let health = Health::new();
+    // The default breaker (and the client preset's): failures in a row, no rate condition.
+    let breaker = CircuitBreakerLayer::builder()
+        .name("backend")
+        .consecutive_failures(3)
+        .build()
+        .unwrap();
+    health.add_breaker("backend", true, breaker.handle());
+    let dashboard = Dashboard::builder(&health).build().unwrap();
+    fail_once(&breaker).await;
+    fail_once(&breaker).await;
+    pass(Duration::from_secs(1)).await;
+    fail_once(&breaker).await;
+    pass(Duration::from_secs(1)).await;
+
+    let state = state(&dashboard);
+    let backend = component(&state, "backend");
+    assert_eq!(labels(backend), ["failures in a row"]);
+    // Built, then two failures, then the third, which tripped it.
+    assert_eq!(points(backend, "failures in a row"), [0.0, 2.0, 3.0]);
+    let b = &backend["breaker"];
+    assert_eq!(b["state"], "open");
+    assert_eq!(b["windowed"], false);
+    assert_eq!((&b["calls"], &b["failure_rate"]), (&json!(0), &json!(null)));
+    assert_eq!(b["trips"], 1);
 }
 
 #[tokio::test(start_paused = true)]

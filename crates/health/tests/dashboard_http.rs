@@ -667,9 +667,18 @@ async fn every_action_is_logged_at_warn_and_a_panicking_predicate_refuses() {
     assert!(lines[2].contains("status=403"), "{}", lines[2]);
 
     // The state document still answers when the predicate panics on its request.
-    let state = call(&mut service, Method::GET, "/health/ui/state", &[("x-panic", "1")]);
+    let state = call(
+        &mut service,
+        Method::GET,
+        "/health/ui/state",
+        &[("x-panic", "1")],
+    );
     assert_eq!(state.status(), StatusCode::OK);
-    assert!(state.body().contains(r#""actions_enabled":true,"actions":false"#));
+    assert!(state
+        .body()
+        .contains(r#""actions_enabled":true,"actions":false"#));
     let state = call(&mut service, Method::GET, "/health/ui/state", &[]);
-    assert!(state.body().contains(r#""actions_enabled":true,"actions":true"#));
+    assert!(state
+        .body()
+        .contains(r#""actions_enabled":true,"actions":true"#));
 }

@@ -103,9 +103,15 @@ impl Reading {
         match self {
             Reading::Check => vec![("status", Gauge(status_number(status)))],
             #[cfg(feature = "breaker")]
-            Reading::Breaker(snapshot) => vec![(
+            Reading::Breaker(snapshot) if snapshot.windowed => vec![(
                 "failure rate %",
                 Gauge(snapshot.failure_rate.unwrap_or(0.0) * 100.0),
+            )],
+            // No window, so no rate: it trips on failures in a row.
+            #[cfg(feature = "breaker")]
+            Reading::Breaker(snapshot) => vec![(
+                "failures in a row",
+                Gauge(f64::from(snapshot.consecutive_failures)),
             )],
             #[cfg(feature = "breaker")]
             Reading::KeyedBreaker(keys) => {
@@ -279,12 +285,13 @@ impl Keys {
 #[cfg(feature = "breaker")]
 fn breaker(s: &tower_bulwark_breaker::Snapshot, key: Option<&str>) -> Value {
     let millis = |d: std::time::Duration| u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
-    let mut fields = Vec::with_capacity(14);
+    let mut fields = Vec::with_capacity(15);
     if let Some(key) = key {
         fields.push(("key", key.into()));
     }
     fields.extend([
         ("state", s.state.as_str().into()),
+        ("windowed", s.windowed.into()),
         ("failure_rate", s.failure_rate.into()),
         ("slow_call_rate", s.slow_call_rate.into()),
         ("calls", s.calls.into()),
