@@ -31,6 +31,9 @@ pub(crate) struct Breaker {
     open_until: AtomicU64,
     /// Nanoseconds since `start` at which the current state began.
     entered: AtomicU64,
+    /// Nanoseconds since `start` at which the operator mode last changed what the breaker
+    /// shows. Written under the transition lock.
+    mode_since: AtomicU64,
     /// Nanoseconds since `start` at which the recovery ramp ends; 0 when not ramping.
     ramp_until: AtomicU64,
     /// Trips since the growth of the open duration last started over. Written under the
@@ -140,6 +143,7 @@ impl Breaker {
             phase: AtomicU64::new(Phase::INITIAL.bits()),
             open_until: AtomicU64::new(0),
             entered: AtomicU64::new(0),
+            mode_since: AtomicU64::new(0),
             ramp_until: AtomicU64::new(0),
             trips: AtomicU32::new(0),
             recorded: Padded(Recorded {
@@ -306,9 +310,11 @@ impl Breaker {
     /// be announced first, and listeners would see the changes out of order.
     #[cold]
     fn transition(&self, from: Phase, to: Machine, reason: Reason) {
-        let now = self.now();
         {
             let mut transitions = self.lock();
+            // Read under the lock: the history is in the order of the lock, and so are
+            // the times.
+            let now = self.now();
             if self.phase() != from {
                 return;
             }
@@ -446,6 +452,11 @@ impl Breaker {
             .unwrap_or_default();
         let rate = |n: u64| (counts.calls > 0).then(|| n as f64 / counts.calls as f64);
         let state = self.state();
+        // An operator state is shown since it was set; the machine's own since it entered.
+        let since = match self.mode() {
+            Mode::Normal => self.entered.load(Relaxed),
+            _ => self.mode_since.load(Relaxed),
+        };
         let next_probe_in = (state == State::Open)
             .then(|| Duration::from_nanos(self.open_until.load(Acquire).saturating_sub(now)));
         Snapshot {
@@ -457,7 +468,7 @@ impl Breaker {
             failure_rate: rate(counts.failures),
             slow_call_rate: rate(counts.slow),
             consecutive_failures: self.recorded.consecutive_failures.load(Relaxed),
-            time_in_state: Duration::from_nanos(now.saturating_sub(self.entered.load(Relaxed))),
+            time_in_state: Duration::from_nanos(now.saturating_sub(since)),
             probes_in_flight: self.probes.in_flight(),
             rejected: self.counters.rejected.load(Relaxed),
             would_reject: self.counters.would_reject.load(Relaxed),
@@ -480,13 +491,9 @@ impl Breaker {
             self.mode.store(mode as u8, Release);
             let after = self.state();
             if before != after {
-                self.announce(
-                    &mut transitions,
-                    self.now(),
-                    before,
-                    after,
-                    Reason::Operator,
-                );
+                let now = self.now();
+                self.mode_since.store(now, Relaxed);
+                self.announce(&mut transitions, now, before, after, Reason::Operator);
             }
             before != after
         };

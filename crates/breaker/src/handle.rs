@@ -49,7 +49,10 @@ pub struct Snapshot {
     pub slow_call_rate: Option<f64>,
     /// Failures in a row so far.
     pub consecutive_failures: u32,
-    /// How long the automatic state machine has been in its state.
+    /// How long the breaker has been in `state`: since an operator state (forced open,
+    /// disabled, metrics only) was set, else since the automatic state machine entered its
+    /// state (after [`resume`](BreakerHandle::resume), the machine's state may be older
+    /// than the operator state was).
     pub time_in_state: Duration,
     /// Probe calls in flight in the current half-open phase (probes of an ended phase,
     /// still running, hold no slot).

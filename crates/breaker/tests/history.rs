@@ -202,3 +202,33 @@ async fn each_key_of_a_keyed_breaker_keeps_its_own_record() {
     assert_eq!(a.snapshot().next_probe_in, Some(Duration::from_secs(10)));
     assert!(keys.get(&"b").unwrap().transitions().is_empty());
 }
+
+#[tokio::test(start_paused = true)]
+async fn time_in_state_of_an_operator_state_counts_from_when_it_was_set() {
+    let layer = CircuitBreakerLayer::new();
+    let handle = layer.handle();
+    advance(Duration::from_secs(3600)).await;
+    handle.force_open();
+    advance(Duration::from_secs(1)).await;
+    let snapshot = handle.snapshot();
+    assert_eq!(snapshot.state, State::ForcedOpen);
+    assert_eq!(
+        snapshot.time_in_state,
+        Duration::from_secs(1),
+        "not the hour closed"
+    );
+
+    // Setting the same state again is no change: the time goes on.
+    handle.force_open();
+    advance(Duration::from_secs(1)).await;
+    assert_eq!(handle.snapshot().time_in_state, Duration::from_secs(2));
+
+    handle.disable();
+    assert_eq!(handle.snapshot().time_in_state, Duration::ZERO);
+
+    // Back to automatic: the machine has been closed since it was built.
+    handle.resume();
+    let snapshot = handle.snapshot();
+    assert_eq!(snapshot.state, State::Closed);
+    assert_eq!(snapshot.time_in_state, Duration::from_secs(3602));
+}

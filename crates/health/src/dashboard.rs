@@ -18,14 +18,17 @@
 //!
 //! Every answer is `Cache-Control: no-store` and `X-Content-Type-Options: nosniff`; the page
 //! carries a `Content-Security-Policy` that allows only itself. Nothing a request carries
-//! is echoed into an answer or the state document: names shown are the ones registered.
-//! The state document's shape is stable (fields may be added, never renamed or removed)
+//! is echoed into an answer or the state document: names shown are the ones registered
+//! (a keyed breaker's keys are what its key function took from earlier requests, shown as
+//! text). The state document names every component: serve the health service where only
+//! operators reach it. The state document's shape is stable (fields may be added, never renamed or removed)
 //! and is described field by field in the repository's `docs/dashboard.md`.
 //!
 //! # Operator actions
 //!
 //! Off unless [`DashboardBuilder::actions`] gives a predicate that authorizes each request
-//! from its head (a token, a client certificate's identity, a peer address). An action is
+//! from its head (a token, a client certificate's identity: a credential, never the peer
+//! address alone, which DNS rebinding gets around). An action is
 //! a `POST` with no body; `component` and `action` (and `key`, for one breaker of a keyed
 //! breaker) come from the query string, percent-decoded:
 //!
@@ -36,7 +39,7 @@
 //! | the drain (component `drain`) | `start` |
 //!
 //! `204` done; `400` unknown action, missing parameter or a value that is not UTF-8; `404`
-//! no such component or key; `403` actions not enabled, the predicate refused, or the
+//! no such component or key; `409` a name more than one component has; `403` actions not enabled, the predicate refused, or the
 //! request failed the cross-site checks; `405` not a `POST`. Refusals are
 //! `application/problem+json`. Against cross-site request forgery a request must carry
 //! `X-Bulwark-Action: 1` (a form cannot set a header, and a cross-site `fetch` that sets one

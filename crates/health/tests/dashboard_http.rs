@@ -494,7 +494,7 @@ async fn keyed_switch_and_drain_actions() {
         reasons,
         [
             "operator action `start`",
-            "operator action `force_on`",
+            // `force_on` of a switch that was on changed nothing: logged, not an event.
             "operator action `automatic`",
             "operator action `force_off`",
             "operator action `reset` on key db/1 primary",

@@ -70,14 +70,17 @@ impl Dashboard {
                     Some(key) => format!("operator action `{}` on key {key}", done.action),
                     None => format!("operator action `{}`", done.action),
                 };
-                self.shared.lock().push_event(Event {
-                    at: Instant::now(),
-                    component: done.component,
-                    kind: "action",
-                    from: done.from,
-                    to: done.to,
-                    reason,
-                });
+                // Logged either way; shown among the transitions only if it was one.
+                if done.from != done.to {
+                    self.shared.lock().push_event(Event {
+                        at: Instant::now(),
+                        component: done.component,
+                        kind: "action",
+                        from: done.from,
+                        to: done.to,
+                        reason,
+                    });
+                }
                 answer(StatusCode::NO_CONTENT, "text/plain; charset=utf-8", "")
             }
             Err((status, why)) => {
@@ -127,26 +130,34 @@ impl Dashboard {
         let Some(action) = action else {
             return Err((StatusCode::BAD_REQUEST, "missing parameter `action`"));
         };
-        if component == "drain" {
-            if let Some(drain) = shared.health.drain() {
-                if action != "start" {
-                    return Err(unknown_action());
-                }
-                let from = state_of_drain(drain.is_draining());
-                drain.drain();
-                return Ok(Done {
-                    component: "drain".into(),
-                    action: "start",
-                    from: from.into(),
-                    to: state_of_drain(true).into(),
-                    key: None,
-                });
-            }
+        let drain = shared.health.drain();
+        // Only the drain takes `start`, so a component named "drain" keeps its actions.
+        if let (Some(drain), "drain", "start") = (&drain, component.as_str(), action.as_str()) {
+            let from = state_of_drain(drain.is_draining());
+            drain.drain();
+            return Ok(Done {
+                component: "drain".into(),
+                action: "start",
+                from: from.into(),
+                to: state_of_drain(true).into(),
+                key: None,
+            });
         }
         let components = shared.health.components();
-        let Some(found) = components.iter().find(|c| c.name == component) else {
+        let mut named = components.iter().filter(|c| c.name == component);
+        let Some(found) = named.next() else {
+            if drain.is_some() && component == "drain" {
+                return Err(unknown_action());
+            }
             return Err((StatusCode::NOT_FOUND, "no component of that name"));
         };
+        // Acting on the first of two would act on one the operator may not have meant.
+        if named.next().is_some() {
+            return Err((
+                StatusCode::CONFLICT,
+                "more than one component has that name: register them under distinct names",
+            ));
+        }
         let Some(&action) = actions_of(&found.kind).iter().find(|&&a| a == action) else {
             return Err(unknown_action());
         };

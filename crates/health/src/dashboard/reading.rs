@@ -245,7 +245,7 @@ fn status_number(status: Status) -> f64 {
 #[cfg(feature = "breaker")]
 impl Keys {
     fn of(breakers: Vec<(String, tower_bulwark_breaker::BreakerHandle)>, top: usize) -> Keys {
-        use tower_bulwark_breaker::State;
+        use tower_bulwark_breaker::{Snapshot, State};
         let keys = breakers.len();
         if top == 0 {
             let not_closed = breakers
@@ -258,7 +258,7 @@ impl Keys {
                 shown: Vec::new(),
             };
         }
-        let mut shown: Vec<(String, tower_bulwark_breaker::Snapshot)> = breakers
+        let mut shown: Vec<(String, Snapshot)> = breakers
             .into_iter()
             .map(|(key, handle)| (key, handle.snapshot()))
             .collect();
@@ -266,13 +266,22 @@ impl Keys {
             .iter()
             .filter(|(_, s)| s.state != State::Closed)
             .count();
-        shown.sort_by(|(a_key, a), (b_key, b)| {
+        // Not closed first, then the busiest (a breaker without a window counts no calls:
+        // then the most failures in a row, the most refused), then by key.
+        let notable = |(a_key, a): &(String, Snapshot), (b_key, b): &(String, Snapshot)| {
             (b.state != State::Closed)
                 .cmp(&(a.state != State::Closed))
                 .then(b.calls.cmp(&a.calls))
+                .then(b.consecutive_failures.cmp(&a.consecutive_failures))
+                .then(b.rejected.cmp(&a.rejected))
                 .then_with(|| a_key.cmp(b_key))
-        });
-        shown.truncate(top);
+        };
+        // Only the top ones are ordered: a keyed breaker may hold thousands of keys.
+        if shown.len() > top {
+            shown.select_nth_unstable_by(top - 1, notable);
+            shown.truncate(top);
+        }
+        shown.sort_by(notable);
         Keys {
             keys,
             not_closed,

@@ -13,6 +13,10 @@ use crate::{Report, Status};
 
 /// Events kept.
 pub(super) const EVENTS: usize = 100;
+/// Of them, status changes of components that have no transitions of their own (a check,
+/// a bulkhead, a shed layer flapping at its limit): at most half, so a flapping one cannot
+/// push a breaker's trip out of the list.
+const STATUS_EVENTS: usize = EVENTS / 2;
 
 /// The series and events of one dashboard.
 pub(super) struct Samples {
@@ -55,6 +59,13 @@ pub(super) struct Event {
     pub(super) from: String,
     pub(super) to: String,
     pub(super) reason: String,
+}
+
+impl Event {
+    /// A status change of a component with no transitions of its own.
+    fn is_status_change(&self) -> bool {
+        !matches!(self.kind, "breaker" | "switch" | "drain" | "action")
+    }
 }
 
 /// A component as one sample saw it.
@@ -109,10 +120,17 @@ impl Samples {
         }
     }
 
-    /// Keeps `event` in time order, the oldest beyond [`EVENTS`] dropped.
+    /// Keeps `event` in time order, the oldest status change beyond [`STATUS_EVENTS`] and
+    /// the oldest event beyond [`EVENTS`] dropped.
     pub(super) fn push_event(&mut self, event: Event) {
         let at = self.events.partition_point(|e| e.at <= event.at);
+        let status = event.is_status_change();
         self.events.insert(at, event);
+        if status && self.events.iter().filter(|e| e.is_status_change()).count() > STATUS_EVENTS {
+            if let Some(oldest) = self.events.iter().position(Event::is_status_change) {
+                self.events.remove(oldest);
+            }
+        }
         if self.events.len() > EVENTS {
             self.events.pop_front();
         }
@@ -233,12 +251,18 @@ impl Track {
                 let mut events = Vec::new();
                 for transition in handle.transitions() {
                     if transition.sequence > self.seen {
+                        let mut reason = transition.reason.to_string();
+                        // The breaker keeps its last 16: more came between two samples.
+                        let missed = transition.sequence - self.seen - 1;
+                        if missed > 0 {
+                            reason.push_str(&format!(" ({missed} earlier transitions not shown)"));
+                        }
                         self.seen = transition.sequence;
                         events.push(event(
                             transition.at.min(now),
                             transition.from.as_str().into(),
                             transition.to.as_str().into(),
-                            transition.reason.to_string(),
+                            reason,
                         ));
                     }
                 }
