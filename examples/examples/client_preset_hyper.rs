@@ -7,9 +7,8 @@
 //! caller's deadline on, and a keyed breaker (one per host) opens for `b` alone while `a`
 //! and `c` keep being served.
 //!
-//! The same stack wraps a `reqwest::Client` the same way: `service_fn(move |request:
-//! http::Request<Full<Bytes>>| { let client = client.clone(); async move { /* convert and
-//! send with reqwest */ } })` and `ClientPreset::http(..).layer().service(that)`.
+//! The same stack wraps a `reqwest::Client` through `ReqwestService` (feature `reqwest`):
+//! see the `reqwest_client` example.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;

@@ -27,7 +27,12 @@ pub mod presets;
 ))]
 mod stack_config;
 
+#[cfg(feature = "reqwest")]
+mod reqwest_service;
+
 pub use self::builder_ext::BulwarkExt;
+#[cfg(feature = "reqwest")]
+pub use self::reqwest_service::{ReqwestFuture, ReqwestService};
 #[cfg(all(
     feature = "serde",
     feature = "http",
