@@ -37,6 +37,12 @@ use crate::future::ResponseFuture;
 /// An error from the inner service's `poll_ready` is classified and recorded like the
 /// result of a call (a dependency that cannot be connected to trips the breaker), and is
 /// passed on.
+///
+/// It is a service of `Req` when the inner service is, its error converts into
+/// `BoxError`, and the classifier `C` reads the inner service's answers
+/// (`C: Classify<S::Response, S::Error>`): the HTTP classifiers read `http::Response<B>`,
+/// so a client answering another type (a `reqwest::Response`) needs an adapter to
+/// `http::Response` or a classifier of its own (any `Fn(&Result<Res, E>) -> Outcome`).
 pub struct CircuitBreaker<S, C> {
     inner: S,
     breaker: Arc<Breaker>,

@@ -30,7 +30,38 @@ mod stack_config;
 #[cfg(feature = "reqwest")]
 mod reqwest_service;
 
+// A page of docs: the errors users meet most and their fixes, each error compiled as a
+// test. It needs the presets and `reqwest` for its examples.
+#[cfg(all(
+    feature = "reqwest",
+    feature = "breaker",
+    feature = "bulkhead",
+    feature = "retry",
+    feature = "deadline",
+    feature = "shed",
+    feature = "health"
+))]
+pub mod compile_errors;
+
 pub use self::builder_ext::BulwarkExt;
+
+/// States that `service` serves `Req`; does nothing at run time.
+///
+/// When a call on a stack fails with *"the method `oneshot` exists …, but its trait bounds
+/// were not satisfied"*, put this on the line before: the compiler then names the
+/// requirement that fails (a request that is not `Clone` under a retry, a classifier that
+/// cannot read the responses) instead of the whole stack. The `compile_errors` page (with
+/// features `reqwest` and the presets' on) shows the common ones and their fixes.
+///
+/// ```
+/// use tower::service_fn;
+///
+/// let echo = service_fn(|n: u32| async move { Ok::<_, std::convert::Infallible>(n) });
+/// tower_bulwark::expect_service::<u32, _>(&echo);
+/// ```
+pub fn expect_service<Req, S: tower::Service<Req>>(service: &S) {
+    let _ = service;
+}
 #[cfg(feature = "reqwest")]
 pub use self::reqwest_service::{ReqwestFuture, ReqwestService};
 #[cfg(all(

@@ -407,6 +407,17 @@ impl<R: Clone, C: Clone> ClientPreset<R, C> {
     }
 
     /// The stack as one layer.
+    ///
+    /// It serves `http::Request<B>` over a service `S` when:
+    /// - `B: Clone`: a retry sends a copy of the request, so a streaming body (axum's
+    ///   `Body`, hyper's `Incoming`) must be read into memory first (`String`, `Bytes`,
+    ///   `Full<Bytes>`), or recorded by the retry crate's `ReplayLayer`;
+    /// - `S` answers `http::Response<_>`: the classifiers read its status (a
+    ///   `reqwest::Client` goes under it through `ReqwestService`, feature `reqwest`);
+    /// - `S`'s error converts into `BoxError`.
+    ///
+    /// When one of these fails, the compiler reports the whole stack; `expect_service`
+    /// names the failing one (the `compile_errors` page, with feature `reqwest`, shows each).
     pub fn layer(&self) -> ClientLayer<R, C> {
         ServiceBuilder::new()
             .retry_with(self.retry.clone())

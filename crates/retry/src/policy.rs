@@ -27,6 +27,13 @@ use crate::{
 ///
 /// tower's `Retry` clones the policy for every call; a clone costs one `Arc` clone.
 ///
+/// The request must be `Clone`: each attempt is sent a copy. An HTTP request with a
+/// streaming body (axum's `Body`, hyper's `Incoming`) is not; read it into memory first
+/// (`String`, `Bytes`, `Full<Bytes>`), or wrap it in a [`ReplayBody`](crate::ReplayBody)
+/// with [`ReplayLayer`](crate::ReplayLayer). The compiler reports a missing `Clone` as
+/// *"the method `oneshot` exists for struct `Retry<…>`, but its trait bounds were not
+/// satisfied"*.
+///
 /// ```
 /// use std::sync::Arc;
 /// use std::time::Duration;
