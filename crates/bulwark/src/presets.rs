@@ -40,7 +40,9 @@ use std::time::Duration;
 
 use tower::layer::util::{Identity, Stack};
 use tower::ServiceBuilder;
-use tower_bulwark_core::{ConfigError, GrpcClassifier, HandleRejectionsLayer, HttpClassifier};
+use tower_bulwark_core::{
+    ConfigError, GrpcClassifier, HandleRejectionsLayer, HttpClassifier, Name,
+};
 
 use crate::breaker::CircuitBreakerLayer;
 use crate::bulkhead::BulkheadLayer;
@@ -60,6 +62,8 @@ pub type ServerLayer<C> = ServiceBuilder<
 
 /// The name [`ServerPreset::register`] gives the shedding layer.
 const SERVER_SHED: &str = "server shed";
+/// The shedding layer's own name (in its rejections, events and metrics).
+pub(crate) const SERVER_SHED_NAME: &str = "server";
 
 /// The layer of [`ServerPreset::layer_with`]: the preset's stack with `L` placed between
 /// deadline acceptance and load shedding.
@@ -120,15 +124,34 @@ impl ServerPreset<GrpcClassifier> {
     }
 }
 
+impl ServerPreset<HttpClassifier> {
+    /// The preset's deadline acceptance, to change before building: deadlines of at most
+    /// 30 s are granted, a request that brings none gets 10 s.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use tower_bulwark::presets::ServerPreset;
+    ///
+    /// let mut server = ServerPreset::http().unwrap();
+    /// server.deadline = ServerPreset::deadline_builder()
+    ///     .default_timeout(Duration::from_secs(2))
+    ///     .build()
+    ///     .unwrap();
+    /// # let _ = server.layer();
+    /// ```
+    pub fn deadline_builder() -> crate::deadline::AcceptBuilder {
+        AcceptDeadlineLayer::builder()
+            .max(Duration::from_secs(30))
+            .default_timeout(Duration::from_secs(10))
+    }
+}
+
 impl<C: Clone> ServerPreset<C> {
     fn with_classifier(classify: C) -> Result<Self, ConfigError> {
         Ok(ServerPreset {
-            deadline: AcceptDeadlineLayer::builder()
-                .max(Duration::from_secs(30))
-                .default_timeout(Duration::from_secs(10))
-                .build()?,
+            deadline: ServerPreset::deadline_builder().build()?,
             shed: ShedLayer::builder()
-                .name("server")
+                .name(SERVER_SHED_NAME)
                 .criticality(FromRequest::default())
                 .classify(classify)
                 .build()?,
@@ -255,14 +278,15 @@ pub struct ClientPreset<R, C> {
     /// The timeout of each attempt.
     pub timeout: TimeoutLayer,
     /// The name given, for [`register`](Self::register).
-    name: &'static str,
+    name: Name,
     /// The budget `retry` withdraws from, kept to be registered.
     pub(crate) budget: Arc<RatioBudget>,
 }
 
 impl ClientPreset<HttpRetry, HttpClassifier> {
-    /// For HTTP clients (hyper-util, reqwest through `service_fn`).
-    pub fn http(name: &'static str) -> Result<Self, ConfigError> {
+    /// For HTTP clients (hyper-util; reqwest through `ReqwestService`, feature `reqwest`).
+    /// `name` is a literal or an owned `String` (say, from a configuration file).
+    pub fn http(name: impl Into<Name>) -> Result<Self, ConfigError> {
         ClientPreset::with(name, HttpRetry::default(), HttpClassifier)
     }
 }
@@ -274,7 +298,7 @@ impl ClientPreset<GrpcRetry, GrpcClassifier> {
     /// [`grpc_with`](Self::grpc_with). A tonic client calls through
     /// [`tonic_layer`](Self::tonic_layer) (feature `tonic`), so that refusals reach it
     /// with the right status code.
-    pub fn grpc(name: &'static str) -> Result<Self, ConfigError> {
+    pub fn grpc(name: impl Into<Name>) -> Result<Self, ConfigError> {
         ClientPreset::grpc_with(name, GrpcRetry::new())
     }
 
@@ -292,7 +316,7 @@ impl ClientPreset<GrpcRetry, GrpcClassifier> {
     /// # Ok(())
     /// # }
     /// ```
-    pub fn grpc_with(name: &'static str, retry: GrpcRetry) -> Result<Self, ConfigError> {
+    pub fn grpc_with(name: impl Into<Name>, retry: GrpcRetry) -> Result<Self, ConfigError> {
         ClientPreset::with(name, retry, GrpcClassifier)
     }
 
@@ -337,28 +361,86 @@ pub type TonicClientLayer = ServiceBuilder<
     Stack<ClientLayer<GrpcRetry, GrpcClassifier>, Stack<crate::RejectionsAsStatusLayer, Identity>>,
 >;
 
+/// The client preset's retry budget: over the last 10 s, 20% of the calls plus 10 retries
+/// per second.
+pub(crate) const BUDGET_WINDOW: Duration = Duration::from_secs(10);
+pub(crate) const BUDGET_MIN_PER_SEC: u32 = 10;
+pub(crate) const BUDGET_RATIO: f64 = 0.2;
+/// The client preset's attempt timeout.
+pub(crate) const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The parts of a client preset, each from a builder that starts from the preset's values:
+/// change what you need and build, then put it in the preset's field.
+///
+/// ```
+/// use tower_bulwark::presets::ClientPreset;
+///
+/// let mut inventory = ClientPreset::http("inventory").unwrap();
+/// inventory.bulkhead = ClientPreset::bulkhead_builder("inventory")
+///     .max_queue(20)
+///     .build()
+///     .unwrap();
+/// assert_eq!(inventory.bulkhead.handle().snapshot().max_concurrent, 100, "the preset's");
+/// # let _ = inventory.layer();
+/// ```
+impl ClientPreset<HttpRetry, HttpClassifier> {
+    /// The preset's retry budget (the one [`budget`](Self::budget) returns is the one its
+    /// retry draws from): over the last 10 s, 20% of the calls plus 10 retries per second.
+    pub fn new_budget() -> Result<Arc<RatioBudget>, ConfigError> {
+        Ok(Arc::new(RatioBudget::new(
+            BUDGET_WINDOW,
+            BUDGET_MIN_PER_SEC,
+            BUDGET_RATIO,
+        )?))
+    }
+
+    /// The preset's retries over `budget`, deciding by `retry` (`HttpRetry`, `GrpcRetry`):
+    /// at most 3 attempts, exponential backoff from 50 ms with full jitter, at most 5 s
+    /// (the retry layer's own defaults), never retrying a refusal of the layers below.
+    pub fn retry_builder<R>(
+        budget: Arc<RatioBudget>,
+        retry: R,
+    ) -> crate::retry::Builder<SkipRejections<R>> {
+        RetryPolicy::builder()
+            .budget(budget)
+            .classify(SkipRejections(retry))
+    }
+
+    /// The preset's deadline propagation: 95% of the time left is sent on.
+    pub fn deadline_builder() -> crate::deadline::PropagateBuilder {
+        PropagateDeadlineLayer::builder().keep(0.95)
+    }
+
+    /// The preset's circuit breaker, named `name`, judging by `classify`: opens after 5
+    /// consecutive failures.
+    pub fn breaker_builder<C>(name: impl Into<Name>, classify: C) -> crate::breaker::Builder<C> {
+        CircuitBreakerLayer::builder()
+            .name(name)
+            .consecutive_failures(5)
+            .classifier(classify)
+    }
+
+    /// The preset's bulkhead, named `name`: 100 calls in flight, no queue.
+    pub fn bulkhead_builder(name: impl Into<Name>) -> crate::bulkhead::Builder {
+        BulkheadLayer::builder()
+            .name(name)
+            .max_concurrent(CLIENT_MAX_CONCURRENT)
+    }
+}
+
 /// The client preset's bulkhead limit (calls in flight, no queue).
 pub(crate) const CLIENT_MAX_CONCURRENT: usize = 100;
 
 impl<R: Clone, C: Clone> ClientPreset<R, C> {
-    fn with(name: &'static str, retry: R, classify: C) -> Result<Self, ConfigError> {
-        let budget = Arc::new(RatioBudget::new(Duration::from_secs(10), 10, 0.2)?);
+    fn with(name: impl Into<Name>, retry: R, classify: C) -> Result<Self, ConfigError> {
+        let name = name.into();
+        let budget = ClientPreset::new_budget()?;
         Ok(ClientPreset {
-            retry: RetryPolicy::builder()
-                .budget(budget.clone())
-                .classify(SkipRejections(retry))
-                .build()?,
-            deadline: PropagateDeadlineLayer::builder().keep(0.95).build()?,
-            breaker: CircuitBreakerLayer::builder()
-                .name(name)
-                .consecutive_failures(5)
-                .classifier(classify)
-                .build()?,
-            bulkhead: BulkheadLayer::builder()
-                .name(name)
-                .max_concurrent(CLIENT_MAX_CONCURRENT)
-                .build()?,
-            timeout: TimeoutLayer::new(Duration::from_secs(10))?,
+            retry: ClientPreset::retry_builder(budget.clone(), retry).build()?,
+            deadline: ClientPreset::deadline_builder().build()?,
+            breaker: ClientPreset::breaker_builder(name.clone(), classify).build()?,
+            bulkhead: ClientPreset::bulkhead_builder(name.clone()).build()?,
+            timeout: TimeoutLayer::new(ATTEMPT_TIMEOUT)?,
             name,
             budget,
         })
@@ -400,7 +482,7 @@ impl<R: Clone, C: Clone> ClientPreset<R, C> {
     /// assert!(health.is_ready(), "a dependency's open breaker leaves the process ready");
     /// ```
     pub fn register(&self, health: &Health) {
-        let name = self.name;
+        let name = self.name.as_str();
         health.add_breaker(format!("{name} breaker"), false, self.breaker.handle());
         health.add_bulkhead(format!("{name} bulkhead"), self.bulkhead.handle());
         health.add_budget(format!("{name} retry budget"), self.budget.clone());

@@ -4,24 +4,34 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+use std::sync::Arc;
+
 use serde::Deserialize;
-use tower_bulwark_core::{ConfigError, HttpClassifier};
+use tower_bulwark_core::{ConfigError, GrpcClassifier, HttpClassifier};
 
 use crate::breaker::BreakerConfig;
 use crate::bulkhead::BulkheadConfig;
-use crate::deadline::{AcceptDeadlineLayer, PropagateDeadlineLayer, TimeoutLayer};
-use crate::presets::{ClientPreset, ServerPreset};
-use crate::retry::{Backoff, HttpRetry, Jitter, RatioBudget, RetryPolicy, SkipRejections};
+use crate::deadline::TimeoutLayer;
+use crate::presets::{
+    ClientPreset, ServerPreset, BUDGET_MIN_PER_SEC, BUDGET_RATIO, BUDGET_WINDOW,
+    CLIENT_MAX_CONCURRENT, SERVER_SHED_NAME,
+};
+use crate::retry::{Backoff, GrpcRetry, HttpRetry, Jitter, RatioBudget};
 use crate::shed::{FromRequest, ShedConfig};
 
 /// A server stack and any number of named client stacks, from TOML, JSON or YAML, built on
-/// the presets ([`ServerPreset::http`], [`ClientPreset::http`]: their docs list the
-/// defaults). Every field is optional: what is missing keeps the preset's default, also
-/// inside a section given in part (a `bulkhead` with only `max_queue` keeps 100 calls in
-/// flight; a `shed` without `algorithm` keeps `MinRtt`). A section replaces its layer,
-/// with its own listeners (none). Unknown fields are an error; durations are in
-/// milliseconds. The presets built register with a health registry as the presets do
-/// (`register`), a configured retry budget included.
+/// the presets, HTTP or gRPC ([`ServerPreset::http`], [`ClientPreset::http`] and their
+/// gRPC twins: their docs list the defaults). Every field is optional: what is missing
+/// keeps the preset's default (the same builders the presets start from, so there is one
+/// copy of each default), also inside a section given in part (a `bulkhead` with only
+/// `max_queue` keeps 100 calls in flight; a `shed` without `algorithm` keeps `MinRtt`). A
+/// section replaces its layer, with its own listeners (none). Unknown fields are an error,
+/// a value a builder refuses is a [`ConfigError`] whose [`path`](ConfigError::path) names
+/// the file's key (`clients.inventory.retry.budget_ratio`), and
+/// [`expect_clients`](Self::expect_clients) reports a client section no program part
+/// builds (a misspelt name). Durations are in milliseconds. The presets built register
+/// with a health registry as the presets do (`register`), a configured retry budget
+/// included.
 ///
 /// ```
 /// use tower_bulwark::StackConfig;
@@ -40,6 +50,7 @@ use crate::shed::{FromRequest, ShedConfig};
 ///         }
 ///     }
 /// }"#).unwrap();
+/// config.expect_clients(["inventory"]).expect("no misspelt client");
 /// let server = config.http_server().expect("valid settings");
 /// let inventory = config.http_client("inventory").expect("valid settings");
 /// # let _ = (server.layer(), inventory.layer());
@@ -132,95 +143,226 @@ fn ms(value: u64) -> Duration {
     Duration::from_millis(value)
 }
 
+/// Places a builder's error at `section` of the file, naming the file's key for the
+/// builder's field (`keys`: builder field → file key; a field not listed keeps its name,
+/// as the settings types that mirror their builder do).
+fn at<'a>(
+    section: &'a str,
+    keys: &'static [(&'static str, &'static str)],
+) -> impl Fn(ConfigError) -> ConfigError + 'a {
+    move |error| {
+        let key = keys
+            .iter()
+            .find(|(field, _)| *field == error.field())
+            .map_or(error.field(), |(_, key)| key);
+        error.at(format!("{section}.{key}"))
+    }
+}
+
 impl StackConfig {
     /// The HTTP server preset with these settings (the defaults if there is no `server`).
+    /// An error names the file's key: `server.deadline.max_ms`.
     pub fn http_server(&self) -> Result<ServerPreset<HttpClassifier>, ConfigError> {
-        let mut preset = ServerPreset::http()?;
+        self.server(ServerPreset::http()?, HttpClassifier)
+    }
+
+    /// The gRPC server preset with these settings (the same keys as
+    /// [`http_server`](Self::http_server)).
+    pub fn grpc_server(&self) -> Result<ServerPreset<GrpcClassifier>, ConfigError> {
+        self.server(ServerPreset::grpc()?, GrpcClassifier)
+    }
+
+    /// The HTTP client preset named `name`, with its settings (the defaults if it is not
+    /// configured). An error names the file's key: `clients.inventory.retry.budget_ratio`.
+    pub fn http_client(
+        &self,
+        name: &str,
+    ) -> Result<ClientPreset<HttpRetry, HttpClassifier>, ConfigError> {
+        let preset = ClientPreset::http(name.to_string())?;
+        self.client(name, preset, HttpRetry::default(), HttpClassifier)
+    }
+
+    /// The gRPC client preset named `name`, with its settings (the same keys as
+    /// [`http_client`](Self::http_client)); `retry` marks the methods that may be retried,
+    /// as for [`ClientPreset::grpc_with`].
+    pub fn grpc_client(
+        &self,
+        name: &str,
+        retry: GrpcRetry,
+    ) -> Result<ClientPreset<GrpcRetry, GrpcClassifier>, ConfigError> {
+        let preset = ClientPreset::grpc_with(name.to_string(), retry.clone())?;
+        self.client(name, preset, retry, GrpcClassifier)
+    }
+
+    /// Checks that every client section of the file is one the program builds: a section
+    /// under a misspelt name would otherwise be ignored, its client left at the defaults.
+    /// The error names the first unknown section (`clients.inventroy`).
+    ///
+    /// ```
+    /// use tower_bulwark::StackConfig;
+    ///
+    /// let config: StackConfig =
+    ///     serde_json::from_str(r#"{"clients": {"inventroy": {"attempt_timeout_ms": 300}}}"#).unwrap();
+    /// let error = config.expect_clients(["inventory", "payments"]).unwrap_err();
+    /// assert_eq!(error.path(), Some("clients.inventroy"));
+    /// ```
+    pub fn expect_clients<'a>(
+        &self,
+        names: impl IntoIterator<Item = &'a str>,
+    ) -> Result<(), ConfigError> {
+        let known: Vec<&str> = names.into_iter().collect();
+        match self
+            .clients
+            .keys()
+            .find(|name| !known.contains(&name.as_str()))
+        {
+            None => Ok(()),
+            Some(unknown) => Err(ConfigError::new(
+                "clients",
+                format!(
+                    "no client of this name is built (the clients are: {})",
+                    known.join(", ")
+                ),
+            )
+            .at(format!("clients.{unknown}"))),
+        }
+    }
+
+    fn server<C: Clone>(
+        &self,
+        mut preset: ServerPreset<C>,
+        classify: C,
+    ) -> Result<ServerPreset<C>, ConfigError> {
         let Some(server) = &self.server else {
             return Ok(preset);
         };
         if let Some(deadline) = &server.deadline {
-            let mut builder = AcceptDeadlineLayer::builder()
-                .max(ms(deadline.max_ms.unwrap_or(30_000)))
-                .default_timeout(ms(deadline.default_ms.unwrap_or(10_000)));
+            let mut builder = ServerPreset::deadline_builder();
+            if let Some(max) = deadline.max_ms {
+                builder = builder.max(ms(max));
+            }
+            if let Some(default) = deadline.default_ms {
+                builder = builder.default_timeout(ms(default));
+            }
             if let Some(headroom) = deadline.headroom_ms {
                 builder = builder.headroom(ms(headroom));
             }
-            preset.deadline = builder.build()?;
+            const KEYS: &[(&str, &str)] = &[
+                ("max", "max_ms"),
+                ("default_timeout", "default_ms"),
+                ("headroom", "headroom_ms"),
+            ];
+            preset.deadline = builder.build().map_err(at("server.deadline", KEYS))?;
         }
         if let Some(shed) = &server.shed {
+            let section = at("server.shed", &[]);
             preset.shed = shed
-                .builder()?
-                .name(shed.name.clone().unwrap_or_else(|| "server".to_string()))
+                .builder()
+                .map_err(&section)?
+                .name(
+                    shed.name
+                        .clone()
+                        .unwrap_or_else(|| SERVER_SHED_NAME.to_string()),
+                )
                 .criticality(FromRequest::default())
-                .classify(HttpClassifier)
-                .build()?;
+                .classify(classify)
+                .build()
+                .map_err(&section)?;
         }
         Ok(preset)
     }
 
-    /// The HTTP client preset named `name`, with its settings (the defaults if it is not
-    /// configured).
-    pub fn http_client(
+    fn client<R: Clone, C: Clone>(
         &self,
-        name: &'static str,
-    ) -> Result<ClientPreset<HttpRetry, HttpClassifier>, ConfigError> {
-        let mut preset = ClientPreset::http(name)?;
+        name: &str,
+        mut preset: ClientPreset<R, C>,
+        retry_classifier: R,
+        classify: C,
+    ) -> Result<ClientPreset<R, C>, ConfigError> {
         let Some(client) = self.clients.get(name) else {
             return Ok(preset);
         };
+        let section = |part: &str| format!("clients.{name}.{part}");
         if let Some(retry) = &client.retry {
-            let budget = std::sync::Arc::new(RatioBudget::new(
-                Duration::from_secs(10),
-                retry.budget_min_per_sec.unwrap_or(10),
-                retry.budget_ratio.unwrap_or(0.2),
-            )?);
-            preset.retry = RetryPolicy::builder()
-                .max_attempts(retry.max_attempts.unwrap_or(3))
-                .backoff(
-                    Backoff::Exponential {
-                        initial: ms(retry.initial_backoff_ms.unwrap_or(50)),
-                        multiplier: 2.0,
-                    },
-                    Jitter::Full,
-                )
-                .max_wait(ms(retry.max_backoff_ms.unwrap_or(5_000)))
-                .budget(budget.clone())
-                .classify(SkipRejections(HttpRetry::default()))
-                .build()?;
+            let place = section("retry");
+            const BUDGET_KEYS: &[(&str, &str)] = &[
+                ("retry_ratio", "budget_ratio"),
+                ("min_per_sec", "budget_min_per_sec"),
+            ];
+            let budget = RatioBudget::new(
+                BUDGET_WINDOW,
+                retry.budget_min_per_sec.unwrap_or(BUDGET_MIN_PER_SEC),
+                retry.budget_ratio.unwrap_or(BUDGET_RATIO),
+            )
+            .map(Arc::new)
+            .map_err(at(&place, BUDGET_KEYS))?;
+            let mut builder = ClientPreset::retry_builder(budget.clone(), retry_classifier);
+            if let Some(attempts) = retry.max_attempts {
+                builder = builder.max_attempts(attempts);
+            }
+            if let Some(initial) = retry.initial_backoff_ms {
+                let doubling = Backoff::Exponential {
+                    initial: ms(initial),
+                    multiplier: 2.0,
+                };
+                builder = builder.backoff(doubling, Jitter::Full);
+            }
+            if let Some(max) = retry.max_backoff_ms {
+                builder = builder.max_wait(ms(max));
+            }
+            const KEYS: &[(&str, &str)] = &[
+                ("backoff", "initial_backoff_ms"),
+                ("max_wait", "max_backoff_ms"),
+            ];
+            preset.retry = builder.build().map_err(at(&place, KEYS))?;
             // What `register` shows is the budget the policy draws from.
             preset.budget = budget;
         }
         if let Some(deadline) = &client.deadline {
-            let mut builder = PropagateDeadlineLayer::builder()
-                .keep(deadline.keep.unwrap_or(0.95))
-                .margin(ms(deadline.margin_ms.unwrap_or(0)))
-                .min_budget(ms(deadline.min_budget_ms.unwrap_or(1)));
+            let mut builder = ClientPreset::deadline_builder();
+            if let Some(keep) = deadline.keep {
+                builder = builder.keep(keep);
+            }
+            if let Some(margin) = deadline.margin_ms {
+                builder = builder.margin(ms(margin));
+            }
+            if let Some(min_budget) = deadline.min_budget_ms {
+                builder = builder.min_budget(ms(min_budget));
+            }
             if let Some(default) = deadline.default_ms {
                 builder = builder.default_timeout(ms(default));
             }
-            preset.deadline = builder.build()?;
+            const KEYS: &[(&str, &str)] = &[
+                ("margin", "margin_ms"),
+                ("min_budget", "min_budget_ms"),
+                ("default_timeout", "default_ms"),
+            ];
+            preset.deadline = builder.build().map_err(at(&section("deadline"), KEYS))?;
         }
         if let Some(breaker) = &client.breaker {
             let mut builder = breaker.builder();
             if breaker.name.is_none() {
-                builder = builder.name(name);
+                builder = builder.name(name.to_string());
             }
-            preset.breaker = builder.classifier(HttpClassifier).build()?;
+            preset.breaker = builder
+                .classifier(classify)
+                .build()
+                .map_err(at(&section("breaker"), &[]))?;
         }
         if let Some(bulkhead) = &client.bulkhead {
             let mut builder = bulkhead.builder();
             if bulkhead.name.is_none() {
-                builder = builder.name(name);
+                builder = builder.name(name.to_string());
             }
             if bulkhead.max_concurrent.is_none() {
                 // The preset's, not the bulkhead's own default (25).
-                builder = builder.max_concurrent(crate::presets::CLIENT_MAX_CONCURRENT);
+                builder = builder.max_concurrent(CLIENT_MAX_CONCURRENT);
             }
-            preset.bulkhead = builder.build()?;
+            preset.bulkhead = builder.build().map_err(at(&section("bulkhead"), &[]))?;
         }
         if let Some(timeout) = client.attempt_timeout_ms {
-            preset.timeout = TimeoutLayer::new(ms(timeout))?;
+            preset.timeout = TimeoutLayer::new(ms(timeout))
+                .map_err(|error| error.at(section("attempt_timeout_ms")))?;
         }
         Ok(preset)
     }
@@ -230,33 +372,107 @@ impl StackConfig {
 mod tests {
     use super::*;
 
-    #[test]
-    fn bad_settings_name_their_field() {
-        let error = |json: &str| {
-            let config: StackConfig = serde_json::from_str(json).unwrap();
-            match config.http_server() {
-                Err(error) => error.field().to_string(),
-                Ok(_) => config
-                    .http_client("x")
-                    .err()
-                    .map(|e| e.field().to_string())
-                    .unwrap_or_default(),
-            }
+    /// The path of the file's key that holds the bad value, for HTTP and gRPC alike.
+    fn error_path(json: &str) -> String {
+        let config: StackConfig = serde_json::from_str(json).unwrap();
+        let path = |error: ConfigError| error.path().expect("placed in the file").to_string();
+        let http = match config.http_server() {
+            Err(error) => path(error),
+            Ok(_) => path(config.http_client("inventory").expect_err("an error")),
         };
-        assert_eq!(error(r#"{"server":{"deadline":{"max_ms":0}}}"#), "max");
+        let grpc = match config.grpc_server() {
+            Err(error) => path(error),
+            Ok(_) => path(
+                config
+                    .grpc_client("inventory", GrpcRetry::new())
+                    .expect_err("an error"),
+            ),
+        };
+        assert_eq!(http, grpc, "{json}");
+        http
+    }
+
+    #[test]
+    fn bad_settings_name_the_files_key_and_where_it_is() {
+        for (json, path) in [
+            (
+                r#"{"server":{"deadline":{"max_ms":0}}}"#,
+                "server.deadline.max_ms",
+            ),
+            (
+                r#"{"server":{"deadline":{"default_ms":0}}}"#,
+                "server.deadline.default_ms",
+            ),
+            (
+                r#"{"clients":{"inventory":{"retry":{"budget_ratio":-1}}}}"#,
+                "clients.inventory.retry.budget_ratio",
+            ),
+            (
+                r#"{"clients":{"inventory":{"retry":{"max_attempts":0}}}}"#,
+                "clients.inventory.retry.max_attempts",
+            ),
+            (
+                r#"{"clients":{"inventory":{"attempt_timeout_ms":0}}}"#,
+                "clients.inventory.attempt_timeout_ms",
+            ),
+            (
+                r#"{"clients":{"inventory":{"deadline":{"keep":2}}}}"#,
+                "clients.inventory.deadline.keep",
+            ),
+            (
+                r#"{"clients":{"inventory":{"breaker":{"consecutive_failures":0}}}}"#,
+                "clients.inventory.breaker.consecutive_failures",
+            ),
+            (
+                r#"{"clients":{"inventory":{"bulkhead":{"max_concurrent":0}}}}"#,
+                "clients.inventory.bulkhead.max_concurrent",
+            ),
+        ] {
+            assert_eq!(error_path(json), path);
+        }
+        let config: StackConfig =
+            serde_json::from_str(r#"{"clients":{"inventory":{"retry":{"budget_ratio":-1}}}}"#)
+                .unwrap();
+        let message = config.http_client("inventory").unwrap_err().to_string();
         assert_eq!(
-            error(r#"{"clients":{"x":{"retry":{"budget_ratio":-1}}}}"#),
-            "retry_ratio"
-        );
-        assert_eq!(
-            error(r#"{"clients":{"x":{"attempt_timeout_ms":0}}}"#),
-            "timeout"
-        );
-        assert_eq!(
-            error(r#"{"clients":{"x":{"deadline":{"keep":2}}}}"#),
-            "keep"
+            message,
+            "invalid `clients.inventory.retry.budget_ratio`: must be a finite number >= 0, got -1"
         );
         assert!(serde_json::from_str::<StackConfig>(r#"{"servers":{}}"#).is_err());
+    }
+
+    #[test]
+    fn a_client_section_nobody_builds_is_reported() {
+        let config: StackConfig = serde_json::from_str(
+            r#"{"clients":{"inventory":{},"payment":{"attempt_timeout_ms":300}}}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            config
+                .expect_clients(["inventory", "payments"])
+                .err()
+                .unwrap()
+                .path(),
+            Some("clients.payment")
+        );
+        assert!(config
+            .expect_clients(["payment", "inventory", "extra"])
+            .is_ok());
+        assert!(StackConfig::default().expect_clients([]).is_ok());
+    }
+
+    #[test]
+    fn names_may_be_owned_and_grpc_stacks_take_their_settings() {
+        let config: StackConfig =
+            serde_json::from_str(r#"{"clients":{"users":{"bulkhead":{"max_concurrent":7}}}}"#)
+                .unwrap();
+        let name = String::from("users");
+        let users = config.grpc_client(&name, GrpcRetry::new()).unwrap();
+        assert_eq!(users.bulkhead.handle().snapshot().max_concurrent, 7);
+        assert_eq!(users.breaker.handle().name(), "users");
+        let health = crate::health::Health::new();
+        users.register(&health);
+        assert_eq!(health.reports()[0].0, "users breaker");
     }
 
     /// A section given in part keeps the preset's defaults for the rest, not the layer's

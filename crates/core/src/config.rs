@@ -23,6 +23,8 @@ use std::time::Duration;
 pub struct ConfigError {
     field: &'static str,
     problem: Cow<'static, str>,
+    /// Where the value came from in a configuration file, when it did.
+    path: Option<Cow<'static, str>>,
 }
 
 impl ConfigError {
@@ -31,12 +33,39 @@ impl ConfigError {
         ConfigError {
             field,
             problem: problem.into(),
+            path: None,
         }
+    }
+
+    /// The same error, placed at `path` in a configuration file (the key and the sections
+    /// around it, `clients.inventory.retry.budget_ratio`): the message names the path
+    /// instead of the builder's field, so it points at the line of the file to fix.
+    ///
+    /// ```
+    /// use tower_bulwark_core::ConfigError;
+    ///
+    /// let err = ConfigError::new("retry_ratio", "must be within 0..=1, got 1.5")
+    ///     .at("clients.inventory.retry.budget_ratio");
+    /// assert_eq!(err.field(), "retry_ratio");
+    /// assert_eq!(err.path(), Some("clients.inventory.retry.budget_ratio"));
+    /// assert_eq!(
+    ///     err.to_string(),
+    ///     "invalid `clients.inventory.retry.budget_ratio`: must be within 0..=1, got 1.5"
+    /// );
+    /// ```
+    pub fn at(mut self, path: impl Into<Cow<'static, str>>) -> Self {
+        self.path = Some(path.into());
+        self
     }
 
     /// The name of the rejected field, as spelled in the builder method.
     pub fn field(&self) -> &'static str {
         self.field
+    }
+
+    /// Where in a configuration file the rejected value is, if [`at`](Self::at) said.
+    pub fn path(&self) -> Option<&str> {
+        self.path.as_deref()
     }
 
     /// What is wrong with it.
@@ -47,7 +76,8 @@ impl ConfigError {
 
 impl fmt::Display for ConfigError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "invalid `{}`: {}", self.field, self.problem)
+        let place = self.path.as_deref().unwrap_or(self.field);
+        write!(f, "invalid `{place}`: {}", self.problem)
     }
 }
 
