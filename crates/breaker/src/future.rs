@@ -82,7 +82,7 @@ where
             }
             KindProjection::Refused { error } => Poll::Ready(Err(error
                 .take()
-                .expect("ResponseFuture polled after completion"))),
+                .unwrap_or_else(tower_bulwark_core::polled_after_completion))),
         }
     }
 }

@@ -259,7 +259,7 @@ impl<T> Future for BlockingFuture<T> {
                 .map_err(|_| "the blocking closure panicked".into()),
             Outcome::Refused(error) => Poll::Ready(Err(error
                 .take()
-                .expect("BlockingFuture polled after completion"))),
+                .unwrap_or_else(tower_bulwark_core::polled_after_completion))),
         }
     }
 }

@@ -114,7 +114,7 @@ where
                 KindProjection::Refused { error } => {
                     let error = error
                         .take()
-                        .expect("ResponseFuture polled after completion");
+                        .unwrap_or_else(tower_bulwark_core::polled_after_completion);
                     return Poll::Ready((Err(error), None));
                 }
                 KindProjection::Waiting(waiting) => {

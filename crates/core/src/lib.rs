@@ -86,3 +86,15 @@ pub use self::status::{rejection_to_status, RejectionsAsStatus, RejectionsAsStat
 /// The boxed error of tower services that add failure modes (the same type as
 /// `tower::BoxError`).
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// What the futures of this workspace answer when polled again after they answered:
+/// an error, never a panic. tower's contract forbids the second poll, but a caller's bug
+/// should fail its call, not take its task down.
+///
+/// ```
+/// let error = tower_bulwark_core::polled_after_completion();
+/// assert_eq!(error.to_string(), "future polled after completion");
+/// ```
+pub fn polled_after_completion() -> BoxError {
+    "future polled after completion".into()
+}

@@ -129,7 +129,10 @@ where
             let verdict = match this.state.as_mut().project() {
                 StateProj::Called { future } => return future.poll(cx).map_err(Into::into),
                 StateProj::Refused { error } => {
-                    return Poll::Ready(Err(error.take().expect("polled after completion")));
+                    let error = error.take();
+                    return Poll::Ready(Err(
+                        error.unwrap_or_else(tower_bulwark_core::polled_after_completion)
+                    ));
                 }
                 StateProj::Acquiring { mut acquire } => {
                     let answer = ready!(acquire.as_mut().poll(cx));

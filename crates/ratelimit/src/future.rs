@@ -109,7 +109,12 @@ where
                     return Poll::Ready(Ok(response));
                 }
                 StateProj::Answered { response } => {
-                    let response = response.take().expect("polled after completion");
+                    // Polled again after it answered: a 500, never a panic.
+                    let response = response.take().unwrap_or_else(|| {
+                        let mut response = Response::new(ResB::default());
+                        *response.status_mut() = http::StatusCode::INTERNAL_SERVER_ERROR;
+                        response
+                    });
                     return Poll::Ready(Ok(response));
                 }
                 StateProj::Checking {

@@ -70,9 +70,12 @@ where
                 Ok(response) => return Poll::Ready(Ok(response)),
                 Err(error) => error_response(&error.into(), *protocol, *sheds),
             },
-            StateProjection::Ready(response) => response
-                .take()
-                .expect("ResponseFuture polled after completion"),
+            // Polled again after it answered: a 500, never a panic.
+            StateProjection::Ready(response) => response.take().unwrap_or_else(|| {
+                let mut response = Response::new(());
+                *response.status_mut() = http::StatusCode::INTERNAL_SERVER_ERROR;
+                response
+            }),
         };
         Poll::Ready(Ok(response.map(|()| B::default())))
     }

@@ -53,7 +53,7 @@ where
             StateProjection::Inner { future } => future.poll(cx).map_err(super::as_status),
             StateProjection::Refused(status) => Poll::Ready(Err(status
                 .take()
-                .expect("ResponseFuture polled after completion"))),
+                .unwrap_or_else(crate::polled_after_completion))),
         }
     }
 }
