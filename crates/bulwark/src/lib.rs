@@ -80,28 +80,34 @@ pub use self::stack_config::{
 
 /// The circuit breaker: [`tower-bulwark-breaker`](https://docs.rs/tower-bulwark-breaker).
 #[cfg(feature = "breaker")]
+#[doc(inline)]
 pub use tower_bulwark_breaker as breaker;
 
 /// The bulkhead: [`tower-bulwark-bulkhead`](https://docs.rs/tower-bulwark-bulkhead).
 #[cfg(feature = "bulkhead")]
+#[doc(inline)]
 pub use tower_bulwark_bulkhead as bulkhead;
 
 /// Retry policy and budgets: [`tower-bulwark-retry`](https://docs.rs/tower-bulwark-retry).
 #[cfg(feature = "retry")]
+#[doc(inline)]
 pub use tower_bulwark_retry as retry;
 
 /// Deadline propagation and timeouts:
 /// [`tower-bulwark-deadline`](https://docs.rs/tower-bulwark-deadline).
 #[cfg(feature = "deadline")]
+#[doc(inline)]
 pub use tower_bulwark_deadline as deadline;
 
 /// Load shedding and client-side throttling:
 /// [`tower-bulwark-shed`](https://docs.rs/tower-bulwark-shed).
 #[cfg(feature = "shed")]
+#[doc(inline)]
 pub use tower_bulwark_shed as shed;
 
 /// Fault injection: [`tower-bulwark-chaos`](https://docs.rs/tower-bulwark-chaos).
 #[cfg(feature = "chaos")]
+#[doc(inline)]
 pub use tower_bulwark_chaos as chaos;
 
 /// Health endpoints and graceful drain, and with feature `dashboard` the operator
@@ -109,33 +115,40 @@ pub use tower_bulwark_chaos as chaos;
 /// `register` puts their parts on it):
 /// [`tower-bulwark-health`](https://docs.rs/tower-bulwark-health).
 #[cfg(feature = "health")]
+#[doc(inline)]
 pub use tower_bulwark_health as health;
 
 /// Degraded answers instead of failures:
 /// [`tower-bulwark-fallback`](https://docs.rs/tower-bulwark-fallback).
 #[cfg(feature = "fallback")]
+#[doc(inline)]
 pub use tower_bulwark_fallback as fallback;
 
 /// Idempotency keys on the server: a request retried with the same `Idempotency-Key` runs
 /// once ([`tower-bulwark-idempotency`](https://docs.rs/tower-bulwark-idempotency)).
 #[cfg(feature = "idempotency")]
+#[doc(inline)]
 pub use tower_bulwark_idempotency as idempotency;
 
 /// Keyed rate limits: 429 with the IETF `RateLimit` headers on servers, waiting up to the
 /// deadline on clients ([`tower-bulwark-ratelimit`](https://docs.rs/tower-bulwark-ratelimit)).
 #[cfg(feature = "ratelimit")]
+#[doc(inline)]
 pub use tower_bulwark_ratelimit as ratelimit;
 
 /// Degradation switches flipped in tiers by triggers, with hysteresis and overrides:
 /// [`tower-bulwark-degrade`](https://docs.rs/tower-bulwark-degrade).
 #[cfg(feature = "degrade")]
+#[doc(inline)]
 pub use tower_bulwark_degrade as degrade;
 
 // The shared contracts of `tower-bulwark-core`, by module and flat.
 #[cfg(feature = "testing")]
+#[doc(inline)]
 pub use tower_bulwark_core::testing;
 pub use tower_bulwark_core::{classify, config, events, grpc};
 #[cfg(feature = "metrics")]
+#[doc(inline)]
 pub use tower_bulwark_core::{metric_name, metrics};
 
 pub use tower_bulwark_core::{
@@ -144,11 +157,13 @@ pub use tower_bulwark_core::{
     ParseCriticalityError, Rejection, RejectionKind, SeededRng, CRITICALITY_HEADER,
 };
 #[cfg(feature = "http")]
+#[doc(inline)]
 pub use tower_bulwark_core::{
     handle, is_grpc_request, is_shed_for_overload, repeat, GrpcClassifier, HandleRejections,
     HandleRejectionsLayer, HttpClassifier, ENVOY_OVERLOADED_HEADER, OVERLOADED_HEADER,
 };
 #[cfg(feature = "tonic")]
+#[doc(inline)]
 pub use tower_bulwark_core::{
     rejection_to_status, status, RejectionsAsStatus, RejectionsAsStatusLayer,
 };
