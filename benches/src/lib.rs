@@ -1,4 +1,4 @@
-//! The ready+call harness shared by the benches (DESIGN.md, section 5).
+//! The ready+call harness shared by the benches (CONTRIBUTING.md, rule 10).
 //!
 //! Every layer is timed the same way: the service is built once, outside the timed loop;
 //! each iteration awaits `ready()` then `call()` on a current-thread runtime; the inner

@@ -15,11 +15,11 @@
 //! | `bulwark_breaker_would_reject_total` (`breaker`) | counter | refusals in shadow (disabled) mode |
 //! | `bulwark_bulkhead_rejections_total` (`bulkhead`, `reason`) | counter | refusals: queue full, wait timeout, deadline |
 //! | `bulwark_bulkhead_wait_seconds` (`bulkhead`) | histogram | queue waits |
-//! | `bulwark_retry_retries_total` | counter | retries made |
+//! | `bulwark_retries_total` | counter | retries made |
 //! | `bulwark_retry_not_retried_total` (`reason`) | counter | retries refused: max attempts, budget, deadline, pushback, body too large |
 //! | `bulwark_retry_wait_seconds` | histogram | waits before retries |
-//! | `bulwark_shed_limit` (`layer`) | gauge | the concurrency limit |
-//! | `bulwark_shed_shed_total` (`layer`, `tier`, `mode`) | counter | calls shed (or, in shadow mode, that would have been) |
+//! | `bulwark_shed_limit` (`shed`) | gauge | the concurrency limit |
+//! | `bulwark_shed_rejections_total` (`shed`, `tier`, `mode`) | counter | calls shed (or, in shadow mode, that would have been) |
 
 use std::time::Duration;
 

@@ -1,7 +1,7 @@
 //! Heap allocations per call on the happy path, counted by a global allocator that counts
 //! per thread (`allocation-counter`).
 //!
-//! The rule (DESIGN.md, section 4): zero allocations per call once a service is built and
+//! The rule (CONTRIBUTING.md, rule 3): zero allocations per call once a service is built and
 //! warmed up. Pattern crates add their layers here.
 
 use std::sync::atomic::{AtomicUsize, Ordering};

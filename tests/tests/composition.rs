@@ -13,9 +13,9 @@
 //! 5. every answer is the dependency's, a fallback marked degraded, or a refusal that one
 //!    of the stack's layers makes, whose kind says what happened, with the status its kind
 //!    maps to;
-//! 6. (DESIGN.md section 6: "the breaker inside retry so an open breaker ends the retries
-//!    at once") with no queue between the breaker and the dependency, no call starts while
-//!    the breaker is open.
+//! 6. (CONTRIBUTING.md, rule 12: "the breaker inside retry so an open breaker ends the
+//!    retries at once") with no queue between the breaker and the dependency, no call
+//!    starts while the breaker is open.
 //!
 //! The presets' order keeps all of them under any schedule (the proptests). Each wrong order
 //! has a test that runs one exact schedule through the preset's order (no violation) and

@@ -1,6 +1,6 @@
-//! Recommended stacks in the order of DESIGN.md section 6 (with one change: deadline
+//! Recommended stacks in the order of CONTRIBUTING.md, rule 12 (layer order): deadline
 //! propagation sits below the bulkhead, so the time left is written when the call leaves,
-//! after any wait in the bulkhead's queue), every part overridable: build a preset, change
+//! after any wait in the bulkhead's queue. Every part is overridable: build a preset, change
 //! any public field, then take its `layer()`.
 //!
 //! - [`ServerPreset`], for servers: rejections become responses → drain → deadline acceptance → load
