@@ -80,7 +80,7 @@ impl Event for RetryEvent {
         Level::DEBUG
     }
 
-    /// Records `bulwark_retry_retries_total`, `bulwark_retry_wait_seconds` (histogram) and
+    /// Records `bulwark_retries_total`, `bulwark_retry_wait_seconds` (histogram) and
     /// `bulwark_retry_not_retried_total` (label `reason`: `max_attempts`, `budget`,
     /// `deadline`, `pushback`, `body_too_large`).
     #[cfg(feature = "metrics")]
@@ -124,7 +124,7 @@ impl MetricHandles<RetryEvent> for RetryMetrics {
         match event {
             RetryEvent::Retrying { wait, .. } => {
                 self.retries
-                    .get_or_init(|| metrics::counter!(metric_name!("retry_retries_total")))
+                    .get_or_init(|| metrics::counter!(metric_name!("retries_total")))
                     .increment(1);
                 self.wait
                     .get_or_init(|| metrics::histogram!(metric_name!("retry_wait_seconds")))

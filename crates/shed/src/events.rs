@@ -66,8 +66,8 @@ impl Event for ShedEvent {
         }
     }
 
-    /// Records `bulwark_shed_shed_total` (labels `layer`, `tier`, `mode`: `shed` or
-    /// `shadow`) and the gauge `bulwark_shed_limit` (label `layer`).
+    /// Records `bulwark_shed_rejections_total` (labels `shed`, `tier`, `mode`: `shed` or
+    /// `shadow`) and the gauge `bulwark_shed_limit` (label `shed`).
     #[cfg(feature = "metrics")]
     fn record_metrics(&self) {
         ShedMetrics::record_once(self);
@@ -122,8 +122,8 @@ impl MetricHandles<ShedEvent> for ShedMetrics {
                 self.shed[tier][usize::from(*shadow)]
                     .get_or_init(|| {
                         metrics::counter!(
-                            metric_name!("shed_shed_total"),
-                            "layer" => layer(),
+                            metric_name!("shed_rejections_total"),
+                            "shed" => layer(),
                             "tier" => criticality.as_str(),
                             "mode" => if *shadow { "shadow" } else { "shed" }
                         )
@@ -132,7 +132,7 @@ impl MetricHandles<ShedEvent> for ShedMetrics {
             }
             ShedEvent::LimitChanged { to, .. } => self
                 .limit
-                .get_or_init(|| metrics::gauge!(metric_name!("shed_limit"), "layer" => layer()))
+                .get_or_init(|| metrics::gauge!(metric_name!("shed_limit"), "shed" => layer()))
                 .set(*to as f64),
         }
     }

@@ -283,9 +283,9 @@ fn shed_metrics_allocate_nothing_per_call() {
     let mut service = shadow.layer(Noop);
     let _held = hold(&mut service, 0u64);
     assert_eq!(allocations(service, || 7u64), 0);
-    let shadowed = [("layer", "api"), ("mode", "shadow"), ("tier", "critical")];
+    let shadowed = [("shed", "api"), ("mode", "shadow"), ("tier", "critical")];
     assert_eq!(
-        tally.value("bulwark_shed_shed_total", &shadowed),
+        tally.value("bulwark_shed_rejections_total", &shadowed),
         Some(RUNS)
     );
 
@@ -309,7 +309,7 @@ fn shed_metrics_allocate_nothing_per_call() {
         .unwrap();
     assert_eq!(allocations(restless.layer(Noop), || 7u64), 0);
     // The last of an even number of moves brought it back to 100.
-    let limit = tally.value("bulwark_shed_limit", &[("layer", "adaptive")]);
+    let limit = tally.value("bulwark_shed_limit", &[("shed", "adaptive")]);
     assert_eq!(limit.map(f64::from_bits), Some(100.0));
     tally.assert_registered_once();
 }
@@ -346,7 +346,7 @@ fn retry_metrics_add_no_allocation() {
     let tally = Tally::default();
     let _recorder = metrics::set_default_local_recorder(&tally);
     assert_eq!(failing(RetryPolicy::builder().with_metrics()), without);
-    assert_eq!(tally.value("bulwark_retry_retries_total", &[]), Some(RUNS));
+    assert_eq!(tally.value("bulwark_retries_total", &[]), Some(RUNS));
     assert_eq!(tally.value("bulwark_retry_wait_seconds", &[]), Some(RUNS));
     let exhausted = [("reason", "max_attempts")];
     assert_eq!(
