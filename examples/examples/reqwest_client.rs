@@ -60,7 +60,10 @@ async fn main() -> Result<(), BoxError> {
     let breaker = preset.breaker.handle();
     let client = ServiceBuilder::new()
         .layer(preset.layer())
-        .service(ReqwestService::new(reqwest::Client::new()));
+        // No proxy from the environment: the server is on loopback.
+        .service(ReqwestService::new(
+            reqwest::Client::builder().no_proxy().build()?,
+        ));
 
     for call in 1..=11 {
         let request = http::Request::get(format!("http://{addr}/stock")).body(String::new())?;

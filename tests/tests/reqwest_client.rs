@@ -53,6 +53,11 @@ async fn backend(failing: usize) -> Backend {
     }
 }
 
+/// reqwest without the proxies of the environment: the backend is on loopback.
+fn reqwest_service() -> ReqwestService {
+    ReqwestService::new(reqwest::Client::builder().no_proxy().build().unwrap())
+}
+
 /// The preset with retries that barely wait (the backoff is not what is tested).
 fn preset() -> ClientPreset<HttpRetry, HttpClassifier> {
     let mut preset = ClientPreset::http("inventory").unwrap();
@@ -77,7 +82,7 @@ async fn a_failed_call_is_retried_and_the_deadline_goes_with_it() {
     let backend = backend(2).await;
     let client = ServiceBuilder::new()
         .layer(preset().layer())
-        .service(ReqwestService::new(reqwest::Client::new()));
+        .service(reqwest_service());
 
     let response = Deadline::after(Duration::from_secs(2))
         .scope(client.oneshot(get_item(&backend)))
@@ -110,7 +115,7 @@ async fn the_breaker_opens_and_then_refuses_without_calling() {
     let breaker = preset.breaker.handle();
     let client = ServiceBuilder::new()
         .layer(preset.layer())
-        .service(ReqwestService::new(reqwest::Client::new()));
+        .service(reqwest_service());
 
     // Five failures in a row trip the preset's breaker; retries count as calls.
     let mut answered = 0;
@@ -140,7 +145,7 @@ async fn a_post_is_retried_only_with_an_idempotency_key() {
     let backend = backend(1).await;
     let client = ServiceBuilder::new()
         .layer(preset().layer())
-        .service(ReqwestService::new(reqwest::Client::new()));
+        .service(reqwest_service());
     let post = |key: Option<&str>| {
         let mut request = http::Request::post(format!("http://{}/items/7", backend.addr));
         if let Some(key) = key {
@@ -164,15 +169,21 @@ async fn a_post_is_retried_only_with_an_idempotency_key() {
 }
 
 #[tokio::test]
-async fn a_request_reqwest_cannot_send_is_an_error_not_a_panic() {
+async fn a_request_reqwest_cannot_send_is_refused_and_a_closed_port_is_a_failure() {
     let client = ServiceBuilder::new()
         .layer(preset().layer())
-        .service(ReqwestService::new(reqwest::Client::new()));
+        .service(reqwest_service());
     // No scheme or host: reqwest has nowhere to send it.
     let request = http::Request::get("/items/7").body(String::new()).unwrap();
     let error = client.oneshot(request).await.unwrap_err();
-    assert!(find_rejection(&error).is_none(), "{error}");
-    assert!(error.to_string().contains("builder error"), "{error}");
+    let rejection = find_rejection(&error).expect("refused as invalid");
+    assert_eq!(rejection.kind(), RejectionKind::InvalidRequest);
+    assert!(
+        error
+            .to_string()
+            .starts_with("reqwest cannot send this request"),
+        "{error}"
+    );
 
     // Nothing listens: a connection error, which the breaker counts and retries may repeat.
     let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
@@ -185,7 +196,7 @@ async fn a_request_reqwest_cannot_send_is_an_error_not_a_panic() {
     let breaker = preset.breaker.handle();
     let client = ServiceBuilder::new()
         .layer(preset.layer())
-        .service(ReqwestService::default());
+        .service(reqwest_service());
     client.oneshot(request).await.unwrap_err();
     assert_eq!(
         breaker.snapshot().consecutive_failures,

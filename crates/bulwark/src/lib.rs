@@ -63,7 +63,7 @@ pub fn expect_service<Req, S: tower::Service<Req>>(service: &S) {
     let _ = service;
 }
 #[cfg(feature = "reqwest")]
-pub use self::reqwest_service::{ReqwestFuture, ReqwestService};
+pub use self::reqwest_service::{ReqwestFuture, ReqwestService, Unsendable};
 #[cfg(all(
     feature = "serde",
     feature = "http",

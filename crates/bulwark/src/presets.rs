@@ -493,7 +493,8 @@ impl<R: Clone, C: Clone> ClientPreset<R, C> {
     /// It serves `http::Request<B>` over a service `S` when:
     /// - `B: Clone`: a retry sends a copy of the request, so a streaming body (axum's
     ///   `Body`, hyper's `Incoming`) must be read into memory first (`String`, `Bytes`,
-    ///   `Full<Bytes>`), or recorded by the retry crate's `ReplayLayer`;
+    ///   `Full<Bytes>` for hyper; `String`, `Vec<u8>` or `Bytes` for `ReqwestService`), or
+    ///   recorded by the retry crate's `ReplayLayer` (hyper transports);
     /// - `S` answers `http::Response<_>`: the classifiers read its status (a
     ///   `reqwest::Client` goes under it through `ReqwestService`, feature `reqwest`);
     /// - `S`'s error converts into `BoxError`.
