@@ -107,6 +107,9 @@ pub struct ServerPreset<C> {
     pub shed: ShedLayer<FromRequest, C>,
     /// Graceful drain; its handle starts the drain.
     pub drain: DrainLayer,
+    /// The classifier the shedding layer was built with, to build it again.
+    #[cfg_attr(not(feature = "metrics"), allow(dead_code))]
+    classify: C,
 }
 
 impl ServerPreset<HttpClassifier> {
@@ -153,10 +156,32 @@ impl<C: Clone> ServerPreset<C> {
             shed: ShedLayer::builder()
                 .name(SERVER_SHED_NAME)
                 .criticality(FromRequest::default())
-                .classify(classify)
+                .classify(classify.clone())
                 .build()?,
             drain: DrainLayer::new(),
+            classify,
         })
+    }
+
+    /// The same preset with its shedding layer recording metrics (feature `metrics`;
+    /// deadline acceptance and the drain record none). The layer is built again from the
+    /// preset's values: call this before replacing `shed`.
+    ///
+    /// ```
+    /// use tower_bulwark::presets::ServerPreset;
+    ///
+    /// let server = ServerPreset::http().unwrap().with_metrics().unwrap();
+    /// # let _ = server.layer();
+    /// ```
+    #[cfg(feature = "metrics")]
+    pub fn with_metrics(mut self) -> Result<Self, ConfigError> {
+        self.shed = ShedLayer::builder()
+            .name(SERVER_SHED_NAME)
+            .criticality(FromRequest::default())
+            .classify(self.classify.clone())
+            .with_metrics()
+            .build()?;
+        Ok(self)
     }
 
     /// Registers the parts an operator watches with `health`: the shedding layer, as
@@ -281,6 +306,11 @@ pub struct ClientPreset<R, C> {
     name: Name,
     /// The budget `retry` withdraws from, kept to be registered.
     pub(crate) budget: Arc<RatioBudget>,
+    /// What the parts were built with, to build them again.
+    #[cfg_attr(not(feature = "metrics"), allow(dead_code))]
+    retry_classifier: R,
+    #[cfg_attr(not(feature = "metrics"), allow(dead_code))]
+    classify: C,
 }
 
 impl ClientPreset<HttpRetry, HttpClassifier> {
@@ -436,14 +466,42 @@ impl<R: Clone, C: Clone> ClientPreset<R, C> {
         let name = name.into();
         let budget = ClientPreset::new_budget()?;
         Ok(ClientPreset {
-            retry: ClientPreset::retry_builder(budget.clone(), retry).build()?,
+            retry: ClientPreset::retry_builder(budget.clone(), retry.clone()).build()?,
             deadline: ClientPreset::deadline_builder().build()?,
-            breaker: ClientPreset::breaker_builder(name.clone(), classify).build()?,
+            breaker: ClientPreset::breaker_builder(name.clone(), classify.clone()).build()?,
             bulkhead: ClientPreset::bulkhead_builder(name.clone()).build()?,
             timeout: TimeoutLayer::new(ATTEMPT_TIMEOUT)?,
             name,
             budget,
+            retry_classifier: retry,
+            classify,
         })
+    }
+
+    /// The same preset with its retry, breaker and bulkhead recording metrics (feature
+    /// `metrics`; deadline propagation and the attempt timeout record none). They are built
+    /// again from the preset's values, over the same retry budget: call this before
+    /// replacing any of them.
+    ///
+    /// ```
+    /// use tower_bulwark::presets::ClientPreset;
+    ///
+    /// let inventory = ClientPreset::http("inventory").unwrap().with_metrics().unwrap();
+    /// # let _ = inventory.layer();
+    /// ```
+    #[cfg(feature = "metrics")]
+    pub fn with_metrics(mut self) -> Result<Self, ConfigError> {
+        let retry = self.retry_classifier.clone();
+        self.retry = ClientPreset::retry_builder(self.budget.clone(), retry)
+            .with_metrics()
+            .build()?;
+        self.breaker = ClientPreset::breaker_builder(self.name.clone(), self.classify.clone())
+            .with_metrics()
+            .build()?;
+        self.bulkhead = ClientPreset::bulkhead_builder(self.name.clone())
+            .with_metrics()
+            .build()?;
+        Ok(self)
     }
 
     /// The retry budget of the preset's `retry` policy: 20% of the calls of the last 10 s

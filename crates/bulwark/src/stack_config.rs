@@ -29,7 +29,8 @@ use crate::shed::{FromRequest, ShedConfig};
 /// a value a builder refuses is a [`ConfigError`] whose [`path`](ConfigError::path) names
 /// the file's key (`clients.inventory.retry.budget_ratio`), and
 /// [`expect_clients`](Self::expect_clients) reports a client section no program part
-/// builds (a misspelt name). Durations are in milliseconds. The presets built register
+/// builds (a misspelt name). `"metrics": true` makes every layer built record metrics
+/// (feature `metrics`; without it, an error). Durations are in milliseconds. The presets built register
 /// with a health registry as the presets do (`register`), a configured retry budget
 /// included.
 ///
@@ -59,6 +60,9 @@ use crate::shed::{FromRequest, ShedConfig};
 #[serde(deny_unknown_fields)]
 #[non_exhaustive]
 pub struct StackConfig {
+    /// Every layer built records metrics (feature `metrics`; the presets' `with_metrics`).
+    #[serde(default)]
+    pub metrics: bool,
     /// The server stack.
     pub server: Option<ServerSettings>,
     /// Client stacks by name.
@@ -228,11 +232,31 @@ impl StackConfig {
         }
     }
 
+    /// Refuses `metrics: true` without the `metrics` feature, which would record nothing.
+    fn check_metrics(&self) -> Result<(), ConfigError> {
+        if self.metrics && !cfg!(feature = "metrics") {
+            return Err(ConfigError::new(
+                "metrics",
+                "needs the `metrics` feature of tower-bulwark",
+            )
+            .at("metrics"));
+        }
+        Ok(())
+    }
+
     fn server<C: Clone>(
         &self,
-        mut preset: ServerPreset<C>,
+        preset: ServerPreset<C>,
         classify: C,
     ) -> Result<ServerPreset<C>, ConfigError> {
+        self.check_metrics()?;
+        #[cfg(feature = "metrics")]
+        let preset = if self.metrics {
+            preset.with_metrics()?
+        } else {
+            preset
+        };
+        let mut preset = preset;
         let Some(server) = &self.server else {
             return Ok(preset);
         };
@@ -256,7 +280,7 @@ impl StackConfig {
         }
         if let Some(shed) = &server.shed {
             let section = at("server.shed", &[]);
-            preset.shed = shed
+            let builder = shed
                 .builder()
                 .map_err(&section)?
                 .name(
@@ -265,9 +289,14 @@ impl StackConfig {
                         .unwrap_or_else(|| SERVER_SHED_NAME.to_string()),
                 )
                 .criticality(FromRequest::default())
-                .classify(classify)
-                .build()
-                .map_err(&section)?;
+                .classify(classify);
+            #[cfg(feature = "metrics")]
+            let builder = if self.metrics {
+                builder.with_metrics()
+            } else {
+                builder
+            };
+            preset.shed = builder.build().map_err(&section)?;
         }
         Ok(preset)
     }
@@ -275,10 +304,18 @@ impl StackConfig {
     fn client<R: Clone, C: Clone>(
         &self,
         name: &str,
-        mut preset: ClientPreset<R, C>,
+        preset: ClientPreset<R, C>,
         retry_classifier: R,
         classify: C,
     ) -> Result<ClientPreset<R, C>, ConfigError> {
+        self.check_metrics()?;
+        #[cfg(feature = "metrics")]
+        let preset = if self.metrics {
+            preset.with_metrics()?
+        } else {
+            preset
+        };
+        let mut preset = preset;
         let Some(client) = self.clients.get(name) else {
             return Ok(preset);
         };
@@ -309,6 +346,10 @@ impl StackConfig {
             }
             if let Some(max) = retry.max_backoff_ms {
                 builder = builder.max_wait(ms(max));
+            }
+            #[cfg(feature = "metrics")]
+            if self.metrics {
+                builder = builder.with_metrics();
             }
             const KEYS: &[(&str, &str)] = &[
                 ("backoff", "initial_backoff_ms"),
@@ -344,6 +385,10 @@ impl StackConfig {
             if breaker.name.is_none() {
                 builder = builder.name(name.to_string());
             }
+            #[cfg(feature = "metrics")]
+            if self.metrics {
+                builder = builder.with_metrics();
+            }
             preset.breaker = builder
                 .classifier(classify)
                 .build()
@@ -357,6 +402,10 @@ impl StackConfig {
             if bulkhead.max_concurrent.is_none() {
                 // The preset's, not the bulkhead's own default (25).
                 builder = builder.max_concurrent(CLIENT_MAX_CONCURRENT);
+            }
+            #[cfg(feature = "metrics")]
+            if self.metrics {
+                builder = builder.with_metrics();
             }
             preset.bulkhead = builder.build().map_err(at(&section("bulkhead"), &[]))?;
         }
@@ -509,6 +558,127 @@ mod tests {
         // idle limit drift down towards twice the calls in use: 20 x 0.9. (Vegas and
         // Gradient2 would keep 20.)
         assert_eq!(shed.handle().snapshot().limit, 18);
+    }
+
+    /// Records the names of the metrics registered.
+    #[cfg(feature = "metrics")]
+    #[derive(Default)]
+    struct Names(std::sync::Mutex<std::collections::BTreeSet<String>>);
+
+    #[cfg(feature = "metrics")]
+    impl Names {
+        fn seen(&self, key: &metrics::Key) {
+            self.0.lock().unwrap().insert(key.name().to_string());
+        }
+    }
+
+    #[cfg(feature = "metrics")]
+    impl metrics::Recorder for Names {
+        fn describe_counter(
+            &self,
+            _: metrics::KeyName,
+            _: Option<metrics::Unit>,
+            _: metrics::SharedString,
+        ) {
+        }
+        fn describe_gauge(
+            &self,
+            _: metrics::KeyName,
+            _: Option<metrics::Unit>,
+            _: metrics::SharedString,
+        ) {
+        }
+        fn describe_histogram(
+            &self,
+            _: metrics::KeyName,
+            _: Option<metrics::Unit>,
+            _: metrics::SharedString,
+        ) {
+        }
+        fn register_counter(
+            &self,
+            key: &metrics::Key,
+            _: &metrics::Metadata<'_>,
+        ) -> metrics::Counter {
+            self.seen(key);
+            metrics::Counter::noop()
+        }
+        fn register_gauge(&self, key: &metrics::Key, _: &metrics::Metadata<'_>) -> metrics::Gauge {
+            self.seen(key);
+            metrics::Gauge::noop()
+        }
+        fn register_histogram(
+            &self,
+            key: &metrics::Key,
+            _: &metrics::Metadata<'_>,
+        ) -> metrics::Histogram {
+            self.seen(key);
+            metrics::Histogram::noop()
+        }
+    }
+
+    /// The metrics one failing call through the client `inventory` and one through the
+    /// server record, with the settings `json`.
+    #[cfg(feature = "metrics")]
+    fn recorded(json: &str) -> Vec<String> {
+        use tower::{Layer, ServiceExt};
+
+        let config: StackConfig = serde_json::from_str(json).unwrap();
+        let names = Names::default();
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .build()
+            .unwrap();
+        metrics::with_local_recorder(&names, || {
+            runtime.block_on(async {
+                let failing = tower::service_fn(|_: http::Request<String>| async {
+                    let mut response = http::Response::new(String::new());
+                    *response.status_mut() = http::StatusCode::SERVICE_UNAVAILABLE;
+                    Ok::<_, std::convert::Infallible>(response)
+                });
+                let client = config
+                    .http_client("inventory")
+                    .unwrap()
+                    .layer()
+                    .service(failing);
+                let _ = client.oneshot(http::Request::new(String::new())).await;
+                let server = config.http_server().unwrap();
+                let answer = tower::service_fn(|_: http::Request<String>| async {
+                    Ok::<_, std::convert::Infallible>(http::Response::new(String::new()))
+                });
+                // An operator's limit is published like a learned one: the gauge.
+                server.shed.handle().set_limit(5);
+                let _ = server
+                    .shed
+                    .layer(answer)
+                    .oneshot(http::Request::new(String::new()))
+                    .await;
+            })
+        });
+        let names = names.0.lock().unwrap();
+        names.iter().cloned().collect()
+    }
+
+    #[cfg(feature = "metrics")]
+    #[test]
+    fn metrics_turn_on_every_part_configured_or_not() {
+        assert_eq!(recorded("{}"), Vec::<String>::new(), "off by default");
+        let on = recorded(r#"{"metrics": true}"#);
+        for name in [
+            "bulwark_breaker_calls_total",
+            "bulwark_retries_total",
+            "bulwark_shed_limit",
+        ] {
+            assert!(on.iter().any(|n| n == name), "{name} in {on:?}");
+        }
+        // A configured section keeps them on.
+        let configured = recorded(
+            r#"{"metrics": true,
+                "server": {"shed": {"name": "edge"}},
+                "clients": {"inventory": {"breaker": {"consecutive_failures": 9},
+                                          "retry": {"max_attempts": 2}}}}"#,
+        );
+        assert_eq!(configured, on);
     }
 
     #[test]
