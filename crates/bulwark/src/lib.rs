@@ -160,7 +160,8 @@ pub use tower_bulwark_core::{
 #[doc(inline)]
 pub use tower_bulwark_core::{
     handle, is_grpc_request, is_shed_for_overload, repeat, GrpcClassifier, HandleRejections,
-    HandleRejectionsLayer, HttpClassifier, ENVOY_OVERLOADED_HEADER, OVERLOADED_HEADER,
+    HandleRejectionsLayer, HttpClassifier, ProblemDetailsLayer, ENVOY_OVERLOADED_HEADER,
+    OVERLOADED_HEADER,
 };
 #[cfg(feature = "tonic")]
 #[doc(inline)]

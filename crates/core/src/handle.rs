@@ -3,8 +3,10 @@
 
 mod future;
 mod layer;
+mod problem;
 mod service;
 
 pub use self::future::ResponseFuture;
 pub use self::layer::HandleRejectionsLayer;
+pub use self::problem::{ProblemDetails, ProblemDetailsLayer, ProblemFuture};
 pub use self::service::HandleRejections;

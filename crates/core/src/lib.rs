@@ -8,6 +8,7 @@
 //! | [`Outcome`], [`Classify`] | did a call fail? [`ErrorsAreFailures`] by default; [`HttpClassifier`] and [`GrpcClassifier`] with feature `http`; closures |
 //! | [`Rejection`], [`find_rejection`] | the common view of "a layer refused this call", and its HTTP / gRPC responses |
 //! | [`HandleRejectionsLayer`] | errors become responses, so a stack fits axum and tonic (feature `http`) |
+//! | [`ProblemDetailsLayer`] | those responses get an `application/problem+json` body for HTTP clients (feature `http`) |
 //! | `RejectionsAsStatusLayer` | refusals become `tonic::Status`es, so a tonic client sees the right code (feature `tonic`) |
 //! | `repeat` | which requests are safe to send again, and which failed calls never left (feature `http`) |
 //! | [`Deadline`], [`DeadlineSource`] | a request's absolute deadline, in extensions and as the task's current one; where a waiting layer finds it |
@@ -71,7 +72,7 @@ pub use self::deadline::{Deadline, DeadlineScope, DeadlineSource, TaskDeadline};
 pub use self::events::{Event, Listener, Listeners};
 pub use self::grpc::GrpcCode;
 #[cfg(feature = "http")]
-pub use self::handle::{HandleRejections, HandleRejectionsLayer};
+pub use self::handle::{HandleRejections, HandleRejectionsLayer, ProblemDetailsLayer};
 pub use self::name::Name;
 pub use self::random::{SeededRng, SharedRng};
 pub use self::rejection::{find_rejection, Rejection, RejectionKind};

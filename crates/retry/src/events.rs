@@ -76,8 +76,16 @@ impl Event for RetryEvent {
         "retry"
     }
 
+    /// `INFO` when the budget refused a retry (the budget doing its job during an outage,
+    /// worth seeing in normal logs), `DEBUG` for the rest (every retry, every call that
+    /// used its attempts).
     fn level(&self) -> Level {
-        Level::DEBUG
+        match self {
+            RetryEvent::NotRetried {
+                reason: NoRetry::Budget,
+            } => Level::INFO,
+            _ => Level::DEBUG,
+        }
     }
 
     /// Records `bulwark_retries_total`, `bulwark_retry_wait_seconds` (histogram) and
@@ -147,6 +155,33 @@ impl MetricHandles<RetryEvent> for RetryMetrics {
                     })
                     .increment(1);
             }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_budget_refusal_is_logged_at_info_the_rest_at_debug() {
+        let budget = RetryEvent::NotRetried {
+            reason: NoRetry::Budget,
+        };
+        assert_eq!(budget.level(), Level::INFO);
+        for quiet in [
+            RetryEvent::Retrying {
+                attempt: 2,
+                wait: Duration::from_millis(50),
+            },
+            RetryEvent::NotRetried {
+                reason: NoRetry::MaxAttempts,
+            },
+            RetryEvent::NotRetried {
+                reason: NoRetry::Deadline,
+            },
+        ] {
+            assert_eq!(quiet.level(), Level::DEBUG, "{quiet}");
         }
     }
 }
