@@ -5,7 +5,9 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::time::Duration;
 
 use tower_bulwark_core::config::ratio;
-use tower_bulwark_core::{ConfigError, SharedRng};
+use tower_bulwark_core::{ConfigError, Listeners, SharedRng};
+
+use crate::ChaosEvent;
 
 /// How long injected latency lasts.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -48,6 +50,7 @@ pub(crate) struct Injector {
     enabled: AtomicBool,
     draws: SharedRng,
     injected: [AtomicU64; 3],
+    listeners: Listeners<ChaosEvent>,
 }
 
 impl Injector {
@@ -57,6 +60,7 @@ impl Injector {
         latency: Option<(f64, Latency)>,
         seed: u64,
         enabled: bool,
+        listeners: Listeners<ChaosEvent>,
     ) -> Result<Self, ConfigError> {
         let error_rate = ratio("error_rate", error_rate)?;
         let abort_rate = ratio("abort_rate", abort_rate)?;
@@ -87,6 +91,7 @@ impl Injector {
             enabled: AtomicBool::new(enabled),
             draws: SharedRng::new(seed),
             injected: Default::default(),
+            listeners,
         })
     }
 
@@ -113,13 +118,14 @@ impl Injector {
     /// Counts `fault` as injected (drawn or asked for by header), and returns it.
     #[inline(always)]
     pub(crate) fn count(&self, fault: Fault) -> Fault {
-        let counter = match fault {
+        let (counter, event) = match fault {
             Fault::None => return fault,
-            Fault::Error => &self.injected[0],
-            Fault::Abort => &self.injected[1],
-            Fault::Delay(_) => &self.injected[2],
+            Fault::Error => (&self.injected[0], ChaosEvent::ErrorInjected),
+            Fault::Abort => (&self.injected[1], ChaosEvent::Aborted),
+            Fault::Delay(delay) => (&self.injected[2], ChaosEvent::Delayed { delay }),
         };
         counter.fetch_add(1, Relaxed);
+        self.listeners.emit(|| event);
         fault
     }
 

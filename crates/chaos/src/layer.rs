@@ -4,12 +4,12 @@ use std::fmt;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
-use tower_bulwark_core::{BoxError, ConfigError};
+use tower_bulwark_core::{BoxError, ConfigError, Listener, Listeners};
 use tower_layer::Layer;
 use tower_service::Service;
 
 use crate::injector::{Fault, Injector};
-use crate::{ChaosFuture, ChaosHandle, Latency};
+use crate::{ChaosEvent, ChaosFuture, ChaosHandle, Latency};
 
 /// The error of an injected fault.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -74,6 +74,7 @@ pub struct ChaosBuilder {
     pub(crate) latency: Option<(f64, Latency)>,
     pub(crate) seed: Option<u64>,
     pub(crate) enabled: bool,
+    pub(crate) listeners: Listeners<ChaosEvent>,
 }
 
 impl ChaosLayer {
@@ -85,6 +86,7 @@ impl ChaosLayer {
             latency: None,
             seed: None,
             enabled: true,
+            listeners: Listeners::new(),
         }
     }
 
@@ -125,6 +127,13 @@ impl ChaosBuilder {
         self
     }
 
+    /// Calls `listener` with every fault injected ([`ChaosEvent`]); `TracingListener`
+    /// logs them at `DEBUG`.
+    pub fn on_event(mut self, listener: impl Listener<ChaosEvent> + 'static) -> Self {
+        self.listeners.push(listener);
+        self
+    }
+
     pub(crate) fn injector(&self) -> Result<Injector, ConfigError> {
         let seed = self
             .seed
@@ -135,6 +144,7 @@ impl ChaosBuilder {
             self.latency,
             seed,
             self.enabled,
+            self.listeners.clone(),
         )
     }
 

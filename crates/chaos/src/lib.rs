@@ -13,6 +13,7 @@
 //! [tower]: https://docs.rs/tower
 #![forbid(unsafe_code)]
 
+mod events;
 mod future;
 mod handle;
 #[cfg(feature = "http")]
@@ -20,6 +21,7 @@ mod http_chaos;
 mod injector;
 mod layer;
 
+pub use self::events::ChaosEvent;
 pub use self::future::ChaosFuture;
 pub use self::handle::ChaosHandle;
 #[cfg(feature = "http")]

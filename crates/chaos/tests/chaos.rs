@@ -186,3 +186,58 @@ fn bad_settings_name_their_field() {
         "latency"
     );
 }
+
+#[tokio::test(start_paused = true)]
+async fn every_fault_injected_is_an_event_and_none_otherwise() {
+    use std::sync::{Arc, Mutex};
+    use tower_bulwark_chaos::ChaosEvent;
+
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let record = |seen: &Arc<Mutex<Vec<ChaosEvent>>>| {
+        let seen = seen.clone();
+        move |event: &ChaosEvent| seen.lock().unwrap().push(*event)
+    };
+    let failing = ChaosLayer::builder()
+        .error_rate(0.5)
+        .abort_rate(0.5)
+        .seed(7)
+        .on_event(record(&seen))
+        .build()
+        .unwrap();
+    let drawn = faults(&failing, 20).await;
+    let events: String = seen
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|event| match event {
+            ChaosEvent::ErrorInjected => 'E',
+            ChaosEvent::Aborted => 'A',
+            _ => '?',
+        })
+        .collect();
+    assert_eq!(events, drawn, "one event per fault, in order");
+
+    seen.lock().unwrap().clear();
+    let slow = ChaosLayer::builder()
+        .latency(1.0, Latency::Fixed(Duration::from_millis(40)))
+        .on_event(record(&seen))
+        .build()
+        .unwrap();
+    let service = slow.layer(service_fn(|_: ()| async { Ok::<_, std::io::Error>(()) }));
+    service.oneshot(()).await.unwrap();
+    assert_eq!(
+        *seen.lock().unwrap(),
+        [ChaosEvent::Delayed {
+            delay: Duration::from_millis(40)
+        }]
+    );
+
+    seen.lock().unwrap().clear();
+    slow.handle().disable();
+    let service = slow.layer(service_fn(|_: ()| async { Ok::<_, std::io::Error>(()) }));
+    service.oneshot(()).await.unwrap();
+    assert!(
+        seen.lock().unwrap().is_empty(),
+        "disabled: nothing injected"
+    );
+}
