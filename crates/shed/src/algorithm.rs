@@ -98,19 +98,13 @@ pub struct Aimd {
 
 impl Default for Aimd {
     fn default() -> Self {
-        Aimd {
-            limit: 20.0,
-            min: 20,
-            max: 200,
-            backoff_ratio: 0.9,
-            timeout: Duration::from_secs(5),
-        }
+        Aimd::builder().build().expect("valid defaults")
     }
 }
 
 impl Aimd {
     /// AIMD with the given settings, checked: `min <= initial <= max`, `min >= 1`,
-    /// `0.5 <= backoff_ratio < 1`, `timeout > 0`.
+    /// `0.5 <= backoff_ratio < 1`, `timeout > 0`. [`Aimd::builder`] names them.
     pub fn new(
         initial: usize,
         min: usize,
@@ -299,22 +293,14 @@ pub struct Gradient2 {
 
 impl Default for Gradient2 {
     fn default() -> Self {
-        Gradient2 {
-            limit: 20.0,
-            min: 20,
-            max: 200,
-            smoothing: 0.2,
-            queue_size: 4.0,
-            tolerance: 1.5,
-            long: ExpAverage::new(600, 10),
-            last_rtt: None,
-        }
+        Gradient2::builder().build().expect("valid defaults")
     }
 }
 
 impl Gradient2 {
     /// Gradient2 with the given settings, checked: `1 <= min <= initial <= max`, smoothing
     /// in (0, 1], tolerance at least 1, a long window of at least 10 samples.
+    /// [`Gradient2::builder`] names them.
     pub fn new(
         initial: usize,
         min: usize,

@@ -19,6 +19,7 @@
 #![forbid(unsafe_code)]
 
 mod algorithm;
+mod builders;
 mod events;
 mod future;
 mod handle;
@@ -37,6 +38,7 @@ mod tiers;
 mod window;
 
 pub use self::algorithm::{Aimd, Fixed, Gradient2, LimitAlgorithm, RttEstimates, Sample, Vegas};
+pub use self::builders::{AimdBuilder, Gradient2Builder, MinRttBuilder};
 pub use self::events::ShedEvent;
 pub use self::future::ResponseFuture;
 pub use self::handle::{ShedHandle, Snapshot};

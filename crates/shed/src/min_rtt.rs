@@ -113,13 +113,13 @@ struct Decline {
 
 impl Default for MinRtt {
     fn default() -> Self {
-        MinRtt::new(20, 1, 1000, 0.1, 200).expect("valid defaults")
+        MinRtt::builder().build().expect("valid defaults")
     }
 }
 
 impl MinRtt {
     /// `MinRtt` with the given settings, checked: `1 <= min <= initial <= max`, a buffer
-    /// within `(0, 10]`, `probe_every` at least 1 window.
+    /// within `(0, 10]`, `probe_every` at least 1 window. [`MinRtt::builder`] names them.
     pub fn new(
         initial: usize,
         min: usize,

@@ -101,14 +101,25 @@ impl ShedConfig {
                 max,
                 buffer,
                 probe_every,
-            }) => builder.algorithm(MinRtt::new(
-                // The default initial limit, moved within the bounds given.
-                initial.unwrap_or_else(|| 20.max(min.unwrap_or(1)).min(max.unwrap_or(1000))),
-                min.unwrap_or(1),
-                max.unwrap_or(1000),
-                buffer.unwrap_or(0.1),
-                probe_every.unwrap_or(200),
-            )?),
+            }) => {
+                let mut algorithm = MinRtt::builder();
+                if let Some(initial) = *initial {
+                    algorithm = algorithm.initial(initial);
+                }
+                if let Some(min) = *min {
+                    algorithm = algorithm.min(min);
+                }
+                if let Some(max) = *max {
+                    algorithm = algorithm.max(max);
+                }
+                if let Some(buffer) = *buffer {
+                    algorithm = algorithm.buffer(buffer);
+                }
+                if let Some(windows) = *probe_every {
+                    algorithm = algorithm.probe_every(windows);
+                }
+                builder.algorithm(algorithm.build()?)
+            }
             Some(AlgorithmSetting::Vegas {
                 initial,
                 max,
@@ -124,13 +135,25 @@ impl ShedConfig {
                 max,
                 backoff_ratio,
                 timeout_ms,
-            }) => builder.algorithm(Aimd::new(
-                initial.unwrap_or(20),
-                min.unwrap_or(20),
-                max.unwrap_or(200),
-                backoff_ratio.unwrap_or(0.9),
-                Duration::from_millis(timeout_ms.unwrap_or(5_000)),
-            )?),
+            }) => {
+                let mut algorithm = Aimd::builder();
+                if let Some(initial) = *initial {
+                    algorithm = algorithm.initial(initial);
+                }
+                if let Some(min) = *min {
+                    algorithm = algorithm.min(min);
+                }
+                if let Some(max) = *max {
+                    algorithm = algorithm.max(max);
+                }
+                if let Some(ratio) = *backoff_ratio {
+                    algorithm = algorithm.backoff_ratio(ratio);
+                }
+                if let Some(ms) = *timeout_ms {
+                    algorithm = algorithm.timeout(Duration::from_millis(ms));
+                }
+                builder.algorithm(algorithm.build()?)
+            }
             Some(AlgorithmSetting::Gradient2 {
                 initial,
                 min,
@@ -139,15 +162,31 @@ impl ShedConfig {
                 queue_size,
                 rtt_tolerance,
                 long_window,
-            }) => builder.algorithm(Gradient2::new(
-                initial.unwrap_or(20),
-                min.unwrap_or(20),
-                max.unwrap_or(200),
-                smoothing.unwrap_or(0.2),
-                queue_size.unwrap_or(4),
-                rtt_tolerance.unwrap_or(1.5),
-                long_window.unwrap_or(600),
-            )?),
+            }) => {
+                let mut algorithm = Gradient2::builder();
+                if let Some(initial) = *initial {
+                    algorithm = algorithm.initial(initial);
+                }
+                if let Some(min) = *min {
+                    algorithm = algorithm.min(min);
+                }
+                if let Some(max) = *max {
+                    algorithm = algorithm.max(max);
+                }
+                if let Some(smoothing) = *smoothing {
+                    algorithm = algorithm.smoothing(smoothing);
+                }
+                if let Some(calls) = *queue_size {
+                    algorithm = algorithm.queue_size(calls);
+                }
+                if let Some(tolerance) = *rtt_tolerance {
+                    algorithm = algorithm.rtt_tolerance(tolerance);
+                }
+                if let Some(samples) = *long_window {
+                    algorithm = algorithm.long_window(samples);
+                }
+                builder.algorithm(algorithm.build()?)
+            }
             Some(AlgorithmSetting::Fixed { limit }) => builder.fixed(Fixed::new(*limit)?),
         };
         if let Some(tiers) = self.tiers {
