@@ -3,18 +3,20 @@
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::Ordering::*;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::task::{ready, Context, Poll};
 use std::time::Duration;
 
 use http_body::{Body, Frame, SizeHint};
 use pin_project::pin_project;
 use tokio::sync::Notify;
-use tower_bulwark_core::{BoxError, Name, Rejection, RejectionKind};
+use tokio::time::Instant;
+use tower_bulwark_core::{BoxError, Listener, Listeners, Name, Rejection, RejectionKind};
 use tower_layer::Layer;
 use tower_service::Service;
 
 use crate::sync::AtomicUsize;
+use crate::DrainEvent;
 
 /// Graceful shutdown for an HTTP or gRPC tower server (services answering `http::Response`:
 /// axum, hyper, tonic).
@@ -69,10 +71,15 @@ struct Shared {
     /// request (count it, see whether a drain started) is one atomic step.
     state: AtomicUsize,
     idle: Notify,
+    /// Listeners of [`DrainEvent`]s: a few events per shutdown, so a lock is cheap.
+    listeners: Mutex<Listeners<DrainEvent>>,
 }
 
 /// The drain flag in [`Shared::state`].
 const DRAINING: usize = 1 << (usize::BITS - 1);
+
+/// How often a drain still waiting says so.
+const PROGRESS: Duration = Duration::from_secs(1);
 
 /// Starts and awaits a drain; read by the health registry.
 #[derive(Debug, Clone)]
@@ -102,6 +109,7 @@ impl DrainLayer {
                 name: Name::from("drain"),
                 state: AtomicUsize::new(0),
                 idle: Notify::new(),
+                listeners: Mutex::new(Listeners::new()),
             }),
             keep_serving: false,
         }
@@ -110,6 +118,14 @@ impl DrainLayer {
     /// While draining, serve new requests anyway (only readiness turns off).
     pub fn keep_serving(mut self) -> Self {
         self.keep_serving = true;
+        self
+    }
+
+    /// Calls `listener` with the drain's [`DrainEvent`]s: started, still waiting (once a
+    /// second), finished. `TracingListener` logs them at `INFO` (`WARN` when requests
+    /// were cut).
+    pub fn on_event(self, listener: impl Listener<DrainEvent> + 'static) -> Self {
+        self.shared.lock_listeners().push(listener);
         self
     }
 
@@ -125,8 +141,13 @@ impl DrainHandle {
     /// Starts draining: readiness turns off, new requests are refused (unless the layer
     /// keeps serving). Idempotent.
     pub fn drain(&self) {
-        if self.shared.state.fetch_or(DRAINING, SeqCst) & !DRAINING == 0 {
+        let before = self.shared.state.fetch_or(DRAINING, SeqCst);
+        if before & !DRAINING == 0 {
             self.shared.idle.notify_waiters();
+        }
+        if before & DRAINING == 0 {
+            let in_flight = before & !DRAINING;
+            self.shared.emit(DrainEvent::Started { in_flight });
         }
     }
 
@@ -145,7 +166,9 @@ impl DrainHandle {
     /// starts, the end of a request does not wake this wait (waking on every call would
     /// cost each one a lock).
     pub async fn drained(&self, grace: Duration) -> DrainReport {
+        let started = Instant::now();
         let wait_idle = async {
+            let mut progress = tokio::time::interval_at(started + PROGRESS, PROGRESS);
             loop {
                 let idle = self.shared.idle.notified();
                 tokio::pin!(idle);
@@ -153,13 +176,25 @@ impl DrainHandle {
                 if self.in_flight() == 0 {
                     return;
                 }
-                idle.await;
+                // Woken by the last request's end, or by the progress tick.
+                let ticked = std::future::poll_fn(|cx| {
+                    if idle.as_mut().poll(cx).is_ready() {
+                        return Poll::Ready(false);
+                    }
+                    progress.poll_tick(cx).map(|_| true)
+                })
+                .await;
+                if ticked {
+                    let (in_flight, waited) = (self.in_flight(), started.elapsed());
+                    self.shared.emit(DrainEvent::Waiting { in_flight, waited });
+                }
             }
         };
         let _ = tokio::time::timeout(grace, wait_idle).await;
-        DrainReport {
-            cut: self.in_flight(),
-        }
+        let cut = self.in_flight();
+        let waited = started.elapsed();
+        self.shared.emit(DrainEvent::Finished { cut, waited });
+        DrainReport { cut }
     }
 }
 
@@ -184,6 +219,18 @@ pub struct Drain<S> {
 }
 
 impl Shared {
+    fn lock_listeners(&self) -> std::sync::MutexGuard<'_, Listeners<DrainEvent>> {
+        self.listeners
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Hands `event` to the listeners, outside the lock (a listener may read the handle).
+    fn emit(&self, event: DrainEvent) {
+        let listeners = self.lock_listeners().clone();
+        listeners.emit(|| event);
+    }
+
     fn is_draining(&self) -> bool {
         self.state.load(SeqCst) & DRAINING != 0
     }

@@ -8,7 +8,8 @@
 //!   line in axum: `nest_service("/health", health.service())`.
 //! - [`DrainLayer`] + [`DrainHandle`]: graceful shutdown: readiness off, new requests
 //!   refused with 503 and `Connection: close` (or still served), then wait for the work in
-//!   flight (a response until its body ends) up to a grace period.
+//!   flight (a response until its body ends) up to a grace period, reporting its progress
+//!   as [`DrainEvent`]s.
 //! - [`Dashboard`] (feature `dashboard`): a live page for the person on call, served by the
 //!   same service under `…/ui`: every component's own numbers (breaker state and rates,
 //!   keyed breakers' worst keys, bulkhead queue, shed limit, retry budget (feature
@@ -26,6 +27,7 @@ mod adapters;
 #[cfg(feature = "dashboard")]
 pub mod dashboard;
 mod drain;
+mod drain_events;
 mod json;
 mod kind;
 mod registry;
@@ -36,5 +38,6 @@ mod sync;
 pub use self::dashboard::{Dashboard, DashboardBuilder};
 
 pub use self::drain::{Drain, DrainBody, DrainFuture, DrainHandle, DrainLayer, DrainReport};
+pub use self::drain_events::DrainEvent;
 pub use self::registry::{Health, Report, Status};
 pub use self::service::HealthService;

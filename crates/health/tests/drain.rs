@@ -190,3 +190,70 @@ async fn a_response_counts_in_flight_until_its_body_ends_or_is_dropped() {
     drop(response);
     assert_eq!(handle.in_flight(), 0);
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_drain_reports_its_start_its_progress_and_its_end() {
+    use std::sync::Mutex;
+    use tower_bulwark_health::DrainEvent;
+
+    let events = Arc::new(Mutex::new(Vec::new()));
+    let seen = events.clone();
+    let drain =
+        DrainLayer::new().on_event(move |event: &DrainEvent| seen.lock().unwrap().push(*event));
+    let handle = drain.handle();
+    // Two requests, each answered when its permit is released.
+    let gate = Arc::new(Semaphore::new(0));
+    let service = drain.layer(service_fn({
+        let gate = gate.clone();
+        move |_: ()| {
+            let gate = gate.clone();
+            async move {
+                gate.acquire().await.unwrap().forget();
+                Ok::<_, std::convert::Infallible>(http::Response::new(()))
+            }
+        }
+    }));
+    // A request is in flight until its response (and body) is dropped.
+    let calls: Vec<_> = (0..2)
+        .map(|_| {
+            let call = service.clone().oneshot(());
+            tokio::spawn(async move { call.await.map(drop) })
+        })
+        .collect();
+    tokio::task::yield_now().await;
+    handle.drain();
+    handle.drain(); // Idempotent: one start.
+    let waiting = tokio::spawn({
+        let handle = handle.clone();
+        async move { handle.drained(Duration::from_secs(10)).await }
+    });
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    gate.add_permits(1);
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    gate.add_permits(1);
+    let report = waiting.await.unwrap();
+    assert_eq!(report.cut, 0);
+    for call in calls {
+        call.await.unwrap().unwrap();
+    }
+    let events = events.lock().unwrap().clone();
+    let second = Duration::from_secs(1);
+    assert_eq!(
+        events,
+        [
+            DrainEvent::Started { in_flight: 2 },
+            DrainEvent::Waiting {
+                in_flight: 2,
+                waited: second
+            },
+            DrainEvent::Waiting {
+                in_flight: 1,
+                waited: 2 * second
+            },
+            DrainEvent::Finished {
+                cut: 0,
+                waited: Duration::from_millis(2500)
+            },
+        ]
+    );
+}
