@@ -476,7 +476,7 @@ async fn shedding_above_the_rejection_handler_leaves_refusals_unanswered() {
         .iter()
         .map(|violation| match violation {
             Violation::Unexplained { request, answer }
-                if answer.starts_with("error: overloaded") =>
+                if answer.starts_with("error: load shedding layer `server` refused") =>
             {
                 *request
             }

@@ -20,6 +20,7 @@
 
 mod algorithm;
 mod builders;
+mod error;
 mod events;
 mod future;
 mod handle;
@@ -39,6 +40,7 @@ mod window;
 
 pub use self::algorithm::{Aimd, Fixed, Gradient2, LimitAlgorithm, RttEstimates, Sample, Vegas};
 pub use self::builders::{AimdBuilder, Gradient2Builder, MinRttBuilder};
+pub use self::error::{Overloaded, Throttled};
 pub use self::events::ShedEvent;
 pub use self::future::ResponseFuture;
 pub use self::handle::{ShedHandle, Snapshot};

@@ -9,7 +9,7 @@ use tower_service::Service;
 use crate::future::Place;
 use crate::limiter::Limiter;
 use crate::sync::Arc;
-use crate::{CriticalityOf, ResponseFuture, ShedEvent};
+use crate::{CriticalityOf, Overloaded, ResponseFuture, ShedEvent};
 
 /// Sheds calls beyond the limit; see [`ShedLayer`](crate::ShedLayer).
 #[derive(Debug)]
@@ -91,7 +91,7 @@ where
                     if let Some(wait) = self.retry_after {
                         rejection = rejection.with_retry_after(wait);
                     }
-                    return ResponseFuture::shed(Box::new(rejection));
+                    return ResponseFuture::shed(Box::new(Overloaded::new(criticality, rejection)));
                 }
                 limiter.acquire_anyway(criticality)
             }

@@ -17,6 +17,7 @@ use tower_layer::Layer;
 use tower_service::Service;
 
 use crate::sync::{Arc, AtomicU64, Ordering::*};
+use crate::Throttled;
 
 /// How many slices the window is kept in.
 const SLICES: u64 = 10;
@@ -308,7 +309,7 @@ where
                 .with_reason("client-side throttling");
             return ThrottleFuture {
                 kind: ThrottleKind::Rejected {
-                    error: Some(Box::new(rejection)),
+                    error: Some(Box::new(Throttled::new(rejection))),
                 },
             };
         }

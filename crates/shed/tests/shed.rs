@@ -7,7 +7,7 @@ use tokio_test::task;
 use tower::{Layer, Service, ServiceExt};
 use tower_bulwark_core::testing::{controlled, Controller, ReadinessProbe};
 use tower_bulwark_core::{find_rejection, BoxError, Criticality, Outcome, RejectionKind};
-use tower_bulwark_shed::{Aimd, Fixed, ShedEvent, ShedLayer, TierShares, WindowSize};
+use tower_bulwark_shed::{Aimd, Fixed, Overloaded, ShedEvent, ShedLayer, TierShares, WindowSize};
 
 /// A request that names its tier.
 type Call = (Criticality, u32);
@@ -68,6 +68,16 @@ async fn calls_beyond_the_limit_are_refused_at_once_with_pushback() {
     let rejection = find_rejection(&error).unwrap();
     assert_eq!(rejection.kind(), RejectionKind::Overloaded);
     assert_eq!(rejection.retry_after(), Some(Duration::from_secs(1)));
+    // The layer's own error type, with the refused call's tier.
+    let overloaded = error
+        .downcast_ref::<Overloaded>()
+        .expect("the layer's error");
+    assert_eq!(overloaded.criticality(), Criticality::CriticalPlus);
+    assert_eq!(overloaded.retry_after(), Some(Duration::from_secs(1)));
+    assert_eq!(
+        overloaded.to_string(),
+        "load shedding layer `test` refused a critical-plus call (concurrency limit reached)"
+    );
     assert_eq!(
         control.calls(),
         3,

@@ -6,7 +6,7 @@ use tokio_test::task;
 use tower::{Layer, Service, ServiceExt};
 use tower_bulwark_core::testing::{controlled, ReadinessProbe};
 use tower_bulwark_core::{find_rejection, RejectionKind};
-use tower_bulwark_shed::AdaptiveThrottleLayer;
+use tower_bulwark_shed::{AdaptiveThrottleLayer, Throttled};
 
 #[tokio::test(start_paused = true)]
 async fn a_refusing_backend_gets_fewer_calls_and_a_healthy_one_all_of_them() {
@@ -33,6 +33,10 @@ async fn a_refusing_backend_gets_fewer_calls_and_a_healthy_one_all_of_them() {
     for i in 0..1_000 {
         if let Err(error) = client.clone().oneshot(i).await {
             if find_rejection(&error).is_some_and(|r| r.kind() == RejectionKind::Throttled) {
+                let local = error
+                    .downcast_ref::<Throttled>()
+                    .expect("the throttle's error");
+                assert_eq!(local.rejection().kind(), RejectionKind::Throttled);
                 throttled += 1;
             }
         }
