@@ -317,6 +317,11 @@ pub struct KeyedHandle<K> {
 }
 
 impl<K: Hash + Eq + Clone> KeyedHandle<K> {
+    /// The name its breakers are named after (`"{name}:{key}"`).
+    pub fn name(&self) -> &str {
+        &self.registry.config.name
+    }
+
     /// The handle of the breaker for `key`, if it exists.
     pub fn get(&self, key: &K) -> Option<BreakerHandle> {
         let breakers = self

@@ -180,12 +180,13 @@ async fn changes_hidden_by_an_operator_state_are_recorded_too() {
 #[tokio::test(start_paused = true)]
 async fn each_key_of_a_keyed_breaker_keeps_its_own_record() {
     let layer = KeyedCircuitBreakerLayer::new(
-        trips_once_opens_ten_seconds(),
+        trips_once_opens_ten_seconds().name("hosts"),
         |request: &(&'static str, bool)| request.0,
         10,
         Duration::from_secs(60),
     )
     .unwrap();
+    assert_eq!(layer.handle().name(), "hosts");
     let inner = tower::service_fn(|(_, fail): (&'static str, bool)| async move {
         if fail {
             Err(std::io::Error::other("down"))

@@ -43,6 +43,11 @@ impl ShedHandle {
         ShedHandle { limiter }
     }
 
+    /// The layer's name (in its rejections, events and metric labels).
+    pub fn name(&self) -> &str {
+        &self.limiter.name
+    }
+
     /// The layer's state now.
     pub fn snapshot(&self) -> Snapshot {
         Snapshot {

@@ -57,6 +57,7 @@ async fn calls_beyond_the_limit_are_refused_at_once_with_pushback() {
     let mut service = layer.layer(ReadinessProbe::new(inner));
     let held = hold(&mut service, Criticality::CriticalPlus, 3).await;
     assert_eq!(layer.handle().snapshot().in_flight, 3);
+    assert_eq!(layer.handle().name(), "test");
 
     let error = service
         .ready()
