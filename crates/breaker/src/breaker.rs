@@ -14,11 +14,12 @@ use tower_bulwark_core::{Listeners, Outcome, Rejection, RejectionKind, SeededRng
 use crate::config::{Config, WindowKind};
 use crate::events::{BreakerEvent, Reason};
 use crate::history::{History, Transition};
+use crate::padded::Padded;
 use crate::probes::Probes;
 use crate::state::{Machine, Mode, Phase};
-use crate::sync::{AtomicU32, AtomicU64, AtomicU8, Mutex, MutexGuard, Ordering::*, Padded};
 use crate::window::{CountWindow, TimeWindow, Window};
 use crate::{CircuitOpen, Snapshot, State};
+use tower_bulwark_core::sync::{AtomicU32, AtomicU64, AtomicU8, Mutex, MutexGuard, Ordering::*};
 
 #[derive(Debug)]
 pub(crate) struct Breaker {

@@ -16,8 +16,8 @@ use crate::breaker::Breaker;
 use crate::config::{Admission, Builder, Config};
 use crate::events::BreakerEvent;
 use crate::future::ResponseFuture;
-use crate::sync::{AtomicU64, Ordering::Relaxed};
 use crate::{BreakerHandle, State};
+use tower_bulwark_core::sync::{AtomicU64, Ordering::Relaxed};
 
 /// One circuit breaker per key, chosen for each request by a key function.
 ///

@@ -102,12 +102,12 @@ mod handle;
 mod history;
 mod keyed;
 mod layer;
+mod padded;
 mod probes;
 mod service;
 #[cfg(feature = "serde")]
 mod settings;
 mod state;
-mod sync;
 mod window;
 
 pub use self::backoff::OpenDuration;

@@ -7,7 +7,7 @@
 //! its slot cannot let another call through), and probes of an ended phase, still stuck in
 //! flight, hold no slot of the next one.
 
-use crate::sync::{AtomicU64, Ordering};
+use tower_bulwark_core::sync::{AtomicU64, Ordering};
 
 /// The slots word: the generation's low 32 bits, then the probes in flight.
 const IN_FLIGHT: u64 = u32::MAX as u64;
@@ -207,8 +207,8 @@ mod tests {
 #[cfg(all(test, bulwark_loom))]
 mod loom_model {
     use super::*;
-    use crate::sync::AtomicU32;
     use loom::sync::Arc;
+    use tower_bulwark_core::sync::AtomicU32;
 
     /// Three callers race for two probe slots, each releasing what it took: at no point do
     /// more than two hold a slot, and all slots come back.

@@ -5,7 +5,7 @@
 //! window's totals always come back to what its slots hold, and a time window's counters
 //! are each cleared or counted whole, never carried into another epoch.
 
-use crate::sync::{
+use tower_bulwark_core::sync::{
     AtomicU32, AtomicU64, AtomicU8,
     Ordering::{Acquire, Relaxed, Release},
 };

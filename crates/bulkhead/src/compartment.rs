@@ -15,8 +15,8 @@ use std::time::Duration;
 
 use tower_bulwark_core::{BoxError, Listeners, Name, Rejection, RejectionKind};
 
-use crate::sync::{AtomicU64, AtomicU8, AtomicUsize, Mutex, MutexGuard, Ordering::*};
 use crate::{BulkheadEvent, BulkheadFull, FullReason};
+use tower_bulwark_core::sync::{AtomicU64, AtomicU8, AtomicUsize, Mutex, MutexGuard, Ordering::*};
 
 /// One waiter in the `queued` half of the counter word.
 const ONE_QUEUED: u64 = 1 << 32;

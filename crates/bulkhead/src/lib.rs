@@ -75,7 +75,6 @@ mod partition;
 mod service;
 #[cfg(feature = "serde")]
 mod settings;
-mod sync;
 mod wait;
 
 pub use self::blocking::{BlockingBulkhead, BlockingFuture, BlockingService, FlattenBlocking};

@@ -54,6 +54,8 @@ pub mod repeat;
 mod replay;
 #[cfg(feature = "tonic")]
 pub mod status;
+#[doc(hidden)]
+pub mod sync;
 #[cfg(feature = "testing")]
 pub mod testing;
 

@@ -15,8 +15,8 @@ use tower_bulwark_core::{BoxError, Listener, Listeners, Name, Rejection, Rejecti
 use tower_layer::Layer;
 use tower_service::Service;
 
-use crate::sync::AtomicUsize;
 use crate::DrainEvent;
+use tower_bulwark_core::sync::AtomicUsize;
 
 /// Graceful shutdown for an HTTP or gRPC tower server (services answering `http::Response`:
 /// axum, hyper, tonic).

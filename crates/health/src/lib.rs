@@ -32,7 +32,6 @@ mod json;
 mod kind;
 mod registry;
 mod service;
-mod sync;
 
 #[cfg(feature = "dashboard")]
 pub use self::dashboard::{Dashboard, DashboardBuilder};

@@ -7,7 +7,7 @@ use tokio::time::Instant;
 use tower_bulwark_core::config::non_negative;
 use tower_bulwark_core::ConfigError;
 
-use crate::sync::{AtomicI64, AtomicU64, Ordering::*};
+use tower_bulwark_core::sync::{AtomicI64, AtomicU64, Ordering::*};
 
 /// One retry, in the budget's fixed-point units: ratios are exact to a thousandth.
 const UNIT: i64 = 1000;

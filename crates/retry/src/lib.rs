@@ -37,7 +37,6 @@ mod policy;
 mod pushback;
 #[cfg(feature = "http")]
 mod replay;
-mod sync;
 mod throttle;
 
 pub use self::backoff::{Backoff, Backoffs, Jitter};

@@ -5,7 +5,7 @@ use std::fmt;
 use tower_bulwark_core::config::non_negative;
 use tower_bulwark_core::ConfigError;
 
-use crate::sync::{AtomicI64, AtomicU64, Ordering::*};
+use tower_bulwark_core::sync::{AtomicI64, AtomicU64, Ordering::*};
 
 /// Thousandths of a token: `token_ratio` is exact to three decimals, as gRPC specifies.
 const UNIT: i64 = 1000;

@@ -9,7 +9,7 @@ use tokio::time::Instant;
 use tower_bulwark_core::{BoxError, Classify, Criticality, CriticalityScope, Outcome};
 
 use crate::limiter::Limiter;
-use crate::sync::Arc;
+use tower_bulwark_core::sync::Arc;
 
 /// Response future of [`Shed`](crate::Shed).
 ///

@@ -7,10 +7,10 @@ use tower_layer::Layer;
 
 use crate::limiter::Limiter;
 use crate::source::AllCritical;
-use crate::sync::Arc;
 use crate::{
     Aimd, Fixed, LimitAlgorithm, MinRtt, Shed, ShedEvent, ShedHandle, TierShares, WindowSize,
 };
+use tower_bulwark_core::sync::Arc;
 
 /// Sheds load beyond an adaptive concurrency limit, least important calls first.
 ///

@@ -33,7 +33,6 @@ mod service;
 #[cfg(feature = "serde")]
 mod settings;
 mod source;
-mod sync;
 mod throttle;
 mod tiers;
 mod window;

@@ -5,10 +5,10 @@ use std::sync::{PoisonError, TryLockError};
 use tokio::time::Instant;
 use tower_bulwark_core::{Criticality, Listeners, Name, Outcome};
 
-use crate::sync::{AtomicU64, AtomicUsize, Mutex, Ordering::*};
 use crate::tiers::{allowed, Demand};
 use crate::window::{micros, Window};
 use crate::{LimitAlgorithm, RttEstimates, ShedEvent, TierShares, WindowSize};
+use tower_bulwark_core::sync::{AtomicU64, AtomicUsize, Mutex, Ordering::*};
 
 /// The limit and the calls in flight, shared by every service a layer makes.
 ///

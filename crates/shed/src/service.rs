@@ -8,8 +8,8 @@ use tower_service::Service;
 
 use crate::future::Place;
 use crate::limiter::Limiter;
-use crate::sync::Arc;
 use crate::{CriticalityOf, Overloaded, ResponseFuture, ShedEvent};
+use tower_bulwark_core::sync::Arc;
 
 /// Sheds calls beyond the limit; see [`ShedLayer`](crate::ShedLayer).
 #[derive(Debug)]

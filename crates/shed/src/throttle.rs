@@ -16,8 +16,8 @@ use tower_bulwark_core::{
 use tower_layer::Layer;
 use tower_service::Service;
 
-use crate::sync::{Arc, AtomicU64, Ordering::*};
 use crate::Throttled;
+use tower_bulwark_core::sync::{Arc, AtomicU64, Ordering::*};
 
 /// How many slices the window is kept in.
 const SLICES: u64 = 10;

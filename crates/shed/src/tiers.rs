@@ -3,7 +3,7 @@
 
 use tower_bulwark_core::{ConfigError, Criticality};
 
-use crate::sync::{AtomicUsize, Ordering::*};
+use tower_bulwark_core::sync::{AtomicUsize, Ordering::*};
 
 /// A fixed cap on the share of the concurrency limit each [`Criticality`] tier may fill,
 /// on top of the priority every layer keeps.

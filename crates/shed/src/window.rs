@@ -14,8 +14,8 @@ use std::time::Duration;
 use tower_bulwark_core::config::non_zero;
 use tower_bulwark_core::ConfigError;
 
-use crate::sync::{AtomicU64, AtomicUsize, Ordering::*};
 use crate::Sample;
+use tower_bulwark_core::sync::{AtomicU64, AtomicUsize, Ordering::*};
 
 /// Bits of the tally that count calls; the rest sum their latency in microseconds.
 const COUNT_BITS: u32 = 20;

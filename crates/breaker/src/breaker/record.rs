@@ -6,8 +6,8 @@ use tower_bulwark_core::Outcome;
 use super::{Breaker, Permit, PermitKind};
 use crate::events::{BreakerEvent, Reason};
 use crate::state::{Machine, Phase};
-use crate::sync::Ordering::{AcqRel, Relaxed};
 use crate::window::Sample;
+use tower_bulwark_core::sync::Ordering::{AcqRel, Relaxed};
 
 impl Breaker {
     #[inline]
