@@ -42,6 +42,8 @@ pub mod events;
 pub mod grpc;
 #[cfg(feature = "http")]
 pub mod handle;
+#[doc(hidden)]
+pub mod json;
 #[cfg(feature = "metrics")]
 pub mod metrics;
 mod name;

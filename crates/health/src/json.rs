@@ -1,24 +1,10 @@
 //! The little JSON the health views write: escaped strings, and (for the dashboard) a value
 //! tree written in one pass. Hand-written, so the crate needs no serializer.
 
+#[cfg(feature = "dashboard")]
 use std::fmt::Write;
 
-/// Writes `value` as a JSON string literal.
-pub(crate) fn write_string(value: &str, out: &mut String) {
-    out.reserve(value.len() + 2);
-    out.push('"');
-    for c in value.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            c if (c as u32) < 0x20 => {
-                let _ = write!(out, "\\u{:04x}", c as u32);
-            }
-            c => out.push(c),
-        }
-    }
-    out.push('"');
-}
+pub(crate) use tower_bulwark_core::json::write_string;
 
 /// `value` as a JSON string literal.
 pub(crate) fn string(value: &str) -> String {

@@ -156,18 +156,18 @@ where
 fn problem(rejection: &Rejection, status: http::StatusCode, layer_names: bool) -> String {
     let mut body = String::with_capacity(160);
     body.push_str(r#"{"type":"about:blank","title":"#);
-    json_string(status.canonical_reason().unwrap_or("Error"), &mut body);
+    crate::json::write_string(status.canonical_reason().unwrap_or("Error"), &mut body);
     let _ = write!(body, r#","status":{},"detail":"#, status.as_u16());
     let detail = match rejection.reason() {
         Some(reason) => format!("{} ({reason})", rejection.kind()),
         None => rejection.kind().to_string(),
     };
-    json_string(&detail, &mut body);
+    crate::json::write_string(&detail, &mut body);
     body.push_str(r#","kind":"#);
-    json_string(&rejection.kind().to_string().replace(' ', "_"), &mut body);
+    crate::json::write_string(&rejection.kind().to_string().replace(' ', "_"), &mut body);
     if layer_names {
         body.push_str(r#","layer":"#);
-        json_string(rejection.layer(), &mut body);
+        crate::json::write_string(rejection.layer(), &mut body);
     }
     if let Some(wait) = rejection.retry_after() {
         let _ = write!(
@@ -178,22 +178,6 @@ fn problem(rejection: &Rejection, status: http::StatusCode, layer_names: bool) -
     }
     body.push('}');
     body
-}
-
-/// `text` as a JSON string.
-fn json_string(text: &str, out: &mut String) {
-    out.push('"');
-    for c in text.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            c if (c as u32) < 0x20 => {
-                let _ = write!(out, "\\u{:04x}", c as u32);
-            }
-            c => out.push(c),
-        }
-    }
-    out.push('"');
 }
 
 #[cfg(all(test, not(bulwark_loom)))]
