@@ -42,3 +42,31 @@ async fn a_draining_server_says_why_in_a_problem_document() {
     assert_eq!(grpc.head.headers["grpc-status"], "14");
     assert!(grpc.body.is_empty());
 }
+
+/// Outside axum (hyper, tonic), the preset's answers carry its drain's body type: the
+/// problem body is written into it.
+#[tokio::test]
+async fn the_server_preset_takes_problem_bodies_in_a_plain_service_builder() {
+    use tower::{service_fn, ServiceBuilder, ServiceExt};
+
+    let server = ServerPreset::http().unwrap();
+    let stack = ServiceBuilder::new()
+        .layer(ProblemDetailsLayer::new())
+        .layer(server.layer())
+        .service(service_fn(|_: http::Request<String>| async {
+            Ok::<_, std::convert::Infallible>(http::Response::new(String::from("hello")))
+        }));
+    tower_bulwark::expect_service::<http::Request<String>, _>(&stack);
+    server.drain.handle().drain();
+    let refused = stack
+        .oneshot(http::Request::new(String::new()))
+        .await
+        .unwrap();
+    assert_eq!(refused.status(), 503);
+    let body = http_body_util::BodyExt::collect(refused.into_body())
+        .await
+        .unwrap()
+        .to_bytes();
+    let body: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(body["kind"], "draining");
+}

@@ -110,6 +110,9 @@ pub struct ServerPreset<C> {
     /// The classifier the shedding layer was built with, to build it again.
     #[cfg_attr(not(feature = "metrics"), allow(dead_code))]
     classify: C,
+    /// Whether `StackConfig` configured a part, which `with_metrics` would undo.
+    #[cfg_attr(not(feature = "metrics"), allow(dead_code))]
+    pub(crate) configured: bool,
 }
 
 impl ServerPreset<HttpClassifier> {
@@ -160,12 +163,15 @@ impl<C: Clone> ServerPreset<C> {
                 .build()?,
             drain: DrainLayer::new(),
             classify,
+            configured: false,
         })
     }
 
     /// The same preset with its shedding layer recording metrics (feature `metrics`;
     /// deadline acceptance and the drain record none). The layer is built again from the
-    /// preset's values: call this before replacing `shed`.
+    /// preset's values: call this before replacing `shed`. A preset from a `StackConfig`
+    /// that configured a part is refused (the file's settings would be lost): give the
+    /// file `"metrics": true` instead.
     ///
     /// ```
     /// use tower_bulwark::presets::ServerPreset;
@@ -175,6 +181,7 @@ impl<C: Clone> ServerPreset<C> {
     /// ```
     #[cfg(feature = "metrics")]
     pub fn with_metrics(mut self) -> Result<Self, ConfigError> {
+        refuse_configured(self.configured)?;
         self.shed = ShedLayer::builder()
             .name(SERVER_SHED_NAME)
             .criticality(FromRequest::default())
@@ -311,6 +318,9 @@ pub struct ClientPreset<R, C> {
     retry_classifier: R,
     #[cfg_attr(not(feature = "metrics"), allow(dead_code))]
     classify: C,
+    /// Whether `StackConfig` configured a part, which `with_metrics` would undo.
+    #[cfg_attr(not(feature = "metrics"), allow(dead_code))]
+    pub(crate) configured: bool,
 }
 
 impl ClientPreset<HttpRetry, HttpClassifier> {
@@ -461,6 +471,20 @@ impl ClientPreset<HttpRetry, HttpClassifier> {
 /// The client preset's bulkhead limit (calls in flight, no queue).
 pub(crate) const CLIENT_MAX_CONCURRENT: usize = 100;
 
+/// `with_metrics` would rebuild parts a `StackConfig` configured, losing the file's
+/// settings without a word.
+#[cfg(feature = "metrics")]
+fn refuse_configured(configured: bool) -> Result<(), ConfigError> {
+    if configured {
+        return Err(ConfigError::new(
+            "metrics",
+            "this preset's parts come from a StackConfig and rebuilding them would drop \
+             the file's settings: set `\"metrics\": true` in the file instead",
+        ));
+    }
+    Ok(())
+}
+
 impl<R: Clone, C: Clone> ClientPreset<R, C> {
     fn with(name: impl Into<Name>, retry: R, classify: C) -> Result<Self, ConfigError> {
         let name = name.into();
@@ -475,13 +499,15 @@ impl<R: Clone, C: Clone> ClientPreset<R, C> {
             budget,
             retry_classifier: retry,
             classify,
+            configured: false,
         })
     }
 
     /// The same preset with its retry, breaker and bulkhead recording metrics (feature
     /// `metrics`; deadline propagation and the attempt timeout record none). They are built
     /// again from the preset's values, over the same retry budget: call this before
-    /// replacing any of them.
+    /// replacing any of them. A preset from a `StackConfig` that configured a part is
+    /// refused (the file's settings would be lost): give the file `"metrics": true`.
     ///
     /// ```
     /// use tower_bulwark::presets::ClientPreset;
@@ -491,6 +517,7 @@ impl<R: Clone, C: Clone> ClientPreset<R, C> {
     /// ```
     #[cfg(feature = "metrics")]
     pub fn with_metrics(mut self) -> Result<Self, ConfigError> {
+        refuse_configured(self.configured)?;
         let retry = self.retry_classifier.clone();
         self.retry = ClientPreset::retry_builder(self.budget.clone(), retry)
             .with_metrics()

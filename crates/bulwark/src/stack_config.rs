@@ -143,6 +143,16 @@ pub struct PropagateSettings {
     pub default_ms: Option<u64>,
 }
 
+/// The breaker builder's fields under the keys of its settings in the file.
+const BREAKER_KEYS: &[(&str, &str)] = &[
+    ("half_open_max_wait", "half_open_max_wait_ms"),
+    ("recovery_ramp", "recovery_ramp_ms"),
+    ("open_duration", "open.ms"),
+    ("slow_call_threshold", "slow_call.threshold_ms"),
+    ("slow_call_rate", "slow_call.rate"),
+    ("window_buckets", "window.buckets"),
+];
+
 fn ms(value: u64) -> Duration {
     Duration::from_millis(value)
 }
@@ -260,6 +270,7 @@ impl StackConfig {
         let Some(server) = &self.server else {
             return Ok(preset);
         };
+        preset.configured = server.deadline.is_some() || server.shed.is_some();
         if let Some(deadline) = &server.deadline {
             let mut builder = ServerPreset::deadline_builder();
             if let Some(max) = deadline.max_ms {
@@ -279,7 +290,23 @@ impl StackConfig {
             preset.deadline = builder.build().map_err(at("server.deadline", KEYS))?;
         }
         if let Some(shed) = &server.shed {
-            let section = at("server.shed", &[]);
+            const KEYS: &[(&str, &str)] = &[
+                ("limit", "algorithm.limit"),
+                ("initial", "algorithm.initial"),
+                ("min", "algorithm.min"),
+                ("max", "algorithm.max"),
+                ("timeout", "algorithm.timeout_ms"),
+                ("buffer", "algorithm.buffer"),
+                ("probe_every", "algorithm.probe_every"),
+                ("backoff_ratio", "algorithm.backoff_ratio"),
+                ("smoothing", "algorithm.smoothing"),
+                ("queue_size", "algorithm.queue_size"),
+                ("rtt_tolerance", "algorithm.rtt_tolerance"),
+                ("long_window", "algorithm.long_window"),
+                ("window.min_calls", "window_min_calls"),
+                ("window.min_time", "window_min_ms"),
+            ];
+            let section = at("server.shed", KEYS);
             let builder = shed
                 .builder()
                 .map_err(&section)?
@@ -319,6 +346,7 @@ impl StackConfig {
         let Some(client) = self.clients.get(name) else {
             return Ok(preset);
         };
+        preset.configured = true;
         let section = |part: &str| format!("clients.{name}.{part}");
         if let Some(retry) = &client.retry {
             let place = section("retry");
@@ -392,7 +420,7 @@ impl StackConfig {
             preset.breaker = builder
                 .classifier(classify)
                 .build()
-                .map_err(at(&section("breaker"), &[]))?;
+                .map_err(at(&section("breaker"), BREAKER_KEYS))?;
         }
         if let Some(bulkhead) = &client.bulkhead {
             let mut builder = bulkhead.builder();
@@ -407,7 +435,8 @@ impl StackConfig {
             if self.metrics {
                 builder = builder.with_metrics();
             }
-            preset.bulkhead = builder.build().map_err(at(&section("bulkhead"), &[]))?;
+            const KEYS: &[(&str, &str)] = &[("max_wait", "max_wait_ms")];
+            preset.bulkhead = builder.build().map_err(at(&section("bulkhead"), KEYS))?;
         }
         if let Some(timeout) = client.attempt_timeout_ms {
             preset.timeout = TimeoutLayer::new(ms(timeout))

@@ -169,6 +169,8 @@ impl DrainHandle {
         let started = Instant::now();
         let wait_idle = async {
             let mut progress = tokio::time::interval_at(started + PROGRESS, PROGRESS);
+            // A waiter not polled for a while reports once, not a burst of late ticks.
+            progress.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             loop {
                 let idle = self.shared.idle.notified();
                 tokio::pin!(idle);
@@ -184,8 +186,9 @@ impl DrainHandle {
                     progress.poll_tick(cx).map(|_| true)
                 })
                 .await;
-                if ticked {
-                    let (in_flight, waited) = (self.in_flight(), started.elapsed());
+                let (in_flight, waited) = (self.in_flight(), started.elapsed());
+                // At the end of the grace period, `Finished` says it.
+                if ticked && waited < grace {
                     self.shared.emit(DrainEvent::Waiting { in_flight, waited });
                 }
             }
@@ -380,6 +383,17 @@ impl<B: Default> Default for DrainBody<B> {
     fn default() -> Self {
         DrainBody {
             inner: B::default(),
+            in_flight: None,
+        }
+    }
+}
+
+/// A body written by a layer above the drain (`ProblemDetailsLayer` replacing a refusal's
+/// body): it holds no request in flight.
+impl<B: From<String>> From<String> for DrainBody<B> {
+    fn from(text: String) -> Self {
+        DrainBody {
+            inner: B::from(text),
             in_flight: None,
         }
     }

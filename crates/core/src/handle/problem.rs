@@ -170,11 +170,9 @@ fn problem(rejection: &Rejection, status: http::StatusCode, layer_names: bool) -
         crate::json::write_string(rejection.layer(), &mut body);
     }
     if let Some(wait) = rejection.retry_after() {
-        let _ = write!(
-            body,
-            r#","retry_after_s":{}"#,
-            wait.as_secs_f64().ceil() as u64
-        );
+        // The `Retry-After` header's number: rounded up, capped alike.
+        let seconds = crate::rejection::response::retry_after_seconds(wait);
+        let _ = write!(body, r#","retry_after_s":{seconds}"#);
     }
     body.push('}');
     body

@@ -271,7 +271,7 @@ pub(crate) fn grpc_error_response<B: Default>(
     response
 }
 
-fn retry_after_seconds(wait: Duration) -> u64 {
+pub(crate) fn retry_after_seconds(wait: Duration) -> u64 {
     wait.as_secs()
         .saturating_add(u64::from(wait.subsec_nanos() > 0))
         .min(MAX_RETRY_AFTER_SECS)
