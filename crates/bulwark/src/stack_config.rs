@@ -589,63 +589,6 @@ mod tests {
         assert_eq!(shed.handle().snapshot().limit, 18);
     }
 
-    /// Records the names of the metrics registered.
-    #[cfg(feature = "metrics")]
-    #[derive(Default)]
-    struct Names(std::sync::Mutex<std::collections::BTreeSet<String>>);
-
-    #[cfg(feature = "metrics")]
-    impl Names {
-        fn seen(&self, key: &metrics::Key) {
-            self.0.lock().unwrap().insert(key.name().to_string());
-        }
-    }
-
-    #[cfg(feature = "metrics")]
-    impl metrics::Recorder for Names {
-        fn describe_counter(
-            &self,
-            _: metrics::KeyName,
-            _: Option<metrics::Unit>,
-            _: metrics::SharedString,
-        ) {
-        }
-        fn describe_gauge(
-            &self,
-            _: metrics::KeyName,
-            _: Option<metrics::Unit>,
-            _: metrics::SharedString,
-        ) {
-        }
-        fn describe_histogram(
-            &self,
-            _: metrics::KeyName,
-            _: Option<metrics::Unit>,
-            _: metrics::SharedString,
-        ) {
-        }
-        fn register_counter(
-            &self,
-            key: &metrics::Key,
-            _: &metrics::Metadata<'_>,
-        ) -> metrics::Counter {
-            self.seen(key);
-            metrics::Counter::noop()
-        }
-        fn register_gauge(&self, key: &metrics::Key, _: &metrics::Metadata<'_>) -> metrics::Gauge {
-            self.seen(key);
-            metrics::Gauge::noop()
-        }
-        fn register_histogram(
-            &self,
-            key: &metrics::Key,
-            _: &metrics::Metadata<'_>,
-        ) -> metrics::Histogram {
-            self.seen(key);
-            metrics::Histogram::noop()
-        }
-    }
-
     /// The metrics one failing call through the client `inventory` and one through the
     /// server record, with the settings `json`.
     #[cfg(feature = "metrics")]
@@ -653,12 +596,13 @@ mod tests {
         use tower::{Layer, ServiceExt};
 
         let config: StackConfig = serde_json::from_str(json).unwrap();
-        let names = Names::default();
+        let recorder = metrics_util::debugging::DebuggingRecorder::new();
+        let snapshotter = recorder.snapshotter();
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_time()
             .build()
             .unwrap();
-        metrics::with_local_recorder(&names, || {
+        metrics::with_local_recorder(&recorder, || {
             runtime.block_on(async {
                 let failing = tower::service_fn(|_: http::Request<String>| async {
                     let mut response = http::Response::new(String::new());
@@ -684,8 +628,13 @@ mod tests {
                     .await;
             })
         });
-        let names = names.0.lock().unwrap();
-        names.iter().cloned().collect()
+        let names: std::collections::BTreeSet<String> = snapshotter
+            .snapshot()
+            .into_vec()
+            .into_iter()
+            .map(|(key, ..)| key.key().name().to_string())
+            .collect();
+        names.into_iter().collect()
     }
 
     #[cfg(feature = "metrics")]

@@ -6,7 +6,10 @@ use std::time::Duration;
 use serde::Deserialize;
 use tower_bulwark_core::ConfigError;
 
-use crate::{Aimd, Builder, Fixed, Gradient2, MinRtt, ShedLayer, TierShares, Vegas, WindowSize};
+use crate::{
+    Aimd, AimdBuilder, Builder, Fixed, Gradient2, Gradient2Builder, MinRtt, MinRttBuilder,
+    ShedLayer, TierShares, Vegas, WindowSize,
+};
 
 /// A shedding layer's settings as plain data, deserializable from TOML, JSON or YAML.
 /// Missing fields take the builder's defaults (an algorithm's missing fields take
@@ -85,6 +88,14 @@ pub enum AlgorithmSetting {
     },
 }
 
+/// `builder` with `set` applied to the value given, if any.
+fn given<B, T>(builder: B, value: Option<T>, set: fn(B, T) -> B) -> B {
+    match value {
+        Some(value) => set(builder, value),
+        None => builder,
+    }
+}
+
 impl ShedConfig {
     /// A builder with these settings (for adding listeners, a criticality source or a
     /// classifier), or the error of an algorithm setting.
@@ -102,22 +113,12 @@ impl ShedConfig {
                 buffer,
                 probe_every,
             }) => {
-                let mut algorithm = MinRtt::builder();
-                if let Some(initial) = *initial {
-                    algorithm = algorithm.initial(initial);
-                }
-                if let Some(min) = *min {
-                    algorithm = algorithm.min(min);
-                }
-                if let Some(max) = *max {
-                    algorithm = algorithm.max(max);
-                }
-                if let Some(buffer) = *buffer {
-                    algorithm = algorithm.buffer(buffer);
-                }
-                if let Some(windows) = *probe_every {
-                    algorithm = algorithm.probe_every(windows);
-                }
+                let algorithm = MinRtt::builder();
+                let algorithm = given(algorithm, *initial, MinRttBuilder::initial);
+                let algorithm = given(algorithm, *min, MinRttBuilder::min);
+                let algorithm = given(algorithm, *max, MinRttBuilder::max);
+                let algorithm = given(algorithm, *buffer, MinRttBuilder::buffer);
+                let algorithm = given(algorithm, *probe_every, MinRttBuilder::probe_every);
                 builder.algorithm(algorithm.build()?)
             }
             Some(AlgorithmSetting::Vegas {
@@ -136,22 +137,13 @@ impl ShedConfig {
                 backoff_ratio,
                 timeout_ms,
             }) => {
-                let mut algorithm = Aimd::builder();
-                if let Some(initial) = *initial {
-                    algorithm = algorithm.initial(initial);
-                }
-                if let Some(min) = *min {
-                    algorithm = algorithm.min(min);
-                }
-                if let Some(max) = *max {
-                    algorithm = algorithm.max(max);
-                }
-                if let Some(ratio) = *backoff_ratio {
-                    algorithm = algorithm.backoff_ratio(ratio);
-                }
-                if let Some(ms) = *timeout_ms {
-                    algorithm = algorithm.timeout(Duration::from_millis(ms));
-                }
+                let algorithm = Aimd::builder();
+                let algorithm = given(algorithm, *initial, AimdBuilder::initial);
+                let algorithm = given(algorithm, *min, AimdBuilder::min);
+                let algorithm = given(algorithm, *max, AimdBuilder::max);
+                let algorithm = given(algorithm, *backoff_ratio, AimdBuilder::backoff_ratio);
+                let timeout = timeout_ms.map(Duration::from_millis);
+                let algorithm = given(algorithm, timeout, AimdBuilder::timeout);
                 builder.algorithm(algorithm.build()?)
             }
             Some(AlgorithmSetting::Gradient2 {
@@ -163,28 +155,14 @@ impl ShedConfig {
                 rtt_tolerance,
                 long_window,
             }) => {
-                let mut algorithm = Gradient2::builder();
-                if let Some(initial) = *initial {
-                    algorithm = algorithm.initial(initial);
-                }
-                if let Some(min) = *min {
-                    algorithm = algorithm.min(min);
-                }
-                if let Some(max) = *max {
-                    algorithm = algorithm.max(max);
-                }
-                if let Some(smoothing) = *smoothing {
-                    algorithm = algorithm.smoothing(smoothing);
-                }
-                if let Some(calls) = *queue_size {
-                    algorithm = algorithm.queue_size(calls);
-                }
-                if let Some(tolerance) = *rtt_tolerance {
-                    algorithm = algorithm.rtt_tolerance(tolerance);
-                }
-                if let Some(samples) = *long_window {
-                    algorithm = algorithm.long_window(samples);
-                }
+                let algorithm = Gradient2::builder();
+                let algorithm = given(algorithm, *initial, Gradient2Builder::initial);
+                let algorithm = given(algorithm, *min, Gradient2Builder::min);
+                let algorithm = given(algorithm, *max, Gradient2Builder::max);
+                let algorithm = given(algorithm, *smoothing, Gradient2Builder::smoothing);
+                let algorithm = given(algorithm, *queue_size, Gradient2Builder::queue_size);
+                let algorithm = given(algorithm, *rtt_tolerance, Gradient2Builder::rtt_tolerance);
+                let algorithm = given(algorithm, *long_window, Gradient2Builder::long_window);
                 builder.algorithm(algorithm.build()?)
             }
             Some(AlgorithmSetting::Fixed { limit }) => builder.fixed(Fixed::new(*limit)?),
