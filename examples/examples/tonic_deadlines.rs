@@ -8,12 +8,12 @@
 //! protocol's messages (so no protoc is needed): `test.Echo/Call` answers at once, or after
 //! the number of milliseconds in the request's `service` field.
 //!
-//! The client stack: `ReplayLayer` (gRPC request bodies stream, and retries need to send
-//! them again) -> the client preset's `tonic_layer()` (feature `tonic`: refusals in the
-//! stack reach the client as their `tonic::Status`, an attempt timeout as
-//! `DEADLINE_EXCEEDED`, an open breaker as `UNAVAILABLE`, not `UNKNOWN`) -> the body handed
-//! back to tonic's `Channel`. `test.Echo/Call` is marked safe to retry on `UNAVAILABLE`;
-//! other methods would be retried only when the call never reached the server.
+//! The client stack is the client preset's `tonic_layer()` (feature `tonic`) around the
+//! `Channel`, nothing else: refusals in the stack reach the client as their
+//! `tonic::Status` (an attempt timeout as `DEADLINE_EXCEEDED`, an open breaker as
+//! `UNAVAILABLE`, not `UNKNOWN`), and request bodies are kept so a retry can send them
+//! again. `test.Echo/Call` is marked safe to retry on `UNAVAILABLE`; other methods would be
+//! retried only when the call never reached the server.
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -24,9 +24,9 @@ use std::time::Duration;
 use tokio::net::TcpListener;
 use tonic::transport::{Channel, Server};
 use tonic_health::pb::{HealthCheckRequest, HealthCheckResponse};
-use tower::{Service, ServiceBuilder};
+use tower::Service;
 use tower_bulwark::presets::{ClientPreset, ServerPreset};
-use tower_bulwark::retry::{GrpcRetry, ReplayBody, ReplayLayer};
+use tower_bulwark::retry::GrpcRetry;
 use tower_bulwark::{BoxError, Deadline};
 
 type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
@@ -95,12 +95,7 @@ async fn main() -> Result<(), BoxError> {
     let channel = Channel::from_shared(format!("http://{addr}"))?.connect_lazy();
     let retry = GrpcRetry::new().method("/test.Echo/Call")?;
     let preset = ClientPreset::grpc_with("echo", retry)?;
-    let stack = ServiceBuilder::new()
-        .layer(ReplayLayer::new(64 * 1024))
-        .layer(preset.tonic_layer())
-        .map_request(|request: http::Request<ReplayBody>| request.map(tonic::body::Body::new))
-        .service(channel);
-    let mut client = tonic::client::Grpc::new(stack);
+    let mut client = tonic::client::Grpc::new(preset.tonic_layer().service(channel));
 
     for (work_ms, timeout_ms) in [(10u64, 500u64), (2_000, 300)] {
         println!("call: {work_ms} ms of work, client timeout {timeout_ms} ms");

@@ -20,7 +20,7 @@ use tower_bulwark::bulkhead::BulkheadLayer;
 use tower_bulwark::deadline::TimeoutLayer;
 use tower_bulwark::presets::ClientPreset;
 use tower_bulwark::repeat::GrpcMethods;
-use tower_bulwark::retry::{pushback, GrpcRetry, Pushback, ReplayBody, ReplayLayer};
+use tower_bulwark::retry::{pushback, GrpcRetry, Pushback};
 use tower_bulwark::{BoxError, GrpcCode, HandleRejectionsLayer, Rejection, RejectionKind};
 
 /// The method every test calls.
@@ -107,11 +107,10 @@ macro_rules! client {
         let sent: Arc<AtomicUsize> = $sent.clone();
         HealthClient::new(
             ServiceBuilder::new()
-                .layer(ReplayLayer::new(64 * 1024))
                 .layer($preset.tonic_layer())
-                .map_request(move |request: http::Request<ReplayBody>| {
+                .map_request(move |request: http::Request<tonic::body::Body>| {
                     sent.fetch_add(1, SeqCst);
-                    request.map(tonic::body::Body::new)
+                    request
                 })
                 .service($channel),
         )

@@ -18,7 +18,7 @@ use tower_bulwark::breaker::State;
 use tower_bulwark::deadline::parse_grpc_timeout;
 use tower_bulwark::health::DrainHandle;
 use tower_bulwark::presets::{ClientPreset, ServerPreset};
-use tower_bulwark::retry::{GrpcRetry, ReplayBody, ReplayLayer};
+use tower_bulwark::retry::GrpcRetry;
 use tower_bulwark::{BoxError, Deadline};
 use tower_bulwark_tests::Still;
 
@@ -55,12 +55,7 @@ async fn calls_pass_both_presets_and_a_drained_server_trips_the_client_breaker()
     let retry = GrpcRetry::new().service("grpc.health.v1.Health").unwrap();
     let preset = ClientPreset::grpc_with("health", retry).unwrap();
     let breaker = preset.breaker.handle();
-    let stack = ServiceBuilder::new()
-        .layer(ReplayLayer::new(64 * 1024))
-        .layer(preset.layer())
-        .map_request(|request: http::Request<ReplayBody>| request.map(tonic::body::Body::new))
-        .service(channel);
-    let mut client = HealthClient::new(stack);
+    let mut client = HealthClient::new(preset.tonic_layer().service(channel));
     let check = || HealthCheckRequest {
         service: String::new(),
     };
@@ -182,11 +177,7 @@ macro_rules! client {
             .connect_lazy();
         HealthClient::new(
             ServiceBuilder::new()
-                .layer(ReplayLayer::new(64 * 1024))
                 .layer($preset.tonic_layer())
-                .map_request(|request: http::Request<ReplayBody>| {
-                    request.map(tonic::body::Body::new)
-                })
                 .map_future(move |answer| {
                     still.hold();
                     let still = still.clone();

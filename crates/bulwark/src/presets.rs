@@ -52,6 +52,11 @@ use crate::retry::{GrpcRetry, HttpRetry, RatioBudget, RetryPolicy, SkipRejection
 use crate::shed::{FromRequest, ShedLayer};
 use crate::BulwarkExt;
 
+#[cfg(feature = "tonic")]
+mod tonic_client;
+#[cfg(feature = "tonic")]
+pub use self::tonic_client::{IntoTonicBody, TonicClientLayer, TONIC_REPLAY_LIMIT};
+
 /// The layer of a [`ServerPreset`].
 pub type ServerLayer<C> = ServiceBuilder<
     Stack<
@@ -359,47 +364,7 @@ impl ClientPreset<GrpcRetry, GrpcClassifier> {
     pub fn grpc_with(name: impl Into<Name>, retry: GrpcRetry) -> Result<Self, ConfigError> {
         ClientPreset::with(name, retry, GrpcClassifier)
     }
-
-    /// The stack for a tonic client (feature `tonic`): [`layer`](Self::layer) under a
-    /// [`RejectionsAsStatusLayer`](crate::RejectionsAsStatusLayer), so that a refusal in
-    /// the stack reaches the generated client as its `tonic::Status` (an open breaker as
-    /// `UNAVAILABLE`, a full bulkhead as `RESOURCE_EXHAUSTED`, an attempt timeout as
-    /// `DEADLINE_EXCEEDED`), not `UNKNOWN`.
-    ///
-    /// ```
-    /// use tower::{service_fn, ServiceExt};
-    /// use tower_bulwark::presets::ClientPreset;
-    /// use tower_bulwark::BoxError;
-    ///
-    /// # #[tokio::main]
-    /// # async fn main() -> Result<(), BoxError> {
-    /// let preset = ClientPreset::grpc("users")?;
-    /// preset.breaker.handle().force_open();
-    /// // In a real client, the transport is a tonic `Channel` (with `ReplayLayer` above).
-    /// let transport = service_fn(|_: http::Request<String>| async {
-    ///     Ok::<_, BoxError>(http::Response::new(String::new()))
-    /// });
-    /// let client_stack = preset.tonic_layer().service(transport);
-    /// let error = client_stack.oneshot(http::Request::new(String::new())).await.unwrap_err();
-    /// // What the generated client does with it:
-    /// let status = tonic::Status::from_error(error);
-    /// assert_eq!(status.code(), tonic::Code::Unavailable);
-    /// # Ok(())
-    /// # }
-    /// ```
-    #[cfg(feature = "tonic")]
-    pub fn tonic_layer(&self) -> TonicClientLayer {
-        ServiceBuilder::new()
-            .layer(crate::RejectionsAsStatusLayer::new())
-            .layer(self.layer())
-    }
 }
-
-/// The layer of [`ClientPreset::tonic_layer`].
-#[cfg(feature = "tonic")]
-pub type TonicClientLayer = ServiceBuilder<
-    Stack<ClientLayer<GrpcRetry, GrpcClassifier>, Stack<crate::RejectionsAsStatusLayer, Identity>>,
->;
 
 /// The client preset's retry budget: over the last 10 s, 20% of the calls plus 10 retries
 /// per second.
