@@ -126,7 +126,7 @@ impl Breaker {
             match config.window {
                 WindowKind::Count(size) => Window::Count(CountWindow::new(size)),
                 WindowKind::Time { length, buckets } => {
-                    Window::Time(TimeWindow::new(buckets, nanos(length) / u64::from(buckets)))
+                    Window::Time(TimeWindow::new(length, buckets))
                 }
             }
         });

@@ -2,13 +2,13 @@
 //!
 //! Both windows are lock-free. Counts are eventually consistent: a reader racing a writer
 //! may see one record half applied, never lose one. Resets race records safely: the count
-//! window's totals always come back to what its slots hold, and a time window's counters
-//! are each cleared or counted whole, never carried into another epoch.
+//! window's totals always come back to what its slots hold. The time window is core's
+//! `SlidingCounts` (its own tests and loom models are in core).
 
-use tower_bulwark_core::sync::{
-    AtomicU32, AtomicU64, AtomicU8,
-    Ordering::{Acquire, Relaxed, Release},
-};
+use std::time::Duration;
+
+use tower_bulwark_core::sync::{AtomicU32, AtomicU64, AtomicU8, Ordering::Relaxed};
+use tower_bulwark_core::window::SlidingCounts;
 
 /// One recorded call: a failure or not, slow or not.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -140,148 +140,35 @@ impl CountWindow {
 
 // === impl TimeWindow ===
 
-/// The calls of the last `buckets * bucket_nanos` nanoseconds, in a ring of buckets.
-///
-/// Each counter is one `u64`: the bucket's epoch (which `bucket_nanos`-long slice of time it
-/// counts) in the high 32 bits and the count in the low 32. A writer that finds an old epoch
-/// swaps in a fresh count, in the same compare-and-swap that checks the epoch, so expiry
-/// needs no lock and no sweep; a reader skips counters whose epoch has left the window. A
-/// bucket counts at most 2^32 - 1 calls.
+/// The calls of the last `length`, in `buckets` buckets: core's [`SlidingCounts`] with three
+/// counters (calls, failures, slow calls).
 #[derive(Debug)]
-pub(crate) struct TimeWindow {
-    buckets: Box<[Bucket]>,
-    bucket_nanos: u64,
-    /// The full 64-bit epoch of the latest record. After an idle gap as long as the window,
-    /// every bucket has expired; checking this catches the 32-bit epoch tags of the buckets
-    /// wrapping around (a bucket idle for exactly 2^32 epochs would otherwise look live).
-    latest: AtomicU64,
-}
-
-#[derive(Debug)]
-struct Bucket {
-    calls: AtomicU64,
-    failures: AtomicU64,
-    slow: AtomicU64,
-}
-
-impl Bucket {
-    fn counters(&self) -> [&AtomicU64; 3] {
-        [&self.calls, &self.failures, &self.slow]
-    }
-}
+pub(crate) struct TimeWindow(SlidingCounts<3>);
 
 impl TimeWindow {
-    pub(crate) fn new(buckets: u32, bucket_nanos: u64) -> Self {
-        TimeWindow {
-            buckets: (0..buckets)
-                .map(|_| Bucket {
-                    calls: AtomicU64::new(0),
-                    failures: AtomicU64::new(0),
-                    slow: AtomicU64::new(0),
-                })
-                .collect(),
-            bucket_nanos: bucket_nanos.max(1),
-            latest: AtomicU64::new(0),
-        }
-    }
-
-    fn full_epoch(&self, now_nanos: u64) -> u64 {
-        now_nanos / self.bucket_nanos
-    }
-
-    /// Whether nothing was recorded for a whole window before the epoch `full`.
-    fn idle_before(&self, full: u64, latest: u64) -> bool {
-        full.saturating_sub(latest) >= self.buckets.len() as u64
+    pub(crate) fn new(length: Duration, buckets: u32) -> Self {
+        TimeWindow(SlidingCounts::new(length, buckets))
     }
 
     fn record(&self, now_nanos: u64, sample: Sample) {
-        let full = self.full_epoch(now_nanos);
-        let latest = self.latest.load(Acquire);
-        if latest != full {
-            if self.idle_before(full, latest) {
-                self.clear_up_to(latest);
-            }
-            // Published after the clearing, so a reader that sees the window live again
-            // sees it cleared.
-            self.latest.fetch_max(full, Release);
-        }
-        // Truncation is intended: epochs are compared with wrapping arithmetic.
-        let epoch = full as u32;
-        let bucket = &self.buckets[epoch as usize % self.buckets.len()];
-        bump(&bucket.calls, epoch);
-        if sample.failure {
-            bump(&bucket.failures, epoch);
-        }
-        if sample.slow {
-            bump(&bucket.slow, epoch);
-        }
-    }
-
-    /// Zeroes the counts of the window that ended at epoch `latest`: after an idle gap
-    /// they are stale, and a tag that wrapped around could make one look current. Only
-    /// counters still tagged with an epoch of that window are touched, so a record racing
-    /// this one (tagged after the gap) is never cleared, and whoever else clears finds
-    /// nothing left to do.
-    fn clear_up_to(&self, latest: u64) {
-        let latest = latest as u32;
-        let len = self.buckets.len() as u32;
-        for counter in self.buckets.iter().flat_map(Bucket::counters) {
-            let _ = counter.fetch_update(Relaxed, Relaxed, |word| {
-                let stale = latest.wrapping_sub((word >> 32) as u32) < len;
-                (stale && word as u32 != 0).then_some(word & !u64::from(u32::MAX))
-            });
-        }
+        self.0.add(
+            now_nanos,
+            [1, u32::from(sample.failure), u32::from(sample.slow)],
+        );
     }
 
     fn counts(&self, now_nanos: u64) -> Counts {
-        let full = self.full_epoch(now_nanos);
-        if self.idle_before(full, self.latest.load(Acquire)) {
-            return Counts::default();
+        let [calls, failures, slow] = self.0.totals(now_nanos);
+        Counts {
+            calls,
+            failures: failures.min(calls),
+            slow: slow.min(calls),
         }
-        let now = full as u32;
-        let len = self.buckets.len() as u32;
-        let live = |counter: &AtomicU64| {
-            let word = counter.load(Relaxed);
-            let epoch = (word >> 32) as u32;
-            if now.wrapping_sub(epoch) < len {
-                word & u64::from(u32::MAX)
-            } else {
-                0
-            }
-        };
-        let mut counts = Counts::default();
-        for bucket in self.buckets.iter() {
-            counts.calls += live(&bucket.calls);
-            counts.failures += live(&bucket.failures);
-            counts.slow += live(&bucket.slow);
-        }
-        counts.failures = counts.failures.min(counts.calls);
-        counts.slow = counts.slow.min(counts.calls);
-        counts
     }
 
     fn reset(&self) {
-        // A zero count adds nothing whichever epoch it is read as. Each counter is swapped
-        // whole, so a racing record is counted or not, never tagged with the wrong epoch.
-        self.latest.store(0, Release);
-        for counter in self.buckets.iter().flat_map(Bucket::counters) {
-            counter.swap(0, Relaxed);
-        }
+        self.0.reset();
     }
-}
-
-/// Adds one to a counter for `epoch`, restarting it at 1 if it still counts an older epoch.
-/// One read-modify-write: the epoch checked is the epoch counted.
-fn bump(counter: &AtomicU64, epoch: u32) {
-    let fresh = (u64::from(epoch) << 32) | 1;
-    let _ = counter.fetch_update(Relaxed, Relaxed, |word| {
-        Some(if (word >> 32) as u32 == epoch {
-            // Saturates rather than carrying into the epoch.
-            word + u64::from(word as u32 != u32::MAX)
-        } else {
-            fresh
-        })
-    });
 }
 
 /// Samples for the tests and the loom model.
@@ -295,7 +182,7 @@ const FAIL: Sample = Sample {
     failure: true,
     slow: false,
 };
-#[cfg(test)]
+#[cfg(all(test, not(bulwark_loom)))]
 const SLOW_OK: Sample = Sample {
     failure: false,
     slow: true,
@@ -370,73 +257,6 @@ mod tests {
     }
 
     #[test]
-    fn time_buckets_expire_as_time_moves_on() {
-        // 4 buckets of 10 ns: a 40 ns window.
-        let window = TimeWindow::new(4, 10);
-        window.record(0, FAIL);
-        window.record(5, OK);
-        window.record(15, SLOW_OK);
-        window.record(35, FAIL);
-        assert_eq!(
-            window.counts(35),
-            Counts {
-                calls: 4,
-                failures: 2,
-                slow: 1
-            }
-        );
-        // At 40 the bucket of 0..10 has left the window.
-        assert_eq!(
-            window.counts(40),
-            Counts {
-                calls: 2,
-                failures: 1,
-                slow: 1
-            }
-        );
-        // At 50 so has 10..20.
-        assert_eq!(
-            window.counts(50),
-            Counts {
-                calls: 1,
-                failures: 1,
-                slow: 0
-            }
-        );
-        // A write into a reused bucket starts it afresh.
-        window.record(41, OK);
-        assert_eq!(
-            window.counts(41),
-            Counts {
-                calls: 3,
-                failures: 1,
-                slow: 1
-            }
-        );
-        // Long idle: everything expired, even though no one wrote.
-        assert_eq!(window.counts(10_000), Counts::default());
-    }
-
-    #[test]
-    fn bucket_tags_wrapping_around_do_not_revive_old_counts() {
-        // One-nanosecond buckets: the 32-bit tags wrap every 2^32 ns.
-        let window = TimeWindow::new(4, 1);
-        window.record(1, FAIL);
-        window.record(2, FAIL);
-        let wrapped = 1u64 << 32;
-        assert_eq!(window.counts(wrapped + 2), Counts::default());
-        window.record(wrapped + 2, OK);
-        assert_eq!(
-            window.counts(wrapped + 2),
-            Counts {
-                calls: 1,
-                failures: 0,
-                slow: 0
-            }
-        );
-    }
-
-    #[test]
     fn a_total_caught_below_zero_reads_as_zero() {
         let window = CountWindow::new(4);
         window.failures.store(u32::MAX, Relaxed);
@@ -453,7 +273,7 @@ mod tests {
 
     #[test]
     fn time_window_reset_clears_everything() {
-        let window = TimeWindow::new(10, 1_000);
+        let window = TimeWindow::new(Duration::from_nanos(10_000), 10);
         for t in 0..100 {
             window.record(t * 10, FAIL);
         }
@@ -474,7 +294,7 @@ mod tests {
     #[test]
     fn many_threads_lose_no_record() {
         let count = std::sync::Arc::new(CountWindow::new(1_000_000));
-        let time = std::sync::Arc::new(TimeWindow::new(10, 1_000_000_000));
+        let time = std::sync::Arc::new(TimeWindow::new(Duration::from_secs(10), 10));
         let threads: Vec<_> = (0..4)
             .map(|_| {
                 let (count, time) = (count.clone(), time.clone());
@@ -531,30 +351,6 @@ mod loom_model {
             window.reset();
             recorder.join().unwrap();
             assert_eq!(window.counts(), in_slots(&window));
-        });
-    }
-
-    /// Two calls finishing at once after the window sat idle for longer than its length:
-    /// both are counted.
-    #[test]
-    fn records_racing_the_first_record_after_an_idle_window_are_kept() {
-        loom::model(|| {
-            let window = Arc::new(TimeWindow::new(2, 10));
-            window.record(0, FAIL);
-            let recorder = {
-                let window = window.clone();
-                loom::thread::spawn(move || window.record(100, FAIL))
-            };
-            window.record(100, SLOW_OK);
-            recorder.join().unwrap();
-            assert_eq!(
-                window.counts(100),
-                Counts {
-                    calls: 2,
-                    failures: 1,
-                    slow: 1
-                }
-            );
         });
     }
 }

@@ -15,6 +15,7 @@
 //! | [`Criticality`] | how important a request is, for load shedding; `Criticality::of_request`: what a server believes of the header (feature `http`) |
 //! | [`Replayable`] | whether a request's body can be sent again (recorded by retry, read by backup) |
 //! | [`events`] | listeners, `tracing`, and [`metrics`] (feature `metrics`) |
+//! | [`window::SlidingCounts`] | counts over a sliding window of time, lock-free and exact (the breaker's time window, the adaptive throttle's) |
 //! | [`ConfigError`], [`config`] | validated configuration |
 //! | `redis` | the connection setup of the Redis-backed stores and limiters (feature `redis`) |
 //! | `testing` | readiness probe and controllable inner service (feature `testing`) |
@@ -60,6 +61,7 @@ pub mod status;
 pub mod sync;
 #[cfg(feature = "testing")]
 pub mod testing;
+pub mod window;
 
 pub use self::classify::{Classify, ErrorsAreFailures, Outcome};
 #[cfg(feature = "http")]

@@ -17,10 +17,11 @@ use tower_layer::Layer;
 use tower_service::Service;
 
 use crate::Throttled;
-use tower_bulwark_core::sync::{Arc, AtomicU64, Ordering::*};
+use tower_bulwark_core::sync::Arc;
+use tower_bulwark_core::window::SlidingCounts;
 
 /// How many slices the window is kept in.
-const SLICES: u64 = 10;
+const SLICES: u32 = 10;
 
 /// Rejects calls locally, before they leave, when the backend has been refusing them.
 ///
@@ -388,78 +389,36 @@ where
     }
 }
 
-/// Requests and accepts over a sliding window kept in slices; lock-free.
-///
-/// A count racing the expiry of its slice may land in the next one.
+/// Requests and accepts over a sliding window: core's [`SlidingCounts`] (lock-free, no
+/// count lost to a racing expiry), timed from the layer's creation.
 #[derive(Debug)]
 struct Window {
     start: Instant,
-    slice_nanos: u64,
-    /// The newest slice whose expiry has been claimed.
-    epoch: AtomicU64,
-    requests: [AtomicU64; SLICES as usize],
-    accepts: [AtomicU64; SLICES as usize],
+    counts: SlidingCounts<2>,
 }
 
 impl Window {
     fn new(window: Duration) -> Self {
         Window {
             start: Instant::now(),
-            slice_nanos: (u64::try_from(window.as_nanos()).unwrap_or(u64::MAX) / SLICES).max(1),
-            epoch: AtomicU64::new(0),
-            requests: Default::default(),
-            accepts: Default::default(),
+            counts: SlidingCounts::new(window, SLICES),
         }
+    }
+
+    fn since_start(&self, now: Instant) -> u64 {
+        u64::try_from(now.saturating_duration_since(self.start).as_nanos()).unwrap_or(u64::MAX)
     }
 
     /// Counts a request, and an accept if the backend accepted it.
     fn add(&self, now: Instant, accepted: bool) {
-        let slot = self.advance(now);
-        self.requests[slot].fetch_add(1, Relaxed);
-        if accepted {
-            self.accepts[slot].fetch_add(1, Relaxed);
-        }
+        self.counts
+            .add(self.since_start(now), [1, u32::from(accepted)]);
     }
 
+    /// Requests and accepts in the window.
     fn totals(&self, now: Instant) -> (u64, u64) {
-        self.advance(now);
-        let sum = |counts: &[AtomicU64]| counts.iter().map(|c| c.load(Relaxed)).sum();
-        (sum(&self.requests), sum(&self.accepts))
-    }
-
-    /// Empties the slices that left the window; returns the slot of the current one.
-    fn advance(&self, now: Instant) -> usize {
-        let nanos =
-            u64::try_from(now.saturating_duration_since(self.start).as_nanos()).unwrap_or(u64::MAX);
-        let current = nanos / self.slice_nanos;
-        loop {
-            let seen = self.epoch.load(Acquire);
-            if seen >= current {
-                break;
-            }
-            let next = if current - seen >= SLICES {
-                current
-            } else {
-                seen + 1
-            };
-            if self
-                .epoch
-                .compare_exchange(seen, next, AcqRel, Acquire)
-                .is_err()
-            {
-                continue;
-            }
-            let expired = if current - seen >= SLICES {
-                0..SLICES
-            } else {
-                next % SLICES..next % SLICES + 1
-            };
-            for slot in expired.map(|slot| slot as usize) {
-                self.requests[slot].store(0, Release);
-                self.accepts[slot].store(0, Release);
-            }
-        }
-        (current % SLICES) as usize
+        let [requests, accepts] = self.counts.totals(self.since_start(now));
+        (requests, accepts)
     }
 }
 

@@ -1,0 +1,316 @@
+//! [`SlidingCounts`]: counts over the last stretch of time, lock-free and exact. The
+//! breaker's time window and the adaptive throttle's window are both this one counter.
+//!
+//! The window is a ring of buckets, each `bucket_nanos` long, each holding `K` counters.
+//! A counter is one `u64`: the bucket's epoch (which slice of time it counts) in the high
+//! 32 bits and the count in the low 32. A writer that finds an older epoch swaps in a fresh
+//! count in the same compare-and-swap that checks the epoch, so expiry needs no lock, no
+//! sweep and no claim: a count is always counted whole in the epoch it was made in, never
+//! lost to a racing expiry and never carried into a later one. A reader skips counters
+//! whose epoch has left the window. A bucket's counter saturates at 2^32 - 1.
+//!
+//! Time is whatever the owner measures it in, as nanoseconds since its own start
+//! (tokio's clock, so paused-time tests step it exactly).
+
+use std::fmt;
+use std::time::Duration;
+
+use crate::sync::{
+    AtomicU64,
+    Ordering::{Acquire, Relaxed, Release},
+};
+
+/// `K` counters summed over a sliding window of time. See the [module docs](self).
+///
+/// ```
+/// use std::time::Duration;
+/// use tower_bulwark_core::window::SlidingCounts;
+///
+/// // Requests and accepts over 10 s, kept in 10 buckets of 1 s.
+/// let window = SlidingCounts::<2>::new(Duration::from_secs(10), 10);
+/// let second = 1_000_000_000;
+/// window.add(0, [1, 1]);
+/// window.add(3 * second, [1, 0]);
+/// assert_eq!(window.totals(3 * second), [2, 1]);
+/// // At 10 s the first bucket has left the window.
+/// assert_eq!(window.totals(10 * second), [1, 0]);
+/// ```
+pub struct SlidingCounts<const K: usize> {
+    buckets: Box<[[AtomicU64; K]]>,
+    bucket_nanos: u64,
+    /// The full 64-bit epoch of the latest record. After an idle gap as long as the window,
+    /// every bucket has expired; checking this catches the 32-bit epoch tags wrapping around
+    /// (a bucket idle for exactly 2^32 epochs would otherwise look live).
+    latest: AtomicU64,
+}
+
+impl<const K: usize> SlidingCounts<K> {
+    /// A window `length` long, kept in `buckets` buckets (at least 1; each at least 1 ns).
+    /// Counts leave the window a bucket at a time: more buckets, a smoother slide.
+    pub fn new(length: Duration, buckets: u32) -> Self {
+        let buckets = buckets.max(1);
+        let length = u64::try_from(length.as_nanos()).unwrap_or(u64::MAX);
+        SlidingCounts {
+            buckets: (0..buckets)
+                .map(|_| std::array::from_fn(|_| AtomicU64::new(0)))
+                .collect(),
+            bucket_nanos: (length / u64::from(buckets)).max(1),
+            latest: AtomicU64::new(0),
+        }
+    }
+
+    /// Adds `amounts[i]` to counter `i` at `now_nanos`. Zero amounts touch nothing.
+    #[inline]
+    pub fn add(&self, now_nanos: u64, amounts: [u32; K]) {
+        let full = now_nanos / self.bucket_nanos;
+        let latest = self.latest.load(Acquire);
+        if latest != full {
+            self.move_to(full, latest);
+        }
+        // Truncation is intended: epochs are compared with wrapping arithmetic.
+        let epoch = full as u32;
+        let bucket = &self.buckets[epoch as usize % self.buckets.len()];
+        for (counter, amount) in bucket.iter().zip(amounts) {
+            if amount != 0 {
+                bump(counter, epoch, amount);
+            }
+        }
+    }
+
+    /// The sums of each counter over the window that ends at `now_nanos`.
+    pub fn totals(&self, now_nanos: u64) -> [u64; K] {
+        let full = now_nanos / self.bucket_nanos;
+        let mut totals = [0; K];
+        if self.idle_before(full, self.latest.load(Acquire)) {
+            return totals;
+        }
+        let now = full as u32;
+        let len = self.buckets.len() as u32;
+        for bucket in self.buckets.iter() {
+            for (total, counter) in totals.iter_mut().zip(bucket) {
+                let word = counter.load(Relaxed);
+                if now.wrapping_sub((word >> 32) as u32) < len {
+                    *total += word & u64::from(u32::MAX);
+                }
+            }
+        }
+        totals
+    }
+
+    /// Empties the window. Each counter is swapped whole, so each count of an add racing
+    /// the reset is kept or cleared whole, never tagged with the wrong epoch.
+    pub fn reset(&self) {
+        self.latest.store(0, Release);
+        for counter in self.buckets.iter().flatten() {
+            counter.swap(0, Relaxed);
+        }
+    }
+
+    /// The first add of a new epoch: after an idle gap as long as the window, clears what
+    /// the gap left, then publishes the epoch (after the clearing, so a reader that sees
+    /// the window live again sees it cleared).
+    #[cold]
+    fn move_to(&self, full: u64, latest: u64) {
+        if self.idle_before(full, latest) {
+            self.clear_up_to(latest);
+        }
+        self.latest.fetch_max(full, Release);
+    }
+
+    /// Whether nothing was added for a whole window before the epoch `full`.
+    fn idle_before(&self, full: u64, latest: u64) -> bool {
+        full.saturating_sub(latest) >= self.buckets.len() as u64
+    }
+
+    /// Zeroes the counts of the window that ended at epoch `latest`: after an idle gap
+    /// they are stale, and a tag that wrapped around could make one look current. Only
+    /// counters still tagged with an epoch of that window are touched, so an add racing
+    /// this one (tagged after the gap) is never cleared, and whoever else clears finds
+    /// nothing left to do.
+    fn clear_up_to(&self, latest: u64) {
+        let latest = latest as u32;
+        let len = self.buckets.len() as u32;
+        for counter in self.buckets.iter().flatten() {
+            let _ = counter.fetch_update(Relaxed, Relaxed, |word| {
+                let stale = latest.wrapping_sub((word >> 32) as u32) < len;
+                (stale && word as u32 != 0).then_some(word & !u64::from(u32::MAX))
+            });
+        }
+    }
+}
+
+impl<const K: usize> fmt::Debug for SlidingCounts<K> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SlidingCounts")
+            .field("buckets", &self.buckets.len())
+            .field("bucket_nanos", &self.bucket_nanos)
+            .finish()
+    }
+}
+
+/// Adds `amount` to a counter for `epoch`, restarting it at `amount` if it still counts an
+/// older epoch. One read-modify-write: the epoch checked is the epoch counted.
+fn bump(counter: &AtomicU64, epoch: u32, amount: u32) {
+    let tag = u64::from(epoch) << 32;
+    let _ = counter.fetch_update(Relaxed, Relaxed, |word| {
+        Some(if (word >> 32) as u32 == epoch {
+            // Saturates rather than carrying into the epoch.
+            tag | u64::from((word as u32).saturating_add(amount))
+        } else {
+            tag | u64::from(amount)
+        })
+    });
+}
+
+#[cfg(all(test, not(bulwark_loom)))]
+mod tests {
+    use super::*;
+
+    /// 4 buckets of 10 ns: a 40 ns window.
+    fn window() -> SlidingCounts<3> {
+        SlidingCounts::new(Duration::from_nanos(40), 4)
+    }
+
+    #[test]
+    fn buckets_expire_as_time_moves_on() {
+        let window = window();
+        window.add(0, [1, 1, 0]);
+        window.add(5, [1, 0, 0]);
+        window.add(15, [1, 0, 1]);
+        window.add(35, [1, 1, 0]);
+        assert_eq!(window.totals(35), [4, 2, 1]);
+        // At 40 the bucket of 0..10 has left the window; at 50 so has 10..20.
+        assert_eq!(window.totals(40), [2, 1, 1]);
+        assert_eq!(window.totals(50), [1, 1, 0]);
+        // An add into a reused bucket starts it afresh.
+        window.add(41, [1, 0, 0]);
+        assert_eq!(window.totals(41), [3, 1, 1]);
+        // Long idle: everything expired, even though no one added.
+        assert_eq!(window.totals(10_000), [0, 0, 0]);
+    }
+
+    #[test]
+    fn amounts_add_and_saturate_without_touching_the_epoch() {
+        let window = window();
+        window.add(1, [7, 0, u32::MAX]);
+        window.add(2, [3, 0, 5]);
+        assert_eq!(window.totals(2), [10, 0, u64::from(u32::MAX)]);
+        // Still live in the next bucket: the saturated count kept its epoch.
+        assert_eq!(window.totals(12), [10, 0, u64::from(u32::MAX)]);
+    }
+
+    #[test]
+    fn epoch_tags_wrapping_around_do_not_revive_old_counts() {
+        // One-nanosecond buckets: the 32-bit tags wrap every 2^32 ns.
+        let window = SlidingCounts::<1>::new(Duration::from_nanos(4), 4);
+        window.add(1, [1]);
+        window.add(2, [1]);
+        let wrapped = 1u64 << 32;
+        assert_eq!(window.totals(wrapped + 2), [0]);
+        window.add(wrapped + 2, [1]);
+        assert_eq!(window.totals(wrapped + 2), [1]);
+    }
+
+    #[test]
+    fn reset_clears_everything() {
+        let window = SlidingCounts::<1>::new(Duration::from_nanos(10_000), 10);
+        for t in 0..100 {
+            window.add(t * 10, [1]);
+        }
+        assert_eq!(window.totals(1_000), [100]);
+        window.reset();
+        assert_eq!(window.totals(1_000), [0]);
+        window.add(1_001, [1]);
+        assert_eq!(window.totals(1_001), [1]);
+    }
+
+    #[test]
+    fn degenerate_sizes_are_clamped_not_panics() {
+        let zero = SlidingCounts::<1>::new(Duration::ZERO, 0);
+        zero.add(u64::MAX, [1]);
+        assert_eq!(zero.totals(u64::MAX), [1]);
+        let huge = SlidingCounts::<1>::new(Duration::MAX, u32::MAX >> 12);
+        huge.add(0, [1]);
+        assert_eq!(huge.totals(u64::MAX / 2), [1], "half a window later");
+        assert_eq!(huge.totals(u64::MAX), [0], "a whole window later");
+    }
+
+    #[test]
+    fn many_threads_lose_no_count() {
+        let window = std::sync::Arc::new(SlidingCounts::<2>::new(Duration::from_secs(10), 10));
+        let threads: Vec<_> = (0..4)
+            .map(|_| {
+                let window = window.clone();
+                std::thread::spawn(move || {
+                    for i in 0..10_000u64 {
+                        // Every thread walks across bucket boundaries.
+                        window.add(i * 100_000, [1, u32::from(i % 4 == 0)]);
+                    }
+                })
+            })
+            .collect();
+        for thread in threads {
+            thread.join().unwrap();
+        }
+        assert_eq!(window.totals(999_900_000), [40_000, 10_000]);
+    }
+}
+
+#[cfg(all(test, bulwark_loom))]
+mod loom_model {
+    use super::*;
+    use loom::sync::Arc;
+
+    /// Two adds at once, the first after the window sat idle for longer than its length:
+    /// both are counted, and nothing from before the gap is.
+    #[test]
+    fn adds_racing_the_first_add_after_an_idle_window_are_kept() {
+        loom::model(|| {
+            let window = Arc::new(SlidingCounts::<2>::new(Duration::from_nanos(20), 2));
+            window.add(0, [1, 1]);
+            let adder = {
+                let window = window.clone();
+                loom::thread::spawn(move || window.add(100, [1, 1]))
+            };
+            window.add(100, [1, 0]);
+            adder.join().unwrap();
+            assert_eq!(window.totals(100), [2, 1]);
+        });
+    }
+
+    /// An add racing the move into a new bucket (the ring reusing a slot that holds an
+    /// expired epoch) is counted in its own epoch, whichever goes first.
+    #[test]
+    fn an_add_racing_a_bucket_reuse_is_counted_once_in_its_epoch() {
+        loom::model(|| {
+            let window = Arc::new(SlidingCounts::<1>::new(Duration::from_nanos(20), 2));
+            window.add(0, [5]);
+            window.add(10, [1]);
+            // Epoch 2 reuses epoch 0's slot.
+            let adder = {
+                let window = window.clone();
+                loom::thread::spawn(move || window.add(20, [1]))
+            };
+            window.add(21, [1]);
+            adder.join().unwrap();
+            assert_eq!(window.totals(21), [3]);
+        });
+    }
+
+    /// Each count of an add racing a reset is kept whole or cleared, never doubled.
+    #[test]
+    fn an_add_racing_a_reset_is_whole_or_gone() {
+        loom::model(|| {
+            let window = Arc::new(SlidingCounts::<2>::new(Duration::from_nanos(20), 2));
+            window.add(0, [1, 1]);
+            let adder = {
+                let window = window.clone();
+                loom::thread::spawn(move || window.add(5, [1, 1]))
+            };
+            window.reset();
+            adder.join().unwrap();
+            let [calls, failures] = window.totals(5);
+            assert!(calls <= 1 && failures <= 1, "{calls} {failures}");
+        });
+    }
+}
