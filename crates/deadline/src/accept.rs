@@ -11,7 +11,9 @@ use tower_bulwark_core::{ConfigError, Deadline, Name, Rejection, RejectionKind};
 use tower_layer::Layer;
 use tower_service::Service;
 
+use crate::events::{DeadlineEvent, Reporter};
 use crate::{DeadlineHeader, ResponseFuture};
+use tower_bulwark_core::events::Listener;
 
 /// What a server does with a deadline header it cannot parse.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -74,7 +76,7 @@ pub struct AcceptDeadlineLayer {
 
 #[derive(Debug)]
 struct AcceptConfig {
-    name: Name,
+    layer: Reporter,
     headers: Vec<DeadlineHeader>,
     max: Option<Duration>,
     default: Option<Duration>,
@@ -96,7 +98,7 @@ impl AcceptDeadlineLayer {
     pub fn builder() -> AcceptBuilder {
         AcceptBuilder {
             config: AcceptConfig {
-                name: Name::from("deadline"),
+                layer: Reporter::new("deadline"),
                 headers: vec![DeadlineHeader::GrpcTimeout, DeadlineHeader::timeout_ms()],
                 max: None,
                 default: None,
@@ -109,10 +111,23 @@ impl AcceptDeadlineLayer {
 }
 
 impl AcceptBuilder {
-    /// Names the layer in its rejections and logs.
+    /// Names the layer in its rejections, logs and events.
     pub fn name(mut self, name: impl Into<Name>) -> Self {
-        self.config.name = name.into();
+        self.config.layer.name = name.into();
         self
+    }
+
+    /// Adds a listener for the calls the layer refuses or cuts off (see [`DeadlineEvent`]).
+    pub fn on_event(mut self, listener: impl Listener<DeadlineEvent> + 'static) -> Self {
+        self.config.layer.push(listener);
+        self
+    }
+
+    /// Records the refusals through the `metrics` facade
+    /// (`bulwark_deadline_refusals_total`; see [`DeadlineEvent`]).
+    #[cfg(feature = "metrics")]
+    pub fn with_metrics(self) -> Self {
+        self.on_event(crate::events::DeadlineMetricsListener::new())
     }
 
     /// The headers read, in order; the first one present wins.
@@ -209,17 +224,15 @@ impl AcceptConfig {
                 }
                 Some(Err(invalid)) => {
                     tracing::debug!(
-                        layer = %self.name,
+                        layer = %self.layer.name,
                         header = header.name(),
                         reason = %invalid,
                         "malformed deadline header"
                     );
                     if self.on_invalid == OnInvalid::Reject {
-                        return Err(Rejection::new(
-                            RejectionKind::InvalidRequest,
-                            self.name.clone(),
-                        )
-                        .with_reason("malformed deadline header"));
+                        return Err(self
+                            .layer
+                            .refuse(RejectionKind::InvalidRequest, "malformed deadline header"));
                     }
                 }
             }
@@ -263,12 +276,12 @@ where
             (None, None) => return ResponseFuture::unbounded(self.inner.call(request)),
         };
         if deadline.instant() <= now {
-            return ResponseFuture::too_late(config.name.clone());
+            return ResponseFuture::too_late(&config.layer);
         }
         if config.store_in_extensions {
             request.extensions_mut().insert(deadline);
         }
         let future = deadline.in_scope(|| self.inner.call(request));
-        ResponseFuture::bounded(future, deadline, config.name.clone(), "deadline passed")
+        ResponseFuture::bounded(future, deadline, config.layer.clone(), "deadline passed")
     }
 }

@@ -10,9 +10,11 @@ use tower_bulwark_core::{ConfigError, Name};
 use tower_layer::Layer;
 use tower_service::Service;
 
+use crate::events::{DeadlineEvent, Reporter};
 use crate::latency::LatencyRecord;
 use crate::timeout::call_within;
 use crate::ResponseFuture;
+use tower_bulwark_core::events::Listener;
 
 /// A per-call timeout set from observed latency: a high percentile of recent calls times a
 /// multiplier, clamped between a minimum and a maximum, and never beyond the caller's
@@ -62,7 +64,7 @@ pub struct AdaptiveTimeoutLayer {
 
 #[derive(Debug)]
 struct Adaptive {
-    name: Name,
+    layer: Reporter,
     multiplier: f64,
     min: Duration,
     max: Duration,
@@ -73,7 +75,7 @@ struct Adaptive {
 /// 10 ms and 10 s, over the last 60 s, after 100 samples.
 #[derive(Debug)]
 pub struct AdaptiveBuilder {
-    name: Name,
+    layer: Reporter,
     percentile: f64,
     multiplier: f64,
     min: Duration,
@@ -86,7 +88,7 @@ impl AdaptiveTimeoutLayer {
     /// Starts configuring the layer.
     pub fn builder() -> AdaptiveBuilder {
         AdaptiveBuilder {
-            name: Name::from("adaptive-timeout"),
+            layer: Reporter::new("adaptive-timeout"),
             percentile: 0.99,
             multiplier: 2.0,
             min: Duration::from_millis(10),
@@ -116,10 +118,23 @@ impl Adaptive {
 }
 
 impl AdaptiveBuilder {
-    /// Names the layer in its rejections.
+    /// Names the layer in its rejections and events.
     pub fn name(mut self, name: impl Into<Name>) -> Self {
-        self.name = name.into();
+        self.layer.name = name.into();
         self
+    }
+
+    /// Adds a listener for the calls the layer refuses or cuts off (see [`DeadlineEvent`]).
+    pub fn on_event(mut self, listener: impl Listener<DeadlineEvent> + 'static) -> Self {
+        self.layer.push(listener);
+        self
+    }
+
+    /// Records the refusals through the `metrics` facade
+    /// (`bulwark_deadline_refusals_total`; see [`DeadlineEvent`]).
+    #[cfg(feature = "metrics")]
+    pub fn with_metrics(self) -> Self {
+        self.on_event(crate::events::DeadlineMetricsListener::new())
     }
 
     /// The percentile of recent latencies followed (above 0, at most 1).
@@ -183,7 +198,7 @@ impl AdaptiveBuilder {
         tower_bulwark_core::config::non_zero("min_samples", self.min_samples as usize)?;
         Ok(AdaptiveTimeoutLayer {
             shared: Arc::new(Adaptive {
-                name: self.name,
+                layer: self.layer,
                 multiplier: self.multiplier,
                 min: self.min,
                 max: self.max,
@@ -236,7 +251,7 @@ where
             &mut self.inner,
             request,
             shared.timeout(now),
-            &shared.name,
+            &shared.layer,
             now,
             Some(&shared.latencies),
         )

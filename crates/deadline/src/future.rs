@@ -8,9 +8,11 @@ use std::task::{ready, Context, Poll};
 use pin_project::pin_project;
 use tokio::time::{Instant, Sleep};
 use tower_bulwark_core::{
-    find_rejection, BoxError, Deadline, DeadlineScope, Name, Rejection, RejectionKind,
+    find_rejection, polled_after_completion, BoxError, Deadline, DeadlineScope, Rejection,
+    RejectionKind,
 };
 
+use crate::events::Reporter;
 use crate::latency::LatencyRecord;
 
 /// Response future of the deadline layers.
@@ -45,7 +47,8 @@ enum Kind<F> {
         deadline: Deadline,
         #[pin]
         expiry: Option<Sleep>,
-        layer: Name,
+        /// The layer's name, and its listeners told of a cut-off.
+        layer: Reporter,
         /// What expiry is reported as: `TimedOut` ("timed out") for a layer's own timeout,
         /// `DeadlineExceeded` ("deadline passed") for the caller's deadline.
         kind: RejectionKind,
@@ -69,7 +72,12 @@ impl<F> ResponseFuture<F> {
     }
 
     #[inline]
-    pub(crate) fn bounded(future: F, deadline: Deadline, layer: Name, reason: &'static str) -> Self
+    pub(crate) fn bounded(
+        future: F,
+        deadline: Deadline,
+        layer: Reporter,
+        reason: &'static str,
+    ) -> Self
     where
         F: Future,
     {
@@ -83,7 +91,7 @@ impl<F> ResponseFuture<F> {
         future: F,
         current: Deadline,
         expiry: Deadline,
-        layer: Name,
+        layer: Reporter,
         reason: &'static str,
     ) -> Self
     where
@@ -101,7 +109,7 @@ impl<F> ResponseFuture<F> {
 
     /// Runs `future` until `deadline`, the layer's own timeout: expiry is `TimedOut`.
     #[inline]
-    pub(crate) fn timing_out(future: F, deadline: Deadline, layer: Name) -> Self
+    pub(crate) fn timing_out(future: F, deadline: Deadline, layer: Reporter) -> Self
     where
         F: Future,
     {
@@ -120,7 +128,7 @@ impl<F> ResponseFuture<F> {
         future: F,
         current: Deadline,
         expiry: Deadline,
-        layer: Name,
+        layer: Reporter,
         kind: RejectionKind,
         reason: &'static str,
     ) -> Self
@@ -162,11 +170,11 @@ impl<F> ResponseFuture<F> {
     }
 
     /// Refused: the deadline passed before the call.
-    pub(crate) fn too_late(layer: Name) -> Self {
-        ResponseFuture::refused(
-            Rejection::new(RejectionKind::DeadlineExceeded, layer)
-                .with_reason("deadline passed before the call"),
-        )
+    pub(crate) fn too_late(layer: &Reporter) -> Self {
+        ResponseFuture::refused(layer.refuse(
+            RejectionKind::DeadlineExceeded,
+            "deadline passed before the call",
+        ))
     }
 
     pub(crate) fn refused(rejection: Rejection) -> Self {
@@ -224,7 +232,7 @@ where
                         }
                     }
                 }
-                let rejection = Rejection::new(*expired, layer.clone()).with_reason(reason);
+                let rejection = layer.cut_off(*expired, reason);
                 if let (Some((record, started)), true) = (latencies.as_ref(), *record_cutoffs) {
                     // A call cut off by the layer's own timeout counts as long as it ran, so
                     // the record follows latency up instead of seeing only the fast calls.
@@ -233,9 +241,7 @@ where
                 rejection
             }
             KindProjection::Done { error } => {
-                return Poll::Ready(Err(error
-                    .take()
-                    .unwrap_or_else(|| "ResponseFuture polled after completion".into())));
+                return Poll::Ready(Err(error.take().unwrap_or_else(polled_after_completion)));
             }
         };
         // Drop the inner future now: the work stops when the deadline passes.

@@ -48,6 +48,7 @@
 mod accept;
 mod adaptive;
 mod carry;
+mod events;
 mod future;
 mod grpc_timeout;
 mod latency;
@@ -58,6 +59,7 @@ mod wire;
 pub use self::accept::{AcceptBuilder, AcceptDeadline, AcceptDeadlineLayer, OnInvalid};
 pub use self::adaptive::{AdaptiveBuilder, AdaptiveTimeout, AdaptiveTimeoutLayer};
 pub use self::carry::{CarryDeadline, CarryDeadlineLayer};
+pub use self::events::DeadlineEvent;
 pub use self::future::ResponseFuture;
 pub use self::grpc_timeout::{encode_grpc_timeout, parse_grpc_timeout};
 pub use self::propagate::{

@@ -11,9 +11,11 @@ use tower_bulwark_core::{is_grpc_request, ConfigError, Deadline, Name, Rejection
 use tower_layer::Layer;
 use tower_service::Service;
 
+use crate::events::{DeadlineEvent, Reporter};
 use crate::latency::LatencyRecord;
 use crate::wire::GRPC_TIMEOUT_NAME;
 use crate::{encode_grpc_timeout, ResponseFuture, TIMEOUT_MS_HEADER};
+use tower_bulwark_core::events::Listener;
 
 /// Which headers carry the deadline to the next service.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -91,7 +93,7 @@ pub struct PropagateDeadlineLayer {
 
 #[derive(Debug)]
 struct PropagateConfig {
-    name: Name,
+    layer: Reporter,
     keep: f64,
     margin: Duration,
     min_budget: Duration,
@@ -107,7 +109,7 @@ struct PropagateConfig {
 /// admission.
 #[derive(Debug)]
 pub struct PropagateBuilder {
-    name: Name,
+    layer: Reporter,
     keep: f64,
     margin: Duration,
     min_budget: Duration,
@@ -121,7 +123,7 @@ impl PropagateDeadlineLayer {
     /// Starts configuring the layer.
     pub fn builder() -> PropagateBuilder {
         PropagateBuilder {
-            name: Name::from("propagate-deadline"),
+            layer: Reporter::new("propagate-deadline"),
             keep: 1.0,
             margin: Duration::ZERO,
             min_budget: Duration::from_millis(1),
@@ -134,10 +136,23 @@ impl PropagateDeadlineLayer {
 }
 
 impl PropagateBuilder {
-    /// Names the layer in its rejections.
+    /// Names the layer in its rejections and events.
     pub fn name(mut self, name: impl Into<Name>) -> Self {
-        self.name = name.into();
+        self.layer.name = name.into();
         self
+    }
+
+    /// Adds a listener for the calls the layer refuses or cuts off (see [`DeadlineEvent`]).
+    pub fn on_event(mut self, listener: impl Listener<DeadlineEvent> + 'static) -> Self {
+        self.layer.push(listener);
+        self
+    }
+
+    /// Records the refusals through the `metrics` facade
+    /// (`bulwark_deadline_refusals_total`; see [`DeadlineEvent`]).
+    #[cfg(feature = "metrics")]
+    pub fn with_metrics(self) -> Self {
+        self.on_event(crate::events::DeadlineMetricsListener::new())
     }
 
     /// The fraction of the time left that is passed on (above 0, at most 1): `0.9` keeps 90%.
@@ -206,7 +221,7 @@ impl PropagateBuilder {
         }
         Ok(PropagateDeadlineLayer {
             config: Arc::new(PropagateConfig {
-                name: self.name,
+                layer: self.layer,
                 keep,
                 margin: self.margin,
                 min_budget: self.min_budget,
@@ -251,7 +266,7 @@ impl PropagateConfig {
     }
 
     fn too_late(&self, reason: &'static str) -> Rejection {
-        Rejection::new(RejectionKind::DeadlineExceeded, self.name.clone()).with_reason(reason)
+        self.layer.refuse(RejectionKind::DeadlineExceeded, reason)
     }
 
     fn write<B>(&self, request: &mut Request<B>, outgoing: Duration) {
@@ -329,7 +344,7 @@ where
             future,
             outgoing,
             deadline,
-            config.name.clone(),
+            config.layer.clone(),
             "deadline passed",
         );
         match &config.latencies {

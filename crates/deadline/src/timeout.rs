@@ -10,8 +10,10 @@ use tower_bulwark_core::{ConfigError, Deadline, Name};
 use tower_layer::Layer;
 use tower_service::Service;
 
+use crate::events::{DeadlineEvent, Reporter};
 use crate::latency::LatencyRecord;
 use crate::ResponseFuture;
+use tower_bulwark_core::events::Listener;
 
 /// A timeout on each call, shortened to the caller's deadline: each call gets
 /// `min(timeout, time left)`, where the time left comes from the task's current
@@ -62,7 +64,7 @@ use crate::ResponseFuture;
 #[derive(Debug, Clone)]
 pub struct TimeoutLayer {
     timeout: Duration,
-    name: Name,
+    layer: Reporter,
 }
 
 impl TimeoutLayer {
@@ -71,14 +73,27 @@ impl TimeoutLayer {
         non_zero_duration("timeout", timeout)?;
         Ok(TimeoutLayer {
             timeout,
-            name: Name::from("timeout"),
+            layer: Reporter::new("timeout"),
         })
     }
 
-    /// Names the layer in its rejections.
+    /// Names the layer in its rejections and events.
     pub fn name(mut self, name: impl Into<Name>) -> Self {
-        self.name = name.into();
+        self.layer.name = name.into();
         self
+    }
+
+    /// Adds a listener for the calls the layer refuses or cuts off (see [`DeadlineEvent`]).
+    pub fn on_event(mut self, listener: impl Listener<DeadlineEvent> + 'static) -> Self {
+        self.layer.push(listener);
+        self
+    }
+
+    /// Records the refusals through the `metrics` facade
+    /// (`bulwark_deadline_refusals_total`; see [`DeadlineEvent`]).
+    #[cfg(feature = "metrics")]
+    pub fn with_metrics(self) -> Self {
+        self.on_event(crate::events::DeadlineMetricsListener::new())
     }
 }
 
@@ -89,7 +104,7 @@ impl<S> Layer<S> for TimeoutLayer {
         Timeout {
             inner,
             timeout: self.timeout,
-            name: self.name.clone(),
+            layer: self.layer.clone(),
         }
     }
 }
@@ -99,7 +114,7 @@ impl<S> Layer<S> for TimeoutLayer {
 pub struct Timeout<S> {
     inner: S,
     timeout: Duration,
-    name: Name,
+    layer: Reporter,
 }
 
 impl<S, Req> Service<Req> for Timeout<S>
@@ -122,7 +137,7 @@ where
             &mut self.inner,
             request,
             self.timeout,
-            &self.name,
+            &self.layer,
             Instant::now(),
             None,
         )
@@ -136,7 +151,7 @@ pub(crate) fn call_within<S, Req>(
     inner: &mut S,
     request: Req,
     timeout: Duration,
-    name: &Name,
+    layer: &Reporter,
     now: Instant,
     latencies: Option<&Arc<LatencyRecord>>,
 ) -> ResponseFuture<S::Future>
@@ -150,13 +165,13 @@ where
         _ => (own, true),
     };
     if deadline.instant() <= now {
-        return ResponseFuture::too_late(name.clone());
+        return ResponseFuture::too_late(layer);
     }
     let future = deadline.in_scope(|| inner.call(request));
     let future = if own_timeout {
-        ResponseFuture::timing_out(future, deadline, name.clone())
+        ResponseFuture::timing_out(future, deadline, layer.clone())
     } else {
-        ResponseFuture::bounded(future, deadline, name.clone(), "deadline passed")
+        ResponseFuture::bounded(future, deadline, layer.clone(), "deadline passed")
     };
     match latencies {
         Some(latencies) => future.recording(latencies.clone(), now, own_timeout),
