@@ -52,7 +52,7 @@ async fn main() -> Result<(), BoxError> {
         .name("flaky-server")
         .consecutive_failures(3)
         .open_duration(OpenDuration::Fixed(Duration::from_millis(500)))
-        .classifier(HttpClassifier)
+        .classify(HttpClassifier)
         .on_event(move |event: &BreakerEvent| {
             if let BreakerEvent::StateChanged {
                 from, to, reason, ..

@@ -65,7 +65,7 @@ async fn main() -> Result<(), BoxError> {
             .name("upstream")
             .consecutive_failures(3)
             .open_duration(OpenDuration::Fixed(Duration::from_secs(30)))
-            .classifier(HttpClassifier),
+            .classify(HttpClassifier),
         |request: &http::Request<Full<Bytes>>| {
             request
                 .uri()

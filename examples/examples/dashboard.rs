@@ -195,7 +195,7 @@ async fn start() -> Result<Running, BoxError> {
         .name("backend")
         .consecutive_failures(5)
         .open_duration(OpenDuration::Fixed(Duration::from_secs(3)))
-        .classifier(HttpClassifier)
+        .classify(HttpClassifier)
         .build()?;
     let breaker = client.breaker.handle();
     let pooled = Client::builder(TokioExecutor::new()).build_http();

@@ -70,7 +70,7 @@ async fn main() -> Result<(), BoxError> {
         .name("recommendations")
         .consecutive_failures(3)
         .open_duration(OpenDuration::Fixed(Duration::from_secs(30)))
-        .classifier(HttpClassifier)
+        .classify(HttpClassifier)
         .build()?;
     let health = Health::new();
     health.add_breaker("recommendations", false, breaker.handle());

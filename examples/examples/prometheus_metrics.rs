@@ -71,7 +71,7 @@ async fn main() -> Result<(), BoxError> {
             CircuitBreakerLayer::builder()
                 .name("flaky")
                 .consecutive_failures(4)
-                .classifier(HttpClassifier)
+                .classify(HttpClassifier)
                 .with_metrics()
                 .build()?,
         )

@@ -22,7 +22,7 @@ async fn server_side_breaker_sheds_a_failing_route() {
         .name("orders")
         .consecutive_failures(3)
         .open_duration(OpenDuration::Fixed(Duration::from_secs(30)))
-        .classifier(HttpClassifier)
+        .classify(HttpClassifier)
         .build()
         .unwrap();
     let handle = breaker.handle();

@@ -280,7 +280,7 @@ impl<C> Builder<C> {
     }
 
     /// Decides which results are failures (default: every `Err`).
-    pub fn classifier<C2>(self, classifier: C2) -> Builder<C2> {
+    pub fn classify<C2>(self, classifier: C2) -> Builder<C2> {
         Builder {
             config: self.config,
             classifier,

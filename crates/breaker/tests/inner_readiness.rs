@@ -79,7 +79,7 @@ async fn the_classifier_decides_what_a_readiness_error_means() {
     // This classifier ignores every error.
     let layer = CircuitBreakerLayer::builder()
         .consecutive_failures(1)
-        .classifier(|result: &Result<u32, BoxError>| match result {
+        .classify(|result: &Result<u32, BoxError>| match result {
             Ok(_) => Outcome::Success,
             Err(_) => Outcome::Ignored,
         })

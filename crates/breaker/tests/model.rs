@@ -379,7 +379,7 @@ fn layer(s: Settings) -> CircuitBreakerLayer<Classifier> {
     if let Some(ramp) = s.ramp_ms {
         builder = builder.recovery_ramp(Duration::from_millis(ramp));
     }
-    builder.classifier(classify as Classifier).build().unwrap()
+    builder.classify(classify as Classifier).build().unwrap()
 }
 
 fn run(settings: Settings, ops: Vec<Op>) -> Result<(), TestCaseError> {

@@ -184,7 +184,7 @@ async fn ignored_outcomes_count_toward_neither_side() {
         .failure_rate(0.5)
         .window(WindowKind::Count(10))
         .minimum_calls(2)
-        .classifier(classify)
+        .classify(classify)
         .build()
         .unwrap();
     let handle = layer.handle();

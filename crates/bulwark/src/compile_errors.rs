@@ -51,7 +51,7 @@
 //! // axum answers a failing handler with a 500, never an error: count 5xx as failures.
 //! let breaker = CircuitBreakerLayer::builder()
 //!     .name("checkout")
-//!     .classifier(HttpClassifier)
+//!     .classify(HttpClassifier)
 //!     .build()
 //!     .unwrap();
 //! let app: Router = Router::new()
@@ -138,7 +138,7 @@
 //! use tower_bulwark::breaker::CircuitBreakerLayer;
 //! use tower_bulwark::HttpClassifier;
 //!
-//! let breaker = CircuitBreakerLayer::builder().classifier(HttpClassifier).build().unwrap();
+//! let breaker = CircuitBreakerLayer::builder().classify(HttpClassifier).build().unwrap();
 //! let client = ServiceBuilder::new().layer(breaker).service(reqwest::Client::new());
 //! tower_bulwark::expect_service::<reqwest::Request, _>(&client);
 //! ```
@@ -152,7 +152,7 @@
 //! use tower_bulwark::breaker::CircuitBreakerLayer;
 //! use tower_bulwark::{HttpClassifier, ReqwestService};
 //!
-//! let breaker = CircuitBreakerLayer::builder().classifier(HttpClassifier).build().unwrap();
+//! let breaker = CircuitBreakerLayer::builder().classify(HttpClassifier).build().unwrap();
 //! let client = ServiceBuilder::new()
 //!     .layer(breaker)
 //!     .service(ReqwestService::new(reqwest::Client::new()));

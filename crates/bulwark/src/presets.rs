@@ -422,7 +422,7 @@ impl ClientPreset<HttpRetry, HttpClassifier> {
         CircuitBreakerLayer::builder()
             .name(name)
             .consecutive_failures(5)
-            .classifier(classify)
+            .classify(classify)
     }
 
     /// The preset's bulkhead, named `name`: 100 calls in flight, no queue.

@@ -418,7 +418,7 @@ impl StackConfig {
                 builder = builder.with_metrics();
             }
             preset.breaker = builder
-                .classifier(classify)
+                .classify(classify)
                 .build()
                 .map_err(at(&section("breaker"), BREAKER_KEYS))?;
         }

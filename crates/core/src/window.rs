@@ -9,6 +9,13 @@
 //! lost to a racing expiry and never carried into a later one. A reader skips counters
 //! whose epoch has left the window. A bucket's counter saturates at 2^32 - 1.
 //!
+//! The 32-bit epoch tags wrap around every 2^32 buckets. So that an old tag can never wrap
+//! back into the window, the first add of each new epoch tags the slots of the epochs it
+//! skipped with no count: every tag in the ring then stays within one window of the latest
+//! epoch, and tags compare unambiguously. An add whose epoch has already left the window
+//! (a thread delayed for a whole window between reading the clock and adding) is dropped,
+//! never written over a live bucket.
+//!
 //! Time is whatever the owner measures it in, as nanoseconds since its own start
 //! (tokio's clock, so paused-time tests step it exactly).
 
@@ -19,6 +26,9 @@ use crate::sync::{
     AtomicU64,
     Ordering::{Acquire, Relaxed, Release},
 };
+
+/// The most buckets a window is kept in.
+pub const MAX_BUCKETS: u32 = 1 << 16;
 
 /// `K` counters summed over a sliding window of time. See the [module docs](self).
 ///
@@ -45,10 +55,11 @@ pub struct SlidingCounts<const K: usize> {
 }
 
 impl<const K: usize> SlidingCounts<K> {
-    /// A window `length` long, kept in `buckets` buckets (at least 1; each at least 1 ns).
-    /// Counts leave the window a bucket at a time: more buckets, a smoother slide.
+    /// A window `length` long, kept in `buckets` buckets (1 to [`MAX_BUCKETS`]; each at
+    /// least 1 ns). Counts leave the window a bucket at a time: more buckets, a smoother
+    /// slide.
     pub fn new(length: Duration, buckets: u32) -> Self {
-        let buckets = buckets.max(1);
+        let buckets = buckets.clamp(1, MAX_BUCKETS);
         let length = u64::try_from(length.as_nanos()).unwrap_or(u64::MAX);
         SlidingCounts {
             buckets: (0..buckets)
@@ -59,13 +70,16 @@ impl<const K: usize> SlidingCounts<K> {
         }
     }
 
-    /// Adds `amounts[i]` to counter `i` at `now_nanos`. Zero amounts touch nothing.
+    /// Adds `amounts[i]` to counter `i` at `now_nanos`. An add at a time already a whole
+    /// window behind the latest add counts nothing: it has left the window.
     #[inline]
     pub fn add(&self, now_nanos: u64, amounts: [u32; K]) {
         let full = now_nanos / self.bucket_nanos;
         let latest = self.latest.load(Acquire);
-        if latest != full {
+        if full > latest {
             self.move_to(full, latest);
+        } else if latest - full >= self.buckets.len() as u64 {
+            return;
         }
         // Truncation is intended: epochs are compared with wrapping arithmetic.
         let epoch = full as u32;
@@ -106,13 +120,35 @@ impl<const K: usize> SlidingCounts<K> {
         }
     }
 
-    /// The first add of a new epoch: after an idle gap as long as the window, clears what
-    /// the gap left, then publishes the epoch (after the clearing, so a reader that sees
-    /// the window live again sees it cleared).
+    /// The first add of a new epoch: tags the slots of the epochs since `latest` (the last
+    /// window of them, after an idle gap) with their epoch and no count, then publishes the
+    /// epoch. Every tag in the ring then stays within one window of the latest epoch, so no
+    /// old tag wraps around into the window. A slot already tagged with the epoch (a racing
+    /// add got there first) keeps its count. Published after the tagging, so a reader that
+    /// sees the window live again sees the stale counts gone.
     #[cold]
     fn move_to(&self, full: u64, latest: u64) {
-        if self.idle_before(full, latest) {
-            self.clear_up_to(latest);
+        let len = self.buckets.len() as u64;
+        let idle = self.idle_before(full, latest);
+        let first = if idle { full - (len - 1) } else { latest + 1 };
+        for epoch in first..=full {
+            let tag = epoch as u32;
+            for counter in &self.buckets[(epoch % len) as usize] {
+                let _ = counter.fetch_update(Relaxed, Relaxed, |word| {
+                    let found = (word >> 32) as u32;
+                    // After an idle gap every tag in the ring is stale, however far back
+                    // (even 2^31 epochs and more), except one a racing add just wrote for
+                    // this epoch; a stale tag can equal this epoch's only when the gap is
+                    // within a window of a multiple of 2^32 epochs, and then it goes too.
+                    // Otherwise only an older tag is stale.
+                    let stale = if idle {
+                        found != tag || may_alias(epoch - latest, len)
+                    } else {
+                        is_older(found, tag)
+                    };
+                    stale.then_some(u64::from(tag) << 32)
+                });
+            }
         }
         self.latest.fetch_max(full, Release);
     }
@@ -120,22 +156,6 @@ impl<const K: usize> SlidingCounts<K> {
     /// Whether nothing was added for a whole window before the epoch `full`.
     fn idle_before(&self, full: u64, latest: u64) -> bool {
         full.saturating_sub(latest) >= self.buckets.len() as u64
-    }
-
-    /// Zeroes the counts of the window that ended at epoch `latest`: after an idle gap
-    /// they are stale, and a tag that wrapped around could make one look current. Only
-    /// counters still tagged with an epoch of that window are touched, so an add racing
-    /// this one (tagged after the gap) is never cleared, and whoever else clears finds
-    /// nothing left to do.
-    fn clear_up_to(&self, latest: u64) {
-        let latest = latest as u32;
-        let len = self.buckets.len() as u32;
-        for counter in self.buckets.iter().flatten() {
-            let _ = counter.fetch_update(Relaxed, Relaxed, |word| {
-                let stale = latest.wrapping_sub((word >> 32) as u32) < len;
-                (stale && word as u32 != 0).then_some(word & !u64::from(u32::MAX))
-            });
-        }
     }
 }
 
@@ -149,17 +169,36 @@ impl<const K: usize> fmt::Debug for SlidingCounts<K> {
 }
 
 /// Adds `amount` to a counter for `epoch`, restarting it at `amount` if it still counts an
-/// older epoch. One read-modify-write: the epoch checked is the epoch counted.
+/// older epoch, and dropping it if the slot already counts a newer one (the add's epoch has
+/// left the window). One read-modify-write: the epoch checked is the epoch counted.
 fn bump(counter: &AtomicU64, epoch: u32, amount: u32) {
     let tag = u64::from(epoch) << 32;
     let _ = counter.fetch_update(Relaxed, Relaxed, |word| {
-        Some(if (word >> 32) as u32 == epoch {
+        let found = (word >> 32) as u32;
+        if found == epoch {
             // Saturates rather than carrying into the epoch.
-            tag | u64::from((word as u32).saturating_add(amount))
+            Some(tag | u64::from((word as u32).saturating_add(amount)))
+        } else if is_older(found, epoch) {
+            Some(tag | u64::from(amount))
         } else {
-            tag | u64::from(amount)
-        })
+            None
+        }
     });
+}
+
+/// Whether an epoch `gap` epochs after the latest one has the same 32-bit tag as one of
+/// the epochs of the window that ended at the latest one (`len` epochs long).
+fn may_alias(gap: u64, len: u64) -> bool {
+    const WRAP: u64 = 1 << 32;
+    let next_wrap = gap.div_ceil(WRAP).max(1).saturating_mul(WRAP);
+    next_wrap < gap.saturating_add(len)
+}
+
+/// Whether the epoch tagged `found` comes before `epoch`. Tags in the ring stay within a
+/// window (at most [`MAX_BUCKETS`] epochs) of each other, so the wrapping difference says
+/// which is older.
+fn is_older(found: u32, epoch: u32) -> bool {
+    (epoch.wrapping_sub(found) as i32) > 0
 }
 
 #[cfg(all(test, not(bulwark_loom)))]
@@ -211,6 +250,23 @@ mod tests {
         assert_eq!(window.totals(wrapped + 2), [1]);
     }
 
+    /// A slot no add lands on (traffic every other bucket, never idle) is still tagged
+    /// as the ring moves, so its tag never falls more than a window behind and cannot wrap
+    /// back into the window 2^32 buckets later.
+    #[test]
+    fn every_tag_stays_within_a_window_of_the_latest_epoch() {
+        let window = SlidingCounts::<1>::new(Duration::from_nanos(4), 4);
+        window.add(1, [7]);
+        for t in (3..400).step_by(2) {
+            window.add(t, [1]);
+            let latest = window.latest.load(Relaxed);
+            for counter in window.buckets.iter().flatten() {
+                let tag = u64::from((counter.load(Relaxed) >> 32) as u32);
+                assert!(latest - tag < 4, "tag {tag} at latest {latest}");
+            }
+        }
+    }
+
     #[test]
     fn reset_clears_everything() {
         let window = SlidingCounts::<1>::new(Duration::from_nanos(10_000), 10);
@@ -233,6 +289,44 @@ mod tests {
         huge.add(0, [1]);
         assert_eq!(huge.totals(u64::MAX / 2), [1], "half a window later");
         assert_eq!(huge.totals(u64::MAX), [0], "a whole window later");
+    }
+
+    /// Against a plain model (every add kept with its epoch, the window summed from
+    /// them), through time jumps of every size: within a bucket, across a few, across
+    /// whole windows, and around multiples of 2^32 buckets, where the epoch tags wrap;
+    /// some adds come late (a clock read before others' adds), within the window or not.
+    #[test]
+    fn sums_match_a_model_across_every_kind_of_time_jump() {
+        use proptest::prelude::*;
+        const LEN: u64 = 4;
+        let jump = prop_oneof![
+            0u64..3,
+            0u64..(3 * LEN),
+            Just(LEN),
+            Just(LEN - 1),
+            (1u64..3).prop_flat_map(|k| (k << 32) - 2 * LEN..(k << 32) + 2 * LEN),
+            Just(1u64 << 40),
+        ];
+        let late = prop_oneof![Just(0u64), 0u64..(2 * LEN)];
+        proptest!(|(steps in proptest::collection::vec((jump, late, 0u32..3, any::<bool>()), 1..60))| {
+            let window = SlidingCounts::<1>::new(Duration::from_nanos(LEN), LEN as u32);
+            let mut now = 0u64;
+            let mut adds: Vec<(u64, u64)> = Vec::new();
+            for (jump, late, amount, add) in steps {
+                now = now.saturating_add(jump);
+                if add {
+                    let at = now.saturating_sub(late);
+                    window.add(at, [amount]);
+                    adds.push((at, u64::from(amount)));
+                }
+                let expected: u64 = adds
+                    .iter()
+                    .filter(|(at, _)| now - at < LEN)
+                    .map(|(_, amount)| amount)
+                    .sum();
+                prop_assert_eq!(window.totals(now), [expected], "at {}", now);
+            }
+        });
     }
 
     #[test]

@@ -12,6 +12,13 @@ use tracing::Level;
 
 /// What a deadline layer (accept, propagate, timeout, adaptive timeout) reports to its
 /// listeners. Calls that finish in time report nothing.
+///
+/// Each layer reports what it saw. A layer inside another deadline layer takes the outer
+/// one's bound for its caller's deadline, so a call cut off there is reported by both: as
+/// `DeadlineExceeded` by the inner layer (its caller's deadline passed) and, when the outer
+/// one is a timeout, as `TimedOut` by the timeout (the kind the caller gets). Count
+/// cut-offs at one layer rather than adding them up across layers. The client preset's
+/// order (propagation outside the attempt timeout) reports an attempt timeout once.
 #[derive(Debug, Clone, PartialEq)]
 #[non_exhaustive]
 pub enum DeadlineEvent {

@@ -96,7 +96,7 @@ pub(crate) async fn start(
             .name("breakable")
             .consecutive_failures(5)
             .open_duration(OpenDuration::Fixed(Duration::from_secs(1)))
-            .classifier(HttpClassifier)
+            .classify(HttpClassifier)
             .build()?;
         // Five times the usual latency, and a short deadline, before giving up on a call.
         client.timeout = TimeoutLayer::new(super::backend::SERVICE_TIME * 5)?;

@@ -107,7 +107,7 @@ pub(crate) fn client(
         .consecutive_failures(THRESHOLD)
         .open_duration(OpenDuration::Fixed(setup.open))
         .admission(setup.admission)
-        .classifier(HttpClassifier)
+        .classify(HttpClassifier)
         .seed(setup.seed)
         .on_event({
             let events = events.clone();
