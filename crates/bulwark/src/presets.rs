@@ -172,9 +172,9 @@ impl<C: Clone> ServerPreset<C> {
         })
     }
 
-    /// The same preset with its shedding layer recording metrics (feature `metrics`;
-    /// deadline acceptance and the drain record none). The layer is built again from the
-    /// preset's values: call this before replacing `shed`. A preset from a `StackConfig`
+    /// The same preset with its shedding layer and deadline acceptance recording metrics
+    /// (feature `metrics`; the drain reports through `DrainLayer::on_event`). They are built
+    /// again from the preset's values: call this before replacing `shed` or `deadline`. A preset from a `StackConfig`
     /// that configured a part is refused (the file's settings would be lost): give the
     /// file `"metrics": true` instead.
     ///
@@ -187,6 +187,7 @@ impl<C: Clone> ServerPreset<C> {
     #[cfg(feature = "metrics")]
     pub fn with_metrics(mut self) -> Result<Self, ConfigError> {
         refuse_configured(self.configured)?;
+        self.deadline = ServerPreset::deadline_builder().with_metrics().build()?;
         self.shed = ShedLayer::builder()
             .name(SERVER_SHED_NAME)
             .criticality(FromRequest::default())
@@ -315,7 +316,7 @@ pub struct ClientPreset<R, C> {
     /// The timeout of each attempt.
     pub timeout: TimeoutLayer,
     /// The name given, for [`register`](Self::register).
-    name: Name,
+    pub(crate) name: Name,
     /// The budget `retry` withdraws from, kept to be registered.
     pub(crate) budget: Arc<RatioBudget>,
     /// What the parts were built with, to build them again.
@@ -411,9 +412,17 @@ impl ClientPreset<HttpRetry, HttpClassifier> {
             .classify(SkipRejections(retry))
     }
 
-    /// The preset's deadline propagation: 95% of the time left is sent on.
-    pub fn deadline_builder() -> crate::deadline::PropagateBuilder {
-        PropagateDeadlineLayer::builder().keep(0.95)
+    /// The preset's deadline propagation, named `name` (its refusals and events carry it):
+    /// 95% of the time left is sent on.
+    pub fn deadline_builder(name: impl Into<Name>) -> crate::deadline::PropagateBuilder {
+        PropagateDeadlineLayer::builder().name(name).keep(0.95)
+    }
+
+    /// The preset's attempt timeout, named `name`: 10 s per attempt.
+    pub fn attempt_timeout(name: impl Into<Name>) -> TimeoutLayer {
+        TimeoutLayer::new(ATTEMPT_TIMEOUT)
+            .expect("the preset's attempt timeout is not zero")
+            .name(name)
     }
 
     /// The preset's circuit breaker, named `name`, judging by `classify`: opens after 5
@@ -456,10 +465,10 @@ impl<R: Clone, C: Clone> ClientPreset<R, C> {
         let budget = ClientPreset::new_budget()?;
         Ok(ClientPreset {
             retry: ClientPreset::retry_builder(budget.clone(), retry.clone()).build()?,
-            deadline: ClientPreset::deadline_builder().build()?,
+            deadline: ClientPreset::deadline_builder(name.clone()).build()?,
             breaker: ClientPreset::breaker_builder(name.clone(), classify.clone()).build()?,
             bulkhead: ClientPreset::bulkhead_builder(name.clone()).build()?,
-            timeout: TimeoutLayer::new(ATTEMPT_TIMEOUT)?,
+            timeout: ClientPreset::attempt_timeout(name.clone()),
             name,
             budget,
             retry_classifier: retry,
@@ -468,8 +477,8 @@ impl<R: Clone, C: Clone> ClientPreset<R, C> {
         })
     }
 
-    /// The same preset with its retry, breaker and bulkhead recording metrics (feature
-    /// `metrics`; deadline propagation and the attempt timeout record none). They are built
+    /// The same preset with every part recording metrics (feature `metrics`): retry,
+    /// breaker, bulkhead, deadline propagation and the attempt timeout. They are built
     /// again from the preset's values, over the same retry budget: call this before
     /// replacing any of them. A preset from a `StackConfig` that configured a part is
     /// refused (the file's settings would be lost): give the file `"metrics": true`.
@@ -493,6 +502,10 @@ impl<R: Clone, C: Clone> ClientPreset<R, C> {
         self.bulkhead = ClientPreset::bulkhead_builder(self.name.clone())
             .with_metrics()
             .build()?;
+        self.deadline = ClientPreset::deadline_builder(self.name.clone())
+            .with_metrics()
+            .build()?;
+        self.timeout = ClientPreset::attempt_timeout(self.name.clone()).with_metrics();
         Ok(self)
     }
 

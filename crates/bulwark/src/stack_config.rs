@@ -273,6 +273,10 @@ impl StackConfig {
         preset.configured = server.deadline.is_some() || server.shed.is_some();
         if let Some(deadline) = &server.deadline {
             let mut builder = ServerPreset::deadline_builder();
+            #[cfg(feature = "metrics")]
+            if self.metrics {
+                builder = builder.with_metrics();
+            }
             if let Some(max) = deadline.max_ms {
                 builder = builder.max(ms(max));
             }
@@ -388,7 +392,11 @@ impl StackConfig {
             preset.budget = budget;
         }
         if let Some(deadline) = &client.deadline {
-            let mut builder = ClientPreset::deadline_builder();
+            let mut builder = ClientPreset::deadline_builder(preset.name.clone());
+            #[cfg(feature = "metrics")]
+            if self.metrics {
+                builder = builder.with_metrics();
+            }
             if let Some(keep) = deadline.keep {
                 builder = builder.keep(keep);
             }
@@ -439,8 +447,16 @@ impl StackConfig {
             preset.bulkhead = builder.build().map_err(at(&section("bulkhead"), KEYS))?;
         }
         if let Some(timeout) = client.attempt_timeout_ms {
-            preset.timeout = TimeoutLayer::new(ms(timeout))
-                .map_err(|error| error.at(section("attempt_timeout_ms")))?;
+            let timeout = TimeoutLayer::new(ms(timeout))
+                .map_err(|error| error.at(section("attempt_timeout_ms")))?
+                .name(preset.name.clone());
+            #[cfg(feature = "metrics")]
+            let timeout = if self.metrics {
+                timeout.with_metrics()
+            } else {
+                timeout
+            };
+            preset.timeout = timeout;
         }
         Ok(preset)
     }
