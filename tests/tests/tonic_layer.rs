@@ -49,7 +49,9 @@ impl Body for Chunks {
 
 fn streaming(chunks: usize, size: usize) -> tonic::body::Body {
     tonic::body::Body::new(Chunks(
-        (0..chunks).map(|i| Bytes::from(vec![i as u8; size])).collect(),
+        (0..chunks)
+            .map(|i| Bytes::from(vec![i as u8; size]))
+            .collect(),
     ))
 }
 
@@ -80,7 +82,11 @@ async fn a_body_over_the_replay_limit_is_sent_once_and_whole() {
         .await
         .unwrap();
     assert_eq!(answer.headers()["grpc-status"], "14");
-    assert_eq!(*seen.lock().unwrap(), [90 * 1024], "one attempt, whole body");
+    assert_eq!(
+        *seen.lock().unwrap(),
+        [90 * 1024],
+        "one attempt, whole body"
+    );
 }
 
 /// A streaming body the server answers `UNAVAILABLE` before reading: the retry sends it
@@ -107,10 +113,7 @@ async fn a_stream_answered_before_it_was_read_is_retried_whole() {
         })
     };
     let stack = retryable().tonic_layer().service(transport);
-    let answer = stack
-        .oneshot(request(streaming(4, 1024)))
-        .await
-        .unwrap();
+    let answer = stack.oneshot(request(streaming(4, 1024))).await.unwrap();
     assert!(answer.headers().get("grpc-status").is_none());
     assert_eq!(*seen.lock().unwrap(), [0, 4 * 1024]);
 }
