@@ -26,6 +26,11 @@ mod idempotency;
 #[path = "allocations/ratelimit.rs"]
 mod ratelimit;
 
+/// The coalescing layer: nothing on the requests it passes by, the shared slot for a
+/// request that leads a call.
+#[path = "allocations/coalesce.rs"]
+mod coalesce;
+
 const CALLS: u64 = 1_000;
 
 /// Allocations made by `CALLS` ready+call round trips, after a warm-up that lets lazily

@@ -136,6 +136,12 @@ pub use tower_bulwark_idempotency as idempotency;
 #[doc(inline)]
 pub use tower_bulwark_ratelimit as ratelimit;
 
+/// Request coalescing: identical requests in flight share one upstream call, every waiter
+/// gets the answer ([`tower-bulwark-coalesce`](https://docs.rs/tower-bulwark-coalesce)).
+#[cfg(feature = "coalesce")]
+#[doc(inline)]
+pub use tower_bulwark_coalesce as coalesce;
+
 /// Degradation switches flipped in tiers by triggers, with hysteresis and overrides:
 /// [`tower-bulwark-degrade`](https://docs.rs/tower-bulwark-degrade).
 #[cfg(feature = "degrade")]

@@ -1,0 +1,135 @@
+//! Request coalescing for [tower]: identical requests in flight share one upstream call,
+//! and every caller waiting for it gets the answer (or the error).
+//!
+//! A cache entry expires and a thousand requests for it arrive in the same millisecond: a
+//! cache stampede. Behind this layer they make one call to the backend; the 999 others
+//! wait for it and get a copy of its answer. There is no caching: once the call ends, the
+//! next request starts a new one.
+//!
+//! - **Which requests are identical**: by default `GET` and `HEAD` requests with the same
+//!   method and full URI (scheme, authority, path and query), and the same values of the
+//!   per-user headers, `Authorization` and `Cookie`, so one user's answer never reaches
+//!   another ([`user_headers`](CoalesceBuilder::user_headers),
+//!   [`ignore_user_headers`](CoalesceBuilder::ignore_user_headers)). Other methods pass by
+//!   untouched. [`key`](CoalesceBuilder::key) takes your own key function. Keys are
+//!   hashed (keyed SipHash) to find the call in flight, then compared exactly with the
+//!   key it stored, from the borrowed request: a hash collision never joins a call.
+//! - **What waiters get**: an `http::Response` rebuilt from the shared answer: its status,
+//!   version, headers, extensions (cloned: `http` 1 extensions are `Clone`) and trailers,
+//!   and a body of the same shared `Bytes` ([`CoalesceBody`]). The last waiter to take
+//!   the answer gets the originals, so a call nobody joined clones nothing. An error
+//!   reaches every waiter: a [`CoalescedError`] whose `source()` is the original (a caller
+//!   alone, or the last one once no other copy is alive, gets the original itself), so a
+//!   core `Rejection` from a
+//!   layer below is found in it by `tower_bulwark_core::find_rejection` and the
+//!   composition contract holds (docs/composition.md).
+//! - **Bodies over the limit** ([`max_body_bytes`](CoalesceBuilder::max_body_bytes),
+//!   1 MiB by default; known from the body's size hint, such as a `content-length`, or
+//!   found while reading) are not shared: the caller driving the call, the leader unless
+//!   it left, gets the whole answer (what was read, then the rest as it streams); every
+//!   other waiter then sends its own call
+//!   ([`OverBody`](CoalesceEventKind::OverBody), [`Resent`](CoalesceEventKind::Resent)).
+//!   A body error while reading is the call's error, for every waiter.
+//! - **Who drives the call**: the upstream future is shared; whoever waits polls it,
+//!   one waiter at a time. If the leader's caller drops its future, the call goes on and
+//!   a waiter takes over; when every waiter has gone, the upstream future is dropped
+//!   (the call cancelled, [`Abandoned`](CoalesceEventKind::Abandoned)). No task is
+//!   spawned.
+//! - **Bounds**: at most [`max_keys`](CoalesceBuilder::max_keys) calls in flight and
+//!   [`max_waiters`](CoalesceBuilder::max_waiters) callers joining each (10,000 both by
+//!   default). Over either bound a request goes upstream on its own: nothing is refused,
+//!   so the layer adds no failure mode of its own.
+//! - **Cost**: a request that is not coalesced allocates nothing. A request that leads a
+//!   call allocates its shared slot and the pinned upstream future (two allocations: the
+//!   crate forbids `unsafe`, so a future polled by whichever waiter is left needs its own
+//!   pinned box), plus the key's copy of the URI and header values where those are not
+//!   already shared `Bytes` (a hyper server's are; a URI parsed from a `&str` is copied
+//!   once). A joiner allocates for its copy of the headers (a `HeaderMap` each).
+//!   The calls in flight are a map under a short `std::sync::Mutex` (CONTRIBUTING.md,
+//!   rule 4: the layer's job is a shared store), taken once per keyed request and once
+//!   when its call ends; each call's waiters are under a mutex of their own.
+//!
+//! The response body type of the inner service must be `Unpin` (hyper's `Incoming`,
+//! axum's `Body`, `http_body_util::Full` are); box others.
+//!
+//! ```
+//! use std::sync::atomic::{AtomicUsize, Ordering};
+//! use std::sync::Arc;
+//!
+//! use bytes::Bytes;
+//! use http::{Request, Response};
+//! use http_body_util::{BodyExt, Full};
+//! use tower::{service_fn, Layer, ServiceExt};
+//! use tower_bulwark_coalesce::CoalesceLayer;
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+//! let calls = Arc::new(AtomicUsize::new(0));
+//! let counted = calls.clone();
+//! let backend = service_fn(move |_request: Request<()>| {
+//!     counted.fetch_add(1, Ordering::SeqCst);
+//!     async {
+//!         tokio::task::yield_now().await;
+//!         Ok::<_, std::convert::Infallible>(Response::new(Full::new(Bytes::from("price: 42"))))
+//!     }
+//! });
+//! let coalesce = CoalesceLayer::builder().name("prices").max_waiters(100).build()?;
+//! let service = coalesce.layer(backend);
+//!
+//! let get = || Request::get("http://prices.internal/items/7").body(()).unwrap();
+//! let (a, b) = tokio::join!(
+//!     service.clone().oneshot(get()),
+//!     service.clone().oneshot(get()),
+//! );
+//! assert_eq!(calls.load(Ordering::SeqCst), 1); // one call upstream, two answers
+//! assert_eq!(a?.into_body().collect().await?.to_bytes(), "price: 42");
+//! assert_eq!(b?.into_body().collect().await?.to_bytes(), "price: 42");
+//! assert_eq!(coalesce.handle().snapshot().keys, 0); // nothing kept after the call
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! # Events and metrics
+//!
+//! Every keyed request is a [`CoalesceEvent`]: [`Led`](CoalesceEventKind::Led),
+//! [`Joined`](CoalesceEventKind::Joined), or over a bound
+//! ([`OverKeys`](CoalesceEventKind::OverKeys),
+//! [`OverWaiters`](CoalesceEventKind::OverWaiters)); each call that ends unshared is
+//! [`OverBody`](CoalesceEventKind::OverBody) (then one
+//! [`Resent`](CoalesceEventKind::Resent) per waiter) or
+//! [`Abandoned`](CoalesceEventKind::Abandoned). With the `metrics` feature,
+//! `with_metrics()` records `bulwark_coalesce_events_total` (labels `coalesce`, `event`).
+//! Upstream calls are `led + over_keys + over_waiters + resent`; calls saved are `joined -
+//! resent`.
+//!
+//! [tower]: https://docs.rs/tower
+#![forbid(unsafe_code)]
+#![cfg_attr(docsrs, feature(doc_cfg))]
+
+mod body;
+mod config;
+mod error;
+mod events;
+mod future;
+mod handle;
+mod key;
+mod layer;
+mod service;
+#[cfg(feature = "serde")]
+mod settings;
+mod slot;
+mod upstream;
+
+pub use self::body::CoalesceBody;
+pub use self::config::{
+    CoalesceBuilder, DEFAULT_MAX_BODY_BYTES, DEFAULT_MAX_KEYS, DEFAULT_MAX_WAITERS,
+};
+pub use self::error::CoalescedError;
+pub use self::events::{CoalesceEvent, CoalesceEventKind};
+pub use self::future::ResponseFuture;
+pub use self::handle::{CoalesceHandle, Snapshot};
+pub use self::key::DEFAULT_USER_HEADERS;
+pub use self::layer::CoalesceLayer;
+pub use self::service::Coalesce;
+#[cfg(feature = "serde")]
+pub use self::settings::CoalesceConfig;

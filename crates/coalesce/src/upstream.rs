@@ -1,0 +1,216 @@
+//! [`Upstream`]: the one call a set of identical requests shares, read whole.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{ready, Context, Poll};
+
+use bytes::{Bytes, BytesMut};
+use http::{response, Extensions, HeaderMap, Response, StatusCode, Version};
+use http_body::Body;
+use pin_project::pin_project;
+use tower_bulwark_core::BoxError;
+
+use crate::body::CoalesceBody;
+use crate::error::broken;
+
+/// The inner service's future, then its body read up to the limit. (Boxed once, as a
+/// whole, by the slot: its variants' sizes do not matter.)
+#[allow(clippy::large_enum_variant)]
+#[pin_project(project = UpstreamProj)]
+pub(crate) enum Upstream<F, B> {
+    Calling {
+        #[pin]
+        future: F,
+        max: usize,
+    },
+    Reading {
+        head: Option<response::Parts>,
+        body: Option<B>,
+        buffer: Buffer,
+        trailers: Option<HeaderMap>,
+        max: usize,
+    },
+}
+
+impl<F, B> Upstream<F, B> {
+    pub(crate) fn new(future: F, max: usize) -> Self {
+        Upstream::Calling { future, max }
+    }
+}
+
+/// What the call came to.
+pub(crate) enum Fetched<B> {
+    /// The whole answer, to share.
+    Whole(SharedResponse),
+    /// An answer over the limit, whole, for the caller driving the call.
+    Oversize(Response<CoalesceBody<B>>),
+    /// The call failed (or its body did while it was read).
+    Failed(BoxError),
+}
+
+/// An answer every waiter gets a copy of.
+#[derive(Debug)]
+pub(crate) struct SharedResponse {
+    pub(crate) status: StatusCode,
+    pub(crate) version: Version,
+    pub(crate) headers: HeaderMap,
+    pub(crate) extensions: Extensions,
+    pub(crate) body: Bytes,
+    pub(crate) trailers: Option<HeaderMap>,
+}
+
+impl SharedResponse {
+    /// A waiter's copy (the headers and extensions cloned, the body's bytes shared).
+    pub(crate) fn copy<B>(&self) -> Response<CoalesceBody<B>> {
+        let mut response = Response::new(CoalesceBody::shared(
+            self.body.clone(),
+            self.trailers.clone(),
+        ));
+        self.fill(&mut response, self.headers.clone(), self.extensions.clone());
+        response
+    }
+
+    /// The last waiter's answer: the originals, nothing cloned.
+    pub(crate) fn into_response<B>(self) -> Response<CoalesceBody<B>> {
+        let mut response = Response::new(CoalesceBody::shared(self.body, self.trailers));
+        *response.status_mut() = self.status;
+        *response.version_mut() = self.version;
+        *response.headers_mut() = self.headers;
+        *response.extensions_mut() = self.extensions;
+        response
+    }
+
+    fn fill<B>(&self, response: &mut Response<B>, headers: HeaderMap, extensions: Extensions) {
+        *response.status_mut() = self.status;
+        *response.version_mut() = self.version;
+        *response.headers_mut() = headers;
+        *response.extensions_mut() = extensions;
+    }
+}
+
+/// The bytes read so far: one chunk kept as it came (no copy), more concatenated.
+#[derive(Default)]
+pub(crate) struct Buffer {
+    first: Option<Bytes>,
+    more: BytesMut,
+}
+
+impl Buffer {
+    fn len(&self) -> usize {
+        self.first.as_ref().map_or(0, Bytes::len) + self.more.len()
+    }
+
+    fn push(&mut self, chunk: Bytes) {
+        if chunk.is_empty() {
+            return;
+        }
+        match self.first.take() {
+            None if self.more.is_empty() => self.first = Some(chunk),
+            first => {
+                if let Some(first) = first {
+                    self.more.extend_from_slice(&first);
+                }
+                self.more.extend_from_slice(&chunk);
+            }
+        }
+    }
+
+    fn take(&mut self) -> Bytes {
+        match self.first.take() {
+            Some(first) => first,
+            None => std::mem::take(&mut self.more).freeze(),
+        }
+    }
+}
+
+impl<F, B, E> Future for Upstream<F, B>
+where
+    F: Future<Output = Result<Response<B>, E>>,
+    E: Into<BoxError>,
+    B: Body<Data = Bytes> + Unpin,
+    B::Error: Into<BoxError>,
+{
+    type Output = Fetched<B>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Fetched<B>> {
+        loop {
+            match self.as_mut().project() {
+                UpstreamProj::Calling { future, max } => {
+                    let max = *max;
+                    let response = match ready!(future.poll(cx)) {
+                        Ok(response) => response,
+                        Err(error) => return Poll::Ready(Fetched::Failed(error.into())),
+                    };
+                    let (head, body) = response.into_parts();
+                    if body.size_hint().lower() > max as u64 {
+                        // Known to be over the limit before reading (a content-length).
+                        let body = CoalesceBody::own(body);
+                        return Poll::Ready(Fetched::Oversize(Response::from_parts(head, body)));
+                    }
+                    self.set(Upstream::Reading {
+                        head: Some(head),
+                        body: Some(body),
+                        buffer: Buffer::default(),
+                        trailers: None,
+                        max,
+                    });
+                }
+                UpstreamProj::Reading {
+                    head,
+                    body,
+                    buffer,
+                    trailers,
+                    max,
+                } => {
+                    let Some(reading) = body.as_mut() else {
+                        return Poll::Ready(Fetched::Failed(broken("upstream polled after end")));
+                    };
+                    match ready!(Pin::new(reading).poll_frame(cx)) {
+                        Some(Ok(frame)) => match frame.into_data() {
+                            Ok(data) => {
+                                if buffer.len().saturating_add(data.len()) > *max {
+                                    buffer.push(data);
+                                    let (Some(head), Some(rest)) = (head.take(), body.take())
+                                    else {
+                                        return Poll::Ready(Fetched::Failed(broken("no head")));
+                                    };
+                                    let body = CoalesceBody::prefixed(buffer.take(), rest);
+                                    return Poll::Ready(Fetched::Oversize(Response::from_parts(
+                                        head, body,
+                                    )));
+                                }
+                                buffer.push(data);
+                            }
+                            Err(frame) => {
+                                if let Ok(more) = frame.into_trailers() {
+                                    match trailers {
+                                        Some(trailers) => trailers.extend(more),
+                                        None => *trailers = Some(more),
+                                    }
+                                }
+                            }
+                        },
+                        Some(Err(error)) => {
+                            *body = None;
+                            return Poll::Ready(Fetched::Failed(error.into()));
+                        }
+                        None => {
+                            *body = None;
+                            let Some(head) = head.take() else {
+                                return Poll::Ready(Fetched::Failed(broken("no head")));
+                            };
+                            return Poll::Ready(Fetched::Whole(SharedResponse {
+                                status: head.status,
+                                version: head.version,
+                                headers: head.headers,
+                                extensions: head.extensions,
+                                body: buffer.take(),
+                                trailers: trailers.take(),
+                            }));
+                        }
+                    }
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,84 @@
+//! The coalescing layer allocates nothing on the requests it passes by (other methods,
+//! other keys' bounds): the layer's count equals the bare service's. A request that leads
+//! a call (the only one in flight for its key) allocates exactly two blocks: the shared
+//! slot and the pinned upstream future (see the crate docs: the crate forbids `unsafe`,
+//! so the future any waiter may poll needs a box of its own).
+
+use bytes::Bytes;
+use http::{Method, Request, Response, Uri};
+use http_body_util::Full;
+use tower::{Layer, Service, ServiceExt};
+use tower_bulwark::coalesce::CoalesceLayer;
+use tower_bulwark::testing::Noop;
+
+use super::{allocations, CALLS};
+
+fn inner() -> impl Service<
+    Request<()>,
+    Response = Response<Full<Bytes>>,
+    Error = std::convert::Infallible,
+    Future = impl Send + 'static,
+> + Clone
+       + Send
+       + 'static {
+    Noop.map_response(|_request: Request<()>| {
+        Response::new(Full::new(Bytes::from_static(b"shared answer")))
+    })
+}
+
+fn request(method: Method, authorization: bool) -> Request<()> {
+    request_to(
+        method,
+        Uri::from_static("/items/7?view=full"),
+        authorization,
+    )
+}
+
+fn request_to(method: Method, uri: Uri, authorization: bool) -> Request<()> {
+    let mut request = Request::builder().method(method).uri(uri);
+    if authorization {
+        request = request.header("authorization", http::HeaderValue::from_static("Bearer A"));
+    }
+    request.body(()).unwrap()
+}
+
+#[test]
+fn the_coalescing_layer_allocates_nothing_on_the_requests_it_passes_by() {
+    let layer = CoalesceLayer::builder().build().unwrap();
+    for method in [Method::POST, Method::PUT, Method::DELETE, Method::PATCH] {
+        let make = || request(method.clone(), true);
+        let bare = allocations(inner(), make);
+        let layered = allocations(layer.layer(inner()), make);
+        assert_eq!(layered, bare, "{method}");
+    }
+}
+
+/// A case's name, its request, and the allocations per call over the bare service's.
+type Case = (&'static str, fn() -> Request<()>, u64);
+
+#[test]
+fn a_request_leading_a_call_allocates_its_slot_and_its_upstream_future() {
+    let layer = CoalesceLayer::builder().build().unwrap();
+    // The slot and the pinned upstream future; with a per-user header, the key's list of
+    // its values; with a URI parsed from a string (its bytes copied into a `Vec`-backed
+    // `Bytes`), the key's copy of it, made shareable once. (A hyper server's URIs and
+    // headers are slices of shared `Bytes` already: nothing more.)
+    let cases: [Case; 3] = [
+        ("static URI", || request(Method::GET, false), 2),
+        (
+            "static URI, Authorization",
+            || request(Method::GET, true),
+            3,
+        ),
+        (
+            "parsed URI",
+            || request_to(Method::GET, "/items/7?view=full".parse().unwrap(), false),
+            3,
+        ),
+    ];
+    for (name, make, per_call) in cases {
+        let bare = allocations(inner(), make);
+        let layered = allocations(layer.layer(inner()), make);
+        assert_eq!(layered - bare, per_call * CALLS, "{name}");
+    }
+}
