@@ -509,8 +509,51 @@ fn tower_resilience_peers(c: &mut Criterion) {
     group.finish();
 }
 
+/// Our hedge layer beside tower's `Hedge` (the 95th percentile, as ours learns it): a call
+/// that answers before its hedge is due, so no hedge is sent; for ours, with a fixed and a
+/// learned delay.
+fn hedge(c: &mut Criterion) {
+    use std::time::Duration;
+    use tower::Layer;
+    use tower_bulwark::hedge::{Every, HedgeLayer, Rejections};
+
+    #[derive(Clone)]
+    struct CloneAll;
+    impl tower::hedge::Policy<u64> for CloneAll {
+        fn clone_request(&self, request: &u64) -> Option<u64> {
+            Some(*request)
+        }
+        fn can_retry(&self, _: &u64) -> bool {
+            true
+        }
+    }
+
+    let mut group = c.benchmark_group("ready_call");
+    bench_ready_call(
+        &mut group,
+        "tower_hedge_p95",
+        tower::hedge::Hedge::new(Noop, CloneAll, 100, 0.95, Duration::from_secs(10)),
+        || 7u64,
+    );
+    for (name, learned) in [("bulwark_hedge_fixed", false), ("bulwark_hedge_p95", true)] {
+        let builder = HedgeLayer::builder()
+            .delay(Duration::from_millis(10))
+            .may_hedge(Every)
+            .overload(Rejections);
+        let builder = if learned {
+            builder.percentile(0.95)
+        } else {
+            builder
+        };
+        let layer = builder.build().expect("hedge config");
+        bench_ready_call(&mut group, name, layer.layer(Noop), || 7u64);
+    }
+    group.finish();
+}
+
 criterion_group!(
     benches,
+    hedge,
     tower_peers,
     tower_resilience_peers,
     circuit_breaker,

@@ -31,6 +31,10 @@ mod ratelimit;
 #[path = "allocations/coalesce.rs"]
 mod coalesce;
 
+/// The hedge layer, on calls answered before their hedge is due.
+#[path = "allocations/hedge.rs"]
+mod hedge;
+
 const CALLS: u64 = 1_000;
 
 /// Allocations made by `CALLS` ready+call round trips, after a warm-up that lets lazily

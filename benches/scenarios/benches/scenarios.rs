@@ -1,8 +1,8 @@
 //! Scenario simulations in virtual time (`cargo bench -p tower-bulwark-scenarios`): the load retries put on a dependency, with and without a budget.
 
 use tower_bulwark_scenarios::{
-    latency_shift, mixed_overload, overload, retry_amplification, Guard, CAPACITY, SERVICE_TIME,
-    WORKERS,
+    latency_shift, mixed_overload, overload, retry_amplification, tail, tail_capacity, Guard,
+    Hedging, CAPACITY, SERVICE_TIME, SLOW_FACTOR, SLOW_SHARE, TAIL_WORKERS, WORKERS,
 };
 
 fn main() {
@@ -13,6 +13,40 @@ fn main() {
     latency_shift_table();
     println!();
     amplification_table();
+    println!();
+    hedge_table();
+}
+
+fn hedge_table() {
+    println!(
+        "hedging: {TAIL_WORKERS} workers, attempts 8-12 ms, {}% of them {SLOW_FACTOR}x slower; 50% load ({:.0} calls/s), 20 s of virtual time",
+        SLOW_SHARE * 100.0,
+        tail_capacity() * 0.5
+    );
+    println!(
+        "{:<26} {:>10} {:>10} {:>10} {:>10} {:>8}",
+        "hedging", "p50", "p99", "p99.9", "extra load", "failed"
+    );
+    let rows = [
+        ("none", Hedging::None, 0.0),
+        ("tower Hedge p95", Hedging::TowerP95, 0.0),
+        ("ours, fixed 20 ms", Hedging::OursFixed, 0.0),
+        ("ours, learned p95", Hedging::OursP95, 0.0),
+        ("shedding 20%: none", Hedging::None, 0.2),
+        ("shedding 20%: tower p95", Hedging::TowerP95, 0.2),
+        ("shedding 20%: ours p95", Hedging::OursP95, 0.2),
+    ];
+    for (name, hedging, shed) in rows {
+        let run = tail(hedging, 0.5, 20, shed);
+        println!(
+            "{name:<26} {:>10.1?} {:>10.1?} {:>10.1?} {:>9.2}% {:>8}",
+            run.p50,
+            run.p99,
+            run.p999,
+            run.extra_load() * 100.0,
+            run.failed
+        );
+    }
 }
 
 fn overload_table() {

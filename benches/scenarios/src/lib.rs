@@ -1,8 +1,13 @@
 //! Scenario simulations in virtual time: what the layers are for, measured.
 #![forbid(unsafe_code)]
 
+mod hedge;
 mod overload;
 
+pub use self::hedge::{
+    tail, tail_capacity, Hedging, Tail, FAST, FIXED_DELAY, SLOW_FACTOR, SLOW_SHARE, TAIL_WARM_UP,
+    TAIL_WORKERS,
+};
 pub use self::overload::{
     latency_shift, mixed_overload, overload, Guard, LatencyShift, Overload, CAPACITY,
     CLIENT_TIMEOUT, SERVICE_TIME, WARM_UP, WORKERS,

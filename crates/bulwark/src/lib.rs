@@ -142,6 +142,13 @@ pub use tower_bulwark_ratelimit as ratelimit;
 #[doc(inline)]
 pub use tower_bulwark_coalesce as coalesce;
 
+/// Hedged requests: a second attempt when the first is slow, the first good answer wins,
+/// within a budget and paused while the dependency sheds
+/// ([`tower-bulwark-hedge`](https://docs.rs/tower-bulwark-hedge)).
+#[cfg(feature = "hedge")]
+#[doc(inline)]
+pub use tower_bulwark_hedge as hedge;
+
 /// Degradation switches flipped in tiers by triggers, with hysteresis and overrides:
 /// [`tower-bulwark-degrade`](https://docs.rs/tower-bulwark-degrade).
 #[cfg(feature = "degrade")]
