@@ -277,6 +277,26 @@ pub type ClientLayer<R, C> = ServiceBuilder<
     >,
 >;
 
+/// The layer of [`ClientPreset::layer_with`].
+pub type ClientLayerWith<L, R, C> = ServiceBuilder<
+    Stack<
+        TimeoutLayer,
+        Stack<
+            PropagateDeadlineLayer,
+            Stack<
+                BulkheadLayer,
+                Stack<
+                    L,
+                    Stack<
+                        CircuitBreakerLayer<C>,
+                        Stack<tower::retry::RetryLayer<RetryPolicy<SkipRejections<R>>>, Identity>,
+                    >,
+                >,
+            >,
+        >,
+    >,
+>;
+
 /// The recommended client stack, outermost first: retry → circuit breaker → bulkhead →
 /// deadline propagation → attempt timeout → the transport. Defaults:
 ///
@@ -568,6 +588,43 @@ impl<R: Clone, C: Clone> ClientPreset<R, C> {
         ServiceBuilder::new()
             .retry_with(self.retry.clone())
             .circuit_breaker(self.breaker.clone())
+            .bulkhead(self.bulkhead.clone())
+            .propagate_deadline(self.deadline.clone())
+            .deadline_timeout(self.timeout.clone())
+    }
+
+    /// The stack with `per_call` between the circuit breaker and the bulkhead: retry →
+    /// breaker → `per_call` → bulkhead → deadline propagation → attempt timeout. The place
+    /// for hedging (`HedgeLayer`, feature `hedge`): the breaker sees each call's one answer
+    /// and an open breaker sends no hedges, while each hedge is an attempt of its own below
+    /// it (its own bulkhead place, the time left when it leaves, its own timeout).
+    ///
+    /// ```
+    /// # #[cfg(feature = "hedge")]
+    /// # fn main() -> Result<(), tower_bulwark::BoxError> {
+    /// use std::time::Duration;
+    /// use tower_bulwark::hedge::HedgeLayer;
+    /// use tower_bulwark::presets::ClientPreset;
+    ///
+    /// let inventory = ClientPreset::http("inventory")?;
+    /// // A second attempt once the first has taken longer than 95% of recent calls.
+    /// let hedge = HedgeLayer::builder()
+    ///     .name("inventory")
+    ///     .percentile(0.95)
+    ///     .delay(Duration::from_millis(50))
+    ///     .build()?;
+    /// let stack = tower::ServiceBuilder::new().layer(inventory.layer_with(hedge));
+    /// # let _ = stack;
+    /// # Ok(())
+    /// # }
+    /// # #[cfg(not(feature = "hedge"))]
+    /// # fn main() {}
+    /// ```
+    pub fn layer_with<L>(&self, per_call: L) -> ClientLayerWith<L, R, C> {
+        ServiceBuilder::new()
+            .retry_with(self.retry.clone())
+            .circuit_breaker(self.breaker.clone())
+            .layer(per_call)
             .bulkhead(self.bulkhead.clone())
             .propagate_deadline(self.deadline.clone())
             .deadline_timeout(self.timeout.clone())
