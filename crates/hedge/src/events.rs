@@ -105,7 +105,8 @@ pub enum HedgeEvent {
         /// The call's latency.
         latency: Duration,
     },
-    /// An answer said the dependency is overloaded: no hedge is sent until the pause ends.
+    /// A pause began: an answer said the dependency is overloaded, and no hedge is sent
+    /// until the pause ends. An answer that only extends a pause in force reports nothing.
     Paused {
         /// The layer's name.
         hedge: Name,

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use pin_project::pin_project;
 use tokio::time::{Instant, Sleep};
-use tower_bulwark_core::{polled_after_completion, BoxError, Deadline};
+use tower_bulwark_core::{polled_after_completion, BoxError, Deadline, Outcome, Rejection};
 use tower_service::Service;
 
 use crate::events::{NotSent, Winner};
@@ -118,7 +118,7 @@ enum Due<F> {
 impl<S, Req, M, O> Future for ResponseFuture<S, Req, M, O>
 where
     S: Service<Req> + Clone,
-    S::Error: Into<BoxError>,
+    S::Error: Into<BoxError> + 'static,
     Req: Clone,
     M: MayHedge<Req>,
     O: Overload<S::Response, S::Error>,
@@ -191,7 +191,15 @@ where
                 // failed is a retry, the retry layer's job) or an overloaded answer.
                 *this.spare = None;
                 this.timer.set(None);
-                if this.kept.is_none() {
+                // Kept until every attempt has answered: the first answer, unless it is a
+                // refusal of a layer below (a full bulkhead refusing the hedge) and a later
+                // one is the dependency's own (a failure, the attempt timeout): a local
+                // refusal must not hide the failure a retry or a breaker above reads.
+                let replace = match this.kept.as_ref() {
+                    None => true,
+                    Some((_, kept)) => is_local_refusal(kept) && !is_local_refusal(&result),
+                };
+                if replace {
                     *this.kept = Some((who, result));
                 }
                 let running =
@@ -342,5 +350,15 @@ where
             )
             .field("delay", &self.delay)
             .finish()
+    }
+}
+
+/// Whether `result` is a refusal by one of our layers below (composition contract: it
+/// says nothing about the dependency), as opposed to the dependency's own answer.
+fn is_local_refusal<T, E: 'static>(result: &Result<T, E>) -> bool {
+    match result {
+        Ok(_) => false,
+        Err(error) => Rejection::find_in(error)
+            .is_some_and(|rejection| rejection.kind().outcome() == Outcome::Ignored),
     }
 }

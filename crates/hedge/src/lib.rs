@@ -64,7 +64,10 @@
 //! The first *good* answer: an `Ok` that [`Overload`] does not call overloaded (the
 //! usual rule: Envoy's and gRPC's hedging return the first answer that is not a failure).
 //! An error, or an overloaded answer, while another attempt is still running waits for
-//! it; the call returns the first such answer only if no attempt answers well. No hedge is
+//! it; the call returns the first such answer only if no attempt answers well, except
+//! that a refusal by a layer below (a full bulkhead refusing the hedge) gives way to a
+//! later answer from the dependency (its failure, the attempt timeout), which a retry or a
+//! breaker above must see. No hedge is
 //! sent after an error (sending the call again after it failed is a retry, the retry
 //! layer's job) or after an overloaded answer. The latency learned is that of first
 //! attempts; one that a hedge beat counts the time it ran, a lower bound already past the

@@ -59,7 +59,7 @@ impl<S: fmt::Debug, M, O> fmt::Debug for Hedge<S, M, O> {
 impl<S, Req, M, O> Service<Req> for Hedge<S, M, O>
 where
     S: Service<Req> + Clone,
-    S::Error: Into<BoxError>,
+    S::Error: Into<BoxError> + 'static,
     Req: Clone,
     M: MayHedge<Req>,
     O: Overload<S::Response, S::Error>,

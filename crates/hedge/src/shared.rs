@@ -135,10 +135,10 @@ impl State {
         let at = self.since_start(now);
         let until = at.saturating_add(nanos(pause));
         let before = self.paused_until.fetch_max(until, Relaxed);
-        if before < until {
-            if before <= at {
-                self.counters.pauses.fetch_add(1, Relaxed);
-            }
+        // Reported once per pause begun: an answer that only extends a pause in force
+        // is not a new one (the handle's count and the metric agree).
+        if before <= at && before < until {
+            self.counters.pauses.fetch_add(1, Relaxed);
             self.reporter.listeners.emit(|| HedgeEvent::Paused {
                 hedge: self.reporter.name.clone(),
                 pause,
