@@ -35,6 +35,10 @@ mod coalesce;
 #[path = "allocations/hedge.rs"]
 mod hedge;
 
+/// The outlier layer on calls to an endpoint in rotation.
+#[path = "allocations/outlier.rs"]
+mod outlier;
+
 const CALLS: u64 = 1_000;
 
 /// Allocations made by `CALLS` ready+call round trips, after a warm-up that lets lazily

@@ -149,6 +149,13 @@ pub use tower_bulwark_coalesce as coalesce;
 #[doc(inline)]
 pub use tower_bulwark_hedge as hedge;
 
+/// Outlier ejection for load-balanced clients: an endpoint failing while its peers succeed
+/// reports not-ready for a growing time, never more than a share of them at once
+/// ([`tower-bulwark-outlier`](https://docs.rs/tower-bulwark-outlier)).
+#[cfg(feature = "outlier")]
+#[doc(inline)]
+pub use tower_bulwark_outlier as outlier;
+
 /// Degradation switches flipped in tiers by triggers, with hysteresis and overrides:
 /// [`tower-bulwark-degrade`](https://docs.rs/tower-bulwark-degrade).
 #[cfg(feature = "degrade")]

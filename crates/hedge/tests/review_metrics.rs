@@ -22,7 +22,12 @@ async fn pauses_total_agrees_with_the_handle() {
     let snapshotter = recorder.snapshotter();
     let _guard = metrics::set_default_local_recorder(&recorder);
     // Every answer is a shed 503 without Retry-After: the default pause (1 s).
-    let (inner, _) = backend(|_| (ms(1), Reply::Status(503, vec![("x-bulwark-overloaded", "true")])));
+    let (inner, _) = backend(|_| {
+        (
+            ms(1),
+            Reply::Status(503, vec![("x-bulwark-overloaded", "true")]),
+        )
+    });
     let layer = HedgeLayer::builder()
         .name("inventory")
         .delay(ms(10))

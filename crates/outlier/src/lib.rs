@@ -1,0 +1,156 @@
+//! Outlier ejection for load-balanced [tower] clients: an endpoint that fails while its
+//! peers succeed is taken out of rotation for a while, and brought back after an ejection
+//! time that grows each time it is ejected again (Envoy's outlier detection, linkerd's
+//! failure accrual).
+//!
+//! An [`OutlierDetector`] is shared by the endpoints of one balancer. Each endpoint's
+//! service is wrapped by the layer [`detector.layer(key)`](OutlierDetector::layer) gives,
+//! which records every call's outcome with the endpoint and makes `poll_ready` `Pending`
+//! while the endpoint is ejected, so `tower::balance::p2c` routes around it without an
+//! error (it sends to ready endpoints only). The wrapped service passes its inner
+//! service's [`Load`](tower::load::Load) through, which p2c needs.
+//!
+//! | rule | ejects | default |
+//! |---|---|---|
+//! | [`consecutive_failures`](Builder::consecutive_failures) | at once, after N failures in a row | 5 |
+//! | [`consecutive_gateway_failures`](Builder::consecutive_gateway_failures) | at once, after N 502 / 503 / 504 / transport errors in a row ([`GatewayErrors`]) | off |
+//! | [`success_rate`](Builder::success_rate) | each interval: below `mean - stdev x factor` of the endpoints with enough calls | every 10 s; 5 hosts with 100 calls; factor 1.9 |
+//! | [`failure_percentage`](Builder::failure_percentage) | each interval: failures at or above a share | off (85%, 5 hosts, 50 calls when on) |
+//!
+//! - **Ejection time**: `base_ejection_time x times ejected` (30 s, 60 s, 90 s, ...), at
+//!   most `max_ejection_time` (300 s). The count decays by one for each full interval the
+//!   endpoint spends in rotation after its return (Envoy decays it each interval in
+//!   rotation; counting from the return means an endpoint that fails again within an
+//!   interval of coming back is out longer, whatever the phase of the interval).
+//! - **The cap**: at most [`max_ejection_percent`](Builder::max_ejection_percent) of the
+//!   registered endpoints are ejected at once (10%: `floor(n x 10 / 100)`, but at least one
+//!   when there are two or more; none with 0%), so the balancer always keeps somewhere to
+//!   send. The ejected count is taken with one compare-and-swap against the cap; a rule met
+//!   while the cap is full is reported ([`OutlierEvent::NotEjected`]), not enforced.
+//! - **Outcomes** come from a core [`Classify`](tower_bulwark_core::Classify):
+//!   [`ErrorsAreFailures`](tower_bulwark_core::ErrorsAreFailures) by default,
+//!   `HttpClassifier` / `GrpcClassifier` (feature `http`) with
+//!   [`OutlierLayer::classify`] or [`OutlierLayer::http`]. A refusal by a bulwark layer
+//!   below (a core `Rejection`: an open breaker, a full bulkhead, the caller's deadline) is
+//!   not the endpoint's failure (`docs/composition.md`); an attempt timeout is.
+//! - **The interval rules** run inside the call that finishes first after the interval is
+//!   due (no background task): it wins one compare-and-swap on the next due time, then
+//!   takes a short `std::sync::Mutex` over the registry. Rare, never on a call that is not
+//!   due. [`OutlierDetector::evaluate`] runs them on demand.
+//!
+//! # With `tower::balance::p2c`
+//!
+//! Wrap each endpoint as discovery yields it: a fixed list with
+//! `tower::discover::ServiceList`, or a stream of `tower::discover::Change::Insert(key,
+//! detector.layer(key).layer(service))` for a changing set (a `Change::Remove` drops the
+//! service; the endpoint leaves the detector when its last service is gone).
+//!
+//! ```
+//! use std::convert::Infallible;
+//! use tower::balance::p2c::Balance;
+//! use tower::discover::ServiceList;
+//! use tower::load::{CompleteOnResponse, PendingRequests};
+//! use tower::{service_fn, Layer, Service, ServiceExt};
+//! use tower_bulwark_outlier::OutlierDetector;
+//!
+//! # #[tokio::main(flavor = "current_thread", start_paused = true)]
+//! # async fn main() -> Result<(), tower::BoxError> {
+//! let detector = OutlierDetector::builder()
+//!     .name("inventory")
+//!     .max_ejection_percent(34)
+//!     .build()?;
+//!
+//! // Three endpoints; the third fails every call.
+//! let endpoint = |healthy: bool| {
+//!     service_fn(move |n: u32| async move {
+//!         if healthy { Ok::<u32, tower::BoxError>(n) } else { Err("connection refused".into()) }
+//!     })
+//! };
+//! let services = ["10.0.0.1:80", "10.0.0.2:80", "10.0.0.3:80"]
+//!     .into_iter()
+//!     .enumerate()
+//!     .map(|(i, key)| {
+//!         let inner = PendingRequests::new(endpoint(i < 2), CompleteOnResponse::default());
+//!         detector.layer(key).layer(inner)
+//!     })
+//!     .collect::<Vec<_>>();
+//! let mut balance = Balance::new(ServiceList::new(services));
+//!
+//! let mut failures = 0;
+//! for n in 0..200 {
+//!     if balance.ready().await?.call(n).await.is_err() {
+//!         failures += 1;
+//!     }
+//! }
+//! // The failing endpoint failed 5 times in a row, then was ejected for 30 s.
+//! assert_eq!(failures, 5);
+//! let snapshot = detector.snapshot();
+//! assert_eq!(snapshot.ejected, 1);
+//! assert!(snapshot.endpoint("10.0.0.3:80").unwrap().ejected_until.is_some());
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! A per-endpoint circuit breaker in readiness mode does part of this job: it trips on an
+//! endpoint's own record. What the detector adds is the comparison across endpoints: an
+//! endpoint failing one call in three never fails five in a row and never reaches a
+//! breaker's 50% failure rate, but its success rate is an outlier among peers that
+//! succeed, and the success-rate rule ejects it. The cap is the other addition: breakers
+//! around every endpoint of a failing fleet all open, the detector keeps most of them in
+//! rotation. `crates/outlier/tests/http.rs` shows both over real sockets.
+//!
+//! # Waits and deadlines
+//!
+//! An ejected endpoint's `poll_ready` waits until its ejection ends; the wait does not end
+//! at the caller's deadline, because a balancer polls its endpoints' readiness outside
+//! any caller's task and routes around a pending one. Used without a balancer, put a
+//! timeout above it.
+//!
+//! # Events and metrics
+//!
+//! Each ejection, return and capped ejection is an [`OutlierEvent`] (built only when a
+//! listener is registered; none happens on a call to a healthy endpoint). With the
+//! `metrics` feature, [`with_metrics()`](Builder::with_metrics) records
+//! `bulwark_outlier_ejections_total` (labels `outlier`, `endpoint`, `reason`:
+//! `consecutive`, `gateway`, `success_rate`, `failure_percentage`),
+//! `bulwark_outlier_returns_total` (`outlier`, `endpoint`), `bulwark_outlier_capped_total`
+//! (`outlier`, `endpoint`, `reason`) and the gauge `bulwark_outlier_ejected` (`outlier`,
+//! `endpoint`; 1 while ejected). [`OutlierDetector::snapshot`] reads every endpoint: its
+//! ejection end, times ejected, last success rate, in-flight calls.
+//!
+//! # Costs
+//!
+//! A call to an endpoint in rotation allocates nothing: one atomic load in `poll_ready`,
+//! and on completion a few relaxed atomic adds and a read of tokio's clock. An ejected
+//! endpoint's service boxes one timer while it waits.
+//!
+//! # Features
+//!
+//! - `http`: [`GatewayErrors`] and [`OutlierLayer::http`].
+//! - `metrics`: events through the `metrics` facade.
+//! - `serde`: `OutlierConfig`, the settings as data.
+#![forbid(unsafe_code)]
+#![cfg_attr(docsrs, feature(doc_cfg))]
+
+mod classify;
+mod config;
+mod detector;
+mod events;
+mod future;
+mod layer;
+mod service;
+#[cfg(feature = "serde")]
+mod settings;
+mod state;
+
+#[cfg(feature = "http")]
+pub use self::classify::GatewayErrors;
+pub use self::classify::NoGateway;
+pub use self::config::{Builder, FailurePercentage, SuccessRate};
+pub use self::detector::{EndpointSnapshot, OutlierDetector, Snapshot};
+pub use self::events::{OutlierEvent, Reason};
+pub use self::future::ResponseFuture;
+pub use self::layer::OutlierLayer;
+pub use self::service::Outlier;
+#[cfg(feature = "serde")]
+pub use self::settings::{FailurePercentageSettings, OutlierConfig, SuccessRateSettings};

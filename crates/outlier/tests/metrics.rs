@@ -1,0 +1,90 @@
+//! `with_metrics()`: ejections by reason, returns, capped ejections and the ejected gauge,
+//! under the detector's and the endpoint's names.
+#![cfg(feature = "metrics")]
+
+use metrics_util::debugging::{DebugValue, DebuggingRecorder, Snapshotter};
+use tower::{Layer, Service, ServiceExt};
+use tower_bulwark_core::testing::controlled;
+use tower_bulwark_outlier::OutlierDetector;
+
+type Series = (String, Vec<(String, String)>, DebugValue);
+
+fn snapshot(snapshotter: &Snapshotter) -> Vec<Series> {
+    let mut series: Vec<Series> = snapshotter
+        .snapshot()
+        .into_vec()
+        .into_iter()
+        .map(|(key, _, _, value)| {
+            let labels = key
+                .key()
+                .labels()
+                .map(|l| (l.key().to_string(), l.value().to_string()))
+                .collect();
+            (key.key().name().to_string(), labels, value)
+        })
+        .collect();
+    series.sort_by(|a, b| format!("{a:?}").cmp(&format!("{b:?}")));
+    series
+}
+
+fn labels(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+    pairs
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
+
+#[tokio::test(start_paused = true)]
+async fn ejections_returns_and_capped_ejections_are_recorded() {
+    let recorder = DebuggingRecorder::new();
+    let snapshotter = recorder.snapshotter();
+    let _guard = metrics::set_default_local_recorder(&recorder);
+    let detector = OutlierDetector::builder()
+        .name("pool")
+        .consecutive_failures(1)
+        .with_metrics()
+        .build()
+        .unwrap();
+    let (a, a_control) = controlled::<u32>();
+    let (b, b_control) = controlled::<u32>();
+    let mut a = detector.layer("a").layer(a);
+    let mut b = detector.layer("b").layer(b);
+    a_control.fail();
+    b_control.fail();
+    assert!(a.ready().await.unwrap().call(1).await.is_err());
+    assert!(b.ready().await.unwrap().call(1).await.is_err());
+    a.ready().await.unwrap();
+    assert_eq!(
+        snapshot(&snapshotter),
+        [
+            (
+                "bulwark_outlier_capped_total".into(),
+                labels(&[
+                    ("outlier", "pool"),
+                    ("endpoint", "b"),
+                    ("reason", "consecutive")
+                ]),
+                DebugValue::Counter(1)
+            ),
+            (
+                "bulwark_outlier_ejected".into(),
+                labels(&[("outlier", "pool"), ("endpoint", "a")]),
+                DebugValue::Gauge(0.0.into())
+            ),
+            (
+                "bulwark_outlier_ejections_total".into(),
+                labels(&[
+                    ("outlier", "pool"),
+                    ("endpoint", "a"),
+                    ("reason", "consecutive")
+                ]),
+                DebugValue::Counter(1)
+            ),
+            (
+                "bulwark_outlier_returns_total".into(),
+                labels(&[("outlier", "pool"), ("endpoint", "a")]),
+                DebugValue::Counter(1)
+            ),
+        ]
+    );
+}
