@@ -438,6 +438,63 @@ impl ClientPreset<HttpRetry, HttpClassifier> {
         PropagateDeadlineLayer::builder().name(name).keep(0.95)
     }
 
+    /// An outlier detector for a load-balanced dependency (feature `outlier`), named
+    /// `name`: the preset goes above a `tower::balance::p2c::Balance` of endpoints, each
+    /// wrapped by the detector's layer (judged as HTTP answers here), so that an endpoint
+    /// failing while its peers succeed stops getting calls, and the preset's retry sends
+    /// a failed attempt again to the balancer, which picks again.
+    ///
+    /// The preset's breaker above the balancer judges the dependency as a whole: give it
+    /// a failure-rate window (`breaker_builder(..).failure_rate(..)`) rather than only
+    /// consecutive failures when one endpoint's failures before its ejection should not
+    /// open it.
+    ///
+    /// ```
+    /// # #[cfg(feature = "outlier")]
+    /// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+    /// # async fn main() -> Result<(), tower_bulwark::BoxError> {
+    /// use http::{Request, Response, StatusCode};
+    /// use tower::balance::p2c::Balance;
+    /// use tower::discover::ServiceList;
+    /// use tower::load::{CompleteOnResponse, PendingRequests};
+    /// use tower::{service_fn, Layer, ServiceBuilder, ServiceExt};
+    /// use tower_bulwark::presets::ClientPreset;
+    ///
+    /// let preset = ClientPreset::http("inventory")?;
+    /// // Out at the first failure, to keep the example short (5 in a row by default).
+    /// let detector = ClientPreset::outlier_builder("inventory").consecutive_failures(1).build()?;
+    /// // Three endpoints; the third answers 503 to everything.
+    /// let endpoints = (0..3).map(|i| {
+    ///     let endpoint = service_fn(move |_: Request<String>| async move {
+    ///         let status = if i < 2 { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+    ///         let mut response = Response::new(String::new());
+    ///         *response.status_mut() = status;
+    ///         Ok::<_, tower_bulwark::BoxError>(response)
+    ///     });
+    ///     let endpoint = PendingRequests::new(endpoint, CompleteOnResponse::default());
+    ///     detector.layer(format!("10.0.0.{i}:80")).http().layer(endpoint)
+    /// });
+    /// let balance = Balance::new(ServiceList::new(endpoints.collect::<Vec<_>>()));
+    /// let client = ServiceBuilder::new()
+    ///     .layer(preset.layer())
+    ///     .buffer(64)
+    ///     .service(balance);
+    /// for _ in 0..50 {
+    ///     let response = client.clone().oneshot(Request::new(String::new())).await?;
+    ///     // The preset retried the 503s on another endpoint.
+    ///     assert_eq!(response.status(), StatusCode::OK);
+    /// }
+    /// assert_eq!(detector.snapshot().ejected, 1, "the failing endpoint is out of rotation");
+    /// # Ok(())
+    /// # }
+    /// # #[cfg(not(feature = "outlier"))]
+    /// # fn main() {}
+    /// ```
+    #[cfg(feature = "outlier")]
+    pub fn outlier_builder(name: impl Into<Name>) -> crate::outlier::Builder {
+        crate::outlier::OutlierDetector::builder().name(name)
+    }
+
     /// The preset's attempt timeout, named `name`: 10 s per attempt.
     pub fn attempt_timeout(name: impl Into<Name>) -> TimeoutLayer {
         TimeoutLayer::new(ATTEMPT_TIMEOUT)
