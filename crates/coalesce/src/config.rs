@@ -73,8 +73,10 @@ impl fmt::Debug for CoalesceBuilder {
 }
 
 impl CoalesceLayer {
-    /// Starts configuring, with the defaults: `GET` and `HEAD` requests keyed by method,
-    /// full URI and the values of `Authorization` and `Cookie`; at most 10,000 calls in
+    /// Starts configuring, with the defaults: `GET` and `HEAD` requests (not conditional or
+    /// range ones) keyed by method, full URI (with `Host` when the URI has no authority)
+    /// and the values of `Authorization`, `Cookie`, `Accept`, `Accept-Encoding` and
+    /// `Accept-Language`; at most 10,000 calls in
     /// flight and 10,000 waiters per call; answers shared up to 1 MiB of body.
     pub fn builder() -> CoalesceBuilder {
         CoalesceBuilder {
@@ -108,14 +110,16 @@ impl CoalesceBuilder {
     }
 
     /// Which requests are identical: `key` returns the key bytes of a request, or `None`
-    /// to let it pass by uncoalesced. It replaces the default (method and full URI, for
-    /// `GET` and `HEAD` only), so it decides which methods are coalesced: only coalesce
-    /// requests that are safe to answer with another's answer.
+    /// to let it pass by uncoalesced. It replaces the default (method, full URI and `Host`,
+    /// for `GET` and `HEAD` requests that are not conditional or range requests), so it
+    /// decides which methods, and whether conditional (`If-None-Match`, ...) and `Range`
+    /// requests, are coalesced: only coalesce requests that are safe to answer with
+    /// another's answer.
     ///
     /// The method is always part of the key (a `HEAD` never gets a `GET`'s body), and so
     /// are the [per-user headers](Self::user_headers) unless
-    /// [ignored](Self::ignore_user_headers). Keys are compared exactly, never by hash
-    /// alone.
+    /// [ignored](Self::ignore_user_headers), and the [varying
+    /// headers](Self::vary_headers). Keys are compared exactly, never by hash alone.
     pub fn key(mut self, key: impl Fn(&Parts) -> Option<Bytes> + Send + Sync + 'static) -> Self {
         self.key.custom = Some(Arc::new(key));
         self
@@ -126,6 +130,19 @@ impl CoalesceBuilder {
     /// of their values (all of them, in order) do not share a call.
     pub fn user_headers(mut self, names: impl IntoIterator<Item = HeaderName>) -> Self {
         self.key.user_headers = names.into_iter().collect();
+        self
+    }
+
+    /// The headers the answer varies by, whose values are part of every key besides the
+    /// [per-user ones](Self::user_headers) (default [`DEFAULT_VARY_HEADERS`](crate::DEFAULT_VARY_HEADERS):
+    /// `Accept`, `Accept-Encoding`, `Accept-Language`). Add the ones your backend's
+    /// answers depend on (`Origin` for CORS, a tenant header). Whatever the key, an answer
+    /// whose `Vary` names a header in which a waiter's request differs from the leader's
+    /// (or `Vary: *`) is not shared with that waiter: it sends its own call
+    /// ([`Varied`](crate::CoalesceEventKind::Varied)). A name listed twice is an error at
+    /// [`build`](Self::build).
+    pub fn vary_headers(mut self, names: impl IntoIterator<Item = HeaderName>) -> Self {
+        self.key.vary_headers = names.into_iter().collect();
         self
     }
 
@@ -153,7 +170,7 @@ impl CoalesceBuilder {
 
     /// The largest body shared (default 1 MiB). An answer whose body is known to be larger
     /// (its size hint: a `content-length`) or turns out larger while read goes whole to
-    /// the caller driving the call (the leader, or whoever took over); every other waiter
+    /// the leader (or, if it left, the waiter whose poll found it); every other waiter
     /// sends its own call ([`OverBody`](crate::CoalesceEventKind::OverBody)). This bounds
     /// the memory a call in flight holds.
     pub fn max_body_bytes(mut self, max: usize) -> Self {
@@ -173,11 +190,14 @@ impl CoalesceBuilder {
         self.on_event(crate::events::CoalesceMetricsListener::new())
     }
 
-    /// Checks the settings: `max_keys`, `max_waiters` and `max_body_bytes` above zero.
+    /// Checks the settings: `max_keys`, `max_waiters` and `max_body_bytes` above zero; no
+    /// header listed twice in `user_headers` or in `vary_headers`.
     pub fn build(self) -> Result<CoalesceLayer, ConfigError> {
         non_zero("max_keys", self.max_keys)?;
         non_zero("max_waiters", self.max_waiters)?;
         non_zero("max_body_bytes", self.max_body)?;
+        distinct("user_headers", &self.key.user_headers)?;
+        distinct("vary_headers", &self.key.vary_headers)?;
         Ok(CoalesceLayer {
             shared: Arc::new(Shared {
                 key: self.key,
@@ -190,6 +210,16 @@ impl CoalesceBuilder {
             }),
         })
     }
+}
+
+/// A list of header names with none twice.
+fn distinct(field: &'static str, names: &[HeaderName]) -> Result<(), ConfigError> {
+    for (i, name) in names.iter().enumerate() {
+        if names[..i].contains(name) {
+            return Err(ConfigError::new(field, format!("`{name}` is listed twice")));
+        }
+    }
+    Ok(())
 }
 
 /// The map of calls in flight, locked (a poisoned lock is still a consistent map: every

@@ -24,21 +24,27 @@ pub enum CoalesceEventKind {
     /// The identical call in flight had `max_waiters` waiters: the request went upstream
     /// on its own.
     OverWaiters,
-    /// The answer's body was over `max_body_bytes`: the caller driving the call got it
-    /// whole; the waiters send their own calls ([`Resent`](Self::Resent)). One per
-    /// upstream call.
+    /// The answer's body was over `max_body_bytes`: the leader (or, if it left, the waiter
+    /// that polled it) got it whole; the others send their own calls
+    /// ([`Resent`](Self::Resent)). One per upstream call.
     OverBody,
     /// A waiter sent its own call because the shared answer was over the body limit.
     Resent,
     /// Every caller waiting for the call left: the upstream call was dropped. One per
     /// upstream call.
     Abandoned,
+    /// A waiter sent its own call because the shared answer's `Vary` names a header its
+    /// request differs in from the leader's (or is `Vary: *`).
+    Varied,
+    /// Another key with the same hash (or a call made by a service of another type) was in
+    /// flight: the request went upstream on its own.
+    Collided,
 }
 
 impl CoalesceEventKind {
     /// How many kinds there are.
     #[cfg(feature = "metrics")]
-    const COUNT: usize = CoalesceEventKind::Abandoned as usize + 1;
+    const COUNT: usize = CoalesceEventKind::Collided as usize + 1;
 
     /// The `event` label of the metrics.
     pub fn as_str(self) -> &'static str {
@@ -50,6 +56,8 @@ impl CoalesceEventKind {
             CoalesceEventKind::OverBody => "over_body",
             CoalesceEventKind::Resent => "resent",
             CoalesceEventKind::Abandoned => "abandoned",
+            CoalesceEventKind::Varied => "varied",
+            CoalesceEventKind::Collided => "collided",
         }
     }
 }
@@ -77,7 +85,10 @@ impl Event for CoalesceEvent {
     fn level(&self) -> Level {
         match self.kind {
             CoalesceEventKind::Led | CoalesceEventKind::Joined => Level::TRACE,
-            CoalesceEventKind::Resent | CoalesceEventKind::Abandoned => Level::DEBUG,
+            CoalesceEventKind::Resent
+            | CoalesceEventKind::Abandoned
+            | CoalesceEventKind::Varied
+            | CoalesceEventKind::Collided => Level::DEBUG,
             CoalesceEventKind::OverKeys
             | CoalesceEventKind::OverWaiters
             | CoalesceEventKind::OverBody => Level::INFO,

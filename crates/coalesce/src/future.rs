@@ -9,22 +9,29 @@ use bytes::Bytes;
 use http::{Request, Response};
 use http_body::Body;
 use pin_project::pin_project;
-use tower_bulwark_core::{polled_after_completion, BoxError};
+use tokio::time::Sleep;
+use tower_bulwark_core::{polled_after_completion, BoxError, Deadline, Rejection, RejectionKind};
 use tower_service::Service;
 
 use crate::body::CoalesceBody;
 use crate::error::broken;
 use crate::events::CoalesceEventKind;
+use crate::key::vary_allows;
 use crate::slot::{Answer, Waiter};
+use crate::upstream::Upstream;
 
-/// The future of [`Coalesce`](crate::Coalesce): the inner service's own call, or a place
-/// among the waiters of a shared call. Dropping it leaves the call; the last caller to
-/// leave cancels it.
+/// The waiter of a shared call made by `S`.
+type SharedWaiter<S, ReqB, B> = Waiter<Upstream<S, ReqB, B>, B>;
+
+/// The future of [`Coalesce`](crate::Coalesce): the inner service's own call (its
+/// readiness, then the call), or a place among the waiters of a shared call, until the
+/// caller's deadline. Dropping it leaves the call; the last caller to leave cancels it.
 #[pin_project]
 pub struct ResponseFuture<S, ReqB, B>
 where
-    S: Service<Request<ReqB>>,
+    S: Service<Request<ReqB>> + Send + 'static,
     S::Future: Send + 'static,
+    ReqB: Send + 'static,
     B: Send + 'static,
 {
     #[pin]
@@ -34,62 +41,77 @@ where
 #[pin_project(project = StateProj)]
 enum State<S, ReqB, B>
 where
-    S: Service<Request<ReqB>>,
+    S: Service<Request<ReqB>> + Send + 'static,
     S::Future: Send + 'static,
+    ReqB: Send + 'static,
     B: Send + 'static,
 {
+    /// Sending our own call: waiting for the inner service's readiness.
+    Readying {
+        service: S,
+        request: Option<Request<ReqB>>,
+    },
     /// The inner service's own call.
     Own {
         #[pin]
         future: S::Future,
     },
     /// Waiting for a shared call, with what it takes to send our own if the answer is not
-    /// shared.
+    /// ours to take (a joiner's), until the caller's deadline, if it has one.
     Waiting {
-        waiter: Waiter<S::Future, B>,
+        waiter: SharedWaiter<S, ReqB, B>,
         resend: Option<(S, Request<ReqB>)>,
-    },
-    /// Sending our own call after all: waiting for the inner service's readiness.
-    Resending {
-        service: S,
-        request: Option<Request<ReqB>>,
+        #[pin]
+        deadline: Option<Sleep>,
     },
     Done,
 }
 
 impl<S, ReqB, B> ResponseFuture<S, ReqB, B>
 where
-    S: Service<Request<ReqB>>,
+    S: Service<Request<ReqB>> + Send + 'static,
     S::Future: Send + 'static,
+    ReqB: Send + 'static,
     B: Send + 'static,
 {
-    pub(crate) fn passed(future: S::Future) -> Self {
+    /// The request's own call, readiness first.
+    pub(crate) fn passed(service: S, request: Request<ReqB>) -> Self {
         ResponseFuture {
-            state: State::Own { future },
+            state: State::Readying {
+                service,
+                request: Some(request),
+            },
         }
     }
 
+    /// A wait for a shared call, ended at `deadline` (a `Sleep` made only then).
     pub(crate) fn waiting(
-        waiter: Waiter<S::Future, B>,
+        waiter: SharedWaiter<S, ReqB, B>,
         resend: Option<(S, Request<ReqB>)>,
+        deadline: Option<Deadline>,
     ) -> Self {
         ResponseFuture {
-            state: State::Waiting { waiter, resend },
+            state: State::Waiting {
+                waiter,
+                resend,
+                deadline: deadline.map(|deadline| tokio::time::sleep_until(deadline.instant())),
+            },
         }
     }
 }
 
 impl<S, ReqB, B> fmt::Debug for ResponseFuture<S, ReqB, B>
 where
-    S: Service<Request<ReqB>>,
+    S: Service<Request<ReqB>> + Send + 'static,
     S::Future: Send + 'static,
+    ReqB: Send + 'static,
     B: Send + 'static,
 {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let state = match &self.state {
+            State::Readying { .. } => "readying",
             State::Own { .. } => "own",
             State::Waiting { .. } => "waiting",
-            State::Resending { .. } => "resending",
             State::Done => "done",
         };
         f.debug_struct("ResponseFuture")
@@ -100,9 +122,10 @@ where
 
 impl<S, ReqB, B> Future for ResponseFuture<S, ReqB, B>
 where
-    S: Service<Request<ReqB>, Response = Response<B>>,
+    S: Service<Request<ReqB>, Response = Response<B>> + Send + 'static,
     S::Future: Send + 'static,
     S::Error: Into<BoxError>,
+    ReqB: Send + 'static,
     B: Body<Data = Bytes> + Unpin + Send + 'static,
     B::Error: Into<BoxError>,
 {
@@ -121,35 +144,64 @@ where
                             .map_err(Into::into),
                     );
                 }
-                StateProj::Waiting { waiter, resend } => {
-                    let answer = ready!(waiter.poll(cx));
-                    match answer {
+                StateProj::Waiting {
+                    waiter,
+                    resend,
+                    deadline,
+                } => {
+                    let answer = match waiter.poll(cx) {
+                        Poll::Ready(answer) => answer,
+                        Poll::Pending => {
+                            if let Some(deadline) = deadline.as_pin_mut() {
+                                ready!(deadline.poll(cx));
+                                // The caller's deadline: it leaves the call (the last
+                                // waiter to leave cancels it).
+                                let name = waiter.slot().shared().reporter.name.clone();
+                                state.set(State::Done);
+                                let rejection =
+                                    Rejection::new(RejectionKind::DeadlineExceeded, name)
+                                        .with_reason(
+                                            "deadline passed waiting for a coalesced call",
+                                        );
+                                return Poll::Ready(Err(rejection.into()));
+                            }
+                            return Poll::Pending;
+                        }
+                    };
+                    let resend_reason = match answer {
                         Answer::Response(response) => {
-                            state.set(State::Done);
-                            return Poll::Ready(Ok(response));
+                            // A joiner's request may differ from the leader's in a header
+                            // the answer varies by: then it is not this caller's answer.
+                            let varies = resend.as_ref().is_some_and(|(_, request)| {
+                                !vary_allows(
+                                    waiter.slot().stored_key(),
+                                    response.headers(),
+                                    request.headers(),
+                                )
+                            });
+                            if !varies {
+                                state.set(State::Done);
+                                return Poll::Ready(Ok(response));
+                            }
+                            CoalesceEventKind::Varied
                         }
                         Answer::Error(error) => {
                             state.set(State::Done);
                             return Poll::Ready(Err(error));
                         }
-                        Answer::Resend => {
-                            waiter
-                                .slot()
-                                .shared()
-                                .reporter
-                                .report(CoalesceEventKind::Resent);
-                            let Some((service, request)) = resend.take() else {
-                                state.set(State::Done);
-                                return Poll::Ready(Err(broken("no request to resend")));
-                            };
-                            state.set(State::Resending {
-                                service,
-                                request: Some(request),
-                            });
-                        }
-                    }
+                        Answer::Resend => CoalesceEventKind::Resent,
+                    };
+                    waiter.slot().shared().reporter.report(resend_reason);
+                    let Some((service, request)) = resend.take() else {
+                        state.set(State::Done);
+                        return Poll::Ready(Err(broken("no request to resend")));
+                    };
+                    state.set(State::Readying {
+                        service,
+                        request: Some(request),
+                    });
                 }
-                StateProj::Resending { service, request } => {
+                StateProj::Readying { service, request } => {
                     if let Err(error) = ready!(service.poll_ready(cx)) {
                         state.set(State::Done);
                         return Poll::Ready(Err(error.into()));

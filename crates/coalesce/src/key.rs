@@ -7,9 +7,12 @@ use std::hash::{BuildHasher, Hash, Hasher};
 use std::sync::Arc;
 
 use bytes::Bytes;
-use http::header::{AUTHORIZATION, COOKIE};
+use http::header::{
+    ACCEPT, ACCEPT_ENCODING, ACCEPT_LANGUAGE, AUTHORIZATION, COOKIE, HOST, IF_MATCH,
+    IF_MODIFIED_SINCE, IF_NONE_MATCH, IF_RANGE, IF_UNMODIFIED_SINCE, RANGE, VARY,
+};
 use http::request::Parts;
-use http::{HeaderName, HeaderValue, Method, Uri};
+use http::{HeaderMap, HeaderName, Method, Uri};
 
 /// A user's key function: `None` lets the request pass by, uncoalesced.
 pub(crate) type KeyFn = dyn Fn(&Parts) -> Option<Bytes> + Send + Sync;
@@ -17,11 +20,32 @@ pub(crate) type KeyFn = dyn Fn(&Parts) -> Option<Bytes> + Send + Sync;
 /// The per-user headers that are part of every key by default.
 pub const DEFAULT_USER_HEADERS: [HeaderName; 2] = [AUTHORIZATION, COOKIE];
 
+/// The headers of content negotiation, part of every key by default: requests that differ
+/// in them may get different answers (a gzipped body, another language, JSON instead of
+/// HTML).
+pub const DEFAULT_VARY_HEADERS: [HeaderName; 3] = [ACCEPT, ACCEPT_ENCODING, ACCEPT_LANGUAGE];
+
+/// The headers of conditional and range requests: with the default key, a request with
+/// any of them passes by uncoalesced (its answer, a `304` or a `206`, is not the answer to
+/// the plain request).
+pub const CONDITIONAL_HEADERS: [HeaderName; 6] = [
+    RANGE,
+    IF_RANGE,
+    IF_MATCH,
+    IF_NONE_MATCH,
+    IF_MODIFIED_SINCE,
+    IF_UNMODIFIED_SINCE,
+];
+
+/// The index `Host` hashes under, apart from the configured headers.
+const HOST_INDEX: usize = usize::MAX;
+
 /// How a layer keys requests.
 #[derive(Clone)]
 pub(crate) struct KeySpec {
     pub(crate) custom: Option<Arc<KeyFn>>,
     pub(crate) user_headers: Vec<HeaderName>,
+    pub(crate) vary_headers: Vec<HeaderName>,
     hasher: RandomState,
 }
 
@@ -30,6 +54,7 @@ impl KeySpec {
         KeySpec {
             custom: None,
             user_headers: DEFAULT_USER_HEADERS.to_vec(),
+            vary_headers: DEFAULT_VARY_HEADERS.to_vec(),
             hasher: RandomState::new(),
         }
     }
@@ -40,13 +65,33 @@ impl KeySpec {
         self.custom.is_some() || *method == Method::GET || *method == Method::HEAD
     }
 
+    /// The headers of a key, each with its index: the user headers, then the varying
+    /// ones, then (default key, a URI without authority: an HTTP/1 origin-form request)
+    /// `Host`.
+    fn keyed<'a>(&'a self, parts: &Parts) -> impl Iterator<Item = (usize, &'a HeaderName)> {
+        let host = self.custom.is_none() && parts.uri.authority().is_none();
+        self.user_headers
+            .iter()
+            .chain(self.vary_headers.iter())
+            .enumerate()
+            .chain(host.then_some((HOST_INDEX, &HOST)))
+    }
+
     /// The request's key hash (keyed SipHash, so a client cannot aim collisions), or
-    /// `None` when the request is not coalesced: a method other than `GET` and `HEAD` with
-    /// the default key, or the user's function said so.
+    /// `None` when the request is not coalesced: with the default key, a method other than
+    /// `GET` and `HEAD` or a conditional or range request; or the user's function said so.
     pub(crate) fn probe(&self, parts: &Parts) -> Option<Probe> {
         let custom = match &self.custom {
             Some(key) => Some(key(parts)?),
-            None if parts.method == Method::GET || parts.method == Method::HEAD => None,
+            None if parts.method == Method::GET || parts.method == Method::HEAD => {
+                if CONDITIONAL_HEADERS
+                    .iter()
+                    .any(|name| parts.headers.contains_key(name))
+                {
+                    return None;
+                }
+                None
+            }
             None => return None,
         };
         let mut h = self.hasher.build_hasher();
@@ -55,7 +100,7 @@ impl KeySpec {
             Some(custom) => custom.hash(&mut h),
             None => parts.uri.hash(&mut h),
         }
-        for (index, name) in self.user_headers.iter().enumerate() {
+        for (index, name) in self.keyed(parts) {
             for value in parts.headers.get_all(name) {
                 index.hash(&mut h);
                 value.as_bytes().hash(&mut h);
@@ -67,22 +112,17 @@ impl KeySpec {
         })
     }
 
-    /// The key a leader stores for joiners to compare against.
+    /// The key a leader stores for joiners to compare against: with a copy of its headers,
+    /// to compare the ones its answer's `Vary` names.
     pub(crate) fn store(&self, parts: &Parts, probe: &Probe) -> StoredKey {
         let base = match &probe.custom {
             Some(custom) => Base::Custom(custom.clone()),
             None => Base::Uri(parts.uri.clone()),
         };
-        let mut user = Vec::new();
-        for (index, name) in self.user_headers.iter().enumerate() {
-            for value in parts.headers.get_all(name) {
-                user.push((index, value.clone()));
-            }
-        }
         StoredKey {
             method: parts.method.clone(),
             base,
-            user,
+            headers: parts.headers.clone(),
         }
     }
 
@@ -96,20 +136,36 @@ impl KeySpec {
             (Base::Uri(stored), None) => *stored == parts.uri,
             _ => false,
         };
-        if !same_base {
-            return false;
-        }
-        let mut stored_user = stored.user.iter();
-        for (index, name) in self.user_headers.iter().enumerate() {
-            for value in parts.headers.get_all(name) {
-                match stored_user.next() {
-                    Some((i, v)) if *i == index && v == value => {}
-                    _ => return false,
-                }
-            }
-        }
-        stored_user.next().is_none()
+        same_base
+            && self
+                .keyed(parts)
+                .all(|(_, name)| same_values(&stored.headers, &parts.headers, name))
     }
+}
+
+/// Whether two requests have the same values of `name`, in order.
+fn same_values(a: &HeaderMap, b: &HeaderMap, name: &HeaderName) -> bool {
+    a.get_all(name).iter().eq(b.get_all(name).iter())
+}
+
+/// Whether an answer to the stored request may go to a request with `headers`, by the
+/// answer's `Vary` (RFC 9110, 12.5.5): every header it names has the same values in both
+/// requests. `Vary: *`, or a name that is not a valid header name, means it may not.
+pub(crate) fn vary_allows(stored: &StoredKey, answer: &HeaderMap, headers: &HeaderMap) -> bool {
+    answer.get_all(VARY).iter().all(|value| {
+        let Ok(value) = value.to_str() else {
+            return false;
+        };
+        value
+            .split(',')
+            .map(str::trim)
+            .filter(|name| !name.is_empty())
+            .all(|name| match HeaderName::from_bytes(name.as_bytes()) {
+                _ if name == "*" => false,
+                Ok(name) => same_values(&stored.headers, headers, &name),
+                Err(_) => false,
+            })
+    })
 }
 
 impl fmt::Debug for KeySpec {
@@ -117,6 +173,7 @@ impl fmt::Debug for KeySpec {
         f.debug_struct("KeySpec")
             .field("custom", &self.custom.is_some())
             .field("user_headers", &self.user_headers)
+            .field("vary_headers", &self.vary_headers)
             .finish()
     }
 }
@@ -129,12 +186,13 @@ pub(crate) struct Probe {
 }
 
 /// The key of a call in flight: the method, the URI (or the user's key bytes) and the
-/// per-user headers' values, compared exactly: a hash match alone never joins a call.
+/// leader's headers, of which the keyed ones are compared exactly: a hash match alone
+/// never joins a call.
 #[derive(Debug)]
 pub(crate) struct StoredKey {
     method: Method,
     base: Base,
-    user: Vec<(usize, HeaderValue)>,
+    headers: HeaderMap,
 }
 
 #[derive(Debug)]
@@ -239,9 +297,65 @@ mod tests {
             &parts(
                 Method::GET,
                 "/a?x=1",
-                &[("authorization", "A"), ("accept", "x")]
+                &[("authorization", "A"), ("user-agent", "x")]
             )
         ));
+    }
+
+    #[test]
+    fn conditional_and_range_requests_pass_by_with_the_default_key() {
+        let spec = KeySpec::new();
+        for name in CONDITIONAL_HEADERS {
+            let request = parts(Method::GET, "/a", &[(name.as_str(), "x")]);
+            assert!(spec.probe(&request).is_none(), "{name}");
+        }
+    }
+
+    #[test]
+    fn negotiation_headers_and_the_host_of_an_origin_form_uri_count() {
+        let spec = KeySpec::new();
+        let a = parts(Method::GET, "/a", &[("host", "a.test")]);
+        assert!(!same(
+            &spec,
+            &a,
+            &parts(Method::GET, "/a", &[("host", "b.test")])
+        ));
+        for name in DEFAULT_VARY_HEADERS {
+            let b = parts(
+                Method::GET,
+                "/a",
+                &[("host", "a.test"), (name.as_str(), "x")],
+            );
+            assert!(!same(&spec, &a, &b), "{name}");
+        }
+        // With an authority in the URI (HTTP/2, absolute-form), the URI decides.
+        let c = parts(Method::GET, "http://a.test/a", &[("host", "a.test")]);
+        let d = parts(Method::GET, "http://a.test/a", &[("host", "b.test")]);
+        assert!(same(&spec, &c, &d));
+    }
+
+    #[test]
+    fn vary_names_headers_that_must_match() {
+        let spec = KeySpec::new();
+        let a = parts(Method::GET, "/a", &[("origin", "o1"), ("user-agent", "u")]);
+        let stored = spec.store(&a, &spec.probe(&a).unwrap());
+        let answer = |vary: &str| {
+            let mut headers = HeaderMap::new();
+            headers.insert(VARY, vary.parse().unwrap());
+            headers
+        };
+        let same_origin = parts(Method::GET, "/a", &[("origin", "o1")]).headers;
+        let other_origin = parts(Method::GET, "/a", &[("origin", "o2")]).headers;
+        assert!(vary_allows(&stored, &HeaderMap::new(), &other_origin));
+        assert!(vary_allows(&stored, &answer("Origin"), &same_origin));
+        assert!(!vary_allows(&stored, &answer("Origin"), &other_origin));
+        assert!(!vary_allows(
+            &stored,
+            &answer("accept, User-Agent"),
+            &same_origin
+        ));
+        assert!(!vary_allows(&stored, &answer("*"), &same_origin));
+        assert!(!vary_allows(&stored, &answer("bad header"), &same_origin));
     }
 
     #[test]

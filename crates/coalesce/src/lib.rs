@@ -7,13 +7,22 @@
 //! next request starts a new one.
 //!
 //! - **Which requests are identical**: by default `GET` and `HEAD` requests with the same
-//!   method and full URI (scheme, authority, path and query), and the same values of the
-//!   per-user headers, `Authorization` and `Cookie`, so one user's answer never reaches
-//!   another ([`user_headers`](CoalesceBuilder::user_headers),
-//!   [`ignore_user_headers`](CoalesceBuilder::ignore_user_headers)). Other methods pass by
-//!   untouched. [`key`](CoalesceBuilder::key) takes your own key function. Keys are
-//!   hashed (keyed SipHash) to find the call in flight, then compared exactly with the
-//!   key it stored, from the borrowed request: a hash collision never joins a call.
+//!   method and full URI (scheme, authority, path and query; and `Host` when the URI has
+//!   no authority, as on HTTP/1 servers, so two virtual hosts never share), the same
+//!   values of the per-user headers, `Authorization` and `Cookie`, so one user's answer
+//!   never reaches another ([`user_headers`](CoalesceBuilder::user_headers),
+//!   [`ignore_user_headers`](CoalesceBuilder::ignore_user_headers)), and the same values
+//!   of the headers answers vary by, `Accept`, `Accept-Encoding` and `Accept-Language`
+//!   ([`vary_headers`](CoalesceBuilder::vary_headers)). Conditional and range requests
+//!   ([`CONDITIONAL_HEADERS`]: `Range`, `If-Range`, `If-Match`, `If-None-Match`,
+//!   `If-Modified-Since`, `If-Unmodified-Since`: their `304` or `206` is not the answer to
+//!   a plain request) and other methods pass by untouched. [`key`](CoalesceBuilder::key)
+//!   takes your own key function. Keys are hashed (keyed SipHash) to find the call in
+//!   flight, then compared exactly with the key it stored, from the borrowed request: a
+//!   hash collision never joins a call.
+//! - **`Vary`**: whatever the key, a joiner whose request differs from the leader's in a
+//!   header the answer's `Vary` names (or `Vary: *`, or a name that does not parse) does
+//!   not take the answer: it sends its own call ([`Varied`](CoalesceEventKind::Varied)).
 //! - **What waiters get**: an `http::Response` rebuilt from the shared answer: its status,
 //!   version, headers, extensions (cloned: `http` 1 extensions are `Clone`) and trailers,
 //!   and a body of the same shared `Bytes` ([`CoalesceBody`]). The last waiter to take
@@ -25,29 +34,48 @@
 //!   composition contract holds (docs/composition.md).
 //! - **Bodies over the limit** ([`max_body_bytes`](CoalesceBuilder::max_body_bytes),
 //!   1 MiB by default; known from the body's size hint, such as a `content-length`, or
-//!   found while reading) are not shared: the caller driving the call, the leader unless
-//!   it left, gets the whole answer (what was read, then the rest as it streams); every
-//!   other waiter then sends its own call
-//!   ([`OverBody`](CoalesceEventKind::OverBody), [`Resent`](CoalesceEventKind::Resent)).
-//!   A body error while reading is the call's error, for every waiter.
-//! - **Who drives the call**: the upstream future is shared; whoever waits polls it,
-//!   one waiter at a time. If the leader's caller drops its future, the call goes on and
-//!   a waiter takes over; when every waiter has gone, the upstream future is dropped
-//!   (the call cancelled, [`Abandoned`](CoalesceEventKind::Abandoned)). No task is
-//!   spawned.
+//!   found while reading) are not shared: the leader gets it whole if it still waits (its
+//!   request went upstream), else the waiter whose poll found it (what was read, then the
+//!   rest as it streams); every other waiter then sends its own call ([`OverBody`](CoalesceEventKind::OverBody),
+//!   [`Resent`](CoalesceEventKind::Resent)). A body error while reading is the call's
+//!   error, for every waiter.
+//! - **Who drives the call**: the upstream future is shared, as with
+//!   `futures::future::Shared`: a waiter that is polled and finds no other waiter polling
+//!   it at that moment polls it once; it is polled with a waker that wakes every waiter,
+//!   so whichever waiter's task runs next makes progress, and a waiter whose future is
+//!   alive but not polled holds no one up. If the leader's caller drops its future, the
+//!   call goes on; when every waiter has gone, the upstream future is dropped (the call
+//!   cancelled, [`Abandoned`](CoalesceEventKind::Abandoned)). No task is spawned.
+//! - **Deadlines**: each waiter waits until its own deadline (its request's `Deadline`
+//!   extension or the current one, the earlier; a timer only when it has one), then
+//!   fails with core's `Rejection` of kind `DeadlineExceeded` and leaves the call (the
+//!   last to leave cancels it). The upstream call carries **no caller's deadline**: it is
+//!   polled with no current deadline (`Deadline::unscoped`), and the leader's request goes
+//!   up without its `Deadline` extension, so a leader in a hurry never fails the waiters
+//!   who are not; bound it with an attempt timeout below the layer.
+//! - **Readiness** (the tower contract): `poll_ready` is always ready; like tower's
+//!   `Buffer`, the layer takes the inner service's readiness per call, inside the
+//!   response future: the shared call readies and calls a clone of the inner service
+//!   when first polled, a request going upstream alone readies its own clone, and a
+//!   joiner takes none unless it sends its own call. A readiness bound below (a bulkhead
+//!   in readiness mode, tower's `ConcurrencyLimit`) bounds upstream calls, never joiners.
 //! - **Bounds**: at most [`max_keys`](CoalesceBuilder::max_keys) calls in flight and
 //!   [`max_waiters`](CoalesceBuilder::max_waiters) callers joining each (10,000 both by
-//!   default). Over either bound a request goes upstream on its own: nothing is refused,
-//!   so the layer adds no failure mode of its own.
+//!   default). Over either bound a request goes upstream on its own: nothing is refused
+//!   but a waiter's deadline passing.
 //! - **Cost**: a request that is not coalesced allocates nothing. A request that leads a
 //!   call allocates its shared slot and the pinned upstream future (two allocations: the
 //!   crate forbids `unsafe`, so a future polled by whichever waiter is left needs its own
-//!   pinned box), plus the key's copy of the URI and header values where those are not
-//!   already shared `Bytes` (a hyper server's are; a URI parsed from a `&str` is copied
-//!   once). A joiner allocates for its copy of the headers (a `HeaderMap` each).
+//!   pinned box; the slot itself is the upstream's waker, no more), the key's copy of its
+//!   headers (the `Vary` check compares against it; none for a request without headers),
+//!   plus the key's copy of the URI where it is not already shared `Bytes` (a hyper
+//!   server's are; a URI parsed from a `&str` is copied once). A joiner allocates its place
+//!   in the call's list of wakers (one block) and its copy of the answer's headers (a
+//!   `HeaderMap`, when the answer has headers).
 //!   The calls in flight are a map under a short `std::sync::Mutex` (CONTRIBUTING.md,
 //!   rule 4: the layer's job is a shared store), taken once per keyed request and once
-//!   when its call ends; each call's waiters are under a mutex of their own.
+//!   when its call ends; each call's waiters are under a mutex of their own, taken at
+//!   each poll, and the upstream future under another, which a waiter only tries.
 //!
 //! The response body type of the inner service must be `Unpin` (hyper's `Incoming`,
 //! axum's `Body`, `http_body_util::Full` are); box others.
@@ -92,15 +120,18 @@
 //! # Events and metrics
 //!
 //! Every keyed request is a [`CoalesceEvent`]: [`Led`](CoalesceEventKind::Led),
-//! [`Joined`](CoalesceEventKind::Joined), or over a bound
+//! [`Joined`](CoalesceEventKind::Joined), over a bound
 //! ([`OverKeys`](CoalesceEventKind::OverKeys),
-//! [`OverWaiters`](CoalesceEventKind::OverWaiters)); each call that ends unshared is
+//! [`OverWaiters`](CoalesceEventKind::OverWaiters)), or
+//! [`Collided`](CoalesceEventKind::Collided) (its key's place held by another key of the
+//! same hash, or a call of another service type); each call that ends unshared is
 //! [`OverBody`](CoalesceEventKind::OverBody) (then one
 //! [`Resent`](CoalesceEventKind::Resent) per waiter) or
-//! [`Abandoned`](CoalesceEventKind::Abandoned). With the `metrics` feature,
+//! [`Abandoned`](CoalesceEventKind::Abandoned); a joiner that sends its own call for
+//! `Vary` is [`Varied`](CoalesceEventKind::Varied). With the `metrics` feature,
 //! `with_metrics()` records `bulwark_coalesce_events_total` (labels `coalesce`, `event`).
-//! Upstream calls are `led + over_keys + over_waiters + resent`; calls saved are `joined -
-//! resent`.
+//! Upstream calls are `led + over_keys + over_waiters + collided + resent + varied`; calls
+//! saved are `joined - resent - varied`.
 //!
 //! [tower]: https://docs.rs/tower
 #![forbid(unsafe_code)]
@@ -128,7 +159,7 @@ pub use self::error::CoalescedError;
 pub use self::events::{CoalesceEvent, CoalesceEventKind};
 pub use self::future::ResponseFuture;
 pub use self::handle::{CoalesceHandle, Snapshot};
-pub use self::key::DEFAULT_USER_HEADERS;
+pub use self::key::{CONDITIONAL_HEADERS, DEFAULT_USER_HEADERS, DEFAULT_VARY_HEADERS};
 pub use self::layer::CoalesceLayer;
 pub use self::service::Coalesce;
 #[cfg(feature = "serde")]

@@ -10,6 +10,8 @@ use http_body::Body;
 use tower_bulwark_core::BoxError;
 use tower_service::Service;
 
+use tower_bulwark_core::Deadline;
+
 use crate::config::{lock_map, Shared};
 use crate::events::CoalesceEventKind;
 use crate::future::ResponseFuture;
@@ -21,16 +23,22 @@ use crate::CoalesceHandle;
 ///
 /// # The tower contract
 ///
-/// `poll_ready` is the inner service's. What `call` does with that readiness depends on
-/// the request:
+/// `poll_ready` is always ready: like tower's `Buffer`, the layer takes the inner
+/// service's readiness per call, inside the response future, with a clone of the inner
+/// service (`poll_ready` then `call`, always in that order):
 ///
-/// - a request that is not coalesced (another method, the user's key function said
-///   `None`, a bound reached) and a request that leads a new call use it: the inner
-///   service is called at once;
-/// - a request that joins a call in flight does not use it (the service stays ready for
-///   the next call). It keeps an unreadied clone of the inner service with its request,
-///   and uses them, `poll_ready` then `call`, only if the shared answer turns out over the
-///   body limit and it must send its own call.
+/// - a request that is not coalesced (another method, a conditional or range request, the
+///   user's key function said `None`, a bound reached) readies its clone and calls it;
+/// - a request that leads a new call hands its clone and its request to the shared
+///   upstream call, which readies and calls it when a waiter first polls it;
+/// - a request that joins a call in flight takes no readiness at all, unless the shared
+///   answer is not its to take (over the body limit, or a `Vary` header names a header
+///   its request differs in) and it sends its own call.
+///
+/// So a readiness bound below (a bulkhead in readiness mode, tower's `ConcurrencyLimit`)
+/// bounds upstream calls, and a joiner never waits for a permit it does not use. A
+/// caller's wait for readiness is inside its response future, so it ends at its deadline
+/// as any wait does.
 pub struct Coalesce<S> {
     pub(crate) inner: S,
     pub(crate) shared: Arc<Shared>,
@@ -67,9 +75,9 @@ impl<S> Coalesce<S> {
 }
 
 /// What `call` decided under the map's lock.
-enum Decision<F: Send + 'static, B: Send + 'static> {
-    Lead(Waiter<F, B>),
-    Join(Waiter<F, B>),
+enum Decision<U: Send + 'static, B: Send + 'static> {
+    Lead(Waiter<U, B>),
+    Join(Waiter<U, B>),
     OverKeys,
     OverWaiters,
     /// Another key with the same hash (or a slot of another service type) holds the
@@ -82,6 +90,7 @@ where
     S: Service<Request<ReqB>, Response = Response<B>> + Clone + Send + 'static,
     S::Future: Send + 'static,
     S::Error: Into<BoxError>,
+    ReqB: Send + 'static,
     B: Body<Data = Bytes> + Unpin + Send + 'static,
     B::Error: Into<BoxError>,
 {
@@ -89,20 +98,22 @@ where
     type Error = BoxError;
     type Future = ResponseFuture<S, ReqB, B>;
 
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), BoxError>> {
-        self.inner.poll_ready(cx).map_err(Into::into)
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), BoxError>> {
+        // Readiness is taken per call, in the response future (see the type's docs).
+        Poll::Ready(Ok(()))
     }
 
     fn call(&mut self, request: Request<ReqB>) -> Self::Future {
         let shared = &self.shared;
+        let service = self.inner.clone();
         if !shared.key.may_coalesce(request.method()) {
             // Passed by without taking the request apart.
-            return ResponseFuture::passed(self.inner.call(request));
+            return ResponseFuture::passed(service, request);
         }
-        let (parts, body) = request.into_parts();
+        let (mut parts, body) = request.into_parts();
         let Some(probe) = shared.key.probe(&parts) else {
             let request = Request::from_parts(parts, body);
-            return ResponseFuture::passed(self.inner.call(request));
+            return ResponseFuture::passed(service, request);
         };
         let mut replaced = None;
         let decision = {
@@ -114,15 +125,17 @@ where
             let join = match found {
                 None => None,
                 Some((false, _)) => Some(Decision::Pass),
-                Some((true, entry)) => match entry.into_any().downcast::<Slot<S::Future, B>>() {
-                    Err(_) => Some(Decision::Pass),
-                    Ok(slot) => match slot.join(shared.max_waiters) {
-                        Join::Joined(waiter) => Some(Decision::Join(waiter)),
-                        Join::Full => Some(Decision::OverWaiters),
-                        // The call ended: this request starts the next one in its place.
-                        Join::Ended => None,
-                    },
-                },
+                Some((true, entry)) => {
+                    match entry.into_any().downcast::<Slot<Upstream<S, ReqB, B>, B>>() {
+                        Err(_) => Some(Decision::Pass),
+                        Ok(slot) => match slot.join(shared.max_waiters) {
+                            Join::Joined(waiter) => Some(Decision::Join(waiter)),
+                            Join::Full => Some(Decision::OverWaiters),
+                            // The call ended: this request starts the next one in its place.
+                            Join::Ended => None,
+                        },
+                    }
+                }
             };
             match join {
                 Some(decision) => decision,
@@ -138,30 +151,37 @@ where
             }
         };
         drop(replaced);
-        let request = Request::from_parts(parts, body);
         match decision {
             Decision::Lead(waiter) => {
                 shared.reporter.report(CoalesceEventKind::Led);
-                let future = self.inner.call(request);
-                waiter
-                    .slot()
-                    .start(Box::pin(Upstream::new(future, shared.max_body)));
-                ResponseFuture::waiting(waiter, None)
+                // The caller's own wait ends at its deadline; the shared call carries none
+                // (it is every waiter's): polled with no current deadline, and the
+                // leader's request goes without its `Deadline` extension.
+                let deadline = Deadline::of_request(&parts.extensions);
+                parts.extensions.remove::<Deadline>();
+                let request = Request::from_parts(parts, body);
+                let upstream = Upstream::new(service, request, shared.max_body);
+                waiter.slot().start(Box::pin(upstream));
+                ResponseFuture::waiting(waiter, None, deadline)
             }
             Decision::Join(waiter) => {
                 shared.reporter.report(CoalesceEventKind::Joined);
-                let resend = (self.inner.clone(), request);
-                ResponseFuture::waiting(waiter, Some(resend))
+                let deadline = Deadline::of_request(&parts.extensions);
+                let resend = (service, Request::from_parts(parts, body));
+                ResponseFuture::waiting(waiter, Some(resend), deadline)
             }
             Decision::OverKeys => {
                 shared.reporter.report(CoalesceEventKind::OverKeys);
-                ResponseFuture::passed(self.inner.call(request))
+                ResponseFuture::passed(service, Request::from_parts(parts, body))
             }
             Decision::OverWaiters => {
                 shared.reporter.report(CoalesceEventKind::OverWaiters);
-                ResponseFuture::passed(self.inner.call(request))
+                ResponseFuture::passed(service, Request::from_parts(parts, body))
             }
-            Decision::Pass => ResponseFuture::passed(self.inner.call(request)),
+            Decision::Pass => {
+                shared.reporter.report(CoalesceEventKind::Collided);
+                ResponseFuture::passed(service, Request::from_parts(parts, body))
+            }
         }
     }
 }

@@ -39,6 +39,9 @@ pub struct CoalesceConfig {
     /// The headers whose values are part of every key; `[]` for none. Default
     /// `["authorization", "cookie"]`.
     pub user_headers: Option<Vec<String>>,
+    /// The headers the answer varies by, part of every key; `[]` for none. Default
+    /// `["accept", "accept-encoding", "accept-language"]`.
+    pub vary_headers: Option<Vec<String>>,
 }
 
 impl CoalesceConfig {
@@ -59,18 +62,10 @@ impl CoalesceConfig {
             builder = builder.max_body_bytes(n);
         }
         if let Some(names) = &self.user_headers {
-            let names = names
-                .iter()
-                .map(|name| {
-                    HeaderName::from_bytes(name.as_bytes()).map_err(|_| {
-                        ConfigError::new(
-                            "user_headers",
-                            format!("`{name}` is not a valid header name"),
-                        )
-                    })
-                })
-                .collect::<Result<Vec<_>, _>>()?;
-            builder = builder.user_headers(names);
+            builder = builder.user_headers(header_names("user_headers", names)?);
+        }
+        if let Some(names) = &self.vary_headers {
+            builder = builder.vary_headers(header_names("vary_headers", names)?);
         }
         Ok(builder)
     }
@@ -79,6 +74,18 @@ impl CoalesceConfig {
     pub fn into_layer(&self) -> Result<CoalesceLayer, ConfigError> {
         self.builder()?.build()
     }
+}
+
+/// Header names from strings, a bad one an error naming `field`.
+fn header_names(field: &'static str, names: &[String]) -> Result<Vec<HeaderName>, ConfigError> {
+    names
+        .iter()
+        .map(|name| {
+            HeaderName::from_bytes(name.as_bytes()).map_err(|_| {
+                ConfigError::new(field, format!("`{name}` is not a valid header name"))
+            })
+        })
+        .collect()
 }
 
 #[cfg(test)]
@@ -102,6 +109,14 @@ mod tests {
             serde_json::from_str(r#"{"user_headers": ["bad header"]}"#).unwrap();
         assert_eq!(config.into_layer().unwrap_err().field(), "user_headers");
         let config: CoalesceConfig = serde_json::from_str(r#"{"user_headers": []}"#).unwrap();
+        assert!(config.into_layer().is_ok());
+        for bad in [r#"["bad header"]"#, r#"["origin", "Origin"]"#] {
+            let config: CoalesceConfig =
+                serde_json::from_str(&format!(r#"{{"vary_headers": {bad}}}"#)).unwrap();
+            assert_eq!(config.into_layer().unwrap_err().field(), "vary_headers");
+        }
+        let config: CoalesceConfig =
+            serde_json::from_str(r#"{"vary_headers": ["origin"]}"#).unwrap();
         assert!(config.into_layer().is_ok());
     }
 }

@@ -1,29 +1,31 @@
 //! [`Slot`]: one upstream call in flight and the callers waiting for it.
 //!
-//! The call is driven by whoever waits: one waiter at a time (the driver, the leader
-//! first) polls the upstream future, the others sleep until it ends. When the driver
-//! leaves, another waiter is woken to take over; when the last one leaves, the upstream
-//! future is dropped (the call cancelled) and the slot leaves the map. The slot's state is
-//! under a short `std::sync::Mutex` (CONTRIBUTING.md, rule 4: a shared store), never held
-//! while the upstream future is polled, which has a lock of its own that only the driver
-//! takes.
+//! The call is driven by whoever waits, as `futures::future::Shared` does: a waiter that
+//! is polled, and finds no other waiter polling the upstream future at that moment
+//! (`try_lock`), polls it once; the upstream future is polled with a waker that wakes
+//! every waiter (the slot itself, `std::task::Wake`), so whichever waiter's task runs
+//! next makes progress, and none depends on another being polled. When the last waiter
+//! leaves, the upstream future is dropped (the call cancelled) and the slot leaves the
+//! map. The slot's state is under a short `std::sync::Mutex` (CONTRIBUTING.md, rule 4: a
+//! shared store), never held while the upstream future is polled, which has a lock of its
+//! own (taken before the state's, never after).
 
 use std::any::Any;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
-use std::task::{Context, Poll, Waker};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError, TryLockError};
+use std::task::{Context, Poll, Wake, Waker};
 
 use http::Response;
 use tower_bulwark_core::sync::Ordering;
-use tower_bulwark_core::BoxError;
+use tower_bulwark_core::{BoxError, Deadline};
 
 use crate::body::CoalesceBody;
 use crate::config::Shared;
 use crate::error::{broken, CoalescedError};
 use crate::events::CoalesceEventKind;
 use crate::key::StoredKey;
-use crate::upstream::{Fetched, SharedResponse, Upstream};
+use crate::upstream::{Fetched, SharedResponse};
 
 /// A slot in the layer's map, whatever the types of the service that made it.
 pub(crate) trait Entry: Send + Sync {
@@ -36,21 +38,22 @@ pub(crate) trait Entry: Send + Sync {
 /// The leader's waiter id.
 const LEADER: usize = usize::MAX;
 
-/// The upstream call, pinned where any waiter can poll it.
-pub(crate) type PinnedUpstream<F, B> = Pin<Box<Upstream<F, B>>>;
-
-pub(crate) struct Slot<F, B> {
+/// One upstream call (`U`, the future of the inner service's readiness, call and body)
+/// and its waiters.
+pub(crate) struct Slot<U, B> {
     shared: Arc<Shared>,
     hash: u64,
     key: StoredKey,
-    upstream: Mutex<Option<PinnedUpstream<F, B>>>,
-    state: Mutex<State>,
+    /// The upstream call, pinned where any waiter can poll it; `None` before it starts
+    /// and once it ended.
+    upstream: Mutex<Option<Pin<Box<U>>>>,
+    state: Mutex<State<B>>,
 }
 
-struct State {
-    outcome: Outcome,
-    /// The waiter polling the upstream future, if one does.
-    driver: Option<usize>,
+struct State<B> {
+    outcome: Outcome<B>,
+    /// Whether the leader still waits.
+    leader_live: bool,
     /// Waiters still waiting, the leader included.
     live: usize,
     /// Waiters that joined and are still waiting.
@@ -64,12 +67,14 @@ struct State {
 
 // Boxing the answer would cost an allocation per call; the slot holds one outcome.
 #[allow(clippy::large_enum_variant)]
-enum Outcome {
+enum Outcome<B> {
     Pending,
     Ready(SharedResponse),
     Failed(Arc<BoxError>),
-    /// The answer was over the body limit and went to the driver: the others resend.
-    Oversize,
+    /// The answer was over the body limit and goes whole to one waiter: the leader if it
+    /// still waits (here until it takes it: its request went upstream, it has none to
+    /// resend), else the waiter that polled it. The others resend.
+    Oversize(Option<Response<CoalesceBody<B>>>),
     /// Every waiter left before the end.
     Abandoned,
     /// The last waiter took the answer.
@@ -87,8 +92,8 @@ pub(crate) enum Answer<B> {
 }
 
 /// What joining a slot came to.
-pub(crate) enum Join<F: Send + 'static, B: Send + 'static> {
-    Joined(Waiter<F, B>),
+pub(crate) enum Join<U: Send + 'static, B: Send + 'static> {
+    Joined(Waiter<U, B>),
     /// `max_waiters` wait already.
     Full,
     /// The call has ended: a new one must start.
@@ -99,9 +104,9 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
-impl<F, B> Entry for Slot<F, B>
+impl<U, B> Entry for Slot<U, B>
 where
-    F: Send + 'static,
+    U: Send + 'static,
     B: Send + 'static,
 {
     fn key(&self) -> &StoredKey {
@@ -113,14 +118,38 @@ where
     }
 }
 
-impl<F, B> Slot<F, B>
+/// The upstream future's waker: progress wakes every waiter, any of which may poll it.
+impl<U, B> Wake for Slot<U, B>
 where
-    F: Send + 'static,
+    U: Send + 'static,
+    B: Send + 'static,
+{
+    fn wake(self: Arc<Self>) {
+        self.wake_by_ref();
+    }
+
+    fn wake_by_ref(self: &Arc<Self>) {
+        // Woken under the lock (as `futures::future::Shared` does), so that no list of
+        // wakers is allocated: a waker only schedules its task.
+        let mut state = lock(&self.state);
+        let state = &mut *state;
+        if let Some(waker) = state.leader_waker.take() {
+            waker.wake();
+        }
+        for waker in state.wakers.iter_mut().filter_map(Option::take) {
+            waker.wake();
+        }
+    }
+}
+
+impl<U, B> Slot<U, B>
+where
+    U: Send + 'static,
     B: Send + 'static,
 {
     /// A slot for a new call, and its leader's waiter. The caller puts it in the map, then
     /// [`start`](Self::start)s the call.
-    pub(crate) fn lead(shared: Arc<Shared>, hash: u64, key: StoredKey) -> Waiter<F, B> {
+    pub(crate) fn lead(shared: Arc<Shared>, hash: u64, key: StoredKey) -> Waiter<U, B> {
         shared.waiters.fetch_add(1, Ordering::Relaxed);
         let slot = Arc::new(Slot {
             shared,
@@ -129,7 +158,7 @@ where
             upstream: Mutex::new(None),
             state: Mutex::new(State {
                 outcome: Outcome::Pending,
-                driver: Some(LEADER),
+                leader_live: true,
                 live: 1,
                 joiners: 0,
                 leader_waker: None,
@@ -144,14 +173,20 @@ where
         }
     }
 
-    /// Hands the slot the upstream call.
-    pub(crate) fn start(&self, upstream: PinnedUpstream<F, B>) {
+    /// Hands the slot the upstream call, and wakes whoever already waits for it.
+    pub(crate) fn start(self: &Arc<Self>, upstream: Pin<Box<U>>) {
         *lock(&self.upstream) = Some(upstream);
+        self.wake_by_ref();
+    }
+
+    /// The key its callers share.
+    pub(crate) fn stored_key(&self) -> &StoredKey {
+        &self.key
     }
 
     /// Adds a waiter, unless the call ended or has `max_waiters` already. Called under the
     /// map's lock, so a slot found in the map is not abandoned meanwhile unnoticed.
-    pub(crate) fn join(self: &Arc<Self>, max_waiters: usize) -> Join<F, B> {
+    pub(crate) fn join(self: &Arc<Self>, max_waiters: usize) -> Join<U, B> {
         let mut state = lock(&self.state);
         if !matches!(state.outcome, Outcome::Pending) {
             return Join::Ended;
@@ -192,28 +227,79 @@ where
         drop(removed);
     }
 
-    /// Records how the call ended, wakes every waiter, and leaves the map so the next
-    /// identical request starts a new call.
-    fn finish(self: &Arc<Self>, outcome: Outcome) {
-        let (leader, joiners) = {
-            let mut state = lock(&self.state);
-            state.outcome = outcome;
-            state.driver = None;
-            (state.leader_waker.take(), std::mem::take(&mut state.wakers))
+    /// Records how the call ended, under one lock with the waiter `leaving` leaving (the
+    /// one that took an unshared answer), so that no waiter nor joiner sees the call in
+    /// between; then wakes every waiter and leaves the map so the next identical request
+    /// starts a new call. Called holding the upstream's lock (the state's comes after it).
+    fn finish(self: &Arc<Self>, outcome: Outcome<B>, leaving: Option<usize>) -> Ended {
+        let mut state = lock(&self.state);
+        if let Some(id) = leaving {
+            state.leave(id);
+            self.shared.waiters.fetch_sub(1, Ordering::Relaxed);
+        }
+        state.outcome = outcome;
+        Ended {
+            leader: state.leader_waker.take(),
+            joiners: std::mem::take(&mut state.wakers),
+        }
+    }
+
+    /// [`finish`](Self::finish) for an answer over the body limit, polled by waiter `id`:
+    /// the answer goes to the leader if it still waits (its request went upstream, it has
+    /// none to resend), else to `id`, which leaves under the same lock (returned here).
+    #[allow(clippy::type_complexity)]
+    fn finish_oversize(
+        self: &Arc<Self>,
+        id: usize,
+        response: Response<CoalesceBody<B>>,
+    ) -> (Ended, Option<Response<CoalesceBody<B>>>) {
+        let mut state = lock(&self.state);
+        let mine = if id != LEADER && state.leader_live {
+            state.outcome = Outcome::Oversize(Some(response));
+            None
+        } else {
+            state.leave(id);
+            self.shared.waiters.fetch_sub(1, Ordering::Relaxed);
+            state.outcome = Outcome::Oversize(None);
+            Some(response)
         };
+        let ended = Ended {
+            leader: state.leader_waker.take(),
+            joiners: std::mem::take(&mut state.wakers),
+        };
+        (ended, mine)
+    }
+
+    /// After [`finish`](Self::finish), out of every lock.
+    fn announce(self: &Arc<Self>, ended: Ended) {
         self.remove_from_map();
-        for waker in leader.into_iter().chain(joiners.into_iter().flatten()) {
+        for waker in ended
+            .leader
+            .into_iter()
+            .chain(ended.joiners.into_iter().flatten())
+        {
             waker.wake();
         }
     }
 }
 
-impl State {
+/// The wakers of a call that ended, to wake out of the locks.
+struct Ended {
+    leader: Option<Waker>,
+    joiners: Vec<Option<Waker>>,
+}
+
+impl<B> State<B> {
     /// A waiter is done waiting (answered, or gone).
     fn leave(&mut self, id: usize) {
         self.live -= 1;
         if id == LEADER {
             self.leader_waker = None;
+            self.leader_live = false;
+            if let Outcome::Oversize(answer) = &mut self.outcome {
+                // Nobody else may take it.
+                drop(answer.take());
+            }
         } else {
             self.joiners -= 1;
             if let Some(waker) = self.wakers.get_mut(id) {
@@ -242,30 +328,31 @@ impl State {
 }
 
 /// One caller's place in a slot: polled for the answer, dropped to leave.
-pub(crate) struct Waiter<F, B>
+pub(crate) struct Waiter<U, B>
 where
-    F: Send + 'static,
+    U: Send + 'static,
     B: Send + 'static,
 {
-    slot: Arc<Slot<F, B>>,
+    slot: Arc<Slot<U, B>>,
     id: usize,
     done: bool,
 }
 
-impl<F, B> Waiter<F, B>
+impl<U, B> Waiter<U, B>
 where
-    F: Send + 'static,
+    U: Send + 'static,
     B: Send + 'static,
 {
     /// The slot this waiter waits in.
-    pub(crate) fn slot(&self) -> &Arc<Slot<F, B>> {
+    pub(crate) fn slot(&self) -> &Arc<Slot<U, B>> {
         &self.slot
     }
 
-    /// Waits for the answer, driving the upstream call while this waiter is the driver.
+    /// Waits for the answer, polling the upstream call once if no other waiter is polling
+    /// it right now.
     pub(crate) fn poll(&mut self, cx: &mut Context<'_>) -> Poll<Answer<B>>
     where
-        Upstream<F, B>: Future<Output = Fetched<B>>,
+        U: Future<Output = Fetched<B>>,
     {
         if self.done {
             return Poll::Ready(Answer::Error(tower_bulwark_core::polled_after_completion()));
@@ -277,55 +364,81 @@ where
                     self.done = true;
                     return Poll::Ready(answer);
                 }
-                match state.driver {
-                    None => state.driver = Some(self.id),
-                    Some(driver) if driver == self.id => {}
-                    Some(_) => {
-                        state.register(self.id, cx.waker());
-                        return Poll::Pending;
-                    }
-                }
+                // Registered before trying the upstream: progress made while another
+                // waiter polls it wakes this one too.
+                state.register(self.id, cx.waker());
             }
-            let fetched = {
-                let mut upstream = lock(&self.slot.upstream);
-                let Some(future) = upstream.as_mut() else {
+            let mut upstream = match self.slot.upstream.try_lock() {
+                Ok(upstream) => upstream,
+                // Another waiter is polling it: its progress wakes us.
+                Err(TryLockError::WouldBlock) => return Poll::Pending,
+                Err(TryLockError::Poisoned(poisoned)) => {
+                    // The upstream future panicked while polled: the call is broken.
+                    let mut upstream = poisoned.into_inner();
+                    let ended = upstream.take().map(|future| {
+                        let ended = self.slot.finish(
+                            Outcome::Failed(Arc::new(broken("the upstream call panicked"))),
+                            None,
+                        );
+                        (future, ended)
+                    });
                     drop(upstream);
-                    self.slot
-                        .finish(Outcome::Failed(Arc::new(broken("no upstream call"))));
-                    continue;
-                };
-                match future.as_mut().poll(cx) {
-                    Poll::Pending => return Poll::Pending,
-                    Poll::Ready(fetched) => {
-                        *upstream = None;
-                        fetched
+                    if let Some((future, ended)) = ended {
+                        drop(future);
+                        self.slot.announce(ended);
                     }
+                    continue;
                 }
             };
-            match fetched {
-                Fetched::Whole(response) => self.slot.finish(Outcome::Ready(response)),
-                Fetched::Failed(error) => self.slot.finish(Outcome::Failed(Arc::new(error))),
+            // Not started yet (`start` wakes us), or ended (the outcome is set first).
+            let Some(future) = upstream.as_mut() else {
+                drop(upstream);
+                let state = lock(&self.slot.state);
+                if matches!(state.outcome, Outcome::Pending) {
+                    return Poll::Pending;
+                }
+                continue;
+            };
+            let waker = Waker::from(self.slot.clone());
+            let mut upstream_cx = Context::from_waker(&waker);
+            // Polled with no current deadline: the call is every waiter's, not only the
+            // one polling it now (each waiter's own deadline ends its own wait).
+            let polled = Deadline::unscoped(|| future.as_mut().poll(&mut upstream_cx));
+            let Poll::Ready(fetched) = polled else {
+                return Poll::Pending;
+            };
+            let future = upstream.take();
+            let ended = match fetched {
+                Fetched::Whole(response) => self.slot.finish(Outcome::Ready(response), None),
+                Fetched::Failed(error) => self.slot.finish(Outcome::Failed(Arc::new(error)), None),
                 Fetched::Oversize(response) => {
-                    {
-                        let mut state = lock(&self.slot.state);
-                        state.leave(self.id);
-                    }
-                    self.done = true;
-                    self.slot.shared.waiters.fetch_sub(1, Ordering::Relaxed);
-                    self.slot.finish(Outcome::Oversize);
+                    let (ended, mine) = self.slot.finish_oversize(self.id, response);
+                    drop(upstream);
+                    drop(future);
+                    self.slot.announce(ended);
                     self.slot
                         .shared
                         .reporter
                         .report(CoalesceEventKind::OverBody);
-                    return Poll::Ready(Answer::Response(response));
+                    match mine {
+                        Some(response) => {
+                            self.done = true;
+                            return Poll::Ready(Answer::Response(response));
+                        }
+                        // The leader's: this waiter resends.
+                        None => continue,
+                    }
                 }
-            }
+            };
+            drop(upstream);
+            drop(future);
+            self.slot.announce(ended);
         }
     }
 }
 
 /// The share of an ended call of waiter `id`, if it has ended; the waiter is done then.
-fn take<B>(state: &mut State, id: usize, shared: &Shared) -> Option<Answer<B>> {
+fn take<B>(state: &mut State<B>, id: usize, shared: &Shared) -> Option<Answer<B>> {
     let last = state.live == 1;
     let answer = match &mut state.outcome {
         Outcome::Pending => return None,
@@ -343,7 +456,11 @@ fn take<B>(state: &mut State, id: usize, shared: &Shared) -> Option<Answer<B>> {
                 _ => Answer::Error(broken("outcome changed under its lock")),
             }
         }
-        Outcome::Oversize => Answer::Resend,
+        Outcome::Oversize(answer) if id == LEADER => match answer.take() {
+            Some(response) => Answer::Response(response),
+            None => Answer::Error(broken("answer already taken")),
+        },
+        Outcome::Oversize(_) => Answer::Resend,
         Outcome::Abandoned | Outcome::Taken => Answer::Error(broken("answer already taken")),
     };
     state.leave(id);
@@ -351,9 +468,9 @@ fn take<B>(state: &mut State, id: usize, shared: &Shared) -> Option<Answer<B>> {
     Some(answer)
 }
 
-impl<F, B> Drop for Waiter<F, B>
+impl<U, B> Drop for Waiter<U, B>
 where
-    F: Send + 'static,
+    U: Send + 'static,
     B: Send + 'static,
 {
     fn drop(&mut self) {
@@ -363,36 +480,24 @@ where
         self.slot.shared.waiters.fetch_sub(1, Ordering::Relaxed);
         let mut state = lock(&self.slot.state);
         state.leave(self.id);
-        if !matches!(state.outcome, Outcome::Pending) {
+        if !matches!(state.outcome, Outcome::Pending) || state.live > 0 {
+            // Waking is for everyone: no one needs handing the call.
             return;
         }
-        if state.live == 0 {
-            // Nobody waits any more: cancel the upstream call.
-            state.outcome = Outcome::Abandoned;
-            drop(state);
-            let upstream = lock(&self.slot.upstream).take();
-            drop(upstream);
-            self.slot.remove_from_map();
-            self.slot
-                .shared
-                .reporter
-                .report(CoalesceEventKind::Abandoned);
-        } else if state.driver == Some(self.id) {
-            // Hand the call to another waiter: wake one to poll it.
-            state.driver = None;
-            let next = state
-                .leader_waker
-                .take()
-                .or_else(|| state.wakers.iter_mut().find_map(Option::take));
-            drop(state);
-            if let Some(next) = next {
-                next.wake();
-            }
-        }
+        // Nobody waits any more: cancel the upstream call.
+        state.outcome = Outcome::Abandoned;
+        drop(state);
+        let upstream = lock(&self.slot.upstream).take();
+        drop(upstream);
+        self.slot.remove_from_map();
+        self.slot
+            .shared
+            .reporter
+            .report(CoalesceEventKind::Abandoned);
     }
 }
 
-impl<F, B> Slot<F, B> {
+impl<U, B> Slot<U, B> {
     /// The layer's shared state.
     pub(crate) fn shared(&self) -> &Arc<Shared> {
         &self.shared

@@ -1,26 +1,38 @@
 //! [`Upstream`]: the one call a set of identical requests shares, read whole.
+//!
+//! It takes the inner service's readiness itself (`poll_ready` then `call`), so that
+//! whichever waiter polls it makes the call, and no waiter's readiness is spent on it.
 
 use std::future::Future;
 use std::pin::Pin;
 use std::task::{ready, Context, Poll};
 
 use bytes::{Bytes, BytesMut};
-use http::{response, Extensions, HeaderMap, Response, StatusCode, Version};
+use http::{response, Extensions, HeaderMap, Request, Response, StatusCode, Version};
 use http_body::Body;
 use pin_project::pin_project;
 use tower_bulwark_core::BoxError;
+use tower_service::Service;
 
 use crate::body::CoalesceBody;
 use crate::error::broken;
 
-/// The inner service's future, then its body read up to the limit. (Boxed once, as a
-/// whole, by the slot: its variants' sizes do not matter.)
+/// The inner service's readiness, its future, then its body read up to the limit. (Boxed
+/// once, as a whole, by the slot: its variants' sizes do not matter.)
 #[allow(clippy::large_enum_variant)]
 #[pin_project(project = UpstreamProj)]
-pub(crate) enum Upstream<F, B> {
+pub(crate) enum Upstream<S, ReqB, B>
+where
+    S: Service<Request<ReqB>>,
+{
+    Readying {
+        service: S,
+        request: Option<Request<ReqB>>,
+        max: usize,
+    },
     Calling {
         #[pin]
-        future: F,
+        future: S::Future,
         max: usize,
     },
     Reading {
@@ -32,9 +44,17 @@ pub(crate) enum Upstream<F, B> {
     },
 }
 
-impl<F, B> Upstream<F, B> {
-    pub(crate) fn new(future: F, max: usize) -> Self {
-        Upstream::Calling { future, max }
+impl<S, ReqB, B> Upstream<S, ReqB, B>
+where
+    S: Service<Request<ReqB>>,
+{
+    /// The call of `request` to `service`, which is not ready yet.
+    pub(crate) fn new(service: S, request: Request<ReqB>, max: usize) -> Self {
+        Upstream::Readying {
+            service,
+            request: Some(request),
+            max,
+        }
     }
 }
 
@@ -42,7 +62,7 @@ impl<F, B> Upstream<F, B> {
 pub(crate) enum Fetched<B> {
     /// The whole answer, to share.
     Whole(SharedResponse),
-    /// An answer over the limit, whole, for the caller driving the call.
+    /// An answer over the limit, whole, for the leader or the waiter that polled it.
     Oversize(Response<CoalesceBody<B>>),
     /// The call failed (or its body did while it was read).
     Failed(BoxError),
@@ -123,10 +143,10 @@ impl Buffer {
     }
 }
 
-impl<F, B, E> Future for Upstream<F, B>
+impl<S, ReqB, B> Future for Upstream<S, ReqB, B>
 where
-    F: Future<Output = Result<Response<B>, E>>,
-    E: Into<BoxError>,
+    S: Service<Request<ReqB>, Response = Response<B>>,
+    S::Error: Into<BoxError>,
     B: Body<Data = Bytes> + Unpin,
     B::Error: Into<BoxError>,
 {
@@ -135,6 +155,21 @@ where
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Fetched<B>> {
         loop {
             match self.as_mut().project() {
+                UpstreamProj::Readying {
+                    service,
+                    request,
+                    max,
+                } => {
+                    let max = *max;
+                    if let Err(error) = ready!(service.poll_ready(cx)) {
+                        return Poll::Ready(Fetched::Failed(error.into()));
+                    }
+                    let Some(request) = request.take() else {
+                        return Poll::Ready(Fetched::Failed(broken("request already sent")));
+                    };
+                    let future = service.call(request);
+                    self.set(Upstream::Calling { future, max });
+                }
                 UpstreamProj::Calling { future, max } => {
                     let max = *max;
                     let response = match ready!(future.poll(cx)) {

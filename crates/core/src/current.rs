@@ -34,6 +34,13 @@ impl<T: Copy + 'static> Enter<T> {
             .flatten();
         Enter { slot, previous }
     }
+
+    /// Makes no value current in `slot` until dropped, then restores the one before it.
+    #[inline]
+    pub(crate) fn clear(slot: &'static Slot<T>) -> Self {
+        let previous = slot.try_with(|current| current.take()).ok().flatten();
+        Enter { slot, previous }
+    }
 }
 
 impl<T: Copy + 'static> Drop for Enter<T> {

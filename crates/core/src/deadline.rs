@@ -164,6 +164,28 @@ impl Deadline {
         f()
     }
 
+    /// Runs the closure `f` with no current deadline, whatever scope encloses it, for work
+    /// done on behalf of several callers (a coalesced upstream call), which no one caller's
+    /// deadline may cut short. The enclosing deadline is current again after `f` returns.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use tower_bulwark_core::Deadline;
+    ///
+    /// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+    /// # async fn main() {
+    /// let deadline = Deadline::after(Duration::from_secs(1));
+    /// deadline.in_scope(|| {
+    ///     assert_eq!(Deadline::unscoped(Deadline::current), None);
+    ///     assert_eq!(Deadline::current(), Some(deadline));
+    /// });
+    /// # }
+    /// ```
+    pub fn unscoped<R>(f: impl FnOnce() -> R) -> R {
+        let _current = Enter::clear(&CURRENT);
+        f()
+    }
+
     /// The deadline that applies to a request: the earlier of the one in its extensions and
     /// the task's current one.
     #[cfg(feature = "http")]

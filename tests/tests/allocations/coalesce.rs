@@ -2,7 +2,9 @@
 //! other keys' bounds): the layer's count equals the bare service's. A request that leads
 //! a call (the only one in flight for its key) allocates exactly two blocks: the shared
 //! slot and the pinned upstream future (see the crate docs: the crate forbids `unsafe`,
-//! so the future any waiter may poll needs a box of its own).
+//! so the future any waiter may poll needs a box of its own; the slot is the upstream's
+//! waker itself, no more), plus the key's copy of its headers when it has any. A joiner
+//! allocates one block: its place in the call's list of wakers.
 
 use bytes::Bytes;
 use http::{Method, Request, Response, Uri};
@@ -59,16 +61,18 @@ type Case = (&'static str, fn() -> Request<()>, u64);
 #[test]
 fn a_request_leading_a_call_allocates_its_slot_and_its_upstream_future() {
     let layer = CoalesceLayer::builder().build().unwrap();
-    // The slot and the pinned upstream future; with a per-user header, the key's list of
-    // its values; with a URI parsed from a string (its bytes copied into a `Vec`-backed
-    // `Bytes`), the key's copy of it, made shareable once. (A hyper server's URIs and
-    // headers are slices of shared `Bytes` already: nothing more.)
+    // The slot and the pinned upstream future; with a header, the key's copy of the
+    // headers (a `HeaderMap`: its index and its entries, two blocks; the answer's `Vary`
+    // is checked against it, so it holds every header, not only the keyed ones); with a
+    // URI parsed from a string (its bytes copied into a `Vec`-backed `Bytes`), the key's
+    // copy of it, made shareable once. (A hyper server's URIs and header values are slices
+    // of shared `Bytes` already: nothing more.)
     let cases: [Case; 3] = [
         ("static URI", || request(Method::GET, false), 2),
         (
             "static URI, Authorization",
             || request(Method::GET, true),
-            3,
+            4,
         ),
         (
             "parsed URI",
@@ -81,4 +85,37 @@ fn a_request_leading_a_call_allocates_its_slot_and_its_upstream_future() {
         let layered = allocations(layer.layer(inner()), make);
         assert_eq!(layered - bare, per_call * CALLS, "{name}");
     }
+}
+
+#[test]
+fn a_request_joining_a_call_allocates_its_place_among_the_waiters() {
+    // Both requests are called before either future is polled (readiness is taken inside
+    // the futures), so the second joins the first's call.
+    fn pairs(joiner: bool) -> u64 {
+        let layer = CoalesceLayer::builder().build().unwrap();
+        let mut service = layer.layer(inner());
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .build()
+            .unwrap();
+        let mut round_trips = |count: u64| {
+            runtime.block_on(async {
+                for _ in 0..count {
+                    let ready = service.ready().await.unwrap();
+                    let leader = ready.call(request(Method::GET, false));
+                    if joiner {
+                        let ready = service.ready().await.unwrap();
+                        let joined = ready.call(request(Method::GET, false));
+                        let (a, b) = tokio::join!(leader, joined);
+                        std::hint::black_box((a.unwrap(), b.unwrap()));
+                    } else {
+                        std::hint::black_box(leader.await.unwrap());
+                    }
+                }
+            })
+        };
+        round_trips(100);
+        allocation_counter::measure(|| round_trips(CALLS)).count_total
+    }
+    assert_eq!(pairs(true) - pairs(false), CALLS);
 }
