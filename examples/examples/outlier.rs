@@ -5,7 +5,10 @@
 //!
 //! Five axum servers on loopback; a `tower::balance::p2c::Balance` of hyper-util clients,
 //! each endpoint wrapped by the detector's layer with the HTTP readings (`HttpClassifier`
-//! outcomes, `GatewayErrors`), under a cap of 20% (one endpoint of five).
+//! outcomes, `GatewayErrors`), under a cap of 20% (one endpoint of five). Each endpoint has
+//! its own attempt timeout *under* the detector's layer: a call that times out there
+//! finishes as a failure the detector counts, whereas a timeout above the balancer drops
+//! the call, which records nothing (a hung endpoint would never be ejected).
 //!
 //! 1. 200 requests while every backend is healthy: all served.
 //! 2. Backend 4 answers 503 from now on. It fails five times in a row and is ejected for
@@ -33,6 +36,7 @@ use tower::balance::p2c::Balance;
 use tower::discover::ServiceList;
 use tower::load::{CompleteOnResponse, PendingRequests};
 use tower::{service_fn, Layer, Service, ServiceExt};
+use tower_bulwark::deadline::TimeoutLayer;
 use tower_bulwark::outlier::{OutlierDetector, OutlierEvent};
 use tower_bulwark::BoxError;
 
@@ -83,6 +87,8 @@ async fn main() -> Result<(), BoxError> {
         .on_event(|event: &OutlierEvent| println!("  event: {event}"))
         .build()?;
 
+    // One attempt timeout per endpoint, under the detector's layer.
+    let attempt_timeout = TimeoutLayer::new(Duration::from_secs(1))?;
     let backends: Vec<Backend> = (0..5).map(|_| Backend::default()).collect();
     let mut endpoints = Vec::new();
     for backend in &backends {
@@ -98,13 +104,13 @@ async fn main() -> Result<(), BoxError> {
                 Ok::<_, BoxError>(Response::from_parts(parts, ()))
             }
         });
-        // The detector's layer around the endpoint's transport; p2c reads the pending
-        // requests as its load, through the layer.
+        // The detector's layer around the endpoint's attempt timeout and transport; p2c
+        // reads the pending requests as its load, through the layer.
         let endpoint = detector
             .layer(addr.to_string())
             .http()
             .layer(PendingRequests::new(
-                transport,
+                attempt_timeout.layer(transport),
                 CompleteOnResponse::default(),
             ));
         endpoints.push(endpoint);

@@ -449,6 +449,13 @@ impl ClientPreset<HttpRetry, HttpClassifier> {
     /// consecutive failures when one endpoint's failures before its ejection should not
     /// open it.
     ///
+    /// Give each endpoint its own attempt timeout under the detector's layer
+    /// (`detector.layer(key).http().layer(TimeoutLayer::new(d)?.layer(transport))`, or
+    /// [`attempt_timeout`](Self::attempt_timeout) as below), at or below the preset's: a
+    /// call timed out there finishes as the endpoint's failure, whereas the preset's own
+    /// timeout, above the balancer, drops the call inside the layer, and a dropped call
+    /// records nothing, so a hung endpoint would never be ejected.
+    ///
     /// ```
     /// # #[cfg(feature = "outlier")]
     /// # #[tokio::main(flavor = "current_thread", start_paused = true)]
@@ -471,6 +478,8 @@ impl ClientPreset<HttpRetry, HttpClassifier> {
     ///         *response.status_mut() = status;
     ///         Ok::<_, tower_bulwark::BoxError>(response)
     ///     });
+    ///     // Its own attempt timeout, under the detector's layer.
+    ///     let endpoint = ClientPreset::attempt_timeout("inventory").layer(endpoint);
     ///     let endpoint = PendingRequests::new(endpoint, CompleteOnResponse::default());
     ///     detector.layer(format!("10.0.0.{i}:80")).http().layer(endpoint)
     /// });

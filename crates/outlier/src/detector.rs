@@ -4,6 +4,7 @@
 use std::fmt;
 use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, Weak};
+use std::task::Waker;
 use std::time::Duration;
 
 use tokio::time::Instant;
@@ -56,6 +57,12 @@ pub(crate) struct Endpoint {
     times_ejected: AtomicU32,
     /// When its last ejection ended (nanoseconds since the epoch; 0 if never).
     returned_at: AtomicU64,
+    /// Up to when its count has been decayed (nanoseconds since the epoch): the decay
+    /// counts whole intervals since the later of this and `returned_at`.
+    last_decay: AtomicU64,
+    /// The tasks of its services waiting for the end of its ejection, woken when it ends
+    /// (early too: the cap rechecked after a removal). Touched only while ejected.
+    waiting: Mutex<Vec<Waker>>,
     /// The success rate of the last interval with calls, as `f64` bits, or `NO_RATE`.
     last_rate: AtomicU64,
     in_flight: AtomicUsize,
@@ -94,11 +101,12 @@ impl OutlierDetector {
     fn register(&self, key: Name) -> Arc<Endpoint> {
         let mut registry = self.shared.registry();
         registry.retain(|endpoint| endpoint.strong_count() > 0);
-        if let Some(endpoint) = registry
-            .iter()
-            .filter_map(Weak::upgrade)
-            .find(|endpoint| endpoint.key == key)
-        {
+        // The endpoints are upgraded into a list that outlives the lock: the last handle to
+        // one may be dropped here, and an endpoint's `Drop` takes the lock.
+        let alive: Vec<Arc<Endpoint>> = registry.iter().filter_map(Weak::upgrade).collect();
+        if let Some(endpoint) = alive.iter().find(|endpoint| endpoint.key == key) {
+            let endpoint = endpoint.clone();
+            drop(registry);
             return endpoint;
         }
         let endpoint = Arc::new(Endpoint {
@@ -111,11 +119,15 @@ impl OutlierDetector {
             ejection: Ejection::default(),
             times_ejected: AtomicU32::new(0),
             returned_at: AtomicU64::new(0),
+            last_decay: AtomicU64::new(0),
+            waiting: Mutex::new(Vec::new()),
             last_rate: AtomicU64::new(NO_RATE),
             in_flight: AtomicUsize::new(0),
         });
         self.shared.live.fetch_add(1, Ordering::AcqRel);
         registry.push(Arc::downgrade(&endpoint));
+        drop(registry);
+        drop(alive);
         endpoint
     }
 
@@ -142,12 +154,7 @@ impl OutlierDetector {
 
     /// The endpoints registered now, in registration order, with their state.
     pub fn snapshot(&self) -> Snapshot {
-        let endpoints: Vec<Arc<Endpoint>> = self
-            .shared
-            .registry()
-            .iter()
-            .filter_map(Weak::upgrade)
-            .collect();
+        let endpoints = self.shared.alive();
         let live = endpoints.len();
         Snapshot {
             name: self.shared.name.clone(),
@@ -250,10 +257,63 @@ impl Shared {
         }
     }
 
-    /// The interval's work, under the registry's lock (so evaluations never overlap).
+    /// The endpoints alive now, in registration order. The list outlives the registry's
+    /// lock: dropping the last handle to an endpoint takes the lock (its `Drop`).
+    fn alive(&self) -> Vec<Arc<Endpoint>> {
+        let registry = self.registry();
+        registry.iter().filter_map(Weak::upgrade).collect()
+    }
+
+    /// After the number of endpoints alive shrank (an endpoint dropped): ends the
+    /// ejections beyond the cap of the endpoints left, soonest-ending first, and wakes
+    /// their services, so a balancer left with few endpoints is not left with none.
+    pub(crate) fn recheck_cap(&self, now: u64) {
+        let max = self.config.max_ejected(self.live.load(Ordering::Acquire));
+        if self.ejected.get() <= max {
+            return;
+        }
+        let endpoints = self.alive();
+        let mut notes = Vec::new();
+        self.enforce_cap(&endpoints, now, &mut notes);
+        for (endpoint, note) in notes {
+            endpoint.emit(note);
+        }
+    }
+
+    /// Ends the ejections beyond the cap, soonest-ending first.
+    fn enforce_cap<'a>(
+        &self,
+        endpoints: &'a [Arc<Endpoint>],
+        now: u64,
+        notes: &mut Vec<(&'a Endpoint, Note)>,
+    ) {
+        let max = self.config.max_ejected(self.live.load(Ordering::Acquire));
+        let mut ejected: Vec<(&Endpoint, u64)> = endpoints
+            .iter()
+            .filter_map(|endpoint| endpoint.ejection.until().map(|until| (&**endpoint, until)))
+            .collect();
+        if ejected.len() <= max {
+            return;
+        }
+        ejected.sort_by_key(|&(_, until)| until);
+        let excess = ejected.len() - max;
+        for (endpoint, until) in ejected.into_iter().take(excess) {
+            if let Some(note) = endpoint.end_ejection(until, now) {
+                notes.push((endpoint, note));
+            }
+        }
+    }
+
+    /// The interval's work. The registry's lock is held while it judges (so evaluations
+    /// never overlap) and released before its events are emitted: a listener may read the
+    /// detector.
     fn evaluate(&self, now: u64) {
         let registry = self.registry();
         let endpoints: Vec<Arc<Endpoint>> = registry.iter().filter_map(Weak::upgrade).collect();
+        let mut notes: Vec<(&Endpoint, Note)> = Vec::new();
+        // Ejections beyond the cap of the endpoints left (some were removed) end first.
+        self.enforce_cap(&endpoints, now, &mut notes);
+        let interval = self.interval_nanos().max(1);
         // Endpoints in rotation this interval: (endpoint, successes, calls).
         let mut judged: Vec<(&Endpoint, u64, u64)> = Vec::with_capacity(endpoints.len());
         for endpoint in &endpoints {
@@ -267,23 +327,13 @@ impl Shared {
             match endpoint.ejection.until() {
                 Some(until) if now >= until => {
                     // Back from now on; judged again from the next interval.
-                    endpoint.end_ejection(until, now);
+                    if let Some(note) = endpoint.end_ejection(until, now) {
+                        notes.push((endpoint, note));
+                    }
                     continue;
                 }
                 Some(_) => continue,
-                None if now.saturating_sub(endpoint.returned_at.load(Ordering::Acquire))
-                    >= self.interval_nanos() =>
-                {
-                    // The decay: each full interval in rotation since its return takes one
-                    // off the count (an endpoint that fails again within an interval of
-                    // its return is out longer next time).
-                    let _ = endpoint.times_ejected.fetch_update(
-                        Ordering::AcqRel,
-                        Ordering::Acquire,
-                        |times| times.checked_sub(1),
-                    );
-                }
-                None => {}
+                None => endpoint.decay(now, interval),
             }
             judged.push((endpoint, successes, calls));
         }
@@ -303,7 +353,10 @@ impl Shared {
                     .collect();
                 outliers.sort_by(|a, b| a.1.total_cmp(&b.1));
                 for (endpoint, rate) in outliers {
-                    endpoint.eject(Reason::SuccessRate { rate, threshold }, now);
+                    if let Some(note) = endpoint.eject(Reason::SuccessRate { rate, threshold }, now)
+                    {
+                        notes.push((endpoint, note));
+                    }
                 }
             }
         }
@@ -323,18 +376,44 @@ impl Shared {
                     .collect();
                 outliers.sort_by(|a, b| b.1.total_cmp(&a.1));
                 for (endpoint, failures) in outliers {
-                    endpoint.eject(
-                        Reason::FailurePercentage {
-                            failures,
-                            threshold: rule.threshold,
-                        },
-                        now,
-                    );
+                    let reason = Reason::FailurePercentage {
+                        failures,
+                        threshold: rule.threshold,
+                    };
+                    if let Some(note) = endpoint.eject(reason, now) {
+                        notes.push((endpoint, note));
+                    }
                 }
             }
         }
+        drop(judged);
         drop(registry);
+        // Outside the lock: a listener may call `snapshot()`, `layer()` or `evaluate()`.
+        for (endpoint, note) in notes {
+            endpoint.emit(note);
+        }
+        // `endpoints` drops here, after the lock: the last handle to an endpoint may be in
+        // it, and its `Drop` takes the lock.
     }
+}
+
+/// An event decided while the registry's lock may be held, emitted once it is released.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Note {
+    Ejected {
+        reason: Reason,
+        times: u32,
+        duration: Duration,
+        until: u64,
+    },
+    Returned {
+        until: u64,
+    },
+    NotEjected {
+        reason: Reason,
+        ejected: usize,
+        max_ejected: usize,
+    },
 }
 
 /// `mean - factor x stdev` of `rates` (population standard deviation, as Envoy); NaN for
@@ -373,6 +452,8 @@ impl Endpoint {
     /// Records one finished call: its outcome and its gateway outcome.
     #[inline]
     pub(crate) fn record(&self, outcome: Outcome, gateway: Outcome) {
+        // An overdue evaluation runs first (its decay, its sweep), then the call is judged.
+        self.shared.maybe_evaluate();
         let config = &self.shared.config;
         match outcome {
             Outcome::Success => {
@@ -390,7 +471,7 @@ impl Endpoint {
                 if let Some(limit) = config.consecutive_failures {
                     if count >= limit {
                         self.consecutive.store(0, Ordering::Release);
-                        self.eject(Reason::ConsecutiveFailures { count }, self.shared.now());
+                        self.eject_now(Reason::ConsecutiveFailures { count });
                     }
                 }
             }
@@ -410,67 +491,148 @@ impl Endpoint {
                 if let Some(limit) = config.consecutive_gateway_failures {
                     if count >= limit {
                         self.consecutive_gateway.store(0, Ordering::Release);
-                        self.eject(
-                            Reason::ConsecutiveGatewayFailures { count },
-                            self.shared.now(),
-                        );
+                        self.eject_now(Reason::ConsecutiveGatewayFailures { count });
                     }
                 }
             }
             Outcome::Ignored => {}
         }
-        self.shared.maybe_evaluate();
     }
 
-    /// Ejects this endpoint for its next ejection time, if the cap allows.
-    fn eject(&self, reason: Reason, now: u64) {
+    /// Ejects this endpoint now by a rule met on a call (no lock held: emits at once).
+    #[cold]
+    fn eject_now(&self, reason: Reason) {
+        if let Some(note) = self.eject(reason, self.shared.now()) {
+            self.emit(note);
+        }
+    }
+
+    /// The decay of the times ejected: one for each whole interval the endpoint has spent
+    /// in rotation since its return (or since the last decay, if later).
+    fn decay(&self, now: u64, interval: u64) {
+        if self.times_ejected.load(Ordering::Acquire) == 0 {
+            return;
+        }
+        let since = self
+            .returned_at
+            .load(Ordering::Acquire)
+            .max(self.last_decay.load(Ordering::Acquire));
+        let intervals = now.saturating_sub(since) / interval;
+        if intervals == 0 {
+            return;
+        }
+        let by = u32::try_from(intervals).unwrap_or(u32::MAX);
+        let _ = self
+            .times_ejected
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |times| {
+                Some(times.saturating_sub(by))
+            });
+        self.last_decay.store(
+            since.saturating_add(intervals.saturating_mul(interval)),
+            Ordering::Release,
+        );
+    }
+
+    /// Emits the event of `note` (if a listener is registered).
+    pub(crate) fn emit(&self, note: Note) {
+        let shared = &*self.shared;
+        shared.listeners.emit(|| match note {
+            Note::Ejected {
+                reason,
+                times,
+                duration,
+                until,
+            } => OutlierEvent::Ejected {
+                outlier: shared.name.clone(),
+                endpoint: self.key.clone(),
+                reason,
+                times,
+                duration,
+                ejected_until: shared.instant_at(until),
+            },
+            Note::Returned { until } => OutlierEvent::Returned {
+                outlier: shared.name.clone(),
+                endpoint: self.key.clone(),
+                ejected_until: shared.instant_at(until),
+            },
+            Note::NotEjected {
+                reason,
+                ejected,
+                max_ejected,
+            } => OutlierEvent::NotEjected {
+                outlier: shared.name.clone(),
+                endpoint: self.key.clone(),
+                reason,
+                ejected,
+                max_ejected,
+            },
+        });
+    }
+
+    /// Waits for the end of the ejection: `waker` is woken when it ends.
+    pub(crate) fn wait(&self, waker: &Waker) {
+        let mut waiting = self.waiting.lock().unwrap_or_else(PoisonError::into_inner);
+        if !waiting.iter().any(|w| w.will_wake(waker)) {
+            waiting.push(waker.clone());
+        }
+    }
+
+    /// Ejects this endpoint for its next ejection time, if the cap allows; the event to
+    /// emit.
+    fn eject(&self, reason: Reason, now: u64) -> Option<Note> {
         let shared = &*self.shared;
         let max = shared
             .config
             .max_ejected(shared.live.load(Ordering::Acquire));
         let times = self.times_ejected.load(Ordering::Acquire).saturating_add(1);
         let duration = shared.config.ejection_time(times);
-        let until = now.saturating_add(nanos(duration));
+        let until = now.saturating_add(nanos(duration)).max(1);
         match self.ejection.start(&shared.ejected, max, until) {
             Ok(()) => {
                 self.times_ejected.store(times, Ordering::Release);
                 self.consecutive.store(0, Ordering::Release);
                 self.consecutive_gateway.store(0, Ordering::Release);
-                shared.listeners.emit(|| OutlierEvent::Ejected {
-                    outlier: shared.name.clone(),
-                    endpoint: self.key.clone(),
+                Some(Note::Ejected {
                     reason,
                     times,
                     duration,
-                });
-            }
-            Err(NotEjected::Capped(ejected)) => {
-                shared.listeners.emit(|| OutlierEvent::NotEjected {
-                    outlier: shared.name.clone(),
-                    endpoint: self.key.clone(),
-                    reason,
-                    ejected,
-                    max_ejected: max,
+                    until,
                 })
             }
-            Err(NotEjected::Already) => {}
+            Err(NotEjected::Capped(ejected)) => Some(Note::NotEjected {
+                reason,
+                ejected,
+                max_ejected: max,
+            }),
+            Err(NotEjected::Already) => None,
         }
     }
 
-    /// Ends the ejection that was to end at `until` (once, whoever calls).
-    pub(crate) fn end_ejection(&self, until: u64, now: u64) {
+    /// Ends the ejection that was to end at `until` (once, whoever calls) and wakes the
+    /// services waiting for it; the event to emit, if this caller ended it.
+    pub(crate) fn end_ejection(&self, until: u64, now: u64) -> Option<Note> {
         let shared = &*self.shared;
-        if self.ejection.end(&shared.ejected, until) {
-            self.returned_at.store(now, Ordering::Release);
-            self.consecutive.store(0, Ordering::Release);
-            self.consecutive_gateway.store(0, Ordering::Release);
-            // What it did before its ejection says nothing about it now.
-            self.successes.store(0, Ordering::Release);
-            self.failures.store(0, Ordering::Release);
-            shared.listeners.emit(|| OutlierEvent::Returned {
-                outlier: shared.name.clone(),
-                endpoint: self.key.clone(),
-            });
+        if !self.ejection.end(&shared.ejected, until) {
+            return None;
+        }
+        self.returned_at.store(now, Ordering::Release);
+        self.consecutive.store(0, Ordering::Release);
+        self.consecutive_gateway.store(0, Ordering::Release);
+        // What it did before its ejection says nothing about it now.
+        self.successes.store(0, Ordering::Release);
+        self.failures.store(0, Ordering::Release);
+        let waiting =
+            std::mem::take(&mut *self.waiting.lock().unwrap_or_else(PoisonError::into_inner));
+        for waker in waiting {
+            waker.wake();
+        }
+        Some(Note::Returned { until })
+    }
+
+    /// Ends the ejection that was to end at `until` and emits its event (no lock held).
+    pub(crate) fn return_now(&self, until: u64, now: u64) {
+        if let Some(note) = self.end_ejection(until, now) {
+            self.emit(note);
         }
     }
 
@@ -495,9 +657,13 @@ impl Drop for Endpoint {
         // An endpoint that goes away (the balancer dropped its service) leaves the count and
         // frees its place under the cap.
         self.shared.live.fetch_sub(1, Ordering::AcqRel);
+        let now = self.shared.now();
         if let Some(until) = self.ejection.until() {
-            self.ejection.end(&self.shared.ejected, until);
+            // Reported as a return, so the ejected gauge of the endpoint goes back to 0.
+            self.return_now(until, now);
         }
+        // Fewer endpoints, a lower cap: the ejections beyond it end now.
+        self.shared.recheck_cap(now);
     }
 }
 

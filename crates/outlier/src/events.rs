@@ -3,6 +3,8 @@
 use std::fmt;
 use std::time::Duration;
 
+use tokio::time::Instant;
+
 use tower_bulwark_core::{Event, Name};
 use tracing::Level;
 
@@ -78,6 +80,14 @@ impl fmt::Display for Reason {
 
 /// What an [`OutlierDetector`](crate::OutlierDetector) reports to its listeners. Built only
 /// when a listener is registered; none is on the path of a call to a healthy endpoint.
+///
+/// Events are emitted by whichever call, poll or evaluation made the change, with no lock
+/// held (a listener may call the detector). So when one endpoint's ejection ends and it is
+/// ejected again on two threads at once, its `Returned` may reach a listener after the
+/// next `Ejected`. Both carry `ejected_until`, the end the ejection was given: the two
+/// events of one ejection have the same value and a later ejection of the endpoint a later
+/// one, so a listener that needs the order sorts by it (the metrics need not: see
+/// [`record_metrics`](Event::record_metrics)).
 #[derive(Debug, Clone, PartialEq)]
 #[non_exhaustive]
 pub enum OutlierEvent {
@@ -93,13 +103,21 @@ pub enum OutlierEvent {
         times: u32,
         /// How long this ejection lasts.
         duration: Duration,
+        /// When it ends: the identity of this ejection, shared by its `Returned`.
+        ejected_until: Instant,
     },
-    /// An ejected endpoint's time is up: it reports ready again.
+    /// An ejection ended: its time is up and the endpoint reports ready again; or it ended
+    /// early because the endpoints left are fewer and the cap lower (the soonest-ending
+    /// ejections beyond the cap end); or the ejected endpoint was removed (its last service
+    /// dropped), which ends its ejection too.
     Returned {
         /// The detector's name.
         outlier: Name,
         /// The endpoint's key.
         endpoint: Name,
+        /// The end the ejection was given (its `Ejected` has the same), even if it ended
+        /// earlier.
+        ejected_until: Instant,
     },
     /// An endpoint met a rule but was not ejected: `ejected` endpoints already are, the
     /// most the cap allows.
@@ -146,11 +164,14 @@ impl fmt::Display for OutlierEvent {
                 reason,
                 times,
                 duration,
+                ..
             } => write!(
                 f,
                 "outlier detector `{outlier}` ejected `{endpoint}` for {duration:?} ({reason}; ejection {times})"
             ),
-            OutlierEvent::Returned { outlier, endpoint } => {
+            OutlierEvent::Returned {
+                outlier, endpoint, ..
+            } => {
                 write!(f, "outlier detector `{outlier}` returned `{endpoint}`")
             }
             OutlierEvent::NotEjected {
@@ -183,8 +204,11 @@ impl Event for OutlierEvent {
     /// `bulwark_outlier_returns_total` (`outlier`, `endpoint`),
     /// `bulwark_outlier_capped_total` (`outlier`, `endpoint`, `reason`: a rule met while
     /// the cap was full) and the gauge `bulwark_outlier_ejected` (`outlier`, `endpoint`:
-    /// 1 while ejected, 0 after). Every event is rare (an ejection, a return), so the
-    /// series are registered on each one.
+    /// 1 while ejected, 0 after, a removed endpoint included). The gauge is raised by one
+    /// on each `Ejected` and lowered by one on each `Returned` rather than set, so events
+    /// of racing threads that arrive out of order still leave it right once both are in.
+    /// Every event is rare (an ejection, a return), so the series are registered on each
+    /// one.
     #[cfg(feature = "metrics")]
     fn record_metrics(&self) {
         use tower_bulwark_core::metric_name;
@@ -204,7 +228,7 @@ impl Event for OutlierEvent {
                     "outlier" => outlier,
                     "endpoint" => endpoint
                 )
-                .set(1.0);
+                .increment(1.0);
             }
             OutlierEvent::Returned { .. } => {
                 metrics::counter!(
@@ -218,7 +242,7 @@ impl Event for OutlierEvent {
                     "outlier" => outlier,
                     "endpoint" => endpoint
                 )
-                .set(0.0);
+                .decrement(1.0);
             }
             OutlierEvent::NotEjected { reason, .. } => {
                 metrics::counter!(

@@ -21,21 +21,31 @@
 //!   most `max_ejection_time` (300 s). The count decays by one for each full interval the
 //!   endpoint spends in rotation after its return (Envoy decays it each interval in
 //!   rotation; counting from the return means an endpoint that fails again within an
-//!   interval of coming back is out longer, whatever the phase of the interval).
+//!   interval of coming back is out longer, whatever the phase of the interval). The
+//!   decay is applied at each evaluation, by every whole interval since the return or the
+//!   last decay, so intervals with no traffic (no evaluation) count too; an overdue
+//!   evaluation runs before the call that finds it due is judged.
 //! - **The cap**: at most [`max_ejection_percent`](Builder::max_ejection_percent) of the
 //!   registered endpoints are ejected at once (10%: `floor(n x 10 / 100)`, but at least one
 //!   when there are two or more; none with 0%), so the balancer always keeps somewhere to
 //!   send. The ejected count is taken with one compare-and-swap against the cap; a rule met
-//!   while the cap is full is reported ([`OutlierEvent::NotEjected`]), not enforced.
+//!   while the cap is full is reported ([`OutlierEvent::NotEjected`]), not enforced. When
+//!   endpoints leave (their last service dropped) the cap of those left is lower: the
+//!   ejections beyond it end at once, soonest-ending first (reported as
+//!   [`OutlierEvent::Returned`]), and their services' tasks are woken, so a balancer left
+//!   with one ejected endpoint sends to it rather than stall (each evaluation checks the
+//!   cap too).
 //! - **Outcomes** come from a core [`Classify`](tower_bulwark_core::Classify):
 //!   [`ErrorsAreFailures`](tower_bulwark_core::ErrorsAreFailures) by default,
 //!   `HttpClassifier` / `GrpcClassifier` (feature `http`) with
 //!   [`OutlierLayer::classify`] or [`OutlierLayer::http`]. A refusal by a bulwark layer
 //!   below (a core `Rejection`: an open breaker, a full bulkhead, the caller's deadline) is
-//!   not the endpoint's failure (`docs/composition.md`); an attempt timeout is.
+//!   not the endpoint's failure (`docs/composition.md`); an attempt timeout is, when it is
+//!   under the layer (see [below](#attempt-timeouts-go-under-the-layer)).
 //! - **The interval rules** run inside the call that finishes first after the interval is
 //!   due (no background task): it wins one compare-and-swap on the next due time, then
-//!   takes a short `std::sync::Mutex` over the registry. Rare, never on a call that is not
+//!   takes a short `std::sync::Mutex` over the registry, and emits its events after
+//!   releasing it (a listener may call the detector). Rare, never on a call that is not
 //!   due. [`OutlierDetector::evaluate`] runs them on demand.
 //!
 //! # With `tower::balance::p2c`
@@ -43,7 +53,8 @@
 //! Wrap each endpoint as discovery yields it: a fixed list with
 //! `tower::discover::ServiceList`, or a stream of `tower::discover::Change::Insert(key,
 //! detector.layer(key).layer(service))` for a changing set (a `Change::Remove` drops the
-//! service; the endpoint leaves the detector when its last service is gone).
+//! service; the endpoint leaves the detector when its last service is gone, which ends its
+//! ejection, if it was ejected, and rechecks the cap).
 //!
 //! ```
 //! use std::convert::Infallible;
@@ -99,6 +110,59 @@
 //! around every endpoint of a failing fleet all open, the detector keeps most of them in
 //! rotation. `crates/outlier/tests/http.rs` shows both over real sockets.
 //!
+//! # Attempt timeouts go under the layer
+//!
+//! The detector learns of a call when its response future finishes. A call dropped before
+//! it finishes (by a timeout above the balancer, or a caller giving up) records nothing:
+//! not a failure, since the caller's own impatience says nothing about the endpoint. So an
+//! endpoint that hangs (accepts, never answers) is only ever judged if each endpoint has
+//! its own attempt timeout *under* the detector's layer, which turns the hang into a
+//! finished call that failed (core's `TimedOut`, the dependency being slow):
+//!
+//! ```
+//! use std::time::Duration;
+//! use tower::balance::p2c::Balance;
+//! use tower::discover::ServiceList;
+//! use tower::load::{CompleteOnResponse, PendingRequests};
+//! use tower::{service_fn, Layer, Service, ServiceExt};
+//! use tower_bulwark_deadline::TimeoutLayer;
+//! use tower_bulwark_outlier::OutlierDetector;
+//!
+//! # #[tokio::main(flavor = "current_thread", start_paused = true)]
+//! # async fn main() -> Result<(), tower::BoxError> {
+//! let detector = OutlierDetector::builder().max_ejection_percent(34).build()?;
+//! // One attempt timeout per endpoint (the client preset's is
+//! // `ClientPreset::attempt_timeout`), under the detector's layer.
+//! let timeout = TimeoutLayer::new(Duration::from_secs(2))?;
+//! let endpoints = (0..3).map(|i| {
+//!     // The third endpoint accepts calls and never answers.
+//!     let transport = service_fn(move |n: u32| async move {
+//!         if i == 2 {
+//!             std::future::pending::<()>().await;
+//!         }
+//!         Ok::<u32, tower::BoxError>(n)
+//!     });
+//!     detector
+//!         .layer(format!("10.0.0.{i}:80"))
+//!         .layer(PendingRequests::new(timeout.layer(transport), CompleteOnResponse::default()))
+//! });
+//! let mut balance = Balance::new(ServiceList::new(endpoints.collect::<Vec<_>>()));
+//! let mut timeouts = 0;
+//! for n in 0..100 {
+//!     timeouts += u32::from(balance.ready().await?.call(n).await.is_err());
+//! }
+//! // Five timeouts in a row, then the hung endpoint is out of rotation.
+//! assert_eq!(timeouts, 5);
+//! assert_eq!(detector.snapshot().ejected, 1);
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! A timeout above the balancer (the client preset's own attempt timeout) still bounds
+//! the whole attempt, wait for a ready endpoint included; set the one under the layer
+//! at or below it, so it fires first. `crates/outlier/tests/balance.rs` shows a hung
+//! endpoint ejected after five timeouts this way.
+//!
 //! # Waits and deadlines
 //!
 //! An ejected endpoint's `poll_ready` waits until its ejection ends; the wait does not end
@@ -109,13 +173,18 @@
 //! # Events and metrics
 //!
 //! Each ejection, return and capped ejection is an [`OutlierEvent`] (built only when a
-//! listener is registered; none happens on a call to a healthy endpoint). With the
+//! listener is registered; none happens on a call to a healthy endpoint). The removal of
+//! an ejected endpoint is reported as its return. Events are emitted with no lock held, so
+//! a listener may call [`snapshot`](OutlierDetector::snapshot) or
+//! [`layer`](OutlierDetector::layer); events of one endpoint from racing threads may
+//! arrive out of order, and carry `ejected_until` to put them back in it. With the
 //! `metrics` feature, [`with_metrics()`](Builder::with_metrics) records
 //! `bulwark_outlier_ejections_total` (labels `outlier`, `endpoint`, `reason`:
 //! `consecutive`, `gateway`, `success_rate`, `failure_percentage`),
 //! `bulwark_outlier_returns_total` (`outlier`, `endpoint`), `bulwark_outlier_capped_total`
 //! (`outlier`, `endpoint`, `reason`) and the gauge `bulwark_outlier_ejected` (`outlier`,
-//! `endpoint`; 1 while ejected). [`OutlierDetector::snapshot`] reads every endpoint: its
+//! `endpoint`; 1 while ejected, raised and lowered by one per event so that order does
+//! not matter). [`OutlierDetector::snapshot`] reads every endpoint: its
 //! ejection end, times ejected, last success rate, in-flight calls.
 //!
 //! # Costs

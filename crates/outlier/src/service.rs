@@ -71,8 +71,8 @@ impl<S, C, G> Outlier<S, C, G> {
             let shared = self.endpoint.shared();
             let now = shared.now();
             if now >= until {
-                self.endpoint.end_ejection(until, now);
-                break;
+                self.endpoint.return_now(until, now);
+                continue;
             }
             let deadline = shared.instant_at(until);
             let sleep = match &mut self.sleep {
@@ -85,11 +85,17 @@ impl<S, C, G> Outlier<S, C, G> {
                 empty => empty.insert(Box::pin(tokio::time::sleep_until(deadline))),
             };
             if sleep.as_mut().poll(cx).is_pending() {
-                return Poll::Pending;
+                // Also woken if the ejection ends early (the cap rechecked after a
+                // removal); checked again after registering, so such an end is not missed.
+                self.endpoint.wait(cx.waker());
+                if self.endpoint.ejection.until() == Some(until) {
+                    return Poll::Pending;
+                }
+                continue;
             }
             // The timer says the time is up: the ejection ends, whatever rounding the clock
             // did.
-            self.endpoint.end_ejection(until, shared.now());
+            self.endpoint.return_now(until, shared.now());
         }
         self.sleep = None;
         Poll::Ready(())

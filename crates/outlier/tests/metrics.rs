@@ -88,3 +88,38 @@ async fn ejections_returns_and_capped_ejections_are_recorded() {
         ]
     );
 }
+
+/// An endpoint removed while ejected: its ejection is reported as ended, so its gauge goes
+/// back to 0 (it stayed at 1 before: an endpoint that no longer exists, shown as ejected).
+#[tokio::test(start_paused = true)]
+async fn an_endpoint_removed_while_ejected_leaves_its_gauge_at_zero() {
+    let recorder = DebuggingRecorder::new();
+    let snapshotter = recorder.snapshotter();
+    let _guard = metrics::set_default_local_recorder(&recorder);
+    let detector = OutlierDetector::builder()
+        .name("pool")
+        .consecutive_failures(1)
+        .with_metrics()
+        .build()
+        .unwrap();
+    let (a, a_control) = controlled::<u32>();
+    let (b, _b_control) = controlled::<u32>();
+    let mut a = detector.layer("a").layer(a);
+    let _b = detector.layer("b").layer(b);
+    a_control.fail();
+    assert!(a.ready().await.unwrap().call(1).await.is_err());
+    assert_eq!(detector.ejected(), 1);
+    drop(a);
+    let gauge = snapshot(&snapshotter)
+        .into_iter()
+        .find(|(name, _, _)| name == "bulwark_outlier_ejected")
+        .unwrap();
+    assert_eq!(
+        gauge,
+        (
+            "bulwark_outlier_ejected".into(),
+            labels(&[("outlier", "pool"), ("endpoint", "a")]),
+            DebugValue::Gauge(0.0.into())
+        )
+    );
+}
