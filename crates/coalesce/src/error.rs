@@ -48,7 +48,7 @@ pub(crate) fn broken(what: &'static str) -> BoxError {
     format!("coalesce: internal invariant broken ({what})").into()
 }
 
-#[cfg(test)]
+#[cfg(all(test, not(bulwark_loom)))]
 mod tests {
     use super::*;
     use tower_bulwark_core::{find_rejection, Rejection, RejectionKind};

@@ -9,7 +9,7 @@ use bytes::Bytes;
 use http::{Request, Response};
 use http_body::Body;
 use pin_project::pin_project;
-use tokio::time::Sleep;
+use tokio::time::{Instant, Sleep};
 use tower_bulwark_core::{polled_after_completion, BoxError, Deadline, Rejection, RejectionKind};
 use tower_service::Service;
 
@@ -57,12 +57,15 @@ where
         future: S::Future,
     },
     /// Waiting for a shared call, with what it takes to send our own if the answer is not
-    /// ours to take (a joiner's), until the caller's deadline, if it has one.
+    /// ours to take (a joiner's), until the caller's deadline, if it has one: its timer
+    /// is made at the first `Pending` (in `poll`, so that `call` needs no runtime), pinned
+    /// here.
     Waiting {
         waiter: SharedWaiter<S, ReqB, B>,
         resend: Option<(S, Request<ReqB>)>,
+        deadline: Option<Instant>,
         #[pin]
-        deadline: Option<Sleep>,
+        timer: Option<Sleep>,
     },
     Done,
 }
@@ -84,7 +87,8 @@ where
         }
     }
 
-    /// A wait for a shared call, ended at `deadline` (a `Sleep` made only then).
+    /// A wait for a shared call, ended at `deadline` (its `Sleep` made at the first
+    /// `Pending`, only if it has one).
     pub(crate) fn waiting(
         waiter: SharedWaiter<S, ReqB, B>,
         resend: Option<(S, Request<ReqB>)>,
@@ -94,7 +98,8 @@ where
             state: State::Waiting {
                 waiter,
                 resend,
-                deadline: deadline.map(|deadline| tokio::time::sleep_until(deadline.instant())),
+                deadline: deadline.map(|deadline| deadline.instant()),
+                timer: None,
             },
         }
     }
@@ -148,12 +153,18 @@ where
                     waiter,
                     resend,
                     deadline,
+                    mut timer,
                 } => {
                     let answer = match waiter.poll(cx) {
                         Poll::Ready(answer) => answer,
                         Poll::Pending => {
-                            if let Some(deadline) = deadline.as_pin_mut() {
-                                ready!(deadline.poll(cx));
+                            if let Some(deadline) = *deadline {
+                                if timer.is_none() {
+                                    timer.set(Some(tokio::time::sleep_until(deadline)));
+                                }
+                            }
+                            if let Some(timer) = timer.as_pin_mut() {
+                                ready!(timer.poll(cx));
                                 // The caller's deadline: it leaves the call (the last
                                 // waiter to leave cancels it).
                                 let name = waiter.slot().shared().reporter.name.clone();

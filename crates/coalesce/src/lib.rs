@@ -43,7 +43,10 @@
 //!   `futures::future::Shared`: a waiter that is polled and finds no other waiter polling
 //!   it at that moment polls it once; it is polled with a waker that wakes every waiter,
 //!   so whichever waiter's task runs next makes progress, and a waiter whose future is
-//!   alive but not polled holds no one up. If the leader's caller drops its future, the
+//!   alive but not polled holds no one up (a wake that came while another waiter was
+//!   polling the upstream is passed on once that poll ends; a waiter that leaves with a
+//!   wake it did not act on passes it on; a panic in the upstream wakes every waiter, and
+//!   each fails with the call). If the leader's caller drops its future, the
 //!   call goes on; when every waiter has gone, the upstream future is dropped (the call
 //!   cancelled, [`Abandoned`](CoalesceEventKind::Abandoned)). No task is spawned.
 //! - **Deadlines**: each waiter waits until its own deadline (its request's `Deadline`
@@ -75,7 +78,8 @@
 //!   The calls in flight are a map under a short `std::sync::Mutex` (CONTRIBUTING.md,
 //!   rule 4: the layer's job is a shared store), taken once per keyed request and once
 //!   when its call ends; each call's waiters are under a mutex of their own, taken at
-//!   each poll, and the upstream future under another, which a waiter only tries.
+//!   each poll (and again after a poll of the upstream that returned `Pending`), and the
+//!   upstream future under another, which a waiter only tries.
 //!
 //! The response body type of the inner service must be `Unpin` (hyper's `Incoming`,
 //! axum's `Body`, `http_body_util::Full` are); box others.

@@ -9,15 +9,28 @@
 //! map. The slot's state is under a short `std::sync::Mutex` (CONTRIBUTING.md, rule 4: a
 //! shared store), never held while the upstream future is polled, which has a lock of its
 //! own (taken before the state's, never after).
+//!
+//! No wake is lost to the `try_lock` (`futures::future::Shared`'s `REPOLL`): a waiter that
+//! finds the upstream locked has registered its waker first and returns `Pending`, but
+//! the upstream may have woken the slot during the poll in progress, before that waiter
+//! registered, waking only the waiters registered then. So the slot's waker also sets
+//! `notified`, which the driver clears when it takes the upstream's lock; when its poll
+//! returns `Pending` and it has released that lock, it looks (under the state's lock) and,
+//! if the upstream was woken meanwhile, wakes every waiter registered since. A waiter
+//! whose `try_lock` failed registered before the driver released the lock, so before it
+//! looks. A panic in the upstream's poll wakes every waiter once the lock is poisoned
+//! (they fail the call), and a waiter that leaves holding a wake it did not act on passes
+//! it on to the others.
 
 use std::any::Any;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError, TryLockError};
+use std::sync::{Arc, PoisonError, TryLockError};
 use std::task::{Context, Poll, Wake, Waker};
 
 use http::Response;
-use tower_bulwark_core::sync::Ordering;
+// The slot's locks and flag from core's shim: std's, or loom's for the model below.
+use tower_bulwark_core::sync::{AtomicBool, Mutex, MutexGuard, Ordering};
 use tower_bulwark_core::{BoxError, Deadline};
 
 use crate::body::CoalesceBody;
@@ -47,6 +60,9 @@ pub(crate) struct Slot<U, B> {
     /// The upstream call, pinned where any waiter can poll it; `None` before it starts
     /// and once it ended.
     upstream: Mutex<Option<Pin<Box<U>>>>,
+    /// Set by the slot's waker, cleared by the waiter that takes the upstream's lock to
+    /// poll it: whether the upstream woke the slot since that poll began.
+    notified: AtomicBool,
     state: Mutex<State<B>>,
 }
 
@@ -130,14 +146,30 @@ where
 
     fn wake_by_ref(self: &Arc<Self>) {
         // Woken under the lock (as `futures::future::Shared` does), so that no list of
-        // wakers is allocated: a waker only schedules its task.
+        // wakers is allocated: a waker only schedules its task. `notified` is set under
+        // it too, so a driver that looks after its poll (under the lock) sees it.
         let mut state = lock(&self.state);
-        let state = &mut *state;
-        if let Some(waker) = state.leader_waker.take() {
-            waker.wake();
-        }
-        for waker in state.wakers.iter_mut().filter_map(Option::take) {
-            waker.wake();
+        self.notified.store(true, Ordering::Relaxed);
+        state.wake_all();
+    }
+}
+
+/// Wakes every waiter if dropped while the upstream's poll unwinds: declared before the
+/// upstream's lock guard, so dropped after it, when the lock is poisoned and the waiters
+/// woken find it so (and fail the call) rather than finding it held.
+struct WakeOnPanic<'a, U, B>(&'a Arc<Slot<U, B>>)
+where
+    U: Send + 'static,
+    B: Send + 'static;
+
+impl<U, B> Drop for WakeOnPanic<'_, U, B>
+where
+    U: Send + 'static,
+    B: Send + 'static,
+{
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            self.0.wake_by_ref();
         }
     }
 }
@@ -156,6 +188,7 @@ where
             hash,
             key,
             upstream: Mutex::new(None),
+            notified: AtomicBool::new(false),
             state: Mutex::new(State {
                 outcome: Outcome::Pending,
                 leader_live: true,
@@ -290,6 +323,27 @@ struct Ended {
 }
 
 impl<B> State<B> {
+    /// Wakes every waiter registered (each waker once: a waiter registers again when
+    /// polled).
+    fn wake_all(&mut self) {
+        if let Some(waker) = self.leader_waker.take() {
+            waker.wake();
+        }
+        for waker in self.wakers.iter_mut().filter_map(Option::take) {
+            waker.wake();
+        }
+    }
+
+    /// Whether waiter `id` has no waker registered: it was woken and has not been polled
+    /// since (or was never polled), so it may hold a wake it will not act on.
+    fn unregistered(&self, id: usize) -> bool {
+        if id == LEADER {
+            self.leader_waker.is_none()
+        } else {
+            self.wakers.get(id).is_some_and(Option::is_none)
+        }
+    }
+
     /// A waiter is done waiting (answered, or gone).
     fn leave(&mut self, id: usize) {
         self.live -= 1;
@@ -368,6 +422,7 @@ where
                 // waiter polls it wakes this one too.
                 state.register(self.id, cx.waker());
             }
+            let wake_on_panic = WakeOnPanic(&self.slot);
             let mut upstream = match self.slot.upstream.try_lock() {
                 Ok(upstream) => upstream,
                 // Another waiter is polling it: its progress wakes us.
@@ -399,12 +454,23 @@ where
                 }
                 continue;
             };
+            // Wakes from here on are for this poll, or after it.
+            self.slot.notified.store(false, Ordering::Relaxed);
             let waker = Waker::from(self.slot.clone());
             let mut upstream_cx = Context::from_waker(&waker);
             // Polled with no current deadline: the call is every waiter's, not only the
             // one polling it now (each waiter's own deadline ends its own wait).
             let polled = Deadline::unscoped(|| future.as_mut().poll(&mut upstream_cx));
             let Poll::Ready(fetched) = polled else {
+                drop(upstream);
+                drop(wake_on_panic);
+                // A waiter that found the upstream locked while it was polled registered
+                // before this point; if the upstream woke the slot meanwhile, that wake
+                // may have come before it registered: wake it now.
+                let mut state = lock(&self.slot.state);
+                if self.slot.notified.swap(false, Ordering::Relaxed) {
+                    state.wake_all();
+                }
                 return Poll::Pending;
             };
             let future = upstream.take();
@@ -479,9 +545,18 @@ where
         }
         self.slot.shared.waiters.fetch_sub(1, Ordering::Relaxed);
         let mut state = lock(&self.slot.state);
+        let held_a_wake = state.unregistered(self.id);
         state.leave(self.id);
-        if !matches!(state.outcome, Outcome::Pending) || state.live > 0 {
-            // Waking is for everyone: no one needs handing the call.
+        if !matches!(state.outcome, Outcome::Pending) {
+            // Ended: every waiter was woken.
+            return;
+        }
+        if state.live > 0 {
+            // A wake this waiter was given and did not act on (it may have been the only
+            // one the upstream sent) goes to the others, one of which polls it.
+            if held_a_wake {
+                state.wake_all();
+            }
             return;
         }
         // Nobody waits any more: cancel the upstream call.
@@ -501,5 +576,94 @@ impl<U, B> Slot<U, B> {
     /// The layer's shared state.
     pub(crate) fn shared(&self) -> &Arc<Shared> {
         &self.shared
+    }
+}
+
+/// The lost wakeup of the `try_lock` (see the module's docs), model-checked: waiter A
+/// polls the upstream, which wakes the slot during that poll; waiter B is polled at the
+/// same time. However the two interleave, B ends answered or woken, never left waiting for
+/// A's caller, which here never polls A again.
+#[cfg(all(test, bulwark_loom))]
+mod loom_model {
+    use std::future::Future;
+    use std::pin::Pin;
+    use std::sync::Arc;
+    use std::task::{Context, Poll, Wake, Waker};
+
+    use tower_bulwark_core::sync::{AtomicBool, Ordering};
+
+    use super::{Answer, Join, Slot};
+    use crate::upstream::Fetched;
+    use crate::CoalesceLayer;
+
+    /// Wakes itself during its first poll (its I/O ready meanwhile), takes a while (it
+    /// yields to the other thread: without it loom would not run that thread in this
+    /// window, as nothing in it conflicts with the other thread's operations) and returns
+    /// `Pending`; fails on its second.
+    struct WakesMidPoll {
+        polls: usize,
+    }
+
+    impl Future for WakesMidPoll {
+        type Output = Fetched<()>;
+
+        fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+            self.polls += 1;
+            if self.polls == 1 {
+                cx.waker().wake_by_ref();
+                loom::thread::yield_now();
+                return Poll::Pending;
+            }
+            Poll::Ready(Fetched::Failed("the call's answer".into()))
+        }
+    }
+
+    #[derive(Default)]
+    struct Flag(AtomicBool);
+
+    impl Wake for Flag {
+        fn wake(self: Arc<Self>) {
+            self.0.store(true, Ordering::SeqCst);
+        }
+    }
+
+    #[test]
+    fn a_waiter_that_finds_the_upstream_polled_is_never_left_unwoken() {
+        loom::model(|| {
+            let layer = CoalesceLayer::new();
+            let shared = layer.shared.clone();
+            let parts = http::Request::get("http://api.test/hot")
+                .body(())
+                .unwrap()
+                .into_parts()
+                .0;
+            let probe = shared.key.probe(&parts).expect("a GET is coalesced");
+            let key = shared.key.store(&parts, &probe);
+            let mut a = Slot::<WakesMidPoll, ()>::lead(shared, probe.hash, key);
+            let slot = a.slot().clone();
+            let Join::Joined(mut b) = slot.join(10) else {
+                panic!("the call has room and has not ended");
+            };
+            slot.start(Box::pin(WakesMidPoll { polls: 0 }));
+
+            let driver = loom::thread::spawn(move || {
+                let waker = Waker::from(Arc::new(Flag::default()));
+                // Whatever it comes to, A's caller never polls it again.
+                let _ = a.poll(&mut Context::from_waker(&waker));
+                a
+            });
+            let b_flag = Arc::new(Flag::default());
+            let b_waker = Waker::from(b_flag.clone());
+            let answered = b.poll(&mut Context::from_waker(&b_waker)).is_ready();
+            let _a = driver.join().unwrap();
+            assert!(
+                answered || b_flag.0.load(Ordering::SeqCst),
+                "B waits, unwoken, on a call only A's caller would poll again"
+            );
+            if !answered {
+                let answer = b.poll(&mut Context::from_waker(&b_waker));
+                assert!(matches!(answer, Poll::Ready(Answer::Error(_))));
+            }
+        });
     }
 }
