@@ -115,9 +115,12 @@ pub fn non_negative(field: &'static str, value: f64) -> Result<f64, ConfigError>
     }
 }
 
-/// Accepts a count greater than zero.
-pub fn non_zero(field: &'static str, value: usize) -> Result<usize, ConfigError> {
-    if value > 0 {
+/// Accepts a count greater than zero (any unsigned integer type).
+pub fn non_zero<T: Copy + PartialOrd + Default>(
+    field: &'static str,
+    value: T,
+) -> Result<T, ConfigError> {
+    if value > T::default() {
         Ok(value)
     } else {
         Err(ConfigError::new(field, "must be greater than 0"))

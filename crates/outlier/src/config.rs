@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use tower_bulwark_core::config::{non_negative, non_zero_duration, ratio};
+use tower_bulwark_core::config::{non_negative, non_zero, non_zero_duration, ratio};
 use tower_bulwark_core::{ConfigError, Listener, Listeners, Name};
 
 use crate::detector::OutlierDetector;
@@ -58,18 +58,8 @@ impl SuccessRate {
     }
 
     fn check(self) -> Result<Self, ConfigError> {
-        if self.minimum_hosts == 0 {
-            return Err(ConfigError::new(
-                "success_rate_minimum_hosts",
-                "must be greater than 0",
-            ));
-        }
-        if self.request_volume == 0 {
-            return Err(ConfigError::new(
-                "success_rate_request_volume",
-                "must be greater than 0",
-            ));
-        }
+        non_zero("success_rate_minimum_hosts", self.minimum_hosts)?;
+        non_zero("success_rate_request_volume", self.request_volume)?;
         non_negative("success_rate_stdev_factor", self.stdev_factor)?;
         Ok(self)
     }
@@ -124,18 +114,8 @@ impl FailurePercentage {
 
     fn check(self) -> Result<Self, ConfigError> {
         ratio("failure_percentage_threshold", self.threshold)?;
-        if self.minimum_hosts == 0 {
-            return Err(ConfigError::new(
-                "failure_percentage_minimum_hosts",
-                "must be greater than 0",
-            ));
-        }
-        if self.request_volume == 0 {
-            return Err(ConfigError::new(
-                "failure_percentage_request_volume",
-                "must be greater than 0",
-            ));
-        }
+        non_zero("failure_percentage_minimum_hosts", self.minimum_hosts)?;
+        non_zero("failure_percentage_request_volume", self.request_volume)?;
         Ok(self)
     }
 }
