@@ -4,7 +4,7 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tower_bulwark_core::config::{non_zero_duration, ratio};
+use tower_bulwark_core::config::{non_zero, non_zero_duration, ratio};
 use tower_bulwark_core::{ConfigError, Listener, Listeners, Name};
 
 use crate::budget::Budget;
@@ -41,6 +41,14 @@ pub const MAX_HEDGES: u32 = 8;
 /// [`min_samples`](Self::min_samples) latencies are known; otherwise the ceiling
 /// [`max_delay`](Self::max_delay) is).
 pub struct HedgeBuilder<M = Idempotent, O = OverloadSignals> {
+    settings: Settings,
+    may_hedge: M,
+    overload: O,
+}
+
+/// The builder's values, kept apart from its type parameters so that `may_hedge` and
+/// `overload` carry them over whole.
+struct Settings {
     name: Name,
     delay: Option<Duration>,
     percentile: Option<f64>,
@@ -55,27 +63,27 @@ pub struct HedgeBuilder<M = Idempotent, O = OverloadSignals> {
     pause: Duration,
     deadline_margin: Duration,
     listeners: Listeners<HedgeEvent>,
-    may_hedge: M,
-    overload: O,
 }
 
 impl HedgeBuilder {
     pub(crate) fn new() -> Self {
         HedgeBuilder {
-            name: Name::new_static("hedge"),
-            delay: None,
-            percentile: None,
-            min_delay: DEFAULT_MIN_DELAY,
-            max_delay: DEFAULT_MAX_DELAY,
-            min_samples: DEFAULT_MIN_SAMPLES,
-            window: DEFAULT_WINDOW,
-            max_hedges: 1,
-            budget_ratio: DEFAULT_BUDGET_RATIO,
-            min_per_sec: DEFAULT_MIN_PER_SEC,
-            budget_window: DEFAULT_WINDOW,
-            pause: DEFAULT_PAUSE,
-            deadline_margin: DEFAULT_DEADLINE_MARGIN,
-            listeners: Listeners::new(),
+            settings: Settings {
+                name: Name::new_static("hedge"),
+                delay: None,
+                percentile: None,
+                min_delay: DEFAULT_MIN_DELAY,
+                max_delay: DEFAULT_MAX_DELAY,
+                min_samples: DEFAULT_MIN_SAMPLES,
+                window: DEFAULT_WINDOW,
+                max_hedges: 1,
+                budget_ratio: DEFAULT_BUDGET_RATIO,
+                min_per_sec: DEFAULT_MIN_PER_SEC,
+                budget_window: DEFAULT_WINDOW,
+                pause: DEFAULT_PAUSE,
+                deadline_margin: DEFAULT_DEADLINE_MARGIN,
+                listeners: Listeners::new(),
+            },
             may_hedge: Idempotent,
             overload: OverloadSignals,
         }
@@ -86,7 +94,7 @@ impl<M, O> HedgeBuilder<M, O> {
     /// The layer's name, in events, metrics (label `hedge`) and its handle. Default
     /// `"hedge"`.
     pub fn name(mut self, name: impl Into<Name>) -> Self {
-        self.name = name.into();
+        self.settings.name = name.into();
         self
     }
 
@@ -94,7 +102,7 @@ impl<M, O> HedgeBuilder<M, O> {
     /// (hedge `n` after `n` delays). With [`percentile`](Self::percentile), the delay used
     /// until enough latencies are known. More than zero.
     pub fn delay(mut self, delay: Duration) -> Self {
-        self.delay = Some(delay);
+        self.settings.delay = Some(delay);
         self
     }
 
@@ -102,40 +110,40 @@ impl<M, O> HedgeBuilder<M, O> {
     /// recent first attempts, within [`min_delay`](Self::min_delay) and
     /// [`max_delay`](Self::max_delay), recomputed at most every 100 ms.
     pub fn percentile(mut self, percentile: f64) -> Self {
-        self.percentile = Some(percentile);
+        self.settings.percentile = Some(percentile);
         self
     }
 
     /// The floor of a learned delay. Default 1 ms; more than zero.
     pub fn min_delay(mut self, floor: Duration) -> Self {
-        self.min_delay = floor;
+        self.settings.min_delay = floor;
         self
     }
 
     /// The ceiling of a learned delay, and the delay until it is learned when no
     /// [`delay`](Self::delay) is given. Default 1 s; at least `min_delay`.
     pub fn max_delay(mut self, ceiling: Duration) -> Self {
-        self.max_delay = ceiling;
+        self.settings.max_delay = ceiling;
         self
     }
 
     /// Latencies needed before a learned delay is trusted. Default 100; at least 1.
     pub fn min_samples(mut self, samples: u64) -> Self {
-        self.min_samples = samples;
+        self.settings.min_samples = samples;
         self
     }
 
     /// The window of learned latencies: the percentile is of the current and the previous
     /// window (the last one to two windows). Default 10 s; 1 s to 10 min.
     pub fn window(mut self, window: Duration) -> Self {
-        self.window = window;
+        self.settings.window = window;
         self
     }
 
     /// The most hedges per call: hedge `n` is sent `n` delays after the first attempt.
     /// Default 1; 1 to 8.
     pub fn max_hedges(mut self, hedges: u32) -> Self {
-        self.max_hedges = hedges;
+        self.settings.max_hedges = hedges;
         self
     }
 
@@ -143,40 +151,40 @@ impl<M, O> HedgeBuilder<M, O> {
     /// it, each hedge withdraws one), plus [`min_per_sec`](Self::min_per_sec). Default
     /// 0.05; within `0..=1`.
     pub fn budget_ratio(mut self, ratio: f64) -> Self {
-        self.budget_ratio = ratio;
+        self.settings.budget_ratio = ratio;
         self
     }
 
     /// Hedges per second always allowed, whatever the ratio, so a quiet service can hedge.
     /// Default 1.
     pub fn min_per_sec(mut self, hedges: u32) -> Self {
-        self.min_per_sec = hedges;
+        self.settings.min_per_sec = hedges;
         self
     }
 
     /// The budget's window: deposits and withdrawals older than this expire. Default
     /// 10 s; 1 s to 60 s.
     pub fn budget_window(mut self, window: Duration) -> Self {
-        self.budget_window = window;
+        self.settings.budget_window = window;
         self
     }
 
     /// How long hedging pauses after an overloaded answer that gave no pushback. Default
     /// 1 s; more than zero, at most 60 s (a pushback is honoured up to 60 s too).
     pub fn pause(mut self, pause: Duration) -> Self {
-        self.pause = pause;
+        self.settings.pause = pause;
         self
     }
 
     /// No hedge is sent when the caller's deadline is nearer than this. Default 5 ms.
     pub fn deadline_margin(mut self, margin: Duration) -> Self {
-        self.deadline_margin = margin;
+        self.settings.deadline_margin = margin;
         self
     }
 
     /// Adds a listener of [`HedgeEvent`]s.
-    pub fn listener(mut self, listener: impl Listener<HedgeEvent> + 'static) -> Self {
-        self.listeners.push(listener);
+    pub fn on_event(mut self, listener: impl Listener<HedgeEvent> + 'static) -> Self {
+        self.settings.listeners.push(listener);
         self
     }
 
@@ -184,29 +192,16 @@ impl<M, O> HedgeBuilder<M, O> {
     /// docs), each series registered once.
     #[cfg(feature = "metrics")]
     pub fn with_metrics(self) -> Self {
-        self.listener(crate::events::HedgeMetricsListener::new())
+        self.on_event(crate::events::HedgeMetricsListener::new())
     }
 
     /// Which requests may be hedged. Default [`Idempotent`]: HTTP requests with an
     /// idempotent method or an `Idempotency-Key`.
     pub fn may_hedge<M2>(self, may_hedge: M2) -> HedgeBuilder<M2, O> {
         HedgeBuilder {
+            settings: self.settings,
             may_hedge,
             overload: self.overload,
-            name: self.name,
-            delay: self.delay,
-            percentile: self.percentile,
-            min_delay: self.min_delay,
-            max_delay: self.max_delay,
-            min_samples: self.min_samples,
-            window: self.window,
-            max_hedges: self.max_hedges,
-            budget_ratio: self.budget_ratio,
-            min_per_sec: self.min_per_sec,
-            budget_window: self.budget_window,
-            pause: self.pause,
-            deadline_margin: self.deadline_margin,
-            listeners: self.listeners,
         }
     }
 
@@ -214,28 +209,15 @@ impl<M, O> HedgeBuilder<M, O> {
     /// and gRPC responses); [`Rejections`](crate::Rejections) for other response types.
     pub fn overload<O2>(self, overload: O2) -> HedgeBuilder<M, O2> {
         HedgeBuilder {
+            settings: self.settings,
             overload,
             may_hedge: self.may_hedge,
-            name: self.name,
-            delay: self.delay,
-            percentile: self.percentile,
-            min_delay: self.min_delay,
-            max_delay: self.max_delay,
-            min_samples: self.min_samples,
-            window: self.window,
-            max_hedges: self.max_hedges,
-            budget_ratio: self.budget_ratio,
-            min_per_sec: self.min_per_sec,
-            budget_window: self.budget_window,
-            pause: self.pause,
-            deadline_margin: self.deadline_margin,
-            listeners: self.listeners,
         }
     }
 
     /// The layer, or the first setting that is wrong.
     pub fn build(self) -> Result<HedgeLayer<M, O>, ConfigError> {
-        let delay = match (self.delay, self.percentile) {
+        let delay = match (self.settings.delay, self.settings.percentile) {
             (None, None) => {
                 return Err(ConfigError::new(
                     "delay",
@@ -245,7 +227,7 @@ impl<M, O> HedgeBuilder<M, O> {
             (Some(delay), _) => Some(non_zero_duration("delay", delay)?),
             (None, Some(_)) => None,
         };
-        let rule = match self.percentile {
+        let rule = match self.settings.percentile {
             None => DelayRule::Fixed(delay.expect("checked above: a delay or a percentile")),
             Some(percentile) => {
                 let percentile = ratio("percentile", percentile)?;
@@ -255,60 +237,65 @@ impl<M, O> HedgeBuilder<M, O> {
                         format!("must be more than 0 and less than 1, got {percentile}"),
                     ));
                 }
-                let floor = non_zero_duration("min_delay", self.min_delay)?;
-                if self.max_delay < floor {
+                let floor = non_zero_duration("min_delay", self.settings.min_delay)?;
+                if self.settings.max_delay < floor {
                     return Err(ConfigError::new(
                         "max_delay",
                         format!(
                             "must be at least `min_delay` ({floor:?}), got {:?}",
-                            self.max_delay
+                            self.settings.max_delay
                         ),
                     ));
                 }
-                if self.min_samples == 0 {
-                    return Err(ConfigError::new("min_samples", "must be at least 1"));
-                }
+                non_zero("min_samples", self.settings.min_samples)?;
                 within(
                     "window",
-                    self.window,
+                    self.settings.window,
                     Duration::from_secs(1),
                     Duration::from_secs(600),
                 )?;
                 DelayRule::Learned(Learned::new(LearnedSettings {
                     percentile,
-                    min_samples: self.min_samples,
+                    min_samples: self.settings.min_samples,
                     floor,
-                    ceiling: self.max_delay,
-                    warm_up: delay.unwrap_or(self.max_delay),
-                    window: self.window,
+                    ceiling: self.settings.max_delay,
+                    warm_up: delay.unwrap_or(self.settings.max_delay),
+                    window: self.settings.window,
                 }))
             }
         };
-        if !(1..=MAX_HEDGES).contains(&self.max_hedges) {
+        if !(1..=MAX_HEDGES).contains(&self.settings.max_hedges) {
             return Err(ConfigError::new(
                 "max_hedges",
-                format!("must be within 1..={MAX_HEDGES}, got {}", self.max_hedges),
+                format!(
+                    "must be within 1..={MAX_HEDGES}, got {}",
+                    self.settings.max_hedges
+                ),
             ));
         }
-        let budget_ratio = ratio("budget_ratio", self.budget_ratio)?;
+        let budget_ratio = ratio("budget_ratio", self.settings.budget_ratio)?;
         within(
             "budget_window",
-            self.budget_window,
+            self.settings.budget_window,
             Duration::from_secs(1),
             Duration::from_secs(60),
         )?;
-        let pause = non_zero_duration("pause", self.pause)?;
+        let pause = non_zero_duration("pause", self.settings.pause)?;
         within("pause", pause, Duration::ZERO, MAX_PAUSE)?;
         let state = State::new(
             Reporter {
-                name: self.name,
-                listeners: self.listeners,
+                name: self.settings.name,
+                listeners: self.settings.listeners,
             },
             rule,
-            self.max_hedges,
-            Budget::new(self.budget_window, self.min_per_sec, budget_ratio),
+            self.settings.max_hedges,
+            Budget::new(
+                self.settings.budget_window,
+                self.settings.min_per_sec,
+                budget_ratio,
+            ),
             pause,
-            self.deadline_margin,
+            self.settings.deadline_margin,
         );
         Ok(HedgeLayer {
             shared: Arc::new(Shared {
@@ -339,11 +326,11 @@ fn within(
 impl<M, O> fmt::Debug for HedgeBuilder<M, O> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("HedgeBuilder")
-            .field("name", &self.name)
-            .field("delay", &self.delay)
-            .field("percentile", &self.percentile)
-            .field("max_hedges", &self.max_hedges)
-            .field("budget_ratio", &self.budget_ratio)
+            .field("name", &self.settings.name)
+            .field("delay", &self.settings.delay)
+            .field("percentile", &self.settings.percentile)
+            .field("max_hedges", &self.settings.max_hedges)
+            .field("budget_ratio", &self.settings.budget_ratio)
             .finish_non_exhaustive()
     }
 }

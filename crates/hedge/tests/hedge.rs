@@ -240,7 +240,7 @@ async fn an_overloaded_answer_pauses_hedging_for_its_retry_after() {
     let events = Arc::new(Mutex::new(Vec::new()));
     let seen = events.clone();
     let layer = fixed()
-        .listener(move |event: &HedgeEvent| seen.lock().unwrap().push(event.clone()))
+        .on_event(move |event: &HedgeEvent| seen.lock().unwrap().push(event.clone()))
         .build()
         .unwrap();
     let handle = layer.handle();
@@ -374,7 +374,7 @@ async fn up_to_max_hedges_one_delay_apart() {
     let seen = events.clone();
     let layer = fixed()
         .max_hedges(3)
-        .listener(move |event: &HedgeEvent| {
+        .on_event(move |event: &HedgeEvent| {
             if let HedgeEvent::Sent { number, after, .. } = event {
                 seen.lock().unwrap().push((*number, *after));
             }
