@@ -375,6 +375,52 @@ fn http_layers(c: &mut Criterion) {
     group.finish();
 }
 
+/// The last-good fallback on its success path: a hot key (the same GET each call) with
+/// the default refresh period (its answer copied once a second) and with every success
+/// copied into the cache (period zero), beside the bare service.
+fn fallback(c: &mut Criterion) {
+    use tower::Layer;
+    use tower_bulwark::fallback::FallbackLayer;
+
+    let ok = || {
+        Noop.map_response(|_: u64| {
+            Response::builder()
+                .header("content-type", "text/plain")
+                .header("etag", "\"1\"")
+                .body("hello".to_string())
+                .expect("a valid response")
+        })
+    };
+    let get = || {
+        Request::get("http://inventory/items/7")
+            .body(())
+            .expect("a valid request")
+    };
+    let with_refresh = |period: Option<Duration>| {
+        let builder = FallbackLayer::builder().last_good(Duration::from_secs(60), 1_000);
+        let builder = match period {
+            Some(period) => builder.last_good_refresh(period),
+            None => builder,
+        };
+        builder.build().expect("fallback config")
+    };
+    let mut group = c.benchmark_group("ready_call_fallback");
+    bench_ready_call(
+        &mut group,
+        "noop",
+        ok().map_request(|_: Request<()>| 7u64),
+        get,
+    );
+    for (name, period) in [
+        ("bulwark_fallback_hot_key", None),
+        ("bulwark_fallback_copy_every_success", Some(Duration::ZERO)),
+    ] {
+        let service = with_refresh(period).layer(ok().map_request(|_: Request<()>| 7u64));
+        bench_ready_call(&mut group, name, service, get);
+    }
+    group.finish();
+}
+
 /// Deadline layers beside tower's `Timeout`, each on the request its side sees (built in
 /// every iteration, for every row alike): a server receives a gRPC call with
 /// `grpc-timeout`; a client sends one without.
@@ -563,6 +609,7 @@ criterion_group!(
     budgets,
     two_threads,
     http_layers,
+    fallback,
     deadline_layers,
     shedding,
     chaos

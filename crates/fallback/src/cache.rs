@@ -8,15 +8,17 @@ use std::time::Duration;
 use http::{HeaderMap, Response};
 use tokio::time::Instant;
 
+use crate::recent::RecentStores;
 use crate::vary::Variant;
 
 /// The last good response for each key, at most `capacity` keys (the oldest entry goes
-/// first), each kept for `ttl` with the request header values it was chosen by.
-#[derive(Debug)]
+/// first), each kept for `ttl` with the request header values it was chosen by, and
+/// replaced at most once per refresh period when it varies on nothing.
 pub(crate) struct LastGood<K, B> {
     ttl: Duration,
     capacity: usize,
     entries: Mutex<Entries<K, B>>,
+    recent: RecentStores,
 }
 
 #[derive(Debug)]
@@ -29,16 +31,23 @@ struct Entries<K, B> {
 }
 
 impl<K: Hash + Eq + Clone, B: Clone> LastGood<K, B> {
-    pub(crate) fn new(ttl: Duration, capacity: usize) -> Self {
+    pub(crate) fn new(ttl: Duration, capacity: usize, refresh: Duration) -> Self {
         LastGood {
             ttl,
             capacity,
+            recent: RecentStores::new(refresh, capacity),
             entries: Mutex::new(Entries {
                 by_key: HashMap::new(),
                 order: VecDeque::new(),
                 stores: 0,
             }),
         }
+    }
+
+    /// Whether a success for `key` that varies on nothing should be stored: not when one
+    /// was stored within the refresh period (a `true` counts as that store).
+    pub(crate) fn claim(&self, key: &K) -> bool {
+        self.recent.claim(key)
     }
 
     /// Keeps `response`, chosen by `variant`, as the last good one for `key`.
@@ -100,7 +109,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn entries_expire_after_the_ttl() {
-        let cache = LastGood::new(Duration::from_secs(10), 8);
+        let cache = LastGood::new(Duration::from_secs(10), 8, Duration::ZERO);
         cache.store("a", response("one"), Variant::default());
         tokio::time::advance(Duration::from_secs(9)).await;
         assert_eq!(cache.get(&"a", None).map(|r| *r.body()), Some("one"));
@@ -110,7 +119,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn the_bound_drops_the_oldest_key() {
-        let cache = LastGood::new(Duration::from_secs(10), 2);
+        let cache = LastGood::new(Duration::from_secs(10), 2, Duration::ZERO);
         cache.store("a", response("1"), Variant::default());
         cache.store("b", response("2"), Variant::default());
         cache.store("a", response("3"), Variant::default());

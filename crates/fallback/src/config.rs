@@ -32,6 +32,8 @@ pub struct FallbackBuilder<F, K, B, C = HttpOrGrpc> {
     classify: C,
     on: FallbackOn,
     last_good: Option<(Duration, usize)>,
+    /// `None`: the default, a tenth of the TTL, at most a second.
+    refresh: Option<Duration>,
     cache_methods: Vec<Method>,
     stripped: Vec<HeaderName>,
     answer: Option<Answer<K, B>>,
@@ -50,6 +52,7 @@ impl FallbackLayer<(), (), ()> {
             classify: HttpOrGrpc,
             on: FallbackOn::default(),
             last_good: None,
+            refresh: None,
             cache_methods: CACHE_METHODS.to_vec(),
             stripped: STRIPPED_HEADERS.map(HeaderName::from_static).to_vec(),
             answer: None,
@@ -82,6 +85,7 @@ impl<B, C> FallbackBuilder<DefaultKey, RequestKey, B, C> {
             classify: self.classify,
             on: self.on,
             last_good: self.last_good,
+            refresh: self.refresh,
             cache_methods: self.cache_methods,
             stripped: self.stripped,
             answer,
@@ -106,9 +110,42 @@ impl<F, K, B, C> FallbackBuilder<F, K, B, C> {
     /// it varies on. The [stripped headers](Self::strip_headers) are removed from the copy
     /// kept.
     ///
+    /// A key's kept answer is replaced at most once per [refresh
+    /// period](Self::last_good_refresh), so that a hot key's successes take neither the
+    /// cache's lock nor a copy of the response.
+    ///
     /// [`Outcome::Success`]: tower_bulwark_core::Outcome::Success
     pub fn last_good(mut self, ttl: Duration, capacity: usize) -> Self {
         self.last_good = Some((ttl, capacity));
+        self
+    }
+
+    /// How often a key's kept answer is replaced by a newer success: at most once per
+    /// `period`. The default is a tenth of the TTL, at most a second: the answer served in
+    /// a failure is then at most that much older than the latest success, and a key asked
+    /// for thousands of times a second is copied once a second, not thousands of times.
+    /// An answer that varies (`Vary`) is always stored, since it replaces its key's answer
+    /// for other header values. Zero stores every success. It must be shorter than the
+    /// TTL, or an answer could expire before it is replaced ([`ConfigError`]
+    /// `last_good.refresh`).
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use tower_bulwark_fallback::FallbackLayer;
+    ///
+    /// let fallback = FallbackLayer::builder::<String>()
+    ///     .last_good(Duration::from_secs(60), 1_000)
+    ///     .last_good_refresh(Duration::from_millis(100))
+    ///     .build();
+    /// assert!(fallback.is_ok());
+    /// let too_long = FallbackLayer::builder::<String>()
+    ///     .last_good(Duration::from_secs(60), 1_000)
+    ///     .last_good_refresh(Duration::from_secs(60))
+    ///     .build();
+    /// assert_eq!(too_long.unwrap_err().field(), "last_good.refresh");
+    /// ```
+    pub fn last_good_refresh(mut self, period: Duration) -> Self {
+        self.refresh = Some(period);
         self
     }
 
@@ -161,6 +198,7 @@ impl<F, K, B, C> FallbackBuilder<F, K, B, C> {
             classify,
             on: self.on,
             last_good: self.last_good,
+            refresh: self.refresh,
             cache_methods: self.cache_methods,
             stripped: self.stripped,
             answer: self.answer,
@@ -210,13 +248,28 @@ impl<F, K, B, C> FallbackBuilder<F, K, B, C> {
             Some((ttl, capacity)) => {
                 non_zero_duration("last_good.ttl", ttl)?;
                 non_zero("last_good.capacity", capacity)?;
+                let refresh = self
+                    .refresh
+                    .unwrap_or((ttl / 10).min(Duration::from_secs(1)));
+                if refresh >= ttl {
+                    return Err(ConfigError::new(
+                        "last_good.refresh",
+                        "not shorter than last_good.ttl: an answer could expire before it is replaced",
+                    ));
+                }
                 if self.cache_methods.is_empty() {
                     return Err(ConfigError::new(
                         "cache_methods",
                         "empty: no request could use the cache (leave last_good out instead)",
                     ));
                 }
-                Some(LastGood::new(ttl, capacity))
+                Some(LastGood::new(ttl, capacity, refresh))
+            }
+            None if self.refresh.is_some() => {
+                return Err(ConfigError::new(
+                    "last_good.refresh",
+                    "given without last_good: there is no cache to refresh",
+                ))
             }
             None => None,
         };
@@ -241,6 +294,7 @@ impl<F, K, B, C> fmt::Debug for FallbackBuilder<F, K, B, C> {
         f.debug_struct("FallbackBuilder")
             .field("on", &self.on)
             .field("last_good", &self.last_good)
+            .field("refresh", &self.refresh)
             .field("cache_methods", &self.cache_methods)
             .field("stripped", &self.stripped)
             .field("name", &self.reporter.name)

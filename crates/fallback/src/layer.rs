@@ -233,8 +233,9 @@ where
 
 impl<K: Hash + Eq + Clone, B: Clone> Shared<K, B> {
     /// Keeps a copy of a successful `response` to a request with `headers` (`None`: not
-    /// kept), if it may be kept. Only here does a call take the cache's lock without
-    /// falling back.
+    /// kept), if it may be kept and its key was not stored within the refresh period
+    /// (an answer that varies is always stored). Only here does a call take the cache's
+    /// lock without falling back.
     pub(crate) fn keep(
         &self,
         key: K,
@@ -247,6 +248,8 @@ impl<K: Hash + Eq + Clone, B: Clone> Shared<K, B> {
         };
         let variant = match (storable(response, cache), headers) {
             (Err(why), _) => return self.reporter.not_stored(why),
+            // Stored lately: this success is not copied (nor the lock taken) again.
+            (Ok(names), _) if names.is_empty() && !last_good.claim(&key) => return,
             (Ok(names), _) if names.is_empty() => Variant::default(),
             (Ok(names), Some(headers)) => Variant::of(names, headers),
             (Ok(_), None) => {

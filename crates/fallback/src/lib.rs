@@ -74,6 +74,7 @@ mod events;
 mod future;
 mod key;
 mod layer;
+mod recent;
 mod store;
 mod vary;
 
