@@ -120,6 +120,114 @@ impl FailurePercentage {
     }
 }
 
+/// The slow-endpoint rule: once an interval, the endpoints with at least `request_volume`
+/// answered calls in it are compared by their mean latency; when there are at least
+/// `minimum_hosts` of them, each whose mean is more than `factor x` the **median** of
+/// their means, and more than `minimum_excess` above that median, is ejected, slowest
+/// first, within the cap.
+///
+/// Envoy's outlier detection has no latency rule; this one is ours, and it is built to act
+/// on large gaps only. Smaller differences between endpoints are the balancer's job:
+/// latency-aware balancing (Finagle's and linkerd's peak-EWMA power of two choices,
+/// tower's `PeakEwma` load for `p2c`) sends a slower endpoint less, in proportion, and keeps
+/// its capacity; an ejection takes it all away for at least `base_ejection_time`. So:
+///
+/// - **The median**, not the mean, is the reference: one endpoint ten times slower moves a
+///   mean of five by a factor of almost three, and would hide itself; the median does not
+///   move until half the endpoints are slow (and then no one endpoint is an outlier).
+/// - **`factor` 5**: an endpoint five times slower than the typical one is not a variance
+///   a balancer should smooth but a broken host (a failing disk, a throttled container, a
+///   degraded link); 2 or 3 would eject healthy hosts with a heavier share of expensive
+///   requests.
+/// - **`minimum_excess` 50 ms**: a ratio alone ejects noise on fast services (1 ms against
+///   0.1 ms is 10x and harmless). And the rule reads a mean, which counts stalls: one 2.5 s
+///   pause among 50 calls of 2 ms adds 50 ms to the mean. 50 ms keeps one such stall per
+///   interval from ejecting an endpoint, while an endpoint slow throughout the interval,
+///   by tens of milliseconds or more, goes. Lower it for fast services that must stay fast
+///   (an endpoint at 20 ms among peers at 2 ms is 10x slower, but only 18 ms so: it goes
+///   with `minimum_excess` below that, 10 ms say).
+/// - **`minimum_hosts` 3**: a median of two is their mean; three is the fewest for which
+///   the median ignores the one slow endpoint.
+/// - **`request_volume` 50**: a mean over fewer calls is mostly chance (the failure
+///   percentage rule's volume, Envoy's default there). Under `p2c` with a load metric a
+///   slow endpoint gets fewer calls than its peers; it is only judged in intervals where it
+///   still gets this many.
+///
+/// What counts: every call the endpoint answered, success or failure, from `call` to the
+/// end of its response future (an attempt timeout under the layer is a failure that took
+/// the timeout: the strongest sign of a slow endpoint). Results the classifier ignores (a
+/// refusal by a layer below, the caller's deadline) and calls dropped before they finish
+/// do not count. Off unless set with [`Builder::slow_endpoint`].
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct SlowEndpoint {
+    pub(crate) minimum_hosts: usize,
+    pub(crate) request_volume: u64,
+    pub(crate) factor: f64,
+    pub(crate) minimum_excess: Duration,
+}
+
+impl Default for SlowEndpoint {
+    fn default() -> Self {
+        SlowEndpoint {
+            minimum_hosts: 3,
+            request_volume: 50,
+            factor: 5.0,
+            minimum_excess: Duration::from_millis(50),
+        }
+    }
+}
+
+impl SlowEndpoint {
+    /// The defaults: 3 hosts with 50 answered calls each; slower than 5x the median and
+    /// by more than 50 ms.
+    pub fn new() -> Self {
+        SlowEndpoint::default()
+    }
+
+    /// How many endpoints must have enough calls in the interval for the rule to run (at
+    /// least 1; below 3 the median is not robust to the slow endpoint itself).
+    pub fn minimum_hosts(mut self, hosts: usize) -> Self {
+        self.minimum_hosts = hosts;
+        self
+    }
+
+    /// How many answered calls (successes and failures; ignored results do not count) an
+    /// endpoint needs in the interval to be compared.
+    pub fn request_volume(mut self, calls: u64) -> Self {
+        self.request_volume = calls;
+        self
+    }
+
+    /// How many times the median an endpoint's mean latency must exceed (finite, more than
+    /// 1).
+    pub fn factor(mut self, factor: f64) -> Self {
+        self.factor = factor;
+        self
+    }
+
+    /// By how much an endpoint's mean must exceed the median, whatever the factor
+    /// (zero: the factor alone).
+    pub fn minimum_excess(mut self, excess: Duration) -> Self {
+        self.minimum_excess = excess;
+        self
+    }
+
+    fn check(self) -> Result<Self, ConfigError> {
+        non_zero("slow_endpoint_minimum_hosts", self.minimum_hosts)?;
+        non_zero("slow_endpoint_request_volume", self.request_volume)?;
+        if !(self.factor.is_finite() && self.factor > 1.0) {
+            return Err(ConfigError::new(
+                "slow_endpoint_factor",
+                format!(
+                    "must be a finite number greater than 1, got {}",
+                    self.factor
+                ),
+            ));
+        }
+        Ok(self)
+    }
+}
+
 /// The checked settings a detector runs with.
 #[derive(Debug, Clone)]
 pub(crate) struct Config {
@@ -131,6 +239,7 @@ pub(crate) struct Config {
     pub(crate) max_ejection_percent: u32,
     pub(crate) success_rate: Option<SuccessRate>,
     pub(crate) failure_percentage: Option<FailurePercentage>,
+    pub(crate) slow_endpoint: Option<SlowEndpoint>,
 }
 
 impl Config {
@@ -168,6 +277,7 @@ impl Default for Config {
             max_ejection_percent: 10,
             success_rate: Some(SuccessRate::default()),
             failure_percentage: None,
+            slow_endpoint: None,
         }
     }
 }
@@ -176,8 +286,9 @@ impl Default for Config {
 ///
 /// Defaults (Envoy's): eject after 5 consecutive failures; consecutive gateway failures
 /// off; success-rate rule every 10 s (5 hosts, 100 calls, factor 1.9); failure-percentage
-/// rule off; ejection `30 s x times ejected`, at most 300 s; at most 10% of the endpoints
-/// ejected (at least one, see [`max_ejection_percent`](Builder::max_ejection_percent)).
+/// rule off; slow-endpoint rule off; ejection `30 s x times ejected`, at most 300 s; at
+/// most 10% of the endpoints ejected (at least one, see
+/// [`max_ejection_percent`](Builder::max_ejection_percent)).
 #[derive(Debug)]
 pub struct Builder {
     name: Name,
@@ -217,8 +328,9 @@ impl Builder {
         self
     }
 
-    /// How often the success-rate and failure-percentage rules run, expired ejections are
-    /// swept and the ejection counts of healthy endpoints decay. Default 10 s.
+    /// How often the success-rate, failure-percentage and slow-endpoint rules run, expired
+    /// ejections are swept and the ejection counts of healthy endpoints decay. Default
+    /// 10 s.
     pub fn interval(mut self, interval: Duration) -> Self {
         self.config.interval = interval;
         self
@@ -267,6 +379,19 @@ impl Builder {
     /// Turns the failure-percentage rule off.
     pub fn no_failure_percentage(mut self) -> Self {
         self.config.failure_percentage = None;
+        self
+    }
+
+    /// Turns the slow-endpoint rule on with these settings (off by default; see
+    /// [`SlowEndpoint`] for what it compares and why its defaults are what they are).
+    pub fn slow_endpoint(mut self, rule: SlowEndpoint) -> Self {
+        self.config.slow_endpoint = Some(rule);
+        self
+    }
+
+    /// Turns the slow-endpoint rule off.
+    pub fn no_slow_endpoint(mut self) -> Self {
+        self.config.slow_endpoint = None;
         self
     }
 
@@ -328,6 +453,7 @@ impl Builder {
                 .failure_percentage
                 .map(FailurePercentage::check)
                 .transpose()?,
+            slow_endpoint: config.slow_endpoint.map(SlowEndpoint::check).transpose()?,
             ..config
         };
         Ok(OutlierDetector::new(self.name, config, self.listeners))

@@ -12,11 +12,14 @@ use tower_bulwark_core::{Listeners, Name, Outcome};
 
 use crate::config::{Builder, Config};
 use crate::events::{OutlierEvent, Reason};
+use crate::latency::{LatencyTally, Tally};
 use crate::layer::OutlierLayer;
 use crate::state::{EjectedCount, Ejection, NotEjected};
 
 /// No success rate measured yet (the bits of no `f64` the detector stores).
 const NO_RATE: u64 = u64::MAX;
+/// No mean latency measured yet.
+const NO_LATENCY: u64 = u64::MAX;
 
 /// Outlier detection over a set of endpoints: each endpoint's service is wrapped by a layer
 /// from [`layer`](Self::layer) and records its outcomes here; an endpoint that fails while
@@ -65,6 +68,12 @@ pub(crate) struct Endpoint {
     waiting: Mutex<Vec<Waker>>,
     /// The success rate of the last interval with calls, as `f64` bits, or `NO_RATE`.
     last_rate: AtomicU64,
+    /// The latency of the calls it answered this interval (while the slow-endpoint rule is
+    /// on).
+    latency: LatencyTally,
+    /// The mean latency of the last interval with answered calls, in nanoseconds, or
+    /// `NO_LATENCY`.
+    last_latency: AtomicU64,
     in_flight: AtomicUsize,
 }
 
@@ -122,6 +131,8 @@ impl OutlierDetector {
             last_decay: AtomicU64::new(0),
             waiting: Mutex::new(Vec::new()),
             last_rate: AtomicU64::new(NO_RATE),
+            latency: LatencyTally::default(),
+            last_latency: AtomicU64::new(NO_LATENCY),
             in_flight: AtomicUsize::new(0),
         });
         self.shared.live.fetch_add(1, Ordering::AcqRel);
@@ -141,10 +152,10 @@ impl OutlierDetector {
         self.shared.ejected.get()
     }
 
-    /// Runs the interval rules now (success rate, failure percentage, the sweep of ended
-    /// ejections and the decay of ejection counts) and starts a new interval. They also run
-    /// by themselves when a call finishes after the interval is due; this is for tests and
-    /// for callers that want a sweep on their own schedule.
+    /// Runs the interval rules now (success rate, failure percentage, slow endpoint, the
+    /// sweep of ended ejections and the decay of ejection counts) and starts a new
+    /// interval. They also run by themselves when a call finishes after the interval is
+    /// due; this is for tests and for callers that want a sweep on their own schedule.
     pub fn evaluate(&self) {
         let now = self.shared.now();
         let next = now.saturating_add(self.shared.interval_nanos());
@@ -214,6 +225,9 @@ pub struct EndpointSnapshot {
     pub times_ejected: u32,
     /// Its success rate over the last interval it had calls in (`0..=1`).
     pub success_rate: Option<f64>,
+    /// The mean latency of the calls it answered in the last interval it answered any
+    /// (measured only while the [slow-endpoint rule](crate::SlowEndpoint) is on).
+    pub mean_latency: Option<Duration>,
     /// Failures in a row now.
     pub consecutive_failures: u32,
     /// Calls started and not yet finished or dropped.
@@ -239,11 +253,10 @@ impl Shared {
         nanos(self.config.interval)
     }
 
-    /// Runs the interval rules if they are due and this caller wins the interval.
+    /// Runs the interval rules if they are due at `now` and this caller wins the interval.
     #[inline]
-    fn maybe_evaluate(&self) {
+    fn maybe_evaluate(&self, now: u64) {
         let due = self.next_evaluation.load(Ordering::Acquire);
-        let now = self.now();
         if now < due {
             return;
         }
@@ -314,8 +327,8 @@ impl Shared {
         // Ejections beyond the cap of the endpoints left (some were removed) end first.
         self.enforce_cap(&endpoints, now, &mut notes);
         let interval = self.interval_nanos().max(1);
-        // Endpoints in rotation this interval: (endpoint, successes, calls).
-        let mut judged: Vec<(&Endpoint, u64, u64)> = Vec::with_capacity(endpoints.len());
+        // Endpoints in rotation this interval: (endpoint, successes, calls, latency).
+        let mut judged: Vec<(&Endpoint, u64, u64, Tally)> = Vec::with_capacity(endpoints.len());
         for endpoint in &endpoints {
             let successes = endpoint.successes.swap(0, Ordering::AcqRel);
             let failures = endpoint.failures.swap(0, Ordering::AcqRel);
@@ -323,6 +336,10 @@ impl Shared {
             if calls > 0 {
                 let rate = successes as f64 / calls as f64;
                 endpoint.last_rate.store(rate.to_bits(), Ordering::Relaxed);
+            }
+            let latency = endpoint.latency.take();
+            if let Some(mean) = latency.mean() {
+                endpoint.last_latency.store(mean, Ordering::Relaxed);
             }
             match endpoint.ejection.until() {
                 Some(until) if now >= until => {
@@ -335,14 +352,14 @@ impl Shared {
                 Some(_) => continue,
                 None => endpoint.decay(now, interval),
             }
-            judged.push((endpoint, successes, calls));
+            judged.push((endpoint, successes, calls, latency));
         }
 
         if let Some(rule) = self.config.success_rate {
             let eligible: Vec<(&Endpoint, f64)> = judged
                 .iter()
-                .filter(|(_, _, calls)| *calls >= rule.request_volume)
-                .map(|&(endpoint, successes, calls)| (endpoint, successes as f64 / calls as f64))
+                .filter(|(_, _, calls, _)| *calls >= rule.request_volume)
+                .map(|&(endpoint, successes, calls, _)| (endpoint, successes as f64 / calls as f64))
                 .collect();
             if eligible.len() >= rule.minimum_hosts {
                 let rates: Vec<f64> = eligible.iter().map(|(_, rate)| *rate).collect();
@@ -364,8 +381,8 @@ impl Shared {
         if let Some(rule) = self.config.failure_percentage {
             let eligible: Vec<(&Endpoint, f64)> = judged
                 .iter()
-                .filter(|(_, _, calls)| *calls >= rule.request_volume)
-                .map(|&(endpoint, successes, calls)| {
+                .filter(|(_, _, calls, _)| *calls >= rule.request_volume)
+                .map(|&(endpoint, successes, calls, _)| {
                     (endpoint, (calls - successes) as f64 / calls as f64)
                 })
                 .collect();
@@ -379,6 +396,36 @@ impl Shared {
                     let reason = Reason::FailurePercentage {
                         failures,
                         threshold: rule.threshold,
+                    };
+                    if let Some(note) = endpoint.eject(reason, now) {
+                        notes.push((endpoint, note));
+                    }
+                }
+            }
+        }
+        if let Some(rule) = self.config.slow_endpoint {
+            // (endpoint, mean latency in nanoseconds) of those with enough answered calls.
+            let eligible: Vec<(&Endpoint, u64)> = judged
+                .iter()
+                .filter_map(|&(endpoint, _, _, latency)| {
+                    latency
+                        .mean_with(rule.request_volume)
+                        .map(|mean| (endpoint, mean))
+                })
+                .collect();
+            let mut means: Vec<u64> = eligible.iter().map(|&(_, mean)| mean).collect();
+            if let Some(reference) = rule.reference(&mut means) {
+                let mut outliers: Vec<(&Endpoint, u64)> = eligible
+                    .into_iter()
+                    .filter(|&(_, mean)| reference.is_slow(mean))
+                    .collect();
+                // Slowest first: under the cap, the worst goes.
+                outliers.sort_by_key(|&(_, mean)| std::cmp::Reverse(mean));
+                for (endpoint, mean) in outliers {
+                    let reason = Reason::SlowEndpoint {
+                        mean: Duration::from_nanos(mean),
+                        median: reference.median(),
+                        threshold: reference.threshold(),
                     };
                     if let Some(note) = endpoint.eject(reason, now) {
                         notes.push((endpoint, note));
@@ -438,10 +485,16 @@ impl Endpoint {
         &self.key
     }
 
-    /// A call starts (its guard ends it).
+    /// A call starts (its guard ends it): when it started, in nanoseconds since the epoch,
+    /// if the slow-endpoint rule is on and so needs its latency (one read of the clock).
     #[inline]
-    pub(crate) fn start_call(&self) {
+    pub(crate) fn start_call(&self) -> Option<u64> {
         self.in_flight.fetch_add(1, Ordering::Relaxed);
+        self.shared
+            .config
+            .slow_endpoint
+            .is_some()
+            .then(|| self.shared.now())
     }
 
     #[inline]
@@ -449,12 +502,21 @@ impl Endpoint {
         self.in_flight.fetch_sub(1, Ordering::Relaxed);
     }
 
-    /// Records one finished call: its outcome and its gateway outcome.
+    /// Records one finished call: its outcome, its gateway outcome, and its latency if it
+    /// was answered and `started` is known (the slow-endpoint rule is on).
     #[inline]
-    pub(crate) fn record(&self, outcome: Outcome, gateway: Outcome) {
+    pub(crate) fn record(&self, outcome: Outcome, gateway: Outcome, started: Option<u64>) {
+        let now = self.shared.now();
         // An overdue evaluation runs first (its decay, its sweep), then the call is judged.
-        self.shared.maybe_evaluate();
+        self.shared.maybe_evaluate(now);
         let config = &self.shared.config;
+        if let Some(started) = started {
+            // A result the classifier ignores (a refusal below, the caller's deadline) says
+            // nothing about the endpoint's speed either.
+            if outcome != Outcome::Ignored {
+                self.latency.add(now.saturating_sub(started));
+            }
+        }
         match outcome {
             Outcome::Success => {
                 self.successes.fetch_add(1, Ordering::Relaxed);
@@ -621,6 +683,7 @@ impl Endpoint {
         // What it did before its ejection says nothing about it now.
         self.successes.store(0, Ordering::Release);
         self.failures.store(0, Ordering::Release);
+        let _ = self.latency.take();
         let waiting =
             std::mem::take(&mut *self.waiting.lock().unwrap_or_else(PoisonError::into_inner));
         for waker in waiting {
@@ -638,6 +701,7 @@ impl Endpoint {
 
     fn snapshot(&self) -> EndpointSnapshot {
         let rate = self.last_rate.load(Ordering::Relaxed);
+        let latency = self.last_latency.load(Ordering::Relaxed);
         EndpointSnapshot {
             key: self.key.clone(),
             ejected_until: self
@@ -646,6 +710,7 @@ impl Endpoint {
                 .map(|until| self.shared.instant_at(until)),
             times_ejected: self.times_ejected.load(Ordering::Acquire),
             success_rate: (rate != NO_RATE).then(|| f64::from_bits(rate)),
+            mean_latency: (latency != NO_LATENCY).then(|| Duration::from_nanos(latency)),
             consecutive_failures: self.consecutive.load(Ordering::Acquire),
             in_flight: self.in_flight.load(Ordering::Acquire),
         }

@@ -37,17 +37,29 @@ pub enum Reason {
         /// The configured threshold (`0..=1`).
         threshold: f64,
     },
+    /// Its mean latency over the last interval was more than `factor x` the median of the
+    /// endpoints with enough calls, and more than `minimum_excess` above it
+    /// ([`SlowEndpoint`](crate::SlowEndpoint)).
+    SlowEndpoint {
+        /// The endpoint's mean latency in the interval (answered calls).
+        mean: Duration,
+        /// The median of the compared endpoints' means.
+        median: Duration,
+        /// The threshold it was above: `max(factor x median, median + minimum_excess)`.
+        threshold: Duration,
+    },
 }
 
 impl Reason {
-    /// A short label: `consecutive`, `gateway`, `success_rate`, `failure_percentage` (the
-    /// `reason` label of the metrics).
+    /// A short label: `consecutive`, `gateway`, `success_rate`, `failure_percentage`,
+    /// `slow_endpoint` (the `reason` label of the metrics).
     pub fn label(&self) -> &'static str {
         match self {
             Reason::ConsecutiveFailures { .. } => "consecutive",
             Reason::ConsecutiveGatewayFailures { .. } => "gateway",
             Reason::SuccessRate { .. } => "success_rate",
             Reason::FailurePercentage { .. } => "failure_percentage",
+            Reason::SlowEndpoint { .. } => "slow_endpoint",
         }
     }
 }
@@ -73,6 +85,14 @@ impl fmt::Display for Reason {
                 "{:.1}% failures, threshold {:.1}%",
                 failures * 100.0,
                 threshold * 100.0
+            ),
+            Reason::SlowEndpoint {
+                mean,
+                median,
+                threshold,
+            } => write!(
+                f,
+                "mean latency {mean:?} above {threshold:?} (median {median:?})"
             ),
         }
     }

@@ -26,6 +26,8 @@ struct Call<C, G> {
     endpoint: Arc<Endpoint>,
     classify: C,
     gateway: G,
+    /// When the call started, if its latency is measured (the slow-endpoint rule is on).
+    started: Option<u64>,
 }
 
 impl<C, G> Drop for Call<C, G> {
@@ -36,13 +38,14 @@ impl<C, G> Drop for Call<C, G> {
 
 impl<F, C, G> ResponseFuture<F, C, G> {
     pub(crate) fn new(inner: F, endpoint: Arc<Endpoint>, classify: C, gateway: G) -> Self {
-        endpoint.start_call();
+        let started = endpoint.start_call();
         ResponseFuture {
             inner,
             call: Some(Call {
                 endpoint,
                 classify,
                 gateway,
+                started,
             }),
         }
     }
@@ -64,6 +67,7 @@ where
             call.endpoint.record(
                 call.classify.classify(&result),
                 call.gateway.classify(&result),
+                call.started,
             );
         }
         Poll::Ready(result)

@@ -16,6 +16,7 @@
 //! | [`consecutive_gateway_failures`](Builder::consecutive_gateway_failures) | at once, after N 502 / 503 / 504 / transport errors in a row ([`GatewayErrors`]) | off |
 //! | [`success_rate`](Builder::success_rate) | each interval: below `mean - stdev x factor` of the endpoints with enough calls | every 10 s; 5 hosts with 100 calls; factor 1.9 |
 //! | [`failure_percentage`](Builder::failure_percentage) | each interval: failures at or above a share | off (85%, 5 hosts, 50 calls when on) |
+//! | [`slow_endpoint`](Builder::slow_endpoint) | each interval: mean latency above `factor x` the median of the endpoints with enough calls, and `minimum_excess` above it ([`SlowEndpoint`]) | off (5x and 50 ms, 3 hosts, 50 calls when on) |
 //!
 //! - **Ejection time**: `base_ejection_time x times ejected` (30 s, 60 s, 90 s, ...), at
 //!   most `max_ejection_time` (300 s). The count decays by one for each full interval the
@@ -110,6 +111,57 @@
 //! around every endpoint of a failing fleet all open, the detector keeps most of them in
 //! rotation. `crates/outlier/tests/http.rs` shows both over real sockets.
 //!
+//! # Slow endpoints
+//!
+//! An endpoint that answers, and answers well, but ten times slower than its peers
+//! (a failing disk, a throttled container) fails no rule above. The
+//! [slow-endpoint rule](SlowEndpoint), off by default, compares the endpoints' mean
+//! latency over each interval with the **median** of their means and ejects an endpoint
+//! more than 5 times the median and more than 50 ms above it. It is for large gaps: smaller
+//! ones are better left to a latency-aware balancer (tower's `PeakEwma` load under `p2c`,
+//! as Finagle and linkerd balance), which sends a slower endpoint less without taking
+//! its capacity away. [`SlowEndpoint`] argues each default.
+//!
+//! ```
+//! use std::time::Duration;
+//! use tower::balance::p2c::Balance;
+//! use tower::discover::ServiceList;
+//! use tower::load::{CompleteOnResponse, PendingRequests};
+//! use tower::{service_fn, Layer, Service, ServiceExt};
+//! use tower_bulwark_outlier::{OutlierDetector, SlowEndpoint};
+//!
+//! # #[tokio::main(flavor = "current_thread", start_paused = true)]
+//! # async fn main() -> Result<(), tower::BoxError> {
+//! let detector = OutlierDetector::builder()
+//!     .slow_endpoint(SlowEndpoint::new().request_volume(20))
+//!     .max_ejection_percent(20)
+//!     .build()?;
+//! // Five endpoints: four answer in 2 ms, the fifth in 200 ms.
+//! let endpoints = (0..5).map(|i| {
+//!     let delay = Duration::from_millis(if i == 4 { 200 } else { 2 });
+//!     let transport = service_fn(move |n: u32| async move {
+//!         tokio::time::sleep(delay).await;
+//!         Ok::<u32, tower::BoxError>(n)
+//!     });
+//!     detector
+//!         .layer(format!("10.0.0.{i}:80"))
+//!         .layer(PendingRequests::new(transport, CompleteOnResponse::default()))
+//! });
+//! let mut balance = Balance::new(ServiceList::new(endpoints.collect::<Vec<_>>()));
+//! // The first interval (10 s) ends: the slow endpoint is judged and ejected.
+//! for n in 0..1_000 {
+//!     if detector.ejected() > 0 {
+//!         break;
+//!     }
+//!     balance.ready().await?.call(n).await?;
+//! }
+//! let slow = detector.snapshot().endpoint("10.0.0.4:80").cloned().unwrap();
+//! assert!(slow.ejected_until.is_some());
+//! assert!(slow.mean_latency >= Some(Duration::from_millis(200)));
+//! # Ok(())
+//! # }
+//! ```
+//!
 //! # Attempt timeouts go under the layer
 //!
 //! The detector learns of a call when its response future finishes. A call dropped before
@@ -180,18 +232,21 @@
 //! arrive out of order, and carry `ejected_until` to put them back in it. With the
 //! `metrics` feature, [`with_metrics()`](Builder::with_metrics) records
 //! `bulwark_outlier_ejections_total` (labels `outlier`, `endpoint`, `reason`:
-//! `consecutive`, `gateway`, `success_rate`, `failure_percentage`),
+//! `consecutive`, `gateway`, `success_rate`, `failure_percentage`, `slow_endpoint`),
 //! `bulwark_outlier_returns_total` (`outlier`, `endpoint`), `bulwark_outlier_capped_total`
 //! (`outlier`, `endpoint`, `reason`) and the gauge `bulwark_outlier_ejected` (`outlier`,
 //! `endpoint`; 1 while ejected, raised and lowered by one per event so that order does
 //! not matter). [`OutlierDetector::snapshot`] reads every endpoint: its
-//! ejection end, times ejected, last success rate, in-flight calls.
+//! ejection end, times ejected, last success rate, last mean latency (with the
+//! slow-endpoint rule on), in-flight calls.
 //!
 //! # Costs
 //!
 //! A call to an endpoint in rotation allocates nothing: one atomic load in `poll_ready`,
-//! and on completion a few relaxed atomic adds and a read of tokio's clock. An ejected
-//! endpoint's service boxes one timer while it waits.
+//! and on completion a few relaxed atomic adds and a read of tokio's clock. With the
+//! slow-endpoint rule on, a second read of the clock when the call starts and two atomic
+//! adds when it ends (the interval's count and summed latency). An ejected endpoint's
+//! service boxes one timer while it waits.
 //!
 //! # Features
 //!
@@ -206,6 +261,7 @@ mod config;
 mod detector;
 mod events;
 mod future;
+mod latency;
 mod layer;
 mod service;
 #[cfg(feature = "serde")]
@@ -215,11 +271,13 @@ mod state;
 #[cfg(feature = "http")]
 pub use self::classify::GatewayErrors;
 pub use self::classify::NoGateway;
-pub use self::config::{Builder, FailurePercentage, SuccessRate};
+pub use self::config::{Builder, FailurePercentage, SlowEndpoint, SuccessRate};
 pub use self::detector::{EndpointSnapshot, OutlierDetector, Snapshot};
 pub use self::events::{OutlierEvent, Reason};
 pub use self::future::ResponseFuture;
 pub use self::layer::OutlierLayer;
 pub use self::service::Outlier;
 #[cfg(feature = "serde")]
-pub use self::settings::{FailurePercentageSettings, OutlierConfig, SuccessRateSettings};
+pub use self::settings::{
+    FailurePercentageSettings, OutlierConfig, SlowEndpointSettings, SuccessRateSettings,
+};

@@ -6,7 +6,7 @@ use std::time::Duration;
 use serde::Deserialize;
 use tower_bulwark_core::ConfigError;
 
-use crate::{Builder, FailurePercentage, OutlierDetector, SuccessRate};
+use crate::{Builder, FailurePercentage, OutlierDetector, SlowEndpoint, SuccessRate};
 
 /// A detector's settings as plain data, deserializable from TOML, JSON or YAML. Missing
 /// fields take the builder's defaults; unknown fields are an error. Durations are in
@@ -25,7 +25,9 @@ use crate::{Builder, FailurePercentage, OutlierDetector, SuccessRate};
 ///     "max_ejection_time_ms": 300000,
 ///     "max_ejection_percent": 20,
 ///     "success_rate": { "minimum_hosts": 5, "request_volume": 100, "stdev_factor": 1.9 },
-///     "failure_percentage": { "threshold": 0.85, "minimum_hosts": 5, "request_volume": 50 }
+///     "failure_percentage": { "threshold": 0.85, "minimum_hosts": 5, "request_volume": 50 },
+///     "slow_endpoint": { "minimum_hosts": 3, "request_volume": 50, "factor": 5.0,
+///                        "minimum_excess_ms": 50 }
 /// }"#).unwrap();
 /// let detector = config.into_detector().expect("valid settings");
 /// assert_eq!(detector.name(), "inventory");
@@ -53,6 +55,8 @@ pub struct OutlierConfig {
     /// The failure-percentage rule (off by default; given here, on unless `enabled` is
     /// false).
     pub failure_percentage: Option<FailurePercentageSettings>,
+    /// The slow-endpoint rule (off by default; given here, on unless `enabled` is false).
+    pub slow_endpoint: Option<SlowEndpointSettings>,
 }
 
 /// [`SuccessRate`] as data.
@@ -83,6 +87,25 @@ pub struct FailurePercentageSettings {
     pub minimum_hosts: Option<usize>,
     /// Calls an endpoint needs in the interval. Default 50.
     pub request_volume: Option<u64>,
+}
+
+/// [`SlowEndpoint`] as data.
+#[derive(Debug, Clone, PartialEq, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[non_exhaustive]
+pub struct SlowEndpointSettings {
+    /// Whether the rule runs. Default true when the section is given.
+    pub enabled: Option<bool>,
+    /// Endpoints with enough calls the rule needs. Default 3.
+    pub minimum_hosts: Option<usize>,
+    /// Answered calls an endpoint needs in the interval. Default 50.
+    pub request_volume: Option<u64>,
+    /// How many times the median an endpoint's mean latency must exceed (more than 1).
+    /// Default 5.
+    pub factor: Option<f64>,
+    /// By how much, in milliseconds, an endpoint's mean must exceed the median at least.
+    /// Default 50.
+    pub minimum_excess_ms: Option<u64>,
 }
 
 impl OutlierConfig {
@@ -140,6 +163,24 @@ impl OutlierConfig {
                     set = set.request_volume(n);
                 }
                 builder = builder.failure_percentage(set);
+            }
+        }
+        if let Some(rule) = self.slow_endpoint {
+            if rule.enabled != Some(false) {
+                let mut set = SlowEndpoint::new();
+                if let Some(n) = rule.minimum_hosts {
+                    set = set.minimum_hosts(n);
+                }
+                if let Some(n) = rule.request_volume {
+                    set = set.request_volume(n);
+                }
+                if let Some(f) = rule.factor {
+                    set = set.factor(f);
+                }
+                if let Some(ms) = rule.minimum_excess_ms {
+                    set = set.minimum_excess(Duration::from_millis(ms));
+                }
+                builder = builder.slow_endpoint(set);
             }
         }
         builder

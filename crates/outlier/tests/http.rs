@@ -1,8 +1,10 @@
 //! Outlier ejection over real HTTP/1.1 on loopback: five axum servers behind a
 //! `tower::balance::p2c::Balance` of hyper-util clients, each endpoint wrapped by the
 //! detector's layer; the same traffic through per-endpoint breakers in readiness mode, to
-//! show what the comparison across endpoints adds. Time is real here (sockets): the tests
-//! poll for conditions with bounds and assert counts, never speeds.
+//! show what the comparison across endpoints adds; one server far slower than the others,
+//! for the slow-endpoint rule. Time is real here (sockets): the tests poll for conditions
+//! with bounds and assert counts, never speeds (a server that sleeps 200 ms before it
+//! answers takes at least 200 ms: a lower bound is the only latency they assert).
 #![cfg(feature = "http")]
 
 use std::future::Future;
@@ -28,7 +30,7 @@ use tower::load::{CompleteOnResponse, PendingRequests};
 use tower::{BoxError, Layer, Service, ServiceExt};
 use tower_bulwark_breaker::{Admission, CircuitBreakerLayer};
 use tower_bulwark_core::HttpClassifier;
-use tower_bulwark_outlier::{OutlierDetector, OutlierEvent, Reason, SuccessRate};
+use tower_bulwark_outlier::{OutlierDetector, OutlierEvent, Reason, SlowEndpoint, SuccessRate};
 
 const HEALTHY: u8 = 0;
 const UNAVAILABLE: u8 = 1;
@@ -42,11 +44,16 @@ struct Backend {
     mode: Arc<AtomicU8>,
     hits: Arc<AtomicU64>,
     errors: Arc<AtomicU64>,
+    /// How long it sleeps before it answers, in milliseconds.
+    delay_ms: Arc<AtomicU64>,
 }
 
 impl Backend {
     fn set(&self, mode: u8) {
         self.mode.store(mode, Ordering::SeqCst);
+    }
+    fn set_delay(&self, ms: u64) {
+        self.delay_ms.store(ms, Ordering::SeqCst);
     }
     fn errors(&self) -> u64 {
         self.errors.load(Ordering::SeqCst)
@@ -58,6 +65,10 @@ impl Backend {
 
 async fn answer(State(backend): State<Backend>) -> StatusCode {
     let hit = backend.hits.fetch_add(1, Ordering::SeqCst) + 1;
+    let delay = backend.delay_ms.load(Ordering::SeqCst);
+    if delay > 0 {
+        tokio::time::sleep(Duration::from_millis(delay)).await;
+    }
     let fail = match backend.mode.load(Ordering::SeqCst) {
         UNAVAILABLE => true,
         EVERY_THIRD => hit % 3 == 0,
@@ -78,6 +89,7 @@ async fn backend(mode: u8) -> Backend {
         mode: Arc::new(AtomicU8::new(mode)),
         hits: Arc::new(AtomicU64::new(0)),
         errors: Arc::new(AtomicU64::new(0)),
+        delay_ms: Arc::new(AtomicU64::new(0)),
     };
     let router = Router::new()
         .route("/", get(answer))
@@ -368,5 +380,104 @@ async fn the_comparison_across_endpoints_catches_what_per_endpoint_breakers_do_n
     assert!(ok * 100 >= 99 * 600 && breaker_ok * 100 < 99 * 600);
     eprintln!(
         "breakers: {breaker_ok}/600 ok; detector: ejected after {sent} calls (rate {rate:.3} < {threshold:.3}), then {ok}/600 ok"
+    );
+}
+
+/// The issue's "one 10x slower": four servers answer after 2 ms, the fifth after 200 ms
+/// (a gap far above the rule's 50 ms minimum excess, so scheduling noise on a loaded
+/// machine cannot decide the test). The slow-endpoint rule, every second over endpoints
+/// with 3 calls or more, ejects it; while it is out, every call goes to the fast four;
+/// once it is fast again and its ejection ends, it is back and judged fast.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_endpoint_far_slower_than_its_peers_is_ejected_and_returns_after_it_recovers() {
+    let backends = backends([HEALTHY; 5]).await;
+    for backend in &backends[..4] {
+        backend.set_delay(2);
+    }
+    let slow = backends[4].clone();
+    slow.set_delay(200);
+    let slow_key = slow.addr.to_string();
+    let (detector, events) = recording(
+        OutlierDetector::builder()
+            .name("slow")
+            .interval(Duration::from_secs(1))
+            .slow_endpoint(SlowEndpoint::new().request_volume(3))
+            .base_ejection_time(Duration::from_secs(5))
+            .max_ejection_percent(20),
+    );
+    let mut balance = outlier_balancer(&detector, &backends);
+
+    // Until the rule has judged it (bounded: about five calls reach it each second).
+    let mut sent = 0;
+    while detector.ejected() == 0 {
+        assert!(sent < 5_000, "never ejected: {:?}", detector.snapshot());
+        assert!(send(&mut balance).await, "every call succeeds");
+        sent += 1;
+    }
+    assert_eq!(ejected_keys(&events), [(slow_key.clone(), "slow_endpoint")]);
+    let reason = events.lock().unwrap().iter().find_map(|e| match e {
+        OutlierEvent::Ejected { reason, .. } => Some(*reason),
+        _ => None,
+    });
+    let Some(Reason::SlowEndpoint {
+        mean,
+        median,
+        threshold,
+    }) = reason
+    else {
+        panic!("{reason:?}")
+    };
+    assert!(mean >= Duration::from_millis(200), "{mean:?}");
+    assert!(mean > threshold && threshold >= median + Duration::from_millis(50));
+    let slow_calls = slow.hits();
+
+    // While it is out (5 s; 300 calls of a few milliseconds take far less), >= 99% of the
+    // calls go to the fast four.
+    let fast_before: u64 = backends[..4].iter().map(Backend::hits).sum();
+    let slow_before = slow.hits();
+    for _ in 0..300 {
+        assert!(send(&mut balance).await);
+    }
+    let to_fast = backends[..4].iter().map(Backend::hits).sum::<u64>() - fast_before;
+    let to_slow = slow.hits() - slow_before;
+    assert_eq!(to_fast + to_slow, 300);
+    assert!(
+        to_fast * 100 >= 99 * 300,
+        "{to_fast} of 300 to the fast four"
+    );
+
+    // It recovers: once its ejection ends it takes calls again, and the next interval
+    // measures it fast (and does not eject it).
+    slow.set_delay(2);
+    let before = slow.hits();
+    let mut waited = 0;
+    loop {
+        let back = detector.ejected() == 0 && slow.hits() > before;
+        let judged_fast = detector
+            .snapshot()
+            .endpoint(&slow_key)
+            .unwrap()
+            .mean_latency
+            .is_some_and(|mean| mean < Duration::from_millis(50));
+        if back && judged_fast {
+            break;
+        }
+        assert!(waited < 3_000, "never returned: {:?}", detector.snapshot());
+        assert!(send(&mut balance).await);
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        waited += 1;
+    }
+    assert!(events.lock().unwrap().iter().any(
+        |e| matches!(e, OutlierEvent::Returned { endpoint, .. } if endpoint.as_str() == slow_key)
+    ));
+    assert_eq!(ejected_keys(&events).len(), 1, "not ejected again");
+    let snapshot = detector.snapshot();
+    let back = snapshot.endpoint(&slow_key).unwrap();
+    assert_eq!(back.ejected_until, None);
+    eprintln!(
+        "slow endpoint: ejected after {sent} calls ({slow_calls} of them to it; mean \
+         {mean:?}, median {median:?}, threshold {threshold:?}); then {to_fast}/300 to the \
+         fast four; back after {waited} more rounds, measured at {:?}",
+        back.mean_latency
     );
 }

@@ -123,3 +123,47 @@ async fn an_endpoint_removed_while_ejected_leaves_its_gauge_at_zero() {
         )
     );
 }
+
+/// An ejection by the slow-endpoint rule is counted under the reason `slow_endpoint`.
+#[tokio::test(start_paused = true)]
+async fn a_slow_endpoint_ejection_has_its_reason_label() {
+    use std::time::Duration;
+    use tower_bulwark_outlier::SlowEndpoint;
+
+    let recorder = DebuggingRecorder::new();
+    let snapshotter = recorder.snapshotter();
+    let _guard = metrics::set_default_local_recorder(&recorder);
+    let detector = OutlierDetector::builder()
+        .name("pool")
+        .slow_endpoint(SlowEndpoint::new().request_volume(1))
+        .max_ejection_percent(34)
+        .with_metrics()
+        .build()
+        .unwrap();
+    // The services are kept: an endpoint leaves the detector with its last service.
+    let mut services = Vec::new();
+    for (key, delay) in [("a", 1), ("b", 1), ("c", 100)] {
+        let (service, control) = controlled::<u32>();
+        control.delay(Duration::from_millis(delay));
+        let mut service = detector.layer(key).layer(service);
+        service.ready().await.unwrap().call(1).await.unwrap();
+        services.push(service);
+    }
+    detector.evaluate();
+    let ejections: Vec<Series> = snapshot(&snapshotter)
+        .into_iter()
+        .filter(|(name, _, _)| name == "bulwark_outlier_ejections_total")
+        .collect();
+    assert_eq!(
+        ejections,
+        [(
+            "bulwark_outlier_ejections_total".into(),
+            labels(&[
+                ("outlier", "pool"),
+                ("endpoint", "c"),
+                ("reason", "slow_endpoint")
+            ]),
+            DebugValue::Counter(1)
+        )]
+    );
+}

@@ -51,3 +51,49 @@ fn bad_values_and_unknown_fields_are_errors() {
         assert_eq!(config.into_detector().unwrap_err().field(), field, "{json}");
     }
 }
+
+#[test]
+fn the_slow_endpoint_section_turns_the_rule_on_and_is_checked() {
+    let config: OutlierConfig = serde_json::from_str(
+        r#"{ "slow_endpoint": { "minimum_hosts": 4, "request_volume": 20, "factor": 3.0,
+                                "minimum_excess_ms": 10 } }"#,
+    )
+    .unwrap();
+    let rule = config.slow_endpoint.clone().unwrap();
+    assert_eq!(
+        (
+            rule.enabled,
+            rule.minimum_hosts,
+            rule.request_volume,
+            rule.factor,
+            rule.minimum_excess_ms
+        ),
+        (None, Some(4), Some(20), Some(3.0), Some(10))
+    );
+    config.into_detector().unwrap();
+    let off: OutlierConfig =
+        serde_json::from_str(r#"{ "slow_endpoint": { "enabled": false, "factor": 0.5 } }"#)
+            .unwrap();
+    off.into_detector()
+        .expect("a rule turned off is not checked");
+    let unknown =
+        serde_json::from_str::<OutlierConfig>(r#"{ "slow_endpoint": { "minimum_excess": 10 } }"#);
+    assert!(unknown.unwrap_err().to_string().contains("unknown field"));
+    for (json, field) in [
+        (
+            r#"{ "slow_endpoint": { "factor": 1.0 } }"#,
+            "slow_endpoint_factor",
+        ),
+        (
+            r#"{ "slow_endpoint": { "minimum_hosts": 0 } }"#,
+            "slow_endpoint_minimum_hosts",
+        ),
+        (
+            r#"{ "slow_endpoint": { "request_volume": 0 } }"#,
+            "slow_endpoint_request_volume",
+        ),
+    ] {
+        let config: OutlierConfig = serde_json::from_str(json).unwrap();
+        assert_eq!(config.into_detector().unwrap_err().field(), field, "{json}");
+    }
+}

@@ -1,0 +1,410 @@
+//! The slow-endpoint rule through the layer, in paused time: latencies are exact, so the
+//! median, the threshold and the verdicts are hand-computed. What counts (answered calls,
+//! failures included; not refusals by local layers, not dropped calls), the cap, the
+//! growing ejection time, the settings' checks.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tower::{Layer, Service, ServiceExt};
+use tower_bulwark_core::testing::{controlled, Controlled, Controller, ReadinessProbe};
+use tower_bulwark_core::{Rejection, RejectionKind};
+use tower_bulwark_outlier::{
+    Builder, Outlier, OutlierDetector, OutlierEvent, Reason, SlowEndpoint,
+};
+
+type Endpoint = ReadinessProbe<
+    Outlier<
+        Controlled<u32>,
+        tower_bulwark_core::ErrorsAreFailures,
+        tower_bulwark_outlier::NoGateway,
+    >,
+>;
+
+const MS: Duration = Duration::from_millis(1);
+
+fn recording(builder: Builder) -> (OutlierDetector, Arc<Mutex<Vec<OutlierEvent>>>) {
+    let events = Arc::new(Mutex::new(Vec::new()));
+    let sink = events.clone();
+    let detector = builder
+        .on_event(move |event: &OutlierEvent| sink.lock().unwrap().push(event.clone()))
+        .build()
+        .unwrap();
+    (detector, events)
+}
+
+/// Only the slow-endpoint rule, judging endpoints with 10 answered calls or more; a cap of
+/// one in five.
+fn slow_only(rule: SlowEndpoint) -> Builder {
+    OutlierDetector::builder()
+        .consecutive_failures(0)
+        .no_success_rate()
+        .slow_endpoint(rule.request_volume(10))
+        .max_ejection_percent(20)
+}
+
+/// One endpoint per delay, named `e0`, `e1`, ...
+fn endpoints(detector: &OutlierDetector, delays: &[Duration]) -> Vec<(Endpoint, Controller)> {
+    delays
+        .iter()
+        .enumerate()
+        .map(|(i, delay)| {
+            let (service, control) = controlled::<u32>();
+            control.delay(*delay);
+            let layer = detector.layer(format!("e{i}"));
+            (ReadinessProbe::new(layer.layer(service)), control)
+        })
+        .collect()
+}
+
+async fn call(endpoint: &mut Endpoint) -> bool {
+    endpoint.ready().await.unwrap().call(1).await.is_ok()
+}
+
+/// `calls` calls to each endpoint, one after the other.
+async fn round(list: &mut [(Endpoint, Controller)], calls: usize) {
+    for (endpoint, _) in list.iter_mut() {
+        for _ in 0..calls {
+            call(endpoint).await;
+        }
+    }
+}
+
+fn ejections(events: &Mutex<Vec<OutlierEvent>>) -> Vec<(String, Reason, u32, Duration)> {
+    events
+        .lock()
+        .unwrap()
+        .iter()
+        .filter_map(|event| match event {
+            OutlierEvent::Ejected {
+                endpoint,
+                reason,
+                times,
+                duration,
+                ..
+            } => Some((endpoint.to_string(), *reason, *times, *duration)),
+            _ => None,
+        })
+        .collect()
+}
+
+fn mean_latency(detector: &OutlierDetector, key: &str) -> Option<Duration> {
+    detector.snapshot().endpoint(key).unwrap().mean_latency
+}
+
+/// Four endpoints at 2 ms and one at 200 ms (ten calls each): the median of the means is
+/// 2 ms, the threshold `max(5 x 2 ms, 2 ms + 50 ms)` = 52 ms, and the fifth goes, for the
+/// base ejection time, with the numbers in its reason.
+#[tokio::test(start_paused = true)]
+async fn an_endpoint_far_slower_than_the_median_is_ejected() {
+    let (detector, events) = recording(slow_only(SlowEndpoint::new()));
+    let mut list = endpoints(&detector, &[2 * MS, 2 * MS, 2 * MS, 2 * MS, 200 * MS]);
+    round(&mut list, 10).await;
+    assert_eq!(detector.ejected(), 0, "not before the interval is due");
+    tokio::time::advance(Duration::from_secs(10)).await;
+    // The first call to finish after the interval is due runs the rules (its own latency
+    // goes to the next interval).
+    assert!(call(&mut list[0].0).await);
+    assert_eq!(
+        ejections(&events),
+        [(
+            "e4".into(),
+            Reason::SlowEndpoint {
+                mean: 200 * MS,
+                median: 2 * MS,
+                threshold: 52 * MS
+            },
+            1,
+            Duration::from_secs(30)
+        )]
+    );
+    assert!(list[4].0.get_ref().is_ejected());
+    assert_eq!(mean_latency(&detector, "e4"), Some(200 * MS));
+    assert_eq!(mean_latency(&detector, "e0"), Some(2 * MS));
+    let reason = ejections(&events)[0].1;
+    assert_eq!(reason.label(), "slow_endpoint");
+    assert_eq!(
+        reason.to_string(),
+        "mean latency 200ms above 52ms (median 2ms)"
+    );
+}
+
+/// The same gap among three endpoints only (the default minimum): the median is still the
+/// fast one's.
+#[tokio::test(start_paused = true)]
+async fn three_endpoints_are_enough_and_two_are_not() {
+    let (detector, events) = recording(slow_only(SlowEndpoint::new()).max_ejection_percent(50));
+    let mut list = endpoints(&detector, &[2 * MS, 200 * MS, 2 * MS]);
+    round(&mut list, 10).await;
+    detector.evaluate();
+    assert_eq!(ejections(&events).len(), 1);
+    assert_eq!(ejections(&events)[0].0, "e1");
+
+    let (detector, events) = recording(slow_only(SlowEndpoint::new()).max_ejection_percent(50));
+    let mut list = endpoints(&detector, &[2 * MS, 200 * MS]);
+    round(&mut list, 10).await;
+    detector.evaluate();
+    assert!(
+        ejections(&events).is_empty(),
+        "a median of two is their mean"
+    );
+}
+
+/// Endpoints with fewer calls than `request_volume` are not compared: with three of five
+/// short of it, two are (too few to judge); with the slow one short of it, it is not
+/// judged; with none short, it goes.
+#[tokio::test(start_paused = true)]
+async fn endpoints_below_the_request_volume_are_left_out() {
+    let (detector, events) = recording(slow_only(SlowEndpoint::new()));
+    let mut list = endpoints(&detector, &[2 * MS, 2 * MS, 2 * MS, 2 * MS, 200 * MS]);
+    for (i, (endpoint, _)) in list.iter_mut().enumerate() {
+        for _ in 0..(if i < 3 { 9 } else { 10 }) {
+            call(endpoint).await;
+        }
+    }
+    detector.evaluate();
+    assert!(ejections(&events).is_empty(), "{:?}", ejections(&events));
+    // The slow endpoint itself short of the volume: never judged, however slow.
+    for (i, (endpoint, _)) in list.iter_mut().enumerate() {
+        for _ in 0..(if i == 4 { 9 } else { 10 }) {
+            call(endpoint).await;
+        }
+    }
+    detector.evaluate();
+    assert!(ejections(&events).is_empty());
+    // Each interval starts afresh: 10 calls each now, and it goes.
+    round(&mut list, 10).await;
+    detector.evaluate();
+    assert_eq!(ejections(&events).len(), 1);
+}
+
+/// 10 ms among peers at 1 ms is 10x, but 9 ms above the median: under the default 50 ms
+/// excess it stays; with 5 ms required it goes (threshold `max(5 ms, 6 ms)`).
+#[tokio::test(start_paused = true)]
+async fn a_gap_below_the_minimum_excess_ejects_nobody() {
+    let (detector, events) = recording(slow_only(SlowEndpoint::new()));
+    let mut list = endpoints(&detector, &[MS, MS, MS, MS, 10 * MS]);
+    round(&mut list, 10).await;
+    detector.evaluate();
+    assert!(ejections(&events).is_empty());
+    assert_eq!(mean_latency(&detector, "e4"), Some(10 * MS));
+
+    let (detector, events) = recording(slow_only(SlowEndpoint::new().minimum_excess(5 * MS)));
+    let mut list = endpoints(&detector, &[MS, MS, MS, MS, 10 * MS]);
+    round(&mut list, 10).await;
+    detector.evaluate();
+    let ejected = ejections(&events);
+    assert_eq!(ejected.len(), 1);
+    assert_eq!(
+        ejected[0].1,
+        Reason::SlowEndpoint {
+            mean: 10 * MS,
+            median: MS,
+            threshold: 6 * MS
+        }
+    );
+    // And the factor still applies: 10 ms is not more than 10 x 1 ms.
+    let (detector, events) = recording(slow_only(
+        SlowEndpoint::new().minimum_excess(5 * MS).factor(10.0),
+    ));
+    let mut list = endpoints(&detector, &[MS, MS, MS, MS, 10 * MS]);
+    round(&mut list, 10).await;
+    detector.evaluate();
+    assert!(ejections(&events).is_empty());
+}
+
+/// Two slow endpoints of five under a cap of one: the slower goes, the other is reported
+/// as kept by the cap. The one ejected comes back after 30 s; still slow, it is ejected
+/// again for 60 s (the growing ejection time of the other rules).
+#[tokio::test(start_paused = true)]
+async fn the_cap_holds_the_slowest_goes_first_and_ejections_grow() {
+    let (detector, events) = recording(slow_only(SlowEndpoint::new()));
+    let mut list = endpoints(&detector, &[2 * MS, 2 * MS, 2 * MS, 200 * MS, 300 * MS]);
+    round(&mut list, 10).await;
+    detector.evaluate();
+    assert_eq!(detector.ejected(), 1);
+    let ejected = ejections(&events);
+    assert_eq!((ejected[0].0.as_str(), ejected[0].2), ("e4", 1));
+    let kept: Vec<(String, Reason)> = events
+        .lock()
+        .unwrap()
+        .iter()
+        .filter_map(|event| match event {
+            OutlierEvent::NotEjected {
+                endpoint,
+                reason,
+                ejected: 1,
+                max_ejected: 1,
+                ..
+            } => Some((endpoint.to_string(), *reason)),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        kept,
+        [(
+            "e3".into(),
+            Reason::SlowEndpoint {
+                mean: 200 * MS,
+                median: 2 * MS,
+                threshold: 52 * MS
+            }
+        )]
+    );
+
+    // e4's ejection ends; e3 is fixed meanwhile, e4 is not.
+    list[3].1.delay(2 * MS);
+    tokio::time::advance(Duration::from_secs(30)).await;
+    let (e4, _) = &mut list[4];
+    e4.ready().await.unwrap();
+    assert_eq!(detector.ejected(), 0);
+    round(&mut list, 10).await;
+    detector.evaluate();
+    let ejected = ejections(&events);
+    assert_eq!(ejected.len(), 2);
+    assert_eq!(
+        (ejected[1].0.as_str(), ejected[1].2, ejected[1].3),
+        ("e4", 2, Duration::from_secs(60))
+    );
+}
+
+/// Failures are answers, and count with their latency (an attempt timeout under the layer
+/// is one): an endpoint failing every call after 200 ms is slow. Refusals by local layers
+/// (the classifier ignores them) and calls dropped before they finish do not count.
+#[tokio::test(start_paused = true)]
+async fn failures_count_refusals_and_dropped_calls_do_not() {
+    let (detector, events) = recording(slow_only(SlowEndpoint::new()));
+    let mut list = endpoints(&detector, &[2 * MS, 2 * MS, 2 * MS, 2 * MS, 200 * MS]);
+    list[4].1.fail();
+    round(&mut list, 10).await;
+    detector.evaluate();
+    assert_eq!(ejections(&events).len(), 1);
+    assert_eq!(ejections(&events)[0].0, "e4");
+
+    let (detector, events) = recording(slow_only(SlowEndpoint::new()));
+    let mut list = endpoints(&detector, &[2 * MS, 2 * MS, 2 * MS, 2 * MS, 200 * MS]);
+    // The slow endpoint's calls are all refused below the layer, after 200 ms each.
+    list[4]
+        .1
+        .reject(Rejection::new(RejectionKind::BulkheadFull, "local"));
+    round(&mut list, 10).await;
+    // And a few more to it are dropped while they run.
+    let (slow, _) = &mut list[4];
+    for _ in 0..5 {
+        slow.ready().await.unwrap();
+        let future = slow.call(1);
+        let _ = tokio::time::timeout(100 * MS, future).await;
+    }
+    detector.evaluate();
+    assert!(ejections(&events).is_empty());
+    assert_eq!(mean_latency(&detector, "e4"), None, "nothing was measured");
+    assert_eq!(mean_latency(&detector, "e0"), Some(2 * MS));
+    assert_eq!(detector.snapshot().endpoint("e4").unwrap().in_flight, 0);
+}
+
+/// Off (the default), the rule measures nothing: no latency in the snapshot, no ejection
+/// however slow.
+#[tokio::test(start_paused = true)]
+async fn off_by_default_nothing_is_measured() {
+    let (detector, events) = recording(
+        OutlierDetector::builder()
+            .no_success_rate()
+            .max_ejection_percent(20),
+    );
+    let mut list = endpoints(&detector, &[2 * MS, 2 * MS, 2 * MS, 2 * MS, 200 * MS]);
+    round(&mut list, 100).await;
+    detector.evaluate();
+    assert!(ejections(&events).is_empty());
+    assert!(detector
+        .snapshot()
+        .endpoints
+        .iter()
+        .all(|endpoint| endpoint.mean_latency.is_none()));
+}
+
+/// A call's latency runs from `call` to the end of its response future: time spent
+/// waiting for readiness is not in it, time before the first poll is.
+#[tokio::test(start_paused = true)]
+async fn latency_runs_from_call_to_completion() {
+    let detector = slow_only(SlowEndpoint::new()).build().unwrap();
+    let mut list = endpoints(&detector, &[10 * MS]);
+    let (endpoint, control) = &mut list[0];
+    control.pause();
+    let waiting = tokio::spawn({
+        let control = control.clone();
+        async move {
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            control.ready();
+        }
+    });
+    endpoint.ready().await.unwrap();
+    waiting.await.unwrap();
+    let future = endpoint.call(1);
+    tokio::time::sleep(5 * MS).await;
+    future.await.unwrap();
+    detector.evaluate();
+    assert_eq!(mean_latency(&detector, "e0"), Some(15 * MS));
+}
+
+#[test]
+fn every_slow_endpoint_setting_is_checked_and_the_error_names_it() {
+    let field = |rule: SlowEndpoint| {
+        OutlierDetector::builder()
+            .slow_endpoint(rule)
+            .build()
+            .unwrap_err()
+            .field()
+    };
+    let rule = SlowEndpoint::new;
+    assert_eq!(
+        field(rule().minimum_hosts(0)),
+        "slow_endpoint_minimum_hosts"
+    );
+    assert_eq!(
+        field(rule().request_volume(0)),
+        "slow_endpoint_request_volume"
+    );
+    for bad in [
+        1.0,
+        0.5,
+        0.0,
+        -2.0,
+        f64::NAN,
+        f64::INFINITY,
+        f64::NEG_INFINITY,
+    ] {
+        assert_eq!(field(rule().factor(bad)), "slow_endpoint_factor", "{bad}");
+    }
+    let err = OutlierDetector::builder()
+        .slow_endpoint(rule().factor(1.0))
+        .build()
+        .unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "invalid `slow_endpoint_factor`: must be a finite number greater than 1, got 1"
+    );
+    // Edges that are fine; and the rule off ignores its settings.
+    OutlierDetector::builder()
+        .slow_endpoint(
+            rule()
+                .factor(1.000_001)
+                .minimum_hosts(1)
+                .request_volume(u64::MAX)
+                .minimum_excess(Duration::ZERO),
+        )
+        .build()
+        .unwrap();
+    OutlierDetector::builder()
+        .slow_endpoint(rule().factor(f64::NAN))
+        .no_slow_endpoint()
+        .build()
+        .unwrap();
+    assert_eq!(
+        SlowEndpoint::default(),
+        rule()
+            .minimum_hosts(3)
+            .request_volume(50)
+            .factor(5.0)
+            .minimum_excess(50 * MS)
+    );
+}
