@@ -1,0 +1,132 @@
+//! The backends: small axum servers behind chaos layers that the schedule turns on and
+//! off, and that can be stopped and started again on the same port.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use axum::extract::Path;
+use axum::routing::get;
+use axum::Router;
+use http::StatusCode;
+use tokio::net::TcpListener;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+use tower::ServiceBuilder;
+use tower_bulwark::chaos::{ChaosHandle, ChaosLayer, HttpChaosLayer, HttpFault, Latency};
+use tower_bulwark::{BoxError, HandleRejectionsLayer};
+
+/// How long a hung call hangs: far past every timeout above it.
+pub(crate) const HANG: Duration = Duration::from_secs(30);
+/// The latency a slow backend adds.
+pub(crate) const SLOW: Duration = Duration::from_millis(50);
+
+/// The faults of one backend, each off until the schedule turns it on.
+#[derive(Clone)]
+pub(crate) struct Faults {
+    /// Half the calls answered 503.
+    pub(crate) errors: ChaosHandle,
+    /// Every call 50 ms slower.
+    pub(crate) slow: ChaosHandle,
+    /// One call in ten hangs for 30 s.
+    pub(crate) hangs: ChaosHandle,
+}
+
+impl Faults {
+    pub(crate) fn all(&self) -> [&ChaosHandle; 3] {
+        [&self.errors, &self.slow, &self.hangs]
+    }
+}
+
+/// A running backend.
+pub(crate) struct Backend {
+    pub(crate) addr: SocketAddr,
+    pub(crate) faults: Faults,
+    router: Router,
+    running: Option<Running>,
+}
+
+struct Running {
+    stop: oneshot::Sender<()>,
+    served: JoinHandle<std::io::Result<()>>,
+}
+
+impl Backend {
+    /// Starts a backend on a free loopback port.
+    pub(crate) async fn start(seed: u64) -> Result<Backend, BoxError> {
+        let errors =
+            HttpChaosLayer::new(ChaosLayer::builder().error_rate(0.5).seed(seed).disabled())?
+                .answer(HttpFault::Status(StatusCode::SERVICE_UNAVAILABLE));
+        let slow = HttpChaosLayer::new(
+            ChaosLayer::builder()
+                .latency(1.0, Latency::Fixed(SLOW))
+                .seed(seed + 1)
+                .disabled(),
+        )?;
+        let hangs = HttpChaosLayer::new(
+            ChaosLayer::builder()
+                .latency(0.1, Latency::Fixed(HANG))
+                .seed(seed + 2)
+                .disabled(),
+        )?;
+        let faults = Faults {
+            errors: errors.handle(),
+            slow: slow.handle(),
+            hangs: hangs.handle(),
+        };
+        let router = Router::new()
+            .route(
+                "/items/{key}",
+                get(|Path(key): Path<u64>| async move { format!("item {key}") }),
+            )
+            .layer(
+                ServiceBuilder::new()
+                    .layer(HandleRejectionsLayer::new())
+                    .layer(errors)
+                    .layer(slow)
+                    .layer(hangs),
+            );
+        let listener = TcpListener::bind("127.0.0.1:0").await?;
+        let mut backend = Backend {
+            addr: listener.local_addr()?,
+            faults,
+            router,
+            running: None,
+        };
+        backend.serve(listener);
+        Ok(backend)
+    }
+
+    fn serve(&mut self, listener: TcpListener) {
+        let (stop, stopped) = oneshot::channel::<()>();
+        let router = self.router.clone();
+        let served = tokio::spawn(async move {
+            axum::serve(listener, router)
+                .with_graceful_shutdown(async {
+                    let _ = stopped.await;
+                })
+                .await
+        });
+        self.running = Some(Running { stop, served });
+    }
+
+    /// Stops serving: no new connections, and open ones close once their calls end, or
+    /// after 5 s (a hung call's connection).
+    pub(crate) async fn stop(&mut self) -> Result<(), BoxError> {
+        if let Some(Running { stop, mut served }) = self.running.take() {
+            let _ = stop.send(());
+            match tokio::time::timeout(Duration::from_secs(5), &mut served).await {
+                Ok(result) => result??,
+                Err(_) => served.abort(),
+            }
+        }
+        Ok(())
+    }
+
+    /// Serves again on the same port.
+    pub(crate) async fn restart(&mut self) -> Result<(), BoxError> {
+        self.stop().await?;
+        let listener = TcpListener::bind(self.addr).await?;
+        self.serve(listener);
+        Ok(())
+    }
+}

@@ -1,0 +1,361 @@
+//! The soak: the whole stack under steady load for minutes, with faults cycling, to show
+//! that nothing leaks.
+//!
+//! `cargo run --release --example soak [-- --minutes 10] [--seconds N] [--keys 1000000]
+//! [--callers 32] [--bound 1000]`
+//!
+//! Over real sockets on loopback: callers in a closed loop call an edge service (axum,
+//! behind the server preset with a rate limit per client and idempotency keys), which calls
+//! three backends through the client stack in its recommended order (coalescing, last-good
+//! fallback, the client preset with hedging, a p2c balancer of endpoints under the outlier
+//! detector). Keys are drawn from `--keys` distinct ones, so the rate limiter, the
+//! idempotency store, the fallback's cache and coalescing each see a churn of keys.
+//!
+//! The chaos layers cycle faults on the backends, one phase at a time: calm, half the
+//! calls of one backend answered 503, every call 50 ms slower, one call in ten of one
+//! backend hung for 30 s, and one backend stopped and started again on its port.
+//!
+//! Once a second it samples the resident memory, the open sockets and every handle's
+//! in-flight, queued and probe counts. It fails (exit code 1) if, after the warm-up (a
+//! quarter of the run, at least 30 s or half of it), the resident memory grows more than
+//! 5% over its highest in the warm-up; if a keyed store holds more keys than its bound
+//! (`--bound`, default 1,000: small, so that the stores fill during the warm-up); if,
+//! once the load has stopped, any count does not return to zero within 10 s, or the
+//! sockets do not return to their number before the start once everything is shut down;
+//! or if any task panicked.
+
+mod backend;
+mod edge;
+mod load;
+mod probe;
+
+use std::process::ExitCode;
+use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
+use std::time::Duration;
+
+use tokio::time::{interval, Instant, MissedTickBehavior};
+use tower_bulwark::BoxError;
+
+use crate::backend::Backend;
+use crate::edge::Edge;
+use crate::load::Load;
+use crate::probe::{InFlight, Keys};
+
+/// The growth of resident memory after the warm-up that fails the soak.
+const MAX_GROWTH: f64 = 0.05;
+
+struct Args {
+    duration: Duration,
+    keys: u64,
+    callers: usize,
+    /// The bound of every keyed store: small enough to fill during the warm-up, so that
+    /// what grows after it is a leak, not a store filling.
+    bound: usize,
+}
+
+fn args() -> Result<Args, String> {
+    let mut args = Args {
+        duration: Duration::from_secs(600),
+        keys: 1_000_000,
+        callers: 32,
+        bound: 1_000,
+    };
+    let mut words = std::env::args().skip(1);
+    while let Some(word) = words.next() {
+        let mut number = |name: &str| -> Result<u64, String> {
+            words
+                .next()
+                .and_then(|value| value.parse().ok())
+                .filter(|value| *value > 0)
+                .ok_or_else(|| format!("{name} takes a number above zero"))
+        };
+        match word.as_str() {
+            "--minutes" => args.duration = Duration::from_secs(number("--minutes")? * 60),
+            "--seconds" => args.duration = Duration::from_secs(number("--seconds")?),
+            "--keys" => args.keys = number("--keys")?,
+            "--callers" => args.callers = number("--callers")? as usize,
+            "--bound" => args.bound = number("--bound")? as usize,
+            other => return Err(format!("unknown argument {other}")),
+        }
+    }
+    Ok(args)
+}
+
+/// The faults, one phase at a time, in a cycle.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Phase {
+    Calm,
+    Errors,
+    Slow,
+    Hangs,
+    Restart,
+}
+
+const CYCLE: [Phase; 6] = [
+    Phase::Calm,
+    Phase::Errors,
+    Phase::Slow,
+    Phase::Hangs,
+    Phase::Calm,
+    Phase::Restart,
+];
+
+/// Panics anywhere in the process (a panicking task is caught by the runtime; the hook
+/// still runs).
+static PANICS: AtomicUsize = AtomicUsize::new(0);
+
+fn main() -> ExitCode {
+    let args = match args() {
+        Ok(args) => args,
+        Err(message) => {
+            eprintln!("{message}");
+            return ExitCode::from(2);
+        }
+    };
+    let failures = run(&args);
+    if failures.is_empty() {
+        println!("PASS");
+        ExitCode::SUCCESS
+    } else {
+        for failure in &failures {
+            println!("FAIL: {failure}");
+        }
+        ExitCode::FAILURE
+    }
+}
+
+/// Runs the soak on a runtime of its own, counting panics; returns what failed.
+fn run(args: &Args) -> Vec<String> {
+    let default_hook = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        PANICS.fetch_add(1, Relaxed);
+        default_hook(info);
+    }));
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(runtime) => runtime,
+        Err(error) => return vec![format!("no runtime: {error}")],
+    };
+    let mut failures = match runtime.block_on(soak(args)) {
+        Ok(failures) => failures,
+        Err(error) => vec![format!("the soak could not run: {error}")],
+    };
+    // Waits for every task to end, so that a panic in one is counted.
+    drop(runtime);
+    let panics = PANICS.load(Relaxed);
+    if panics > 0 {
+        failures.push(format!("{panics} panic(s)"));
+    }
+    failures
+}
+
+/// The minute CI runs (`cargo test --example soak -- --ignored`): alone, since it is a
+/// minute of real load on every core.
+#[test]
+#[ignore = "a minute of real load: CI runs it on its own"]
+fn soak_for_a_minute() {
+    let failures = run(&Args {
+        duration: Duration::from_secs(60),
+        keys: 1_000_000,
+        callers: 32,
+        bound: 200,
+    });
+    assert!(failures.is_empty(), "{failures:#?}");
+}
+
+/// Runs the soak; returns what failed.
+async fn soak(args: &Args) -> Result<Vec<String>, BoxError> {
+    let mut failures = Vec::new();
+    let sockets_before = probe::sockets();
+    let mut backends = Vec::new();
+    for seed in 0..3 {
+        backends.push(Backend::start(seed * 10).await?);
+    }
+    let addrs: Vec<_> = backends.iter().map(|backend| backend.addr).collect();
+    let edge = Edge::start(&addrs, args.bound).await?;
+    let load = Load::start(edge.addr, args.keys, args.callers);
+
+    // A quarter of the run, at least half a minute (half of the shortest run).
+    let warm_up = (args.duration / 4).max(Duration::from_secs(30).min(args.duration / 2));
+    let phase_length = (args.duration / 12).clamp(Duration::from_secs(5), Duration::from_secs(60));
+    println!(
+        "soak: {:?}, {} callers, {} keys, warm-up {:?}, phases of {:?}",
+        args.duration, args.callers, args.keys, warm_up, phase_length
+    );
+    println!(
+        "{:>6} {:>9} {:>8} {:>8} {:>8} {:>8} {:>9} {:>8} {:>7} {:>6}  in flight",
+        "t",
+        "phase",
+        "fresh/s",
+        "degr/s",
+        "refus/s",
+        "fail/s",
+        "rss MiB",
+        "sockets",
+        "keys",
+        "limit"
+    );
+
+    let start = Instant::now();
+    let mut tick = interval(Duration::from_secs(1));
+    tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    let mut phase = Phase::Calm;
+    let mut peak_in_warm_up = 0u64;
+    let mut peak_after_warm_up = 0u64;
+    let mut last = [0u64; 4];
+    let mut last_print = Instant::now();
+    loop {
+        tick.tick().await;
+        let elapsed = start.elapsed();
+        if elapsed >= args.duration {
+            break;
+        }
+        let next =
+            CYCLE[(elapsed.as_secs() / phase_length.as_secs().max(1)) as usize % CYCLE.len()];
+        if next != phase {
+            phase = next;
+            set_phase(phase, &mut backends).await?;
+        }
+
+        let keys = Keys::of(&edge.parts);
+        for (name, held) in [
+            ("rate limit", keys.rate_limit),
+            ("idempotency", keys.idempotency),
+        ] {
+            if held > args.bound {
+                failures.push(format!(
+                    "the {name} store holds {held} keys, over {}",
+                    args.bound
+                ));
+            }
+        }
+        let rss = probe::rss();
+        if let Some(rss) = rss {
+            if elapsed < warm_up {
+                peak_in_warm_up = peak_in_warm_up.max(rss);
+            } else {
+                peak_after_warm_up = peak_after_warm_up.max(rss);
+            }
+        }
+        if last_print.elapsed() >= Duration::from_secs(5) || elapsed < Duration::from_secs(1) {
+            let counts = &load.counts;
+            let now = [
+                counts.fresh.load(Relaxed),
+                counts.degraded.load(Relaxed),
+                counts.refused.load(Relaxed),
+                counts.failed.load(Relaxed) + counts.errors.load(Relaxed),
+            ];
+            let seconds = last_print.elapsed().as_secs_f64();
+            let rate = |i: usize| (now[i] - last[i]) as f64 / seconds;
+            println!(
+                "{:>5}s {:>9} {:>8.0} {:>8.0} {:>8.0} {:>8.0} {:>9.1} {:>8} {:>7} {:>6}  {}",
+                elapsed.as_secs(),
+                format!("{phase:?}"),
+                rate(0),
+                rate(1),
+                rate(2),
+                rate(3),
+                rss.unwrap_or(0) as f64 / (1 << 20) as f64,
+                probe::sockets().map_or("-".into(), |n| n.to_string()),
+                keys.rate_limit.max(keys.idempotency),
+                edge.parts.shed.snapshot().limit,
+                InFlight::of(&edge.parts),
+            );
+            last = now;
+            last_print = Instant::now();
+        }
+    }
+    set_phase(Phase::Calm, &mut backends).await?;
+
+    // Memory after the warm-up.
+    if peak_in_warm_up > 0 && peak_after_warm_up > 0 {
+        let baseline = peak_in_warm_up;
+        let growth = peak_after_warm_up as f64 / baseline as f64 - 1.0;
+        println!(
+            "resident memory: at most {:.1} MiB in the warm-up, at most {:.1} MiB after ({:+.1}%)",
+            baseline as f64 / (1 << 20) as f64,
+            peak_after_warm_up as f64 / (1 << 20) as f64,
+            growth * 100.0
+        );
+        if growth > MAX_GROWTH {
+            failures.push(format!(
+                "resident memory grew {:.1}% after the warm-up (at most {:.0}%)",
+                growth * 100.0,
+                MAX_GROWTH * 100.0
+            ));
+        }
+    } else {
+        println!("resident memory: not measured (no /proc)");
+    }
+
+    // The traffic stops: every count returns to zero.
+    let counts = load.stop().await?;
+    println!(
+        "answers: {} ({} fresh, {} degraded, {} refused ({} rate limited), {} failed, {} errors)",
+        counts.total(),
+        counts.fresh.load(Relaxed),
+        counts.degraded.load(Relaxed),
+        counts.refused.load(Relaxed),
+        counts.limited.load(Relaxed),
+        counts.failed.load(Relaxed),
+        counts.errors.load(Relaxed)
+    );
+    let settled = Instant::now();
+    let mut in_flight = InFlight::of(&edge.parts);
+    while !in_flight.is_zero() && settled.elapsed() < Duration::from_secs(10) {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        in_flight = InFlight::of(&edge.parts);
+    }
+    println!("in flight after the load stopped: {in_flight}");
+    if !in_flight.is_zero() {
+        failures.push(format!("counts did not return to zero: {in_flight}"));
+    }
+    if counts.fresh.load(Relaxed) == 0 {
+        failures.push("no fresh answer at all".into());
+    }
+
+    // Everything shut down: the sockets close.
+    let parts = edge.stop().await?;
+    drop(parts);
+    for backend in &mut backends {
+        backend.stop().await?;
+    }
+    drop(backends);
+    if let Some(before) = sockets_before {
+        let closing = Instant::now();
+        let mut open = probe::sockets().unwrap_or(0);
+        while open > before && closing.elapsed() < Duration::from_secs(10) {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            open = probe::sockets().unwrap_or(0);
+        }
+        println!("sockets: {before} before the start, {open} after the shutdown");
+        if open > before {
+            failures.push(format!(
+                "{open} sockets open after the shutdown, {before} before"
+            ));
+        }
+    }
+    Ok(failures)
+}
+
+/// Turns the faults of `phase` on and every other fault off.
+async fn set_phase(phase: Phase, backends: &mut [Backend]) -> Result<(), BoxError> {
+    for backend in backends.iter() {
+        for fault in backend.faults.all() {
+            fault.disable();
+        }
+    }
+    match phase {
+        Phase::Calm => {}
+        Phase::Errors => backends[0].faults.errors.enable(),
+        Phase::Slow => backends
+            .iter()
+            .for_each(|backend| backend.faults.slow.enable()),
+        Phase::Hangs => backends[1].faults.hangs.enable(),
+        Phase::Restart => {
+            backends[2].stop().await?;
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            backends[2].restart().await?;
+        }
+    }
+    Ok(())
+}
