@@ -555,9 +555,10 @@ fn tower_resilience_peers(c: &mut Criterion) {
     group.finish();
 }
 
-/// Our hedge layer beside tower's `Hedge` (the 95th percentile, as ours learns it): a call
-/// that answers before its hedge is due, so no hedge is sent; for ours, with a fixed and a
-/// learned delay.
+/// Our hedge layer beside tower's `Hedge` (the 95th percentile, as ours learns it) and
+/// tower-resilience's (a fixed delay, the only kind it has; 2 attempts at most, as ours
+/// sends 1 hedge): a call that answers before its hedge is due, so no hedge is sent; for
+/// ours, with a fixed and a learned delay.
 fn hedge(c: &mut Criterion) {
     use std::time::Duration;
     use tower::Layer;
@@ -579,6 +580,16 @@ fn hedge(c: &mut Criterion) {
         &mut group,
         "tower_hedge_p95",
         tower::hedge::Hedge::new(Noop, CloneAll, 100, 0.95, Duration::from_secs(10)),
+        || 7u64,
+    );
+    let resilience = tower_resilience::hedge::HedgeLayer::builder()
+        .delay(Duration::from_millis(10))
+        .max_hedged_attempts(2)
+        .build();
+    bench_ready_call(
+        &mut group,
+        "resilience_hedge_fixed",
+        resilience.layer(Noop),
         || 7u64,
     );
     for (name, learned) in [("bulwark_hedge_fixed", false), ("bulwark_hedge_p95", true)] {

@@ -15,6 +15,8 @@
 //! | [`Criticality`] | how important a request is, for load shedding; `Criticality::of_request`: what a server believes of the header (feature `http`) |
 //! | [`Replayable`] | whether a request's body can be sent again (recorded by retry, read by backup) |
 //! | [`events`] | listeners, `tracing`, and [`metrics`] (feature `metrics`) |
+//! | `pushback` | what `Retry-After` and `grpc-retry-pushback-ms` ask for, read one way by retry and hedge (feature `http`) |
+//! | [`budget::RatioLedger`] | a ratio budget's balance: deposits per call, withdrawals per extra attempt, over a sliding window, never overdrawn (the retry and hedge budgets) |
 //! | [`window::SlidingCounts`] | counts over a sliding window of time, lock-free and exact (the breaker's time window, the adaptive throttle's) |
 //! | [`ConfigError`], [`config`] | validated configuration |
 //! | `redis` | the connection setup of the Redis-backed stores and limiters (feature `redis`) |
@@ -23,7 +25,7 @@
 //! # Features
 //!
 //! - `http`: HTTP and gRPC classifiers, rejection responses, [`HandleRejectionsLayer`],
-//!   header parsing.
+//!   header parsing (`pushback`).
 //! - `metrics`: events recorded through the `metrics` facade.
 //! - `redis`: `redis::RedisConnection`, the Redis setup of the idempotency store and the
 //!   fleet-wide rate limiter.
@@ -34,6 +36,7 @@
 #![forbid(unsafe_code)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
+pub mod budget;
 pub mod classify;
 pub mod config;
 mod criticality;
@@ -48,6 +51,8 @@ pub mod json;
 #[cfg(feature = "metrics")]
 pub mod metrics;
 mod name;
+#[cfg(feature = "http")]
+pub mod pushback;
 mod random;
 #[cfg(feature = "redis")]
 pub mod redis;

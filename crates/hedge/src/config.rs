@@ -4,10 +4,10 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
+use tower_bulwark_core::budget::RatioLedger;
 use tower_bulwark_core::config::{non_zero, non_zero_duration, ratio};
 use tower_bulwark_core::{ConfigError, Listener, Listeners, Name};
 
-use crate::budget::Budget;
 use crate::events::{HedgeEvent, Reporter};
 use crate::histogram::{Learned, LearnedSettings};
 use crate::shared::{DelayRule, Shared, State, MAX_PAUSE};
@@ -289,7 +289,7 @@ impl<M, O> HedgeBuilder<M, O> {
             },
             rule,
             self.settings.max_hedges,
-            Budget::new(
+            RatioLedger::new(
                 self.settings.budget_window,
                 self.settings.min_per_sec,
                 budget_ratio,

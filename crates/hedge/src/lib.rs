@@ -117,7 +117,6 @@
 #![forbid(unsafe_code)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
-mod budget;
 mod config;
 mod events;
 mod future;

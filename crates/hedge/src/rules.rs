@@ -1,10 +1,11 @@
 //! Which calls may be hedged ([`MayHedge`]) and which answers say the dependency is
 //! overloaded ([`Overload`]).
 
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use http::{Request, Response, StatusCode};
 use tower_bulwark_core::grpc::{GRPC_RETRY_PUSHBACK_MS, GRPC_STATUS};
+use tower_bulwark_core::pushback::{grpc_retry_pushback, retry_after};
 use tower_bulwark_core::repeat::{is_idempotent, GrpcMethods};
 use tower_bulwark_core::{
     is_shed_for_overload, Deadline, GrpcCode, Rejection, RejectionKind, Replayable,
@@ -174,11 +175,15 @@ impl<Res, E: 'static> Overload<Res, E> for Rejections {
 /// - a response carrying such a `Rejection` in its extensions (a refusal answered in this
 ///   process), with its `retry_after`;
 /// - a 503 or 429 with the shed marker (`x-bulwark-overloaded` or `x-envoy-overloaded`)
-///   or a `Retry-After` header: the pause is `Retry-After` in seconds if it is a number
-///   (an HTTP date, or garbage, gives the default pause);
-/// - a gRPC `RESOURCE_EXHAUSTED` with `grpc-retry-pushback-ms` or the marker: the pause is
-///   the pushback if it is a number of milliseconds of 0 or more (a negative one, "do not
-///   retry", or garbage, gives the default pause).
+///   or a `Retry-After` header;
+/// - a gRPC `RESOURCE_EXHAUSTED` with `grpc-retry-pushback-ms` or the marker.
+///
+/// The pause is the wait the header asks for, read as the retry layer reads it (core's
+/// [`pushback`](tower_bulwark_core::pushback) module): `Retry-After` in seconds or until
+/// its HTTP-date, `grpc-retry-pushback-ms` in milliseconds, a number too large for `u64`
+/// the longest wait (the layer pauses at most 60 s), `0` or a date in the past no pause.
+/// A value that gives no wait (garbage, a negative `grpc-retry-pushback-ms`, "do not
+/// retry") still says the dependency sheds: the default pause.
 ///
 /// ```
 /// use std::time::Duration;
@@ -211,9 +216,12 @@ impl<B, E: 'static> Overload<Response<B>, E> for OverloadSignals {
             response.status(),
             StatusCode::SERVICE_UNAVAILABLE | StatusCode::TOO_MANY_REQUESTS
         ) {
-            let retry_after = headers.get(http::header::RETRY_AFTER);
-            if retry_after.is_some() || is_shed_for_overload(headers) {
-                return Load::Overloaded(retry_after.and_then(|value| seconds(value.as_bytes())));
+            let header = headers.get(http::header::RETRY_AFTER);
+            if header.is_some() || is_shed_for_overload(headers) {
+                return Load::Overloaded(
+                    header
+                        .and_then(|value| retry_after(value.as_bytes(), SystemTime::now()).wait()),
+                );
             }
         }
         let code = headers
@@ -222,30 +230,13 @@ impl<B, E: 'static> Overload<Response<B>, E> for OverloadSignals {
         if code == Some(GrpcCode::ResourceExhausted) {
             let pushback = headers.get(GRPC_RETRY_PUSHBACK_MS);
             if pushback.is_some() || is_shed_for_overload(headers) {
-                return Load::Overloaded(pushback.and_then(|value| millis(value.as_bytes())));
+                return Load::Overloaded(
+                    pushback.and_then(|value| grpc_retry_pushback(value.as_bytes()).wait()),
+                );
             }
         }
         Load::Normal
     }
-}
-
-/// `Retry-After` as delta-seconds: 1 to 10 digits.
-fn seconds(value: &[u8]) -> Option<Duration> {
-    digits(value).map(Duration::from_secs)
-}
-
-/// `grpc-retry-pushback-ms`: a non-negative number of milliseconds.
-fn millis(value: &[u8]) -> Option<Duration> {
-    digits(value).map(Duration::from_millis)
-}
-
-fn digits(value: &[u8]) -> Option<u64> {
-    if value.is_empty() || value.len() > 10 || !value.iter().all(u8::is_ascii_digit) {
-        return None;
-    }
-    value.iter().try_fold(0u64, |n, digit| {
-        n.checked_mul(10)?.checked_add(u64::from(digit - b'0'))
-    })
 }
 
 #[cfg(test)]
@@ -264,20 +255,36 @@ mod tests {
     #[test]
     fn overload_signals() {
         let over = |d: Option<u64>| Load::Overloaded(d.map(Duration::from_millis));
+        let longest_s = Load::Overloaded(Some(Duration::from_secs(u64::MAX)));
+        let longest_ms = Load::Overloaded(Some(Duration::from_millis(u64::MAX)));
         type Case<'a> = (u16, &'a [(&'a str, &'a str)], Load);
-        let cases: [Case<'_>; 14] = [
+        let cases: [Case<'_>; 22] = [
             (200, &[], Load::Normal),
             (503, &[], Load::Normal),
             (500, &[("retry-after", "1")], Load::Normal),
             (503, &[("retry-after", "3")], over(Some(3000))),
+            (503, &[("retry-after", " 3\t")], over(Some(3000))),
             (429, &[("retry-after", "0")], over(Some(0))),
+            // A date in the past asks for no wait, as `0` does (core's `pushback`).
             (
                 503,
                 &[("retry-after", "Wed, 21 Oct 2015 07:28:00 GMT")],
-                over(None),
+                over(Some(0)),
             ),
+            // Garbage and signed values give no wait: the default pause.
             (503, &[("retry-after", "-1")], over(None)),
-            (503, &[("retry-after", "99999999999")], over(None)),
+            (503, &[("retry-after", "soon")], over(None)),
+            // Too many digits: the longest wait (the layer pauses at most 60 s).
+            (
+                503,
+                &[("retry-after", "99999999999")],
+                over(Some(99_999_999_999_000)),
+            ),
+            (
+                503,
+                &[("retry-after", "99999999999999999999999")],
+                longest_s,
+            ),
             (503, &[("x-bulwark-overloaded", "true")], over(None)),
             (429, &[("x-envoy-overloaded", "true")], over(None)),
             (
@@ -285,16 +292,46 @@ mod tests {
                 &[("grpc-status", "8"), ("grpc-retry-pushback-ms", "250")],
                 over(Some(250)),
             ),
+            // "Do not retry" and garbage give no wait: the default pause.
             (
                 200,
                 &[("grpc-status", "8"), ("grpc-retry-pushback-ms", "-1")],
                 over(None),
+            ),
+            (
+                200,
+                &[("grpc-status", "8"), ("grpc-retry-pushback-ms", "1.5")],
+                over(None),
+            ),
+            (
+                200,
+                &[("grpc-status", "8"), ("grpc-retry-pushback-ms", "")],
+                over(None),
+            ),
+            (
+                200,
+                &[("grpc-status", "8"), ("grpc-retry-pushback-ms", "-0")],
+                over(Some(0)),
+            ),
+            (
+                200,
+                &[
+                    ("grpc-status", "8"),
+                    ("grpc-retry-pushback-ms", "99999999999999999999"),
+                ],
+                longest_ms,
             ),
             (200, &[("grpc-status", "8")], Load::Normal),
             (
                 200,
                 &[("grpc-status", "14"), ("grpc-retry-pushback-ms", "5")],
                 Load::Normal,
+            ),
+            // A 503 reads `Retry-After` only, whatever else it carries.
+            (
+                503,
+                &[("retry-after", "2"), ("grpc-retry-pushback-ms", "-1")],
+                over(Some(2000)),
             ),
         ];
         for (status, headers, load) in cases {
@@ -307,64 +344,35 @@ mod tests {
     }
 
     #[test]
-    fn rejections_of_the_shedding_kinds() {
-        let err = |kind| -> Result<Response<()>, BoxError> {
-            Err(Rejection::new(kind, "below")
-                .with_retry_after(Duration::from_secs(4))
-                .into())
+    fn a_date_ahead_is_the_time_until_it() {
+        let ahead = httpdate::fmt_http_date(SystemTime::now() + Duration::from_secs(30));
+        let load = OverloadSignals.load(&response(503, &[("retry-after", &ahead)]));
+        let Load::Overloaded(Some(pause)) = load else {
+            panic!("{load:?}")
         };
-        for kind in [
-            RejectionKind::Overloaded,
-            RejectionKind::BulkheadFull,
-            RejectionKind::CircuitOpen,
-            RejectionKind::Throttled,
-        ] {
-            let want = Load::Overloaded(Some(Duration::from_secs(4)));
-            assert_eq!(OverloadSignals.load(&err(kind)), want, "{kind:?}");
-            assert_eq!(Rejections.load(&err(kind)), want, "{kind:?}");
-        }
-        for kind in [
-            RejectionKind::TimedOut,
-            RejectionKind::DeadlineExceeded,
-            RejectionKind::InvalidRequest,
-            RejectionKind::Draining,
-        ] {
-            assert_eq!(OverloadSignals.load(&err(kind)), Load::Normal, "{kind:?}");
-        }
-        let plain: Result<Response<()>, BoxError> = Err("reset".into());
-        assert_eq!(OverloadSignals.load(&plain), Load::Normal);
-        // A refusal answered in this process, carried in the response.
-        let mut answered = Response::new(());
-        *answered.status_mut() = StatusCode::SERVICE_UNAVAILABLE;
-        answered
-            .extensions_mut()
-            .insert(Rejection::new(RejectionKind::Overloaded, "shed"));
-        assert_eq!(
-            OverloadSignals.load(&Ok::<_, BoxError>(answered)),
-            Load::Overloaded(None)
+        // Whole seconds on the wire, read against the wall clock.
+        assert!(
+            pause <= Duration::from_secs(30) && pause >= Duration::from_secs(20),
+            "{pause:?}"
         );
     }
 
-    #[test]
-    fn request_rules() {
-        let get = Request::get("/").body(()).unwrap();
-        let post = Request::post("/pkg.S/M").body(()).unwrap();
-        assert!(Idempotent.may_hedge(&get));
-        assert!(!Idempotent.may_hedge(&post));
-        let grpc = GrpcMethods::new().service("pkg.S").unwrap();
-        assert!(MayHedge::may_hedge(&grpc, &post));
-        assert!(!MayHedge::may_hedge(&grpc, &get));
-        assert!(Every.may_hedge(&7u32));
-        let odd = |n: &u32| n % 2 == 1;
-        assert!(odd.may_hedge(&7));
-        assert!(odd.can_send(&7));
-    }
-
     proptest::proptest! {
+        /// Any header bytes: an answer, never a panic; a present header on a shed is
+        /// always "overloaded".
         #[test]
-        fn header_values_never_panic(value in proptest::collection::vec(proptest::num::u8::ANY, 0..24)) {
-            let _ = seconds(&value);
-            let _ = millis(&value);
+        fn header_values_never_panic(value in proptest::collection::vec(proptest::num::u8::ANY, 0..64)) {
+            let Ok(value) = http::HeaderValue::from_bytes(&value) else { return Ok(()) };
+            let mut http = Response::new(());
+            *http.status_mut() = StatusCode::SERVICE_UNAVAILABLE;
+            http.headers_mut().insert(http::header::RETRY_AFTER, value.clone());
+            let load = OverloadSignals.load(&Ok::<_, BoxError>(http));
+            proptest::prop_assert!(matches!(load, Load::Overloaded(_)));
+            let mut grpc = Response::new(());
+            grpc.headers_mut().insert(GRPC_STATUS, http::HeaderValue::from_static("8"));
+            grpc.headers_mut().insert(GRPC_RETRY_PUSHBACK_MS, value);
+            let load = OverloadSignals.load(&Ok::<_, BoxError>(grpc));
+            proptest::prop_assert!(matches!(load, Load::Overloaded(_)));
         }
     }
 }

@@ -5,8 +5,8 @@ use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::time::Duration;
 
 use tokio::time::Instant;
+use tower_bulwark_core::budget::RatioLedger;
 
-use crate::budget::Budget;
 use crate::events::{HedgeEvent, NotSent, Reporter, Winner};
 use crate::histogram::Learned;
 
@@ -38,7 +38,8 @@ pub(crate) struct State {
     pub(crate) reporter: Reporter,
     pub(crate) delay: DelayRule,
     pub(crate) max_hedges: u32,
-    pub(crate) budget: Budget,
+    /// The hedge budget: core's ratio ledger (the retry budget's), one CAS per hedge.
+    pub(crate) budget: RatioLedger,
     pub(crate) default_pause: Duration,
     pub(crate) margin: Duration,
     start: Instant,
@@ -74,7 +75,7 @@ impl State {
         reporter: Reporter,
         delay: DelayRule,
         max_hedges: u32,
-        budget: Budget,
+        budget: RatioLedger,
         default_pause: Duration,
         margin: Duration,
     ) -> Self {
@@ -136,8 +137,9 @@ impl State {
         let until = at.saturating_add(nanos(pause));
         let before = self.paused_until.fetch_max(until, Relaxed);
         // Reported once per pause begun: an answer that only extends a pause in force
-        // is not a new one (the handle's count and the metric agree).
-        if before <= at && before < until {
+        // is not a new one (the handle's count and the metric agree), and a pushback of
+        // zero (`Retry-After: 0`, a date in the past) begins none.
+        if before <= at && before < until && until > at {
             self.counters.pauses.fetch_add(1, Relaxed);
             self.reporter.listeners.emit(|| HedgeEvent::Paused {
                 hedge: self.reporter.name.clone(),

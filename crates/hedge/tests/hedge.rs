@@ -294,6 +294,55 @@ async fn an_overloaded_answer_pauses_hedging_for_its_retry_after() {
     assert_eq!(kinds, expected);
 }
 
+/// How long each pushback pauses hedging: core's reading of the header (the retry
+/// layer's), the default pause when it gives no wait, at most 60 s.
+#[tokio::test(start_paused = true)]
+async fn the_pause_is_the_pushback_as_core_reads_it() {
+    type Headers = Vec<(&'static str, &'static str)>;
+    let grpc = |pushback: &'static str| -> (u16, Headers) {
+        (
+            200,
+            vec![("grpc-status", "8"), ("grpc-retry-pushback-ms", pushback)],
+        )
+    };
+    let http =
+        |retry_after: &'static str| -> (u16, Headers) { (503, vec![("retry-after", retry_after)]) };
+    // (answer of the hedge, the pause it starts; 0: no pause)
+    let cases = [
+        (http("2"), ms(2_000)),
+        (http("0"), ms(0)),
+        (http("Wed, 21 Oct 2015 07:28:00 GMT"), ms(0)),
+        (http("soon"), ms(1_000)),
+        (http("-5"), ms(1_000)),
+        (http("99999999999"), ms(60_000)),
+        (http("99999999999999999999999"), ms(60_000)),
+        (grpc("250"), ms(250)),
+        (grpc("-1"), ms(1_000)),
+        (grpc("1.5"), ms(1_000)),
+        (grpc("99999999999999999999"), ms(60_000)),
+    ];
+    for ((status, headers), pause) in cases {
+        let label = format!("{status} {headers:?}");
+        let (inner, _) = backend(move |n| match n {
+            0 => (ms(100), Reply::Ok),
+            _ => (ms(1), Reply::Status(status, headers.clone())),
+        });
+        let layer = fixed().build().unwrap();
+        let handle = layer.handle();
+        let mut service = layer.layer(ReadinessProbe::new(inner));
+        let (result, took) = timed(&mut service, get()).await;
+        assert_eq!(
+            (result.unwrap(), took),
+            ("200 0".to_owned(), ms(100)),
+            "{label}"
+        );
+        // The hedge answered at 11 ms; 89 ms of the pause have gone.
+        let snapshot = handle.snapshot();
+        assert_eq!(snapshot.paused_for, pause.saturating_sub(ms(89)), "{label}");
+        assert_eq!(snapshot.pauses, u64::from(pause > ms(0)), "{label}");
+    }
+}
+
 #[tokio::test(start_paused = true)]
 async fn an_open_breaker_below_pauses_hedging() {
     let (inner, stats) = backend(|n| match n {

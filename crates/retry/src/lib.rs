@@ -15,7 +15,8 @@
 //! With feature `http`, [`pushback`] reads what a server asked for, capped by a maximum:
 //! `Retry-After` as delay-seconds or HTTP-date (a malformed one is ignored, an overflowing
 //! one is the longest wait), and `grpc-retry-pushback-ms`, where a negative or unparseable
-//! value means "do not retry" (gRFC A6).
+//! value means "do not retry" (gRFC A6) and an overflowing one is the longest wait. It is
+//! core's reading ([`tower_bulwark_core::pushback`]), the one the hedge layer pauses by.
 //!
 //! Both budgets implement `tower::retry::budget::Budget`, so they plug into plain `tower::retry`, and
 //! are shared by wrapping them in an `Arc`.
@@ -34,8 +35,6 @@ mod events;
 mod http;
 mod policy;
 #[cfg(feature = "http")]
-mod pushback;
-#[cfg(feature = "http")]
 mod replay;
 mod throttle;
 
@@ -47,7 +46,9 @@ pub use self::events::{NoRetry, RetryEvent};
 pub use self::http::{GrpcRetry, HttpRetry, ATTEMPT_HEADER, IDEMPOTENCY_KEY};
 pub use self::policy::{Builder, RetryPolicy};
 #[cfg(feature = "http")]
-pub use self::pushback::{pushback, Pushback};
-#[cfg(feature = "http")]
 pub use self::replay::{Replay, ReplayBody, ReplayLayer};
 pub use self::throttle::TokenBucket;
+/// Server pushback, read as core reads it for every layer
+/// ([`tower_bulwark_core::pushback`]: the table of every header value's reading).
+#[cfg(feature = "http")]
+pub use tower_bulwark_core::pushback::{pushback, Pushback};

@@ -318,13 +318,24 @@ mod tests {
             }
         );
         // gRFC A6: a negative or unparseable pushback means "do not retry".
-        for never in ["-1", "", "soon", "1.5", "99999999999999999999"] {
+        for never in ["-1", "-99999999999999999999", "", "soon", "1.5", "--1"] {
             assert_eq!(
                 decide(&[("grpc-status", "14"), ("grpc-retry-pushback-ms", never)]),
                 Decision::Done,
                 "{never:?}"
             );
         }
+        // Digits beyond `u64` are the longest wait (core's `pushback`), which the policy's
+        // maximum wait then refuses: no retry either way.
+        assert_eq!(
+            decide(&[
+                ("grpc-status", "14"),
+                ("grpc-retry-pushback-ms", "99999999999999999999")
+            ]),
+            Decision::Retry {
+                pushback: Some(Duration::from_millis(u64::MAX))
+            }
+        );
         for marker in ["x-bulwark-overloaded", "x-envoy-overloaded"] {
             assert_eq!(
                 decide(&[("grpc-status", "8"), (marker, "true")]),
