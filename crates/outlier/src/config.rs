@@ -157,7 +157,13 @@ impl FailurePercentage {
 /// end of its response future (an attempt timeout under the layer is a failure that took
 /// the timeout: the strongest sign of a slow endpoint). Results the classifier ignores (a
 /// refusal by a layer below, the caller's deadline) and calls dropped before they finish
-/// do not count. Off unless set with [`Builder::slow_endpoint`].
+/// do not count, nor do calls that started before the endpoint's return from an ejection
+/// (in flight through it, they measured what the ejection acted on). So the rule sees
+/// only the slow calls that finish: a hedge above the balancer that wins drops the slow
+/// attempt, and a caller's deadline shorter than the attempt timeout ends it as ignored;
+/// an endpoint whose slow calls all end that way is measured by its fast ones only. And a
+/// fast failure is a fast answer: peers failing fast lower the median. Off unless set with
+/// [`Builder::slow_endpoint`].
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct SlowEndpoint {
     pub(crate) minimum_hosts: usize,

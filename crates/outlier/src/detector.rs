@@ -512,8 +512,12 @@ impl Endpoint {
         let config = &self.shared.config;
         if let Some(started) = started {
             // A result the classifier ignores (a refusal below, the caller's deadline) says
-            // nothing about the endpoint's speed either.
-            if outcome != Outcome::Ignored {
+            // nothing about the endpoint's speed either. Nor does a call that started
+            // before the endpoint's last return: it was in flight through the ejection
+            // (its latency is the ejection's length or more), and measured the endpoint
+            // the ejection already acted on; timed now, it would eject it again at the
+            // first interval after its return.
+            if outcome != Outcome::Ignored && started >= self.returned_at.load(Ordering::Acquire) {
                 self.latency.add(now.saturating_sub(started));
             }
         }

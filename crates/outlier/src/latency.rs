@@ -27,8 +27,15 @@ impl LatencyTally {
     #[inline]
     pub(crate) fn add(&self, nanos: u64) {
         self.calls.fetch_add(1, Ordering::Relaxed);
-        // Wraps after 584 years of summed latency in one interval: never, and no panic.
-        self.nanos.fetch_add(nanos, Ordering::Release);
+        // Saturates (584 years of summed latency in one interval: calls in flight x
+        // (interval + their length), reachable only with an interval of years and
+        // evaluations on demand): a sum that wrapped would make a slow endpoint's mean
+        // small, one stuck at the top keeps it slow. Uncontended, a load and a CAS.
+        let _ = self
+            .nanos
+            .fetch_update(Ordering::Release, Ordering::Relaxed, |sum| {
+                Some(sum.saturating_add(nanos))
+            });
     }
 
     /// Takes the interval's tally and starts the next: `(calls, summed nanoseconds)`.
@@ -264,6 +271,16 @@ mod tests {
         tally.add(5);
         assert_eq!(tally.take(), Tally { calls: 2, nanos: 8 });
         assert_eq!(tally.take(), Tally::default());
+        // A sum past `u64::MAX` nanoseconds stays there rather than wrap to a small mean.
+        tally.add(u64::MAX - 1);
+        tally.add(5);
+        assert_eq!(
+            tally.take(),
+            Tally {
+                calls: 2,
+                nanos: u64::MAX
+            }
+        );
         // A huge factor or median saturates rather than overflowing.
         let huge = SlowEndpoint::new().factor(f64::MAX);
         let reference = huge.reference(&mut [u64::MAX, 1, u64::MAX]).unwrap();

@@ -244,9 +244,9 @@
 //!
 //! A call to an endpoint in rotation allocates nothing: one atomic load in `poll_ready`,
 //! and on completion a few relaxed atomic adds and a read of tokio's clock. With the
-//! slow-endpoint rule on, a second read of the clock when the call starts and two atomic
-//! adds when it ends (the interval's count and summed latency). An ejected endpoint's
-//! service boxes one timer while it waits.
+//! slow-endpoint rule on, a second read of the clock when the call starts and, when it
+//! ends, a load (its last return) and two atomic updates (the interval's count and summed
+//! latency). An ejected endpoint's service boxes one timer while it waits.
 //!
 //! # Features
 //!

@@ -408,3 +408,56 @@ fn every_slow_endpoint_setting_is_checked_and_the_error_names_it() {
             .minimum_excess(50 * MS)
     );
 }
+
+/// An endpoint ejected as slow, with calls still in flight at its ejection: one finishes
+/// while it is out, one after it is back (each took longer than the ejection). Both
+/// measured the endpoint before its ejection, which already acted on that: neither counts
+/// in the interval after its return. Back and fast, it is judged fast, not ejected again.
+#[tokio::test(start_paused = true)]
+async fn calls_in_flight_through_an_ejection_do_not_count_after_the_return() {
+    // Evaluated only on demand: no interval boundary in between clears the tally.
+    let (detector, events) =
+        recording(slow_only(SlowEndpoint::new()).interval(Duration::from_secs(3600)));
+    let mut list = endpoints(&detector, &[2 * MS, 2 * MS, 2 * MS, 2 * MS, 200 * MS]);
+    round(&mut list, 10).await;
+    // Two more calls to the slow endpoint, still running when the interval ends: one
+    // for 20 s (it ends while the endpoint is out), one for 40 s (after its return).
+    let mut stale = Vec::new();
+    for delay in [20, 40] {
+        let (endpoint, control) = &mut list[4];
+        control.delay(Duration::from_secs(delay));
+        let future = endpoint.ready().await.unwrap().call(1);
+        stale.push(tokio::spawn(future));
+    }
+    tokio::task::yield_now().await;
+    detector.evaluate();
+    assert_eq!(ejections(&events).len(), 1);
+    assert!(list[4].0.get_ref().is_ejected());
+
+    // The call of 20 s finishes while the endpoint is out (recorded there, before any
+    // evaluation); it is fixed; its ejection (30 s) ends.
+    tokio::time::advance(Duration::from_secs(25)).await;
+    while detector.snapshot().endpoint("e4").unwrap().in_flight > 1 {
+        tokio::task::yield_now().await;
+    }
+    assert!(list[4].0.get_ref().is_ejected());
+    list[4].1.delay(2 * MS);
+    tokio::time::advance(Duration::from_secs(5)).await;
+    list[4].0.ready().await.unwrap();
+    assert_eq!(detector.ejected(), 0);
+    // The call of 40 s finishes after the return.
+    tokio::time::advance(Duration::from_secs(10)).await;
+    for call in stale {
+        call.await.unwrap().unwrap();
+    }
+    round(&mut list, 10).await;
+    detector.evaluate();
+    assert_eq!(mean_latency(&detector, "e4"), Some(2 * MS));
+    assert_eq!(
+        ejections(&events).len(),
+        1,
+        "ejected again on stale calls: {:?}",
+        ejections(&events)
+    );
+    assert_eq!(detector.snapshot().endpoint("e4").unwrap().in_flight, 0);
+}
