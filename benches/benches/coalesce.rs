@@ -13,7 +13,14 @@
 //!
 //! tower-resilience's layer needs `Clone` responses and errors, so its inner service
 //! answers a `Clone` struct of the same parts instead of an `http::Response`; its key is
-//! the method and URI (ours adds the `Authorization` and `Cookie` values, none here).
+//! the method and URI. So the `tower_resilience` rows do less than ours: no body to read
+//! (its answer's body is `Bytes` already; ours reads the inner service's `Full` body into
+//! the shared bytes), no headers in the key (ours looks up `Authorization`, `Cookie`,
+//! `Accept`, `Accept-Encoding`, `Accept-Language` and, for a URI without authority,
+//! `Host`; none here, so each lookup is cheap), no `Vary` check, no conditional-request
+//! check, no deadline. `tower_resilience_same_work` gives it the same work where it has
+//! a place for it: its inner service reads the same `Full` body into the answer, and its
+//! key holds the same header values (cloned, as its key must be owned).
 
 use std::convert::Infallible;
 use std::future::{ready, Ready};
@@ -21,9 +28,11 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use criterion::{criterion_group, criterion_main, Criterion};
-use http::header::CONTENT_TYPE;
-use http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode, Uri};
-use http_body_util::Full;
+use http::header::{
+    ACCEPT, ACCEPT_ENCODING, ACCEPT_LANGUAGE, AUTHORIZATION, CONTENT_TYPE, COOKIE, HOST,
+};
+use http::{HeaderMap, HeaderName, HeaderValue, Method, Request, Response, StatusCode, Uri};
+use http_body_util::{BodyExt, Full};
 use tower::{service_fn, Layer, Service, ServiceExt};
 use tower_bulwark::coalesce::CoalesceLayer;
 use tower_bulwark_benches::{bench_ready_call, current_thread_runtime};
@@ -80,6 +89,60 @@ fn clone_backend(
     })
 }
 
+/// tower-resilience's inner service doing what ours does with an answer: reading the
+/// inner service's `Full` body whole.
+fn buffering_backend() -> impl Service<
+    Request<()>,
+    Response = Answer,
+    Error = Infallible,
+    Future = impl std::future::Future<Output = Result<Answer, Infallible>> + Send,
+> + Clone
+       + Send
+       + 'static {
+    let mut inner = http_backend();
+    service_fn(move |request: Request<()>| {
+        let call = inner.call(request);
+        async move {
+            let (head, body) = call.await?.into_parts();
+            let body = body.collect().await?.to_bytes();
+            Ok(Answer {
+                status: head.status,
+                headers: head.headers,
+                body,
+            })
+        }
+    })
+}
+
+/// Our default key, owned: method, URI, `Host` for a URI without authority, and the
+/// per-user and content-negotiation headers.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+struct FullKey {
+    method: Method,
+    uri: Uri,
+    headers: [Option<HeaderValue>; 6],
+}
+
+fn full_key(request: &Request<()>) -> FullKey {
+    let value = |name: HeaderName| request.headers().get(name).cloned();
+    let host = match request.uri().authority() {
+        Some(_) => None,
+        None => value(HOST),
+    };
+    FullKey {
+        method: request.method().clone(),
+        uri: request.uri().clone(),
+        headers: [
+            value(AUTHORIZATION),
+            value(COOKIE),
+            value(ACCEPT),
+            value(ACCEPT_ENCODING),
+            value(ACCEPT_LANGUAGE),
+            host,
+        ],
+    }
+}
+
 fn get() -> Request<()> {
     let mut request = Request::new(());
     *request.uri_mut() = Uri::from_static("/items/7?view=full");
@@ -129,6 +192,7 @@ fn coalesce(c: &mut Criterion) {
     let peer = tower_resilience::coalesce::CoalesceLayer::new(|request: &Request<()>| {
         (request.method().clone(), request.uri().clone())
     });
+    let peer_same_work = tower_resilience::coalesce::CoalesceLayer::new(full_key);
 
     let mut group = c.benchmark_group("coalesce/one_caller");
     group.measurement_time(Duration::from_secs(3));
@@ -138,6 +202,12 @@ fn coalesce(c: &mut Criterion) {
         &mut group,
         "tower_resilience",
         peer.clone().layer(clone_backend()),
+        get,
+    );
+    bench_ready_call(
+        &mut group,
+        "tower_resilience_same_work",
+        peer_same_work.clone().layer(buffering_backend()),
         get,
     );
     bench_ready_call(
@@ -156,6 +226,12 @@ fn coalesce(c: &mut Criterion) {
         &mut group,
         "tower_resilience",
         peer.layer(clone_backend()),
+        16,
+    );
+    bench_batch(
+        &mut group,
+        "tower_resilience_same_work",
+        peer_same_work.layer(buffering_backend()),
         16,
     );
     group.finish();

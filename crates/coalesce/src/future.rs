@@ -180,16 +180,17 @@ where
                         }
                     };
                     let resend_reason = match answer {
-                        Answer::Response(response) => {
+                        Answer::Response(response, has_vary) => {
                             // A joiner's request may differ from the leader's in a header
                             // the answer varies by: then it is not this caller's answer.
-                            let varies = resend.as_ref().is_some_and(|(_, request)| {
-                                !vary_allows(
-                                    waiter.slot().stored_key(),
-                                    response.headers(),
-                                    request.headers(),
-                                )
-                            });
+                            let varies = has_vary
+                                && resend.as_ref().is_some_and(|(_, request)| {
+                                    !vary_allows(
+                                        waiter.slot().stored_key(),
+                                        response.headers(),
+                                        request.headers(),
+                                    )
+                                });
                             if !varies {
                                 state.set(State::Done);
                                 return Poll::Ready(Ok(response));

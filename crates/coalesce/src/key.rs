@@ -3,7 +3,7 @@
 
 use std::collections::hash_map::RandomState;
 use std::fmt;
-use std::hash::{BuildHasher, Hash, Hasher};
+use std::hash::{BuildHasher, Hasher};
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -12,7 +12,7 @@ use http::header::{
     IF_MODIFIED_SINCE, IF_NONE_MATCH, IF_RANGE, IF_UNMODIFIED_SINCE, RANGE, VARY,
 };
 use http::request::Parts;
-use http::{HeaderMap, HeaderName, Method, Uri};
+use http::{HeaderMap, HeaderName, HeaderValue, Method, Uri};
 
 /// A user's key function: `None` lets the request pass by, uncoalesced.
 pub(crate) type KeyFn = dyn Fn(&Parts) -> Option<Bytes> + Send + Sync;
@@ -65,9 +65,9 @@ impl KeySpec {
         self.custom.is_some() || *method == Method::GET || *method == Method::HEAD
     }
 
-    /// The headers of a key, each with its index: the user headers, then the varying
-    /// ones, then (default key, a URI without authority: an HTTP/1 origin-form request)
-    /// `Host`.
+    /// The names of a key's headers, each with its index: the user headers, then the
+    /// varying ones, then (default key, a URI without authority: an HTTP/1 origin-form
+    /// request) `Host`.
     fn keyed<'a>(&'a self, parts: &Parts) -> impl Iterator<Item = (usize, &'a HeaderName)> {
         let host = self.custom.is_none() && parts.uri.authority().is_none();
         self.user_headers
@@ -77,16 +77,21 @@ impl KeySpec {
             .chain(host.then_some((HOST_INDEX, &HOST)))
     }
 
-    /// The request's key hash (keyed SipHash, so a client cannot aim collisions), or
+    /// The request's key hash (keyed SipHash, its keys drawn at random once per layer, so
+    /// a client cannot aim collisions: request URIs and headers are attacker input), or
     /// `None` when the request is not coalesced: with the default key, a method other than
     /// `GET` and `HEAD` or a conditional or range request; or the user's function said so.
+    ///
+    /// Each part is written whole (one `write` per string, not per field of its type), with
+    /// its length, so that no two different keys run together into the same bytes.
     pub(crate) fn probe(&self, parts: &Parts) -> Option<Probe> {
         let custom = match &self.custom {
             Some(key) => Some(key(parts)?),
             None if parts.method == Method::GET || parts.method == Method::HEAD => {
-                if CONDITIONAL_HEADERS
-                    .iter()
-                    .any(|name| parts.headers.contains_key(name))
+                if !parts.headers.is_empty()
+                    && CONDITIONAL
+                        .iter()
+                        .any(|name| parts.headers.contains_key(name))
                 {
                     return None;
                 }
@@ -94,16 +99,22 @@ impl KeySpec {
             }
             None => return None,
         };
-        let mut h = self.hasher.build_hasher();
-        parts.method.hash(&mut h);
+        let mut h = KeyHasher {
+            hasher: self.hasher.build_hasher(),
+            buffer: [0; 128],
+            len: 0,
+        };
+        h.part(parts.method.as_str().as_bytes());
         match &custom {
-            Some(custom) => custom.hash(&mut h),
-            None => parts.uri.hash(&mut h),
+            Some(custom) => h.part(custom),
+            None => h.uri(&parts.uri),
         }
-        for (index, name) in self.keyed(parts) {
-            for value in parts.headers.get_all(name) {
-                index.hash(&mut h);
-                value.as_bytes().hash(&mut h);
+        if !parts.headers.is_empty() {
+            for (index, name) in self.keyed(parts) {
+                for value in parts.headers.get_all(name) {
+                    h.end_part(index);
+                    h.part(value.as_bytes());
+                }
             }
         }
         Some(Probe {
@@ -113,16 +124,29 @@ impl KeySpec {
     }
 
     /// The key a leader stores for joiners to compare against: with a copy of its headers,
-    /// to compare the ones its answer's `Vary` names.
+    /// to compare the ones its answer's `Vary` names (one block; none for a request
+    /// without headers).
     pub(crate) fn store(&self, parts: &Parts, probe: &Probe) -> StoredKey {
         let base = match &probe.custom {
             Some(custom) => Base::Custom(custom.clone()),
             None => Base::Uri(parts.uri.clone()),
         };
+        let headers = if parts.headers.is_empty() {
+            Box::default()
+        } else {
+            let mut headers = Vec::with_capacity(parts.headers.len());
+            headers.extend(
+                parts
+                    .headers
+                    .iter()
+                    .map(|(name, value)| (name.clone(), value.clone())),
+            );
+            headers.into_boxed_slice()
+        };
         StoredKey {
             method: parts.method.clone(),
             base,
-            headers: parts.headers.clone(),
+            headers,
         }
     }
 
@@ -136,22 +160,116 @@ impl KeySpec {
             (Base::Uri(stored), None) => *stored == parts.uri,
             _ => false,
         };
-        same_base
-            && self
-                .keyed(parts)
-                .all(|(_, name)| same_values(&stored.headers, &parts.headers, name))
+        if !same_base {
+            return false;
+        }
+        if stored.headers.is_empty() && parts.headers.is_empty() {
+            return true;
+        }
+        self.keyed(parts)
+            .all(|(_, name)| stored.same_values(&parts.headers, name))
     }
 }
 
-/// Whether two requests have the same values of `name`, in order.
-fn same_values(a: &HeaderMap, b: &HeaderMap, name: &HeaderName) -> bool {
-    a.get_all(name).iter().eq(b.get_all(name).iter())
+/// The headers of conditional and range requests, where `probe` looks for them.
+static CONDITIONAL: [HeaderName; 6] = CONDITIONAL_HEADERS;
+
+/// A key's bytes gathered on the stack and handed to the (keyed SipHash) hasher in as few
+/// `write`s as fit: one for a usual request. Each part is followed by its length, so that
+/// no two different keys run together into the same bytes.
+struct KeyHasher<H> {
+    hasher: H,
+    buffer: [u8; 128],
+    len: usize,
+}
+
+impl<H: Hasher> KeyHasher<H> {
+    fn flush(&mut self) {
+        self.hasher.write(&self.buffer[..self.len]);
+        self.len = 0;
+    }
+
+    /// Room for `n` more bytes in the buffer, if they fit in it at all.
+    fn room(&mut self, n: usize) -> Option<&mut [u8]> {
+        if n > self.buffer.len() - self.len {
+            self.flush();
+            if n > self.buffer.len() {
+                return None;
+            }
+        }
+        let start = self.len;
+        self.len += n;
+        Some(&mut self.buffer[start..start + n])
+    }
+
+    fn bytes(&mut self, bytes: &[u8]) {
+        match self.room(bytes.len()) {
+            Some(room) => room.copy_from_slice(bytes),
+            None => self.hasher.write(bytes),
+        }
+    }
+
+    /// A part's length (or a header's index): one byte below 255, else 255 and eight
+    /// bytes.
+    fn end_part(&mut self, len: usize) {
+        match u8::try_from(len) {
+            Ok(short) if short < u8::MAX => self.bytes(&[short]),
+            _ => {
+                self.bytes(&[u8::MAX]);
+                self.bytes(&(len as u64).to_le_bytes());
+            }
+        }
+    }
+
+    /// A part, then its length.
+    fn part(&mut self, bytes: &[u8]) {
+        self.bytes(bytes);
+        self.end_part(bytes.len());
+    }
+
+    /// A part in ASCII lowercase, then its length.
+    fn lowercase_part(&mut self, bytes: &[u8]) {
+        if bytes.is_empty() {
+            return self.end_part(0);
+        }
+        for chunk in bytes.chunks(64) {
+            if let Some(room) = self.room(chunk.len()) {
+                room.copy_from_slice(chunk);
+                room.make_ascii_lowercase();
+            }
+        }
+        self.end_part(bytes.len());
+    }
+
+    /// A URI as `Uri`'s `==` compares it: the scheme and authority without regard to
+    /// ASCII case, the path and query exactly. (Equal URIs hash equally; two that only
+    /// hash equally are told apart by the exact comparison.)
+    fn uri(&mut self, uri: &Uri) {
+        self.lowercase_part(uri.scheme_str().unwrap_or("").as_bytes());
+        self.lowercase_part(uri.authority().map_or("", |a| a.as_str()).as_bytes());
+        self.part(uri.path().as_bytes());
+        match uri.query() {
+            Some(query) => {
+                self.bytes(&[1]);
+                self.part(query.as_bytes());
+            }
+            None => self.bytes(&[0]),
+        }
+    }
+
+    fn finish(&mut self) -> u64 {
+        self.flush();
+        self.hasher.finish()
+    }
 }
 
 /// Whether an answer to the stored request may go to a request with `headers`, by the
 /// answer's `Vary` (RFC 9110, 12.5.5): every header it names has the same values in both
 /// requests. `Vary: *`, or a name that is not a valid header name, means it may not.
 pub(crate) fn vary_allows(stored: &StoredKey, answer: &HeaderMap, headers: &HeaderMap) -> bool {
+    if answer.is_empty() {
+        return true;
+    }
     answer.get_all(VARY).iter().all(|value| {
         let Ok(value) = value.to_str() else {
             return false;
@@ -162,7 +280,7 @@ pub(crate) fn vary_allows(stored: &StoredKey, answer: &HeaderMap, headers: &Head
             .filter(|name| !name.is_empty())
             .all(|name| match HeaderName::from_bytes(name.as_bytes()) {
                 _ if name == "*" => false,
-                Ok(name) => same_values(&stored.headers, headers, &name),
+                Ok(name) => stored.same_values(headers, &name),
                 Err(_) => false,
             })
     })
@@ -192,7 +310,21 @@ pub(crate) struct Probe {
 pub(crate) struct StoredKey {
     method: Method,
     base: Base,
-    headers: HeaderMap,
+    /// The leader's headers, in the order of `HeaderMap::iter` (the values of one name
+    /// together, in order).
+    headers: Box<[(HeaderName, HeaderValue)]>,
+}
+
+impl StoredKey {
+    /// Whether the stored request and one with `headers` have the same values of `name`,
+    /// in order.
+    fn same_values(&self, headers: &HeaderMap, name: &HeaderName) -> bool {
+        self.headers
+            .iter()
+            .filter(|(stored, _)| stored == name)
+            .map(|(_, value)| value)
+            .eq(headers.get_all(name).iter())
+    }
 }
 
 #[derive(Debug)]

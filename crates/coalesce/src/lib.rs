@@ -70,16 +70,22 @@
 //!   call allocates its shared slot and the pinned upstream future (two allocations: the
 //!   crate forbids `unsafe`, so a future polled by whichever waiter is left needs its own
 //!   pinned box; the slot itself is the upstream's waker, no more), the key's copy of its
-//!   headers (the `Vary` check compares against it; none for a request without headers),
-//!   plus the key's copy of the URI where it is not already shared `Bytes` (a hyper
-//!   server's are; a URI parsed from a `&str` is copied once). A joiner allocates its place
-//!   in the call's list of wakers (one block) and its copy of the answer's headers (a
-//!   `HeaderMap`, when the answer has headers).
+//!   headers (one block of name-value pairs, which the `Vary` check compares against;
+//!   none for a request without headers), plus the key's copy of the URI where it is not
+//!   already shared `Bytes` (a hyper server's are; a URI parsed from a `&str` is copied
+//!   once). A leader that polls the call to its end alone takes the answer as it came
+//!   (nothing cloned, nothing stored in the slot). A joiner allocates its copy of the
+//!   answer's headers (a `HeaderMap`, when the answer has headers) and, only if it has to
+//!   wait, its place in the call's list of wakers (a `Vec` grown as joiners register).
+//!   Keys are hashed once, in one pass over the key's bytes gathered on the stack, with
+//!   SipHash keyed at random per layer (URIs and headers are attacker input, so a fast
+//!   unkeyed hash would let a client aim collisions).
 //!   The calls in flight are a map under a short `std::sync::Mutex` (CONTRIBUTING.md,
 //!   rule 4: the layer's job is a shared store), taken once per keyed request and once
-//!   when its call ends; each call's waiters are under a mutex of their own, taken at
-//!   each poll (and again after a poll of the upstream that returned `Pending`), and the
-//!   upstream future under another, which a waiter only tries.
+//!   when its call ends; each call's waiters are under a mutex of their own, taken when
+//!   a waiter joins, when a poll finds the call ended or being polled by another waiter,
+//!   and after each poll of the upstream; the upstream future is under another, which a
+//!   waiter only tries.
 //!
 //! The response body type of the inner service must be `Unpin` (hyper's `Incoming`,
 //! axum's `Body`, `http_body_util::Full` are); box others.

@@ -76,7 +76,6 @@ impl<S> Coalesce<S> {
 
 /// What `call` decided under the map's lock.
 enum Decision<U: Send + 'static, B: Send + 'static> {
-    Lead(Waiter<U, B>),
     Join(Waiter<U, B>),
     OverKeys,
     OverWaiters,
@@ -115,55 +114,51 @@ where
             let request = Request::from_parts(parts, body);
             return ResponseFuture::passed(service, request);
         };
-        let mut replaced = None;
-        let decision = {
-            let mut map = lock_map(shared);
-            let found = map.get(&probe.hash).map(|entry| {
-                let same = shared.key.matches(entry.key(), &parts, &probe);
-                (same, entry.clone())
-            });
-            let join = match found {
-                None => None,
-                Some((false, _)) => Some(Decision::Pass),
-                Some((true, entry)) => {
-                    match entry.into_any().downcast::<Slot<Upstream<S, ReqB, B>, B>>() {
-                        Err(_) => Some(Decision::Pass),
-                        Ok(slot) => match slot.join(shared.max_waiters) {
-                            Join::Joined(waiter) => Some(Decision::Join(waiter)),
-                            Join::Full => Some(Decision::OverWaiters),
-                            // The call ended: this request starts the next one in its place.
-                            Join::Ended => None,
-                        },
-                    }
-                }
-            };
-            match join {
-                Some(decision) => decision,
-                None if map.len() >= shared.max_keys && !map.contains_key(&probe.hash) => {
-                    Decision::OverKeys
-                }
-                None => {
-                    let key = shared.key.store(&parts, &probe);
-                    let waiter = Slot::lead(shared.clone(), probe.hash, key);
-                    replaced = map.insert(probe.hash, waiter.slot().clone());
-                    Decision::Lead(waiter)
-                }
-            }
+        let mut map = lock_map(shared);
+        let found = match map.get(&probe.hash) {
+            None => None,
+            Some(entry) if !shared.key.matches(entry.key(), &parts, &probe) => Some(Decision::Pass),
+            Some(entry) => match entry
+                .clone()
+                .into_any()
+                .downcast::<Slot<Upstream<S, ReqB, B>, B>>()
+            {
+                Err(_) => Some(Decision::Pass),
+                Ok(slot) => match slot.join(shared.max_waiters) {
+                    Join::Joined(waiter) => Some(Decision::Join(waiter)),
+                    Join::Full => Some(Decision::OverWaiters),
+                    // The call ended: this request starts the next one in its place.
+                    Join::Ended => None,
+                },
+            },
         };
-        drop(replaced);
-        match decision {
-            Decision::Lead(waiter) => {
-                shared.reporter.report(CoalesceEventKind::Led);
+        let decision = match found {
+            Some(decision) => decision,
+            None if map.len() >= shared.max_keys && !map.contains_key(&probe.hash) => {
+                Decision::OverKeys
+            }
+            None => {
+                // Leads: the call goes into its slot before the map's lock is released, so
+                // any waiter may poll it from the start.
+                let key = shared.key.store(&parts, &probe);
                 // The caller's own wait ends at its deadline; the shared call carries none
                 // (it is every waiter's): polled with no current deadline, and the
                 // leader's request goes without its `Deadline` extension.
                 let deadline = Deadline::of_request(&parts.extensions);
                 parts.extensions.remove::<Deadline>();
                 let request = Request::from_parts(parts, body);
-                let upstream = Upstream::new(service, request, shared.max_body);
-                waiter.slot().start(Box::pin(upstream));
-                ResponseFuture::waiting(waiter, None, deadline)
+                let upstream = Box::pin(Upstream::new(service, request, shared.max_body));
+                let waiter = Slot::lead(shared.clone(), probe.hash, key, upstream);
+                let replaced = map.insert(probe.hash, waiter.slot().clone());
+                drop(map);
+                // Dropped outside the map's lock.
+                drop(replaced);
+                shared.reporter.report(CoalesceEventKind::Led);
+                return ResponseFuture::waiting(waiter, None, deadline);
             }
+        };
+        drop(map);
+        match decision {
             Decision::Join(waiter) => {
                 shared.reporter.report(CoalesceEventKind::Joined);
                 let deadline = Deadline::of_request(&parts.extensions);

@@ -8,7 +8,8 @@ use std::pin::Pin;
 use std::task::{ready, Context, Poll};
 
 use bytes::{Bytes, BytesMut};
-use http::{response, Extensions, HeaderMap, Request, Response, StatusCode, Version};
+use http::header::VARY;
+use http::{response, HeaderMap, Request, Response};
 use http_body::Body;
 use pin_project::pin_project;
 use tower_bulwark_core::BoxError;
@@ -68,43 +69,36 @@ pub(crate) enum Fetched<B> {
     Failed(BoxError),
 }
 
-/// An answer every waiter gets a copy of.
+/// An answer every waiter gets a copy of: the upstream's own head (status, version,
+/// headers, extensions), its body's bytes and trailers.
 #[derive(Debug)]
 pub(crate) struct SharedResponse {
-    pub(crate) status: StatusCode,
-    pub(crate) version: Version,
-    pub(crate) headers: HeaderMap,
-    pub(crate) extensions: Extensions,
+    pub(crate) head: response::Parts,
+    /// Whether the answer has a `Vary` header, looked up once for every joiner.
+    pub(crate) varies: bool,
     pub(crate) body: Bytes,
     pub(crate) trailers: Option<HeaderMap>,
 }
 
 impl SharedResponse {
     /// A waiter's copy (the headers and extensions cloned, the body's bytes shared).
+    #[inline]
     pub(crate) fn copy<B>(&self) -> Response<CoalesceBody<B>> {
         let mut response = Response::new(CoalesceBody::shared(
             self.body.clone(),
             self.trailers.clone(),
         ));
-        self.fill(&mut response, self.headers.clone(), self.extensions.clone());
+        *response.status_mut() = self.head.status;
+        *response.version_mut() = self.head.version;
+        *response.headers_mut() = self.head.headers.clone();
+        *response.extensions_mut() = self.head.extensions.clone();
         response
     }
 
     /// The last waiter's answer: the originals, nothing cloned.
+    #[inline]
     pub(crate) fn into_response<B>(self) -> Response<CoalesceBody<B>> {
-        let mut response = Response::new(CoalesceBody::shared(self.body, self.trailers));
-        *response.status_mut() = self.status;
-        *response.version_mut() = self.version;
-        *response.headers_mut() = self.headers;
-        *response.extensions_mut() = self.extensions;
-        response
-    }
-
-    fn fill<B>(&self, response: &mut Response<B>, headers: HeaderMap, extensions: Extensions) {
-        *response.status_mut() = self.status;
-        *response.version_mut() = self.version;
-        *response.headers_mut() = headers;
-        *response.extensions_mut() = extensions;
+        Response::from_parts(self.head, CoalesceBody::shared(self.body, self.trailers))
     }
 }
 
@@ -182,13 +176,25 @@ where
                         let body = CoalesceBody::own(body);
                         return Poll::Ready(Fetched::Oversize(Response::from_parts(head, body)));
                     }
+                    // Read at once as far as the body is ready (all of it, for a body
+                    // already in memory), and only then kept in the future's state.
+                    let mut head = Some(head);
+                    let mut body = Some(body);
+                    let mut buffer = Buffer::default();
+                    let mut trailers = None;
+                    if let Poll::Ready(fetched) =
+                        read(&mut head, &mut body, &mut buffer, &mut trailers, max, cx)
+                    {
+                        return Poll::Ready(fetched);
+                    }
                     self.set(Upstream::Reading {
-                        head: Some(head),
-                        body: Some(body),
-                        buffer: Buffer::default(),
-                        trailers: None,
+                        head,
+                        body,
+                        buffer,
+                        trailers,
                         max,
                     });
+                    return Poll::Pending;
                 }
                 UpstreamProj::Reading {
                     head,
@@ -196,55 +202,68 @@ where
                     buffer,
                     trailers,
                     max,
-                } => {
-                    let Some(reading) = body.as_mut() else {
-                        return Poll::Ready(Fetched::Failed(broken("upstream polled after end")));
-                    };
-                    match ready!(Pin::new(reading).poll_frame(cx)) {
-                        Some(Ok(frame)) => match frame.into_data() {
-                            Ok(data) => {
-                                if buffer.len().saturating_add(data.len()) > *max {
-                                    buffer.push(data);
-                                    let (Some(head), Some(rest)) = (head.take(), body.take())
-                                    else {
-                                        return Poll::Ready(Fetched::Failed(broken("no head")));
-                                    };
-                                    let body = CoalesceBody::prefixed(buffer.take(), rest);
-                                    return Poll::Ready(Fetched::Oversize(Response::from_parts(
-                                        head, body,
-                                    )));
-                                }
-                                buffer.push(data);
-                            }
-                            Err(frame) => {
-                                if let Ok(more) = frame.into_trailers() {
-                                    match trailers {
-                                        Some(trailers) => trailers.extend(more),
-                                        None => *trailers = Some(more),
-                                    }
-                                }
-                            }
-                        },
-                        Some(Err(error)) => {
-                            *body = None;
-                            return Poll::Ready(Fetched::Failed(error.into()));
-                        }
-                        None => {
-                            *body = None;
-                            let Some(head) = head.take() else {
-                                return Poll::Ready(Fetched::Failed(broken("no head")));
-                            };
-                            return Poll::Ready(Fetched::Whole(SharedResponse {
-                                status: head.status,
-                                version: head.version,
-                                headers: head.headers,
-                                extensions: head.extensions,
-                                body: buffer.take(),
-                                trailers: trailers.take(),
-                            }));
+                } => return read(head, body, buffer, trailers, *max, cx),
+            }
+        }
+    }
+}
+
+/// Reads the body into `buffer` up to `max` bytes: the whole answer, or the answer over
+/// the limit with what was read of it, or the body's error.
+#[inline]
+fn read<B>(
+    head: &mut Option<response::Parts>,
+    body: &mut Option<B>,
+    buffer: &mut Buffer,
+    trailers: &mut Option<HeaderMap>,
+    max: usize,
+    cx: &mut Context<'_>,
+) -> Poll<Fetched<B>>
+where
+    B: Body<Data = Bytes> + Unpin,
+    B::Error: Into<BoxError>,
+{
+    loop {
+        let Some(reading) = body.as_mut() else {
+            return Poll::Ready(Fetched::Failed(broken("upstream polled after end")));
+        };
+        match ready!(Pin::new(reading).poll_frame(cx)) {
+            Some(Ok(frame)) => match frame.into_data() {
+                Ok(data) => {
+                    if buffer.len().saturating_add(data.len()) > max {
+                        buffer.push(data);
+                        let (Some(head), Some(rest)) = (head.take(), body.take()) else {
+                            return Poll::Ready(Fetched::Failed(broken("no head")));
+                        };
+                        let body = CoalesceBody::prefixed(buffer.take(), rest);
+                        return Poll::Ready(Fetched::Oversize(Response::from_parts(head, body)));
+                    }
+                    buffer.push(data);
+                }
+                Err(frame) => {
+                    if let Ok(more) = frame.into_trailers() {
+                        match trailers {
+                            Some(trailers) => trailers.extend(more),
+                            None => *trailers = Some(more),
                         }
                     }
                 }
+            },
+            Some(Err(error)) => {
+                *body = None;
+                return Poll::Ready(Fetched::Failed(error.into()));
+            }
+            None => {
+                *body = None;
+                let Some(head) = head.take() else {
+                    return Poll::Ready(Fetched::Failed(broken("no head")));
+                };
+                return Poll::Ready(Fetched::Whole(SharedResponse {
+                    varies: head.headers.contains_key(VARY),
+                    head,
+                    body: buffer.take(),
+                    trailers: trailers.take(),
+                }));
             }
         }
     }
