@@ -19,7 +19,9 @@ use crate::probes::Probes;
 use crate::state::{Machine, Mode, Phase};
 use crate::window::{CountWindow, TimeWindow, Window};
 use crate::{CircuitOpen, Snapshot, State};
-use tower_bulwark_core::sync::{AtomicU32, AtomicU64, AtomicU8, Mutex, MutexGuard, Ordering::*};
+use tower_bulwark_core::sync::{
+    AtomicBool, AtomicU32, AtomicU64, AtomicU8, Mutex, MutexGuard, Ordering::*,
+};
 
 #[derive(Debug)]
 pub(crate) struct Breaker {
@@ -57,6 +59,11 @@ struct Recorded {
     consecutive_failures: AtomicU32,
     /// `None` when no rate condition is enabled.
     window: Option<Window>,
+    /// The last check of the window found fewer calls than `minimum_calls`: until one
+    /// finds enough, successes check it too, so that the call completing the minimum
+    /// decides. Otherwise only calls that may have raised a rate check it
+    /// (see `Window::record`), which keeps the window's sums off the success path.
+    short_of_minimum: AtomicBool,
 }
 
 /// What refused calls, shadow-mode calls and calls during the recovery ramp write.
@@ -150,6 +157,7 @@ impl Breaker {
             recorded: Padded(Recorded {
                 consecutive_failures: AtomicU32::new(0),
                 window,
+                short_of_minimum: AtomicBool::new(true),
             }),
             counters: Padded(Counters {
                 ramp_calls: AtomicU64::new(0),

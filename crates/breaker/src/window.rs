@@ -33,11 +33,20 @@ pub(crate) enum Window {
 }
 
 impl Window {
-    pub(crate) fn record(&self, now_nanos: u64, sample: Sample) {
-        match self {
-            Window::Count(w) => w.record(sample),
+    /// Records a call. Returns whether it may have raised a rate, so that the thresholds
+    /// must be checked: a failure or a slow call; in a time window also the first call of
+    /// a new bucket, since the buckets that expired then may have held successes. A
+    /// success otherwise only lowers the rates: in a full count window it pushes out a
+    /// call no better than itself.
+    pub(crate) fn record(&self, now_nanos: u64, sample: Sample) -> bool {
+        let new_bucket = match self {
+            Window::Count(w) => {
+                w.record(sample);
+                false
+            }
             Window::Time(w) => w.record(now_nanos, sample),
-        }
+        };
+        new_bucket || sample.failure || sample.slow
     }
 
     pub(crate) fn counts(&self, now_nanos: u64) -> Counts {
@@ -141,20 +150,23 @@ impl CountWindow {
 // === impl TimeWindow ===
 
 /// The calls of the last `length`, in `buckets` buckets: core's [`SlidingCounts`] with three
-/// counters (calls, failures, slow calls).
+/// counters (calls, failures, slow calls), and the bucket of the latest call.
 #[derive(Debug)]
-pub(crate) struct TimeWindow(SlidingCounts<3>);
+pub(crate) struct TimeWindow(SlidingCounts<3>, AtomicU64);
 
 impl TimeWindow {
     pub(crate) fn new(length: Duration, buckets: u32) -> Self {
-        TimeWindow(SlidingCounts::new(length, buckets))
+        TimeWindow(SlidingCounts::new(length, buckets), AtomicU64::new(0))
     }
 
-    fn record(&self, now_nanos: u64, sample: Sample) {
-        self.0.add(
+    /// Records a call; returns whether it is the first seen in a later bucket than the
+    /// latest (one of the calls racing into a new bucket).
+    fn record(&self, now_nanos: u64, sample: Sample) -> bool {
+        let bucket = self.0.add(
             now_nanos,
             [1, u32::from(sample.failure), u32::from(sample.slow)],
         );
+        self.1.load(Relaxed) < bucket && self.1.fetch_max(bucket, Relaxed) < bucket
     }
 
     fn counts(&self, now_nanos: u64) -> Counts {

@@ -579,3 +579,68 @@ async fn operator_states() {
     assert_eq!(handle.snapshot().rejected, 1);
     assert_eq!(started.elapsed(), Duration::ZERO);
 }
+
+/// The rates are checked by the calls that can raise them; a success completing the
+/// minimum is one: three failures then a success are 4 calls at 75%.
+#[tokio::test(start_paused = true)]
+async fn a_success_completing_the_minimum_trips_a_failing_window() {
+    let windows = [
+        WindowKind::Count(10),
+        WindowKind::Time {
+            length: Duration::from_secs(10),
+            buckets: 10,
+        },
+    ];
+    for window in windows {
+        let (mut service, control, layer) = guarded(
+            CircuitBreakerLayer::builder()
+                .no_consecutive_failures()
+                .failure_rate(0.5)
+                .window(window)
+                .minimum_calls(4),
+        );
+        control.fail();
+        for _ in 0..3 {
+            call(&mut service).await.unwrap_err();
+        }
+        assert_eq!(layer.handle().state(), State::Closed, "{window:?}: 3 calls");
+        control.succeed();
+        call(&mut service).await.unwrap();
+        assert_eq!(
+            layer.handle().state(),
+            State::Open,
+            "{window:?}: 3 of 4 failed"
+        );
+    }
+}
+
+/// In a time window, successes that expire can raise the failure rate with no new
+/// failure: the first call of a new bucket checks it, whatever its outcome.
+#[tokio::test(start_paused = true)]
+async fn expired_successes_raise_the_rate_and_the_next_bucket_checks_it() {
+    let (mut service, control, layer) = guarded(
+        CircuitBreakerLayer::builder()
+            .no_consecutive_failures()
+            .failure_rate(0.5)
+            .window(WindowKind::Time {
+                length: Duration::from_secs(10),
+                buckets: 10,
+            })
+            .minimum_calls(4),
+    );
+    // Bucket 0: 10 successes. Bucket 5: 4 failures (4 in 14, under 50%).
+    for _ in 0..10 {
+        call(&mut service).await.unwrap();
+    }
+    advance(Duration::from_secs(5)).await;
+    control.fail();
+    for _ in 0..4 {
+        call(&mut service).await.unwrap_err();
+    }
+    assert_eq!(layer.handle().state(), State::Closed, "4 of 14 failed");
+    // 10 s on, bucket 0 has expired: a success finds 4 failures in 5 calls.
+    advance(Duration::from_secs(5)).await;
+    control.succeed();
+    call(&mut service).await.unwrap();
+    assert_eq!(layer.handle().state(), State::Open, "4 of 5 failed");
+}

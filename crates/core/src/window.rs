@@ -71,15 +71,17 @@ impl<const K: usize> SlidingCounts<K> {
     }
 
     /// Adds `amounts[i]` to counter `i` at `now_nanos`. An add at a time already a whole
-    /// window behind the latest add counts nothing: it has left the window.
+    /// window behind the latest add counts nothing: it has left the window. Returns the
+    /// bucket `now_nanos` falls in, counted from time zero (older buckets expire only when
+    /// it changes).
     #[inline]
-    pub fn add(&self, now_nanos: u64, amounts: [u32; K]) {
+    pub fn add(&self, now_nanos: u64, amounts: [u32; K]) -> u64 {
         let full = now_nanos / self.bucket_nanos;
         let latest = self.latest.load(Acquire);
         if full > latest {
             self.move_to(full, latest);
         } else if latest - full >= self.buckets.len() as u64 {
-            return;
+            return full;
         }
         // Truncation is intended: epochs are compared with wrapping arithmetic.
         let epoch = full as u32;
@@ -89,6 +91,7 @@ impl<const K: usize> SlidingCounts<K> {
                 bump(counter, epoch, amount);
             }
         }
+        full
     }
 
     /// The sums of each counter over the window that ends at `now_nanos`.

@@ -61,9 +61,16 @@ impl Breaker {
             return;
         };
         let now = if window.needs_time() { self.now() } else { 0 };
-        window.record(now, Sample { failure, slow });
+        let may_have_risen = window.record(now, Sample { failure, slow });
+        if !may_have_risen && !recorded.short_of_minimum.load(Relaxed) {
+            return;
+        }
         let counts = window.counts(now);
-        if counts.calls < u64::from(self.config.minimum_calls) {
+        let short = counts.calls < u64::from(self.config.minimum_calls);
+        if recorded.short_of_minimum.load(Relaxed) != short {
+            recorded.short_of_minimum.store(short, Relaxed);
+        }
+        if short {
             return;
         }
         // The rate of `n` in the window, if it reaches `threshold`.
