@@ -11,19 +11,36 @@
 //!
 //! - Units are fixed-point, a thousandth of an attempt: a 0.6 ratio allows 3 extra attempts
 //!   per 5 calls, not 1 per call.
-//! - The window is kept in 10 slices. Each slice's deposits and withdrawals are kept beside
-//!   the balance; when a slice leaves the window, the caller that claims its expiry (one
-//!   compare-and-swap on the newest slice's number, so each slice expires exactly once
-//!   however many callers race) takes them back out of the balance. After an idle gap of a
-//!   whole window, one claim expires every slice.
+//! - The window is kept in 10 slices, a ring of one word each: the slice's net (deposits
+//!   − withdrawals) tagged with the slice's number, so a slot's tag and net change in one
+//!   atomic step. When a slice leaves the window, its slot is given to the new slice
+//!   (tag swapped, net taken back out of the balance) by whichever caller gets there
+//!   first: the one that claimed the new slice (one compare-and-swap on the newest slice's
+//!   number), or a deposit or withdrawal into the new slice that finds the slot still
+//!   holding the old one. Each slice expires exactly once however many callers race.
+//!   After an idle gap of a whole window, one claim expires every slice.
+//! - So a deposit or withdrawal is recorded in its own slice (or, for a caller whose slice
+//!   left the window between its clock read and its write, a withdrawal in the newer slice
+//!   and a deposit not at all), and leaves the balance with that slice, a window later:
+//!   never early. The balance always equals the reserve plus the nets of the live slices
+//!   (loom-checked), and a withdrawal never takes a unit the balance did not hold at its
+//!   compare-and-swap. A withdrawal gives its slice its slot before it reads the
+//!   balance, and the old slice's net leaves the balance before its slot changes hands,
+//!   so no withdrawal is paid by a slice that has left the window. The balance errs the
+//!   cautious way only: for an instant it lacks a deposit between its slot write and its
+//!   balance add, or, when two callers race to hand over one slot, the loser's copy of the
+//!   old net (put back at once), which can refuse a withdrawal made in that instant.
+//! - The balance goes below zero while withdrawals outlive the deposits that paid for them
+//!   (a deposit early in the window paying a withdrawal late in it leaves first): every
+//!   withdrawal, at its compare-and-swap, had the reserve plus the live deposits behind it.
+//! - Tags are the low 24 bits of the slice number; nets are 40-bit (half a billion extra
+//!   attempts a slice; a deposit beyond that is not counted, a withdrawal refused). Tags
+//!   wrap after 2^24 slices (19 days of 100 ms slices): only a caller stalled between its
+//!   clock read and its write for half of that, or a write racing the first claim after an
+//!   idle gap within a window of a multiple of it, can be expired early.
 //! - Deposits and withdrawals are lock-free; each does one read of the slice number on the
 //!   happy path, and the time is the caller's (`now`, tokio's clock, so paused-time tests
 //!   step it exactly).
-//! - A deposit or withdrawal made in the instant its slice's ring slot is being reclaimed
-//!   (the slot's old contents are expired by another caller that claimed the new slice)
-//!   can be expired with them: it leaves the balance at once instead of a window later.
-//!   The balance always equals the reserve plus the slices still held (loom-checked), and a
-//!   withdrawal never takes a unit the balance did not hold at its compare-and-swap.
 //!
 //! Bad values never panic: `ratio` is clamped to `0..=1000` (NaN is 0), the window to at
 //! least 10 ns and the reserve to what the balance can hold. Callers validate their own
@@ -63,6 +80,15 @@ const SLICES: u64 = 10;
 const MAX_RATIO: f64 = 1000.0;
 /// The largest reserve kept, in units: far from the balance's overflow.
 const MAX_RESERVE: i64 = i64::MAX / 4;
+/// A ring slot is one word: the low bits of its slice's number (the tag) above the slice's
+/// net (deposits − withdrawals, in units, signed).
+const NET_BITS: u32 = 40;
+const TAG_BITS: u32 = 64 - NET_BITS;
+const TAG_MASK: u64 = (1 << TAG_BITS) - 1;
+const NET_MASK: u64 = (1 << NET_BITS) - 1;
+/// The net a slot holds, either way: 2^39 units, half a billion extra attempts a slice.
+const NET_MAX: i64 = (1 << (NET_BITS - 1)) - 1;
+const NET_MIN: i64 = -(1 << (NET_BITS - 1));
 
 /// A ratio budget's balance over a sliding window. See the [module docs](self).
 pub struct RatioLedger {
@@ -72,10 +98,10 @@ pub struct RatioLedger {
     slice_nanos: u64,
     /// The newest slice whose expiry has been claimed.
     epoch: AtomicU64,
-    /// Reserve + deposits − withdrawals of the live slices, in units.
+    /// Reserve + the nets of the live slices, in units.
     balance: AtomicI64,
-    deposits: Box<[AtomicI64]>,
-    withdrawals: Box<[AtomicI64]>,
+    /// The ring of slices, each slot tagged with the slice it holds (see [`pack`]).
+    slots: Box<[AtomicU64]>,
 }
 
 impl RatioLedger {
@@ -100,8 +126,9 @@ impl RatioLedger {
             slice_nanos,
             epoch: AtomicU64::new(0),
             balance: AtomicI64::new(reserve),
-            deposits: (0..SLICES).map(|_| AtomicI64::new(0)).collect(),
-            withdrawals: (0..SLICES).map(|_| AtomicI64::new(0)).collect(),
+            // Slice 0 is live; the other slots hold nothing, tagged as slice 0 too (older
+            // than the slices that will reuse them).
+            slots: (0..SLICES).map(|_| AtomicU64::new(pack(0, 0))).collect(),
         }
     }
 
@@ -112,29 +139,45 @@ impl RatioLedger {
         if self.deposit == 0 {
             return;
         }
-        let slot = self.advance(now);
-        self.balance.fetch_add(self.deposit, AcqRel);
-        self.deposits[slot].fetch_add(self.deposit, Relaxed);
+        let slice = self.advance(now);
+        // The slice first, then the balance: an expiry in between takes out of the balance
+        // what is not in it yet, for an instant (the cautious way).
+        let recorded = self.record(slice, self.deposit, false);
+        if recorded != 0 {
+            self.balance.fetch_add(recorded, AcqRel);
+        }
     }
 
     /// Takes one extra attempt at `now`; `false` when the balance holds less than one.
     #[inline]
     pub fn withdraw(&self, now: Instant) -> bool {
-        let slot = self.advance(now);
+        let slice = self.advance(now);
+        // The slice's slot is given to it before the balance is read, so a slice that left
+        // the window pays for nothing.
+        self.reuse(slice, None);
         let taken = self
             .balance
             .fetch_update(AcqRel, Acquire, |balance| {
                 (balance >= UNIT).then_some(balance - UNIT)
             })
             .is_ok();
-        if taken {
-            self.withdrawals[slot].fetch_add(UNIT, Relaxed);
+        if !taken {
+            return false;
         }
-        taken
+        let recorded = self.record(slice, -UNIT, true);
+        if recorded == -UNIT {
+            return true;
+        }
+        // The slot's net is at its floor (half a billion extra attempts in one slice):
+        // refused, and the part of the unit the slot could not record is given back (a
+        // part it did record stays spent, the cautious way).
+        self.balance.fetch_add(UNIT + recorded, AcqRel);
+        false
     }
 
-    /// Extra attempts available at `now` (fractional; below zero just after a racing
-    /// expiry, see the [module docs](self)).
+    /// Extra attempts available at `now` (fractional). Below zero while withdrawals outlive
+    /// the deposits that paid for them: a deposit made early in the window pays for a
+    /// withdrawal made late in it, and leaves the window first.
     pub fn balance(&self, now: Instant) -> f64 {
         self.advance(now);
         self.balance.load(Acquire) as f64 / UNIT as f64
@@ -150,26 +193,26 @@ impl RatioLedger {
         self.reserve as f64 / UNIT as f64
     }
 
-    /// Expires the slices that left the window; returns the ring slot of the current one.
+    /// Expires the slices that left the window; returns the current slice's number.
     #[inline]
-    fn advance(&self, now: Instant) -> usize {
+    fn advance(&self, now: Instant) -> u64 {
         let nanos =
             u64::try_from(now.saturating_duration_since(self.start).as_nanos()).unwrap_or(u64::MAX);
         let epoch = self.epoch.load(Acquire);
         // Still within the newest slice: no division, nothing to expire.
         if nanos < epoch.saturating_add(1).saturating_mul(self.slice_nanos) {
-            return (epoch % SLICES) as usize;
+            return epoch;
         }
         self.expire_until(nanos / self.slice_nanos)
     }
 
     /// Expires every slice up to `current`, each exactly once however many callers race.
     #[cold]
-    fn expire_until(&self, current: u64) -> usize {
+    fn expire_until(&self, current: u64) -> u64 {
         loop {
             let seen = self.epoch.load(Acquire);
             if seen >= current {
-                break;
+                return seen;
             }
             // Claim one step (or, after a whole window idle, everything) so each slice
             // expires once.
@@ -182,20 +225,99 @@ impl RatioLedger {
             {
                 continue;
             }
-            let expired = if whole {
-                0..SLICES
-            } else {
-                next % SLICES..next % SLICES + 1
-            };
-            for slot in expired.map(|slot| slot as usize) {
-                let deposited = self.deposits[slot].swap(0, AcqRel);
-                let withdrawn = self.withdrawals[slot].swap(0, AcqRel);
-                self.balance
-                    .fetch_add(withdrawn.saturating_sub(deposited), AcqRel);
+            let first = if whole { next - (SLICES - 1) } else { next };
+            for slice in first..=next {
+                self.reuse(slice, if whole { Some(seen) } else { None });
             }
         }
-        (current % SLICES) as usize
     }
+
+    /// Gives `slice`'s ring slot to it, if the slot still holds an older slice: that slice
+    /// leaves the window, its net leaves the balance. A slot already given to `slice` (a
+    /// caller recorded into it first) or to a newer one is left alone. After an idle gap
+    /// (`idle`: the newest slice before it), a tag of the window before the gap is old even
+    /// where the tags wrap around to equal `slice`'s.
+    ///
+    /// The net leaves the balance *before* the slot changes hands (and comes back if
+    /// another caller changed the slot first), so a caller that sees the slot given to
+    /// `slice` sees the balance without the old slice: the balance is understated for an
+    /// instant, never overstated.
+    fn reuse(&self, slice: u64, idle: Option<u64>) {
+        let tag = slice & TAG_MASK;
+        // The window before the gap, and a few slices more for claims of it still
+        // under way.
+        let old_window = |found: u64| {
+            idle.is_some_and(|before| (before.wrapping_sub(found) & TAG_MASK) < 2 * SLICES)
+        };
+        let slot = &self.slots[(slice % SLICES) as usize];
+        let mut word = slot.load(Acquire);
+        loop {
+            let (found, net) = unpack(word);
+            if !(is_older(found, tag) || old_window(found)) {
+                return;
+            }
+            if net != 0 {
+                self.balance.fetch_sub(net, AcqRel);
+            }
+            match slot.compare_exchange(word, pack(tag, 0), AcqRel, Acquire) {
+                Ok(_) => return,
+                Err(now) => {
+                    if net != 0 {
+                        self.balance.fetch_add(net, AcqRel);
+                    }
+                    word = now;
+                }
+            }
+        }
+    }
+
+    /// Adds `delta` to `slice`'s net in its ring slot; returns what it added (0 or less
+    /// than `delta` when the slot's net would overflow).
+    ///
+    /// If the slot still holds an older slice, this caller first gives it to `slice`
+    /// ([`reuse`](Self::reuse)). If it already holds a newer one, `slice` has left the
+    /// window since this caller read the clock: a deposit is dropped, a withdrawal (`keep`)
+    /// is kept in the newer slice, so it leaves later, never earlier.
+    fn record(&self, slice: u64, delta: i64, keep: bool) -> i64 {
+        let tag = slice & TAG_MASK;
+        let slot = &self.slots[(slice % SLICES) as usize];
+        let mut word = slot.load(Acquire);
+        loop {
+            let (found, net) = unpack(word);
+            if is_older(found, tag) {
+                self.reuse(slice, None);
+                word = slot.load(Acquire);
+                continue;
+            }
+            if found != tag && !keep {
+                return 0;
+            }
+            let sum = net.saturating_add(delta).clamp(NET_MIN, NET_MAX);
+            match slot.compare_exchange_weak(word, pack(found, sum), AcqRel, Acquire) {
+                Ok(_) => return sum - net,
+                Err(now) => word = now,
+            }
+        }
+    }
+}
+
+/// A ring slot's word: `tag` (the low [`TAG_BITS`] of the slice's number) above `net`.
+fn pack(tag: u64, net: i64) -> u64 {
+    (tag << NET_BITS) | (net as u64 & NET_MASK)
+}
+
+/// A ring slot's tag and net.
+fn unpack(word: u64) -> (u64, i64) {
+    // Shifted up then back, the net's sign is extended.
+    (word >> NET_BITS, ((word << TAG_BITS) as i64) >> TAG_BITS)
+}
+
+/// Whether the slice tagged `found` comes before the one tagged `tag`. Tags in the ring
+/// stay within a window of the newest slice, so the wrapping difference says which is older
+/// (see the [module docs](self) for the one case where tags could wrap).
+fn is_older(found: u64, tag: u64) -> bool {
+    let ahead = tag.wrapping_sub(found) & TAG_MASK;
+    ahead != 0 && ahead < 1 << (TAG_BITS - 1)
 }
 
 impl fmt::Debug for RatioLedger {
@@ -352,6 +474,62 @@ mod tests {
     }
 
     #[test]
+    fn slot_words_round_trip() {
+        for tag in [0, 1, TAG_MASK] {
+            for net in [0, 1, -1, NET_MAX, NET_MIN, -UNIT, 123_456_789] {
+                assert_eq!(unpack(pack(tag, net)), (tag, net));
+            }
+        }
+        assert!(is_older(TAG_MASK, 0), "tags wrap");
+        assert!(!is_older(0, TAG_MASK));
+        assert!(!is_older(5, 5));
+    }
+
+    /// Against a plain model (every deposit and withdrawal kept with its slice, the balance
+    /// summed over the last 10 slices), through time jumps of every size: within a slice,
+    /// across a few, across whole windows, and around multiples of 2^24 slices, where the
+    /// slots' tags wrap.
+    #[test]
+    fn balances_match_a_model_across_every_kind_of_time_jump() {
+        use proptest::prelude::*;
+        let wrap = 1u64 << TAG_BITS;
+        let jump = prop_oneof![
+            0u64..3,
+            0u64..30,
+            Just(SLICES),
+            Just(SLICES - 1),
+            (1u64..3).prop_flat_map(move |k| k * wrap - 2 * SLICES..k * wrap + 2 * SLICES),
+        ];
+        proptest!(|(steps in proptest::collection::vec((jump, any::<bool>(), 0usize..4), 1..80))| {
+            // 1 ns slices: the tags wrap within a test's time.
+            let ledger = RatioLedger::new(Duration::from_nanos(SLICES), 0, 0.5);
+            let start = ledger.start;
+            let mut slice = 0u64;
+            let mut model: Vec<(u64, i64)> = Vec::new();
+            for (jump, deposit, withdrawals) in steps {
+                slice += jump;
+                let now = start + Duration::from_nanos(slice);
+                let live = |model: &[(u64, i64)]| -> i64 {
+                    model.iter().filter(|(at, _)| slice - at < SLICES).map(|(_, n)| n).sum()
+                };
+                if deposit {
+                    ledger.deposit(now);
+                    model.push((slice, 500));
+                }
+                for _ in 0..withdrawals {
+                    let expected = live(&model) >= UNIT;
+                    prop_assert_eq!(ledger.withdraw(now), expected, "at slice {}", slice);
+                    if expected {
+                        model.push((slice, -UNIT));
+                    }
+                }
+                let balance = ledger.balance(now);
+                prop_assert_eq!(balance, live(&model) as f64 / UNIT as f64, "at slice {}", slice);
+            }
+        });
+    }
+
+    #[test]
     fn many_threads_never_overdraw() {
         let ledger = Arc::new(RatioLedger::new(Duration::from_secs(60), 0, 0.5));
         let now = Instant::now();
@@ -378,10 +556,9 @@ mod loom_model {
     /// The balance equals the reserve plus what the slices still hold.
     fn consistent(ledger: &RatioLedger) {
         let held: i64 = ledger
-            .deposits
+            .slots
             .iter()
-            .zip(ledger.withdrawals.iter())
-            .map(|(d, w)| d.load(Acquire) - w.load(Acquire))
+            .map(|slot| unpack(slot.load(Acquire)).1)
             .sum();
         assert_eq!(ledger.balance.load(Acquire), ledger.reserve + held);
     }
@@ -422,8 +599,39 @@ mod loom_model {
             };
             let _ = ledger.balance(at);
             depositor.join().unwrap();
-            let balance = ledger.balance.load(Acquire);
-            assert!(balance == UNIT || balance == 2 * UNIT, "{balance}");
+            // Slice 0 left; slices 9 and 10 are live. (Before the slots were tagged, the
+            // racing deposit could leave with slice 0: 1 unit.)
+            assert_eq!(ledger.balance.load(Acquire), 2 * UNIT);
+            consistent(&ledger);
+        });
+    }
+
+    /// A withdrawal made in the new slice while another caller expires that slot's old
+    /// slice is kept for its window: it is never handed back with the old slice. (Before
+    /// the slots were tagged with their slice, the expiry could swap the withdrawal out
+    /// with the old slice's counts and refund it at once: balance 1 after taking the only
+    /// live unit.)
+    #[test]
+    fn a_withdrawal_racing_an_expiry_is_not_refunded_early() {
+        loom::model(|| {
+            let ledger = Arc::new(RatioLedger::new(Duration::from_secs(10), 0, 1.0));
+            let start = ledger.start;
+            ledger.deposit(start); // slice 0
+            ledger.deposit(start + Duration::from_secs(9)); // slice 9
+            let at = start + Duration::from_secs(10); // slice 10 reuses slice 0's slot
+            let expirer = {
+                let ledger = ledger.clone();
+                loom::thread::spawn(move || {
+                    let _ = ledger.balance(at);
+                })
+            };
+            let taken = ledger.withdraw(at);
+            expirer.join().unwrap();
+            // Slice 0's unit has left the window; slice 9's is live, less the withdrawal.
+            let expected = if taken { 0 } else { UNIT };
+            assert_eq!(ledger.balance.load(Acquire), expected, "taken: {taken}");
+            // (Refused only in the instant both callers give slot 0 to slice 10: the loser
+            // of that race takes its net out of the balance, then puts it back.)
             consistent(&ledger);
         });
     }
@@ -444,10 +652,8 @@ mod loom_model {
             };
             let mine = ledger.withdraw(at);
             let theirs = other.join().unwrap();
-            assert!(
-                u8::from(mine) + u8::from(theirs) >= 1,
-                "slice 9's unit is live"
-            );
+            assert!(mine ^ theirs, "slice 9's unit is live, slice 0's is not");
+            assert_eq!(ledger.balance.load(Acquire), 0);
             consistent(&ledger);
         });
     }

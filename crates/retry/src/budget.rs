@@ -23,9 +23,9 @@ use tower_bulwark_core::ConfigError;
 ///   never overdraw it.
 ///
 /// The balance is core's [`RatioLedger`] (shared with the hedge budget; its docs give the
-/// design). Deposits and withdrawals are lock-free. Each reads the clock once. A deposit
-/// or withdrawal racing the expiry of the slice its ring slot last held may expire with
-/// that slice, a window early; the balance is never overdrawn.
+/// design). Deposits and withdrawals are lock-free. Each reads the clock once. Each
+/// leaves the balance with its own time slice, a window later, even when it races the
+/// expiry of the slice its ring slot last held; the balance is never overdrawn.
 ///
 /// ```
 /// use std::time::Duration;
