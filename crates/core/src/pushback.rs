@@ -7,7 +7,7 @@
 //! |---|---|
 //! | `grpc-retry-pushback-ms: 250` | `After(250 ms)` |
 //! | `grpc-retry-pushback-ms: -1` (any negative; `-0` is zero) | `Never` (gRFC A6: do not retry) |
-//! | `grpc-retry-pushback-ms` digits beyond `u64` | `After(u64::MAX ms)`: the longest wait, as RFC 9111 1.2.2 reads an overflowing `Retry-After` |
+//! | `grpc-retry-pushback-ms` digits beyond `u64` | `Never`: no gRPC client can read it as a number, and an unparseable pushback means do not retry (gRFC A6) |
 //! | `grpc-retry-pushback-ms` empty, garbage (`1.5`, `12ms`, `--1`), non-UTF-8 | `Never` (gRFC A6: an unparseable pushback means do not retry) |
 //! | `Retry-After: 120` (delay-seconds) | `After(120 s)` |
 //! | `Retry-After` delay-seconds beyond `u64` | `After(u64::MAX s)`: the longest wait (RFC 9111 1.2.2) |
@@ -115,7 +115,8 @@ pub fn pushback(headers: &HeaderMap, max: Duration) -> Pushback {
 }
 
 /// One `grpc-retry-pushback-ms` value: an integer of milliseconds, `After` when 0 or more
-/// (saturating at `u64::MAX` ms), `Never` when negative or unparseable (gRFC A6).
+/// and within `u64`, `Never` when negative or unparseable, a number too large for any
+/// integer type included (gRFC A6).
 ///
 /// ```
 /// use std::time::Duration;
@@ -134,6 +135,7 @@ pub fn grpc_retry_pushback(value: &[u8]) -> Pushback {
     };
     match saturating_digits(digits) {
         Some(0) => Pushback::After(Duration::ZERO),
+        Some(u64::MAX) if !negative && !fits(digits) => Pushback::Never,
         Some(_) if negative => Pushback::Never,
         Some(ms) => Pushback::After(Duration::from_millis(ms)),
         None => {
@@ -203,6 +205,16 @@ fn saturating_digits(digits: &[u8]) -> Option<u64> {
     )
 }
 
+/// Whether ASCII digits are a number within `u64` (`saturating_digits` saturates).
+fn fits(digits: &[u8]) -> bool {
+    digits
+        .iter()
+        .try_fold(0u64, |n, digit| {
+            n.checked_mul(10)?.checked_add(u64::from(digit - b'0'))
+        })
+        .is_some()
+}
+
 #[cold]
 fn malformed(header: &str, value: &[u8]) {
     tracing::debug!(header, value = %String::from_utf8_lossy(value), "malformed pushback header");
@@ -259,19 +271,32 @@ mod tests {
 
     #[test]
     fn grpc_pushback_out_of_range() {
-        // Too large for any integer type: the longest wait, as for `Retry-After`.
+        // The largest number of milliseconds is a wait; past it, no client reads a number:
+        // do not retry (gRFC A6), as for any unparseable value.
         assert_eq!(grpc_retry_pushback(b"18446744073709551615"), LONGEST_MS);
-        assert_eq!(grpc_retry_pushback(b"18446744073709551616"), LONGEST_MS);
-        assert_eq!(grpc_retry_pushback(b"99999999999999999999999"), LONGEST_MS);
-        assert_eq!(grpc_retry_pushback(&[b'9'; 400]), LONGEST_MS);
+        assert_eq!(
+            grpc_retry_pushback(b"18446744073709551616"),
+            Pushback::Never
+        );
+        assert_eq!(
+            grpc_retry_pushback(b"99999999999999999999999"),
+            Pushback::Never
+        );
+        assert_eq!(grpc_retry_pushback(&[b'9'; 400]), Pushback::Never);
         // Negative however large: do not retry.
         assert_eq!(
             grpc_retry_pushback(b"-99999999999999999999999"),
             Pushback::Never
         );
         let huge = headers(&[("grpc-retry-pushback-ms", b"99999999999999999999999")]);
-        assert_eq!(pushback(&huge, MAX), Pushback::Never, "beyond any maximum");
-        assert_eq!(pushback(&huge, Duration::MAX), LONGEST_MS);
+        assert_eq!(pushback(&huge, MAX), Pushback::Never);
+        assert_eq!(
+            pushback(&huge, Duration::MAX),
+            Pushback::Never,
+            "whatever the maximum"
+        );
+        let largest = headers(&[("grpc-retry-pushback-ms", b"18446744073709551615")]);
+        assert_eq!(pushback(&largest, Duration::MAX), LONGEST_MS);
     }
 
     #[test]
@@ -454,7 +479,7 @@ mod tests {
                 (true, Ok(0)) => Pushback::After(Duration::ZERO),
                 (true, _) if trimmed.starts_with('-') => Pushback::Never,
                 (true, Ok(ms)) => Pushback::After(Duration::from_millis(ms)),
-                (true, Err(_)) => LONGEST_MS,
+                (true, Err(_)) => Pushback::Never,
             };
             proptest::prop_assert_eq!(grpc, expected);
 

@@ -180,8 +180,9 @@ impl<Res, E: 'static> Overload<Res, E> for Rejections {
 ///
 /// The pause is the wait the header asks for, read as the retry layer reads it (core's
 /// [`pushback`](tower_bulwark_core::pushback) module): `Retry-After` in seconds or until
-/// its HTTP-date, `grpc-retry-pushback-ms` in milliseconds, a number too large for `u64`
-/// the longest wait (the layer pauses at most 60 s), `0` or a date in the past no pause.
+/// its HTTP-date, `grpc-retry-pushback-ms` in milliseconds, a `Retry-After` too large for
+/// `u64` the longest wait (the layer pauses at most 60 s), `0` or a date in the past no
+/// pause.
 /// A value that gives no wait (garbage, a negative `grpc-retry-pushback-ms`, "do not
 /// retry") still says the dependency sheds: the default pause.
 ///
@@ -317,7 +318,7 @@ mod tests {
                 200,
                 &[
                     ("grpc-status", "8"),
-                    ("grpc-retry-pushback-ms", "99999999999999999999"),
+                    ("grpc-retry-pushback-ms", "18446744073709551615"),
                 ],
                 longest_ms,
             ),

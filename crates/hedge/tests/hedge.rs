@@ -319,7 +319,7 @@ async fn the_pause_is_the_pushback_as_core_reads_it() {
         (grpc("250"), ms(250)),
         (grpc("-1"), ms(1_000)),
         (grpc("1.5"), ms(1_000)),
-        (grpc("99999999999999999999"), ms(60_000)),
+        (grpc("99999999999999999999"), ms(1_000)),
     ];
     for ((status, headers), pause) in cases {
         let label = format!("{status} {headers:?}");

@@ -15,7 +15,7 @@
 //! With feature `http`, [`pushback`] reads what a server asked for, capped by a maximum:
 //! `Retry-After` as delay-seconds or HTTP-date (a malformed one is ignored, an overflowing
 //! one is the longest wait), and `grpc-retry-pushback-ms`, where a negative or unparseable
-//! value means "do not retry" (gRFC A6) and an overflowing one is the longest wait. It is
+//! value (one too large for any integer included) means "do not retry" (gRFC A6). It is
 //! core's reading ([`tower_bulwark_core::pushback`]), the one the hedge layer pauses by.
 //!
 //! Both budgets implement `tower::retry::budget::Budget`, so they plug into plain `tower::retry`, and

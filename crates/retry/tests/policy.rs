@@ -309,8 +309,8 @@ async fn server_pushback_is_honoured_as_the_specs_say() {
         }]
     );
 
-    // gRFC A6: an unparseable or negative pushback means "do not retry"; digits beyond
-    // u64 are the longest wait, beyond the maximum: no retry either.
+    // gRFC A6: an unparseable or negative pushback (digits beyond u64 included) means "do
+    // not retry".
     for pushback in ["garbage", "", "-5", "1.5", "99999999999999999999999"] {
         let headers = vec![("grpc-status", "14"), ("grpc-retry-pushback-ms", pushback)];
         let (service, calls) = answering(200, headers);

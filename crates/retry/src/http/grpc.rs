@@ -325,16 +325,13 @@ mod tests {
                 "{never:?}"
             );
         }
-        // Digits beyond `u64` are the longest wait (core's `pushback`), which the policy's
-        // maximum wait then refuses: no retry either way.
+        // Digits beyond `u64`: no client reads them as a number, so "do not retry" too.
         assert_eq!(
             decide(&[
                 ("grpc-status", "14"),
                 ("grpc-retry-pushback-ms", "99999999999999999999")
             ]),
-            Decision::Retry {
-                pushback: Some(Duration::from_millis(u64::MAX))
-            }
+            Decision::Done
         );
         for marker in ["x-bulwark-overloaded", "x-envoy-overloaded"] {
             assert_eq!(
