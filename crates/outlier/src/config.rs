@@ -121,7 +121,7 @@ impl FailurePercentage {
 }
 
 /// The slow-endpoint rule: once an interval, the endpoints with at least `request_volume`
-/// answered calls in it are compared by their mean latency; when there are at least
+/// timed calls in it (successes and timeouts, see below) are compared by their mean latency; when there are at least
 /// `minimum_hosts` of them, each whose mean is more than `factor x` the **median** of
 /// their means, and more than `minimum_excess` above that median, is ejected, slowest
 /// first, within the cap.
@@ -153,16 +153,25 @@ impl FailurePercentage {
 ///   slow endpoint gets fewer calls than its peers; it is only judged in intervals where it
 ///   still gets this many.
 ///
-/// What counts: every call the endpoint answered, success or failure, from `call` to the
-/// end of its response future (an attempt timeout under the layer is a failure that took
-/// the timeout: the strongest sign of a slow endpoint). Results the classifier ignores (a
-/// refusal by a layer below, the caller's deadline) and calls dropped before they finish
-/// do not count, nor do calls that started before the endpoint's return from an ejection
-/// (in flight through it, they measured what the ejection acted on). So the rule sees
-/// only the slow calls that finish: a hedge above the balancer that wins drops the slow
-/// attempt, and a caller's deadline shorter than the attempt timeout ends it as ignored;
-/// an endpoint whose slow calls all end that way is measured by its fast ones only. And a
-/// fast failure is a fast answer: peers failing fast lower the median. Off unless set with
+/// What counts ("timed calls"): every call the classifier calls a success, and the
+/// failures that are timeouts, from `call` to the end of its response future. A timeout
+/// is an attempt timeout under the layer (an error carrying a core `Rejection` of kind
+/// `TimedOut`: a failure that took the whole timeout, the strongest sign of a slow
+/// endpoint) and, with the HTTP readings ([`OutlierLayer::http`](crate::OutlierLayer::http),
+/// or [`GatewayTimeouts`](crate::GatewayTimeouts) set with
+/// [`OutlierLayer::timeouts`](crate::OutlierLayer::timeouts)), a 504 or gRPC
+/// `DEADLINE_EXCEEDED` answer; see [`Timeouts`](crate::Timeouts). Other failures are not
+/// timed: a refused connection or a reset answered in 0.1 ms says nothing about speed,
+/// and timed it would be a fast answer: three such endpoints among five would make the
+/// median 0.1 ms, and a healthy endpoint at 60 ms would be ejected as slow. (The failure
+/// rules are for failing endpoints; an endpoint failing every call slowly, not by timing
+/// out, is theirs too.) Results the classifier ignores (a refusal by a layer below, the
+/// caller's deadline) and calls dropped before they finish do not count, nor do calls that
+/// started before the endpoint's return from an ejection (in flight through it, they
+/// measured what the ejection acted on). So the rule sees only the slow calls that finish:
+/// a hedge above the balancer that wins drops the slow attempt, and a caller's deadline
+/// shorter than the attempt timeout ends it as ignored; an endpoint whose slow calls all
+/// end that way is measured by its fast ones only. Off unless set with
 /// [`Builder::slow_endpoint`].
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct SlowEndpoint {
@@ -184,7 +193,7 @@ impl Default for SlowEndpoint {
 }
 
 impl SlowEndpoint {
-    /// The defaults: 3 hosts with 50 answered calls each; slower than 5x the median and
+    /// The defaults: 3 hosts with 50 timed calls each; slower than 5x the median and
     /// by more than 50 ms.
     pub fn new() -> Self {
         SlowEndpoint::default()
@@ -197,8 +206,8 @@ impl SlowEndpoint {
         self
     }
 
-    /// How many answered calls (successes and failures; ignored results do not count) an
-    /// endpoint needs in the interval to be compared.
+    /// How many timed calls (successes and timeouts; other failures and ignored results do
+    /// not count) an endpoint needs in the interval to be compared.
     pub fn request_volume(mut self, calls: u64) -> Self {
         self.request_volume = calls;
         self

@@ -68,10 +68,10 @@ pub(crate) struct Endpoint {
     waiting: Mutex<Vec<Waker>>,
     /// The success rate of the last interval with calls, as `f64` bits, or `NO_RATE`.
     last_rate: AtomicU64,
-    /// The latency of the calls it answered this interval (while the slow-endpoint rule is
-    /// on).
+    /// The latency of its timed calls this interval (successes and timeouts; while the
+    /// slow-endpoint rule is on).
     latency: LatencyTally,
-    /// The mean latency of the last interval with answered calls, in nanoseconds, or
+    /// The mean latency of the last interval with timed calls, in nanoseconds, or
     /// `NO_LATENCY`.
     last_latency: AtomicU64,
     in_flight: AtomicUsize,
@@ -225,8 +225,9 @@ pub struct EndpointSnapshot {
     pub times_ejected: u32,
     /// Its success rate over the last interval it had calls in (`0..=1`).
     pub success_rate: Option<f64>,
-    /// The mean latency of the calls it answered in the last interval it answered any
-    /// (measured only while the [slow-endpoint rule](crate::SlowEndpoint) is on).
+    /// The mean latency of its timed calls (successes and timeouts) in the last interval
+    /// it had any (measured only while the [slow-endpoint rule](crate::SlowEndpoint) is
+    /// on).
     pub mean_latency: Option<Duration>,
     /// Failures in a row now.
     pub consecutive_failures: u32,
@@ -404,7 +405,7 @@ impl Shared {
             }
         }
         if let Some(rule) = self.config.slow_endpoint {
-            // (endpoint, mean latency in nanoseconds) of those with enough answered calls.
+            // (endpoint, mean latency in nanoseconds) of those with enough timed calls.
             let eligible: Vec<(&Endpoint, u64)> = judged
                 .iter()
                 .filter_map(|&(endpoint, _, _, latency)| {
@@ -485,11 +486,11 @@ impl Endpoint {
         &self.key
     }
 
-    /// A call starts (its guard ends it): when it started, in nanoseconds since the epoch,
-    /// if the slow-endpoint rule is on and so needs its latency (one read of the clock).
+    /// When a call starts, in nanoseconds since the epoch, if the slow-endpoint rule is on
+    /// and so needs its latency (one read of the clock); `None` otherwise, without reading
+    /// it.
     #[inline]
-    pub(crate) fn start_call(&self) -> Option<u64> {
-        self.in_flight.fetch_add(1, Ordering::Relaxed);
+    pub(crate) fn started(&self) -> Option<u64> {
         self.shared
             .config
             .slow_endpoint
@@ -497,13 +498,20 @@ impl Endpoint {
             .then(|| self.shared.now())
     }
 
+    /// A call is in flight (its guard ends it).
+    #[inline]
+    pub(crate) fn start_call(&self) {
+        self.in_flight.fetch_add(1, Ordering::Relaxed);
+    }
+
     #[inline]
     pub(crate) fn end_call(&self) {
         self.in_flight.fetch_sub(1, Ordering::Relaxed);
     }
 
-    /// Records one finished call: its outcome, its gateway outcome, and its latency if it
-    /// was answered and `started` is known (the slow-endpoint rule is on).
+    /// Records one finished call: its outcome, its gateway outcome, and its latency if
+    /// `started` is given: the slow-endpoint rule is on and the call is one it times (a
+    /// success, or a failure that is a timeout: the response future decides).
     #[inline]
     pub(crate) fn record(&self, outcome: Outcome, gateway: Outcome, started: Option<u64>) {
         let now = self.shared.now();
@@ -512,11 +520,12 @@ impl Endpoint {
         let config = &self.shared.config;
         if let Some(started) = started {
             // A result the classifier ignores (a refusal below, the caller's deadline) says
-            // nothing about the endpoint's speed either. Nor does a call that started
-            // before the endpoint's last return: it was in flight through the ejection
-            // (its latency is the ejection's length or more), and measured the endpoint
-            // the ejection already acted on; timed now, it would eject it again at the
-            // first interval after its return.
+            // nothing about the endpoint's speed either (the response future passes no
+            // start for it; checked here too). Nor does a call that started before the
+            // endpoint's last return: it was in flight through the ejection (its latency
+            // is the ejection's length or more), and measured the endpoint the ejection
+            // already acted on; timed now, it would eject it again at the first interval
+            // after its return.
             if outcome != Outcome::Ignored && started >= self.returned_at.load(Ordering::Acquire) {
                 self.latency.add(now.saturating_sub(started));
             }

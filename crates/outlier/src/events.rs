@@ -41,7 +41,8 @@ pub enum Reason {
     /// endpoints with enough calls, and more than `minimum_excess` above it
     /// ([`SlowEndpoint`](crate::SlowEndpoint)).
     SlowEndpoint {
-        /// The endpoint's mean latency in the interval (answered calls).
+        /// The endpoint's mean latency in the interval (of its timed calls: successes and
+        /// timeouts).
         mean: Duration,
         /// The median of the compared endpoints' means.
         median: Duration,

@@ -1,6 +1,6 @@
-//! The slow-endpoint rule's machinery: each endpoint's tally of the latency of the calls it
-//! answered in the current interval (two atomics, no lock), and the rule's arithmetic (the
-//! median of the endpoints' means and the threshold above it). Atomics from core's `sync`
+//! The slow-endpoint rule's machinery: each endpoint's tally of the latency of its timed
+//! calls (successes and timeouts) in the current interval (two atomics, no lock), and the
+//! rule's arithmetic (the median of the endpoints' means and the threshold above it). Atomics from core's `sync`
 //! shim, so the loom model (`--cfg bulwark_loom`) checks the tally.
 
 use std::time::Duration;
@@ -9,7 +9,7 @@ use tower_bulwark_core::sync::{AtomicU64, Ordering};
 
 use crate::config::SlowEndpoint;
 
-/// One endpoint's answered calls in the current interval and the sum of their latencies.
+/// One endpoint's timed calls in the current interval and the sum of their latencies.
 ///
 /// A call adds its count, then its latency (`Release`); the interval's end takes the sum,
 /// then the count (`Acquire`). So a latency taken always comes with its call's count: a
@@ -23,7 +23,7 @@ pub(crate) struct LatencyTally {
 }
 
 impl LatencyTally {
-    /// Adds one answered call that took `nanos`.
+    /// Adds one timed call that took `nanos`.
     #[inline]
     pub(crate) fn add(&self, nanos: u64) {
         self.calls.fetch_add(1, Ordering::Relaxed);

@@ -122,6 +122,15 @@
 //! as Finagle and linkerd balance), which sends a slower endpoint less without taking
 //! its capacity away. [`SlowEndpoint`] argues each default.
 //!
+//! The rule times successes, and of failures only timeouts: an attempt timeout under the
+//! layer (a core `Rejection` of kind `TimedOut`, [`AttemptTimeouts`], counted at the
+//! timeout's full length) and, with [`OutlierLayer::http`] (or
+//! [`GatewayTimeouts`] set with [`OutlierLayer::timeouts`]), a 504 or gRPC
+//! `DEADLINE_EXCEEDED` answer. Other failures are not timed: a fast failure says nothing
+//! about speed, and timed as a fast answer it would pull the median down (three endpoints
+//! refusing connections in 0.1 ms among five would make a healthy one at 60 ms look
+//! slow). Failing endpoints are the failure rules' to judge.
+//!
 //! ```
 //! use std::time::Duration;
 //! use tower::balance::p2c::Balance;
@@ -244,13 +253,14 @@
 //!
 //! A call to an endpoint in rotation allocates nothing: one atomic load in `poll_ready`,
 //! and on completion a few relaxed atomic adds and a read of tokio's clock. With the
-//! slow-endpoint rule on, a second read of the clock when the call starts and, when it
-//! ends, a load (its last return) and two atomic updates (the interval's count and summed
-//! latency). An ejected endpoint's service boxes one timer while it waits.
+//! slow-endpoint rule on, a second read of the clock when `call` starts (before the inner
+//! service's `call`) and, when a timed call ends, a load (its last return) and two atomic
+//! updates (the interval's count and summed latency); a failure is first read by the
+//! timeout reading (a walk of the error's `source()` chain, or the response's status). An ejected endpoint's service boxes one timer while it waits.
 //!
 //! # Features
 //!
-//! - `http`: [`GatewayErrors`] and [`OutlierLayer::http`].
+//! - `http`: [`GatewayErrors`], [`GatewayTimeouts`] and [`OutlierLayer::http`].
 //! - `metrics`: events through the `metrics` facade.
 //! - `serde`: `OutlierConfig`, the settings as data.
 #![forbid(unsafe_code)]
@@ -268,9 +278,9 @@ mod service;
 mod settings;
 mod state;
 
+pub use self::classify::{AttemptTimeouts, NoGateway, Timeouts};
 #[cfg(feature = "http")]
-pub use self::classify::GatewayErrors;
-pub use self::classify::NoGateway;
+pub use self::classify::{GatewayErrors, GatewayTimeouts};
 pub use self::config::{Builder, FailurePercentage, SlowEndpoint, SuccessRate};
 pub use self::detector::{EndpointSnapshot, OutlierDetector, Snapshot};
 pub use self::events::{OutlierEvent, Reason};

@@ -8,9 +8,10 @@ use std::task::{Context, Poll};
 
 use tokio::time::Sleep;
 use tower::load::Load;
-use tower_bulwark_core::{Classify, Name};
+use tower_bulwark_core::{Classify, ErrorsAreFailures, Name};
 use tower_service::Service;
 
+use crate::classify::{AttemptTimeouts, NoGateway, Timeouts};
 use crate::detector::Endpoint;
 use crate::future::ResponseFuture;
 
@@ -21,22 +22,30 @@ use crate::future::ResponseFuture;
 /// around it without an error; otherwise it is the inner service's readiness. Each call's
 /// outcome is recorded with the endpoint. Errors are the inner service's: the layer adds
 /// no failure mode. [`Load`] is the inner service's, so p2c can balance over it.
-pub struct Outlier<S, C, G> {
+pub struct Outlier<S, C = ErrorsAreFailures, G = NoGateway, T = AttemptTimeouts> {
     inner: S,
     endpoint: Arc<Endpoint>,
     classify: C,
     gateway: G,
+    timeouts: T,
     /// The wait for the end of an ejection; boxed, and only while ejected.
     sleep: Option<Pin<Box<Sleep>>>,
 }
 
-impl<S, C, G> Outlier<S, C, G> {
-    pub(crate) fn new(inner: S, endpoint: Arc<Endpoint>, classify: C, gateway: G) -> Self {
+impl<S, C, G, T> Outlier<S, C, G, T> {
+    pub(crate) fn new(
+        inner: S,
+        endpoint: Arc<Endpoint>,
+        classify: C,
+        gateway: G,
+        timeouts: T,
+    ) -> Self {
         Outlier {
             inner,
             endpoint,
             classify,
             gateway,
+            timeouts,
             sleep: None,
         }
     }
@@ -102,15 +111,16 @@ impl<S, C, G> Outlier<S, C, G> {
     }
 }
 
-impl<S, C, G, Req> Service<Req> for Outlier<S, C, G>
+impl<S, C, G, T, Req> Service<Req> for Outlier<S, C, G, T>
 where
     S: Service<Req>,
     C: Classify<S::Response, S::Error> + Clone,
     G: Classify<S::Response, S::Error> + Clone,
+    T: Timeouts<S::Response, S::Error> + Clone,
 {
     type Response = S::Response;
     type Error = S::Error;
-    type Future = ResponseFuture<S::Future, C, G>;
+    type Future = ResponseFuture<S::Future, C, G, T>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), S::Error>> {
         if self.endpoint.ejection.until().is_some() && self.poll_ejection(cx).is_pending() {
@@ -120,16 +130,21 @@ where
     }
 
     fn call(&mut self, request: Req) -> Self::Future {
+        // The latency runs from here: the clock is read before the inner service's `call`
+        // (which may do work of its own before it returns its future).
+        let started = self.endpoint.started();
         ResponseFuture::new(
             self.inner.call(request),
             self.endpoint.clone(),
             self.classify.clone(),
             self.gateway.clone(),
+            self.timeouts.clone(),
+            started,
         )
     }
 }
 
-impl<S: Load, C, G> Load for Outlier<S, C, G> {
+impl<S: Load, C, G, T> Load for Outlier<S, C, G, T> {
     type Metric = S::Metric;
 
     fn load(&self) -> S::Metric {
@@ -137,19 +152,20 @@ impl<S: Load, C, G> Load for Outlier<S, C, G> {
     }
 }
 
-impl<S: Clone, C: Clone, G: Clone> Clone for Outlier<S, C, G> {
+impl<S: Clone, C: Clone, G: Clone, T: Clone> Clone for Outlier<S, C, G, T> {
     fn clone(&self) -> Self {
         Outlier {
             inner: self.inner.clone(),
             endpoint: self.endpoint.clone(),
             classify: self.classify.clone(),
             gateway: self.gateway.clone(),
+            timeouts: self.timeouts.clone(),
             sleep: None,
         }
     }
 }
 
-impl<S: fmt::Debug, C, G> fmt::Debug for Outlier<S, C, G> {
+impl<S: fmt::Debug, C, G, T> fmt::Debug for Outlier<S, C, G, T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Outlier")
             .field("inner", &self.inner)

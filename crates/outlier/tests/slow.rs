@@ -1,6 +1,6 @@
 //! The slow-endpoint rule through the layer, in paused time: latencies are exact, so the
-//! median, the threshold and the verdicts are hand-computed. What counts (answered calls,
-//! failures included; not refusals by local layers, not dropped calls), the cap, the
+//! median, the threshold and the verdicts are hand-computed. What counts (successes and
+//! timeouts; not other failures, not refusals by local layers, not dropped calls), the cap, the
 //! growing ejection time, the settings' checks.
 
 use std::sync::{Arc, Mutex};
@@ -268,18 +268,24 @@ async fn the_cap_holds_the_slowest_goes_first_and_ejections_grow() {
     );
 }
 
-/// Failures are answers, and count with their latency (an attempt timeout under the layer
-/// is one): an endpoint failing every call after 200 ms is slow. Refusals by local layers
-/// (the classifier ignores them) and calls dropped before they finish do not count.
+/// Only timeouts among failures are timed: an endpoint failing every call after 200 ms
+/// with an error that is not a timeout (a slow 500, a reset) has no latency to compare
+/// (the failure rules are for it). Refusals by local layers (the classifier ignores them)
+/// and calls dropped before they finish do not count either.
 #[tokio::test(start_paused = true)]
-async fn failures_count_refusals_and_dropped_calls_do_not() {
+async fn other_failures_refusals_and_dropped_calls_are_not_timed() {
     let (detector, events) = recording(slow_only(SlowEndpoint::new()));
     let mut list = endpoints(&detector, &[2 * MS, 2 * MS, 2 * MS, 2 * MS, 200 * MS]);
     list[4].1.fail();
     round(&mut list, 10).await;
     detector.evaluate();
-    assert_eq!(ejections(&events).len(), 1);
-    assert_eq!(ejections(&events)[0].0, "e4");
+    assert!(ejections(&events).is_empty());
+    assert_eq!(
+        mean_latency(&detector, "e4"),
+        None,
+        "a failure, not a timeout"
+    );
+    assert_eq!(mean_latency(&detector, "e0"), Some(2 * MS));
 
     let (detector, events) = recording(slow_only(SlowEndpoint::new()));
     let mut list = endpoints(&detector, &[2 * MS, 2 * MS, 2 * MS, 2 * MS, 200 * MS]);
@@ -300,6 +306,185 @@ async fn failures_count_refusals_and_dropped_calls_do_not() {
     assert_eq!(mean_latency(&detector, "e4"), None, "nothing was measured");
     assert_eq!(mean_latency(&detector, "e0"), Some(2 * MS));
     assert_eq!(detector.snapshot().endpoint("e4").unwrap().in_flight, 0);
+}
+
+/// The review's case: five endpoints, three refusing connections in 0.1 ms, two healthy at
+/// 60 ms, consecutive-failure ejection off. Timed, the fast failures would make the median
+/// 0.1 ms and the threshold 50.1 ms, and a healthy endpoint would be ejected as slow. Not
+/// timed, only the two healthy endpoints have means: fewer than the three the rule needs,
+/// nobody is compared; with two hosts enough, they are compared with each other, and
+/// neither is slow.
+#[tokio::test(start_paused = true)]
+async fn fast_failures_do_not_make_healthy_endpoints_slow() {
+    let fast = Duration::from_micros(100);
+    for minimum_hosts in [3, 2] {
+        let (detector, events) =
+            recording(slow_only(SlowEndpoint::new().minimum_hosts(minimum_hosts)));
+        let mut list = endpoints(&detector, &[fast, fast, fast, 60 * MS, 60 * MS]);
+        for (_, control) in &list[..3] {
+            control.fail();
+        }
+        round(&mut list, 10).await;
+        detector.evaluate();
+        assert_eq!(
+            ejections(&events),
+            [],
+            "minimum_hosts {minimum_hosts}: a healthy endpoint judged slow"
+        );
+        assert_eq!(detector.ejected(), 0);
+        for key in ["e0", "e1", "e2"] {
+            assert_eq!(mean_latency(&detector, key), None, "{key}: fast failures");
+        }
+        assert_eq!(mean_latency(&detector, "e3"), Some(60 * MS));
+        assert_eq!(mean_latency(&detector, "e4"), Some(60 * MS));
+    }
+}
+
+/// An attempt timeout under the layer is the slowest answer: a call cut off by a 200 ms
+/// timeout counts at its full 200 ms (a core `TimedOut` rejection), and the endpoint that
+/// hangs is judged slow among peers at 2 ms. The caller's deadline passing below (a
+/// `DeadlineExceeded` rejection) is not timed.
+#[tokio::test(start_paused = true)]
+async fn a_timed_out_call_under_the_layer_counts_at_its_full_length() {
+    use tower_bulwark_deadline::TimeoutLayer;
+
+    let (detector, events) = recording(slow_only(SlowEndpoint::new()));
+    let timeout = TimeoutLayer::new(200 * MS).unwrap();
+    let mut list: Vec<_> = (0..5)
+        .map(|i| {
+            let (service, control) = controlled::<u32>();
+            control.delay(2 * MS);
+            if i == 4 {
+                control.hang();
+            }
+            let layer = detector.layer(format!("e{i}"));
+            (
+                ReadinessProbe::new(layer.layer(timeout.layer(service))),
+                control,
+            )
+        })
+        .collect();
+    for (endpoint, _) in &mut list {
+        for _ in 0..10 {
+            let _ = endpoint.ready().await.unwrap().call(1).await;
+        }
+    }
+    detector.evaluate();
+    assert_eq!(mean_latency(&detector, "e4"), Some(200 * MS));
+    assert_eq!(
+        ejections(&events),
+        [(
+            "e4".into(),
+            Reason::SlowEndpoint {
+                mean: 200 * MS,
+                median: 2 * MS,
+                threshold: 52 * MS
+            },
+            1,
+            Duration::from_secs(30)
+        )]
+    );
+
+    // The caller's deadline, not the endpoint's slowness: ignored, not timed.
+    let (detector, events) = recording(slow_only(SlowEndpoint::new()));
+    let mut list = endpoints(&detector, &[2 * MS, 2 * MS, 2 * MS, 2 * MS, 200 * MS]);
+    list[4]
+        .1
+        .reject(Rejection::new(RejectionKind::DeadlineExceeded, "deadline"));
+    round(&mut list, 10).await;
+    detector.evaluate();
+    assert!(ejections(&events).is_empty());
+    assert_eq!(mean_latency(&detector, "e4"), None);
+}
+
+/// With the HTTP readings (`http()`), a 504 Gateway Timeout answered by the endpoint is a
+/// timeout and counts at its length; a 500 after as long is a failure that is not timed.
+/// Over gRPC (`GrpcClassifier` with `GatewayTimeouts`), a `DEADLINE_EXCEEDED` counts, an
+/// `UNAVAILABLE` does not.
+#[cfg(feature = "http")]
+#[tokio::test(start_paused = true)]
+async fn a_gateway_timeout_answer_counts_and_a_slow_500_does_not() {
+    use tower_bulwark_core::{BoxError, GrpcClassifier};
+    use tower_bulwark_outlier::GatewayTimeouts;
+
+    type Answer = Result<http::Response<()>, BoxError>;
+    /// An endpoint answering `status` (and `grpc-status` if given) after `delay`.
+    fn answering(
+        delay: Duration,
+        status: u16,
+        grpc: Option<&'static str>,
+    ) -> impl Service<u32, Response = http::Response<()>, Error = BoxError, Future: Send> + Clone
+    {
+        tower::service_fn(move |_: u32| async move {
+            tokio::time::sleep(delay).await;
+            let mut response = http::Response::builder().status(status);
+            if let Some(code) = grpc {
+                response = response.header("grpc-status", code);
+            }
+            Answer::Ok(response.body(()).unwrap())
+        })
+    }
+    async fn ten_calls<S: Service<u32>>(service: &mut S) {
+        for _ in 0..10 {
+            let _ = service.ready().await.ok().unwrap().call(1).await;
+        }
+    }
+
+    // HTTP: four endpoints at 2 ms, the fifth answers 504 (or 500) after 200 ms.
+    for (status, slow) in [(504, true), (500, false)] {
+        let (detector, events) = recording(slow_only(SlowEndpoint::new()));
+        // Kept until judged: an endpoint leaves the detector with its last service.
+        let mut alive = Vec::new();
+        for i in 0..5 {
+            let service = if i == 4 {
+                answering(200 * MS, status, None)
+            } else {
+                answering(2 * MS, 200, None)
+            };
+            let mut endpoint = detector.layer(format!("e{i}")).http().layer(service);
+            ten_calls(&mut endpoint).await;
+            alive.push(endpoint);
+        }
+        detector.evaluate();
+        assert_eq!(
+            mean_latency(&detector, "e4"),
+            slow.then_some(200 * MS),
+            "{status}"
+        );
+        assert_eq!(ejections(&events).len(), usize::from(slow), "{status}");
+    }
+
+    // gRPC: trailers-only answers with `grpc-status` 4 (DEADLINE_EXCEEDED) or 14
+    // (UNAVAILABLE) after 200 ms.
+    for (code, slow) in [("4", true), ("14", false)] {
+        let (detector, events) = recording(slow_only(SlowEndpoint::new()));
+        let mut alive = Vec::new();
+        for i in 0..5 {
+            let service = if i == 4 {
+                answering(200 * MS, 200, Some(code))
+            } else {
+                answering(2 * MS, 200, Some("0"))
+            };
+            let mut endpoint = detector
+                .layer(format!("e{i}"))
+                .classify(GrpcClassifier)
+                .timeouts(GatewayTimeouts)
+                .layer(service);
+            ten_calls(&mut endpoint).await;
+            alive.push(endpoint);
+        }
+        detector.evaluate();
+        assert_eq!(
+            mean_latency(&detector, "e4"),
+            slow.then_some(200 * MS),
+            "grpc-status {code}"
+        );
+        assert_eq!(
+            ejections(&events).len(),
+            usize::from(slow),
+            "grpc-status {code}"
+        );
+    }
 }
 
 /// Off (the default), the rule measures nothing: no latency in the snapshot, no ejection
