@@ -82,8 +82,8 @@ impl KeySpec {
     /// `None` when the request is not coalesced: with the default key, a method other than
     /// `GET` and `HEAD` or a conditional or range request; or the user's function said so.
     ///
-    /// Each part is written whole (one `write` per string, not per field of its type), with
-    /// its length, so that no two different keys run together into the same bytes.
+    /// Each part is written whole (one `write` per string, not per field of its type),
+    /// after its length, so that no two different keys run together into the same bytes.
     pub(crate) fn probe(&self, parts: &Parts) -> Option<Probe> {
         let custom = match &self.custom {
             Some(key) => Some(key(parts)?),
@@ -112,7 +112,7 @@ impl KeySpec {
         if !parts.headers.is_empty() {
             for (index, name) in self.keyed(parts) {
                 for value in parts.headers.get_all(name) {
-                    h.end_part(index);
+                    h.len(index);
                     h.part(value.as_bytes());
                 }
             }
@@ -157,7 +157,7 @@ impl KeySpec {
         }
         let same_base = match (&stored.base, &probe.custom) {
             (Base::Custom(stored), Some(custom)) => stored == custom,
-            (Base::Uri(stored), None) => *stored == parts.uri,
+            (Base::Uri(stored), None) => *stored == parts.uri && same_userinfo(stored, &parts.uri),
             _ => false,
         };
         if !same_base {
@@ -171,12 +171,26 @@ impl KeySpec {
     }
 }
 
+/// Whether two URIs have the same userinfo (`user:password@`), byte for byte: `Uri`'s `==`
+/// compares the whole authority without regard to ASCII case, as suits a host, but
+/// credentials that differ in case are other credentials (RFC 3986, 6.2.2.1).
+fn same_userinfo(a: &Uri, b: &Uri) -> bool {
+    fn userinfo(uri: &Uri) -> Option<&str> {
+        let (userinfo, _host) = uri.authority()?.as_str().rsplit_once('@')?;
+        Some(userinfo)
+    }
+    userinfo(a) == userinfo(b)
+}
+
 /// The headers of conditional and range requests, where `probe` looks for them.
 static CONDITIONAL: [HeaderName; 6] = CONDITIONAL_HEADERS;
 
 /// A key's bytes gathered on the stack and handed to the (keyed SipHash) hasher in as few
-/// `write`s as fit: one for a usual request. Each part is followed by its length, so that
-/// no two different keys run together into the same bytes.
+/// `write`s as fit: one for a usual request. Each part is preceded by its length (a prefix
+/// code: the bytes read from the start come apart into the key's parts one way only), so
+/// that no two different keys run together into the same bytes. (A length written after
+/// its part is not enough: its long form ends in zeros, which read as empty parts after a
+/// shorter one.)
 struct KeyHasher<H> {
     hasher: H,
     buffer: [u8; 128],
@@ -211,7 +225,7 @@ impl<H: Hasher> KeyHasher<H> {
 
     /// A part's length (or a header's index): one byte below 255, else 255 and eight
     /// bytes.
-    fn end_part(&mut self, len: usize) {
+    fn len(&mut self, len: usize) {
         match u8::try_from(len) {
             Ok(short) if short < u8::MAX => self.bytes(&[short]),
             _ => {
@@ -221,24 +235,21 @@ impl<H: Hasher> KeyHasher<H> {
         }
     }
 
-    /// A part, then its length.
+    /// A part's length, then the part.
     fn part(&mut self, bytes: &[u8]) {
+        self.len(bytes.len());
         self.bytes(bytes);
-        self.end_part(bytes.len());
     }
 
-    /// A part in ASCII lowercase, then its length.
+    /// A part's length, then the part in ASCII lowercase.
     fn lowercase_part(&mut self, bytes: &[u8]) {
-        if bytes.is_empty() {
-            return self.end_part(0);
-        }
+        self.len(bytes.len());
         for chunk in bytes.chunks(64) {
             if let Some(room) = self.room(chunk.len()) {
                 room.copy_from_slice(chunk);
                 room.make_ascii_lowercase();
             }
         }
-        self.end_part(bytes.len());
     }
 
     /// A URI as `Uri`'s `==` compares it: the scheme and authority without regard to
@@ -488,6 +499,66 @@ mod tests {
         ));
         assert!(!vary_allows(&stored, &answer("*"), &same_origin));
         assert!(!vary_allows(&stored, &answer("bad header"), &same_origin));
+    }
+
+    /// Userinfo in an absolute URI is a credential: case counts in it (not in the host).
+    #[test]
+    fn userinfo_that_differs_in_case_is_another_user() {
+        let spec = KeySpec::new();
+        let alice = parts(Method::GET, "http://alice:Secret@api.test/a", &[]);
+        let other = parts(Method::GET, "http://alice:secret@api.test/a", &[]);
+        assert!(!same(&spec, &alice, &other));
+        assert!(!same(&spec, &other, &alice));
+        assert!(same(
+            &spec,
+            &alice,
+            &parts(Method::GET, "http://alice:Secret@API.test/a", &[])
+        ));
+    }
+
+    /// The key's bytes are one unambiguous sequence: no two different keys hash from the
+    /// same bytes, whatever bytes a custom key or a header value holds (a part's length
+    /// written after it, its long form ending in zeros, ran into the empty header values
+    /// after it: these two keys hashed alike under every SipHash key, so a client could
+    /// aim its request at a hot key's place in the map and make it pass by uncoalesced).
+    #[test]
+    fn keys_never_run_together_into_the_same_bytes() {
+        let mut spec = KeySpec::new();
+        spec.custom = Some(Arc::new(|parts: &Parts| {
+            parts.extensions.get::<Bytes>().cloned()
+        }));
+        let with = |key: Vec<u8>, authorizations: &[&[u8]]| {
+            let mut request = Request::get("/a").body(()).unwrap();
+            request.extensions_mut().insert(Bytes::from(key));
+            for value in authorizations {
+                request.headers_mut().append(
+                    AUTHORIZATION,
+                    HeaderValue::from_bytes(value).expect("a valid value"),
+                );
+            }
+            request.into_parts().0
+        };
+        let base = vec![b'k'; 567];
+        let mut longer = base.clone();
+        longer.extend_from_slice(&[0xFF, 0x37, 0x02, 0, 0, 0, 0, 0, 0, 0]);
+        let a = with(longer, &[]);
+        let b = with(base, &[b"\xFFA", b"", b"", b""]);
+        assert!(!same(&spec, &a, &b));
+        assert_ne!(
+            spec.probe(&a).unwrap().hash,
+            spec.probe(&b).unwrap().hash,
+            "two keys hashed from the same bytes"
+        );
+        // Long parts of every length around the long form's bound hash apart.
+        let mut hashes = std::collections::HashSet::new();
+        for len in 250..270 {
+            for split in [0, 1, len / 2] {
+                let mut value = vec![b'v'; len];
+                value[split] = 0xFF;
+                let request = with(value, &[]);
+                assert!(hashes.insert(spec.probe(&request).unwrap().hash));
+            }
+        }
     }
 
     #[test]

@@ -7,7 +7,7 @@
 //! next request starts a new one.
 //!
 //! - **Which requests are identical**: by default `GET` and `HEAD` requests with the same
-//!   method and full URI (scheme, authority, path and query; and `Host` when the URI has
+//!   method and full URI (scheme, authority, path and query, userinfo compared byte for byte; and `Host` when the URI has
 //!   no authority, as on HTTP/1 servers, so two virtual hosts never share), the same
 //!   values of the per-user headers, `Authorization` and `Cookie`, so one user's answer
 //!   never reaches another ([`user_headers`](CoalesceBuilder::user_headers),
@@ -140,8 +140,9 @@
 //! [`Abandoned`](CoalesceEventKind::Abandoned); a joiner that sends its own call for
 //! `Vary` is [`Varied`](CoalesceEventKind::Varied). With the `metrics` feature,
 //! `with_metrics()` records `bulwark_coalesce_events_total` (labels `coalesce`, `event`).
-//! Upstream calls are `led + over_keys + over_waiters + collided + resent + varied`; calls
-//! saved are `joined - resent - varied`.
+//! Upstream calls are at most `led + over_keys + over_waiters + collided + resent +
+//! varied` (a call whose every caller left before it was first polled is `Abandoned`
+//! without having been sent); calls saved are `joined - resent - varied`.
 //!
 //! [tower]: https://docs.rs/tower
 #![forbid(unsafe_code)]

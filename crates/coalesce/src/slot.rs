@@ -14,7 +14,9 @@
 //! the `ended` flag, set with the outcome, says there is one), to register the waiter's
 //! waker when it must wait, and by the driver after its poll. So a call answered at its
 //! first poll costs its driver one lock of the state (to record the end and take its
-//! answer) and no registration, and the driver is never woken by its own end.
+//! answer) and no registration; the driver is not woken by its own end (except, once and
+//! harmlessly, a waiter that registered, then won the upstream on its second try and
+//! ended the call).
 //!
 //! No wake is lost to the `try_lock` (`futures::future::Shared`'s `REPOLL`): a waiter that
 //! finds the upstream locked registers its waker (unless the call has ended: then it
@@ -324,10 +326,10 @@ where
     /// [`finish`](Self::finish) by the waiter `id` that polled the upstream to its end,
     /// which takes its share under the same lock (and is not woken: it has its answer).
     /// Alone, it takes the answer as it came, never stored in the slot.
-    #[inline]
     ///
     /// Then, out of the state's lock, drops the upstream's lock and future and announces
     /// the end (as [`announce`](Self::announce)).
+    #[inline]
     fn finish_taking(
         self: &Arc<Self>,
         id: usize,
