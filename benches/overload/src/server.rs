@@ -1,6 +1,8 @@
 //! Serving an axum app on loopback over HTTP/1.1 and HTTP/2 (prior knowledge) alike.
 
 use std::net::{Ipv4Addr, SocketAddr};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
@@ -17,13 +19,18 @@ pub const MAX_STREAMS: u32 = 100_000;
 /// Binds a loopback port and serves `app` on it (on the current runtime) until the runtime
 /// shuts down.
 pub async fn serve(app: Router) -> std::io::Result<SocketAddr> {
+    serve_counting(app, Arc::default()).await
+}
+
+/// [`serve`], counting the connections accepted in `accepted`.
+pub async fn serve_counting(app: Router, accepted: Arc<AtomicU64>) -> std::io::Result<SocketAddr> {
     let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).await?;
     let addr = listener.local_addr()?;
-    tokio::spawn(accept(listener, app));
+    tokio::spawn(accept(listener, app, accepted));
     Ok(addr)
 }
 
-async fn accept(listener: TcpListener, app: Router) {
+async fn accept(listener: TcpListener, app: Router, accepted: Arc<AtomicU64>) {
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder.http2().max_concurrent_streams(MAX_STREAMS);
     loop {
@@ -35,6 +42,7 @@ async fn accept(listener: TcpListener, app: Router) {
                 continue;
             }
         };
+        accepted.fetch_add(1, Ordering::Relaxed);
         let _ = stream.set_nodelay(true);
         let (builder, service) = (builder.clone(), TowerToHyperService::new(app.clone()));
         tokio::spawn(async move {
