@@ -64,6 +64,10 @@ struct Recorded {
     /// decides. Otherwise only calls that may have raised a rate check it
     /// (see `Window::record`), which keeps the window's sums off the success path.
     short_of_minimum: AtomicBool,
+    /// Counts the window's resets (each close). With the time window's latest bucket, it
+    /// tells a check that found enough calls whether the window may have lost calls since
+    /// it read them (see `record_closed`).
+    resets: AtomicU64,
 }
 
 /// What refused calls, shadow-mode calls and calls during the recovery ramp write.
@@ -158,6 +162,7 @@ impl Breaker {
                 consecutive_failures: AtomicU32::new(0),
                 window,
                 short_of_minimum: AtomicBool::new(true),
+                resets: AtomicU64::new(0),
             }),
             counters: Padded(Counters {
                 ramp_calls: AtomicU64::new(0),
@@ -365,6 +370,11 @@ impl Breaker {
             Machine::Closed => {
                 if let Some(window) = &self.recorded.window {
                     window.reset();
+                    // The window is empty: successes check it again until it holds the
+                    // minimum, and a check that read it before the reset cannot say
+                    // otherwise (it sees `resets` move).
+                    self.recorded.resets.fetch_add(1, SeqCst);
+                    self.recorded.short_of_minimum.store(true, SeqCst);
                 }
                 self.recorded.consecutive_failures.store(0, Relaxed);
                 transitions.closed_at = now;

@@ -7,7 +7,9 @@
 
 use std::time::Duration;
 
-use tower_bulwark_core::sync::{AtomicU32, AtomicU64, AtomicU8, Ordering::Relaxed};
+use tower_bulwark_core::sync::{
+    AtomicU32, AtomicU64, AtomicU8, Ordering::Relaxed, Ordering::SeqCst,
+};
 use tower_bulwark_core::window::SlidingCounts;
 
 /// One recorded call: a failure or not, slow or not.
@@ -47,6 +49,15 @@ impl Window {
             Window::Time(w) => w.record(now_nanos, sample),
         };
         new_bucket || sample.failure || sample.slow
+    }
+
+    /// The bucket of the latest call of a time window (0 for a count window): it moves
+    /// when buckets expire.
+    pub(crate) fn latest_bucket(&self) -> u64 {
+        match self {
+            Window::Count(_) => 0,
+            Window::Time(w) => w.1.load(SeqCst),
+        }
     }
 
     pub(crate) fn counts(&self, now_nanos: u64) -> Counts {
@@ -166,7 +177,7 @@ impl TimeWindow {
             now_nanos,
             [1, u32::from(sample.failure), u32::from(sample.slow)],
         );
-        self.1.load(Relaxed) < bucket && self.1.fetch_max(bucket, Relaxed) < bucket
+        self.1.load(Relaxed) < bucket && self.1.fetch_max(bucket, SeqCst) < bucket
     }
 
     fn counts(&self, now_nanos: u64) -> Counts {

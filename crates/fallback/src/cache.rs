@@ -50,6 +50,13 @@ impl<K: Hash + Eq + Clone, B: Clone> LastGood<K, B> {
         self.recent.claim(key)
     }
 
+    /// Forgets that `key` was stored lately: its next success that varies on nothing is
+    /// stored at once (an answer that varies has just replaced its answer for every
+    /// other header value).
+    pub(crate) fn forget(&self, key: &K) {
+        self.recent.forget(key);
+    }
+
     /// Keeps `response`, chosen by `variant`, as the last good one for `key`.
     pub(crate) fn store(&self, key: K, response: Response<B>, variant: Variant) {
         let now = Instant::now();
@@ -71,6 +78,10 @@ impl<K: Hash + Eq + Clone, B: Clone> LastGood<K, B> {
                 .is_some_and(|(_, n, ..)| *n == stored)
             {
                 entries.by_key.remove(&key);
+                // Its stamp may still be fresh: without this its next success would be
+                // skipped, and the key left with no answer for up to a refresh period
+                // (a hot key, each period, in a cache churning faster than that).
+                self.recent.forget(&key);
             }
         }
         // Keys stored again and again leave stale order entries: compact now and then, so

@@ -251,7 +251,12 @@ impl<K: Hash + Eq + Clone, B: Clone> Shared<K, B> {
             // Stored lately: this success is not copied (nor the lock taken) again.
             (Ok(names), _) if names.is_empty() && !last_good.claim(&key) => return,
             (Ok(names), _) if names.is_empty() => Variant::default(),
-            (Ok(names), Some(headers)) => Variant::of(names, headers),
+            (Ok(names), Some(headers)) => {
+                // It replaces the key's answer for every other header value: the next
+                // answer that varies on nothing must not be skipped as stored lately.
+                last_good.forget(&key);
+                Variant::of(names, headers)
+            }
             (Ok(_), None) => {
                 // The request's headers were not kept: this answer cannot be, the next
                 // ones can.

@@ -147,3 +147,48 @@ fn the_refresh_period_is_checked() {
         .unwrap_err();
     assert_eq!(without_cache.field(), "last_good.refresh");
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_key_dropped_by_the_bound_is_stored_again_at_its_next_success() {
+    let backend = Backend::new();
+    let service = FallbackLayer::builder()
+        .last_good(Duration::from_secs(60), 2)
+        .build()
+        .unwrap()
+        .layer(backend.service());
+    backend.respond(200, &[("etag", "1")]);
+    call(&service, get("/a")).await.unwrap();
+    // Two other keys: "/a" is dropped by the bound, its stamp still fresh.
+    call(&service, get("/b")).await.unwrap();
+    call(&service, get("/c")).await.unwrap();
+    backend.respond(200, &[("etag", "2")]);
+    call(&service, get("/a")).await.unwrap();
+    let served = served_etag(&service, &backend).await;
+    assert_eq!(served, "2", "the success after the drop was kept");
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_answer_that_stops_varying_replaces_the_varied_one_at_once() {
+    let backend = Backend::new();
+    let (service, _) = cached(&backend, None);
+    let with_language = |language: &'static str| {
+        http::Request::get("/a")
+            .header("accept-language", language)
+            .body(())
+            .unwrap()
+    };
+    backend.respond(200, &[("etag", "1")]);
+    call(&service, get("/a")).await.unwrap();
+    // The backend varies for a while: the answer kept is the one for English.
+    backend.respond(200, &[("vary", "accept-language"), ("etag", "en")]);
+    call(&service, with_language("en")).await.unwrap();
+    call(&service, with_language("en")).await.unwrap();
+    // It stops varying, within the refresh period of the first store.
+    backend.respond(200, &[("etag", "3")]);
+    call(&service, with_language("en")).await.unwrap();
+    backend.fail();
+    let response = call(&service, with_language("fr"))
+        .await
+        .expect("the latest answer varies on nothing: it answers French too");
+    assert_eq!(response.headers()["etag"], "3");
+}

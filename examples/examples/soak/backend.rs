@@ -116,16 +116,37 @@ impl Backend {
             let _ = stop.send(());
             match tokio::time::timeout(Duration::from_secs(5), &mut served).await {
                 Ok(result) => result??,
-                Err(_) => served.abort(),
+                Err(_) => {
+                    // Aborting only asks: wait until the task (and its listener) is gone,
+                    // or the port is still taken when it is bound again.
+                    served.abort();
+                    let _ = served.await;
+                }
             }
         }
         Ok(())
     }
 
-    /// Serves again on the same port.
+    /// Serves again on the same port. The port may be briefly taken (a connection of
+    /// the old server not yet gone, or an outgoing connection given it as its ephemeral
+    /// port on a busy machine): binding is retried for up to 10 s.
     pub(crate) async fn restart(&mut self) -> Result<(), BoxError> {
         self.stop().await?;
-        let listener = TcpListener::bind(self.addr).await?;
+        let started = tokio::time::Instant::now();
+        let listener = loop {
+            match TcpListener::bind(self.addr).await {
+                Ok(listener) => break listener,
+                Err(error)
+                    if error.kind() == std::io::ErrorKind::AddrInUse
+                        && started.elapsed() < Duration::from_secs(10) =>
+                {
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+                Err(error) => {
+                    return Err(format!("{} could not be bound again: {error}", self.addr).into())
+                }
+            }
+        };
         self.serve(listener);
         Ok(())
     }

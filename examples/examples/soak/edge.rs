@@ -123,7 +123,10 @@ impl Edge {
         let mut served = self.served;
         match tokio::time::timeout(Duration::from_secs(5), &mut served).await {
             Ok(result) => result??,
-            Err(_) => served.abort(),
+            Err(_) => {
+                served.abort();
+                let _ = served.await;
+            }
         }
         Ok(self.parts)
     }

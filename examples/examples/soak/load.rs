@@ -107,11 +107,28 @@ impl Load {
         }
     }
 
-    /// Stops the callers after their current call; the first caller's error, if any.
+    /// Stops the callers after their current call; the first caller's error, if any. A
+    /// caller still waiting 15 s later (its call hung: every answer should come within the
+    /// 2 s deadline it sends) is an error, not a soak that never ends.
     pub(crate) async fn stop(mut self) -> Result<Arc<Counts>, BoxError> {
         self.stop.store(true, Relaxed);
-        while let Some(joined) = self.callers.join_next().await {
-            joined??;
+        let stopped = tokio::time::timeout(Duration::from_secs(15), async {
+            while let Some(joined) = self.callers.join_next().await {
+                joined??;
+            }
+            Ok::<_, BoxError>(())
+        })
+        .await;
+        match stopped {
+            Ok(result) => result?,
+            Err(_) => {
+                let hung = self.callers.len();
+                self.callers.shutdown().await;
+                return Err(format!(
+                    "{hung} caller(s) still waiting for an answer 15 s after the load stopped"
+                )
+                .into());
+            }
         }
         Ok(self.counts)
     }

@@ -7,7 +7,7 @@ use super::{Breaker, Permit, PermitKind};
 use crate::events::{BreakerEvent, Reason};
 use crate::state::{Machine, Phase};
 use crate::window::Sample;
-use tower_bulwark_core::sync::Ordering::{AcqRel, Relaxed};
+use tower_bulwark_core::sync::Ordering::{AcqRel, Relaxed, SeqCst};
 
 impl Breaker {
     #[inline]
@@ -65,13 +65,24 @@ impl Breaker {
         if !may_have_risen && !recorded.short_of_minimum.load(Relaxed) {
             return;
         }
+        // What can take calls out of the window (a reset, a new time bucket) moves this,
+        // read before the counts.
+        let epoch = || (recorded.resets.load(SeqCst), window.latest_bucket());
+        let before = epoch();
         let counts = window.counts(now);
         let short = counts.calls < u64::from(self.config.minimum_calls);
-        if recorded.short_of_minimum.load(Relaxed) != short {
-            recorded.short_of_minimum.store(short, Relaxed);
-        }
         if short {
+            recorded.short_of_minimum.store(true, SeqCst);
             return;
+        }
+        if recorded.short_of_minimum.load(Relaxed) {
+            recorded.short_of_minimum.store(false, SeqCst);
+            // Counts read before calls left the window (a racing call of a new bucket
+            // that found it short, or a reset) must not leave it marked full: then the
+            // success completing the minimum would not check it.
+            if epoch() != before {
+                recorded.short_of_minimum.store(true, SeqCst);
+            }
         }
         // The rate of `n` in the window, if it reaches `threshold`.
         let over = |threshold: Option<f64>, n: u64| {
