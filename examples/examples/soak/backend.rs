@@ -23,6 +23,8 @@ pub(crate) const SLOW: Duration = Duration::from_millis(50);
 /// The faults of one backend, each off until the schedule turns it on.
 #[derive(Clone)]
 pub(crate) struct Faults {
+    /// Every call answered 503.
+    pub(crate) down: ChaosHandle,
     /// Half the calls answered 503.
     pub(crate) errors: ChaosHandle,
     /// Every call 50 ms slower.
@@ -32,8 +34,8 @@ pub(crate) struct Faults {
 }
 
 impl Faults {
-    pub(crate) fn all(&self) -> [&ChaosHandle; 3] {
-        [&self.errors, &self.slow, &self.hangs]
+    pub(crate) fn all(&self) -> [&ChaosHandle; 4] {
+        [&self.down, &self.errors, &self.slow, &self.hangs]
     }
 }
 
@@ -53,9 +55,13 @@ struct Running {
 impl Backend {
     /// Starts a backend on a free loopback port.
     pub(crate) async fn start(seed: u64) -> Result<Backend, BoxError> {
+        let unavailable = HttpFault::Status(StatusCode::SERVICE_UNAVAILABLE);
+        let down =
+            HttpChaosLayer::new(ChaosLayer::builder().error_rate(1.0).seed(seed).disabled())?
+                .answer(unavailable);
         let errors =
             HttpChaosLayer::new(ChaosLayer::builder().error_rate(0.5).seed(seed).disabled())?
-                .answer(HttpFault::Status(StatusCode::SERVICE_UNAVAILABLE));
+                .answer(unavailable);
         let slow = HttpChaosLayer::new(
             ChaosLayer::builder()
                 .latency(1.0, Latency::Fixed(SLOW))
@@ -69,6 +75,7 @@ impl Backend {
                 .disabled(),
         )?;
         let faults = Faults {
+            down: down.handle(),
             errors: errors.handle(),
             slow: slow.handle(),
             hangs: hangs.handle(),
@@ -81,6 +88,7 @@ impl Backend {
             .layer(
                 ServiceBuilder::new()
                     .layer(HandleRejectionsLayer::new())
+                    .layer(down)
                     .layer(errors)
                     .layer(slow)
                     .layer(hangs),

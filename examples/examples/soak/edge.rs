@@ -23,7 +23,7 @@ use tower::discover::ServiceList;
 use tower::load::{CompleteOnResponse, PendingRequests};
 use tower::util::BoxCloneSyncService;
 use tower::{service_fn, Layer, ServiceBuilder, ServiceExt};
-use tower_bulwark::breaker::BreakerHandle;
+use tower_bulwark::breaker::{BreakerHandle, OpenDuration};
 use tower_bulwark::bulkhead::BulkheadHandle;
 use tower_bulwark::coalesce::{CoalesceBody, CoalesceHandle, CoalesceLayer};
 use tower_bulwark::deadline::TimeoutLayer;
@@ -35,7 +35,7 @@ use tower_bulwark::presets::{ClientPreset, ServerPreset};
 use tower_bulwark::ratelimit::key::{self, HeaderKey};
 use tower_bulwark::ratelimit::{LocalLimiter, Quota, RateLimitLayer};
 use tower_bulwark::shed::ShedHandle;
-use tower_bulwark::BoxError;
+use tower_bulwark::{BoxError, HttpClassifier};
 
 /// The header that names the caller, for the rate limit.
 pub(crate) const CLIENT_ID: &str = "x-client-id";
@@ -70,7 +70,7 @@ impl Edge {
     pub(crate) async fn start(backends: &[SocketAddr], max_keys: usize) -> Result<Edge, BoxError> {
         let (items, client_parts) = items_client(backends, max_keys)?;
         let server = ServerPreset::http()?;
-        let limiter = LocalLimiter::builder(Quota::per_second(50)?.burst(20)?)
+        let limiter = LocalLimiter::builder(Quota::per_second(20)?.burst(10)?)
             .max_keys(max_keys)
             .sweep_interval(Duration::from_secs(5))
             .build()?;
@@ -186,6 +186,11 @@ fn items_client(
 
     let mut preset = ClientPreset::http("backends")?;
     preset.timeout = TimeoutLayer::new(Duration::from_secs(1))?;
+    // Open for 5 s rather than 30 s, so that every phase of a short run starts with the
+    // breaker closed again after an outage.
+    preset.breaker = ClientPreset::breaker_builder("backends", HttpClassifier)
+        .open_duration(OpenDuration::Fixed(Duration::from_secs(5)))
+        .build()?;
     let hedge = HedgeLayer::builder()
         .name("backends")
         .percentile(0.95)
