@@ -47,6 +47,9 @@ pub const MAX_BUCKETS: u32 = 1 << 16;
 /// ```
 pub struct SlidingCounts<const K: usize> {
     buckets: Box<[[AtomicU64; K]]>,
+    /// Which slot holds an epoch: its full 64-bit value modulo the slots, everywhere (the
+    /// 32-bit tag would map the epochs around each 2^32 wrap onto slots still in use).
+    slot_of: FastMod,
     bucket_nanos: u64,
     /// The full 64-bit epoch of the latest record. After an idle gap as long as the window,
     /// every bucket has expired; checking this catches the 32-bit epoch tags wrapping around
@@ -65,6 +68,7 @@ impl<const K: usize> SlidingCounts<K> {
             buckets: (0..buckets)
                 .map(|_| std::array::from_fn(|_| AtomicU64::new(0)))
                 .collect(),
+            slot_of: FastMod::new(u64::from(buckets)),
             bucket_nanos: (length / u64::from(buckets)).max(1),
             latest: AtomicU64::new(0),
         }
@@ -76,8 +80,8 @@ impl<const K: usize> SlidingCounts<K> {
     /// it changes).
     #[inline]
     pub fn add(&self, now_nanos: u64, amounts: [u32; K]) -> u64 {
-        let full = now_nanos / self.bucket_nanos;
         let latest = self.latest.load(Acquire);
+        let full = self.epoch_of(now_nanos, latest);
         if full > latest {
             self.move_to(full, latest);
         } else if latest - full >= self.buckets.len() as u64 {
@@ -85,7 +89,7 @@ impl<const K: usize> SlidingCounts<K> {
         }
         // Truncation is intended: epochs are compared with wrapping arithmetic.
         let epoch = full as u32;
-        let bucket = &self.buckets[epoch as usize % self.buckets.len()];
+        let bucket = &self.buckets[self.slot_of.of(full)];
         for (counter, amount) in bucket.iter().zip(amounts) {
             if amount != 0 {
                 bump(counter, epoch, amount);
@@ -136,7 +140,7 @@ impl<const K: usize> SlidingCounts<K> {
         let first = if idle { full - (len - 1) } else { latest + 1 };
         for epoch in first..=full {
             let tag = epoch as u32;
-            for counter in &self.buckets[(epoch % len) as usize] {
+            for counter in &self.buckets[self.slot_of.of(epoch)] {
                 let _ = counter.fetch_update(Relaxed, Relaxed, |word| {
                     let found = (word >> 32) as u32;
                     // After an idle gap every tag in the ring is stale, however far back
@@ -156,6 +160,21 @@ impl<const K: usize> SlidingCounts<K> {
         self.latest.fetch_max(full, Release);
     }
 
+    /// The epoch (bucket) of `now_nanos`: the latest one when it falls there, as most adds
+    /// do, without a division.
+    #[inline]
+    fn epoch_of(&self, now_nanos: u64, latest: u64) -> u64 {
+        let in_latest = latest
+            .checked_mul(self.bucket_nanos)
+            .and_then(|start| now_nanos.checked_sub(start))
+            .is_some_and(|into| into < self.bucket_nanos);
+        if in_latest {
+            latest
+        } else {
+            now_nanos / self.bucket_nanos
+        }
+    }
+
     /// Whether nothing was added for a whole window before the epoch `full`.
     fn idle_before(&self, full: u64, latest: u64) -> bool {
         full.saturating_sub(latest) >= self.buckets.len() as u64
@@ -168,6 +187,40 @@ impl<const K: usize> fmt::Debug for SlidingCounts<K> {
             .field("buckets", &self.buckets.len())
             .field("bucket_nanos", &self.bucket_nanos)
             .finish()
+    }
+}
+
+/// `n % d` for one `d` by multiplications (Lemire, Kaser and Kurz, "Faster remainder by
+/// direct computation", 2019: with `M = ceil(2^128 / d)`, `n % d` is the high 64 bits of
+/// `(M * n mod 2^128) * d`, exact for every 64-bit `n`), since a 64-bit division costs
+/// tens of cycles on every add.
+#[derive(Debug, Clone, Copy)]
+struct FastMod {
+    d: u64,
+    m: u128,
+}
+
+impl FastMod {
+    /// For `d` of at least 1.
+    fn new(d: u64) -> Self {
+        let d = d.max(1);
+        FastMod {
+            d,
+            m: (u128::MAX / u128::from(d)).wrapping_add(1),
+        }
+    }
+
+    /// `n % d`, as an index.
+    #[inline]
+    fn of(&self, n: u64) -> usize {
+        if self.d == 1 {
+            return 0;
+        }
+        let low = self.m.wrapping_mul(u128::from(n));
+        // The high 64 bits of the 192-bit product `low * d`.
+        let d = u128::from(self.d);
+        let high = (low >> 64) * d + (((low & u128::from(u64::MAX)) * d) >> 64);
+        (high >> 64) as usize
     }
 }
 
@@ -298,37 +351,86 @@ mod tests {
     /// them), through time jumps of every size: within a bucket, across a few, across
     /// whole windows, and around multiples of 2^32 buckets, where the epoch tags wrap;
     /// some adds come late (a clock read before others' adds), within the window or not.
+    /// With 4 buckets (which divide 2^32) and with 10 (which do not: a slot picked by the
+    /// 32-bit tag instead of the epoch would differ past 2^32 buckets).
     #[test]
     fn sums_match_a_model_across_every_kind_of_time_jump() {
         use proptest::prelude::*;
-        const LEN: u64 = 4;
-        let jump = prop_oneof![
-            0u64..3,
-            0u64..(3 * LEN),
-            Just(LEN),
-            Just(LEN - 1),
-            (1u64..3).prop_flat_map(|k| (k << 32) - 2 * LEN..(k << 32) + 2 * LEN),
-            Just(1u64 << 40),
-        ];
-        let late = prop_oneof![Just(0u64), 0u64..(2 * LEN)];
-        proptest!(|(steps in proptest::collection::vec((jump, late, 0u32..3, any::<bool>()), 1..60))| {
-            let window = SlidingCounts::<1>::new(Duration::from_nanos(LEN), LEN as u32);
-            let mut now = 0u64;
-            let mut adds: Vec<(u64, u64)> = Vec::new();
-            for (jump, late, amount, add) in steps {
-                now = now.saturating_add(jump);
-                if add {
-                    let at = now.saturating_sub(late);
-                    window.add(at, [amount]);
-                    adds.push((at, u64::from(amount)));
+        for len in [4u64, 10] {
+            let jump = prop_oneof![
+                0u64..3,
+                0u64..(3 * len),
+                Just(len),
+                Just(len - 1),
+                (1u64..3).prop_flat_map(move |k| (k << 32) - 2 * len..(k << 32) + 2 * len),
+                Just(1u64 << 40),
+            ];
+            let late = prop_oneof![Just(0u64), 0u64..(2 * len)];
+            proptest!(|(steps in proptest::collection::vec((jump, late, 0u32..3, any::<bool>()), 1..60))| {
+                let window = SlidingCounts::<1>::new(Duration::from_nanos(len), len as u32);
+                let mut now = 0u64;
+                let mut adds: Vec<(u64, u64)> = Vec::new();
+                for (jump, late, amount, add) in steps {
+                    now = now.saturating_add(jump);
+                    if add {
+                        let at = now.saturating_sub(late);
+                        window.add(at, [amount]);
+                        adds.push((at, u64::from(amount)));
+                    }
+                    let expected: u64 = adds
+                        .iter()
+                        .filter(|(at, _)| now - at < len)
+                        .map(|(_, amount)| amount)
+                        .sum();
+                    prop_assert_eq!(window.totals(now), [expected], "at {} ({} buckets)", now, len);
                 }
-                let expected: u64 = adds
-                    .iter()
-                    .filter(|(at, _)| now - at < LEN)
-                    .map(|(_, amount)| amount)
-                    .sum();
-                prop_assert_eq!(window.totals(now), [expected], "at {}", now);
+            });
+        }
+    }
+
+    /// Past 2^32 buckets, with a number of buckets that does not divide 2^32, every add
+    /// of the window is still counted (slots were once picked by the 32-bit tag, which
+    /// lost most of them there).
+    #[test]
+    fn adds_past_two_to_the_32_buckets_are_all_counted() {
+        let window = SlidingCounts::<1>::new(Duration::from_nanos(10), 10);
+        let base = 1u64 << 32;
+        for t in 0..30 {
+            window.add(base + t, [1]);
+            assert_eq!(window.totals(base + t), [(t + 1).min(10)], "at 2^32 + {t}");
+        }
+    }
+
+    #[test]
+    fn fast_modulo_is_the_remainder() {
+        use proptest::prelude::*;
+        for d in [
+            1u64,
+            2,
+            3,
+            7,
+            10,
+            1000,
+            65_536,
+            u64::from(u32::MAX),
+            u64::MAX,
+        ] {
+            let fast = FastMod::new(d);
+            for n in [
+                0,
+                1,
+                d - 1,
+                d,
+                d.wrapping_add(1),
+                u64::MAX,
+                u64::MAX - 1,
+                1 << 32,
+            ] {
+                assert_eq!(fast.of(n) as u64, n % d, "{n} % {d}");
             }
+        }
+        proptest!(|(n in any::<u64>(), d in 1u64..)| {
+            prop_assert_eq!(FastMod::new(d).of(n) as u64, n % d);
         });
     }
 
