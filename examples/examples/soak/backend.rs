@@ -15,8 +15,10 @@ use tower::ServiceBuilder;
 use tower_bulwark::chaos::{ChaosHandle, ChaosLayer, HttpChaosLayer, HttpFault, Latency};
 use tower_bulwark::{BoxError, HandleRejectionsLayer};
 
-/// How long a hung call hangs: far past every timeout above it.
-pub(crate) const HANG: Duration = Duration::from_secs(30);
+/// How long a hung call hangs: past every timeout above it (the endpoint's 500 ms, the
+/// attempt's 1 s, the caller's 2 s deadline), and short enough that the hung handlers (the
+/// server does not notice their callers leave) hold little memory at once.
+pub(crate) const HANG: Duration = Duration::from_secs(3);
 /// The latency a slow backend adds.
 pub(crate) const SLOW: Duration = Duration::from_millis(50);
 
@@ -29,7 +31,7 @@ pub(crate) struct Faults {
     pub(crate) errors: ChaosHandle,
     /// Every call 50 ms slower.
     pub(crate) slow: ChaosHandle,
-    /// One call in ten hangs for 30 s.
+    /// One call in ten hangs for 3 s.
     pub(crate) hangs: ChaosHandle,
 }
 

@@ -87,10 +87,10 @@ impl Load {
                     state ^= state >> 7;
                     state ^= state << 17;
                     let draw = state.wrapping_mul(0x2545_F491_4F6C_DD1D);
-                    // One call in five asks for one of the first 100 keys, so the last-good
+                    // Half the calls ask for one of the first 100 keys, so the last-good
                     // cache holds answers to serve in an outage; the rest churn.
-                    let key = if draw % 5 == 0 {
-                        draw / 5 % HOT_KEYS
+                    let key = if draw % 2 == 0 {
+                        draw / 2 % HOT_KEYS
                     } else {
                         draw % keys
                     };

@@ -13,9 +13,9 @@
 //!
 //! The chaos layers cycle faults on the backends, one phase at a time: calm, half the
 //! calls of one backend answered 503, every call 50 ms slower, one call in ten of one
-//! backend hung for 30 s, calm, one backend stopped and started again on its port, and
-//! every backend answering 503 (the fallback serves what it kept). One call in five asks
-//! for one of 100 hot keys, and one in ten comes from one busy client, so the fallback
+//! backend hung for 3 s, calm, one backend stopped and started again on its port, and
+//! every backend answering 503 (the fallback serves what it kept). Half the calls ask for
+//! one of 100 hot keys, and one in ten comes from one busy client, so the fallback
 //! serves and the rate limit refuses.
 //!
 //! Once a second it samples the resident memory, the open sockets and every handle's
