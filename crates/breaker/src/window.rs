@@ -40,15 +40,18 @@ impl Window {
     /// a new bucket, since the buckets that expired then may have held successes. A
     /// success otherwise only lowers the rates: in a full count window it pushes out a
     /// call no better than itself.
-    pub(crate) fn record(&self, now_nanos: u64, sample: Sample) -> bool {
-        let new_bucket = match self {
+    ///
+    /// Also returns the call's bucket (0 in a count window), to compare with
+    /// [`latest_bucket`](Self::latest_bucket).
+    pub(crate) fn record(&self, now_nanos: u64, sample: Sample) -> (bool, u64) {
+        let (new_bucket, bucket) = match self {
             Window::Count(w) => {
                 w.record(sample);
-                false
+                (false, 0)
             }
             Window::Time(w) => w.record(now_nanos, sample),
         };
-        new_bucket || sample.failure || sample.slow
+        (new_bucket || sample.failure || sample.slow, bucket)
     }
 
     /// The bucket of the latest call of a time window (0 for a count window): it moves
@@ -172,12 +175,13 @@ impl TimeWindow {
 
     /// Records a call; returns whether it is the first seen in a later bucket than the
     /// latest (one of the calls racing into a new bucket).
-    fn record(&self, now_nanos: u64, sample: Sample) -> bool {
+    fn record(&self, now_nanos: u64, sample: Sample) -> (bool, u64) {
         let bucket = self.0.add(
             now_nanos,
             [1, u32::from(sample.failure), u32::from(sample.slow)],
         );
-        self.1.load(Relaxed) < bucket && self.1.fetch_max(bucket, SeqCst) < bucket
+        let new = self.1.load(Relaxed) < bucket && self.1.fetch_max(bucket, SeqCst) < bucket;
+        (new, bucket)
     }
 
     fn counts(&self, now_nanos: u64) -> Counts {

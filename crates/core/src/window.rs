@@ -118,12 +118,16 @@ impl<const K: usize> SlidingCounts<K> {
         totals
     }
 
-    /// Empties the window. Each counter is swapped whole, so each count of an add racing
-    /// the reset is kept or cleared whole, never tagged with the wrong epoch.
+    /// Empties the window. Each counter's count is cleared in one read-modify-write, so
+    /// each count of an add racing the reset is kept or cleared whole, never tagged with
+    /// the wrong epoch. Tags and the latest epoch are kept: zeroing them raced the first
+    /// add of a new epoch (its tagging before the clear, its `latest` after it), leaving
+    /// the ring tagged 0 under a latest epoch whose tag is 2^31 or more, where every add
+    /// was then dropped as older than the 0 it found, for up to 2^31 buckets.
     pub fn reset(&self) {
-        self.latest.store(0, Release);
         for counter in self.buckets.iter().flatten() {
-            counter.swap(0, Relaxed);
+            let _ =
+                counter.fetch_update(Relaxed, Relaxed, |word| Some(word & !u64::from(u32::MAX)));
         }
     }
 
@@ -493,6 +497,32 @@ mod loom_model {
             window.add(21, [1]);
             adder.join().unwrap();
             assert_eq!(window.totals(21), [3]);
+        });
+    }
+
+    /// A reset racing the first add of a new epoch, late enough that epoch tags are 2^31
+    /// or more, leaves a window that still counts the adds after it.
+    #[test]
+    fn adds_after_a_reset_racing_a_new_epoch_are_counted() {
+        loom::model(|| {
+            let window = Arc::new(SlidingCounts::<1>::new(Duration::from_nanos(2), 2));
+            let late = (1u64 << 31) + 4;
+            window.add(late - 1, [1]);
+            let adder = {
+                let window = window.clone();
+                loom::thread::spawn(move || window.add(late, [1]))
+            };
+            window.reset();
+            adder.join().unwrap();
+            let [before] = window.totals(late);
+            window.add(late, [1]);
+            assert_eq!(window.totals(late), [before + 1], "an add after the reset");
+            window.add(late + 1, [1]);
+            assert_eq!(
+                window.totals(late + 1),
+                [before + 2],
+                "an add of the next epoch"
+            );
         });
     }
 

@@ -61,7 +61,7 @@ impl Breaker {
             return;
         };
         let now = if window.needs_time() { self.now() } else { 0 };
-        let may_have_risen = window.record(now, Sample { failure, slow });
+        let (may_have_risen, bucket) = window.record(now, Sample { failure, slow });
         if !may_have_risen && !recorded.short_of_minimum.load(Relaxed) {
             return;
         }
@@ -78,9 +78,12 @@ impl Breaker {
         if recorded.short_of_minimum.load(Relaxed) {
             recorded.short_of_minimum.store(false, SeqCst);
             // Counts read before calls left the window (a racing call of a new bucket
-            // that found it short, or a reset) must not leave it marked full: then the
-            // success completing the minimum would not check it.
-            if epoch() != before {
+            // that found it short, or a reset), or read at a time already behind the
+            // latest bucket (this call's clock read before another's), may hold calls
+            // that have left: they must not leave it marked full, or the success
+            // completing the minimum would not check it.
+            let after = epoch();
+            if after != before || after.1 > bucket {
                 recorded.short_of_minimum.store(true, SeqCst);
             }
         }
