@@ -419,6 +419,44 @@ mod tests {
             .half_open_max_wait(Duration::from_nanos(1))
             .build()
             .is_ok());
+        // As many buckets as the window has nanoseconds: one nanosecond each.
+        assert!(base()
+            .window(WindowKind::Time {
+                length: Duration::from_nanos(10),
+                buckets: 10,
+            })
+            .build()
+            .is_ok());
+    }
+
+    /// The presets are what their docs promise.
+    #[test]
+    fn presets_set_what_their_docs_say() {
+        let standard = Builder::standard().config;
+        assert_eq!(standard.consecutive_failures, Some(5));
+        assert_eq!(standard.failure_rate, None);
+        let rate_based = Builder::rate_based().config;
+        assert_eq!(rate_based.consecutive_failures, None);
+        assert_eq!(rate_based.failure_rate, Some(0.5));
+        assert_eq!(rate_based.slow_call, None);
+        assert_eq!(
+            rate_based.window,
+            WindowKind::Time {
+                length: Duration::from_secs(60),
+                buckets: 10
+            }
+        );
+        assert_eq!(rate_based.minimum_calls, 20);
+        assert_eq!(rate_based.open, OpenDuration::STANDARD_EXPONENTIAL);
+        assert_eq!(
+            (rate_based.half_open_probes, rate_based.success_threshold),
+            (3, 3)
+        );
+        let slow = Duration::from_millis(500);
+        let latency = Builder::latency_sensitive(slow).config;
+        assert_eq!(latency.slow_call, Some((slow, 0.5)));
+        assert_eq!(latency.failure_rate, Some(0.5));
+        assert_eq!(latency.window, rate_based.window);
     }
 
     #[test]

@@ -118,6 +118,18 @@ mod tests {
         assert!(probes.try_acquire(4));
     }
 
+    /// A release with no slot of the phase taken gives back nothing: it cannot borrow from
+    /// the phase's tag.
+    #[test]
+    fn a_release_without_a_slot_taken_changes_nothing() {
+        let probes = Probes::new(1);
+        probes.start(4);
+        probes.release(4);
+        assert_eq!(probes.in_flight(), 0);
+        assert!(probes.try_acquire(4));
+        assert!(!probes.try_acquire(4));
+    }
+
     #[test]
     fn slots_belong_to_their_phase() {
         let probes = Probes::new(2);

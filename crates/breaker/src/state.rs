@@ -146,10 +146,34 @@ mod tests {
         assert_ne!(closed.next(Machine::Closed), closed);
     }
 
+    /// The gauge values and names are documented, and dashboards read them.
+    #[test]
+    fn each_state_has_its_documented_gauge_value_and_name() {
+        let states = [
+            (State::Closed, 0.0, "closed"),
+            (State::Open, 1.0, "open"),
+            (State::HalfOpen, 2.0, "half_open"),
+            (State::ForcedOpen, 3.0, "forced_open"),
+            (State::Disabled, 4.0, "disabled"),
+            (State::MetricsOnly, 5.0, "metrics_only"),
+        ];
+        for (state, gauge, name) in states {
+            assert_eq!(state.as_gauge(), gauge, "{state:?}");
+            assert_eq!(state.as_str(), name);
+            assert_eq!(state.to_string(), name);
+        }
+    }
+
     #[test]
     fn unknown_mode_bytes_are_normal() {
-        assert_eq!(Mode::from_u8(0), Mode::Normal);
-        assert_eq!(Mode::from_u8(3), Mode::MetricsOnly);
+        for mode in [
+            Mode::Normal,
+            Mode::ForcedOpen,
+            Mode::Disabled,
+            Mode::MetricsOnly,
+        ] {
+            assert_eq!(Mode::from_u8(mode as u8), mode);
+        }
         assert_eq!(Mode::from_u8(200), Mode::Normal);
     }
 }

@@ -318,6 +318,29 @@ mod tests {
         );
     }
 
+    /// A time window's record says whether it is the first call of a later bucket than
+    /// any seen: those calls check the rates, since the buckets that expired may have held
+    /// successes. Later calls of the same bucket, and late calls of an earlier one, do not.
+    #[test]
+    fn only_the_first_call_of_a_later_bucket_may_have_raised_a_rate() {
+        let window = Window::Time(TimeWindow::new(Duration::from_nanos(10_000), 10));
+        assert!(window.needs_time());
+        assert!(!Window::Count(CountWindow::new(4)).needs_time());
+        assert!(window.record(1_500, OK).0, "bucket 1 is new");
+        assert!(!window.record(1_600, OK).0);
+        assert!(!window.record(1_999, OK).0);
+        assert!(window.record(2_000, OK).0, "bucket 2 is new");
+        assert!(!window.record(1_900, OK).0, "a late call of bucket 1");
+        assert!(window.record(7_000, OK).0);
+        // Failures and slow calls may raise a rate whatever their bucket.
+        assert!(window.record(7_001, FAIL).0);
+        assert!(window.record(7_002, SLOW_OK).0);
+        let count = Window::Count(CountWindow::new(4));
+        assert!(!count.record(0, OK).0);
+        assert!(count.record(0, FAIL).0);
+        assert!(count.record(0, SLOW_OK).0);
+    }
+
     #[test]
     fn many_threads_lose_no_record() {
         let count = std::sync::Arc::new(CountWindow::new(1_000_000));

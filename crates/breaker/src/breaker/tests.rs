@@ -1,4 +1,4 @@
-//! The layout of the breaker's shared state.
+//! The layout of the breaker's shared state, and how a decision reads it.
 
 use std::mem::{align_of, offset_of, size_of};
 use std::ops::Range;
@@ -81,4 +81,28 @@ fn a_decision_does_not_chase_the_clock() {
     for _ in 0..1_000 {
         drop(breaker.acquire());
     }
+}
+
+/// Successes stop reading the window once a check found the minimum: from then on only
+/// calls that may have raised a rate check it (see `Recorded::short_of_minimum`).
+#[test]
+fn successes_stop_checking_the_window_once_the_minimum_is_met() {
+    let (config, ..) = crate::Builder::default()
+        .no_consecutive_failures()
+        .failure_rate(0.5)
+        .window(crate::WindowKind::Count(10))
+        .minimum_calls(3)
+        .into_parts()
+        .unwrap();
+    let breaker = Arc::new(Breaker::new(config, Listeners::new()));
+    let short = || breaker.recorded.short_of_minimum.load(Relaxed);
+    for _ in 0..2 {
+        breaker.acquire().unwrap().finish(Outcome::Success, None);
+        assert!(short());
+    }
+    breaker.acquire().unwrap().finish(Outcome::Success, None);
+    assert!(!short(), "the call completing the minimum found it met");
+    breaker.acquire().unwrap().finish(Outcome::Failure, None);
+    assert!(!short());
+    assert_eq!(breaker.state(), State::Closed);
 }
