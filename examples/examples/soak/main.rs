@@ -21,8 +21,9 @@
 //! Once a second it samples the resident memory, the open sockets and every handle's
 //! in-flight, queued and probe counts. The run holds `--cycles` cycles of faults (2 by
 //! default; phases of 5 s to a minute); the warm-up is its first quarter, and at least
-//! every cycle but the last. It fails (exit code 1) if after the warm-up the resident
-//! memory grows more than 5% over its highest in the warm-up; if a keyed store holds more keys than its bound (`--bound`,
+//! every cycle but the last. It fails (exit code 1) if the resident memory at the end of
+//! the run is more than 5% over its highest in the warm-up (a leak keeps what it takes; a
+//! passing peak is no leak, and is printed too); if a keyed store holds more keys than its bound (`--bound`,
 //! default 1,000: small, so that the stores fill during the warm-up); if, once the load
 //! has stopped, any count does not return to zero within 10 s, or the sockets do not
 //! return to their number before the start once everything is shut down; if the fallback
@@ -45,7 +46,9 @@ use crate::edge::Edge;
 use crate::load::Load;
 use crate::probe::{InFlight, Keys};
 
-/// The growth of resident memory after the warm-up that fails the soak.
+/// The growth of resident memory that fails the soak: at the end of the run, over its
+/// highest in the warm-up. (The end, not the highest after the warm-up: a leak keeps what
+/// it takes, while a phase's passing peak, the allocator keeping freed memory, is no leak.)
 const MAX_GROWTH: f64 = 0.05;
 
 struct Args {
@@ -220,6 +223,7 @@ async fn soak(args: &Args) -> Result<Vec<String>, BoxError> {
     let mut phase = Phase::Calm;
     let mut peak_in_warm_up = 0u64;
     let mut peak_after_warm_up = 0u64;
+    let mut at_end = 0u64;
     let mut last = [0u64; 4];
     let mut last_print = Instant::now();
     loop {
@@ -253,6 +257,7 @@ async fn soak(args: &Args) -> Result<Vec<String>, BoxError> {
                 peak_in_warm_up = peak_in_warm_up.max(rss);
             } else {
                 peak_after_warm_up = peak_after_warm_up.max(rss);
+                at_end = rss;
             }
         }
         if last_print.elapsed() >= Duration::from_secs(5) || elapsed < Duration::from_secs(1) {
@@ -286,18 +291,21 @@ async fn soak(args: &Args) -> Result<Vec<String>, BoxError> {
     set_phase(Phase::Calm, &mut backends).await?;
 
     // Memory after the warm-up.
-    if peak_in_warm_up > 0 && peak_after_warm_up > 0 {
+    if peak_in_warm_up > 0 && at_end > 0 {
         let baseline = peak_in_warm_up;
-        let growth = peak_after_warm_up as f64 / baseline as f64 - 1.0;
+        let growth = at_end as f64 / baseline as f64 - 1.0;
+        let mib = |bytes: u64| bytes as f64 / (1 << 20) as f64;
         println!(
-            "resident memory: at most {:.1} MiB in the warm-up, at most {:.1} MiB after ({:+.1}%)",
-            baseline as f64 / (1 << 20) as f64,
-            peak_after_warm_up as f64 / (1 << 20) as f64,
+            "resident memory: at most {:.1} MiB in the warm-up; after it at most {:.1} MiB ({:+.1}%), {:.1} MiB at the end ({:+.1}%)",
+            mib(baseline),
+            mib(peak_after_warm_up),
+            (peak_after_warm_up as f64 / baseline as f64 - 1.0) * 100.0,
+            mib(at_end),
             growth * 100.0
         );
         if growth > MAX_GROWTH {
             failures.push(format!(
-                "resident memory grew {:.1}% after the warm-up (at most {:.0}%)",
+                "resident memory grew {:.1}% by the end of the run over the warm-up (at most {:.0}%)",
                 growth * 100.0,
                 MAX_GROWTH * 100.0
             ));
