@@ -445,9 +445,11 @@ impl ClientPreset<HttpRetry, HttpClassifier> {
     /// a failed attempt again to the balancer, which picks again.
     ///
     /// The preset's breaker above the balancer judges the dependency as a whole: give it
-    /// a failure-rate window (`breaker_builder(..).failure_rate(..)`) rather than only
-    /// consecutive failures when one endpoint's failures before its ejection should not
-    /// open it.
+    /// the failure-rate window of [`balanced_breaker_builder`](Self::balanced_breaker_builder)
+    /// (`preset.breaker = ClientPreset::balanced_breaker_builder(name, HttpClassifier)
+    /// .build()?`) rather than 5 failures in a row, which one endpoint's failures before
+    /// its ejection reach (the soak example showed it open at every phase where one
+    /// endpoint failed).
     ///
     /// Give each endpoint its own attempt timeout under the detector's layer
     /// (`detector.layer(key).http().layer(TimeoutLayer::new(d)?.layer(transport))`, or
@@ -517,6 +519,57 @@ impl ClientPreset<HttpRetry, HttpClassifier> {
         CircuitBreakerLayer::builder()
             .name(name)
             .consecutive_failures(5)
+            .classify(classify)
+    }
+
+    /// The breaker for a preset above a load balancer (with
+    /// [`outlier_builder`](Self::outlier_builder)), named `name`, judging by `classify`: it
+    /// judges the dependency as a whole, opening when half of at least 20 calls over the
+    /// last 10 s failed, not after 5 failures in a row. Before the outlier detector ejects
+    /// a failing endpoint, its failures come in runs (the balancer keeps picking it), and 5
+    /// in a row would open the breaker for every endpoint.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+    /// # async fn main() -> Result<(), tower_bulwark::BoxError> {
+    /// use tower::{service_fn, Layer, ServiceExt};
+    /// use tower_bulwark::breaker::State;
+    /// use tower_bulwark::presets::ClientPreset;
+    /// use tower_bulwark::ErrorsAreFailures;
+    ///
+    /// let breaker = ClientPreset::balanced_breaker_builder("inventory", ErrorsAreFailures).build()?;
+    /// let handle = breaker.handle();
+    /// // One endpoint failing before its ejection: a run of 10 failed calls after 20
+    /// // good ones (5 in a row would have opened the preset's default breaker).
+    /// let calls = (0..30).map(|i| i >= 20);
+    /// let service = breaker.layer(service_fn(|fail: bool| async move {
+    ///     if fail { Err("503 from one endpoint") } else { Ok(()) }
+    /// }));
+    /// for fail in calls {
+    ///     let _ = service.clone().oneshot(fail).await;
+    /// }
+    /// assert_eq!(handle.state(), State::Closed, "at most 10 of 30 failed: a third");
+    /// // The whole dependency failing: half of the calls in 10 s.
+    /// for _ in 0..30 {
+    ///     let _ = service.clone().oneshot(true).await;
+    /// }
+    /// assert_eq!(handle.state(), State::Open);
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn balanced_breaker_builder<C>(
+        name: impl Into<Name>,
+        classify: C,
+    ) -> crate::breaker::Builder<C> {
+        CircuitBreakerLayer::builder()
+            .name(name)
+            .no_consecutive_failures()
+            .failure_rate(0.5)
+            .window(crate::breaker::WindowKind::Time {
+                length: Duration::from_secs(10),
+                buckets: 10,
+            })
+            .minimum_calls(20)
             .classify(classify)
     }
 

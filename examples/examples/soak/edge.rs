@@ -23,7 +23,7 @@ use tower::discover::ServiceList;
 use tower::load::{CompleteOnResponse, PendingRequests};
 use tower::util::BoxCloneSyncService;
 use tower::{service_fn, Layer, ServiceBuilder, ServiceExt};
-use tower_bulwark::breaker::{BreakerHandle, OpenDuration, WindowKind};
+use tower_bulwark::breaker::{BreakerHandle, OpenDuration};
 use tower_bulwark::bulkhead::BulkheadHandle;
 use tower_bulwark::coalesce::{CoalesceBody, CoalesceHandle, CoalesceLayer};
 use tower_bulwark::deadline::TimeoutLayer;
@@ -186,18 +186,11 @@ fn items_client(
 
     let mut preset = ClientPreset::http("backends")?;
     preset.timeout = TimeoutLayer::new(Duration::from_secs(1))?;
-    // Above a balancer the breaker judges the dependency as a whole: a failure rate over
-    // the last 10 s, not 5 failures in a row (one endpoint's 503s before its ejection
-    // would open it: `ClientPreset::outlier_builder`'s docs). Open for 5 s rather than
-    // 30 s, so that every phase of a short run starts with the breaker closed again.
-    preset.breaker = ClientPreset::breaker_builder("backends", HttpClassifier)
-        .no_consecutive_failures()
-        .failure_rate(0.5)
-        .window(WindowKind::Time {
-            length: Duration::from_secs(10),
-            buckets: 10,
-        })
-        .minimum_calls(20)
+    // Above a balancer the breaker judges the dependency as a whole: a failure rate, not
+    // 5 failures in a row (one endpoint's 503s before its ejection would open it). Open
+    // for 5 s rather than 30 s, so that every phase of a short run starts with the breaker
+    // closed again.
+    preset.breaker = ClientPreset::balanced_breaker_builder("backends", HttpClassifier)
         .open_duration(OpenDuration::Fixed(Duration::from_secs(5)))
         .build()?;
     let hedge = HedgeLayer::builder()
