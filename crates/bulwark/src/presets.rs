@@ -526,32 +526,55 @@ impl ClientPreset<HttpRetry, HttpClassifier> {
     /// [`outlier_builder`](Self::outlier_builder)), named `name`, judging by `classify`: it
     /// judges the dependency as a whole, opening when half of at least 20 calls over the
     /// last 10 s failed, not after 5 failures in a row. Before the outlier detector ejects
-    /// a failing endpoint, its failures come in runs (the balancer keeps picking it), and 5
-    /// in a row would open the breaker for every endpoint.
+    /// a failing endpoint, its failures can come in runs (concurrent callers pick it at
+    /// once), and 5 in a row would open the breaker for every endpoint. The 20 are
+    /// attempts, retries included; below about two attempts a second the window never
+    /// holds 20, so 20 failures in a row open it too: at low traffic a dependency failing
+    /// entirely still opens it.
     ///
     /// ```
     /// # #[tokio::main(flavor = "current_thread", start_paused = true)]
     /// # async fn main() -> Result<(), tower_bulwark::BoxError> {
+    /// use std::time::Duration;
     /// use tower::{service_fn, Layer, ServiceExt};
-    /// use tower_bulwark::breaker::State;
+    /// use tower_bulwark::breaker::{BreakerHandle, State};
     /// use tower_bulwark::presets::ClientPreset;
     /// use tower_bulwark::ErrorsAreFailures;
     ///
-    /// let breaker = ClientPreset::balanced_breaker_builder("inventory", ErrorsAreFailures).build()?;
-    /// let handle = breaker.handle();
-    /// // One endpoint failing before its ejection: a run of 10 failed calls after 20
-    /// // good ones (5 in a row would have opened the preset's default breaker).
-    /// let calls = (0..30).map(|i| i >= 20);
-    /// let service = breaker.layer(service_fn(|fail: bool| async move {
+    /// let endpoints = service_fn(|fail: bool| async move {
     ///     if fail { Err("503 from one endpoint") } else { Ok(()) }
-    /// }));
-    /// for fail in calls {
-    ///     let _ = service.clone().oneshot(fail).await;
+    /// });
+    /// let balanced = || ClientPreset::balanced_breaker_builder("inventory", ErrorsAreFailures).build();
+    /// let default = ClientPreset::breaker_builder("inventory", ErrorsAreFailures).build()?;
+    /// async fn send(
+    ///     service: &(impl tower::Service<bool, Error = tower_bulwark::BoxError> + Clone),
+    ///     calls: impl Iterator<Item = bool>,
+    /// ) {
+    ///     for fail in calls {
+    ///         let _ = service.clone().oneshot(fail).await;
+    ///     }
     /// }
-    /// assert_eq!(handle.state(), State::Closed, "at most 10 of 30 failed: a third");
+    ///
+    /// // One endpoint failing before its ejection: a run of 10 failed calls after 20 good
+    /// // ones opens the default breaker, not this one (a third of the calls failed).
+    /// let breaker = balanced()?;
+    /// let run = || (0..30).map(|i| i >= 20);
+    /// send(&breaker.layer(endpoints.clone()), run()).await;
+    /// send(&default.layer(endpoints.clone()), run()).await;
+    /// assert_eq!(breaker.handle().state(), State::Closed);
+    /// assert_eq!(default.handle().state(), State::Open);
     /// // The whole dependency failing: half of the calls in 10 s.
-    /// for _ in 0..30 {
-    ///     let _ = service.clone().oneshot(true).await;
+    /// send(&breaker.layer(endpoints.clone()), (0..30).map(|_| true)).await;
+    /// assert_eq!(breaker.handle().state(), State::Open);
+    ///
+    /// // Low traffic, a call every 2 s, every one failing: 20 in a row open it.
+    /// let breaker = balanced()?;
+    /// let service = breaker.layer(endpoints);
+    /// let handle: BreakerHandle = breaker.handle();
+    /// for call in 1..=20 {
+    ///     assert_eq!(handle.state(), State::Closed, "before call {call}");
+    ///     send(&service, std::iter::once(true)).await;
+    ///     tokio::time::advance(Duration::from_secs(2)).await;
     /// }
     /// assert_eq!(handle.state(), State::Open);
     /// # Ok(())
@@ -563,7 +586,7 @@ impl ClientPreset<HttpRetry, HttpClassifier> {
     ) -> crate::breaker::Builder<C> {
         CircuitBreakerLayer::builder()
             .name(name)
-            .no_consecutive_failures()
+            .consecutive_failures(20)
             .failure_rate(0.5)
             .window(crate::breaker::WindowKind::Time {
                 length: Duration::from_secs(10),
