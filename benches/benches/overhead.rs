@@ -328,39 +328,6 @@ fn chaos(c: &mut Criterion) {
     group.finish();
 }
 
-/// Two threads sharing one breaker (and, for comparison, one `ConcurrencyLimit`).
-fn two_threads(c: &mut Criterion) {
-    use tower::Layer;
-    use tower_bulwark::breaker::CircuitBreakerLayer;
-    use tower_bulwark_benches::bench_two_threads;
-
-    let mut group = c.benchmark_group("two_threads");
-    bench_two_threads(&mut group, "noop", Noop, || 7u64);
-    bench_two_threads(
-        &mut group,
-        "tower_concurrency_limit",
-        ConcurrencyLimit::new(Noop, 1024),
-        || 7u64,
-    );
-    bench_two_threads(
-        &mut group,
-        "bulwark_breaker_default",
-        CircuitBreakerLayer::new().layer(Noop),
-        || 7u64,
-    );
-    let bulkhead = tower_bulwark::bulkhead::BulkheadLayer::builder()
-        .max_concurrent(1024)
-        .build()
-        .expect("bulkhead config");
-    bench_two_threads(
-        &mut group,
-        "bulwark_bulkhead_reject",
-        bulkhead.layer(Noop),
-        || 7u64,
-    );
-    group.finish();
-}
-
 /// HTTP requests: the core layer that turns rejections into responses.
 fn http_layers(c: &mut Criterion) {
     let noop_http = || Noop.map_response(answer as fn(Request<()>) -> Response<()>);
@@ -618,7 +585,6 @@ criterion_group!(
     bulkhead,
     retry,
     budgets,
-    two_threads,
     http_layers,
     fallback,
     deadline_layers,

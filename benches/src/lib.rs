@@ -55,12 +55,14 @@ where
     start.elapsed()
 }
 
-/// Times ready+call with two threads sharing one service (each thread drives its own clone
-/// on its own current-thread runtime). The reported time is wall time per call across both
-/// threads, so perfect scaling shows as half the single-thread time.
-pub fn bench_two_threads<S, Req>(
+/// Times ready+call with `threads` threads sharing one service (each thread drives its own
+/// clone on its own current-thread runtime, as a multi-threaded runtime's workers would).
+/// The reported time is wall time per call across all threads: `threads` threads scaling
+/// perfectly on as many cores show the single-thread time divided by `threads`.
+pub fn bench_threads<S, Req>(
     group: &mut BenchmarkGroup<'_, WallTime>,
     name: &str,
+    threads: u64,
     service: S,
     request: fn() -> Req,
 ) where
@@ -70,9 +72,9 @@ pub fn bench_two_threads<S, Req>(
 {
     group.bench_function(name, |b| {
         b.iter_custom(|iterations| {
-            let per_thread = iterations.div_ceil(2);
-            let barrier = Arc::new(std::sync::Barrier::new(2));
-            let threads: Vec<_> = (0..2)
+            let per_thread = iterations.div_ceil(threads);
+            let barrier = Arc::new(std::sync::Barrier::new(threads as usize));
+            let handles: Vec<_> = (0..threads)
                 .map(|_| {
                     let mut service = service.clone();
                     let barrier = barrier.clone();
@@ -83,7 +85,7 @@ pub fn bench_two_threads<S, Req>(
                     })
                 })
                 .collect();
-            threads
+            handles
                 .into_iter()
                 .map(|thread| thread.join().expect("bench thread"))
                 .max()

@@ -9,6 +9,7 @@ use std::time::Duration;
 use tokio::sync::futures::OwnedNotified;
 use tokio::sync::Notify;
 use tokio::time::Instant;
+use tower_bulwark_core::stripes::Stripe;
 use tower_bulwark_core::{Listeners, Outcome, Rejection, RejectionKind, SeededRng};
 
 use crate::config::{Config, WindowKind};
@@ -96,6 +97,10 @@ pub(crate) struct Refusal {
     pub(crate) by_ramp: bool,
 }
 
+/// What a call's permit holds of its breaker: a handle of its thread's stripe, so permits
+/// on different cores write different reference counts.
+pub(crate) type Holder = Arc<Stripe<Breaker>>;
+
 /// An admitted call, to be finished with its outcome. Dropping it unfinished releases what
 /// it holds and counts as `Ignored`.
 ///
@@ -103,7 +108,7 @@ pub(crate) struct Refusal {
 /// registers on the hot path.
 #[derive(Debug)]
 pub(crate) struct Permit {
-    breaker: Arc<Breaker>,
+    breaker: Holder,
     tag: u64,
 }
 
@@ -200,63 +205,65 @@ impl Breaker {
     /// Admits a call or says why not. A refusal is only counted as a rejection when a call
     /// is actually refused ([`Breaker::reject`]), not while a readiness-mode caller waits.
     #[inline(always)]
-    pub(crate) fn acquire(self: &Arc<Self>) -> Result<Permit, Refusal> {
-        match self.mode() {
-            Mode::Normal => self.decide(),
-            Mode::Disabled => Ok(self.permit(Phase::INITIAL, PermitKind::Untracked)),
+    pub(crate) fn acquire(holder: &Holder) -> Result<Permit, Refusal> {
+        let this: &Breaker = holder;
+        match this.mode() {
+            Mode::Normal => Self::decide(holder),
+            Mode::Disabled => Ok(Self::permit(holder, Phase::INITIAL, PermitKind::Untracked)),
             Mode::ForcedOpen => Err(Refusal {
                 state: State::ForcedOpen,
                 by_ramp: false,
             }),
-            Mode::MetricsOnly => Ok(self.decide().unwrap_or_else(|refusal| {
-                self.counters.would_reject.fetch_add(1, Relaxed);
-                self.listeners.emit(|| BreakerEvent::WouldReject {
-                    breaker: self.config.name.clone(),
+            Mode::MetricsOnly => Ok(Self::decide(holder).unwrap_or_else(|refusal| {
+                this.counters.would_reject.fetch_add(1, Relaxed);
+                this.listeners.emit(|| BreakerEvent::WouldReject {
+                    breaker: this.config.name.clone(),
                     state: refusal.state,
                 });
-                self.permit(Phase::INITIAL, PermitKind::Untracked)
+                Self::permit(holder, Phase::INITIAL, PermitKind::Untracked)
             })),
         }
     }
 
     #[inline(always)]
-    fn decide(self: &Arc<Self>) -> Result<Permit, Refusal> {
+    fn decide(holder: &Holder) -> Result<Permit, Refusal> {
+        let this: &Breaker = holder;
         // One instant for the whole decision, read only when needed: a transition it makes
         // starts no earlier, so the decision ends (it cannot chase the clock from open to
         // half-open, timed out, to open again).
         let mut at = None;
         loop {
-            let phase = self.phase();
+            let phase = this.phase();
             match phase.machine() {
                 Machine::Closed => {
-                    if self.ramp_refuses() {
+                    if this.ramp_refuses() {
                         return Err(Refusal {
                             state: State::Closed,
                             by_ramp: true,
                         });
                     }
-                    return Ok(self.permit(phase, PermitKind::Normal));
+                    return Ok(Self::permit(holder, phase, PermitKind::Normal));
                 }
                 Machine::Open => {
-                    let now = *at.get_or_insert_with(|| self.now());
-                    let until = self.open_until.load(Acquire);
+                    let now = *at.get_or_insert_with(|| this.now());
+                    let until = this.open_until.load(Acquire);
                     if now < until {
                         return Err(Refusal {
                             state: State::Open,
                             by_ramp: false,
                         });
                     }
-                    self.transition(phase, Machine::HalfOpen, Reason::OpenElapsed);
+                    this.transition(phase, Machine::HalfOpen, Reason::OpenElapsed);
                 }
                 Machine::HalfOpen => {
-                    let now = *at.get_or_insert_with(|| self.now());
-                    if self.half_open_timed_out(now) {
-                        self.transition(phase, Machine::Open, Reason::HalfOpenTimedOut);
+                    let now = *at.get_or_insert_with(|| this.now());
+                    if this.half_open_timed_out(now) {
+                        this.transition(phase, Machine::Open, Reason::HalfOpenTimedOut);
                         continue;
                     }
                     // The slot is of this phase: once it is over, none is left to take.
-                    if self.probes.try_acquire(phase.generation()) {
-                        return Ok(self.permit(phase, PermitKind::Probe));
+                    if this.probes.try_acquire(phase.generation()) {
+                        return Ok(Self::permit(holder, phase, PermitKind::Probe));
                     }
                     return Err(Refusal {
                         state: State::HalfOpen,
@@ -268,9 +275,9 @@ impl Breaker {
     }
 
     #[inline(always)]
-    fn permit(self: &Arc<Self>, phase: Phase, kind: PermitKind) -> Permit {
+    fn permit(holder: &Holder, phase: Phase, kind: PermitKind) -> Permit {
         Permit {
-            breaker: self.clone(),
+            breaker: holder.clone(),
             tag: (phase.bits() << 2) | kind as u64,
         }
     }

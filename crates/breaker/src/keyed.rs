@@ -8,11 +8,12 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use tokio::time::Instant;
+use tower_bulwark_core::stripes::Stripe;
 use tower_bulwark_core::{BoxError, Classify, ConfigError, Listeners};
 use tower_layer::Layer;
 use tower_service::Service;
 
-use crate::breaker::Breaker;
+use crate::breaker::{Breaker, Holder};
 use crate::config::{Admission, Builder, Config};
 use crate::events::BreakerEvent;
 use crate::future::ResponseFuture;
@@ -81,7 +82,7 @@ struct Registry<K> {
 }
 
 struct Entry {
-    breaker: Arc<Breaker>,
+    breaker: Holder,
     /// Milliseconds since the registry started when the breaker was last used.
     last_used: AtomicU64,
 }
@@ -177,7 +178,7 @@ impl<K: Hash + Eq + Clone + fmt::Display> Registry<K> {
         u64::try_from(self.start.elapsed().as_millis()).unwrap_or(u64::MAX)
     }
 
-    fn breaker(&self, key: &K) -> Arc<Breaker> {
+    fn breaker(&self, key: &K) -> Holder {
         let now = self.now_millis();
         {
             let breakers = self.breakers.read().unwrap_or_else(|e| e.into_inner());
@@ -195,7 +196,7 @@ impl<K: Hash + Eq + Clone + fmt::Display> Registry<K> {
         }
         let mut config = self.config.clone();
         config.name = format!("{}:{key}", self.config.name).into();
-        let breaker = Arc::new(Breaker::new(config, self.listeners.clone()));
+        let breaker = Stripe::new(Arc::new(Breaker::new(config, self.listeners.clone())));
         breakers.insert(
             key.clone(),
             Entry {
@@ -294,7 +295,7 @@ where
 
     fn call(&mut self, request: Req) -> Self::Future {
         let breaker = self.registry.breaker(&(self.key_of)(&request));
-        match breaker.acquire() {
+        match Breaker::acquire(&breaker) {
             Ok(permit) => {
                 let started = breaker.times_calls().then(Instant::now);
                 ResponseFuture::new(
@@ -331,7 +332,7 @@ impl<K: Hash + Eq + Clone> KeyedHandle<K> {
             .unwrap_or_else(|e| e.into_inner());
         breakers
             .get(key)
-            .map(|entry| BreakerHandle::new(entry.breaker.clone()))
+            .map(|entry| BreakerHandle::new(entry.breaker.shared().clone()))
     }
 
     /// The keys that have a breaker.

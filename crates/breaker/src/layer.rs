@@ -1,5 +1,6 @@
 use std::sync::Arc;
 
+use tower_bulwark_core::stripes::Striped;
 use tower_bulwark_core::{ErrorsAreFailures, Listeners};
 use tower_layer::Layer;
 
@@ -44,7 +45,7 @@ use crate::{BreakerHandle, CircuitBreaker};
 /// ```
 #[derive(Debug, Clone)]
 pub struct CircuitBreakerLayer<C = ErrorsAreFailures> {
-    breaker: Arc<Breaker>,
+    breaker: Striped<Breaker>,
     classifier: C,
 }
 
@@ -75,14 +76,14 @@ impl<C> CircuitBreakerLayer<C> {
         listeners: Listeners<BreakerEvent>,
     ) -> Self {
         CircuitBreakerLayer {
-            breaker: Arc::new(Breaker::new(config, listeners)),
+            breaker: Striped::new(Arc::new(Breaker::new(config, listeners))),
             classifier,
         }
     }
 
     /// A handle to read and steer this breaker at runtime.
     pub fn handle(&self) -> BreakerHandle {
-        BreakerHandle::new(self.breaker.clone())
+        BreakerHandle::new(self.breaker.shared().clone())
     }
 }
 

@@ -1,11 +1,11 @@
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use tokio::sync::futures::OwnedNotified;
 use tokio::time::Sleep;
+use tower_bulwark_core::stripes::Striped;
 use tower_bulwark_core::{BoxError, Classify, Deadline};
 use tower_service::Service;
 
@@ -45,7 +45,7 @@ use crate::future::ResponseFuture;
 /// `http::Response` or a classifier of its own (any `Fn(&Result<Res, E>) -> Outcome`).
 pub struct CircuitBreaker<S, C> {
     inner: S,
-    breaker: Arc<Breaker>,
+    breaker: Striped<Breaker>,
     classifier: C,
     /// Admitted by `poll_ready`, waiting for `call`.
     permit: Option<Permit>,
@@ -59,7 +59,7 @@ pub struct CircuitBreaker<S, C> {
 }
 
 impl<S, C> CircuitBreaker<S, C> {
-    pub(crate) fn new(inner: S, breaker: Arc<Breaker>, classifier: C) -> Self {
+    pub(crate) fn new(inner: S, breaker: Striped<Breaker>, classifier: C) -> Self {
         CircuitBreaker {
             inner,
             breaker,
@@ -83,7 +83,7 @@ impl<S, C> CircuitBreaker<S, C> {
 
     /// A handle to read and steer the breaker.
     pub fn handle(&self) -> crate::BreakerHandle {
-        crate::BreakerHandle::new(self.breaker.clone())
+        crate::BreakerHandle::new(self.breaker.shared().clone())
     }
 
     /// Readiness admission: starts listening for the breaker's next change (before
@@ -100,7 +100,7 @@ impl<S, C> CircuitBreaker<S, C> {
     /// readiness admission, `Pending` while the breaker refuses, until the task's deadline.
     #[inline(always)]
     fn decide(&mut self, cx: &mut Context<'_>) -> Poll<()> {
-        let refusal = match self.breaker.acquire() {
+        let refusal = match Breaker::acquire(self.breaker.local()) {
             Ok(permit) => {
                 self.permit = Some(permit);
                 return Poll::Ready(());
@@ -115,7 +115,7 @@ impl<S, C> CircuitBreaker<S, C> {
         // between the refusal and the listening is not missed; the wait follows the latest
         // refusal.
         self.listen();
-        match self.breaker.acquire() {
+        match Breaker::acquire(self.breaker.local()) {
             Ok(permit) => self.permit = Some(permit),
             Err(refusal) if refusal.by_ramp => self.refusal = Some(refusal),
             Err(refusal) => {
@@ -257,7 +257,7 @@ where
             .expect("CircuitBreaker::call without a successful poll_ready");
         if permit.is_stale_probe() {
             // Its half-open phase ended after `poll_ready`: it admits nothing any more.
-            permit = match self.breaker.acquire() {
+            permit = match Breaker::acquire(self.breaker.local()) {
                 Ok(permit) => permit,
                 Err(refusal) => return ResponseFuture::refused(self.breaker.reject(refusal)),
             };

@@ -18,6 +18,7 @@
 //! | `pushback` | what `Retry-After` and `grpc-retry-pushback-ms` ask for, read one way by retry and hedge (feature `http`) |
 //! | [`budget::RatioLedger`] | a ratio budget's balance: deposits per call, withdrawals per extra attempt, over a sliding window, never overdrawn (the retry and hedge budgets) |
 //! | [`window::SlidingCounts`] | counts over a sliding window of time, lock-free and exact (the breaker's time window, the adaptive throttle's) |
+//! | [`stripes::Striped`] | a layer's shared state behind a handle per core, so calls on different cores write different reference counts |
 //! | [`ConfigError`], [`config`] | validated configuration |
 //! | `redis` | the connection setup of the Redis-backed stores and limiters (feature `redis`) |
 //! | `testing` | readiness probe and controllable inner service (feature `testing`) |
@@ -62,6 +63,7 @@ pub mod repeat;
 mod replay;
 #[cfg(feature = "tonic")]
 pub mod status;
+pub mod stripes;
 #[doc(hidden)]
 pub mod sync;
 #[cfg(feature = "testing")]

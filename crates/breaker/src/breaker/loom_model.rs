@@ -11,8 +11,8 @@ fn config(builder: Builder) -> Config {
 }
 
 /// A breaker moved into half-open through its own transitions.
-fn half_open(config: &Config) -> Arc<Breaker> {
-    let breaker = Arc::new(Breaker::new(config.clone(), Listeners::new()));
+fn half_open(config: &Config) -> Holder {
+    let breaker = Stripe::new(Arc::new(Breaker::new(config.clone(), Listeners::new())));
     breaker.transition(Phase::INITIAL, Machine::Open, Reason::Operator);
     breaker.transition(breaker.phase(), Machine::HalfOpen, Reason::OpenElapsed);
     assert_eq!(breaker.state(), State::HalfOpen);
@@ -30,9 +30,9 @@ fn no_probe_is_admitted_after_a_failing_probe_reopens() {
     );
     loom::model(move || {
         let breaker = half_open(&config);
-        let probe = breaker.acquire().expect("the first probe");
+        let probe = Breaker::acquire(&breaker).expect("the first probe");
         let failing = loom::thread::spawn(move || probe.finish(Outcome::Failure, None));
-        let admitted = breaker.acquire();
+        let admitted = Breaker::acquire(&breaker);
         failing.join().unwrap();
         assert_eq!(breaker.state(), State::Open);
         if let Ok(permit) = &admitted {
@@ -57,8 +57,8 @@ fn a_succeeding_probe_racing_a_failing_one_makes_one_transition() {
     loom::model(move || {
         let breaker = half_open(&config);
         let generation = breaker.phase().generation();
-        let failing = breaker.acquire().expect("a probe");
-        let succeeding = breaker.acquire().expect("a second probe");
+        let failing = Breaker::acquire(&breaker).expect("a probe");
+        let succeeding = Breaker::acquire(&breaker).expect("a second probe");
         let failing = loom::thread::spawn(move || failing.finish(Outcome::Failure, None));
         succeeding.finish(Outcome::Success, None);
         failing.join().unwrap();
@@ -87,13 +87,12 @@ fn a_succeeding_probe_racing_a_failing_one_makes_one_transition() {
 fn failures_racing_to_trip_trip_once() {
     let config = config(Builder::default().consecutive_failures(2));
     loom::model(move || {
-        let breaker = Arc::new(Breaker::new(config.clone(), Listeners::new()));
-        let first = breaker.acquire().expect("closed");
-        breaker
-            .acquire()
+        let breaker = Stripe::new(Arc::new(Breaker::new(config.clone(), Listeners::new())));
+        let first = Breaker::acquire(&breaker).expect("closed");
+        Breaker::acquire(&breaker)
             .expect("closed")
             .finish(Outcome::Failure, None);
-        let second = breaker.acquire().expect("closed");
+        let second = Breaker::acquire(&breaker).expect("closed");
         let racing = loom::thread::spawn(move || first.finish(Outcome::Failure, None));
         second.finish(Outcome::Failure, None);
         racing.join().unwrap();
@@ -120,8 +119,8 @@ fn racing_transitions_are_announced_in_order() {
                 sink.lock().unwrap().push((*from, *to));
             }
         });
-        let breaker = Arc::new(Breaker::new(config.clone(), listeners));
-        let call = breaker.acquire().expect("closed");
+        let breaker = Stripe::new(Arc::new(Breaker::new(config.clone(), listeners)));
+        let call = Breaker::acquire(&breaker).expect("closed");
         let tripping = loom::thread::spawn(move || call.finish(Outcome::Failure, None));
         loop {
             let phase = breaker.phase();
@@ -146,13 +145,13 @@ fn racing_transitions_are_announced_in_order() {
 fn failures_racing_past_the_largest_limit_do_not_overflow() {
     let config = config(Builder::default().consecutive_failures(u32::MAX));
     loom::model(move || {
-        let breaker = Arc::new(Breaker::new(config.clone(), Listeners::new()));
+        let breaker = Stripe::new(Arc::new(Breaker::new(config.clone(), Listeners::new())));
         breaker
             .recorded
             .consecutive_failures
             .store(u32::MAX - 1, Relaxed);
-        let first = breaker.acquire().expect("closed");
-        let second = breaker.acquire().expect("closed");
+        let first = Breaker::acquire(&breaker).expect("closed");
+        let second = Breaker::acquire(&breaker).expect("closed");
         let racing = loom::thread::spawn(move || first.finish(Outcome::Failure, None));
         second.finish(Outcome::Failure, None);
         racing.join().unwrap();

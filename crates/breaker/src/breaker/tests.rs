@@ -76,10 +76,12 @@ fn a_decision_does_not_chase_the_clock() {
         .half_open_max_wait(Duration::from_nanos(1))
         .into_parts()
         .unwrap();
-    let breaker = Arc::new(Breaker::new(config, Listeners::new()));
-    breaker.acquire().unwrap().finish(Outcome::Failure, None);
+    let breaker = Stripe::new(Arc::new(Breaker::new(config, Listeners::new())));
+    Breaker::acquire(&breaker)
+        .unwrap()
+        .finish(Outcome::Failure, None);
     for _ in 0..1_000 {
-        drop(breaker.acquire());
+        drop(Breaker::acquire(&breaker));
     }
 }
 
@@ -94,15 +96,21 @@ fn successes_stop_checking_the_window_once_the_minimum_is_met() {
         .minimum_calls(3)
         .into_parts()
         .unwrap();
-    let breaker = Arc::new(Breaker::new(config, Listeners::new()));
+    let breaker = Stripe::new(Arc::new(Breaker::new(config, Listeners::new())));
     let short = || breaker.recorded.short_of_minimum.load(Relaxed);
     for _ in 0..2 {
-        breaker.acquire().unwrap().finish(Outcome::Success, None);
+        Breaker::acquire(&breaker)
+            .unwrap()
+            .finish(Outcome::Success, None);
         assert!(short());
     }
-    breaker.acquire().unwrap().finish(Outcome::Success, None);
+    Breaker::acquire(&breaker)
+        .unwrap()
+        .finish(Outcome::Success, None);
     assert!(!short(), "the call completing the minimum found it met");
-    breaker.acquire().unwrap().finish(Outcome::Failure, None);
+    Breaker::acquire(&breaker)
+        .unwrap()
+        .finish(Outcome::Failure, None);
     assert!(!short());
     assert_eq!(breaker.state(), State::Closed);
 }

@@ -1,0 +1,207 @@
+//! [`Striped`]: one shared value behind a handle per thread, so that the futures holding it
+//! on different cores do not all write one reference count.
+//!
+//! A response future that reaches its layer's state after the call (a breaker recording the
+//! outcome, a limiter giving back its permit) holds an `Arc` of that state, and cloning and
+//! dropping an `Arc` writes its count. Two cores calling through one layer then take turns
+//! owning the count's cache line, twice a call, and a success path that otherwise only
+//! reads shared state stops scaling. A [`Stripe`] is a handle to the shared value in an
+//! allocation of its own, on cache lines of its own; [`Striped::local`] gives each thread
+//! always the same one, so threads on different stripes write different lines. This is the
+//! per-call half of Java's `LongAdder` idea: spread the writes, share the reads.
+
+use std::ops::Deref;
+use std::sync::{Arc, OnceLock};
+
+/// One handle to a [`Striped`] value: derefs to it. It sits on cache lines of its own (128
+/// bytes: a line and the neighbour x86's spatial prefetcher pulls in with it), so the
+/// reference count of its `Arc` shares a line with nothing another stripe writes.
+#[derive(Debug)]
+#[repr(align(128))]
+pub struct Stripe<T> {
+    shared: Arc<T>,
+}
+
+impl<T> Stripe<T> {
+    /// A handle of its own to `shared` (a stripe of one, for a value few calls share).
+    pub fn new(shared: Arc<T>) -> Arc<Self> {
+        Arc::new(Stripe { shared })
+    }
+
+    /// The shared value's `Arc`.
+    pub fn shared(&self) -> &Arc<T> {
+        &self.shared
+    }
+}
+
+impl<T> Deref for Stripe<T> {
+    type Target = T;
+
+    #[inline(always)]
+    fn deref(&self) -> &T {
+        &self.shared
+    }
+}
+
+/// A shared value with a [`Stripe`] per core (the machine's parallelism rounded up to a
+/// power of two, at most 64): a thread takes its stripe with [`local`](Striped::local) and
+/// clones that `Arc` for each call's future. Cloning a `Striped` shares the stripes.
+///
+/// ```
+/// use std::sync::Arc;
+/// use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+/// use tower_bulwark_core::stripes::Striped;
+///
+/// let calls = Striped::new(Arc::new(AtomicU64::new(0)));
+/// // What a call's future would hold: this thread's handle, not the shared `Arc`.
+/// let held = calls.local().clone();
+/// held.fetch_add(1, Relaxed);
+/// assert_eq!(calls.shared().load(Relaxed), 1);
+/// ```
+#[derive(Debug)]
+pub struct Striped<T> {
+    stripes: Arc<[Arc<Stripe<T>>]>,
+}
+
+impl<T> Clone for Striped<T> {
+    fn clone(&self) -> Self {
+        Striped {
+            stripes: self.stripes.clone(),
+        }
+    }
+}
+
+impl<T> Striped<T> {
+    /// A stripe per core, each a handle to `shared`.
+    pub fn new(shared: Arc<T>) -> Self {
+        let stripes = (0..stripe_count())
+            .map(|_| Stripe::new(shared.clone()))
+            .collect();
+        Striped { stripes }
+    }
+
+    /// This thread's stripe.
+    #[inline]
+    pub fn local(&self) -> &Arc<Stripe<T>> {
+        // The count is a power of two and never zero.
+        &self.stripes[thread_index() & (self.stripes.len() - 1)]
+    }
+
+    /// The shared value's `Arc`.
+    pub fn shared(&self) -> &Arc<T> {
+        &self.stripes[0].shared
+    }
+}
+
+impl<T> Deref for Striped<T> {
+    type Target = T;
+
+    #[inline(always)]
+    fn deref(&self) -> &T {
+        &self.stripes[0].shared
+    }
+}
+
+/// The number of stripes: the machine's parallelism, rounded up to a power of two, at most
+/// 64 (a stripe per core; more would be memory no core writes). Read once: it can read
+/// cgroup files.
+fn stripe_count() -> usize {
+    static COUNT: OnceLock<usize> = OnceLock::new();
+    if cfg!(bulwark_loom) {
+        // The models are about the shared state, not which handle a thread holds.
+        return 1;
+    }
+    *COUNT.get_or_init(|| {
+        std::thread::available_parallelism()
+            .map_or(1, usize::from)
+            .next_power_of_two()
+            .min(64)
+    })
+}
+
+/// This thread's number: threads are numbered in the order they first ask, so a runtime's
+/// workers, started together, take consecutive stripes.
+#[inline]
+fn thread_index() -> usize {
+    use std::cell::Cell;
+    use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
+
+    static NEXT: AtomicUsize = AtomicUsize::new(0);
+    thread_local! {
+        static INDEX: Cell<usize> = const { Cell::new(usize::MAX) };
+    }
+    INDEX.with(|index| {
+        let mut value = index.get();
+        if value == usize::MAX {
+            value = NEXT.fetch_add(1, Relaxed) & (usize::MAX >> 1);
+            index.set(value);
+        }
+        value
+    })
+}
+
+#[cfg(all(test, not(bulwark_loom)))]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
+
+    #[test]
+    fn every_stripe_is_a_handle_to_the_one_value() {
+        let striped = Striped::new(Arc::new(AtomicUsize::new(0)));
+        assert!(striped.stripes.len().is_power_of_two());
+        assert!(striped.stripes.len() <= 64);
+        for stripe in striped.stripes.iter() {
+            stripe.fetch_add(1, Relaxed);
+            assert!(Arc::ptr_eq(stripe.shared(), striped.shared()));
+        }
+        assert_eq!(striped.load(Relaxed), striped.stripes.len());
+        // The shared value has one reference per stripe, and stripes are allocations of
+        // their own: a clone of one writes no other's count.
+        assert_eq!(Arc::strong_count(striped.shared()), striped.stripes.len());
+        let held = striped.local().clone();
+        assert_eq!(Arc::strong_count(&held), 2);
+        assert_eq!(Arc::strong_count(striped.shared()), striped.stripes.len());
+    }
+
+    #[test]
+    fn a_thread_keeps_its_stripe_and_threads_take_turns() {
+        let striped = Striped::new(Arc::new(()));
+        let mine = Arc::as_ptr(striped.local());
+        assert_eq!(
+            Arc::as_ptr(striped.local()),
+            mine,
+            "the same stripe each time"
+        );
+        let index = thread_index();
+        let others: Vec<usize> = (0..4)
+            .map(|_| std::thread::spawn(thread_index).join().unwrap())
+            .collect();
+        // Later threads take later numbers (other tests' threads may come between).
+        assert!(others.windows(2).all(|pair| pair[0] < pair[1]));
+        assert!(others.iter().all(|&other| other != index));
+    }
+
+    #[test]
+    fn stripes_sit_on_lines_of_their_own() {
+        assert_eq!(std::mem::align_of::<Stripe<u8>>(), 128);
+        let striped = Striped::new(Arc::new(0u8));
+        for stripe in striped.stripes.iter() {
+            assert_eq!(Arc::as_ptr(stripe) as usize % 128, 0);
+        }
+    }
+
+    #[test]
+    fn dropping_every_handle_drops_the_value() {
+        let value = Arc::new(());
+        let striped = Striped::new(value.clone());
+        let held = striped.local().clone();
+        drop(striped);
+        assert_eq!(
+            Arc::strong_count(&value),
+            2,
+            "the held stripe keeps its handle"
+        );
+        drop(held);
+        assert_eq!(Arc::strong_count(&value), 1);
+    }
+}
