@@ -15,11 +15,11 @@ use tower_bulwark_core::{Listeners, Outcome, Rejection, RejectionKind, SeededRng
 use crate::config::{Config, WindowKind};
 use crate::events::{BreakerEvent, Reason};
 use crate::history::{History, Transition};
-use crate::padded::Padded;
 use crate::probes::Probes;
 use crate::state::{Machine, Mode, Phase};
 use crate::window::{CountWindow, TimeWindow, Window};
 use crate::{CircuitOpen, Snapshot, State};
+use tower_bulwark_core::stripes::Padded;
 use tower_bulwark_core::sync::{
     AtomicBool, AtomicU32, AtomicU64, AtomicU8, Mutex, MutexGuard, Ordering::*,
 };

@@ -102,7 +102,6 @@ mod handle;
 mod history;
 mod keyed;
 mod layer;
-mod padded;
 mod probes;
 mod service;
 #[cfg(feature = "serde")]

@@ -18,6 +18,7 @@
 //! | `pushback` | what `Retry-After` and `grpc-retry-pushback-ms` ask for, read one way by retry and hedge (feature `http`) |
 //! | [`budget::RatioLedger`] | a ratio budget's balance: deposits per call, withdrawals per extra attempt, over a sliding window, never overdrawn (the retry and hedge budgets) |
 //! | [`window::SlidingCounts`] | counts over a sliding window of time, lock-free and exact (the breaker's time window, the adaptive throttle's) |
+//! | [`places::Places`] | calls in flight against a limit: exact near it, spread over the cores far below it (the shed layer's count) |
 //! | [`stripes::Striped`] | a layer's shared state behind a handle per core, so calls on different cores write different reference counts |
 //! | [`ConfigError`], [`config`] | validated configuration |
 //! | `redis` | the connection setup of the Redis-backed stores and limiters (feature `redis`) |
@@ -52,6 +53,7 @@ pub mod json;
 #[cfg(feature = "metrics")]
 pub mod metrics;
 mod name;
+pub mod places;
 #[cfg(feature = "http")]
 pub mod pushback;
 mod random;

@@ -13,6 +13,8 @@
 use std::ops::Deref;
 use std::sync::{Arc, OnceLock};
 
+use crate::sync::{AtomicUsize, Ordering::Relaxed};
+
 /// One handle to a [`Striped`] value: derefs to it. It sits on cache lines of its own (128
 /// bytes: a line and the neighbour x86's spatial prefetcher pulls in with it), so the
 /// reference count of its `Arc` shares a line with nothing another stripe writes.
@@ -102,10 +104,152 @@ impl<T> Deref for Striped<T> {
     }
 }
 
+/// Counters that calls on many cores change and few read (Java's `LongAdder`): each thread
+/// adds to its own stripe's, on cache lines of their own, and a reader sums the stripes.
+/// A count raised on one thread and lowered on another leaves one stripe high and the
+/// other low; the sum is right, and a sum read while they move is never below zero.
+///
+/// ```
+/// use tower_bulwark_core::stripes::Adders;
+///
+/// let by_tier: Adders<4> = Adders::new();
+/// by_tier.add(2);
+/// by_tier.add(2);
+/// by_tier.sub(2);
+/// assert_eq!(by_tier.sum(2), 1);
+/// assert_eq!(by_tier.sum(0), 0);
+/// ```
+#[derive(Debug)]
+pub struct Adders<const N: usize> {
+    stripes: PerCore<[AtomicUsize; N]>,
+}
+
+impl<const N: usize> Default for Adders<N> {
+    fn default() -> Self {
+        Adders::new()
+    }
+}
+
+impl<const N: usize> Adders<N> {
+    /// `N` counters at zero, a stripe of them per core.
+    pub fn new() -> Self {
+        Adders {
+            stripes: PerCore::new(|| std::array::from_fn(|_| AtomicUsize::new(0))),
+        }
+    }
+
+    /// Adds one to counter `i` (panics if `i >= N`, a caller's bug).
+    #[inline]
+    pub fn add(&self, i: usize) {
+        self.stripes.local()[i].fetch_add(1, Relaxed);
+    }
+
+    /// Takes one from counter `i` (wrapping in its stripe: see the type's docs).
+    #[inline]
+    pub fn sub(&self, i: usize) {
+        self.stripes.local()[i].fetch_sub(1, Relaxed);
+    }
+
+    /// Counter `i`: the sum of the stripes, or zero if the stripes read add up below zero
+    /// (a lowering seen before the raising it follows).
+    pub fn sum(&self, i: usize) -> usize {
+        let sum = self.stripes.iter().fold(0usize, |sum, stripe| {
+            sum.wrapping_add(stripe[i].load(Relaxed))
+        });
+        if sum > isize::MAX as usize {
+            0
+        } else {
+            sum
+        }
+    }
+}
+
+/// A value per core, each on cache lines of its own: a thread works on its own
+/// ([`local`](PerCore::local)), a reader goes through all of them ([`iter`](PerCore::iter)).
+/// The building block of [`Adders`] and of the shed window's tallies.
+///
+/// ```
+/// use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+/// use tower_bulwark_core::stripes::PerCore;
+///
+/// let tallies = PerCore::new(|| AtomicU64::new(0));
+/// tallies.local().fetch_add(5, Relaxed);
+/// assert_eq!(tallies.iter().map(|t| t.load(Relaxed)).sum::<u64>(), 5);
+/// ```
+#[derive(Debug)]
+pub struct PerCore<T> {
+    stripes: Box<[Padded<T>]>,
+}
+
+impl<T> PerCore<T> {
+    /// A value per core (see [`Striped`] for how many), each made by `make`.
+    pub fn new(make: impl FnMut() -> T) -> Self {
+        PerCore::with_stripes(stripe_count(), make)
+    }
+
+    /// `stripes` values (a power of two: one is used if it is not), for models and tests
+    /// that choose.
+    #[doc(hidden)]
+    pub fn with_stripes(stripes: usize, mut make: impl FnMut() -> T) -> Self {
+        let stripes = if stripes.is_power_of_two() {
+            stripes
+        } else {
+            1
+        };
+        PerCore {
+            stripes: (0..stripes).map(|_| Padded(make())).collect(),
+        }
+    }
+
+    /// This thread's value.
+    #[inline]
+    pub fn local(&self) -> &T {
+        self.get(thread_index())
+    }
+
+    /// The value of stripe `index` (taken modulo the stripes), for models that choose.
+    #[inline]
+    #[doc(hidden)]
+    pub fn get(&self, index: usize) -> &T {
+        &self.stripes[index & (self.stripes.len() - 1)]
+    }
+
+    /// Every core's value.
+    pub fn iter(&self) -> impl Iterator<Item = &T> {
+        self.stripes.iter().map(|stripe| &stripe.0)
+    }
+
+    /// How many values there are.
+    pub fn len(&self) -> usize {
+        self.stripes.len()
+    }
+
+    /// Never: there is at least one value.
+    pub fn is_empty(&self) -> bool {
+        false
+    }
+}
+
+/// A value on cache lines of its own: 128 bytes, a line and the neighbour that x86's
+/// spatial prefetcher pulls in with it. Counters that calls write go in one, so their
+/// writes do not keep invalidating the lines other calls read or write (false sharing).
+#[derive(Debug, Default)]
+#[repr(align(128))]
+pub struct Padded<T>(pub T);
+
+impl<T> Deref for Padded<T> {
+    type Target = T;
+
+    #[inline(always)]
+    fn deref(&self) -> &T {
+        &self.0
+    }
+}
+
 /// The number of stripes: the machine's parallelism, rounded up to a power of two, at most
 /// 64 (a stripe per core; more would be memory no core writes). Read once: it can read
 /// cgroup files.
-fn stripe_count() -> usize {
+pub(crate) fn stripe_count() -> usize {
     static COUNT: OnceLock<usize> = OnceLock::new();
     if cfg!(bulwark_loom) {
         // The models are about the shared state, not which handle a thread holds.
@@ -122,7 +266,7 @@ fn stripe_count() -> usize {
 /// This thread's number: threads are numbered in the order they first ask, so a runtime's
 /// workers, started together, take consecutive stripes.
 #[inline]
-fn thread_index() -> usize {
+pub(crate) fn thread_index() -> usize {
     use std::cell::Cell;
     use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
 
@@ -188,6 +332,22 @@ mod tests {
         for stripe in striped.stripes.iter() {
             assert_eq!(Arc::as_ptr(stripe) as usize % 128, 0);
         }
+    }
+
+    #[test]
+    fn adders_sum_their_stripes_and_never_go_below_zero() {
+        let adders: Adders<2> = Adders::new();
+        // A count raised on one stripe and lowered on another.
+        adders.stripes.get(0)[1].fetch_add(3, Relaxed);
+        adders.stripes.get(adders.stripes.len() - 1)[1].fetch_sub(1, Relaxed);
+        assert_eq!(adders.sum(1), 2);
+        assert_eq!(adders.sum(0), 0);
+        // Only the lowering seen: zero, not a wrapped count.
+        adders.stripes.get(0)[0].fetch_sub(1, Relaxed);
+        assert_eq!(adders.sum(0), 0);
+        adders.add(0);
+        adders.add(0);
+        assert_eq!(adders.sum(0), 1);
     }
 
     #[test]

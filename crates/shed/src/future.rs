@@ -9,7 +9,8 @@ use tokio::time::Instant;
 use tower_bulwark_core::{BoxError, Classify, Criticality, CriticalityScope, Outcome};
 
 use crate::limiter::Limiter;
-use tower_bulwark_core::sync::Arc;
+use std::sync::Arc;
+use tower_bulwark_core::stripes::Stripe;
 
 /// Response future of [`Shed`](crate::Shed).
 ///
@@ -42,7 +43,8 @@ enum Kind<F, C> {
 /// A place in the limit; given back when dropped.
 #[derive(Debug)]
 pub(crate) struct Place {
-    limiter: Arc<Limiter>,
+    /// This thread's handle: places on different cores write different reference counts.
+    limiter: Arc<Stripe<Limiter>>,
     criticality: Criticality,
     in_flight: usize,
     started: Option<Instant>,
@@ -51,7 +53,11 @@ pub(crate) struct Place {
 
 impl Place {
     #[inline]
-    pub(crate) fn new(limiter: Arc<Limiter>, criticality: Criticality, in_flight: usize) -> Self {
+    pub(crate) fn new(
+        limiter: Arc<Stripe<Limiter>>,
+        criticality: Criticality,
+        in_flight: usize,
+    ) -> Self {
         let started = limiter.learns().then(Instant::now);
         Place {
             limiter,

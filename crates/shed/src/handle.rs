@@ -4,7 +4,7 @@ use tower_bulwark_core::Criticality;
 
 use crate::limiter::{tier_index, Limiter};
 use crate::RttEstimates;
-use tower_bulwark_core::sync::Arc;
+use std::sync::Arc;
 
 /// Reads a shedding layer's state, for dashboards, health endpoints and tests; can set the
 /// limit by hand (it moves again with the next sample, unless the limit is fixed).

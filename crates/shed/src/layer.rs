@@ -10,7 +10,8 @@ use crate::source::AllCritical;
 use crate::{
     Aimd, Fixed, LimitAlgorithm, MinRtt, Shed, ShedEvent, ShedHandle, TierShares, WindowSize,
 };
-use tower_bulwark_core::sync::Arc;
+use std::sync::Arc;
+use tower_bulwark_core::stripes::Striped;
 
 /// Sheds load beyond an adaptive concurrency limit, least important calls first.
 ///
@@ -32,8 +33,11 @@ use tower_bulwark_core::sync::Arc;
 ///   `x-bulwark-overloaded: true` marker that stops retry layers upstream from amplifying it.
 /// - Shadow mode ([`Builder::shadow`]) counts and reports what would be shed, and sheds
 ///   nothing.
-/// - Admission is lock-free and allocates nothing; the shared state is behind an `Arc`,
-///   so every service the layer makes (and every clone) shares one limit.
+/// - Admission is lock-free and allocates nothing; every service the layer makes (and every
+///   clone) shares one limit. Far below the limit, calls on different cores write
+///   different cache lines (each core takes its places from the limit a batch at a time,
+///   and its calls hold its own handle to the shared state), so the layer scales across
+///   cores; near the limit every place is counted exactly.
 ///
 /// ```
 /// use tower::{service_fn, Layer, ServiceExt};
@@ -57,7 +61,7 @@ use tower_bulwark_core::sync::Arc;
 /// ```
 #[derive(Debug)]
 pub struct ShedLayer<Q = AllCritical, C = ErrorsAreFailures> {
-    limiter: Arc<Limiter>,
+    limiter: Striped<Limiter>,
     criticality: Q,
     classify: C,
     retry_after: Option<Duration>,
@@ -112,7 +116,7 @@ impl ShedLayer {
 impl<Q, C> ShedLayer<Q, C> {
     /// Reads and steers the shared limit.
     pub fn handle(&self) -> ShedHandle {
-        ShedHandle::new(self.limiter.clone())
+        ShedHandle::new(self.limiter.shared().clone())
     }
 }
 
@@ -224,14 +228,14 @@ impl<Q, C> Builder<Q, C> {
     pub fn build(self) -> Result<ShedLayer<Q, C>, ConfigError> {
         let tiers = self.tiers.check()?;
         Ok(ShedLayer {
-            limiter: Arc::new(Limiter::new(
+            limiter: Striped::new(Arc::new(Limiter::new(
                 self.name,
                 self.algorithm,
                 self.learns,
                 self.window,
                 tiers,
                 self.listeners,
-            )),
+            ))),
             criticality: self.criticality,
             classify: self.classify,
             retry_after: self.retry_after,

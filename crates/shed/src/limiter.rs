@@ -3,6 +3,7 @@
 use std::sync::{PoisonError, TryLockError};
 
 use tokio::time::Instant;
+use tower_bulwark_core::places::Places;
 use tower_bulwark_core::{Criticality, Listeners, Name, Outcome};
 
 use crate::tiers::{allowed, Demand};
@@ -12,15 +13,16 @@ use tower_bulwark_core::sync::{AtomicU64, AtomicUsize, Mutex, Ordering::*};
 
 /// The limit and the calls in flight, shared by every service a layer makes.
 ///
-/// Admission is one compare-and-swap on the in-flight count against what the call's tier
-/// may use: lock-free, no allocation. Finished calls add to a lock-free [`Window`]; the one
+/// Admission takes a place ([`Places`]) against what the call's tier may use: lock-free, no
+/// allocation; far below the limit a place is one of the caller's core's spares, near it
+/// one compare-and-swap on the exact count. Finished calls add to a lock-free [`Window`]; the one
 /// that closes it updates the algorithm under a mutex it only tries (never waits for), and
 /// publishes and announces the new limit before letting go of it, so the limit and its
 /// `LimitChanged` events follow the order of the updates.
 pub(crate) struct Limiter {
     pub(crate) name: Name,
     limit: AtomicUsize,
-    in_flight: AtomicUsize,
+    places: Places,
     demand: Demand,
     window: Window,
     /// When the limiter started: window times are microseconds since.
@@ -50,7 +52,7 @@ impl Limiter {
         Limiter {
             name,
             limit: AtomicUsize::new(algorithm.initial().max(1)),
-            in_flight: AtomicUsize::new(0),
+            places: Places::new(),
             demand: Demand::default(),
             window: Window::new(window),
             epoch: Instant::now(),
@@ -65,36 +67,40 @@ impl Limiter {
 
     /// Takes a place for a call of `criticality` if its tier may use one: within its cap,
     /// and leaving the tiers above it the room they recently wanted. Returns the calls in
-    /// flight with it.
+    /// flight with it (an upper bound under half the limit far below it).
     #[inline]
     pub(crate) fn try_acquire(&self, criticality: Criticality) -> Option<usize> {
         let tier = tier_index(criticality);
         let limit = self.limit.load(Relaxed);
-        self.demand.want(tier, limit);
-        let allowed = allowed(self.permille[tier], limit)
-            .min(limit.saturating_sub(self.demand.reserved_above(tier)));
-        let mut current = self.in_flight.load(Relaxed);
-        loop {
-            if current >= allowed {
-                return None;
+        // Far below the limit and the tier's share, the place is one of this core's spares.
+        // The tier's peak is noted with the bound (at most half the limit) instead of its
+        // exact count, which would read every core's counters.
+        let in_flight = match self.places.try_take_fast(self.ceiling(tier, limit), limit) {
+            Some(in_flight) => {
+                self.demand.note_peak(tier, in_flight);
+                in_flight
             }
-            match self
-                .in_flight
-                .compare_exchange_weak(current, current + 1, AcqRel, Relaxed)
-            {
-                Ok(_) => {
-                    self.demand.enter(tier);
-                    return Some(current + 1);
-                }
-                Err(actual) => current = actual,
+            None => {
+                self.demand.want(tier, limit);
+                self.places.take_counted(self.ceiling(tier, limit))?
             }
-        }
+        };
+        self.demand.enter(tier);
+        Some(in_flight)
+    }
+
+    /// How many calls in flight a call of `tier` may join: its cap, less the room the tiers
+    /// above it keep.
+    #[inline]
+    fn ceiling(&self, tier: usize, limit: usize) -> usize {
+        allowed(self.permille[tier], limit)
+            .min(limit.saturating_sub(self.demand.reserved_above(tier)))
     }
 
     /// Takes a place whatever the limit (shadow mode admits everything).
     pub(crate) fn acquire_anyway(&self, criticality: Criticality) -> usize {
         self.demand.enter(tier_index(criticality));
-        self.in_flight.fetch_add(1, AcqRel) + 1
+        self.places.take_anyway()
     }
 
     /// Counts a call shed (or that would have been) in its tier.
@@ -117,7 +123,7 @@ impl Limiter {
         started: Option<Instant>,
         outcome: Outcome,
     ) {
-        self.in_flight.fetch_sub(1, AcqRel);
+        self.places.give(self.limit.load(Relaxed));
         self.demand.leave(tier_index(criticality));
         if let Some(started) = started {
             self.learn(in_flight, started, outcome);
@@ -177,7 +183,7 @@ impl Limiter {
     }
 
     pub(crate) fn in_flight(&self) -> usize {
-        self.in_flight.load(Relaxed)
+        self.places.in_use()
     }
 
     pub(crate) fn in_flight_by_tier(&self) -> [usize; 4] {
@@ -230,6 +236,7 @@ mod loom_model {
     use super::*;
     use crate::{Fixed, Sample};
     use loom::sync::Arc;
+    use std::time::Duration;
 
     /// Two calls race for the last place, each giving it back when done. Not "exactly one
     /// gets it": the first may finish before the second tries, and then both do, one
@@ -313,7 +320,9 @@ mod loom_model {
                 limiter.release(
                     Criticality::Critical,
                     n,
-                    Some(Instant::now()),
+                    // Started long ago: every latency is the longest a window counts,
+                    // whatever the real clock reads, so the model stays deterministic.
+                    Instant::now().checked_sub(Duration::from_secs(3600)),
                     Outcome::Success,
                 );
             };

@@ -9,13 +9,13 @@ use tower_service::Service;
 use crate::future::Place;
 use crate::limiter::Limiter;
 use crate::{CriticalityOf, Overloaded, ResponseFuture, ShedEvent};
-use tower_bulwark_core::sync::Arc;
+use tower_bulwark_core::stripes::Striped;
 
 /// Sheds calls beyond the limit; see [`ShedLayer`](crate::ShedLayer).
 #[derive(Debug)]
 pub struct Shed<S, Q, C> {
     inner: S,
-    limiter: Arc<Limiter>,
+    limiter: Striped<Limiter>,
     criticality: Q,
     classify: C,
     retry_after: Option<Duration>,
@@ -25,7 +25,7 @@ pub struct Shed<S, Q, C> {
 impl<S, Q, C> Shed<S, Q, C> {
     pub(crate) fn new(
         inner: S,
-        limiter: Arc<Limiter>,
+        limiter: Striped<Limiter>,
         criticality: Q,
         classify: C,
         retry_after: Option<Duration>,
@@ -96,7 +96,7 @@ where
                 limiter.acquire_anyway(criticality)
             }
         };
-        let place = Place::new(limiter.clone(), criticality, in_flight);
+        let place = Place::new(limiter.local().clone(), criticality, in_flight);
         let inner = &mut self.inner;
         let future = criticality.scope(criticality.in_scope(|| inner.call(request)));
         ResponseFuture::admitted(future, place, self.classify.clone())

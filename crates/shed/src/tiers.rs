@@ -3,6 +3,7 @@
 
 use tower_bulwark_core::{ConfigError, Criticality};
 
+use tower_bulwark_core::stripes::Adders;
 use tower_bulwark_core::sync::{AtomicUsize, Ordering::*};
 
 /// A fixed cap on the share of the concurrency limit each [`Criticality`] tier may fill,
@@ -103,9 +104,12 @@ pub(crate) fn allowed(permille: usize, limit: usize) -> usize {
 ///
 /// Peaks decay by an eighth every `limit` arriving calls (at full load, a round trip or
 /// less), so a burst of important calls reserves room for a while, not for ever.
+///
+/// The calls in flight are counted per core ([`Adders`]): entering and leaving write only
+/// the caller's core's line, and only the tiers below one that is in use read its count.
 #[derive(Debug, Default)]
 pub(crate) struct Demand {
-    in_flight: [AtomicUsize; 4],
+    in_flight: Adders<4>,
     peak: [AtomicUsize; 4],
     arrived: AtomicUsize,
 }
@@ -116,13 +120,21 @@ impl Demand {
     /// when everything else is refused and nothing finishes.
     #[inline]
     pub(crate) fn want(&self, tier: usize, limit: usize) {
-        let wanted = self.in_flight[tier].load(Relaxed) + 1;
-        if self.peak[tier].load(Relaxed) < wanted {
-            self.peak[tier].fetch_max(wanted, Relaxed);
-        }
+        self.note_peak(tier, self.in_flight.sum(tier) + 1);
         let arrived = self.arrived.fetch_add(1, Relaxed).wrapping_add(1);
         if arrived % limit.max(8) == 0 {
             self.decay();
+        }
+    }
+
+    /// Raises the tier's peak to `wanted` calls in flight, if it is below. Far below the
+    /// limit admission passes an upper bound of every tier's calls in flight (at most half
+    /// the limit) instead of the tier's own count, which would read every core's counters:
+    /// a tier above then keeps more room than it wanted, until the peaks decay.
+    #[inline]
+    pub(crate) fn note_peak(&self, tier: usize, wanted: usize) {
+        if self.peak[tier].load(Relaxed) < wanted {
+            self.peak[tier].fetch_max(wanted, Relaxed);
         }
     }
 
@@ -133,8 +145,12 @@ impl Demand {
     pub(crate) fn reserved_above(&self, tier: usize) -> usize {
         (tier + 1..4)
             .map(|above| {
+                // A tier never used keeps no room; its count (every core's) is not read.
                 let peak = self.peak[above].load(Relaxed);
-                (peak + peak.div_ceil(4)).saturating_sub(self.in_flight[above].load(Relaxed))
+                if peak == 0 {
+                    return 0;
+                }
+                (peak + peak.div_ceil(4)).saturating_sub(self.in_flight.sum(above))
             })
             .sum()
     }
@@ -142,21 +158,21 @@ impl Demand {
     /// A call of `tier` took a place.
     #[inline]
     pub(crate) fn enter(&self, tier: usize) {
-        self.in_flight[tier].fetch_add(1, Relaxed);
+        self.in_flight.add(tier);
     }
 
     /// A call of `tier` gave its place back.
     #[inline]
     pub(crate) fn leave(&self, tier: usize) {
-        self.in_flight[tier].fetch_sub(1, Relaxed);
+        self.in_flight.sub(tier);
     }
 
     /// Lowers each peak by an eighth, not below the tier's calls in flight. A racing
     /// `want` may be lost; the tier's next call notes it again.
     fn decay(&self) {
-        for (peak, in_flight) in self.peak.iter().zip(&self.in_flight) {
+        for (tier, peak) in self.peak.iter().enumerate() {
             let old = peak.load(Relaxed);
-            let new = (old - old.div_ceil(8)).max(in_flight.load(Relaxed));
+            let new = (old - old.div_ceil(8)).max(self.in_flight.sum(tier));
             if new < old {
                 let _ = peak.compare_exchange(old, new, Relaxed, Relaxed);
             }
@@ -165,7 +181,7 @@ impl Demand {
 
     /// Calls in flight by tier, least important first.
     pub(crate) fn in_flight(&self) -> [usize; 4] {
-        [0, 1, 2, 3].map(|tier| self.in_flight[tier].load(Relaxed))
+        [0, 1, 2, 3].map(|tier| self.in_flight.sum(tier))
     }
 }
 

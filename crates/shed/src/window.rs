@@ -15,13 +15,14 @@ use tower_bulwark_core::config::non_zero;
 use tower_bulwark_core::ConfigError;
 
 use crate::Sample;
+use tower_bulwark_core::stripes::PerCore;
 use tower_bulwark_core::sync::{AtomicU64, AtomicUsize, Ordering::*};
 
-/// Bits of the tally that count calls; the rest sum their latency in microseconds.
+/// Bits of a tally that count calls; the rest sum their latency in microseconds.
 const COUNT_BITS: u32 = 20;
 const COUNT_MASK: u64 = (1 << COUNT_BITS) - 1;
-/// A window closes at this many calls whatever its length, so the count never spills into
-/// the latency sum.
+/// A window closes when a core's tally holds this many calls, whatever its length, so the
+/// count never spills into the latency sum.
 const MAX_CALLS: u64 = 1 << (COUNT_BITS - 1);
 /// The longest latency one call adds to the sum (about 17 s), so `MAX_CALLS` of them fit.
 const MAX_RTT_MICROS: u64 = (1 << (64 - COUNT_BITS - 1)) / MAX_CALLS;
@@ -89,10 +90,13 @@ impl WindowSize {
 /// The calls finished since the window opened.
 #[derive(Debug)]
 pub(crate) struct Window {
-    /// Calls in the low `COUNT_BITS`, their latency in microseconds above: one atomic add
-    /// counts a call and its latency together, so a closing window never splits them.
-    tally: AtomicU64,
-    /// The fastest call's latency in microseconds (`u64::MAX` while empty).
+    /// Per core: calls in the low `COUNT_BITS`, their latency in microseconds above. One
+    /// atomic add counts a call and its latency together, so a closing window never splits
+    /// them; each core adds to its own, so completions on different cores write different
+    /// lines.
+    tally: PerCore<AtomicU64>,
+    /// The fastest call's latency in microseconds (`u64::MAX` while empty). This and the
+    /// most calls in flight are written only when a call beats them.
     fastest: AtomicU64,
     max_in_flight: AtomicUsize,
     drops: AtomicU64,
@@ -108,7 +112,7 @@ pub(crate) struct Window {
 impl Window {
     pub(crate) fn new(size: WindowSize) -> Self {
         Window {
-            tally: AtomicU64::new(0),
+            tally: PerCore::new(|| AtomicU64::new(0)),
             fastest: AtomicU64::new(u64::MAX),
             max_in_flight: AtomicUsize::new(0),
             drops: AtomicU64::new(0),
@@ -125,24 +129,38 @@ impl Window {
     pub(crate) fn add(&self, rtt: Duration, in_flight: usize, dropped: bool, now: u64) -> bool {
         let rtt = micros(rtt).min(MAX_RTT_MICROS);
         let added = (rtt << COUNT_BITS) + 1;
-        let tally = self.tally.fetch_add(added, AcqRel).wrapping_add(added);
-        if !dropped {
-            // A call cut short (or failing fast) says nothing of how fast the service is.
+        let tally = self
+            .tally
+            .local()
+            .fetch_add(added, AcqRel)
+            .wrapping_add(added);
+        // A call cut short (or failing fast) says nothing of how fast the service is.
+        if !dropped && rtt < self.fastest.load(Acquire) {
             self.fastest.fetch_min(rtt, AcqRel);
         }
-        self.max_in_flight.fetch_max(in_flight, AcqRel);
+        if in_flight > self.max_in_flight.load(Acquire) {
+            self.max_in_flight.fetch_max(in_flight, AcqRel);
+        }
         if dropped {
             self.drops.fetch_add(1, AcqRel);
         }
-        self.is_due(tally & COUNT_MASK, now)
+        tally & COUNT_MASK >= MAX_CALLS || self.is_due(now)
     }
 
-    /// Whether the window, holding `calls`, is due to close at `now`.
-    fn is_due(&self, calls: u64, now: u64) -> bool {
-        calls >= MAX_CALLS
-            || (calls >= self.min_calls
-                && now.saturating_sub(self.opened.load(Acquire))
-                    >= self.min_time.max(self.round_trip.load(Relaxed)))
+    /// The calls in the window: every core's count.
+    fn calls(&self) -> u64 {
+        self.tally
+            .iter()
+            .map(|tally| tally.load(Acquire) & COUNT_MASK)
+            .sum()
+    }
+
+    /// Whether the window is due to close at `now`: it has lasted long enough (read first:
+    /// the cores' counts are read only then) and holds enough calls.
+    fn is_due(&self, now: u64) -> bool {
+        now.saturating_sub(self.opened.load(Acquire))
+            >= self.min_time.max(self.round_trip.load(Relaxed))
+            && self.calls() >= self.min_calls
     }
 
     /// Empties the window into one sample (`None` if it is not due: another closer just
@@ -150,19 +168,26 @@ impl Window {
     pub(crate) fn close(&self, now: u64) -> Option<Sample> {
         // A closer that found the window due may get the lock after another closed it:
         // the new window is not due yet, and a window of a call or two teaches nothing.
-        if !self.is_due(self.tally.load(Acquire) & COUNT_MASK, now) {
+        let full = self
+            .tally
+            .iter()
+            .any(|tally| tally.load(Acquire) & COUNT_MASK >= MAX_CALLS);
+        if !full && !self.is_due(now) {
             return None;
         }
-        let tally = self.tally.swap(0, AcqRel);
+        // Each core's tally as one word: a call is in this window or the next, whole.
+        let (calls, sum) = self.tally.iter().fold((0u64, 0u64), |(calls, sum), tally| {
+            let tally = tally.swap(0, AcqRel);
+            (calls + (tally & COUNT_MASK), sum + (tally >> COUNT_BITS))
+        });
         let fastest = self.fastest.swap(u64::MAX, AcqRel);
         let in_flight = self.max_in_flight.swap(0, AcqRel);
         let drops = self.drops.swap(0, AcqRel);
         self.opened.store(now, Release);
-        let calls = tally & COUNT_MASK;
         if calls == 0 {
             return None;
         }
-        let mean = (tally >> COUNT_BITS) / calls;
+        let mean = sum / calls;
         if self.min_time > 0 {
             self.round_trip.store(mean.saturating_mul(2), Relaxed);
         }

@@ -1,0 +1,478 @@
+//! [`Places`]: calls in flight against a limit, counted so that calls far below the limit
+//! write only their own core's cache line.
+//!
+//! One shared in-flight count is two writes of one cache line per call (take, give back),
+//! and cores calling together take turns owning it: a limit that is nowhere near reached
+//! still serialises every core. `Places` keeps the exact count (`taken`) for when it
+//! matters and, while the pool is far from full, lets each core hold a few spare places
+//! taken from it in one batch, so that most calls take and give back a spare of their own
+//! stripe. It is the idea of Linux's per-CPU counters, kept exact where it counts:
+//!
+//! - `taken` counts every place out of the pool, held by a call or spare in a stripe, so
+//!   it is never below the calls in flight. It grows by one place checked against the
+//!   caller's ceiling, or by a batch that fits under half the limit: the limit is never
+//!   exceeded.
+//! - Spares are used only in the *fast zone*, while `taken` plus a batch is at most half the
+//!   limit and the call's ceiling: there, no tier is near its share, and an algorithm told
+//!   "fewer than half the limit in use" decides as it would on the exact count.
+//! - Out of the fast zone a call gives its stripe's spares back and counts exactly; a call
+//!   that would be refused first takes back every stripe's spares (a thread that went quiet
+//!   holding some), so spares never cause a refusal.
+
+use std::fmt;
+
+use crate::stripes::{thread_index, Padded, PerCore};
+use crate::sync::{AtomicUsize, Ordering::*};
+
+/// The most places a stripe takes from the pool at once.
+const MAX_BATCH: usize = 64;
+
+/// Calls in flight against a limit (see the [module](self) docs): exact where a limit or a
+/// tier's share is near, spread over the cores far below it.
+///
+/// ```
+/// use tower_bulwark_core::places::Places;
+///
+/// let places = Places::new();
+/// let limit = 2;
+/// assert_eq!(places.try_take(limit, limit), Some(1));
+/// assert_eq!(places.try_take(limit, limit), Some(2));
+/// assert_eq!(places.try_take(limit, limit), None, "full");
+/// places.give(limit);
+/// assert_eq!(places.in_use(), 1);
+/// ```
+pub struct Places {
+    /// Places out of the pool: held by calls, or spare in a stripe.
+    taken: Padded<AtomicUsize>,
+    /// Each stripe's spare places, for its thread's next calls.
+    spare: PerCore<AtomicUsize>,
+}
+
+impl Default for Places {
+    fn default() -> Self {
+        Places::new()
+    }
+}
+
+impl fmt::Debug for Places {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Places")
+            .field("in_use", &self.in_use())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Places {
+    /// An empty pool with a stripe per core.
+    pub fn new() -> Self {
+        Places {
+            taken: Padded(AtomicUsize::new(0)),
+            spare: PerCore::new(|| AtomicUsize::new(0)),
+        }
+    }
+
+    /// An empty pool with `stripes` stripes (a power of two; the models and tests choose).
+    #[doc(hidden)]
+    pub fn with_stripes(stripes: usize) -> Self {
+        Places {
+            taken: Padded(AtomicUsize::new(0)),
+            spare: PerCore::with_stripes(stripes, || AtomicUsize::new(0)),
+        }
+    }
+
+    /// Takes a place for a call that may have one while fewer than `ceiling` places are in
+    /// use, of a pool of `limit` (`ceiling <= limit`: a tier's share). Returns the places
+    /// in use with this one: exact when counted, and an upper bound under half the limit
+    /// in the fast zone; `None` when the call must be refused.
+    #[inline]
+    pub fn try_take(&self, ceiling: usize, limit: usize) -> Option<usize> {
+        self.try_take_on(thread_index(), ceiling, limit)
+    }
+
+    /// [`try_take`](Self::try_take)'s fast half: a spare of this core's (or a batch of
+    /// them), if the pool is in the fast zone for `ceiling`; `None` says "take a counted
+    /// place", not "refused". Returns an upper bound of the places in use, under half the
+    /// limit: exact when other cores hold no spares.
+    #[inline]
+    pub fn try_take_fast(&self, ceiling: usize, limit: usize) -> Option<usize> {
+        self.try_take_fast_on(thread_index(), ceiling, limit)
+    }
+
+    /// [`try_take`](Self::try_take)'s exact half: a place against the exact count, after
+    /// this core's spares go back to the pool; before refusing, every core's spares come
+    /// back, once. Returns the places in use with this one.
+    pub fn take_counted(&self, ceiling: usize) -> Option<usize> {
+        self.take_counted_on(thread_index(), ceiling)
+    }
+
+    /// Takes a place whatever the limit (a shadow mode admits everything); returns the
+    /// places in use with it, counted exactly.
+    pub fn take_anyway(&self) -> usize {
+        self.taken.fetch_add(1, AcqRel) + 1
+    }
+
+    /// Gives back a place taken by [`try_take`](Self::try_take) or
+    /// [`take_anyway`](Self::take_anyway), from any thread.
+    #[inline]
+    pub fn give(&self, limit: usize) {
+        self.give_on(thread_index(), limit)
+    }
+
+    /// The places in use: those out of the pool less the spares (a moment's reading while
+    /// calls come and go).
+    pub fn in_use(&self) -> usize {
+        let spare = self
+            .spare
+            .iter()
+            .fold(0usize, |sum, spare| sum.saturating_add(spare.load(Acquire)));
+        self.taken.load(Acquire).saturating_sub(spare)
+    }
+
+    /// The places a stripe takes at once for `limit`: an eighth of the limit spread over the
+    /// stripes, at least one (a stripe then keeps the places its calls give back, at most
+    /// two) and at most [`MAX_BATCH`]; zero (every place counted) with one stripe.
+    #[inline]
+    fn batch(&self, limit: usize) -> usize {
+        let stripes = self.spare.len();
+        if stripes == 1 {
+            return 0;
+        }
+        (limit / (8 * stripes)).clamp(1, MAX_BATCH)
+    }
+
+    #[inline]
+    fn stripe(&self, index: usize) -> &AtomicUsize {
+        self.spare.get(index)
+    }
+
+    /// [`try_take`](Self::try_take) on stripe `index`.
+    #[inline]
+    #[doc(hidden)]
+    pub fn try_take_on(&self, index: usize, ceiling: usize, limit: usize) -> Option<usize> {
+        self.try_take_fast_on(index, ceiling, limit)
+            .or_else(|| self.take_counted_on(index, ceiling))
+    }
+
+    /// [`try_take_fast`](Self::try_take_fast) on stripe `index`.
+    #[inline]
+    #[doc(hidden)]
+    pub fn try_take_fast_on(&self, index: usize, ceiling: usize, limit: usize) -> Option<usize> {
+        let batch = self.batch(limit);
+        if batch == 0 {
+            return None;
+        }
+        let taken = self.taken.load(Acquire);
+        if taken.saturating_add(batch) > ceiling.min(limit / 2) {
+            return None;
+        }
+        // What is out of the pool, less this stripe's spares, is in use (or spare in
+        // another stripe): the bound returned.
+        let spare = self.stripe(index);
+        if let Ok(held) = spare.fetch_update(AcqRel, Acquire, |n| n.checked_sub(1)) {
+            return Some(taken.saturating_sub(held - 1));
+        }
+        // Racing another batch or a counted place: counted, then.
+        self.taken
+            .compare_exchange(taken, taken + batch, AcqRel, Acquire)
+            .ok()?;
+        spare.fetch_add(batch - 1, AcqRel);
+        Some(taken + 1)
+    }
+
+    /// [`take_counted`](Self::take_counted) on stripe `index`.
+    #[doc(hidden)]
+    pub fn take_counted_on(&self, index: usize, ceiling: usize) -> Option<usize> {
+        let spare = self.stripe(index);
+        if spare.load(Relaxed) != 0 {
+            self.return_spares(spare);
+        }
+        let mut reclaimed = false;
+        let mut current = self.taken.load(Acquire);
+        loop {
+            if current >= ceiling {
+                if reclaimed || !self.reclaim() {
+                    return None;
+                }
+                reclaimed = true;
+                current = self.taken.load(Acquire);
+                continue;
+            }
+            match self
+                .taken
+                .compare_exchange_weak(current, current + 1, AcqRel, Acquire)
+            {
+                Ok(_) => return Some(current + 1),
+                Err(actual) => current = actual,
+            }
+        }
+    }
+
+    /// [`give`](Self::give) on stripe `index`.
+    #[inline]
+    #[doc(hidden)]
+    pub fn give_on(&self, index: usize, limit: usize) {
+        let batch = self.batch(limit);
+        if batch != 0 && self.taken.load(Acquire).saturating_add(batch) <= limit / 2 {
+            // Kept for this stripe's next call; a stripe holds at most two batches.
+            let spare = self.stripe(index);
+            if spare.fetch_add(1, AcqRel) + 1 > 2 * batch
+                && spare
+                    .fetch_update(AcqRel, Acquire, |n| (n > 2 * batch).then(|| n - batch))
+                    .is_ok()
+            {
+                self.taken.fetch_sub(batch, AcqRel);
+            }
+            return;
+        }
+        self.taken.fetch_sub(1, AcqRel);
+    }
+
+    /// Gives a stripe's spares back to the pool; whether it held any.
+    fn return_spares(&self, spare: &AtomicUsize) -> bool {
+        let spares = spare.swap(0, AcqRel);
+        if spares != 0 {
+            self.taken.fetch_sub(spares, AcqRel);
+        }
+        spares != 0
+    }
+
+    /// Gives every stripe's spares back; whether any were held.
+    #[cold]
+    fn reclaim(&self) -> bool {
+        self.spare
+            .iter()
+            .fold(false, |any, spare| self.return_spares(spare) | any)
+    }
+}
+
+#[cfg(all(test, not(bulwark_loom)))]
+mod tests {
+    use super::*;
+
+    /// Every place back: nothing in use and nothing out of the pool.
+    fn assert_empty(places: &Places) {
+        assert_eq!(places.in_use(), 0);
+        places.reclaim();
+        assert_eq!(places.taken.load(Relaxed), 0);
+    }
+
+    #[test]
+    fn one_stripe_counts_every_place() {
+        let places = Places::with_stripes(1);
+        for n in 1..=1000 {
+            assert_eq!(places.try_take_on(0, 1000, 1000), Some(n));
+        }
+        assert_eq!(places.try_take_on(0, 1000, 1000), None);
+        for _ in 0..1000 {
+            places.give_on(0, 1000);
+        }
+        assert_eq!(places.taken.load(Relaxed), 0);
+    }
+
+    #[test]
+    fn batches_are_an_eighth_of_the_limit_over_the_stripes() {
+        let places = Places::with_stripes(2);
+        assert_eq!(places.batch(0), 1, "at least one");
+        assert_eq!(places.batch(31), 1);
+        assert_eq!(places.batch(32), 2);
+        assert_eq!(places.batch(1024), 64);
+        assert_eq!(places.batch(usize::MAX), MAX_BATCH);
+        assert_eq!(Places::with_stripes(1).batch(usize::MAX), 0);
+    }
+
+    #[test]
+    fn far_below_the_limit_a_stripe_takes_a_batch_and_then_its_spares() {
+        let places = Places::with_stripes(2);
+        assert_eq!(places.try_take_on(0, 1024, 1024), Some(1), "a batch");
+        assert_eq!(places.spare.get(0).load(Relaxed), 63);
+        assert_eq!(places.taken.load(Relaxed), 64);
+        assert_eq!(places.try_take_on(0, 1024, 1024), Some(2), "a spare");
+        assert_eq!(places.spare.get(0).load(Relaxed), 62);
+        assert_eq!(places.in_use(), 2);
+        // The other stripe takes its own batch; the bound counts the first one's spares.
+        assert_eq!(places.try_take_on(1, 1024, 1024), Some(65));
+        assert_eq!(places.in_use(), 3);
+        for stripe in [0, 0, 1] {
+            places.give_on(stripe, 1024);
+        }
+        assert_empty(&places);
+    }
+
+    #[test]
+    fn a_stripe_holds_at_most_two_batches() {
+        let places = Places::with_stripes(2);
+        // Taken on stripe 0, given back on stripe 1 (a task that moved threads).
+        let taken: Vec<_> = (0..200)
+            .map(|_| places.try_take_on(0, 1024, 1024).unwrap())
+            .collect();
+        assert!(taken.iter().all(|&n| n <= 512), "{taken:?}");
+        for _ in 0..200 {
+            places.give_on(1, 1024);
+        }
+        assert!(places.spare.get(1).load(Relaxed) <= 128);
+        assert_eq!(places.in_use(), 0);
+        assert_empty(&places);
+    }
+
+    /// The limit is exact: whatever the stripes hold, no more than `ceiling` calls are in,
+    /// and a full pool's spares held by a quiet stripe do not refuse a call.
+    #[test]
+    fn the_ceiling_is_exact_and_idle_spares_do_not_refuse() {
+        let places = Places::with_stripes(4);
+        let limit = 1000;
+        // A quiet stripe holds a batch's spares.
+        assert!(places.try_take_on(3, limit, limit).is_some());
+        places.give_on(3, limit);
+        assert!(places.spare.get(3).load(Relaxed) > 0);
+        let mut admitted = 0;
+        for i in 0..2 * limit {
+            if places.try_take_on(i % 3, limit, limit).is_some() {
+                admitted += 1;
+            }
+        }
+        assert_eq!(admitted, limit, "every place, and not one more");
+        assert_eq!(places.in_use(), limit);
+        assert_eq!(
+            places.spare.iter().map(|s| s.load(Relaxed)).sum::<usize>(),
+            0
+        );
+        for i in 0..limit {
+            places.give_on(i % 4, limit);
+        }
+        assert_empty(&places);
+    }
+
+    /// A tier's ceiling under half the limit: the fast zone ends below it, and the count
+    /// above it is exact.
+    #[test]
+    fn a_lower_ceiling_is_exact_too() {
+        let places = Places::with_stripes(2);
+        let (ceiling, limit) = (100, 1024);
+        let admitted = (0..500)
+            .filter(|i| places.try_take_on(i % 2, ceiling, limit).is_some())
+            .count();
+        assert_eq!(admitted, ceiling);
+        assert_eq!(places.in_use(), ceiling);
+    }
+
+    /// Out of the fast zone, a stripe's spares go back when its thread next takes a place,
+    /// so the count the algorithms see is near the truth.
+    #[test]
+    fn out_of_the_fast_zone_spares_go_back() {
+        let places = Places::with_stripes(2);
+        let limit = 1024;
+        places.try_take_on(0, limit, limit).unwrap();
+        assert_eq!(places.spare.get(0).load(Relaxed), 63);
+        // Other calls fill the pool past half.
+        for _ in 0..600 {
+            places.try_take_on(1, limit, limit).unwrap();
+        }
+        let in_use = places.try_take_on(0, limit, limit).unwrap();
+        assert_eq!(places.spare.get(0).load(Relaxed), 0);
+        assert_eq!(in_use, places.taken.load(Relaxed));
+        assert!(in_use <= 602 + 2 * 64, "{in_use}");
+    }
+
+    #[test]
+    fn shadow_places_are_counted() {
+        let places = Places::with_stripes(2);
+        assert_eq!(places.take_anyway(), 1);
+        assert_eq!(places.try_take_on(0, 1, 1024), None, "its place is in use");
+        places.give_on(1, 1024);
+        assert_empty(&places);
+    }
+
+    /// Two threads taking and giving back far below the limit: every place comes back.
+    #[test]
+    fn threads_leave_the_pool_whole() {
+        let places = std::sync::Arc::new(Places::with_stripes(2));
+        let threads: Vec<_> = (0..2)
+            .map(|stripe| {
+                let places = places.clone();
+                std::thread::spawn(move || {
+                    for _ in 0..10_000 {
+                        let in_use = places.try_take_on(stripe, 1024, 1024).unwrap();
+                        assert!(in_use <= 512);
+                        places.give_on(stripe, 1024);
+                    }
+                })
+            })
+            .collect();
+        for thread in threads {
+            thread.join().unwrap();
+        }
+        assert_empty(&places);
+    }
+}
+
+#[cfg(all(test, bulwark_loom))]
+mod loom_model {
+    use super::*;
+    use loom::sync::Arc;
+
+    /// Two stripes take their last places near the ceiling while one's spares are out:
+    /// never more than the ceiling in use, and every place comes back.
+    #[test]
+    fn racing_takes_never_pass_the_ceiling() {
+        loom::model(|| {
+            // limit 32, two stripes: batches of 2, the fast zone up to 16.
+            let places = Arc::new(Places::with_stripes(2));
+            let ceiling = 4;
+            // Three in use: stripe 0 holds no spare, stripe 1 one.
+            places.try_take_on(0, 32, 32).unwrap();
+            places.try_take_on(0, 32, 32).unwrap();
+            places.try_take_on(1, 32, 32).unwrap();
+            assert_eq!(places.in_use(), 3);
+            let other = {
+                let places = places.clone();
+                loom::thread::spawn(move || places.try_take_on(1, ceiling, 32).is_some())
+            };
+            let mine = places.try_take_on(0, ceiling, 32).is_some();
+            let theirs = other.join().unwrap();
+            // Three in use, ceiling four: exactly one more gets in.
+            assert!(mine ^ theirs, "mine {mine}, theirs {theirs}");
+            assert_eq!(places.in_use(), 4);
+        });
+    }
+
+    /// A give racing a reclaim: the place is counted once.
+    #[test]
+    fn a_give_racing_a_reclaim_is_counted_once() {
+        loom::model(|| {
+            let places = Arc::new(Places::with_stripes(2));
+            places.try_take_on(0, 32, 32).unwrap();
+            places.try_take_on(1, 32, 32).unwrap();
+            let giver = {
+                let places = places.clone();
+                loom::thread::spawn(move || places.give_on(0, 32))
+            };
+            places.reclaim();
+            giver.join().unwrap();
+            assert_eq!(places.in_use(), 1);
+            places.give_on(1, 32);
+            places.reclaim();
+            assert_eq!(places.taken.load(Relaxed), 0);
+        });
+    }
+
+    /// Fast takes and gives on both stripes at once: the books stay whole.
+    #[test]
+    fn fast_takes_and_gives_keep_the_books() {
+        loom::model(|| {
+            let places = Arc::new(Places::with_stripes(2));
+            let other = {
+                let places = places.clone();
+                loom::thread::spawn(move || {
+                    places.try_take_on(1, 32, 32).unwrap();
+                    places.give_on(1, 32);
+                })
+            };
+            places.try_take_on(0, 32, 32).unwrap();
+            places.give_on(0, 32);
+            other.join().unwrap();
+            assert_eq!(places.in_use(), 0);
+            places.reclaim();
+            assert_eq!(places.taken.load(Relaxed), 0);
+        });
+    }
+}
