@@ -7,12 +7,21 @@
 //! Queueing and handing a released permit to the next waiter take the queue's mutex; the
 //! waiter is woken after it is unlocked. Cancelling is one compare-and-swap. A released
 //! permit goes straight to the waiter at the front, so newcomers cannot overtake the queue.
+//!
+//! Far below the limit (in the fast zone: nobody waiting, and the permits out, with a
+//! batch more, at most half the limit) each core keeps spare permits taken from the count a
+//! batch at a time, and its calls take and give back those: calls on different cores then
+//! write different cache lines. The count's low half is the permits out of the pool (held
+//! by calls or spare), so it never undercounts and the limit holds exactly; a call that
+//! would queue first takes every core's spares back, and a permit given back as a spare
+//! while a waiter arrives is found by the waiter's second look (see `release`).
 
 use std::collections::VecDeque;
 use std::sync::Arc;
 use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
+use tower_bulwark_core::stripes::{PerCore, Stripe};
 use tower_bulwark_core::{BoxError, Listeners, Name, Rejection, RejectionKind};
 
 use crate::{BulkheadEvent, BulkheadFull, FullReason};
@@ -34,10 +43,12 @@ pub(crate) struct Compartment {
     pub(crate) name: Name,
     max_concurrent: AtomicUsize,
     max_queue: AtomicUsize,
-    /// Permits in use (low 32 bits) and waiters still waiting (high 32 bits). Cancelled
-    /// waiters may linger in `queue` until they reach its front or are swept, but are not
-    /// counted.
+    /// Permits out (low 32 bits: held by calls, or spare in a core's stripe) and waiters
+    /// still waiting (high 32 bits). Cancelled waiters may linger in `queue` until they
+    /// reach its front or are swept, but are not counted.
     counts: AtomicU64,
+    /// Each core's spare permits, for its thread's next calls in the fast zone.
+    spare: PerCore<AtomicUsize>,
     queue: Mutex<VecDeque<Arc<Waiter>>>,
     pub(crate) stats: Stats,
     listeners: Listeners<BulkheadEvent>,
@@ -88,6 +99,7 @@ impl Compartment {
             max_concurrent: AtomicUsize::new(max_concurrent.min(u32::MAX as usize)),
             max_queue: AtomicUsize::new(max_queue.min(u32::MAX as usize)),
             counts: AtomicU64::new(0),
+            spare: PerCore::new(|| AtomicUsize::new(0)),
             queue: Mutex::new(VecDeque::new()),
             stats: Stats {
                 peak_in_flight: AtomicUsize::new(0),
@@ -101,6 +113,13 @@ impl Compartment {
         }
     }
 
+    /// The same with `stripes` cores' spares, for tests and models that choose.
+    #[cfg(test)]
+    fn with_stripes(mut self, stripes: usize) -> Self {
+        self.spare = PerCore::with_stripes(stripes, || AtomicUsize::new(0));
+        self
+    }
+
     fn lock(&self) -> MutexGuard<'_, VecDeque<Arc<Waiter>>> {
         self.queue.lock().unwrap_or_else(|e| e.into_inner())
     }
@@ -111,32 +130,73 @@ impl Compartment {
         }
     }
 
-    /// A permit now, a place in the queue, or a refusal because the queue is full.
-    /// `bounded: false` queues without limit (backpressure admission).
-    #[inline(always)]
-    pub(crate) fn admit(self: &Arc<Self>, bounded: bool) -> Admission {
-        let max = self.max_concurrent.load(Relaxed);
-        let free = self.counts.fetch_update(AcqRel, Acquire, |word| {
-            (queued_of(word) == 0 && in_flight_of(word) < max).then_some(word + 1)
-        });
-        match free {
-            Ok(before) => {
-                self.note_peak(in_flight_of(before) + 1);
-                Admission::Admitted(Permit {
-                    compartment: self.clone(),
-                })
-            }
-            Err(_) => self.enqueue(bounded),
+    /// The permits a core takes at once under `max`: an eighth of the limit spread over the
+    /// cores, at least one and at most 64; zero (every permit counted) with one core.
+    #[inline]
+    fn batch(&self, max: usize) -> usize {
+        let stripes = self.spare.len();
+        if stripes == 1 {
+            return 0;
         }
+        (max / (8 * stripes)).clamp(1, 64)
+    }
+
+    /// Whether the counts are in the fast zone for `batch` more permits under `max`: nobody
+    /// waits and they stay at most half the limit.
+    #[inline]
+    fn in_fast_zone(word: u64, batch: usize, max: usize) -> bool {
+        queued_of(word) == 0 && in_flight_of(word) + batch <= max / 2
+    }
+
+    /// In the fast zone, a spare permit of this core's (or a batch of them); `None` out of
+    /// it. Returns an upper bound of the permits in use with this one.
+    #[inline(always)]
+    fn try_fast(&self, max: usize) -> Option<usize> {
+        let batch = self.batch(max);
+        if batch == 0 {
+            return None;
+        }
+        let word = self.counts.load(Acquire);
+        if !Self::in_fast_zone(word, batch, max) {
+            return None;
+        }
+        let spare = self.spare.local();
+        if let Ok(held) = spare.fetch_update(AcqRel, Acquire, |n| n.checked_sub(1)) {
+            return Some(in_flight_of(word).saturating_sub(held - 1));
+        }
+        self.counts
+            .compare_exchange(word, word + batch as u64, AcqRel, Acquire)
+            .ok()?;
+        spare.fetch_add(batch - 1, AcqRel);
+        Some(in_flight_of(word) + 1)
+    }
+
+    /// Gives every core's spare permits back to the count; whether there were any.
+    fn reclaim(&self) -> bool {
+        let spares: usize = self.spare.iter().map(|spare| spare.swap(0, SeqCst)).sum();
+        if spares != 0 {
+            self.counts.fetch_sub(spares as u64, SeqCst);
+        }
+        spares != 0
+    }
+
+    fn admitted(holder: &Holder, in_flight: usize) -> Admission {
+        holder.note_peak(in_flight);
+        Admission::Admitted(Permit {
+            compartment: holder.clone(),
+        })
     }
 
     #[cold]
-    fn enqueue(self: &Arc<Self>, bounded: bool) -> Admission {
-        let mut queue = self.lock();
-        let max = self.max_concurrent.load(Relaxed);
-        let max_queue = self.max_queue.load(Relaxed);
+    fn enqueue(holder: &Holder, bounded: bool) -> Admission {
+        let this: &Compartment = holder;
+        let mut queue = this.lock();
+        // Spares held by cores (one that went quiet keeps its own) are free permits.
+        this.reclaim();
+        let max = this.max_concurrent.load(Relaxed);
+        let max_queue = this.max_queue.load(Relaxed);
         // One decision on one word: a permit if one came free, else a place if there is room.
-        let decided = self.counts.fetch_update(AcqRel, Acquire, |word| {
+        let decided = this.counts.fetch_update(SeqCst, SeqCst, |word| {
             if queued_of(word) == 0 && in_flight_of(word) < max {
                 Some(word + 1)
             } else if bounded && queued_of(word) >= max_queue {
@@ -150,17 +210,14 @@ impl Compartment {
             Ok(before) => before,
         };
         if queued_of(before) == 0 && in_flight_of(before) < max {
-            self.note_peak(in_flight_of(before) + 1);
-            return Admission::Admitted(Permit {
-                compartment: self.clone(),
-            });
+            return Self::admitted(holder, in_flight_of(before) + 1);
         }
         // Cancelled waiters stay queued until they reach the front. Sweep them out once they
         // outnumber the live ones: a sweep then removes more than half of what it visits
         // (O(1) amortized per call) and the queue holds at most about twice its waiters.
         if queue.len() > 2 * queued_of(before) + 16 {
             #[cfg(test)]
-            self.swept.fetch_add(queue.len(), Relaxed);
+            this.swept.fetch_add(queue.len(), Relaxed);
             queue.retain(|w| w.state.load(Acquire) == WAITING);
         }
         let waiter = Arc::new(Waiter {
@@ -168,11 +225,14 @@ impl Compartment {
             waker: Mutex::new(None),
         });
         queue.push_back(waiter.clone());
+        // A spare given back by a call that saw nobody waiting, after the look above: with
+        // this waiter counted first, the giver or this second look finds it.
+        this.reclaim();
         // A permit released after the decision above saw this waiter counted and is
         // waiting for the lock to hand it on; one freed before is handed on here.
-        self.grant(queue);
+        this.grant(queue);
         Admission::Queued(Ticket {
-            compartment: self.clone(),
+            compartment: holder.clone(),
             waiter,
             done: false,
         })
@@ -234,16 +294,44 @@ impl Compartment {
         }
     }
 
+    /// Gives a permit back: in the fast zone to this core's spares (at most two batches,
+    /// the rest to the count), else to the count, handing it to the next waiter.
     #[inline]
     fn release(&self) {
-        let before = self.counts.fetch_sub(1, AcqRel);
+        let max = self.max_concurrent.load(Relaxed);
+        let batch = self.batch(max);
+        if batch != 0 && Self::in_fast_zone(self.counts.load(Acquire), batch, max) {
+            let spare = self.spare.local();
+            let held = spare.fetch_add(1, SeqCst) + 1;
+            let surplus = held > 2 * batch
+                && spare
+                    .fetch_update(AcqRel, Acquire, |n| (n > 2 * batch).then(|| n - batch))
+                    .is_ok();
+            let before = if surplus {
+                self.counts.fetch_sub(batch as u64, SeqCst)
+            } else {
+                // A waiter that came after the look above: its second look at the spares
+                // (after counting itself) or this one finds the permit.
+                self.counts.load(SeqCst)
+            };
+            if queued_of(before) > 0 {
+                self.reclaim();
+                self.grant(self.lock());
+            }
+            return;
+        }
+        let before = self.counts.fetch_sub(1, SeqCst);
         if queued_of(before) > 0 {
+            // Spares are free permits too: a waiter gets them before any core does.
+            self.reclaim();
             self.grant(self.lock());
         }
     }
 
+    /// Permits held by calls: those out less the cores' spares (a moment's reading).
     pub(crate) fn in_flight(&self) -> usize {
-        in_flight_of(self.counts.load(Acquire))
+        let spare: usize = self.spare.iter().map(|spare| spare.load(Acquire)).sum();
+        in_flight_of(self.counts.load(Acquire)).saturating_sub(spare)
     }
 
     pub(crate) fn queued(&self) -> usize {
@@ -319,10 +407,38 @@ impl Compartment {
     }
 }
 
+/// What a call's permit or ticket holds of its compartment: its thread's handle, so that
+/// permits on different cores write different reference counts.
+pub(crate) type Holder = Arc<Stripe<Compartment>>;
+
+/// Admission through a compartment, called on this thread's handle (which the permit keeps).
+pub(crate) trait Admit {
+    /// A permit now, a place in the queue, or a refusal because the queue is full.
+    /// `bounded: false` queues without limit (backpressure admission).
+    fn admit(&self, bounded: bool) -> Admission;
+}
+
+impl Admit for Holder {
+    #[inline(always)]
+    fn admit(&self, bounded: bool) -> Admission {
+        let max = self.max_concurrent.load(Relaxed);
+        if let Some(in_flight) = self.try_fast(max) {
+            return Compartment::admitted(self, in_flight);
+        }
+        let free = self.counts.fetch_update(SeqCst, Acquire, |word| {
+            (queued_of(word) == 0 && in_flight_of(word) < max).then_some(word + 1)
+        });
+        match free {
+            Ok(before) => Compartment::admitted(self, in_flight_of(before) + 1),
+            Err(_) => Compartment::enqueue(self, bounded),
+        }
+    }
+}
+
 /// One call's place in flight; released (and handed to the next waiter) when dropped.
 #[derive(Debug)]
 pub(crate) struct Permit {
-    compartment: Arc<Compartment>,
+    compartment: Holder,
 }
 
 impl Drop for Permit {
@@ -336,7 +452,7 @@ impl Drop for Permit {
 /// passes on a permit granted meanwhile).
 #[derive(Debug)]
 pub(crate) struct Ticket {
-    compartment: Arc<Compartment>,
+    compartment: Holder,
     waiter: Arc<Waiter>,
     done: bool,
 }

@@ -1,13 +1,12 @@
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::Arc;
 use std::task::{ready, Context, Poll};
 
 use pin_project::pin_project;
 use tower_bulwark_core::BoxError;
 use tower_service::Service;
 
-use crate::compartment::{Compartment, Permit};
+use crate::compartment::{Holder, Permit};
 use crate::wait::Wait;
 
 /// Response future of [`Bulkhead`](crate::Bulkhead).
@@ -39,7 +38,7 @@ struct Waiting<S, Req> {
     wait: Wait,
     service: Option<S>,
     request: Option<Req>,
-    compartment: Arc<Compartment>,
+    compartment: Holder,
 }
 
 /// A call's result and the permit it still holds, if it was admitted.
@@ -62,12 +61,7 @@ impl<S: Service<Req>, Req> ResponseFuture<S, Req> {
         }
     }
 
-    pub(crate) fn waiting(
-        wait: Wait,
-        service: S,
-        request: Req,
-        compartment: Arc<Compartment>,
-    ) -> Self {
+    pub(crate) fn waiting(wait: Wait, service: S, request: Req, compartment: Holder) -> Self {
         ResponseFuture {
             kind: Kind::Waiting(Box::pin(Waiting {
                 wait,

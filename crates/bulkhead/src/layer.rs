@@ -1,5 +1,7 @@
 use std::sync::Arc;
 
+use tower_bulwark_core::stripes::Striped;
+
 use tower_layer::Layer;
 
 use crate::compartment::Compartment;
@@ -29,7 +31,7 @@ use crate::{Bulkhead, BulkheadHandle, TaskDeadline};
 /// ```
 #[derive(Debug, Clone)]
 pub struct BulkheadLayer<D = TaskDeadline> {
-    compartment: Arc<Compartment>,
+    compartment: Striped<Compartment>,
     config: Arc<Config>,
     deadline: D,
 }
@@ -44,12 +46,12 @@ impl BulkheadLayer {
 impl<D> BulkheadLayer<D> {
     pub(crate) fn from_parts(config: Config, deadline: D) -> Self {
         BulkheadLayer {
-            compartment: Arc::new(Compartment::new(
+            compartment: Striped::new(Arc::new(Compartment::new(
                 config.name.clone(),
                 config.max_concurrent,
                 config.max_queue,
                 config.listeners.clone(),
-            )),
+            ))),
             config: Arc::new(config),
             deadline,
         }
@@ -57,7 +59,7 @@ impl<D> BulkheadLayer<D> {
 
     /// A handle to read this bulkhead and change its limits at runtime.
     pub fn handle(&self) -> BulkheadHandle {
-        BulkheadHandle::new(self.compartment.clone())
+        BulkheadHandle::new(self.compartment.shared().clone())
     }
 }
 

@@ -15,6 +15,7 @@ use crate::compartment::Compartment;
 use crate::config::{Admission, Builder, Config};
 use crate::service::admit_call;
 use crate::{BulkheadHandle, ResponseFuture, TaskDeadline};
+use tower_bulwark_core::stripes::Striped;
 
 /// Routes each request to one of several compartments by a key function, so that a
 /// saturated partition (payments: 10) cannot delay another (inventory: 30).
@@ -47,8 +48,8 @@ pub struct PartitionedBulkheadLayer<K, F> {
 }
 
 struct Partitions<K> {
-    named: HashMap<K, (Arc<Compartment>, Config)>,
-    fallback: (Arc<Compartment>, Config),
+    named: HashMap<K, (Striped<Compartment>, Config)>,
+    fallback: (Striped<Compartment>, Config),
 }
 
 /// Builds a [`PartitionedBulkheadLayer`].
@@ -108,7 +109,7 @@ impl<K: Hash + Eq + fmt::Display, F> PartitionedBuilder<K, F> {
                 config.max_queue,
                 config.listeners.clone(),
             );
-            Ok((Arc::new(compartment), config))
+            Ok((Striped::new(Arc::new(compartment)), config))
         };
         let mut named = HashMap::new();
         for (key, settings) in self.named {
@@ -131,12 +132,12 @@ impl<K: Hash + Eq, F> PartitionedBulkheadLayer<K, F> {
         self.partitions
             .named
             .get(key)
-            .map(|(compartment, _)| BulkheadHandle::new(compartment.clone()))
+            .map(|(compartment, _)| BulkheadHandle::new(compartment.shared().clone()))
     }
 
     /// The handle of the fallback partition.
     pub fn fallback_handle(&self) -> BulkheadHandle {
-        BulkheadHandle::new(self.partitions.fallback.0.clone())
+        BulkheadHandle::new(self.partitions.fallback.0.shared().clone())
     }
 }
 

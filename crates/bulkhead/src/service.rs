@@ -7,11 +7,12 @@ use std::time::Duration;
 use tower_bulwark_core::{BoxError, Deadline};
 use tower_service::Service;
 
-use crate::compartment::{Admission as Slot, Compartment, Permit, Ticket};
+use crate::compartment::{Admission as Slot, Admit, Compartment, Permit, Ticket};
 use crate::config::{Admission, Config};
 use crate::future::ResponseFuture;
 use crate::wait::Wait;
 use crate::{DeadlineSource, FullReason};
+use tower_bulwark_core::stripes::Striped;
 
 /// A service behind a bulkhead. Built by [`BulkheadLayer`](crate::BulkheadLayer).
 ///
@@ -24,7 +25,7 @@ use crate::{DeadlineSource, FullReason};
 /// completes or is dropped, and a dropped waiting future (or service) leaves the queue.
 pub struct Bulkhead<S, D> {
     inner: S,
-    compartment: Arc<Compartment>,
+    compartment: Striped<Compartment>,
     config: Arc<Config>,
     deadline: D,
     /// Backpressure admission: what `poll_ready` got so far.
@@ -45,7 +46,7 @@ enum Ready {
 impl<S, D> Bulkhead<S, D> {
     pub(crate) fn new(
         inner: S,
-        compartment: Arc<Compartment>,
+        compartment: Striped<Compartment>,
         config: Arc<Config>,
         deadline: D,
     ) -> Self {
@@ -63,7 +64,7 @@ impl<S, D> Bulkhead<S, D> {
         loop {
             self.ready = match &mut self.ready {
                 Ready::Admitted(_) | Ready::Refused(_) => return Poll::Ready(()),
-                Ready::Idle => match self.compartment.admit(false) {
+                Ready::Idle => match self.compartment.local().admit(false) {
                     Slot::Admitted(permit) => Ready::Admitted(permit),
                     Slot::Queued(ticket) => {
                         // The request is not known yet: the wait ends at the task's deadline.
@@ -92,7 +93,7 @@ impl<S, D> Bulkhead<S, D> {
 
     /// A handle to the bulkhead.
     pub fn handle(&self) -> crate::BulkheadHandle {
-        crate::BulkheadHandle::new(self.compartment.clone())
+        crate::BulkheadHandle::new(self.compartment.shared().clone())
     }
 }
 
@@ -165,7 +166,7 @@ where
 /// refused at once when its deadline is nearer than the recent average wait.
 #[inline(always)]
 pub(crate) fn admit_call<S, D, Req>(
-    compartment: &Arc<Compartment>,
+    compartment: &Striped<Compartment>,
     max_wait: Duration,
     deadline: &D,
     inner: &mut S,
@@ -175,7 +176,7 @@ where
     S: Service<Req> + Clone,
     D: DeadlineSource<Req>,
 {
-    match compartment.admit(true) {
+    match compartment.local().admit(true) {
         Slot::Admitted(permit) => ResponseFuture::running(inner.call(request), permit),
         Slot::QueueFull => ResponseFuture::refused(compartment.refuse(FullReason::QueueFull)),
         Slot::Queued(ticket) => queue_call(compartment, max_wait, deadline, inner, request, ticket),
@@ -184,7 +185,7 @@ where
 
 #[cold]
 fn queue_call<S, D, Req>(
-    compartment: &Arc<Compartment>,
+    compartment: &Striped<Compartment>,
     max_wait: Duration,
     deadline: &D,
     inner: &mut S,
@@ -200,7 +201,7 @@ where
         Ok(wait) => {
             let clone = inner.clone();
             let readied = std::mem::replace(inner, clone);
-            ResponseFuture::waiting(wait, readied, request, compartment.clone())
+            ResponseFuture::waiting(wait, readied, request, compartment.local().clone())
         }
         Err(reason) => ResponseFuture::refused(compartment.refuse(reason)),
     }

@@ -3,7 +3,6 @@
 
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -33,7 +32,7 @@ impl Wait {
     /// most likely wait in vain. Each such refusal lowers the mean a little, so a stale mean
     /// cannot refuse for ever.
     pub(crate) fn new(
-        compartment: &Arc<Compartment>,
+        compartment: &Compartment,
         ticket: Ticket,
         max_wait: Duration,
         deadline: Option<Deadline>,

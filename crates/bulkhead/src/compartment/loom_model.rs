@@ -4,13 +4,13 @@
 use super::*;
 use std::task::{Context, Waker};
 
-fn compartment(max: usize) -> Arc<Compartment> {
-    Arc::new(Compartment::new(
+fn compartment(max: usize) -> Holder {
+    Stripe::new(Arc::new(Compartment::new(
         Name::from("loom"),
         max,
         4,
         Listeners::new(),
-    ))
+    )))
 }
 
 /// One caller holds the only permit and releases it while another queues: the permit
@@ -39,6 +39,51 @@ fn a_release_racing_a_queueing_call_is_never_lost() {
         };
         assert!(c.in_flight() <= 1);
         drop(permit);
+        assert_eq!((c.in_flight(), c.queued()), (0, 0));
+    });
+}
+
+/// Two cores' spares (the fast zone): a permit given back as a spare by a call that saw
+/// nobody waiting, while another call fills the compartment and queues. The waiter must
+/// get it (its second look at the spares, or the giver seeing it counted), never wait
+/// while a permit sits spare.
+#[test]
+fn a_spare_given_back_while_a_call_queues_is_not_lost() {
+    let mut model = loom::model::Builder::new();
+    model.preemption_bound = Some(3);
+    model.check(|| {
+        // Limit 4 with two stripes: batches of one, the fast zone up to one permit out.
+        let c = Stripe::new(Arc::new(
+            Compartment::new(Name::from("loom"), 4, 4, Listeners::new()).with_stripes(2),
+        ));
+        let held = match c.admit(true) {
+            Admission::Admitted(permit) => permit,
+            _ => unreachable!("the first call finds a permit"),
+        };
+        let releaser = loom::thread::spawn(move || drop(held));
+        let mut permits: Vec<Permit> = Vec::new();
+        let mut ticket = None;
+        for _ in 0..4 {
+            match c.admit(true) {
+                Admission::Admitted(permit) => permits.push(permit),
+                Admission::Queued(queued) => {
+                    ticket = Some(queued);
+                    break;
+                }
+                Admission::QueueFull => unreachable!(),
+            }
+        }
+        releaser.join().unwrap();
+        if let Some(mut ticket) = ticket {
+            let mut cx = Context::from_waker(Waker::noop());
+            match ticket.poll_permit(&mut cx) {
+                Poll::Ready(permit) => permits.push(permit),
+                Poll::Pending => panic!("a waiter waits while a permit is spare"),
+            }
+        }
+        assert_eq!(permits.len(), 4);
+        assert_eq!(c.in_flight(), 4);
+        drop(permits);
         assert_eq!((c.in_flight(), c.queued()), (0, 0));
     });
 }
