@@ -98,6 +98,12 @@ impl<const K: usize> SlidingCounts<K> {
         full
     }
 
+    /// The bucket `now_nanos` falls in, counted from time zero.
+    #[inline]
+    pub fn bucket_of(&self, now_nanos: u64) -> u64 {
+        now_nanos / self.bucket_nanos
+    }
+
     /// The sums of each counter over the window that ends at `now_nanos`.
     pub fn totals(&self, now_nanos: u64) -> [u64; K] {
         let full = now_nanos / self.bucket_nanos;

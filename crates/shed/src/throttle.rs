@@ -17,7 +17,7 @@ use tower_layer::Layer;
 use tower_service::Service;
 
 use crate::Throttled;
-use tower_bulwark_core::sync::Arc;
+use tower_bulwark_core::sync::{Arc, AtomicU64, Ordering::*};
 use tower_bulwark_core::window::SlidingCounts;
 
 /// How many slices the window is kept in.
@@ -107,7 +107,8 @@ impl AdaptiveThrottleLayer {
 impl<C> AdaptiveThrottleLayer<C> {
     /// The probability a call starting now is rejected.
     pub fn rejection_probability(&self) -> f64 {
-        self.shared.probability(Instant::now())
+        let shared = &self.shared;
+        shared.probability(shared.window.since_start(Instant::now()))
     }
 }
 
@@ -218,6 +219,7 @@ impl<C> ThrottleBuilder<C> {
                 min_requests: self.min_rps * self.window.as_secs_f64(),
                 window: Window::new(self.window),
                 draws: SharedRng::new(seed),
+                cached: Cached::default(),
             }),
             classify: self.classify,
         })
@@ -254,19 +256,69 @@ struct Throttle {
     min_requests: f64,
     window: Window,
     draws: SharedRng,
+    /// The probability last computed, kept while it cannot have risen (see `probability`).
+    cached: Cached,
+}
+
+/// A probability of zero stays zero while only accepts come in (each lowers
+/// `requests - accepts / threshold`), until a bucket of the window expires. So with no
+/// failure since, in the same bucket, the last zero still holds, and the success path
+/// reads two words instead of the window. Any other probability is computed afresh.
+#[derive(Debug, Default)]
+struct Cached {
+    /// Where the last zero holds: the failures counted before it (low 32 bits of the
+    /// count, high half) and its bucket plus one (low 32 bits, low half); zero when none.
+    zero: AtomicU64,
+    /// Failures counted, rejections included: each may raise the probability.
+    failures: AtomicU64,
 }
 
 impl Throttle {
-    fn probability(&self, now: Instant) -> f64 {
+    /// The probability that a call starting at `now` (nanoseconds since start) is rejected.
+    #[inline]
+    fn probability(&self, now: u64) -> f64 {
+        let key = self.zero_key(now, self.cached.failures.load(Acquire));
+        if self.cached.zero.load(Acquire) == key {
+            return 0.0;
+        }
+        self.compute(now, key)
+    }
+
+    /// The word a zero computed at `now`, after `failures` failures, is kept under.
+    #[inline]
+    fn zero_key(&self, now: u64, failures: u64) -> u64 {
+        let bucket = (self.window.bucket_of(now) as u32).wrapping_add(1).max(1);
+        ((failures as u32 as u64) << 32) | u64::from(bucket)
+    }
+
+    #[cold]
+    fn compute(&self, now: u64, key: u64) -> f64 {
+        // `key` holds the failures counted before the window is read: a failure counted
+        // after changes the count, so the zero kept here is not found again.
         let (requests, accepts) = self.window.totals(now);
-        probability(
+        let p = probability(
             requests as f64,
             accepts as f64,
             self.threshold,
             self.aggression,
             self.max_rejection,
             self.min_requests,
-        )
+        );
+        // A zero for too few requests is not kept: an accept can bring the window up to
+        // the minimum, with failures in it.
+        let keep = p == 0.0 && requests as f64 >= self.min_requests;
+        self.cached.zero.store(if keep { key } else { 0 }, Release);
+        p
+    }
+
+    /// Counts a finished call, at the instant it started (`since`: nanoseconds since
+    /// start; a call longer than the window counts nothing, as it has left it).
+    fn count(&self, since: u64, accepted: bool) {
+        self.window.add(since, accepted);
+        if !accepted {
+            // After the add: a zero computed from a window without it is not found again.
+            self.cached.failures.fetch_add(1, AcqRel);
+        }
     }
 }
 
@@ -282,7 +334,10 @@ fn probability(
     if requests < min_requests || requests == 0.0 {
         return 0.0;
     }
-    let base = ((requests - accepts / threshold) / (requests + 1.0)).max(0.0);
+    let base = (requests - accepts / threshold) / (requests + 1.0);
+    if base <= 0.0 {
+        return 0.0;
+    }
     base.powf(1.0 / aggression).min(max_rejection)
 }
 
@@ -302,10 +357,11 @@ where
 
     fn call(&mut self, request: Req) -> Self::Future {
         let shared = &self.shared;
-        let now = Instant::now();
+        // One clock read a call: the call is counted when it ends, at this instant.
+        let now = shared.window.since_start(Instant::now());
         let p = shared.probability(now);
         if p > 0.0 && shared.draws.next_unit() < p {
-            shared.window.add(now, false);
+            shared.count(now, false);
             let rejection = Rejection::new(RejectionKind::Throttled, shared.name.clone())
                 .with_reason("client-side throttling");
             return ThrottleFuture {
@@ -318,6 +374,7 @@ where
             kind: ThrottleKind::Called {
                 future: self.inner.call(request),
                 throttle: Some(shared.clone()),
+                started: now,
                 classify: self.classify.clone(),
             },
         }
@@ -340,6 +397,8 @@ enum ThrottleKind<F, C> {
         #[pin]
         future: F,
         throttle: Option<Arc<Throttle>>,
+        /// Nanoseconds since the throttle started, when the call did.
+        started: u64,
         classify: C,
     },
     Rejected {
@@ -371,13 +430,14 @@ where
             ThrottleProjection::Called {
                 future,
                 throttle,
+                started,
                 classify,
             } => {
                 let result = ready!(future.poll(cx));
                 if let Some(throttle) = throttle.take() {
                     if !is_local_refusal(&result) {
                         let accepted = classify.classify_load(&result) != Outcome::Failure;
-                        throttle.window.add(Instant::now(), accepted);
+                        throttle.count(*started, accepted);
                     }
                 }
                 Poll::Ready(result.map_err(Into::into))
@@ -409,15 +469,21 @@ impl Window {
         u64::try_from(now.saturating_duration_since(self.start).as_nanos()).unwrap_or(u64::MAX)
     }
 
-    /// Counts a request, and an accept if the backend accepted it.
-    fn add(&self, now: Instant, accepted: bool) {
-        self.counts
-            .add(self.since_start(now), [1, u32::from(accepted)]);
+    /// The bucket `now` (nanoseconds since start) falls in.
+    #[inline]
+    fn bucket_of(&self, now: u64) -> u64 {
+        self.counts.bucket_of(now)
     }
 
-    /// Requests and accepts in the window.
-    fn totals(&self, now: Instant) -> (u64, u64) {
-        let [requests, accepts] = self.counts.totals(self.since_start(now));
+    /// Counts a request at `now` (nanoseconds since start), and an accept if the backend
+    /// accepted it.
+    fn add(&self, now: u64, accepted: bool) {
+        self.counts.add(now, [1, u32::from(accepted)]);
+    }
+
+    /// Requests and accepts in the window ending at `now` (nanoseconds since start).
+    fn totals(&self, now: u64) -> (u64, u64) {
+        let [requests, accepts] = self.counts.totals(now);
         (requests, accepts)
     }
 }
@@ -447,14 +513,80 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn counts_leave_the_window() {
         let window = Window::new(Duration::from_secs(10));
-        let now = Instant::now();
+        let now = window.since_start(Instant::now());
+        let later = |secs: u64| now + Duration::from_secs(secs).as_nanos() as u64;
         window.add(now, true);
         for _ in 0..4 {
             window.add(now, false);
         }
         assert_eq!(window.totals(now), (5, 1));
-        assert_eq!(window.totals(now + Duration::from_secs(9)), (5, 1));
-        assert_eq!(window.totals(now + Duration::from_secs(10)), (0, 0));
+        assert_eq!(window.totals(later(9)), (5, 1));
+        assert_eq!(window.totals(later(10)), (0, 0));
+    }
+
+    const SECOND: u64 = 1_000_000_000;
+
+    /// Counts `n` calls at `at` nanoseconds since start.
+    fn count(throttle: &Throttle, at: u64, n: usize, accepted: bool) {
+        for _ in 0..n {
+            throttle.count(at, accepted);
+        }
+    }
+
+    #[test]
+    fn a_kept_zero_ends_with_the_next_failure() {
+        let layer = AdaptiveThrottleLayer::builder()
+            .window(Duration::from_secs(10))
+            .build()
+            .unwrap();
+        let throttle = &layer.shared;
+        count(throttle, 0, 100, true);
+        assert_eq!(throttle.probability(0), 0.0);
+        assert_ne!(throttle.cached.zero.load(Relaxed), 0, "kept");
+        assert_eq!(throttle.probability(0), 0.0, "and found");
+        // 300 failures: (400 - 100 / 0.5) / 401, at once, in the same bucket.
+        count(throttle, 0, 300, false);
+        assert!((throttle.probability(0) - 200.0 / 401.0).abs() < 1e-12);
+        assert_eq!(
+            throttle.cached.zero.load(Relaxed),
+            0,
+            "not a zero: nothing kept"
+        );
+    }
+
+    #[test]
+    fn a_zero_for_too_few_requests_is_not_kept() {
+        // At least 10 requests a second over 10 s: 100.
+        let layer = AdaptiveThrottleLayer::builder()
+            .window(Duration::from_secs(10))
+            .min_requests_per_second(10.0)
+            .build()
+            .unwrap();
+        let throttle = &layer.shared;
+        count(throttle, 0, 99, false);
+        assert_eq!(throttle.probability(0), 0.0, "below the minimum");
+        // An accept brings the window to the minimum: (100 - 1 / 0.5) / 101, capped.
+        count(throttle, 0, 1, true);
+        assert_eq!(
+            throttle.probability(0),
+            0.9,
+            "the accept did not hide the failures"
+        );
+    }
+
+    #[test]
+    fn a_kept_zero_is_computed_again_when_a_bucket_expires() {
+        let layer = AdaptiveThrottleLayer::builder()
+            .window(Duration::from_secs(10))
+            .build()
+            .unwrap();
+        let throttle = &layer.shared;
+        count(throttle, 0, 100, true);
+        count(throttle, 5 * SECOND, 60, false);
+        // 160 requests, 100 accepts: 160 - 100 / 0.5 < 0.
+        assert_eq!(throttle.probability(5 * SECOND), 0.0);
+        // The accepts' bucket leaves the window: 60 requests, no accept (60 / 61, capped).
+        assert_eq!(throttle.probability(10 * SECOND + SECOND / 2), 0.9);
     }
 
     #[test]
