@@ -12,12 +12,16 @@
 //!   it is never below the calls in flight. It grows by one place checked against the
 //!   caller's ceiling, or by a batch that fits under half the limit: the limit is never
 //!   exceeded.
-//! - Spares are used only in the *fast zone*, while `taken` plus a batch is at most half the
-//!   limit and the call's ceiling: there, no tier is near its share, and an algorithm told
-//!   "fewer than half the limit in use" decides as it would on the exact count.
-//! - Out of the fast zone a call gives its stripe's spares back and counts exactly; a call
-//!   that would be refused first takes back every stripe's spares (a thread that went quiet
-//!   holding some), so spares never cause a refusal.
+//! - Spares are used only in the *fast zone*, while `taken` plus a batch is under half the
+//!   limit and at most the call's ceiling: there, no tier is near its share, and an
+//!   algorithm told "fewer than half the limit in use" decides as it would on the exact
+//!   count.
+//! - Out of the fast zone a call gives its stripe's spares back and counts exactly (the
+//!   count it returns leaves out the spares other cores still hold); a call that would be
+//!   refused first takes back every stripe's spares (a thread that went quiet holding
+//!   some), again if a busy core took a batch meanwhile, a few times at most. Only a
+//!   batch taken at the very instant a call at its ceiling looks (counted, not yet in its
+//!   stripe) can refuse that call.
 
 use std::fmt;
 
@@ -26,6 +30,17 @@ use crate::sync::{AtomicUsize, Ordering::*};
 
 /// The most places a stripe takes from the pool at once.
 const MAX_BATCH: usize = 64;
+
+/// How many times a call at its ceiling takes spares back before it is refused.
+const MAX_RECLAIMS: usize = 8;
+
+/// Whether `batch` more places out of `taken` stay under half of `limit`: spares are used
+/// only there, so the bound a fast take returns is under half the limit, where the
+/// algorithms' "is the limit in use?" tests answer as they would on the exact count.
+#[inline]
+fn in_fast_zone(taken: usize, batch: usize, limit: usize) -> bool {
+    taken.saturating_add(batch) < limit / 2
+}
 
 /// Calls in flight against a limit (see the [module](self) docs): exact where a limit or a
 /// tier's share is near, spread over the cores far below it.
@@ -121,23 +136,36 @@ impl Places {
     /// The places in use: those out of the pool less the spares (a moment's reading while
     /// calls come and go).
     pub fn in_use(&self) -> usize {
-        let spare = self
-            .spare
-            .iter()
-            .fold(0usize, |sum, spare| sum.saturating_add(spare.load(Acquire)));
-        self.taken.load(Acquire).saturating_sub(spare)
+        // Spares move in two steps (out of a stripe then out of the count, or into the
+        // count then into a stripe): read between two equal readings of the count, the
+        // spares are never subtracted twice, so a call in flight throughout is seen.
+        let mut taken = self.taken.load(Acquire);
+        for _ in 0..4 {
+            let spares = self.spares();
+            let again = self.taken.load(Acquire);
+            if again == taken {
+                return taken.saturating_sub(spares);
+            }
+            taken = again;
+        }
+        taken.saturating_sub(self.spares())
     }
 
     /// The places a stripe takes at once for `limit`: an eighth of the limit spread over the
-    /// stripes, at least one (a stripe then keeps the places its calls give back, at most
-    /// two) and at most [`MAX_BATCH`]; zero (every place counted) with one stripe.
+    /// stripes, at most [`MAX_BATCH`]; zero (every place counted) when that is under two
+    /// (limits under 16 a stripe, where a core's share is a call or two and the count is
+    /// best exact) or with one stripe.
     #[inline]
     fn batch(&self, limit: usize) -> usize {
         let stripes = self.spare.len();
         if stripes == 1 {
             return 0;
         }
-        (limit / (8 * stripes)).clamp(1, MAX_BATCH)
+        // A power of two: a shift, not a division.
+        match limit >> (3 + stripes.trailing_zeros()) {
+            0 | 1 => 0,
+            batch => batch.min(MAX_BATCH),
+        }
     }
 
     #[inline]
@@ -162,11 +190,11 @@ impl Places {
             return None;
         }
         let taken = self.taken.load(Acquire);
-        if taken.saturating_add(batch) > ceiling.min(limit / 2) {
+        if !in_fast_zone(taken, batch, limit) || taken + batch > ceiling {
             return None;
         }
         // What is out of the pool, less this stripe's spares, is in use (or spare in
-        // another stripe): the bound returned.
+        // another stripe): the bound returned, under half the limit.
         let spare = self.stripe(index);
         if let Ok(held) = spare.fetch_update(AcqRel, Acquire, |n| n.checked_sub(1)) {
             return Some(taken.saturating_sub(held - 1));
@@ -186,14 +214,16 @@ impl Places {
         if spare.load(Relaxed) != 0 {
             self.return_spares(spare);
         }
-        let mut reclaimed = false;
+        // Spares taken back may be taken again by a busy core's next batch before this
+        // call looks again: it takes them back again, a few times at most.
+        let mut reclaims = 0;
         let mut current = self.taken.load(Acquire);
         loop {
             if current >= ceiling {
-                if reclaimed || !self.reclaim() {
+                if reclaims == MAX_RECLAIMS || !self.reclaim() {
                     return None;
                 }
-                reclaimed = true;
+                reclaims += 1;
                 current = self.taken.load(Acquire);
                 continue;
             }
@@ -201,7 +231,9 @@ impl Places {
                 .taken
                 .compare_exchange_weak(current, current + 1, AcqRel, Acquire)
             {
-                Ok(_) => return Some(current + 1),
+                // Near the limit cores hold few spares, if any: their lines are read, not
+                // moved, and the count handed to an algorithm does not hold them.
+                Ok(_) => return Some((current + 1).saturating_sub(self.spares())),
                 Err(actual) => current = actual,
             }
         }
@@ -212,7 +244,7 @@ impl Places {
     #[doc(hidden)]
     pub fn give_on(&self, index: usize, limit: usize) {
         let batch = self.batch(limit);
-        if batch != 0 && self.taken.load(Acquire).saturating_add(batch) <= limit / 2 {
+        if batch != 0 && in_fast_zone(self.taken.load(Acquire), batch, limit) {
             // Kept for this stripe's next call; a stripe holds at most two batches.
             let spare = self.stripe(index);
             if spare.fetch_add(1, AcqRel) + 1 > 2 * batch
@@ -225,6 +257,13 @@ impl Places {
             return;
         }
         self.taken.fetch_sub(1, AcqRel);
+    }
+
+    /// Every stripe's spares (a moment's reading).
+    fn spares(&self) -> usize {
+        self.spare
+            .iter()
+            .fold(0usize, |sum, spare| sum.saturating_add(spare.load(Acquire)))
     }
 
     /// Gives a stripe's spares back to the pool; whether it held any.
@@ -272,8 +311,12 @@ mod tests {
     #[test]
     fn batches_are_an_eighth_of_the_limit_over_the_stripes() {
         let places = Places::with_stripes(2);
-        assert_eq!(places.batch(0), 1, "at least one");
-        assert_eq!(places.batch(31), 1);
+        assert_eq!(places.batch(0), 0);
+        assert_eq!(
+            places.batch(31),
+            0,
+            "under two a stripe: every place counted"
+        );
         assert_eq!(places.batch(32), 2);
         assert_eq!(places.batch(1024), 64);
         assert_eq!(places.batch(usize::MAX), MAX_BATCH);
@@ -382,6 +425,57 @@ mod tests {
         assert_empty(&places);
     }
 
+    /// A counted place reports the places in use, not the spares quiet stripes hold: the
+    /// shed layer hands it to the algorithm, whose "is the limit in use?" tests (AIMD:
+    /// `in_flight * 2 >= limit`) would pass at far lower use.
+    #[test]
+    fn a_counted_place_reports_the_places_in_use_exactly() {
+        let places = Places::with_stripes(4);
+        let limit = 1024; // batches of 32, the fast zone up to 512
+                          // Three quiet stripes each keep two batches of spares from calls now finished.
+        for stripe in 1..4 {
+            for _ in 0..64 {
+                places.try_take_on(stripe, limit, limit).unwrap();
+            }
+            for _ in 0..64 {
+                places.give_on(stripe, limit);
+            }
+        }
+        assert_eq!(places.in_use(), 0);
+        let mut last = 0;
+        for _ in 0..330 {
+            last = places.try_take_on(0, limit, limit).unwrap();
+        }
+        // Out of the fast zone now: counted.
+        assert!(places.try_take_fast_on(0, limit, limit).is_none());
+        assert_eq!(places.in_use(), 330);
+        assert_eq!(last, 330, "counted, yet {last} reported with 330 in use");
+    }
+
+    /// The fast zone's bound stays under half the limit, other stripes' spares included:
+    /// AIMD (`in_flight * 2 >= limit`), Vegas and Gradient2 (`in_flight < limit / 2` is
+    /// idle) would read half as "the limit is in use".
+    #[test]
+    fn the_fast_zone_bound_is_under_half_the_limit() {
+        let places = Places::with_stripes(2);
+        let limit = 40; // batches of two, the fast zone under 20
+                        // A quiet stripe keeps two spares.
+        places.try_take_on(1, limit, limit).unwrap();
+        places.try_take_on(1, limit, limit).unwrap();
+        places.give_on(1, limit);
+        places.give_on(1, limit);
+        let mut bounds = Vec::new();
+        while let Some(bound) = places.try_take_fast_on(0, limit, limit) {
+            bounds.push(bound);
+        }
+        assert_eq!(places.in_use(), bounds.len());
+        assert!(
+            bounds.iter().all(|&bound| bound < limit / 2),
+            "{bounds:?} with {} in flight",
+            places.in_use()
+        );
+    }
+
     /// Two threads taking and giving back far below the limit: every place comes back.
     #[test]
     fn threads_leave_the_pool_whole() {
@@ -452,6 +546,54 @@ mod loom_model {
             places.give_on(1, 32);
             places.reclaim();
             assert_eq!(places.taken.load(Relaxed), 0);
+        });
+    }
+
+    /// A call at its ceiling takes every stripe's spares back and looks again; a fast take
+    /// on another stripe in between (its spares just went back, so it takes a new batch)
+    /// puts spares back in the count, and the call takes them back again. What is left: a
+    /// batch taken at the very instant the call looks (counted, not yet in its stripe) can
+    /// refuse it, once; with the batch in its stripe, the call gets in.
+    #[test]
+    fn a_batch_taken_again_does_not_refuse_a_call() {
+        loom::model(|| {
+            // limit 64, two stripes: batches of 4, the fast zone up to 32.
+            let places = Arc::new(Places::with_stripes(2));
+            let limit = 64;
+            // One call in flight on stripe 1, which holds 3 spares.
+            places.try_take_on(1, limit, limit).unwrap();
+            let other = {
+                let places = places.clone();
+                // A second call on stripe 1 (a more important tier: the whole limit).
+                loom::thread::spawn(move || places.try_take_on(1, limit, limit).unwrap())
+            };
+            // A call whose tier may join while fewer than 4 are in use.
+            let mine = places.try_take_on(0, 4, limit);
+            other.join().unwrap();
+            let mine = mine.or_else(|| places.try_take_on(0, 4, limit));
+            assert!(mine.is_some(), "refused with at most 2 of 4 in use");
+            assert_eq!(places.in_use(), 3);
+        });
+    }
+
+    /// `in_use` (the handle's `in_flight`) while a stripe's spares go back (`swap`, then
+    /// `fetch_sub`): they are never subtracted twice, so a call in flight throughout is
+    /// seen.
+    #[test]
+    fn in_use_never_misses_a_call_in_flight_throughout() {
+        loom::model(|| {
+            let places = Arc::new(Places::with_stripes(2));
+            let limit = 64;
+            // One call in flight throughout; stripe 1 holds 3 spares.
+            places.try_take_on(1, limit, limit).unwrap();
+            let other = {
+                let places = places.clone();
+                // Out of the fast zone for this ceiling: counted, its stripe's spares go back.
+                loom::thread::spawn(move || places.take_counted_on(1, limit).unwrap())
+            };
+            let seen = places.in_use();
+            other.join().unwrap();
+            assert!(seen >= 1, "in_use read {seen} with a call in flight");
         });
     }
 

@@ -6,7 +6,7 @@ use tokio::time::Instant;
 use tower_bulwark_core::places::Places;
 use tower_bulwark_core::{Criticality, Listeners, Name, Outcome};
 
-use crate::tiers::{allowed, Demand};
+use crate::tiers::{allowed, sampled_arrival, Demand, FAST_SAMPLE};
 use crate::window::{micros, Window};
 use crate::{LimitAlgorithm, RttEstimates, ShedEvent, TierShares, WindowSize};
 use tower_bulwark_core::sync::{AtomicU64, AtomicUsize, Mutex, Ordering::*};
@@ -72,12 +72,13 @@ impl Limiter {
     pub(crate) fn try_acquire(&self, criticality: Criticality) -> Option<usize> {
         let tier = tier_index(criticality);
         let limit = self.limit.load(Relaxed);
-        // Far below the limit and the tier's share, the place is one of this core's spares.
-        // The tier's peak is noted with the bound (at most half the limit) instead of its
-        // exact count, which would read every core's counters.
+        // Far below the limit and the tier's share, the place is one of this core's spares,
+        // and one arrival in a few is noted for the tiers' peaks and their decay.
         let in_flight = match self.places.try_take_fast(self.ceiling(tier, limit), limit) {
             Some(in_flight) => {
-                self.demand.note_peak(tier, in_flight);
+                if sampled_arrival() {
+                    self.demand.want_as(tier, limit, FAST_SAMPLE);
+                }
                 in_flight
             }
             None => {

@@ -90,6 +90,23 @@ impl TierShares {
     }
 }
 
+/// Far below the limit, one arrival in this many (on each thread) is noted as that many.
+pub(crate) const FAST_SAMPLE: usize = 8;
+
+/// Whether this thread's arrival far below the limit is the one in [`FAST_SAMPLE`] noted.
+#[inline]
+pub(crate) fn sampled_arrival() -> bool {
+    use std::cell::Cell;
+    thread_local! {
+        static ARRIVALS: Cell<usize> = const { Cell::new(0) };
+    }
+    ARRIVALS.with(|arrivals| {
+        let next = arrivals.get().wrapping_add(1);
+        arrivals.set(next);
+        next % FAST_SAMPLE == 0
+    })
+}
+
 /// How many calls a tier with `permille` of the limit may have in flight (at least 1).
 #[inline]
 pub(crate) fn allowed(permille: usize, limit: usize) -> usize {
@@ -120,19 +137,25 @@ impl Demand {
     /// when everything else is refused and nothing finishes.
     #[inline]
     pub(crate) fn want(&self, tier: usize, limit: usize) {
+        self.want_as(tier, limit, 1);
+    }
+
+    /// [`want`](Self::want) for one call standing for `arrivals`: far below the limit one
+    /// arrival in [`FAST_SAMPLE`] is noted (reading every core's count of the tier, and
+    /// writing the shared arrival count, on every call would not scale). Its peak is the
+    /// tier's own count; decay keeps its pace in arrivals.
+    pub(crate) fn want_as(&self, tier: usize, limit: usize, arrivals: usize) {
         self.note_peak(tier, self.in_flight.sum(tier) + 1);
-        let arrived = self.arrived.fetch_add(1, Relaxed).wrapping_add(1);
-        if arrived % limit.max(8) == 0 {
+        let period = limit.max(8);
+        let before = self.arrived.fetch_add(arrivals, Relaxed);
+        if before / period != before.wrapping_add(arrivals) / period {
             self.decay();
         }
     }
 
-    /// Raises the tier's peak to `wanted` calls in flight, if it is below. Far below the
-    /// limit admission passes an upper bound of every tier's calls in flight (at most half
-    /// the limit) instead of the tier's own count, which would read every core's counters:
-    /// a tier above then keeps more room than it wanted, until the peaks decay.
+    /// Raises the tier's peak to `wanted` calls in flight, if it is below.
     #[inline]
-    pub(crate) fn note_peak(&self, tier: usize, wanted: usize) {
+    fn note_peak(&self, tier: usize, wanted: usize) {
         if self.peak[tier].load(Relaxed) < wanted {
             self.peak[tier].fetch_max(wanted, Relaxed);
         }

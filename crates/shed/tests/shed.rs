@@ -462,3 +462,77 @@ async fn a_reservation_fades_when_the_important_calls_stop() {
         "{admitted_after:?}"
     );
 }
+
+/// Whether the layer's places have stripes (a fast zone): with one core they do not, and
+/// the fast zone's cases below do not arise.
+fn striped() -> bool {
+    std::thread::available_parallelism().map_or(1, usize::from) > 1
+}
+
+/// Admits calls of `tier` until one is shed; how many got in (still held in `held`).
+async fn admit_all<S>(
+    service: &mut S,
+    tier: Criticality,
+    held: &mut Vec<task::Spawn<S::Future>>,
+) -> usize
+where
+    S: Service<Call, Error = BoxError>,
+{
+    let mut n = 0;
+    while let Some(call) = admitted(service, tier).await {
+        held.push(call);
+        n += 1;
+    }
+    n
+}
+
+/// Far below the limit (the fast zone) a tier's peak is its own calls in flight, not a
+/// bound of every tier's: one critical call arriving while 40 sheddable calls are in
+/// flight keeps at most two places for critical calls, not half the limit.
+#[tokio::test(start_paused = true)]
+async fn a_single_critical_call_does_not_reserve_half_the_limit() {
+    if !striped() {
+        return;
+    }
+    let layer = fixed(100);
+    let (inner, control) = controlled::<Call>();
+    control.hang();
+    let mut service = layer.layer(ReadinessProbe::new(inner));
+    let mut sheddable = fill(&mut service, Criticality::Sheddable, 40).await;
+    drop(
+        admitted(&mut service, Criticality::Critical)
+            .await
+            .expect("room"),
+    );
+    assert_eq!(layer.handle().snapshot().in_flight_by_tier, [40, 0, 0, 0]);
+    let more = admit_all(&mut service, Criticality::Sheddable, &mut sheddable).await;
+    // The critical call's peak, 1, plus a quarter: at most 2 places kept.
+    assert!(40 + more >= 98, "sheddable calls refused at {}", 40 + more);
+}
+
+/// Peaks decay every `limit` arriving calls, those far below the limit too (noted one in
+/// a few, each standing for as many): 10,000 sheddable calls fade a past critical burst's
+/// reservation completely.
+#[tokio::test(start_paused = true)]
+async fn a_reservation_fades_while_calls_arrive_far_below_the_limit() {
+    if !striped() {
+        return;
+    }
+    let layer = fixed(100);
+    let (inner, control) = controlled::<Call>();
+    control.hang();
+    let mut service = layer.layer(ReadinessProbe::new(inner));
+    // A burst of 40 critical calls, long over.
+    drop(fill(&mut service, Criticality::Critical, 40).await);
+    // 10,000 sheddable calls, one at a time.
+    for _ in 0..10_000 {
+        drop(
+            admitted(&mut service, Criticality::Sheddable)
+                .await
+                .expect("room"),
+        );
+    }
+    let mut sheddable = Vec::new();
+    let n = admit_all(&mut service, Criticality::Sheddable, &mut sheddable).await;
+    assert_eq!(n, 100, "a burst of sheddable calls refused at {n} of 100");
+}
