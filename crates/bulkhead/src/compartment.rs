@@ -9,8 +9,8 @@
 //! permit goes straight to the waiter at the front, so newcomers cannot overtake the queue.
 //!
 //! Far below the limit (in the fast zone: nobody waiting, and the permits out, with a
-//! batch more, at most half the limit) each core keeps spare permits taken from the count a
-//! batch at a time, and its calls take and give back those: calls on different cores then
+//! batch more, at most half the limit; limits of 16 a core and more) each core keeps spare
+//! permits taken from the count a batch at a time, and its calls take and give back those: calls on different cores then
 //! write different cache lines. The count's low half is the permits out of the pool (held
 //! by calls or spare), so it never undercounts and the limit holds exactly; a call that
 //! would queue first takes every core's spares back, and a permit given back as a spare
@@ -21,11 +21,14 @@ use std::sync::Arc;
 use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
-use tower_bulwark_core::stripes::{PerCore, Stripe};
+use tower_bulwark_core::stripes::{one_call_in, PerCore, Stripe};
 use tower_bulwark_core::{BoxError, Listeners, Name, Rejection, RejectionKind};
 
 use crate::{BulkheadEvent, BulkheadFull, FullReason};
 use tower_bulwark_core::sync::{AtomicU64, AtomicU8, AtomicUsize, Mutex, MutexGuard, Ordering::*};
+
+/// Far below the limit, the peak in flight is read on one call in this many (a thread's).
+const PEAK_SAMPLE: usize = 32;
 
 /// One waiter in the `queued` half of the counter word.
 const ONE_QUEUED: u64 = 1 << 32;
@@ -131,14 +134,18 @@ impl Compartment {
     }
 
     /// The permits a core takes at once under `max`: an eighth of the limit spread over the
-    /// cores, at least one and at most 64; zero (every permit counted) with one core.
+    /// cores, at most 64; zero (every permit counted, as before the fast zone) when that is
+    /// under two (limits under 16 a core) or with one core.
     #[inline]
     fn batch(&self, max: usize) -> usize {
         let stripes = self.spare.len();
         if stripes == 1 {
             return 0;
         }
-        (max / (8 * stripes)).clamp(1, 64)
+        match max >> (3 + stripes.trailing_zeros()) {
+            0 | 1 => 0,
+            batch => batch.min(64),
+        }
     }
 
     /// Whether the counts are in the fast zone for `batch` more permits under `max`: nobody
@@ -148,27 +155,46 @@ impl Compartment {
         queued_of(word) == 0 && in_flight_of(word) + batch <= max / 2
     }
 
-    /// In the fast zone, a spare permit of this core's (or a batch of them); `None` out of
-    /// it. Returns an upper bound of the permits in use with this one.
+    /// In the fast zone, a spare permit of this core's (or a batch of them); false out of
+    /// it.
     #[inline(always)]
-    fn try_fast(&self, max: usize) -> Option<usize> {
+    fn try_fast(&self, max: usize) -> bool {
         let batch = self.batch(max);
         if batch == 0 {
-            return None;
+            return false;
         }
         let word = self.counts.load(Acquire);
         if !Self::in_fast_zone(word, batch, max) {
-            return None;
+            return false;
         }
         let spare = self.spare.local();
-        if let Ok(held) = spare.fetch_update(AcqRel, Acquire, |n| n.checked_sub(1)) {
-            return Some(in_flight_of(word).saturating_sub(held - 1));
+        if spare
+            .fetch_update(AcqRel, Acquire, |n| n.checked_sub(1))
+            .is_ok()
+        {
+            return true;
         }
-        self.counts
-            .compare_exchange(word, word + batch as u64, AcqRel, Acquire)
-            .ok()?;
-        spare.fetch_add(batch - 1, AcqRel);
-        Some(in_flight_of(word) + 1)
+        if self
+            .counts
+            .compare_exchange(word, word + batch as u64, SeqCst, Acquire)
+            .is_err()
+        {
+            return false;
+        }
+        // The batch's rest reaches the spares after the count: a call that queued in
+        // between looked for spares too early. As a released spare does (see `release`),
+        // look for a waiter after adding.
+        spare.fetch_add(batch - 1, SeqCst);
+        if queued_of(self.counts.load(SeqCst)) > 0 {
+            self.reclaim();
+            self.grant(self.lock());
+        }
+        true
+    }
+
+    /// Every core's spare permits (a moment's reading).
+    fn spares(&self) -> usize {
+        self.spare.iter().map(|spare| spare.load(Acquire)).sum()
     }
 
     /// Gives every core's spare permits back to the count; whether there were any.
@@ -180,8 +206,10 @@ impl Compartment {
         spares != 0
     }
 
-    fn admitted(holder: &Holder, in_flight: usize) -> Admission {
-        holder.note_peak(in_flight);
+    /// A permit counted on the word, `out` permits out with it: the peak is what calls
+    /// hold of them, not the cores' spares.
+    fn admitted(holder: &Holder, out: usize) -> Admission {
+        holder.note_peak(out.saturating_sub(holder.spares()));
         Admission::Admitted(Permit {
             compartment: holder.clone(),
         })
@@ -329,9 +357,22 @@ impl Compartment {
     }
 
     /// Permits held by calls: those out less the cores' spares (a moment's reading).
+    ///
+    /// Spares move in two steps (out of a stripe, then out of the count): read between two
+    /// equal readings of the count, they are never subtracted twice, so a call in flight
+    /// throughout is seen. A batch being taken (in the count, not yet in its stripe) reads
+    /// as calls for that moment.
     pub(crate) fn in_flight(&self) -> usize {
-        let spare: usize = self.spare.iter().map(|spare| spare.load(Acquire)).sum();
-        in_flight_of(self.counts.load(Acquire)).saturating_sub(spare)
+        let mut out = in_flight_of(self.counts.load(Acquire));
+        for _ in 0..4 {
+            let spares = self.spares();
+            let again = in_flight_of(self.counts.load(Acquire));
+            if again == out {
+                return out.saturating_sub(spares);
+            }
+            out = again;
+        }
+        out.saturating_sub(self.spares())
     }
 
     pub(crate) fn queued(&self) -> usize {
@@ -422,8 +463,15 @@ impl Admit for Holder {
     #[inline(always)]
     fn admit(&self, bounded: bool) -> Admission {
         let max = self.max_concurrent.load(Relaxed);
-        if let Some(in_flight) = self.try_fast(max) {
-            return Compartment::admitted(self, in_flight);
+        if self.try_fast(max) {
+            // Far below the limit the peak is read on a sample of the calls: the reading
+            // sums every core's spares.
+            if one_call_in(PEAK_SAMPLE) {
+                self.note_peak(self.in_flight());
+            }
+            return Admission::Admitted(Permit {
+                compartment: self.clone(),
+            });
         }
         let free = self.counts.fetch_update(SeqCst, Acquire, |word| {
             (queued_of(word) == 0 && in_flight_of(word) < max).then_some(word + 1)

@@ -253,6 +253,34 @@ impl<T> Deref for Padded<T> {
     }
 }
 
+/// Whether this call is the one in `n` (a power of two) that this thread samples: a
+/// thread-local count, so picking a sample writes no shared line. For work a layer does
+/// far below its limit on a sample of calls (a tier's peak, a peak in flight), each
+/// sampled call standing for `n`.
+///
+/// ```
+/// use tower_bulwark_core::stripes::one_call_in;
+///
+/// let sampled = (0..64).filter(|_| one_call_in(8)).count();
+/// assert_eq!(sampled, 8);
+/// ```
+#[inline]
+pub fn one_call_in(n: usize) -> bool {
+    use std::cell::Cell;
+    thread_local! {
+        static CALLS: Cell<usize> = const { Cell::new(0) };
+    }
+    if cfg!(bulwark_loom) {
+        // Deterministic under the models: a count kept across their runs is not.
+        return false;
+    }
+    CALLS.with(|calls| {
+        let next = calls.get().wrapping_add(1);
+        calls.set(next);
+        next & (n.max(1) - 1) == 0
+    })
+}
+
 /// The number of stripes: the machine's parallelism, rounded up to a power of two, at most
 /// 64 (a stripe per core; more would be memory no core writes). Read once: it can read
 /// cgroup files.

@@ -6,9 +6,10 @@ use tokio::time::Instant;
 use tower_bulwark_core::places::Places;
 use tower_bulwark_core::{Criticality, Listeners, Name, Outcome};
 
-use crate::tiers::{allowed, sampled_arrival, Demand, FAST_SAMPLE};
+use crate::tiers::{allowed, Demand, FAST_SAMPLE};
 use crate::window::{micros, Window};
 use crate::{LimitAlgorithm, RttEstimates, ShedEvent, TierShares, WindowSize};
+use tower_bulwark_core::stripes::one_call_in;
 use tower_bulwark_core::sync::{AtomicU64, AtomicUsize, Mutex, Ordering::*};
 
 /// The limit and the calls in flight, shared by every service a layer makes.
@@ -76,7 +77,7 @@ impl Limiter {
         // and one arrival in a few is noted for the tiers' peaks and their decay.
         let in_flight = match self.places.try_take_fast(self.ceiling(tier, limit), limit) {
             Some(in_flight) => {
-                if sampled_arrival() {
+                if one_call_in(FAST_SAMPLE) {
                     self.demand.want_as(tier, limit, FAST_SAMPLE);
                 }
                 in_flight

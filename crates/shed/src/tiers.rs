@@ -91,21 +91,7 @@ impl TierShares {
 }
 
 /// Far below the limit, one arrival in this many (on each thread) is noted as that many.
-pub(crate) const FAST_SAMPLE: usize = 8;
-
-/// Whether this thread's arrival far below the limit is the one in [`FAST_SAMPLE`] noted.
-#[inline]
-pub(crate) fn sampled_arrival() -> bool {
-    use std::cell::Cell;
-    thread_local! {
-        static ARRIVALS: Cell<usize> = const { Cell::new(0) };
-    }
-    ARRIVALS.with(|arrivals| {
-        let next = arrivals.get().wrapping_add(1);
-        arrivals.set(next);
-        next % FAST_SAMPLE == 0
-    })
-}
+pub(crate) const FAST_SAMPLE: usize = 32;
 
 /// How many calls a tier with `permille` of the limit may have in flight (at least 1).
 #[inline]

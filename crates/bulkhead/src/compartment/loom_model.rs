@@ -52,38 +52,33 @@ fn a_spare_given_back_while_a_call_queues_is_not_lost() {
     let mut model = loom::model::Builder::new();
     model.preemption_bound = Some(3);
     model.check(|| {
-        // Limit 4 with two stripes: batches of one, the fast zone up to one permit out.
+        // Limit 32 with two stripes: batches of two, one spare.
         let c = Stripe::new(Arc::new(
-            Compartment::new(Name::from("loom"), 4, 4, Listeners::new()).with_stripes(2),
+            Compartment::new(Name::from("loom"), 32, 4, Listeners::new()).with_stripes(2),
         ));
         let held = match c.admit(true) {
             Admission::Admitted(permit) => permit,
             _ => unreachable!("the first call finds a permit"),
         };
+        // Given back as a spare (the fast zone) while a call queues: the limit falls to
+        // one, so the next call queues unless it finds the permit.
         let releaser = loom::thread::spawn(move || drop(held));
-        let mut permits: Vec<Permit> = Vec::new();
-        let mut ticket = None;
-        for _ in 0..4 {
-            match c.admit(true) {
-                Admission::Admitted(permit) => permits.push(permit),
-                Admission::Queued(queued) => {
-                    ticket = Some(queued);
-                    break;
-                }
-                Admission::QueueFull => unreachable!(),
-            }
-        }
+        c.set_limits(1, 4);
+        let admission = c.admit(true);
         releaser.join().unwrap();
-        if let Some(mut ticket) = ticket {
-            let mut cx = Context::from_waker(Waker::noop());
-            match ticket.poll_permit(&mut cx) {
-                Poll::Ready(permit) => permits.push(permit),
-                Poll::Pending => panic!("a waiter waits while a permit is spare"),
+        let permit = match admission {
+            Admission::Admitted(permit) => permit,
+            Admission::Queued(mut ticket) => {
+                let mut cx = Context::from_waker(Waker::noop());
+                match ticket.poll_permit(&mut cx) {
+                    Poll::Ready(permit) => permit,
+                    Poll::Pending => panic!("a waiter waits while a permit is spare"),
+                }
             }
-        }
-        assert_eq!(permits.len(), 4);
-        assert_eq!(c.in_flight(), 4);
-        drop(permits);
+            Admission::QueueFull => unreachable!(),
+        };
+        assert_eq!(c.in_flight(), 1);
+        drop(permit);
         assert_eq!((c.in_flight(), c.queued()), (0, 0));
     });
 }
@@ -190,5 +185,74 @@ fn two_releases_racing_hand_on_both_permits() {
         assert_eq!((c.in_flight(), c.queued()), (2, 0));
         drop(permits);
         assert_eq!(c.in_flight(), 0);
+    });
+}
+
+/// A batch taken from the count (`try_fast`'s compare-and-swap) reaches the core's spares
+/// only afterwards. A call that queues in between (here the limit is lowered first; with
+/// more threads, others filling the compartment do the same) looks at the spares before
+/// they are there: the batch's taker looks for a waiter after adding them, so the waiter
+/// gets the spare permit, and never waits while one sits spare.
+#[test]
+fn a_batch_taken_while_a_call_queues_is_not_left_spare() {
+    let mut model = loom::model::Builder::new();
+    model.preemption_bound = Some(2);
+    model.check(|| {
+        // Limit 32 with two stripes: batches of two (one used, one spare).
+        let c = Stripe::new(Arc::new(
+            Compartment::new(Name::from("loom"), 32, 4, Listeners::new()).with_stripes(2),
+        ));
+        let taker = {
+            let c = c.clone();
+            loom::thread::spawn(move || match c.admit(true) {
+                Admission::Admitted(permit) => permit,
+                _ => unreachable!("far below the limit"),
+            })
+        };
+        // The limit falls to two: the taker's call holds one, the other is free.
+        c.set_limits(2, 4);
+        let admission = c.admit(true);
+        let held = taker.join().unwrap();
+        let mut cx = Context::from_waker(Waker::noop());
+        let permit = match admission {
+            Admission::Admitted(permit) => permit,
+            Admission::Queued(mut ticket) => match ticket.poll_permit(&mut cx) {
+                Poll::Ready(permit) => permit,
+                Poll::Pending => panic!(
+                    "a waiter waits with one call in flight under a limit of 2 \
+                     (in_flight() = {}, spares = {})",
+                    c.in_flight(),
+                    c.spare.iter().map(|s| s.load(SeqCst)).sum::<usize>()
+                ),
+            },
+            Admission::QueueFull => unreachable!(),
+        };
+        drop((held, permit));
+        assert_eq!((c.in_flight(), c.queued()), (0, 0));
+    });
+}
+
+/// `in_flight()` (the handle's `in_flight` and `available`) while a core's spares go back
+/// to the count (a swap out of the stripe, then a subtraction from the count): a call in
+/// flight throughout is seen.
+#[test]
+fn in_flight_sees_a_call_in_flight_while_spares_go_back() {
+    loom::model(|| {
+        // Limit 1024 with two stripes: batches of 64, 63 of them spare.
+        let c = Stripe::new(Arc::new(
+            Compartment::new(Name::from("loom"), 1024, 4, Listeners::new()).with_stripes(2),
+        ));
+        let permit = match c.admit(true) {
+            Admission::Admitted(permit) => permit,
+            _ => unreachable!("far below the limit"),
+        };
+        let reader = {
+            let c = c.clone();
+            loom::thread::spawn(move || c.in_flight())
+        };
+        c.reclaim();
+        let seen = reader.join().unwrap();
+        assert!(seen >= 1, "in_flight() read {seen} with a call in flight");
+        drop(permit);
     });
 }

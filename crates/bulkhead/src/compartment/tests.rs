@@ -412,3 +412,45 @@ fn threads_across_the_fast_zone_keep_the_books() {
     }
     assert_eq!((c.in_flight(), c.queued()), (0, 0));
 }
+
+/// Runs `call` on a thread that uses the other stripe than this thread (threads are
+/// numbered in turn, so one of the next few has the other parity).
+fn on_the_other_stripe(c: &Holder, call: impl Fn(&Holder) + Send + Sync + 'static) {
+    let mine = c.spare.local() as *const AtomicUsize as usize;
+    let call = Arc::new(call);
+    for _ in 0..64 {
+        let (c, call) = (c.clone(), call.clone());
+        let ran = std::thread::spawn(move || {
+            if c.spare.local() as *const AtomicUsize as usize == mine {
+                return false;
+            }
+            call(&c);
+            true
+        })
+        .join()
+        .unwrap();
+        if ran {
+            return;
+        }
+    }
+    panic!("no thread on the other stripe");
+}
+
+/// `peak_in_flight` ("the most calls ever in flight at once") counts calls, not another
+/// core's spare permits: one call at a time, on two cores in turn, is a peak of one.
+#[test]
+fn peak_in_flight_counts_calls_not_another_cores_spares() {
+    let c = striped(1024, 0);
+    // One call on another core, finished: that core keeps its batch (64) as spares.
+    on_the_other_stripe(&c, |c| drop(admitted(c.admit(true))));
+    assert_eq!(c.in_flight(), 0);
+    // One call here, the only one in flight.
+    let permit = admitted(c.admit(true));
+    assert_eq!(c.in_flight(), 1);
+    // Far below the limit the peak is read on a sample of calls, exactly: never above one.
+    assert!(
+        c.stats.peak_in_flight.load(Relaxed) <= 1,
+        "never more than one call was in flight"
+    );
+    drop(permit);
+}
