@@ -391,6 +391,10 @@ fn fallback(c: &mut Criterion) {
 /// Deadline layers beside tower's `Timeout`, each on the request its side sees (built in
 /// every iteration, for every row alike): a server receives a gRPC call with
 /// `grpc-timeout`; a client sends one without.
+/// An extension some layer before ours put in the request.
+#[derive(Clone, Copy)]
+struct ExtensionAlready;
+
 fn deadline_layers(c: &mut Criterion) {
     use tower::timeout::Timeout;
     use tower::Layer;
@@ -431,6 +435,26 @@ fn deadline_layers(c: &mut Criterion) {
         "bulwark_accept_task_local_only",
         task_only.layer(noop_http()),
         received,
+    );
+    // A request that already carries an extension (axum's router, a tracing layer and
+    // hyper put some in): `http` has allocated its extension map, and storing the deadline
+    // costs one allocation, not three.
+    let received_with_extension = || {
+        let mut request = received();
+        request.extensions_mut().insert(ExtensionAlready);
+        request
+    };
+    bench_ready_call(
+        &mut group,
+        "tower_timeout_extension_present",
+        tower_timeout(),
+        received_with_extension,
+    );
+    bench_ready_call(
+        &mut group,
+        "bulwark_accept_extension_present",
+        accept.layer(noop_http()),
+        received_with_extension,
     );
     group.finish();
 
