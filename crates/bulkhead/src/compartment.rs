@@ -133,19 +133,11 @@ impl Compartment {
         }
     }
 
-    /// The permits a core takes at once under `max`: an eighth of the limit spread over the
-    /// cores, at most 64; zero (every permit counted, as before the fast zone) when that is
-    /// under two (limits under 16 a core) or with one core.
+    /// The permits a core takes at once under `max` (core's `places::batch`: an eighth of
+    /// the limit over the cores; none, every permit counted, under 16 a core).
     #[inline]
     fn batch(&self, max: usize) -> usize {
-        let stripes = self.spare.len();
-        if stripes == 1 {
-            return 0;
-        }
-        match max >> (3 + stripes.trailing_zeros()) {
-            0 | 1 => 0,
-            batch => batch.min(64),
-        }
+        tower_bulwark_core::places::batch(max, self.spare.len())
     }
 
     /// Whether the counts are in the fast zone for `batch` more permits under `max`: nobody

@@ -31,6 +31,23 @@ use crate::sync::{AtomicUsize, Ordering::*};
 /// The most places a stripe takes from the pool at once.
 const MAX_BATCH: usize = 64;
 
+/// The places (permits) a core takes from a pool of `limit` at once, with `stripes` cores
+/// (a power of two): an eighth of the limit spread over the cores, at most 64; zero (every
+/// place counted) when that is under two (limits under 16 a core, where a core's share is
+/// a call or two and the count is best exact) or with one core. [`Places`] and the
+/// bulkhead's permits take their batches so.
+#[inline]
+pub fn batch(limit: usize, stripes: usize) -> usize {
+    if stripes <= 1 {
+        return 0;
+    }
+    // A power of two: a shift, not a division.
+    match limit >> (3 + stripes.trailing_zeros()) {
+        0 | 1 => 0,
+        batch => batch.min(MAX_BATCH),
+    }
+}
+
 /// How many times a call at its ceiling takes spares back before it is refused.
 const MAX_RECLAIMS: usize = 8;
 
@@ -151,21 +168,10 @@ impl Places {
         taken.saturating_sub(self.spares())
     }
 
-    /// The places a stripe takes at once for `limit`: an eighth of the limit spread over the
-    /// stripes, at most [`MAX_BATCH`]; zero (every place counted) when that is under two
-    /// (limits under 16 a stripe, where a core's share is a call or two and the count is
-    /// best exact) or with one stripe.
+    /// The places a stripe takes at once for `limit` (see [`batch`]).
     #[inline]
     fn batch(&self, limit: usize) -> usize {
-        let stripes = self.spare.len();
-        if stripes == 1 {
-            return 0;
-        }
-        // A power of two: a shift, not a division.
-        match limit >> (3 + stripes.trailing_zeros()) {
-            0 | 1 => 0,
-            batch => batch.min(MAX_BATCH),
-        }
+        batch(limit, self.spare.len())
     }
 
     #[inline]
