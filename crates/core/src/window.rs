@@ -104,6 +104,12 @@ impl<const K: usize> SlidingCounts<K> {
         now_nanos / self.bucket_nanos
     }
 
+    /// The latest bucket anything was added in (0 before the first add).
+    #[inline]
+    pub fn latest_bucket(&self) -> u64 {
+        self.latest.load(Acquire)
+    }
+
     /// The sums of each counter over the window that ends at `now_nanos`.
     pub fn totals(&self, now_nanos: u64) -> [u64; K] {
         let full = now_nanos / self.bucket_nanos;

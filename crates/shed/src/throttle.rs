@@ -278,7 +278,11 @@ impl Throttle {
     #[inline]
     fn probability(&self, now: u64) -> f64 {
         let key = self.zero_key(now, self.cached.failures.load(Acquire));
-        if self.cached.zero.load(Acquire) == key {
+        // A clock read behind the window's latest add (a call that read it, then waited)
+        // computes afresh: the add may have expired a bucket that time still holds.
+        if self.cached.zero.load(Acquire) == key
+            && self.window.bucket_of(now) >= self.window.latest_bucket()
+        {
             return 0.0;
         }
         self.compute(now, key)
@@ -311,10 +315,10 @@ impl Throttle {
         p
     }
 
-    /// Counts a finished call, at the instant it started (`since`: nanoseconds since
-    /// start; a call longer than the window counts nothing, as it has left it).
-    fn count(&self, since: u64, accepted: bool) {
-        self.window.add(since, accepted);
+    /// Counts a call whose outcome is known at `now` (nanoseconds since start): a slow
+    /// failure counts for a whole window after it ends.
+    fn count(&self, now: u64, accepted: bool) {
+        self.window.add(now, accepted);
         if !accepted {
             // After the add: a zero computed from a window without it is not found again.
             self.cached.failures.fetch_add(1, AcqRel);
@@ -357,7 +361,6 @@ where
 
     fn call(&mut self, request: Req) -> Self::Future {
         let shared = &self.shared;
-        // One clock read a call: the call is counted when it ends, at this instant.
         let now = shared.window.since_start(Instant::now());
         let p = shared.probability(now);
         if p > 0.0 && shared.draws.next_unit() < p {
@@ -374,7 +377,6 @@ where
             kind: ThrottleKind::Called {
                 future: self.inner.call(request),
                 throttle: Some(shared.clone()),
-                started: now,
                 classify: self.classify.clone(),
             },
         }
@@ -397,8 +399,6 @@ enum ThrottleKind<F, C> {
         #[pin]
         future: F,
         throttle: Option<Arc<Throttle>>,
-        /// Nanoseconds since the throttle started, when the call did.
-        started: u64,
         classify: C,
     },
     Rejected {
@@ -430,14 +430,14 @@ where
             ThrottleProjection::Called {
                 future,
                 throttle,
-                started,
                 classify,
             } => {
                 let result = ready!(future.poll(cx));
                 if let Some(throttle) = throttle.take() {
                     if !is_local_refusal(&result) {
                         let accepted = classify.classify_load(&result) != Outcome::Failure;
-                        throttle.count(*started, accepted);
+                        let now = throttle.window.since_start(Instant::now());
+                        throttle.count(now, accepted);
                     }
                 }
                 Poll::Ready(result.map_err(Into::into))
@@ -473,6 +473,12 @@ impl Window {
     #[inline]
     fn bucket_of(&self, now: u64) -> u64 {
         self.counts.bucket_of(now)
+    }
+
+    /// The latest bucket a call was counted in.
+    #[inline]
+    fn latest_bucket(&self) -> u64 {
+        self.counts.latest_bucket()
     }
 
     /// Counts a request at `now` (nanoseconds since start), and an accept if the backend
@@ -598,5 +604,100 @@ mod tests {
         assert!(draws.iter().all(|d| (0.0..1.0).contains(d)));
         let below_half = draws.iter().filter(|d| **d < 0.5).count();
         assert!((4_800..5_200).contains(&below_half), "{below_half}");
+    }
+
+    mod kept_zero_model {
+        use super::super::*;
+        use proptest::prelude::*;
+
+        #[derive(Debug, Clone)]
+        enum Op {
+            /// Time moves on by this many ms.
+            Advance(u64),
+            /// `n` calls that started `back` ms ago end now.
+            Count { back: u64, accepted: bool, n: usize },
+            /// A call starts now (or `stale` ms before now: a clock read before a delay).
+            Probe { stale: u64 },
+        }
+
+        fn op(window_ms: u64, stale: bool) -> impl Strategy<Value = Op> {
+            prop_oneof![
+                (0..window_ms / 3).prop_map(Op::Advance),
+                (0..window_ms + window_ms / 5, any::<bool>(), 1..40usize)
+                    .prop_map(|(back, accepted, n)| Op::Count { back, accepted, n }),
+                (0..if stale { window_ms / 5 } else { 1 }).prop_map(|stale| Op::Probe { stale }),
+            ]
+        }
+
+        fn run(
+            threshold: f64,
+            aggression: f64,
+            max: f64,
+            min_rps: f64,
+            window_ms: u64,
+            ops: Vec<Op>,
+        ) -> Result<(), TestCaseError> {
+            let layer = AdaptiveThrottleLayer::builder()
+                .window(Duration::from_millis(window_ms))
+                .success_rate_threshold(threshold)
+                .aggression(aggression)
+                .max_rejection_probability(max)
+                .min_requests_per_second(min_rps)
+                .build()
+                .unwrap();
+            let t = &layer.shared;
+            let ms = 1_000_000u64;
+            let mut now = 0u64;
+            for (i, op) in ops.iter().enumerate() {
+                match *op {
+                    Op::Advance(d) => now += d * ms,
+                    Op::Count { back, accepted, n } => {
+                        for _ in 0..n {
+                            t.count(now.saturating_sub(back * ms), accepted);
+                        }
+                    }
+                    Op::Probe { stale } => {
+                        let at = now.saturating_sub(stale * ms);
+                        let kept = t.probability(at);
+                        let (r, a) = t.window.totals(at);
+                        let fresh = probability(
+                            r as f64,
+                            a as f64,
+                            t.threshold,
+                            t.aggression,
+                            t.max_rejection,
+                            t.min_requests,
+                        );
+                        prop_assert_eq!(kept, fresh, "op {} at {} ns: totals {:?}", i, at, (r, a));
+                    }
+                }
+            }
+            Ok(())
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(3000))]
+            #[test]
+            fn the_kept_zero_agrees_with_a_fresh_computation(
+                threshold in prop_oneof![Just(1.0), Just(0.5), 0.01f64..=1.0],
+                aggression in prop_oneof![Just(1.0), 1.0f64..4.0],
+                max in prop_oneof![Just(0.9), Just(0.0), Just(1.0), 0.0f64..=1.0],
+                min_rps in prop_oneof![Just(0.0), 0.0f64..20.0],
+                window_ms in prop_oneof![Just(1000u64), 1000u64..5000],
+                ops in proptest::collection::vec(op(1000, false), 1..200),
+            ) {
+                run(threshold, aggression, max, min_rps, window_ms, ops)?;
+            }
+
+            #[test]
+            fn the_kept_zero_agrees_with_a_fresh_computation_at_stale_instants(
+                threshold in prop_oneof![Just(1.0), Just(0.5), 0.01f64..=1.0],
+                min_rps in prop_oneof![Just(0.0), 0.0f64..20.0],
+                window_ms in prop_oneof![Just(1000u64), 1000u64..5000],
+                ops in proptest::collection::vec(op(1000, true), 1..200),
+            ) {
+                run(threshold, 1.0, 0.9, min_rps, window_ms, ops)?;
+            }
+        }
     }
 }

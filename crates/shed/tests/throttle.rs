@@ -192,3 +192,63 @@ async fn local_refusals_below_count_as_neither_request_nor_accept() {
     // Three requests, no accepts: (3 - 2 x 0) / (3 + 1).
     assert_eq!(throttle.rejection_probability(), 0.75);
 }
+
+/// A backend that fails every call after `after` (a timeout below it, say).
+fn slow_failures(
+    after: Duration,
+) -> impl Service<u32, Response = u32, Error = std::io::Error, Future = impl Send> + Clone + Send {
+    tower::service_fn(move |_: u32| async move {
+        tokio::time::sleep(after).await;
+        Err::<u32, _>(std::io::Error::other("timed out"))
+    })
+}
+
+/// A call sent counts when it ends: calls failing slower than the window still count (a
+/// backend whose every call times out after longer than the window is throttled).
+#[tokio::test(start_paused = true)]
+async fn calls_failing_slower_than_the_window_still_count() {
+    let throttle = AdaptiveThrottleLayer::builder()
+        .window(Duration::from_secs(1))
+        .seed(1)
+        .build()
+        .unwrap();
+    let client = throttle.layer(slow_failures(Duration::from_secs(2)));
+    let calls: Vec<_> = (0..50)
+        .map(|i| tokio::spawn(client.clone().oneshot(i)))
+        .collect();
+    for call in calls {
+        assert!(call.await.unwrap().is_err());
+    }
+    // 50 requests, no accept, just ended: (50 - 0) / 51, capped at 0.9.
+    assert_eq!(
+        throttle.rejection_probability(),
+        0.9,
+        "50 failures that just ended are not in the window"
+    );
+}
+
+/// A failure counts for a whole window after it is known, not for the window less its
+/// own duration.
+#[tokio::test(start_paused = true)]
+async fn a_slow_failure_counts_for_a_whole_window_after_it_ends() {
+    let throttle = AdaptiveThrottleLayer::builder()
+        .window(Duration::from_secs(10))
+        .seed(1)
+        .build()
+        .unwrap();
+    let client = throttle.layer(slow_failures(Duration::from_secs(8)));
+    let calls: Vec<_> = (0..50)
+        .map(|i| tokio::spawn(client.clone().oneshot(i)))
+        .collect();
+    for call in calls {
+        assert!(call.await.unwrap().is_err());
+    }
+    assert_eq!(throttle.rejection_probability(), 0.9, "just ended");
+    // 3 s after they ended, well inside a 10 s window.
+    tokio::time::advance(Duration::from_secs(3)).await;
+    assert_eq!(
+        throttle.rejection_probability(),
+        0.9,
+        "failures known 3 s ago already left a 10 s window"
+    );
+}
