@@ -448,5 +448,9 @@ async fn the_peak_in_flight_sees_a_burst_far_below_the_limit() {
         tokio::task::yield_now().await;
     }
     assert_eq!(handle.snapshot().in_flight, 20);
-    assert_eq!(handle.snapshot().peak_in_flight, 20, "20 calls in flight at once");
+    assert_eq!(
+        handle.snapshot().peak_in_flight,
+        20,
+        "20 calls in flight at once"
+    );
 }

@@ -92,8 +92,14 @@ impl<T> Striped<T> {
     /// This thread's stripe.
     #[inline]
     pub fn local(&self) -> &Arc<Stripe<T>> {
+        self.get(thread_index())
+    }
+
+    /// The stripe of thread number `index` ([`thread_index`]), for a call that keeps it.
+    #[inline]
+    pub fn get(&self, index: usize) -> &Arc<Stripe<T>> {
         // The count is a power of two and never zero.
-        &self.stripes[thread_index() & (self.stripes.len() - 1)]
+        &self.stripes[index & (self.stripes.len() - 1)]
     }
 
     /// The shared value's `Arc`.
@@ -298,10 +304,12 @@ pub(crate) fn stripe_count() -> usize {
     })
 }
 
-/// This thread's number: threads are numbered in the order they first ask, so a runtime's
-/// workers, started together, take consecutive stripes.
+/// This thread's number, the index [`PerCore::get`] takes (what [`PerCore::local`] uses):
+/// threads are numbered in the order they first ask, so a runtime's workers, started
+/// together, take consecutive stripes. A call that must undo on the core it started on
+/// (its task may move) keeps this number.
 #[inline]
-pub(crate) fn thread_index() -> usize {
+pub fn thread_index() -> usize {
     use std::cell::Cell;
 
     if cfg!(bulwark_loom) {

@@ -46,6 +46,8 @@ pub(crate) struct Place {
     /// This thread's handle: places on different cores write different reference counts.
     limiter: Arc<Stripe<Limiter>>,
     criticality: Criticality,
+    /// The core the call started on (core's `thread_index`): its place goes back there.
+    stripe: usize,
     in_flight: usize,
     started: Option<Instant>,
     given_back: bool,
@@ -56,12 +58,14 @@ impl Place {
     pub(crate) fn new(
         limiter: Arc<Stripe<Limiter>>,
         criticality: Criticality,
+        stripe: usize,
         in_flight: usize,
     ) -> Self {
         let started = limiter.learns().then(Instant::now);
         Place {
             limiter,
             criticality,
+            stripe,
             in_flight,
             started,
             given_back: false,
@@ -70,8 +74,13 @@ impl Place {
 
     fn finish(mut self, outcome: Outcome) {
         self.given_back = true;
-        self.limiter
-            .release(self.criticality, self.in_flight, self.started, outcome);
+        self.limiter.release(
+            self.criticality,
+            self.stripe,
+            self.in_flight,
+            self.started,
+            outcome,
+        );
     }
 }
 
@@ -80,6 +89,7 @@ impl Drop for Place {
         if !self.given_back {
             self.limiter.release(
                 self.criticality,
+                self.stripe,
                 self.in_flight,
                 self.started,
                 Outcome::Failure,

@@ -6,10 +6,9 @@ use tokio::time::Instant;
 use tower_bulwark_core::places::Places;
 use tower_bulwark_core::{Criticality, Listeners, Name, Outcome};
 
-use crate::tiers::{allowed, Demand, FAST_SAMPLE};
+use crate::tiers::{allowed, Demand};
 use crate::window::{micros, Window};
 use crate::{LimitAlgorithm, RttEstimates, ShedEvent, TierShares, WindowSize};
-use tower_bulwark_core::stripes::one_call_in;
 use tower_bulwark_core::sync::{AtomicU64, AtomicUsize, Mutex, Ordering::*};
 
 /// The limit and the calls in flight, shared by every service a layer makes.
@@ -66,28 +65,22 @@ impl Limiter {
         }
     }
 
-    /// Takes a place for a call of `criticality` if its tier may use one: within its cap,
+    /// Takes a place for a call of `criticality` on core `stripe` (core's `thread_index`,
+    /// kept by the call to give the place back) if its tier may use one: within its cap,
     /// and leaving the tiers above it the room they recently wanted. Returns the calls in
     /// flight with it (an upper bound under half the limit far below it).
     #[inline]
-    pub(crate) fn try_acquire(&self, criticality: Criticality) -> Option<usize> {
+    pub(crate) fn try_acquire(&self, criticality: Criticality, stripe: usize) -> Option<usize> {
         let tier = tier_index(criticality);
         let limit = self.limit.load(Relaxed);
-        // Far below the limit and the tier's share, the place is one of this core's spares,
-        // and one arrival in a few is noted for the tiers' peaks and their decay.
-        let in_flight = match self.places.try_take_fast(self.ceiling(tier, limit), limit) {
-            Some(in_flight) => {
-                if one_call_in(FAST_SAMPLE) {
-                    self.demand.want_as(tier, limit, FAST_SAMPLE);
-                }
-                in_flight
-            }
-            None => {
-                self.demand.want(tier, limit);
-                self.places.take_counted(self.ceiling(tier, limit))?
-            }
-        };
-        self.demand.enter(tier);
+        self.demand.want(stripe, tier, limit);
+        let ceiling = self.ceiling(tier, limit);
+        // Far below the limit and the tier's share, the place is one of this core's spares.
+        let in_flight = self
+            .places
+            .try_take_fast_on(stripe, ceiling, limit)
+            .or_else(|| self.places.take_counted_on(stripe, ceiling))?;
+        self.demand.enter(stripe, tier);
         Some(in_flight)
     }
 
@@ -100,8 +93,8 @@ impl Limiter {
     }
 
     /// Takes a place whatever the limit (shadow mode admits everything).
-    pub(crate) fn acquire_anyway(&self, criticality: Criticality) -> usize {
-        self.demand.enter(tier_index(criticality));
+    pub(crate) fn acquire_anyway(&self, criticality: Criticality, stripe: usize) -> usize {
+        self.demand.enter(stripe, tier_index(criticality));
         self.places.take_anyway()
     }
 
@@ -121,12 +114,13 @@ impl Limiter {
     pub(crate) fn release(
         &self,
         criticality: Criticality,
+        stripe: usize,
         in_flight: usize,
         started: Option<Instant>,
         outcome: Outcome,
     ) {
-        self.places.give(self.limit.load(Relaxed));
-        self.demand.leave(tier_index(criticality));
+        self.places.give_on(stripe, self.limit.load(Relaxed));
+        self.demand.leave(stripe, tier_index(criticality));
         if let Some(started) = started {
             self.learn(in_flight, started, outcome);
         }
@@ -256,10 +250,10 @@ mod loom_model {
                 Listeners::new(),
             ));
             let call = |limiter: &Limiter| {
-                let got = limiter.try_acquire(Criticality::Critical);
+                let got = limiter.try_acquire(Criticality::Critical, 0);
                 if let Some(n) = got {
                     assert_eq!((n, limiter.in_flight()), (1, 1), "alone in the place");
-                    limiter.release(Criticality::Critical, n, None, Outcome::Ignored);
+                    limiter.release(Criticality::Critical, 0, n, None, Outcome::Ignored);
                 }
                 got.is_some()
             };
@@ -318,9 +312,10 @@ mod loom_model {
                 listeners,
             ));
             let call = |limiter: &Limiter| {
-                let n = limiter.try_acquire(Criticality::Critical).unwrap();
+                let n = limiter.try_acquire(Criticality::Critical, 0).unwrap();
                 limiter.release(
                     Criticality::Critical,
+                    0,
                     n,
                     // Started long ago: every latency is the longest a window counts,
                     // whatever the real clock reads, so the model stays deterministic.
@@ -361,9 +356,9 @@ mod loom_model {
             ));
             let other = {
                 let limiter = limiter.clone();
-                loom::thread::spawn(move || limiter.try_acquire(Criticality::Critical))
+                loom::thread::spawn(move || limiter.try_acquire(Criticality::Critical, 0))
             };
-            let mine = limiter.try_acquire(Criticality::Critical);
+            let mine = limiter.try_acquire(Criticality::Critical, 0);
             let theirs = other.join().unwrap();
             assert!(mine.is_some() != theirs.is_some(), "exactly one holds it");
             assert_eq!(limiter.in_flight(), 1);

@@ -9,7 +9,7 @@ use tower_service::Service;
 use crate::future::Place;
 use crate::limiter::Limiter;
 use crate::{CriticalityOf, Overloaded, ResponseFuture, ShedEvent};
-use tower_bulwark_core::stripes::Striped;
+use tower_bulwark_core::stripes::{thread_index, Striped};
 
 /// Sheds calls beyond the limit; see [`ShedLayer`](crate::ShedLayer).
 #[derive(Debug)]
@@ -75,7 +75,9 @@ where
     fn call(&mut self, request: Req) -> Self::Future {
         let criticality = self.criticality.criticality(&request);
         let limiter = &self.limiter;
-        let in_flight = match limiter.try_acquire(criticality) {
+        // The core the call starts on: it gives its place back there.
+        let stripe = thread_index();
+        let in_flight = match limiter.try_acquire(criticality, stripe) {
             Some(in_flight) => in_flight,
             None => {
                 limiter.count_shed(criticality);
@@ -93,10 +95,10 @@ where
                     }
                     return ResponseFuture::shed(Box::new(Overloaded::new(criticality, rejection)));
                 }
-                limiter.acquire_anyway(criticality)
+                limiter.acquire_anyway(criticality, stripe)
             }
         };
-        let place = Place::new(limiter.local().clone(), criticality, in_flight);
+        let place = Place::new(limiter.get(stripe).clone(), criticality, stripe, in_flight);
         let inner = &mut self.inner;
         let future = criticality.scope(criticality.in_scope(|| inner.call(request)));
         ResponseFuture::admitted(future, place, self.classify.clone())

@@ -3,7 +3,7 @@
 
 use tower_bulwark_core::{ConfigError, Criticality};
 
-use tower_bulwark_core::stripes::Adders;
+use tower_bulwark_core::stripes::PerCore;
 use tower_bulwark_core::sync::{AtomicUsize, Ordering::*};
 
 /// A fixed cap on the share of the concurrency limit each [`Criticality`] tier may fill,
@@ -90,9 +90,6 @@ impl TierShares {
     }
 }
 
-/// Far below the limit, one arrival in this many (on each thread) is noted as that many.
-pub(crate) const FAST_SAMPLE: usize = 32;
-
 /// How many calls a tier with `permille` of the limit may have in flight (at least 1).
 #[inline]
 pub(crate) fn allowed(permille: usize, limit: usize) -> usize {
@@ -108,42 +105,53 @@ pub(crate) fn allowed(permille: usize, limit: usize) -> usize {
 /// Peaks decay by an eighth every `limit` arriving calls (at full load, a round trip or
 /// less), so a burst of important calls reserves room for a while, not for ever.
 ///
-/// The calls in flight are counted per core ([`Adders`]): entering and leaving write only
-/// the caller's core's line, and only the tiers below one that is in use read its count.
-#[derive(Debug, Default)]
+/// Kept per core, so a call writes only its core's lines: each core counts the calls that
+/// entered on it (a call leaves on the core it entered on, wherever its task went), its
+/// arrivals, and each tier's peak on it; a tier's peak is the sum of the cores' peaks
+/// (exactly its peak with calls on one core, at most that many times more with calls on
+/// several, the cautious way: more room kept for the tiers above), and each core's peaks
+/// decay every `limit` of its arrivals. Only the tiers below one that is in use read its
+/// counts and peaks.
+#[derive(Debug)]
 pub(crate) struct Demand {
-    in_flight: Adders<4>,
-    peak: [AtomicUsize; 4],
+    /// Per core: the calls in flight by tier that entered on it, and its arrivals.
+    local: PerCore<Local>,
+    /// Per core: each tier's recent peak of its calls in flight on it. Apart from `local`,
+    /// whose lines every call writes: these are written only when a peak rises or decays.
+    peaks: PerCore<[AtomicUsize; 4]>,
+}
+
+#[derive(Debug, Default)]
+struct Local {
+    in_flight: [AtomicUsize; 4],
     arrived: AtomicUsize,
 }
 
-impl Demand {
-    /// Notes that a call of `tier` wants a place, admitted or not; every `limit` calls,
-    /// peaks decay. Counted on arrivals, not completions: a reservation must fade even
-    /// when everything else is refused and nothing finishes.
-    #[inline]
-    pub(crate) fn want(&self, tier: usize, limit: usize) {
-        self.want_as(tier, limit, 1);
-    }
-
-    /// [`want`](Self::want) for one call standing for `arrivals`: far below the limit one
-    /// arrival in [`FAST_SAMPLE`] is noted (reading every core's count of the tier, and
-    /// writing the shared arrival count, on every call would not scale). Its peak is the
-    /// tier's own count; decay keeps its pace in arrivals.
-    pub(crate) fn want_as(&self, tier: usize, limit: usize, arrivals: usize) {
-        self.note_peak(tier, self.in_flight.sum(tier) + 1);
-        let period = limit.max(8);
-        let before = self.arrived.fetch_add(arrivals, Relaxed);
-        if before / period != before.wrapping_add(arrivals) / period {
-            self.decay();
+impl Default for Demand {
+    fn default() -> Self {
+        Demand {
+            local: PerCore::new(Local::default),
+            peaks: PerCore::new(Default::default),
         }
     }
+}
 
-    /// Raises the tier's peak to `wanted` calls in flight, if it is below.
+impl Demand {
+    /// Notes that a call of `tier` on core `stripe` wants a place, admitted or not; every
+    /// `limit` of the core's arrivals, its peaks decay. Counted on arrivals, not
+    /// completions: a reservation must fade even when everything else is refused and
+    /// nothing finishes.
     #[inline]
-    fn note_peak(&self, tier: usize, wanted: usize) {
-        if self.peak[tier].load(Relaxed) < wanted {
-            self.peak[tier].fetch_max(wanted, Relaxed);
+    pub(crate) fn want(&self, stripe: usize, tier: usize, limit: usize) {
+        let local = self.local.get(stripe);
+        let wanted = local.in_flight[tier].load(Relaxed) + 1;
+        let peak = &self.peaks.get(stripe)[tier];
+        if peak.load(Relaxed) < wanted {
+            peak.fetch_max(wanted, Relaxed);
+        }
+        let arrived = local.arrived.fetch_add(1, Relaxed).wrapping_add(1);
+        if arrived % limit.max(8) == 0 {
+            self.decay(stripe);
         }
     }
 
@@ -154,43 +162,51 @@ impl Demand {
     pub(crate) fn reserved_above(&self, tier: usize) -> usize {
         (tier + 1..4)
             .map(|above| {
-                // A tier never used keeps no room; its count (every core's) is not read.
-                let peak = self.peak[above].load(Relaxed);
+                let peak: usize = self.peaks.iter().map(|p| p[above].load(Relaxed)).sum();
+                // A tier never used keeps no room; its counts are not read.
                 if peak == 0 {
                     return 0;
                 }
-                (peak + peak.div_ceil(4)).saturating_sub(self.in_flight.sum(above))
+                (peak + peak.div_ceil(4)).saturating_sub(self.tier_in_flight(above))
             })
             .sum()
     }
 
-    /// A call of `tier` took a place.
+    /// A call of `tier` took a place on core `stripe`.
     #[inline]
-    pub(crate) fn enter(&self, tier: usize) {
-        self.in_flight.add(tier);
+    pub(crate) fn enter(&self, stripe: usize, tier: usize) {
+        self.local.get(stripe).in_flight[tier].fetch_add(1, Relaxed);
     }
 
-    /// A call of `tier` gave its place back.
+    /// A call of `tier` that entered on core `stripe` gave its place back.
     #[inline]
-    pub(crate) fn leave(&self, tier: usize) {
-        self.in_flight.sub(tier);
+    pub(crate) fn leave(&self, stripe: usize, tier: usize) {
+        self.local.get(stripe).in_flight[tier].fetch_sub(1, Relaxed);
     }
 
-    /// Lowers each peak by an eighth, not below the tier's calls in flight. A racing
-    /// `want` may be lost; the tier's next call notes it again.
-    fn decay(&self) {
-        for (tier, peak) in self.peak.iter().enumerate() {
+    /// Lowers each of core `stripe`'s peaks by an eighth, not below the tier's calls in
+    /// flight there. A racing `want` may be lost; the tier's next call notes it again.
+    fn decay(&self, stripe: usize) {
+        let local = self.local.get(stripe);
+        for (tier, peak) in self.peaks.get(stripe).iter().enumerate() {
             let old = peak.load(Relaxed);
-            let new = (old - old.div_ceil(8)).max(self.in_flight.sum(tier));
+            let new = (old - old.div_ceil(8)).max(local.in_flight[tier].load(Relaxed));
             if new < old {
                 let _ = peak.compare_exchange(old, new, Relaxed, Relaxed);
             }
         }
     }
 
+    fn tier_in_flight(&self, tier: usize) -> usize {
+        self.local
+            .iter()
+            .map(|local| local.in_flight[tier].load(Relaxed))
+            .sum()
+    }
+
     /// Calls in flight by tier, least important first.
     pub(crate) fn in_flight(&self) -> [usize; 4] {
-        [0, 1, 2, 3].map(|tier| self.in_flight.sum(tier))
+        [0, 1, 2, 3].map(|tier| self.tier_in_flight(tier))
     }
 }
 
@@ -247,11 +263,11 @@ mod demand_tests {
         let demand = Demand::default();
         assert_eq!(demand.reserved_above(0), 0, "nothing above wants anything");
         for _ in 0..4 {
-            demand.want(2, 100);
-            demand.enter(2);
+            demand.want(0, 2, 100);
+            demand.enter(0, 2);
         }
         // A refused critical call still counts as wanting a place.
-        demand.want(2, 100);
+        demand.want(0, 2, 100);
         assert_eq!(demand.in_flight(), [0, 0, 4, 0]);
         assert_eq!(
             demand.reserved_above(0),
@@ -271,25 +287,25 @@ mod demand_tests {
     fn peaks_decay_every_limit_arrivals_down_to_what_is_in_flight() {
         let demand = Demand::default();
         for _ in 0..16 {
-            demand.want(3, 1000);
-            demand.enter(3);
+            demand.want(0, 3, 1000);
+            demand.enter(0, 3);
         }
         for _ in 0..8 {
-            demand.leave(3);
+            demand.leave(0, 3);
         }
         // 16 arrivals so far; the decay comes at the 24th with a limit of 8.
         for _ in 0..7 {
-            demand.want(0, 8);
+            demand.want(0, 0, 8);
         }
         assert_eq!(demand.reserved_above(2), 20 - 8, "no decay yet; 8 held");
-        demand.want(0, 8);
+        demand.want(0, 0, 8);
         assert_eq!(demand.reserved_above(2), 14 + 4 - 8, "16 less an eighth");
         for _ in 0..8 {
-            demand.leave(3);
+            demand.leave(0, 3);
         }
         // Refused calls alone (nothing finishing) wear the reservation down.
         for _ in 0..200 {
-            demand.want(0, 8);
+            demand.want(0, 0, 8);
         }
         assert_eq!(demand.in_flight(), [0, 0, 0, 0]);
         assert_eq!(demand.reserved_above(2), 0, "decayed to nothing");
