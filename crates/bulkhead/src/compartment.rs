@@ -21,14 +21,11 @@ use std::sync::Arc;
 use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
-use tower_bulwark_core::stripes::{one_call_in, PerCore, Stripe};
+use tower_bulwark_core::stripes::{thread_index, PerCore, Stripe};
 use tower_bulwark_core::{BoxError, Listeners, Name, Rejection, RejectionKind};
 
 use crate::{BulkheadEvent, BulkheadFull, FullReason};
 use tower_bulwark_core::sync::{AtomicU64, AtomicU8, AtomicUsize, Mutex, MutexGuard, Ordering::*};
-
-/// Far below the limit, the peak in flight is read on one call in this many (a thread's).
-const PEAK_SAMPLE: usize = 32;
 
 /// One waiter in the `queued` half of the counter word.
 const ONE_QUEUED: u64 = 1 << 32;
@@ -52,6 +49,10 @@ pub(crate) struct Compartment {
     counts: AtomicU64,
     /// Each core's spare permits, for its thread's next calls in the fast zone.
     spare: PerCore<AtomicUsize>,
+    /// Each core's calls in flight (those admitted on it; a call leaves where it entered,
+    /// wherever its task went) and their peak: the peak in flight, without a line every
+    /// core writes.
+    calls: PerCore<CallsHere>,
     queue: Mutex<VecDeque<Arc<Waiter>>>,
     pub(crate) stats: Stats,
     listeners: Listeners<BulkheadEvent>,
@@ -63,12 +64,18 @@ pub(crate) struct Compartment {
 /// Counters for the handle.
 #[derive(Debug)]
 pub(crate) struct Stats {
-    pub(crate) peak_in_flight: AtomicUsize,
     pub(crate) rejected_queue_full: AtomicU64,
     pub(crate) rejected_wait_timeout: AtomicU64,
     pub(crate) rejected_deadline: AtomicU64,
     /// Mean time granted waiters waited, as an exponentially weighted average (nanoseconds).
     pub(crate) mean_wait_nanos: AtomicU64,
+}
+
+/// One core's calls in flight and their peak.
+#[derive(Debug, Default)]
+struct CallsHere {
+    in_flight: AtomicUsize,
+    peak: AtomicUsize,
 }
 
 #[derive(Debug)]
@@ -103,9 +110,9 @@ impl Compartment {
             max_queue: AtomicUsize::new(max_queue.min(u32::MAX as usize)),
             counts: AtomicU64::new(0),
             spare: PerCore::new(|| AtomicUsize::new(0)),
+            calls: PerCore::new(CallsHere::default),
             queue: Mutex::new(VecDeque::new()),
             stats: Stats {
-                peak_in_flight: AtomicUsize::new(0),
                 rejected_queue_full: AtomicU64::new(0),
                 rejected_wait_timeout: AtomicU64::new(0),
                 rejected_deadline: AtomicU64::new(0),
@@ -120,6 +127,7 @@ impl Compartment {
     #[cfg(test)]
     fn with_stripes(mut self, stripes: usize) -> Self {
         self.spare = PerCore::with_stripes(stripes, || AtomicUsize::new(0));
+        self.calls = PerCore::with_stripes(stripes, CallsHere::default);
         self
     }
 
@@ -127,10 +135,26 @@ impl Compartment {
         self.queue.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    fn note_peak(&self, in_flight: usize) {
-        if in_flight > self.stats.peak_in_flight.load(Relaxed) {
-            self.stats.peak_in_flight.fetch_max(in_flight, Relaxed);
+    /// A call was admitted on core `stripe` (core's `thread_index`).
+    #[inline]
+    fn enter(&self, stripe: usize) {
+        let here = self.calls.get(stripe);
+        let in_flight = here.in_flight.fetch_add(1, Relaxed) + 1;
+        if in_flight > here.peak.load(Relaxed) {
+            here.peak.fetch_max(in_flight, Relaxed);
         }
+    }
+
+    /// A call admitted on core `stripe` ended.
+    #[inline]
+    fn leave(&self, stripe: usize) {
+        self.calls.get(stripe).in_flight.fetch_sub(1, Relaxed);
+    }
+
+    /// The most calls in flight at once: the sum of each core's peak (exact with calls on
+    /// one core; with calls on several, at most the sum of what each had at its busiest).
+    pub(crate) fn peak_in_flight(&self) -> usize {
+        self.calls.iter().map(|here| here.peak.load(Relaxed)).sum()
     }
 
     /// The permits a core takes at once under `max` (core's `places::batch`: an eighth of
@@ -198,17 +222,14 @@ impl Compartment {
         spares != 0
     }
 
-    /// A permit counted on the word, `out` permits out with it: the peak is what calls
-    /// hold of them, not the cores' spares.
-    fn admitted(holder: &Holder, out: usize) -> Admission {
-        holder.note_peak(out.saturating_sub(holder.spares()));
-        Admission::Admitted(Permit {
-            compartment: holder.clone(),
-        })
+    /// A permit for a call on core `stripe`.
+    #[inline]
+    fn admitted(holder: &Holder, stripe: usize) -> Admission {
+        Admission::Admitted(Permit::new(holder, stripe))
     }
 
     #[cold]
-    fn enqueue(holder: &Holder, bounded: bool) -> Admission {
+    fn enqueue(holder: &Holder, bounded: bool, stripe: usize) -> Admission {
         let this: &Compartment = holder;
         let mut queue = this.lock();
         // Spares held by cores (one that went quiet keeps its own) are free permits.
@@ -230,7 +251,7 @@ impl Compartment {
             Ok(before) => before,
         };
         if queued_of(before) == 0 && in_flight_of(before) < max {
-            return Self::admitted(holder, in_flight_of(before) + 1);
+            return Self::admitted(holder, stripe);
         }
         // Cancelled waiters stay queued until they reach the front. Sweep them out once they
         // outnumber the live ones: a sweep then removes more than half of what it visits
@@ -253,6 +274,7 @@ impl Compartment {
         this.grant(queue);
         Admission::Queued(Ticket {
             compartment: holder.clone(),
+            stripe,
             waiter,
             done: false,
         })
@@ -292,8 +314,7 @@ impl Compartment {
                 continue;
             }
             // Take a permit for it...
-            let before = self
-                .counts
+            self.counts
                 .fetch_update(AcqRel, Acquire, |word| {
                     (in_flight_of(word) < max).then_some(word + 1)
                 })
@@ -309,7 +330,6 @@ impl Compartment {
                 continue;
             }
             self.counts.fetch_sub(ONE_QUEUED, AcqRel);
-            self.note_peak(in_flight_of(before) + 1);
             return Some(front);
         }
     }
@@ -455,22 +475,16 @@ impl Admit for Holder {
     #[inline(always)]
     fn admit(&self, bounded: bool) -> Admission {
         let max = self.max_concurrent.load(Relaxed);
+        let stripe = thread_index();
         if self.try_fast(max) {
-            // Far below the limit the peak is read on a sample of the calls: the reading
-            // sums every core's spares.
-            if one_call_in(PEAK_SAMPLE) {
-                self.note_peak(self.in_flight());
-            }
-            return Admission::Admitted(Permit {
-                compartment: self.clone(),
-            });
+            return Compartment::admitted(self, stripe);
         }
         let free = self.counts.fetch_update(SeqCst, Acquire, |word| {
             (queued_of(word) == 0 && in_flight_of(word) < max).then_some(word + 1)
         });
         match free {
-            Ok(before) => Compartment::admitted(self, in_flight_of(before) + 1),
-            Err(_) => Compartment::enqueue(self, bounded),
+            Ok(_) => Compartment::admitted(self, stripe),
+            Err(_) => Compartment::enqueue(self, bounded, stripe),
         }
     }
 }
@@ -479,11 +493,25 @@ impl Admit for Holder {
 #[derive(Debug)]
 pub(crate) struct Permit {
     compartment: Holder,
+    /// The core the call was admitted on: it leaves that core's count.
+    stripe: usize,
+}
+
+impl Permit {
+    #[inline]
+    fn new(compartment: &Holder, stripe: usize) -> Self {
+        compartment.enter(stripe);
+        Permit {
+            compartment: compartment.clone(),
+            stripe,
+        }
+    }
 }
 
 impl Drop for Permit {
     #[inline]
     fn drop(&mut self) {
+        self.compartment.leave(self.stripe);
         self.compartment.release();
     }
 }
@@ -493,6 +521,8 @@ impl Drop for Permit {
 #[derive(Debug)]
 pub(crate) struct Ticket {
     compartment: Holder,
+    /// The core the call asked on: its permit counts there.
+    stripe: usize,
     waiter: Arc<Waiter>,
     done: bool,
 }
@@ -508,9 +538,7 @@ impl Ticket {
             }
         }
         self.done = true;
-        Poll::Ready(Permit {
-            compartment: self.compartment.clone(),
-        })
+        Poll::Ready(Permit::new(&self.compartment, self.stripe))
     }
 }
 

@@ -60,7 +60,7 @@ impl BulkheadHandle {
             available: c.max_concurrent().saturating_sub(in_flight),
             max_concurrent: c.max_concurrent(),
             max_queue: c.max_queue(),
-            peak_in_flight: c.stats.peak_in_flight.load(Relaxed),
+            peak_in_flight: c.peak_in_flight(),
             rejected_queue_full: c.stats.rejected_queue_full.load(Relaxed),
             rejected_wait_timeout: c.stats.rejected_wait_timeout.load(Relaxed),
             rejected_deadline: c.stats.rejected_deadline.load(Relaxed),

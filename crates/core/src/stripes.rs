@@ -14,8 +14,6 @@ use std::fmt;
 use std::ops::Deref;
 use std::sync::{Arc, OnceLock};
 
-use crate::sync::{AtomicUsize, Ordering::Relaxed};
-
 /// One handle to a [`Striped`] value: derefs to it. It sits on cache lines of its own (128
 /// bytes: a line and the neighbour x86's spatial prefetcher pulls in with it), so the
 /// reference count of its `Arc` shares a line with nothing another stripe writes.
@@ -117,69 +115,10 @@ impl<T> Deref for Striped<T> {
     }
 }
 
-/// Counters that calls on many cores change and few read (Java's `LongAdder`): each thread
-/// adds to its own stripe's, on cache lines of their own, and a reader sums the stripes.
-/// A count raised on one thread and lowered on another leaves one stripe high and the
-/// other low; the sum is right, and a sum read while they move is never below zero.
-///
-/// ```
-/// use tower_bulwark_core::stripes::Adders;
-///
-/// let by_tier: Adders<4> = Adders::new();
-/// by_tier.add(2);
-/// by_tier.add(2);
-/// by_tier.sub(2);
-/// assert_eq!(by_tier.sum(2), 1);
-/// assert_eq!(by_tier.sum(0), 0);
-/// ```
-#[derive(Debug)]
-pub struct Adders<const N: usize> {
-    stripes: PerCore<[AtomicUsize; N]>,
-}
-
-impl<const N: usize> Default for Adders<N> {
-    fn default() -> Self {
-        Adders::new()
-    }
-}
-
-impl<const N: usize> Adders<N> {
-    /// `N` counters at zero, a stripe of them per core.
-    pub fn new() -> Self {
-        Adders {
-            stripes: PerCore::new(|| std::array::from_fn(|_| AtomicUsize::new(0))),
-        }
-    }
-
-    /// Adds one to counter `i` (panics if `i >= N`, a caller's bug).
-    #[inline]
-    pub fn add(&self, i: usize) {
-        self.stripes.local()[i].fetch_add(1, Relaxed);
-    }
-
-    /// Takes one from counter `i` (wrapping in its stripe: see the type's docs).
-    #[inline]
-    pub fn sub(&self, i: usize) {
-        self.stripes.local()[i].fetch_sub(1, Relaxed);
-    }
-
-    /// Counter `i`: the sum of the stripes, or zero if the stripes read add up below zero
-    /// (a lowering seen before the raising it follows).
-    pub fn sum(&self, i: usize) -> usize {
-        let sum = self.stripes.iter().fold(0usize, |sum, stripe| {
-            sum.wrapping_add(stripe[i].load(Relaxed))
-        });
-        if sum > isize::MAX as usize {
-            0
-        } else {
-            sum
-        }
-    }
-}
-
 /// A value per core, each on cache lines of its own: a thread works on its own
 /// ([`local`](PerCore::local)), a reader goes through all of them ([`iter`](PerCore::iter)).
-/// The building block of [`Adders`] and of the shed window's tallies.
+/// The shed layer's tier counts and window tallies, the cores' spares of its places and of
+/// the bulkhead's permits.
 ///
 /// ```
 /// use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
@@ -257,34 +196,6 @@ impl<T> Deref for Padded<T> {
     fn deref(&self) -> &T {
         &self.0
     }
-}
-
-/// Whether this call is the one in `n` (a power of two) that this thread samples: a
-/// thread-local count, so picking a sample writes no shared line. For work a layer does
-/// far below its limit on a sample of calls (a tier's peak, a peak in flight), each
-/// sampled call standing for `n`.
-///
-/// ```
-/// use tower_bulwark_core::stripes::one_call_in;
-///
-/// let sampled = (0..64).filter(|_| one_call_in(8)).count();
-/// assert_eq!(sampled, 8);
-/// ```
-#[inline]
-pub fn one_call_in(n: usize) -> bool {
-    use std::cell::Cell;
-    thread_local! {
-        static CALLS: Cell<usize> = const { Cell::new(0) };
-    }
-    if cfg!(bulwark_loom) {
-        // Deterministic under the models: a count kept across their runs is not.
-        return false;
-    }
-    CALLS.with(|calls| {
-        let next = calls.get().wrapping_add(1);
-        calls.set(next);
-        next & (n.max(1) - 1) == 0
-    })
 }
 
 /// The number of stripes: the machine's parallelism, rounded up to a power of two, at most
@@ -382,23 +293,6 @@ mod tests {
         }
     }
 
-    #[test]
-    fn adders_sum_their_stripes_and_never_go_below_zero() {
-        let adders: Adders<2> = Adders::new();
-        // A count raised on one stripe and lowered on another.
-        adders.stripes.get(0)[1].fetch_add(3, Relaxed);
-        adders.stripes.get(adders.stripes.len() - 1)[1].fetch_sub(1, Relaxed);
-        assert_eq!(adders.sum(1), 2);
-        assert_eq!(adders.sum(0), 0);
-        // Only the lowering seen: zero, not a wrapped count.
-        adders.stripes.get(0)[0].fetch_sub(1, Relaxed);
-        assert_eq!(adders.sum(0), 0);
-        adders.add(0);
-        adders.add(0);
-        assert_eq!(adders.sum(0), 1);
-    }
-
-    /// A layer deriving `Debug` over its `Striped` state prints it once, not once a core.
     #[test]
     fn debug_prints_the_shared_value_once() {
         let striped = Striped::new(Arc::new("the-state"));
