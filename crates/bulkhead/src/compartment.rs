@@ -50,8 +50,8 @@ pub(crate) struct Compartment {
     /// Each core's spare permits, for its thread's next calls in the fast zone.
     spare: PerCore<AtomicUsize>,
     /// Each core's calls in flight (those admitted on it; a call leaves where it entered,
-    /// wherever its task went) and their peak: the peak in flight, without a line every
-    /// core writes.
+    /// wherever its task went) and their high-water mark: the peak in flight without a
+    /// line every core writes on every call.
     calls: PerCore<CallsHere>,
     queue: Mutex<VecDeque<Arc<Waiter>>>,
     pub(crate) stats: Stats,
@@ -64,6 +64,8 @@ pub(crate) struct Compartment {
 /// Counters for the handle.
 #[derive(Debug)]
 pub(crate) struct Stats {
+    /// The most calls in flight at once, raised when a core passes its high-water mark.
+    pub(crate) peak_in_flight: AtomicUsize,
     pub(crate) rejected_queue_full: AtomicU64,
     pub(crate) rejected_wait_timeout: AtomicU64,
     pub(crate) rejected_deadline: AtomicU64,
@@ -71,11 +73,11 @@ pub(crate) struct Stats {
     pub(crate) mean_wait_nanos: AtomicU64,
 }
 
-/// One core's calls in flight and their peak.
+/// One core's calls in flight and their high-water mark.
 #[derive(Debug, Default)]
 struct CallsHere {
     in_flight: AtomicUsize,
-    peak: AtomicUsize,
+    high: AtomicUsize,
 }
 
 #[derive(Debug)]
@@ -113,6 +115,7 @@ impl Compartment {
             calls: PerCore::new(CallsHere::default),
             queue: Mutex::new(VecDeque::new()),
             stats: Stats {
+                peak_in_flight: AtomicUsize::new(0),
                 rejected_queue_full: AtomicU64::new(0),
                 rejected_wait_timeout: AtomicU64::new(0),
                 rejected_deadline: AtomicU64::new(0),
@@ -135,13 +138,28 @@ impl Compartment {
         self.queue.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// A call was admitted on core `stripe` (core's `thread_index`).
+    /// A call was admitted on core `stripe` (core's `thread_index`). When the core's count
+    /// passes its own high-water mark, the calls in flight on every core are read and the
+    /// peak raised: with calls on one core every rise is seen.
     #[inline]
     fn enter(&self, stripe: usize) {
         let here = self.calls.get(stripe);
         let in_flight = here.in_flight.fetch_add(1, Relaxed) + 1;
-        if in_flight > here.peak.load(Relaxed) {
-            here.peak.fetch_max(in_flight, Relaxed);
+        if in_flight > here.high.load(Relaxed) {
+            here.high.store(in_flight, Relaxed);
+            self.raise_peak();
+        }
+    }
+
+    #[cold]
+    fn raise_peak(&self) {
+        let in_flight: usize = self
+            .calls
+            .iter()
+            .map(|here| here.in_flight.load(Relaxed))
+            .sum();
+        if in_flight > self.stats.peak_in_flight.load(Relaxed) {
+            self.stats.peak_in_flight.fetch_max(in_flight, Relaxed);
         }
     }
 
@@ -151,10 +169,9 @@ impl Compartment {
         self.calls.get(stripe).in_flight.fetch_sub(1, Relaxed);
     }
 
-    /// The most calls in flight at once: the sum of each core's peak (exact with calls on
-    /// one core; with calls on several, at most the sum of what each had at its busiest).
+    /// The most calls in flight at once (see `enter`).
     pub(crate) fn peak_in_flight(&self) -> usize {
-        self.calls.iter().map(|here| here.peak.load(Relaxed)).sum()
+        self.stats.peak_in_flight.load(Relaxed)
     }
 
     /// The permits a core takes at once under `max` (core's `places::batch`: an eighth of

@@ -28,9 +28,9 @@ pub struct Snapshot {
     pub max_concurrent: usize,
     /// The limit on waiting calls.
     pub max_queue: usize,
-    /// The most calls ever in flight at once: each core's peak of the calls admitted on
-    /// it, summed (exact while calls run on one core; with several, an upper bound: the
-    /// cores' busiest moments may not have been the same).
+    /// The most calls ever in flight at once: read on every core whenever one core's count
+    /// passes its own high-water mark (exact while calls run on one core; with several, a
+    /// total that grows while no core passes its mark is not seen).
     pub peak_in_flight: usize,
     /// Calls refused because the queue was full.
     pub rejected_queue_full: u64,

@@ -3,7 +3,7 @@
 
 use tower_bulwark_core::{ConfigError, Criticality};
 
-use tower_bulwark_core::stripes::PerCore;
+use tower_bulwark_core::stripes::{Padded, PerCore};
 use tower_bulwark_core::sync::{AtomicUsize, Ordering::*};
 
 /// A fixed cap on the share of the concurrency limit each [`Criticality`] tier may fill,
@@ -102,28 +102,31 @@ pub(crate) fn allowed(permille: usize, limit: usize) -> usize {
 /// come, without fixed shares (Netflix's partitioned limiter and Google's criticality
 /// work this way too).
 ///
-/// Peaks decay by an eighth every `limit` arriving calls (at full load, a round trip or
-/// less), so a burst of important calls reserves room for a while, not for ever.
+/// Peaks decay by an eighth every `limit` calls arriving on a core (at full load, a round
+/// trip or less; with calls on several cores, that many times sooner), so a burst of
+/// important calls reserves room for a while, not for ever: every core's too.
 ///
-/// Kept per core, so a call writes only its core's lines: each core counts the calls that
+/// Kept so that a call writes only its core's lines: each core counts the calls that
 /// entered on it (a call leaves on the core it entered on, wherever its task went), its
-/// arrivals, and each tier's peak on it; a tier's peak is the sum of the cores' peaks
-/// (exactly its peak with calls on one core, at most that many times more with calls on
-/// several, the cautious way: more room kept for the tiers above), and each core's peaks
-/// decay every `limit` of its arrivals. Only the tiers below one that is in use read its
-/// counts and peaks.
+/// arrivals, and each tier's high-water mark on it since the last decay. Only when a core's count of a tier passes its
+/// high-water mark is the tier's total read (every core's line) and its peak raised: with
+/// calls on one core every rise is seen, as before; with calls on several, a total that
+/// grows while no core passes its own mark is seen after the next decay resets the marks.
+/// Only the tiers below one that is in use read its counts.
 #[derive(Debug)]
 pub(crate) struct Demand {
-    /// Per core: the calls in flight by tier that entered on it, and its arrivals.
+    /// Per core: the calls in flight by tier that entered on it, their high-water marks
+    /// since the last decay, and its arrivals.
     local: PerCore<Local>,
-    /// Per core: each tier's recent peak of its calls in flight on it. Apart from `local`,
-    /// whose lines every call writes: these are written only when a peak rises or decays.
-    peaks: PerCore<[AtomicUsize; 4]>,
+    /// Each tier's recent peak of calls in flight (every core's): written when it rises
+    /// or decays, read by every admission of a tier below.
+    peak: Padded<[AtomicUsize; 4]>,
 }
 
 #[derive(Debug, Default)]
 struct Local {
     in_flight: [AtomicUsize; 4],
+    high: [AtomicUsize; 4],
     arrived: AtomicUsize,
 }
 
@@ -131,27 +134,35 @@ impl Default for Demand {
     fn default() -> Self {
         Demand {
             local: PerCore::new(Local::default),
-            peaks: PerCore::new(Default::default),
+            peak: Padded(Default::default()),
         }
     }
 }
 
 impl Demand {
     /// Notes that a call of `tier` on core `stripe` wants a place, admitted or not; every
-    /// `limit` of the core's arrivals, its peaks decay. Counted on arrivals, not
-    /// completions: a reservation must fade even when everything else is refused and
-    /// nothing finishes.
+    /// `limit` arrivals on the core, peaks decay. Counted on arrivals, not completions: a reservation
+    /// must fade even when everything else is refused and nothing finishes.
     #[inline]
     pub(crate) fn want(&self, stripe: usize, tier: usize, limit: usize) {
         let local = self.local.get(stripe);
-        let wanted = local.in_flight[tier].load(Relaxed) + 1;
-        let peak = &self.peaks.get(stripe)[tier];
-        if peak.load(Relaxed) < wanted {
-            peak.fetch_max(wanted, Relaxed);
+        let here = local.in_flight[tier].load(Relaxed) + 1;
+        if here > local.high[tier].load(Relaxed) {
+            local.high[tier].store(here, Relaxed);
+            self.raise_peak(tier);
         }
         let arrived = local.arrived.fetch_add(1, Relaxed).wrapping_add(1);
         if arrived % limit.max(8) == 0 {
-            self.decay(stripe);
+            self.decay();
+        }
+    }
+
+    /// Raises the tier's peak to its calls in flight on every core, with this one.
+    #[cold]
+    fn raise_peak(&self, tier: usize) {
+        let wanted = self.tier_in_flight(tier) + 1;
+        if self.peak[tier].load(Relaxed) < wanted {
+            self.peak[tier].fetch_max(wanted, Relaxed);
         }
     }
 
@@ -162,8 +173,8 @@ impl Demand {
     pub(crate) fn reserved_above(&self, tier: usize) -> usize {
         (tier + 1..4)
             .map(|above| {
-                let peak: usize = self.peaks.iter().map(|p| p[above].load(Relaxed)).sum();
                 // A tier never used keeps no room; its counts are not read.
+                let peak = self.peak[above].load(Relaxed);
                 if peak == 0 {
                     return 0;
                 }
@@ -184,15 +195,21 @@ impl Demand {
         self.local.get(stripe).in_flight[tier].fetch_sub(1, Relaxed);
     }
 
-    /// Lowers each of core `stripe`'s peaks by an eighth, not below the tier's calls in
-    /// flight there. A racing `want` may be lost; the tier's next call notes it again.
-    fn decay(&self, stripe: usize) {
-        let local = self.local.get(stripe);
-        for (tier, peak) in self.peaks.get(stripe).iter().enumerate() {
+    /// Lowers each peak by an eighth, not below the tier's calls in flight, and starts the
+    /// cores' high-water marks again from their counts (so a total that rises from here is
+    /// seen). A racing `want` may be lost; the tier's next rise notes it again.
+    #[cold]
+    fn decay(&self) {
+        for (tier, peak) in self.peak.iter().enumerate() {
             let old = peak.load(Relaxed);
-            let new = (old - old.div_ceil(8)).max(local.in_flight[tier].load(Relaxed));
+            let new = (old - old.div_ceil(8)).max(self.tier_in_flight(tier));
             if new < old {
                 let _ = peak.compare_exchange(old, new, Relaxed, Relaxed);
+            }
+        }
+        for local in self.local.iter() {
+            for (high, in_flight) in local.high.iter().zip(&local.in_flight) {
+                high.store(in_flight.load(Relaxed), Relaxed);
             }
         }
     }
