@@ -473,6 +473,77 @@ mod tests {
         assert!(format!("{:?}", ledger(0.2)).contains("ratio: 0.2"));
     }
 
+    #[tokio::test(start_paused = true)]
+    async fn a_withdrawal_past_the_slots_floor_is_refused_and_partly_given_back() {
+        // A reserve of 10 extra attempts, and slice 0's slot half a unit above its floor
+        // (as after half a billion withdrawals in one slice).
+        let ledger = RatioLedger::new(Duration::from_secs(10), 1, 0.0);
+        let now = Instant::now();
+        ledger.slots[0].store(pack(0, NET_MIN + UNIT / 2), Release);
+        assert!(!ledger.withdraw(now), "the slot cannot record a whole unit");
+        // The half the slot recorded stays spent; the other half is given back.
+        assert_eq!(ledger.balance.load(Acquire), 10 * UNIT - UNIT / 2);
+        assert_eq!(unpack(ledger.slots[0].load(Acquire)), (0, NET_MIN));
+        assert!(!ledger.withdraw(now), "nothing more fits in the slot");
+        assert_eq!(
+            ledger.balance(now),
+            9.5,
+            "a refusal at the floor spends nothing"
+        );
+    }
+
+    /// After an idle gap, the tags of the window before it, and of claims of it still
+    /// under way, are old: 19 slices behind the last slice before the gap is one of them,
+    /// 20 is not, so a slot a racing caller already gave to the new slice keeps its record
+    /// even where the new slice's tag wraps round to 20 behind.
+    #[test]
+    fn after_an_idle_gap_the_old_window_reaches_back_twenty_slices() {
+        // 1 ns slices; nothing recorded since slice 0, then slice 2^24 - 20, whose tag is
+        // 20 slices behind slice 0's once the tags wrap.
+        let ledger = RatioLedger::new(Duration::from_nanos(SLICES), 0, 1.0);
+        let slice = (1 << TAG_BITS) - 2 * SLICES;
+        let tag = |behind: u64| 0u64.wrapping_sub(behind) & TAG_MASK;
+        assert_eq!(slice & TAG_MASK, tag(20));
+        // The new slice's slot, already given to it and holding a unit; the slot of the
+        // slice before it still tagged 15 behind slice 0 (a claim under way), holding one.
+        ledger.slots[(slice % SLICES) as usize].store(pack(tag(20), UNIT), Release);
+        ledger.slots[((slice - 1) % SLICES) as usize].store(pack(tag(15), UNIT), Release);
+        ledger.balance.store(2 * UNIT, Release);
+        let now = ledger.start + Duration::from_nanos(slice);
+        assert_eq!(
+            ledger.balance(now),
+            1.0,
+            "the stale unit leaves, the new one stays"
+        );
+        assert_eq!(
+            unpack(ledger.slots[(slice % SLICES) as usize].load(Acquire)),
+            (tag(20), UNIT)
+        );
+        assert_eq!(
+            unpack(ledger.slots[((slice - 1) % SLICES) as usize].load(Acquire)),
+            ((slice - 1) & TAG_MASK, 0)
+        );
+    }
+
+    /// A caller that read the clock in slice 0 and writes after slice 10 took slice 0's
+    /// slot (replayed by calling `record` with the stale slice): its deposit is dropped,
+    /// its withdrawal is kept in slice 10, so it leaves later, never earlier.
+    #[tokio::test(start_paused = true)]
+    async fn a_stale_callers_deposit_is_dropped_and_its_withdrawal_kept_in_the_newer_slice() {
+        let ledger = ledger(1.0);
+        advance(Duration::from_secs(10)).await;
+        ledger.deposit(Instant::now()); // slice 10, in slice 0's slot
+        assert_eq!(unpack(ledger.slots[0].load(Acquire)), (10, UNIT));
+        assert_eq!(
+            ledger.record(0, UNIT, false),
+            0,
+            "slice 0 has left the window"
+        );
+        assert_eq!(unpack(ledger.slots[0].load(Acquire)), (10, UNIT));
+        assert_eq!(ledger.record(0, -UNIT, true), -UNIT);
+        assert_eq!(unpack(ledger.slots[0].load(Acquire)), (10, 0));
+    }
+
     #[test]
     fn slot_words_round_trip() {
         for tag in [0, 1, TAG_MASK] {

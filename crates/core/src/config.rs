@@ -194,6 +194,17 @@ mod tests {
     }
 
     #[test]
+    fn an_error_placed_in_a_file_keeps_its_field_problem_and_path() {
+        let err = ConfigError::new("retry_ratio", "must be within 0..=1, got 1.5");
+        assert_eq!(err.path(), None);
+        assert_eq!(err.problem(), "must be within 0..=1, got 1.5");
+        let err = err.at("clients.inventory.retry.budget_ratio");
+        assert_eq!(err.field(), "retry_ratio");
+        assert_eq!(err.path(), Some("clients.inventory.retry.budget_ratio"));
+        assert_eq!(err.problem(), "must be within 0..=1, got 1.5");
+    }
+
+    #[test]
     fn at_most_names_both_fields() {
         let err = at_most("min", 11u32, "max", 10).unwrap_err();
         assert_eq!(

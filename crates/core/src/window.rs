@@ -339,6 +339,69 @@ mod tests {
         }
     }
 
+    /// The state of an add racing the first add after an idle gap (replayed, as the loom
+    /// model `adds_racing_the_first_add_after_an_idle_window_are_kept` races it): the
+    /// racing add has already tagged the new epoch's slot and counted in it when the
+    /// first add tags the skipped epochs. Its count is kept, and only the last window of
+    /// epochs is tagged.
+    #[test]
+    fn after_an_idle_gap_a_slot_already_tagged_with_the_new_epoch_keeps_its_count() {
+        let window = window();
+        window.add(0, [1, 1, 0]);
+        // Epoch 10 (time 100), in slot 10 % 4 = 2: the racing add's count of 5.
+        let slot = &window.buckets[2][0];
+        slot.store(10 << 32 | 5, Relaxed);
+        window.add(100, [1, 0, 0]);
+        assert_eq!(window.totals(100), [6, 0, 0]);
+        for (epoch, bucket) in [(8, 0), (9, 1), (10, 2), (7, 3)] {
+            for counter in &window.buckets[bucket] {
+                assert_eq!(counter.load(Relaxed) >> 32, epoch, "slot {bucket}");
+            }
+        }
+    }
+
+    /// A counter still holding an older epoch (its slot not yet tagged for the add's epoch,
+    /// as when an add races the tagging) restarts at the amount in the add's epoch; one
+    /// already holding a newer epoch drops the add.
+    #[test]
+    fn bump_restarts_an_older_epoch_and_drops_an_add_into_a_newer_one() {
+        let counter = AtomicU64::new(4 << 32 | 9);
+        bump(&counter, 5, 3);
+        assert_eq!(counter.load(Relaxed), 5 << 32 | 3);
+        bump(&counter, 5, 2);
+        assert_eq!(counter.load(Relaxed), 5 << 32 | 5);
+        bump(&counter, 4, 7);
+        assert_eq!(counter.load(Relaxed), 5 << 32 | 5, "epoch 4 has left");
+    }
+
+    /// The first add of the next epoch racing another add of it (replayed): the slot the
+    /// racing add already tagged with the new epoch keeps its count.
+    #[test]
+    fn a_slot_already_tagged_with_the_next_epoch_keeps_its_count() {
+        let window = window();
+        window.add(0, [1, 0, 0]);
+        window.buckets[1][0].store(1 << 32 | 5, Relaxed);
+        window.add(10, [1, 0, 0]);
+        assert_eq!(window.totals(10), [7, 0, 0]);
+    }
+
+    #[test]
+    fn may_alias_only_where_a_tag_of_the_last_window_comes_round_again() {
+        const WRAP: u64 = 1 << 32;
+        assert!(!may_alias(5, 4));
+        assert!(
+            !may_alias(WRAP - 4, 4),
+            "2^32 after the epoch just before the window"
+        );
+        assert!(
+            may_alias(WRAP - 3, 4),
+            "2^32 after the window's first epoch"
+        );
+        assert!(may_alias(WRAP, 4));
+        assert!(!may_alias(WRAP + 1, 4));
+        assert!(may_alias(3 * WRAP - 1, 4));
+    }
+
     #[test]
     fn reset_clears_everything() {
         let window = SlidingCounts::<1>::new(Duration::from_nanos(10_000), 10);

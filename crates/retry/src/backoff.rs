@@ -236,6 +236,25 @@ mod tests {
     }
 
     #[test]
+    fn decorrelated_waits_stay_within_three_times_the_previous_one() {
+        for seed in 0..20 {
+            let mut waits =
+                Backoffs::new(Backoff::Constant(ms(100)), Jitter::Decorrelated, ms(60_000))
+                    .unwrap()
+                    .seeded(seed);
+            let mut previous = ms(100);
+            for retry in 1..=30 {
+                let wait = waits.wait(retry);
+                assert!(
+                    wait >= ms(100) && wait <= previous * 3,
+                    "seed {seed}, retry {retry}: {wait:?} after {previous:?}"
+                );
+                previous = wait.max(ms(100));
+            }
+        }
+    }
+
+    #[test]
     fn a_bad_multiplier_is_refused() {
         for multiplier in [0.5, f64::NAN, f64::INFINITY] {
             let backoff = Backoff::Exponential {

@@ -134,6 +134,11 @@ mod tests {
         for _ in 0..5 {
             budget.deposit();
         }
+        assert!(
+            (budget.balance() - 3.0).abs() < 1e-9,
+            "{}",
+            budget.balance()
+        );
         let retries = std::iter::from_fn(|| budget.withdraw().then_some(())).count();
         assert_eq!(retries, 3, "0.6 per request, not 1");
         assert!((budget.balance() - 0.0).abs() < 1e-9);

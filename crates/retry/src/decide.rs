@@ -185,6 +185,35 @@ mod tests {
         assert_eq!(SkipRejections(never).decide(&(), &slow), Decision::Done);
     }
 
+    /// A user classifier that numbers its retries and reads a deadline off the request.
+    #[derive(Clone, Copy)]
+    struct Numbered(Deadline);
+
+    impl RetryClassify<Vec<u32>, (), BoxError> for Numbered {
+        fn decide(&self, _: &Vec<u32>, _: &Result<(), BoxError>) -> Decision {
+            Decision::Retry { pushback: None }
+        }
+
+        fn prepare_retry(&self, request: &mut Vec<u32>, attempt: u32) {
+            request.push(attempt);
+        }
+
+        fn request_deadline(&self, _: &Vec<u32>) -> Option<Deadline> {
+            Some(self.0)
+        }
+    }
+
+    #[test]
+    fn skip_rejections_passes_retry_preparation_and_the_deadline_through() {
+        let deadline = Deadline::after(std::time::Duration::from_secs(5));
+        let classify = SkipRejections(Numbered(deadline));
+        let mut request = Vec::new();
+        classify.prepare_retry(&mut request, 2);
+        classify.prepare_retry(&mut request, 3);
+        assert_eq!(request, [2, 3]);
+        assert_eq!(classify.request_deadline(&request), Some(deadline));
+    }
+
     #[test]
     fn other_errors_are_retried_and_answers_kept() {
         let reset: Result<(), BoxError> = Err("connection reset".into());

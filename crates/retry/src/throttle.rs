@@ -141,6 +141,18 @@ mod tests {
     }
 
     #[test]
+    fn tower_retries_spend_it_through_the_trait() {
+        use tower::retry::budget::Budget;
+        let bucket = TokenBucket::new(4, 0.5).unwrap();
+        assert!(Budget::withdraw(&bucket), "3 left > 2");
+        assert!(!Budget::withdraw(&bucket), "2 left: not above half");
+        Budget::deposit(&bucket);
+        Budget::deposit(&bucket);
+        assert_eq!(bucket.tokens(), 3.0);
+        assert_eq!(bucket.counts(), (1, 1));
+    }
+
+    #[test]
     fn never_goes_below_zero() {
         let bucket = TokenBucket::new(2, 0.1).unwrap();
         for _ in 0..10 {

@@ -87,6 +87,9 @@ async fn pushback_stretches_the_wait_and_too_much_of_it_stops_retrying() {
         Ok(n) if *n == 1 => Decision::Retry {
             pushback: Some(Duration::from_secs(60)),
         },
+        Ok(n) if *n == 2 => Decision::Retry {
+            pushback: Some(Duration::from_secs(5)),
+        },
         Ok(_) => Decision::Done,
         Err(_) => Decision::Retry { pushback: None },
     };
@@ -107,12 +110,20 @@ async fn pushback_stretches_the_wait_and_too_much_of_it_stops_retrying() {
         "waited the server's 2 s"
     );
     assert_eq!(control.calls(), 2);
-    service.oneshot(1).await.unwrap();
+    service.clone().oneshot(1).await.unwrap();
     assert_eq!(
         control.calls(),
         3,
         "a 60 s pushback is beyond the 5 s maximum: not retried"
     );
+    let started = Instant::now();
+    service.oneshot(2).await.unwrap();
+    assert_eq!(
+        control.calls(),
+        5,
+        "a pushback of exactly the maximum is retried"
+    );
+    assert_eq!(started.elapsed(), Duration::from_secs(5));
 }
 
 #[test]
@@ -328,4 +339,59 @@ async fn server_pushback_is_honoured_as_the_specs_say() {
         (calls.load(SeqCst), started.elapsed()),
         (2, Duration::from_millis(1500))
     );
+}
+
+/// A request whose `ReplayBody` outgrew its limit is sent once and not retried; one within
+/// its limit is retried as usual.
+#[cfg(feature = "http")]
+#[tokio::test(start_paused = true)]
+async fn a_body_over_its_replay_limit_is_sent_once() {
+    use bytes::Bytes;
+    use http_body_util::{BodyExt, Full};
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Mutex;
+    use tower_bulwark_core::BoxError;
+    use tower_bulwark_retry::{NoRetry, ReplayBody, RetryEvent};
+
+    async fn attempts(limit: usize) -> (usize, Vec<RetryEvent>) {
+        let events = Arc::new(Mutex::new(Vec::new()));
+        let sink = events.clone();
+        let (backoff, jitter) = constant(10);
+        let policy = RetryPolicy::builder()
+            .max_attempts(3)
+            .backoff(backoff, jitter)
+            .on_event(move |e: &RetryEvent| sink.lock().unwrap().push(e.clone()))
+            .build()
+            .unwrap();
+        let calls = Arc::new(AtomicUsize::new(0));
+        let counted = calls.clone();
+        let failing = tower::service_fn(move |request: http::Request<ReplayBody>| {
+            counted.fetch_add(1, Ordering::SeqCst);
+            async move {
+                let _ = request.into_body().collect().await;
+                Err::<(), BoxError>("unavailable".into())
+            }
+        });
+        let body = ReplayBody::new(Full::new(Bytes::from(vec![7u8; 100])), limit);
+        let request = http::Request::new(body);
+        assert!(policy
+            .layer()
+            .layer(failing)
+            .oneshot(request)
+            .await
+            .is_err());
+        let events = events.lock().unwrap().clone();
+        (calls.load(Ordering::SeqCst), events)
+    }
+
+    let (calls, events) = attempts(10).await;
+    assert_eq!(calls, 1, "100 bytes over a 10-byte limit: sent once");
+    assert_eq!(
+        events,
+        [RetryEvent::NotRetried {
+            reason: NoRetry::BodyTooLarge
+        }]
+    );
+    let (calls, _) = attempts(1024).await;
+    assert_eq!(calls, 3, "within the limit: retried");
 }

@@ -534,6 +534,84 @@ mod tests {
     }
 
     #[test]
+    fn aimd_a_call_exactly_as_slow_as_the_timeout_is_not_a_drop() {
+        let mut aimd = Aimd::new(20, 10, 22, 0.9, Duration::from_secs(1)).unwrap();
+        assert_eq!(aimd.update(sample(1_000, 20, false)), 21, "at the timeout");
+        assert_eq!(
+            aimd.update(sample(1_001, 20, false)),
+            18,
+            "over it: 21 x 0.9"
+        );
+    }
+
+    /// The step is `max(1, floor(log10(limit)))`: 2 from a limit of 100, 3 from 1000, and
+    /// the queue's bounds scale with it (grow by 12 up to 2, by 2 under 6, shrink by 2
+    /// above 12).
+    #[test]
+    fn vegas_steps_grow_with_the_log_of_the_limit() {
+        let mut vegas = Vegas::new(100, 2000, 1.0).unwrap();
+        vegas.update(sample(100, 100, false));
+        // queue = ceil(100 x (1 - 100/104)) = 4.
+        assert_eq!(vegas.update(sample(104, 100, false)), 102, "+ 2");
+        // queue = ceil(102 x (1 - 100/111)) = 11: between 6 and 12.
+        assert_eq!(vegas.update(sample(111, 102, false)), 102, "unchanged");
+        // queue = ceil(102 x (1 - 100/120)) = 17.
+        assert_eq!(vegas.update(sample(120, 102, false)), 100, "- 2");
+        assert_eq!(vegas.update(sample(100, 100, false)), 112, "no queue: + 12");
+        assert_eq!(vegas.update(sample(100, 112, true)), 110, "a drop: - 2");
+        let mut vegas = Vegas::new(1000, 2000, 1.0).unwrap();
+        vegas.update(sample(100, 1000, false));
+        assert_eq!(vegas.update(sample(100, 1000, true)), 997, "a drop: - 3");
+    }
+
+    #[test]
+    fn vegas_smoothing_moves_part_of_the_way() {
+        let mut vegas = Vegas::new(20, 1000, 0.5).unwrap();
+        vegas.update(sample(100, 20, false));
+        // No queue: 26 wanted, half the way from 20.
+        assert_eq!(vegas.update(sample(100, 20, false)), 23);
+        assert_eq!(
+            vegas.update(sample(100, 20, true)),
+            22,
+            "22 wanted from 23: 22.5"
+        );
+    }
+
+    /// Every probe draws its own jitter: the gap to the next one is between half and all
+    /// of `30 x limit` samples, and not the same each time.
+    #[test]
+    fn vegas_probes_keep_coming_jittered() {
+        let mut vegas = Vegas::new(20, 1000, 1.0).unwrap();
+        // App-limited samples (the limit stays 20), each a microsecond slower than the
+        // last: only a probe takes one as the no-load latency.
+        let mut rtt = Duration::from_millis(100);
+        let mut at = |vegas: &mut Vegas| {
+            rtt += Duration::from_micros(1);
+            vegas.update(Sample {
+                rtt,
+                fastest: rtt,
+                in_flight: 5,
+                dropped: false,
+            });
+            vegas.rtt().no_load == Some(rtt)
+        };
+        at(&mut vegas);
+        let mut probes = Vec::new();
+        for n in 0..10_000 {
+            if at(&mut vegas) {
+                probes.push(n);
+            }
+        }
+        let gaps: Vec<_> = probes.windows(2).map(|w| w[1] - w[0]).collect();
+        assert!(gaps.len() >= 15, "{probes:?}");
+        assert!(
+            gaps.iter().all(|gap| (300..=600).contains(gap)),
+            "between half and all of 600: {gaps:?}"
+        );
+        assert!(gaps.iter().any(|&gap| gap != gaps[0]), "jittered: {gaps:?}");
+    }
+
+    #[test]
     fn gradient2_by_hand() {
         let mut gradient = Gradient2::new(20, 10, 200, 0.2, 4, 1.5, 600).unwrap();
         // Steady latency: gradient = min(1, 1.5 × 1) = 1; new = 20 + 4 = 24;
@@ -561,6 +639,56 @@ mod tests {
         let mut steady = Gradient2::default();
         steady.update(sample(100, 20, true));
         assert!((steady.limit - 20.8).abs() < 1e-9);
+    }
+
+    /// The long average is plain over the first ten samples and exponential after; it is
+    /// pulled down 5% when it is more than twice the short latency (not at exactly twice).
+    /// Binary-exact latencies keep the ratios exact.
+    #[test]
+    fn gradient2_long_average_warms_up_then_follows_and_is_pulled_down() {
+        let long = |gradient: &Gradient2| gradient.rtt().long.unwrap().as_secs_f64();
+        let mut gradient = Gradient2::new(20, 10, 200, 0.2, 4, 1.5, 10).unwrap();
+        assert_eq!(gradient.rtt(), RttEstimates::default());
+        for _ in 0..10 {
+            gradient.update(sample(100, 20, false));
+        }
+        assert!((long(&gradient) - 0.1).abs() < 1e-12);
+        // Exponential over 10 samples: 0.1 x 9/11 + 1.2 x 2/11 = 0.3.
+        gradient.update(sample(1_200, 20, false));
+        assert!((long(&gradient) - 0.3).abs() < 1e-12, "{}", long(&gradient));
+        assert_eq!(gradient.rtt().short, Some(Duration::from_millis(1_200)));
+
+        let mut gradient = Gradient2::default();
+        gradient.update(sample(375, 20, false));
+        // (375 + 125) / 2 = 250: exactly twice 125, kept.
+        gradient.update(sample(125, 20, false));
+        assert_eq!(long(&gradient), 0.25);
+        let mut gradient = Gradient2::default();
+        gradient.update(sample(500, 20, false));
+        // (500 + 125) / 2 = 312.5: more than twice 125, pulled down 5%.
+        gradient.update(sample(125, 20, false));
+        assert!((long(&gradient) - 0.3125 * 0.95).abs() < 1e-12);
+    }
+
+    /// Gradient2 learns from windows that used at least half the limit.
+    #[test]
+    fn gradient2_learns_at_exactly_half_the_limit_in_use() {
+        let mut gradient = Gradient2::default();
+        gradient.update(sample(100, 10, false));
+        assert!((gradient.limit - 20.8).abs() < 1e-9, "{}", gradient.limit);
+        gradient.update(sample(100, 9, false));
+        assert!((gradient.limit - 20.8).abs() < 1e-9, "{}", gradient.limit);
+    }
+
+    /// `min == max` is a valid band: the limit is pinned there.
+    #[test]
+    fn bounds_may_pin_the_limit() {
+        let mut aimd = Aimd::new(10, 10, 10, 0.9, Duration::from_secs(1)).unwrap();
+        assert_eq!(aimd.update(sample(10, 10, false)), 10);
+        assert_eq!(aimd.update(sample(10, 10, true)), 10);
+        let mut gradient = Gradient2::new(10, 10, 10, 0.2, 4, 1.5, 600).unwrap();
+        assert_eq!(gradient.update(sample(100, 10, false)), 10);
+        assert!(crate::MinRtt::new(10, 10, 10, 0.1, 200).is_ok());
     }
 
     #[test]

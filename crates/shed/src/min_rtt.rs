@@ -484,6 +484,152 @@ mod tests {
         );
     }
 
+    /// A probe halves the limit, waits out the windows of calls admitted before the cut
+    /// (more in flight than the halved limit), takes the first window that started under
+    /// it as the minimum, and goes back to the limit it left.
+    #[test]
+    fn a_probe_halves_the_limit_and_measures_only_calls_started_under_it() {
+        let mut algorithm = MinRtt::default();
+        let mut before = algorithm.initial();
+        let half = loop {
+            let limit = algorithm.update(window(10.0, before));
+            if matches!(algorithm.phase, Phase::Probing { .. }) {
+                break limit;
+            }
+            before = limit;
+        };
+        assert_eq!(half, before / 2, "halved from {before}");
+        for _ in 0..3 {
+            // Calls admitted before the cut, queued: not the minimum.
+            assert_eq!(algorithm.update(window(30.0, before)), half);
+            assert!(matches!(algorithm.phase, Phase::Probing { .. }));
+            assert_eq!(algorithm.rtt().no_load, Some(Duration::from_millis(10)));
+        }
+        // Every call started under the halved limit: this is the minimum.
+        assert_eq!(algorithm.update(window(12.0, half)), before, "restored");
+        assert!(matches!(algorithm.phase, Phase::Learning { decline: None }));
+        assert_eq!(algorithm.rtt().no_load, Some(Duration::from_millis(12)));
+    }
+
+    /// It grows only from windows that used at least half of it; below half, an idle limit
+    /// drifts down by a tenth a window, but not below twice the calls in use.
+    #[test]
+    fn an_idle_limit_drifts_down_to_twice_the_calls_in_use() {
+        let mut algorithm = MinRtt::new(20, 1, 1000, 0.1, 200).unwrap();
+        // Exactly half in use, no queue: that is use, it grows (20 + (2 + 2.24) / 2).
+        assert_eq!(algorithm.update(window(10.0, 10)), 22);
+        let mut algorithm = MinRtt::new(100, 1, 1000, 0.1, 200).unwrap();
+        // 49 in use of 100: a tenth less would be 90, twice the calls in use is 98.
+        assert_eq!(algorithm.update(window(10.0, 49)), 98);
+        // 10 in use: a tenth a window (88.2, 79.38, 71.44).
+        assert_eq!(algorithm.update(window(10.0, 10)), 88);
+        assert_eq!(algorithm.update(window(10.0, 10)), 79);
+        assert_eq!(algorithm.update(window(10.0, 10)), 71);
+    }
+
+    /// A probe due at exactly half the limit in use is a probe: only a window below half
+    /// ran with room to spare.
+    #[test]
+    fn a_probe_due_at_half_the_limit_in_use_halves_it() {
+        let mut algorithm = MinRtt::new(20, 1, 1000, 0.1, 1).unwrap();
+        // Idle: 20 drifts to 18, and the probe is due.
+        assert_eq!(algorithm.update(window(10.0, 5)), 18);
+        assert_eq!(algorithm.update(window(10.0, 9)), 9, "halved");
+        assert!(matches!(algorithm.phase, Phase::Probing { .. }));
+    }
+
+    /// An algorithm past its cold start at `limit`: the minimum measured at 10 ms (a
+    /// target of 11 ms), no probe due for a long while.
+    fn learned(limit: f64) -> MinRtt {
+        let mut algorithm = MinRtt::default();
+        algorithm.measure(Duration::from_millis(10));
+        algorithm.until_probe = 1000;
+        algorithm.limit = limit;
+        algorithm
+    }
+
+    /// A window of `rtt_ms` with every place of the limit in use.
+    fn full(algorithm: &mut MinRtt, rtt_ms: f64) -> usize {
+        let admitted = algorithm.limit as usize;
+        algorithm.update(window(rtt_ms, admitted))
+    }
+
+    fn probing_back_to(algorithm: &MinRtt) -> Option<f64> {
+        match algorithm.phase {
+            Phase::Probing { back_to, .. } => Some(back_to),
+            Phase::Learning { .. } => None,
+        }
+    }
+
+    #[test]
+    fn two_cuts_in_a_row_the_latency_does_not_answer_measure_the_minimum_again() {
+        let mut algorithm = learned(128.0);
+        // Far over the 11 ms target: the gradient at its floor, each window halves.
+        assert_eq!(full(&mut algorithm, 64.0), 64);
+        assert_eq!(full(&mut algorithm, 64.0), 32, "unanswered: same latency");
+        assert_eq!(full(&mut algorithm, 32.0), 16, "answered: it halved too");
+        assert_eq!(full(&mut algorithm, 32.0), 8, "unanswered, once since");
+        assert_eq!(probing_back_to(&algorithm), None);
+        // Twice in a row: the service itself got slower. The probe halves the limit and
+        // comes back to where the decline began.
+        assert_eq!(full(&mut algorithm, 32.0), 2);
+        assert_eq!(probing_back_to(&algorithm), Some(128.0));
+        assert_eq!(algorithm.update(window(32.0, 2)), 128);
+        assert_eq!(algorithm.rtt().no_load, Some(Duration::from_millis(32)));
+    }
+
+    /// A cut is answered when the latency falls by at least a quarter of the cut's share,
+    /// each window judged against the one before it. Binary-exact values: 62.5 ms to
+    /// 54.6875 ms is a fall of exactly 1/8, and a cut of 1/2 wants exactly 1/8.
+    #[test]
+    fn a_cut_answered_by_exactly_a_quarter_of_its_share_is_answered() {
+        let mut algorithm = learned(100.0);
+        assert_eq!(full(&mut algorithm, 62.5), 50);
+        assert_eq!(full(&mut algorithm, 54.6875), 25, "answered, just");
+        assert_eq!(full(&mut algorithm, 54.6875), 12, "unanswered");
+        assert_eq!(probing_back_to(&algorithm), None);
+        // Against the last window's latency, not the first's (which it fell 1/8 under).
+        full(&mut algorithm, 54.6875);
+        assert_eq!(probing_back_to(&algorithm), Some(100.0));
+    }
+
+    /// Windows admitted under the same whole limit cannot show an answer yet: a rising
+    /// latency then neither adds to the streak nor ends it.
+    #[test]
+    fn windows_under_the_same_admitted_limit_do_not_judge_the_cut() {
+        let mut algorithm = learned(100.9);
+        // Slight cuts that keep 100 admitted while the latency creeps up.
+        for rtt in [11.05, 11.06, 11.07, 11.08] {
+            assert_eq!(full(&mut algorithm, rtt), 100);
+            assert_eq!(probing_back_to(&algorithm), None, "{rtt} ms");
+        }
+        // A slow decline, one whole call every ten windows or so, the latency flat: the
+        // windows between keep the streak, and the second unanswered cut probes.
+        let mut algorithm = learned(100.05);
+        let probed = (1..=30).find(|_| {
+            full(&mut algorithm, 11.05);
+            probing_back_to(&algorithm).is_some()
+        });
+        assert!(probed.is_some_and(|n| n > 2), "{probed:?}");
+        assert_eq!(probing_back_to(&algorithm), Some(100.05));
+    }
+
+    /// Slow start ends at the first real queue: a window whose fastest call took more than
+    /// the target. One exactly at the target (binary-exact: 1.25 x 62.5 ms) is no queue.
+    #[test]
+    fn slow_start_ends_only_when_even_the_fastest_call_was_over_the_target() {
+        let mut algorithm = MinRtt::new(20, 1, 1000, 0.25, 200).unwrap();
+        assert_eq!(algorithm.update(window(62.5, 20)), 40, "doubles");
+        let mut slow = window(100.0, 40);
+        slow.fastest = Duration::from_micros(78_125);
+        assert_eq!(algorithm.update(slow), 31, "a far cut, all the way");
+        assert!(algorithm.slow_start);
+        assert_eq!(full(&mut algorithm, 62.5), 62, "still doubling");
+        slow.fastest = Duration::from_micros(78_126);
+        algorithm.update(slow);
+        assert!(!algorithm.slow_start);
+    }
+
     #[test]
     fn a_probe_that_never_gets_clean_windows_ends() {
         let mut algorithm = MinRtt::default();

@@ -197,6 +197,40 @@ impl ShedConfig {
 mod tests {
     use super::*;
 
+    /// The pushback of a call shed by a layer built from `json`, its one place held.
+    async fn pushback(json: &str) -> Option<Duration> {
+        use tower::{Layer, Service, ServiceExt};
+        use tower_bulwark_core::find_rejection;
+        use tower_bulwark_core::testing::controlled;
+
+        let config: ShedConfig = serde_json::from_str(json).unwrap();
+        let layer = config.into_layer().unwrap();
+        let (inner, control) = controlled::<u32>();
+        control.hang();
+        let mut service = layer.layer(inner);
+        let _held = service.ready().await.unwrap().call(1);
+        let error = service.ready().await.unwrap().call(2).await.unwrap_err();
+        find_rejection(&error).unwrap().retry_after()
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn retry_after_ms_sets_the_pushback_and_zero_means_none() {
+        let fixed = r#""algorithm": {"kind": "fixed", "limit": 1}"#;
+        assert_eq!(
+            pushback(&format!("{{{fixed}}}")).await,
+            Some(Duration::from_secs(1)),
+            "the default"
+        );
+        assert_eq!(
+            pushback(&format!(r#"{{{fixed}, "retry_after_ms": 2500}}"#)).await,
+            Some(Duration::from_millis(2500))
+        );
+        assert_eq!(
+            pushback(&format!(r#"{{{fixed}, "retry_after_ms": 0}}"#)).await,
+            None
+        );
+    }
+
     #[test]
     fn bad_settings_name_their_field() {
         let error = |json: &str| {

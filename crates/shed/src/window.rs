@@ -277,6 +277,19 @@ mod tests {
     }
 
     #[test]
+    fn a_window_size_reads_back_its_settings() {
+        let size = WindowSize::new(3, ms(10)).unwrap();
+        assert_eq!((size.min_calls(), size.min_time()), (3, ms(10)));
+        let default = WindowSize::default();
+        assert_eq!((default.min_calls(), default.min_time()), (10, ms(50)));
+        let per_call = WindowSize::per_call();
+        assert_eq!(
+            (per_call.min_calls(), per_call.min_time()),
+            (1, Duration::ZERO)
+        );
+    }
+
+    #[test]
     fn bad_sizes_are_config_errors() {
         assert_eq!(
             WindowSize::new(0, ms(1)).unwrap_err().field(),

@@ -7,7 +7,9 @@ use tokio_test::task;
 use tower::{Layer, Service, ServiceExt};
 use tower_bulwark_core::testing::{controlled, Controller, ReadinessProbe};
 use tower_bulwark_core::{find_rejection, BoxError, Criticality, Outcome, RejectionKind};
-use tower_bulwark_shed::{Aimd, Fixed, Overloaded, ShedEvent, ShedLayer, TierShares, WindowSize};
+use tower_bulwark_shed::{
+    Aimd, Fixed, Overloaded, RttEstimates, ShedEvent, ShedLayer, TierShares, Vegas, WindowSize,
+};
 
 /// A request that names its tier.
 type Call = (Criticality, u32);
@@ -594,5 +596,64 @@ async fn interleaved_critical_calls_are_noted_too() {
     assert!(
         n <= 85,
         "sheddable calls took {n} of 100 after a long critical load of 20"
+    );
+}
+
+/// A fixed limit learns nothing from finished calls: a limit set by hand stays, and no
+/// latency is measured. The same algorithm given as one that learns takes its own value
+/// back at the next window.
+#[tokio::test(start_paused = true)]
+async fn a_limit_set_by_hand_on_a_fixed_layer_stays_after_calls_finish() {
+    let (inner, control) = controlled::<u32>();
+    control.delay(Duration::from_millis(20));
+    let fixed = ShedLayer::builder()
+        .fixed(Fixed::new(10).unwrap())
+        .window(WindowSize::per_call())
+        .build()
+        .unwrap();
+    let service = fixed.layer(ReadinessProbe::new(inner.clone()));
+    fixed.handle().set_limit(3);
+    service.clone().oneshot(1).await.unwrap();
+    service.oneshot(2).await.unwrap();
+    let snapshot = fixed.handle().snapshot();
+    assert_eq!(snapshot.limit, 3, "the operator's limit stays");
+    assert_eq!(snapshot.rtt, RttEstimates::default(), "nothing measured");
+
+    let learning = ShedLayer::builder()
+        .algorithm(Fixed::new(10).unwrap())
+        .window(WindowSize::per_call())
+        .build()
+        .unwrap();
+    let service = learning.layer(ReadinessProbe::new(inner));
+    learning.handle().set_limit(3);
+    service.oneshot(1).await.unwrap();
+    assert_eq!(learning.handle().snapshot().limit, 10, "learned back");
+}
+
+/// The handle reads the algorithm's latency estimates as of its latest window.
+#[tokio::test(start_paused = true)]
+async fn the_handle_reports_the_algorithms_latency_estimates() {
+    let layer = ShedLayer::builder()
+        .algorithm(Vegas::default())
+        .window(WindowSize::per_call())
+        .build()
+        .unwrap();
+    assert_eq!(layer.handle().snapshot().rtt, RttEstimates::default());
+    let (inner, control) = controlled::<u32>();
+    let service = layer.layer(ReadinessProbe::new(inner));
+    control.delay(Duration::from_millis(30));
+    service.clone().oneshot(1).await.unwrap();
+    let rtt = layer.handle().snapshot().rtt;
+    assert_eq!(rtt.no_load, Some(Duration::from_millis(30)));
+    assert_eq!(rtt.short, Some(Duration::from_millis(30)));
+    control.delay(Duration::from_millis(45));
+    service.oneshot(2).await.unwrap();
+    let rtt = layer.handle().snapshot().rtt;
+    assert_eq!(
+        (rtt.no_load, rtt.short),
+        (
+            Some(Duration::from_millis(30)),
+            Some(Duration::from_millis(45))
+        )
     );
 }

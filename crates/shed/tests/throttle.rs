@@ -5,7 +5,7 @@ use std::time::Duration;
 use tokio_test::task;
 use tower::{Layer, Service, ServiceExt};
 use tower_bulwark_core::testing::{controlled, ReadinessProbe};
-use tower_bulwark_core::{find_rejection, RejectionKind};
+use tower_bulwark_core::{find_rejection, RejectionKind, SeededRng};
 use tower_bulwark_shed::{AdaptiveThrottleLayer, Throttled};
 
 #[tokio::test(start_paused = true)]
@@ -251,4 +251,59 @@ async fn a_slow_failure_counts_for_a_whole_window_after_it_ends() {
         0.9,
         "failures known 3 s ago already left a 10 s window"
     );
+}
+
+/// Below `min_requests_per_second` over the window nothing is rejected, however many of
+/// the requests fail; at the minimum, the rule applies.
+#[tokio::test(start_paused = true)]
+async fn nothing_is_rejected_below_the_minimum_rate_over_the_window() {
+    let throttle = AdaptiveThrottleLayer::builder()
+        .min_requests_per_second(0.5)
+        .window(Duration::from_secs(20))
+        .seed(1)
+        .build()
+        .unwrap();
+    let (backend, control) = controlled::<u32>();
+    control.fail();
+    let client = throttle.layer(backend);
+    // 0.5 a second over 20 s: 10 requests.
+    for i in 0..9 {
+        assert!(client.clone().oneshot(i).await.is_err());
+        assert_eq!(throttle.rejection_probability(), 0.0, "{} requests", i + 1);
+    }
+    assert!(client.clone().oneshot(9).await.is_err());
+    assert_eq!(control.calls(), 10, "none throttled");
+    // 10 requests, no accepts: 10 / 11, capped at 0.9.
+    assert_eq!(throttle.rejection_probability(), 0.9);
+}
+
+/// A call is rejected when its draw falls below the probability (a draw exactly at it
+/// passes: `p` of the unit interval rejects), and a call while the probability is 0 takes
+/// no draw: the first call that could be rejected gets the seed's first draw, however
+/// many came before it.
+#[tokio::test(start_paused = true)]
+async fn the_first_call_that_could_be_rejected_takes_the_seeds_first_draw() {
+    let seed = 1;
+    let mut rng = SeededRng::new(seed);
+    let draws: Vec<f64> = (0..11).map(|_| rng.next_unit()).collect();
+    // A seed whose eleventh draw is below its first.
+    assert!(draws[10] < draws[0] && draws[0] < 0.9, "{draws:?}");
+    let throttle = AdaptiveThrottleLayer::builder()
+        .min_requests_per_second(1.0)
+        .window(Duration::from_secs(10))
+        .max_rejection_probability(draws[0])
+        .seed(seed)
+        .build()
+        .unwrap();
+    let (backend, control) = controlled::<u32>();
+    control.fail();
+    let client = throttle.layer(backend);
+    // Under the minimum of 10 requests: the probability is 0.
+    for i in 0..10 {
+        assert!(client.clone().oneshot(i).await.is_err());
+    }
+    // 10 refused of 10: 10 / 11, capped at exactly the first draw.
+    assert_eq!(throttle.rejection_probability(), draws[0]);
+    assert!(client.clone().oneshot(10).await.is_err());
+    assert_eq!(control.calls(), 11, "the draw at the probability passed");
 }
