@@ -30,6 +30,19 @@ use tower_bulwark_core::sync::{AtomicU64, AtomicU8, AtomicUsize, Mutex, MutexGua
 /// One waiter in the `queued` half of the counter word.
 const ONE_QUEUED: u64 = 1 << 32;
 
+/// One call in flight in the `calls` half of a core's word.
+const ONE_CALL: u64 = 1 << 32;
+
+/// A core's spare permits, in the low half of its word.
+fn spare_of(word: u64) -> usize {
+    (word & u64::from(u32::MAX)) as usize
+}
+
+/// A core's calls in flight, in the high half of its word.
+fn calls_of(word: u64) -> usize {
+    (word >> 32) as usize
+}
+
 fn in_flight_of(word: u64) -> usize {
     (word & u64::from(u32::MAX)) as usize
 }
@@ -47,12 +60,8 @@ pub(crate) struct Compartment {
     /// still waiting (high 32 bits). Cancelled waiters may linger in `queue` until they
     /// reach its front or are swept, but are not counted.
     counts: AtomicU64,
-    /// Each core's spare permits, for its thread's next calls in the fast zone.
-    spare: PerCore<AtomicUsize>,
-    /// Each core's calls in flight (those admitted on it; a call leaves where it entered,
-    /// wherever its task went) and their high-water mark: the peak in flight without a
-    /// line every core writes on every call.
-    calls: PerCore<CallsHere>,
+    /// Each core's spare permits and calls in flight (see [`Core`]).
+    cores: PerCore<Core>,
     queue: Mutex<VecDeque<Arc<Waiter>>>,
     pub(crate) stats: Stats,
     listeners: Listeners<BulkheadEvent>,
@@ -73,10 +82,16 @@ pub(crate) struct Stats {
     pub(crate) mean_wait_nanos: AtomicU64,
 }
 
-/// One core's calls in flight and their high-water mark.
+/// One core's part of the books, on its own cache line.
+///
+/// Its spare permits (low half of `word`) are for its threads' next calls in the fast
+/// zone. Its calls in flight (high half) are those admitted on it: a call leaves, and gives
+/// its permit back, where it entered, wherever its task went. A call in the fast zone
+/// takes a spare and counts itself in one step, and gives both back in one. With the
+/// high-water mark of its calls, the peak in flight needs no line that every core writes.
 #[derive(Debug, Default)]
-struct CallsHere {
-    in_flight: AtomicUsize,
+struct Core {
+    word: AtomicU64,
     high: AtomicUsize,
 }
 
@@ -111,8 +126,7 @@ impl Compartment {
             max_concurrent: AtomicUsize::new(max_concurrent.min(u32::MAX as usize)),
             max_queue: AtomicUsize::new(max_queue.min(u32::MAX as usize)),
             counts: AtomicU64::new(0),
-            spare: PerCore::new(|| AtomicUsize::new(0)),
-            calls: PerCore::new(CallsHere::default),
+            cores: PerCore::new(Core::default),
             queue: Mutex::new(VecDeque::new()),
             stats: Stats {
                 peak_in_flight: AtomicUsize::new(0),
@@ -129,8 +143,7 @@ impl Compartment {
     /// The same with `stripes` cores' spares, for tests and models that choose.
     #[cfg(test)]
     fn with_stripes(mut self, stripes: usize) -> Self {
-        self.spare = PerCore::with_stripes(stripes, || AtomicUsize::new(0));
-        self.calls = PerCore::with_stripes(stripes, CallsHere::default);
+        self.cores = PerCore::with_stripes(stripes, Core::default);
         self
     }
 
@@ -138,15 +151,22 @@ impl Compartment {
         self.queue.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// A call was admitted on core `stripe` (core's `thread_index`). When the core's count
-    /// passes its own high-water mark, the calls in flight on every core are read and the
-    /// peak raised: with calls on one core every rise is seen.
+    /// A call admitted outside the fast zone counts itself on core `stripe` (core's
+    /// `thread_index`).
     #[inline]
     fn enter(&self, stripe: usize) {
-        let here = self.calls.get(stripe);
-        let in_flight = here.in_flight.fetch_add(1, Relaxed) + 1;
-        if in_flight > here.high.load(Relaxed) {
-            here.high.store(in_flight, Relaxed);
+        let before = self.cores.get(stripe).word.fetch_add(ONE_CALL, Relaxed);
+        self.entered(stripe, calls_of(before) + 1);
+    }
+
+    /// A call was admitted on core `stripe`, making `here` calls on it. When the core's
+    /// count passes its own high-water mark, the calls in flight on every core are read
+    /// and the peak raised: with calls on one core every rise is seen.
+    #[inline]
+    fn entered(&self, stripe: usize, here: usize) {
+        let core = self.cores.get(stripe);
+        if here > core.high.load(Relaxed) {
+            core.high.store(here, Relaxed);
             self.raise_peak();
         }
     }
@@ -154,19 +174,13 @@ impl Compartment {
     #[cold]
     fn raise_peak(&self) {
         let in_flight: usize = self
-            .calls
+            .cores
             .iter()
-            .map(|here| here.in_flight.load(Relaxed))
+            .map(|core| calls_of(core.word.load(Relaxed)))
             .sum();
         if in_flight > self.stats.peak_in_flight.load(Relaxed) {
             self.stats.peak_in_flight.fetch_max(in_flight, Relaxed);
         }
-    }
-
-    /// A call admitted on core `stripe` ended.
-    #[inline]
-    fn leave(&self, stripe: usize) {
-        self.calls.get(stripe).in_flight.fetch_sub(1, Relaxed);
     }
 
     /// The most calls in flight at once (see `enter`).
@@ -178,7 +192,7 @@ impl Compartment {
     /// the limit over the cores; none, every permit counted, under 16 a core).
     #[inline]
     fn batch(&self, max: usize) -> usize {
-        tower_bulwark_core::places::batch(max, self.spare.len())
+        tower_bulwark_core::places::batch(max, self.cores.len())
     }
 
     /// Whether the counts are in the fast zone for `batch` more permits under `max`: nobody
@@ -188,10 +202,10 @@ impl Compartment {
         queued_of(word) == 0 && in_flight_of(word) + batch <= max / 2
     }
 
-    /// In the fast zone, a spare permit of this core's (or a batch of them); false out of
-    /// it.
+    /// In the fast zone, a spare permit of core `stripe`'s (or a batch of them), the call
+    /// counted there; false out of it.
     #[inline(always)]
-    fn try_fast(&self, max: usize) -> bool {
+    fn try_fast(&self, max: usize, stripe: usize) -> bool {
         let batch = self.batch(max);
         if batch == 0 {
             return false;
@@ -200,11 +214,11 @@ impl Compartment {
         if !Self::in_fast_zone(word, batch, max) {
             return false;
         }
-        let spare = self.spare.local();
-        if spare
-            .fetch_update(AcqRel, Acquire, |n| n.checked_sub(1))
-            .is_ok()
-        {
+        let core = &self.cores.get(stripe).word;
+        if let Ok(before) = core.fetch_update(AcqRel, Acquire, |word| {
+            (spare_of(word) > 0).then(|| word - 1 + ONE_CALL)
+        }) {
+            self.entered(stripe, calls_of(before) + 1);
             return true;
         }
         if self
@@ -217,31 +231,40 @@ impl Compartment {
         // The batch's rest reaches the spares after the count: a call that queued in
         // between looked for spares too early. As a released spare does (see `release`),
         // look for a waiter after adding.
-        spare.fetch_add(batch - 1, SeqCst);
+        let before = core.fetch_add(batch as u64 - 1 + ONE_CALL, SeqCst);
         if queued_of(self.counts.load(SeqCst)) > 0 {
             self.reclaim();
             self.grant(self.lock());
         }
+        self.entered(stripe, calls_of(before) + 1);
         true
     }
 
     /// Every core's spare permits (a moment's reading).
     fn spares(&self) -> usize {
-        self.spare.iter().map(|spare| spare.load(Acquire)).sum()
+        self.cores
+            .iter()
+            .map(|core| spare_of(core.word.load(Acquire)))
+            .sum()
     }
 
     /// Gives every core's spare permits back to the count; whether there were any.
     fn reclaim(&self) -> bool {
-        let spares: usize = self.spare.iter().map(|spare| spare.swap(0, SeqCst)).sum();
+        let spares: usize = self
+            .cores
+            .iter()
+            .map(|core| spare_of(core.word.fetch_and(!u64::from(u32::MAX), SeqCst)))
+            .sum();
         if spares != 0 {
             self.counts.fetch_sub(spares as u64, SeqCst);
         }
         spares != 0
     }
 
-    /// A permit for a call on core `stripe`.
+    /// A permit for a call on core `stripe`, counting it there.
     #[inline]
     fn admitted(holder: &Holder, stripe: usize) -> Admission {
+        holder.enter(stripe);
         Admission::Admitted(Permit::new(holder, stripe))
     }
 
@@ -351,18 +374,24 @@ impl Compartment {
         }
     }
 
-    /// Gives a permit back: in the fast zone to this core's spares (at most two batches,
-    /// the rest to the count), else to the count, handing it to the next waiter.
+    /// Gives a permit back on core `stripe`, with the call it counted there (`calls`: one,
+    /// or none for a permit granted to a waiter that left): in the fast zone to the core's
+    /// spares (at most two batches, the rest to the count), else to the count, handing it
+    /// to the next waiter.
     #[inline]
-    fn release(&self) {
+    fn release(&self, stripe: usize, calls: u64) {
         let max = self.max_concurrent.load(Relaxed);
         let batch = self.batch(max);
+        let core = &self.cores.get(stripe).word;
         if batch != 0 && Self::in_fast_zone(self.counts.load(Acquire), batch, max) {
-            let spare = self.spare.local();
-            let held = spare.fetch_add(1, SeqCst) + 1;
+            // One step: a spare more, the call less (wrapping: `calls` is in the high half,
+            // which holds at least it).
+            let held = spare_of(core.fetch_add(1u64.wrapping_sub(calls), SeqCst)) + 1;
             let surplus = held > 2 * batch
-                && spare
-                    .fetch_update(AcqRel, Acquire, |n| (n > 2 * batch).then(|| n - batch))
+                && core
+                    .fetch_update(AcqRel, Acquire, |word| {
+                        (spare_of(word) > 2 * batch).then(|| word - batch as u64)
+                    })
                     .is_ok();
             let before = if surplus {
                 self.counts.fetch_sub(batch as u64, SeqCst)
@@ -376,6 +405,9 @@ impl Compartment {
                 self.grant(self.lock());
             }
             return;
+        }
+        if calls != 0 {
+            core.fetch_sub(calls, Relaxed);
         }
         let before = self.counts.fetch_sub(1, SeqCst);
         if queued_of(before) > 0 {
@@ -493,8 +525,8 @@ impl Admit for Holder {
     fn admit(&self, bounded: bool) -> Admission {
         let max = self.max_concurrent.load(Relaxed);
         let stripe = thread_index();
-        if self.try_fast(max) {
-            return Compartment::admitted(self, stripe);
+        if self.try_fast(max, stripe) {
+            return Admission::Admitted(Permit::new(self, stripe));
         }
         let free = self.counts.fetch_update(SeqCst, Acquire, |word| {
             (queued_of(word) == 0 && in_flight_of(word) < max).then_some(word + 1)
@@ -515,9 +547,9 @@ pub(crate) struct Permit {
 }
 
 impl Permit {
+    /// The permit of a call counted on core `stripe`.
     #[inline]
     fn new(compartment: &Holder, stripe: usize) -> Self {
-        compartment.enter(stripe);
         Permit {
             compartment: compartment.clone(),
             stripe,
@@ -528,8 +560,7 @@ impl Permit {
 impl Drop for Permit {
     #[inline]
     fn drop(&mut self) {
-        self.compartment.leave(self.stripe);
-        self.compartment.release();
+        self.compartment.release(self.stripe, ONE_CALL);
     }
 }
 
@@ -555,6 +586,7 @@ impl Ticket {
             }
         }
         self.done = true;
+        self.compartment.enter(self.stripe);
         Poll::Ready(Permit::new(&self.compartment, self.stripe))
     }
 }
@@ -581,7 +613,7 @@ impl Drop for Ticket {
                     .take();
             }
             // Granted but never claimed: the permit is ours to give back.
-            Err(_) => self.compartment.release(),
+            Err(_) => self.compartment.release(self.stripe, 0),
         }
     }
 }

@@ -107,27 +107,38 @@ pub(crate) fn allowed(permille: usize, limit: usize) -> usize {
 /// important calls reserves room for a while, not for ever: every core's too.
 ///
 /// Kept so that a call writes only its core's lines: each core counts the calls that
-/// entered on it (a call leaves on the core it entered on, wherever its task went), its
-/// arrivals, and each tier's high-water mark on it since the last decay. Only when a core's count of a tier passes its
-/// high-water mark is the tier's total read (every core's line) and its peak raised: with
+/// entered on it (a call leaves on the core it entered on, wherever its task went), the
+/// arrivals left before its next decay, and each tier's high-water mark on it since the
+/// last decay. Only when a core's count of a tier passes its high-water mark is the tier's total read (every core's line) and its peak raised: with
 /// calls on one core every rise is seen, as before; with calls on several, a total that
 /// grows while no core passes its own mark is seen after the next decay resets the marks.
 /// Only the tiers below one that is in use read its counts.
 #[derive(Debug)]
 pub(crate) struct Demand {
     /// Per core: the calls in flight by tier that entered on it, their high-water marks
-    /// since the last decay, and its arrivals.
+    /// since the last decay, and its countdown to the next decay.
     local: PerCore<Local>,
     /// Each tier's recent peak of calls in flight (every core's): written when it rises
     /// or decays, read by every admission of a tier below.
     peak: Padded<[AtomicUsize; 4]>,
 }
 
-#[derive(Debug, Default)]
+#[derive(Debug)]
 struct Local {
     in_flight: [AtomicUsize; 4],
     high: [AtomicUsize; 4],
-    arrived: AtomicUsize,
+    /// Arrivals left before the next decay (capped by the current limit when read).
+    until_decay: AtomicUsize,
+}
+
+impl Default for Local {
+    fn default() -> Self {
+        Local {
+            in_flight: Default::default(),
+            high: Default::default(),
+            until_decay: AtomicUsize::new(usize::MAX),
+        }
+    }
 }
 
 impl Default for Demand {
@@ -151,8 +162,14 @@ impl Demand {
             local.high[tier].store(here, Relaxed);
             self.raise_peak(tier);
         }
-        let arrived = local.arrived.fetch_add(1, Relaxed).wrapping_add(1);
-        if arrived % limit.max(8) == 0 {
+        // A countdown, read and written without a locked instruction or a division: two
+        // threads sharing a core's line may lose a step, which only delays a decay.
+        let period = limit.max(8);
+        let left = local.until_decay.load(Relaxed).min(period);
+        if left > 1 {
+            local.until_decay.store(left - 1, Relaxed);
+        } else {
+            local.until_decay.store(period, Relaxed);
             self.decay();
         }
     }

@@ -222,7 +222,7 @@ fn a_batch_taken_while_a_call_queues_is_not_left_spare() {
                     "a waiter waits with one call in flight under a limit of 2 \
                      (in_flight() = {}, spares = {})",
                     c.in_flight(),
-                    c.spare.iter().map(|s| s.load(SeqCst)).sum::<usize>()
+                    c.spares()
                 ),
             },
             Admission::QueueFull => unreachable!(),

@@ -19,6 +19,15 @@ fn admitted(admission: Admission) -> Permit {
     }
 }
 
+/// The calls counted in flight over every core (a permit granted to a waiter that left
+/// never counts as one).
+fn calls_counted(c: &Compartment) -> usize {
+    c.cores
+        .iter()
+        .map(|core| calls_of(core.word.load(Relaxed)))
+        .sum()
+}
+
 fn queued(admission: Admission) -> Ticket {
     match admission {
         Admission::Queued(ticket) => ticket,
@@ -59,8 +68,9 @@ async fn a_cancelled_ticket_leaves_and_a_granted_one_passes_its_permit_on() {
     drop(granted_then_dropped);
     let permit = poll_fn(|cx| last.poll_permit(cx)).await;
     assert_eq!((c.in_flight(), c.queued()), (1, 0));
+    assert_eq!(calls_counted(&c), 1, "the dropped grant was not a call");
     drop(permit);
-    assert_eq!(c.in_flight(), 0);
+    assert_eq!((c.in_flight(), calls_counted(&c)), (0, 0));
 }
 
 #[tokio::test]
@@ -302,13 +312,20 @@ fn striped(max: usize, queue: usize) -> Holder {
     ))
 }
 
-/// The stripe this thread does not use: a quiet core's.
-fn other_stripe(c: &Compartment) -> &AtomicUsize {
-    let mine: *const AtomicUsize = c.spare.local();
-    c.spare
+/// The word of the core this thread does not use: a quiet core's (spares in its low half).
+fn other_stripe(c: &Compartment) -> &AtomicU64 {
+    let mine: *const Core = c.cores.local();
+    &c.cores
         .iter()
-        .find(|&spare| !std::ptr::eq(spare, mine))
+        .find(|&core| !std::ptr::eq(core, mine))
         .expect("two stripes")
+        .word
+}
+
+/// This thread's core's spare permits and calls in flight.
+fn here(c: &Compartment) -> (usize, usize) {
+    let word = c.cores.local().word.load(Relaxed);
+    (spare_of(word), calls_of(word))
 }
 
 #[test]
@@ -317,11 +334,11 @@ fn far_below_the_limit_a_core_keeps_spare_permits() {
     let permit = admitted(c.admit(true));
     // A batch of 1024 / (8 x 2) permits left the count for this core; one is in use.
     assert_eq!(in_flight_of(c.counts.load(Relaxed)), 64);
-    assert_eq!(c.spare.local().load(Relaxed), 63);
+    assert_eq!(here(&c), (63, 1), "one call counted here");
     assert_eq!(c.in_flight(), 1);
     drop(permit);
     assert_eq!(c.in_flight(), 0);
-    assert_eq!(c.spare.local().load(Relaxed), 64, "kept for the next call");
+    assert_eq!(here(&c), (64, 0), "kept for the next call");
     let again = admitted(c.admit(true));
     assert_eq!(in_flight_of(c.counts.load(Relaxed)), 64, "no new batch");
     drop(again);
@@ -410,18 +427,19 @@ fn threads_across_the_fast_zone_keep_the_books() {
     for thread in threads {
         thread.join().unwrap();
     }
-    assert_eq!((c.in_flight(), c.queued()), (0, 0));
+    assert_eq!((c.in_flight(), c.queued(), calls_counted(&c)), (0, 0, 0));
+    assert!(c.peak_in_flight() <= MAX);
 }
 
 /// Runs `call` on a thread that uses the other stripe than this thread (threads are
 /// numbered in turn, so one of the next few has the other parity).
 fn on_the_other_stripe(c: &Holder, call: impl Fn(&Holder) + Send + Sync + 'static) {
-    let mine = c.spare.local() as *const AtomicUsize as usize;
+    let mine = c.cores.local() as *const Core as usize;
     let call = Arc::new(call);
     for _ in 0..64 {
         let (c, call) = (c.clone(), call.clone());
         let ran = std::thread::spawn(move || {
-            if c.spare.local() as *const AtomicUsize as usize == mine {
+            if c.cores.local() as *const Core as usize == mine {
                 return false;
             }
             call(&c);
