@@ -10,8 +10,8 @@
 //!
 //! Far below the limit (in the fast zone: nobody waiting, and the permits out, with a
 //! batch more, at most half the limit; limits of 16 a core and more) each core keeps spare
-//! permits taken from the count a batch at a time, and its calls take and give back those: calls on different cores then
-//! write different cache lines. The count's low half is the permits out of the pool (held
+//! permits taken from the count a batch at a time, and its calls take and give back
+//! those: calls on different cores then write different cache lines. The count's low half is the permits out of the pool (held
 //! by calls or spare), so it never undercounts and the limit holds exactly; a call that
 //! would queue first takes every core's spares back, and a permit given back as a spare
 //! while a waiter arrives is found by the waiter's second look (see `release`).
@@ -167,25 +167,44 @@ impl Compartment {
         let core = self.cores.get(stripe);
         if here > core.high.load(Relaxed) {
             core.high.store(here, Relaxed);
-            self.raise_peak();
+            self.raise_peak(here);
         }
     }
 
+    /// Raises the peak to the calls in flight on every core, at least the `here` this
+    /// core's count rose to (calls leaving meanwhile do not hide it); returns the peak.
     #[cold]
-    fn raise_peak(&self) {
+    fn raise_peak(&self, here: usize) -> usize {
+        let in_flight = self.calls_in_flight().max(here);
+        let peak = self.stats.peak_in_flight.load(Relaxed);
+        if in_flight > peak {
+            self.stats.peak_in_flight.fetch_max(in_flight, Relaxed);
+            return in_flight;
+        }
+        peak
+    }
+
+    /// The calls in flight on every core. The cores are read one after another, so a call
+    /// seen on one before it ended and its successor seen on a later one may both count:
+    /// the sum is capped by the permits out (more than the limit only after the limit was
+    /// lowered under calls in flight).
+    fn calls_in_flight(&self) -> usize {
         let in_flight: usize = self
             .cores
             .iter()
             .map(|core| calls_of(core.word.load(Relaxed)))
             .sum();
-        if in_flight > self.stats.peak_in_flight.load(Relaxed) {
-            self.stats.peak_in_flight.fetch_max(in_flight, Relaxed);
-        }
+        let cap = self
+            .max_concurrent
+            .load(Relaxed)
+            .max(in_flight_of(self.counts.load(Relaxed)));
+        in_flight.min(cap)
     }
 
-    /// The most calls in flight at once (see `enter`).
+    /// The most calls in flight at once (see `enter`), and at least those in flight now:
+    /// calls on several cores may rise together with no core passing its own mark.
     pub(crate) fn peak_in_flight(&self) -> usize {
-        self.stats.peak_in_flight.load(Relaxed)
+        self.raise_peak(0)
     }
 
     /// The permits a core takes at once under `max` (core's `places::batch`: an eighth of

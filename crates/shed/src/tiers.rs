@@ -109,9 +109,11 @@ pub(crate) fn allowed(permille: usize, limit: usize) -> usize {
 /// Kept so that a call writes only its core's lines: each core counts the calls that
 /// entered on it (a call leaves on the core it entered on, wherever its task went), the
 /// arrivals left before its next decay, and each tier's high-water mark on it since the
-/// last decay. Only when a core's count of a tier passes its high-water mark is the tier's total read (every core's line) and its peak raised: with
-/// calls on one core every rise is seen, as before; with calls on several, a total that
-/// grows while no core passes its own mark is seen after the next decay resets the marks.
+/// last decay. Only when a core's count of a tier passes its high-water mark is the
+/// tier's total read (every core's line) and its peak raised: with calls on one core every
+/// rise is seen. With calls on several, a total that grows while no core passes its own
+/// mark is seen by the next admission of a lower tier, which reads the total anyway (see
+/// `reserved_above`), or after the next decay resets the marks.
 /// Only the tiers below one that is in use read its counts.
 #[derive(Debug)]
 pub(crate) struct Demand {
@@ -152,15 +154,15 @@ impl Default for Demand {
 
 impl Demand {
     /// Notes that a call of `tier` on core `stripe` wants a place, admitted or not; every
-    /// `limit` arrivals on the core, peaks decay. Counted on arrivals, not completions: a reservation
-    /// must fade even when everything else is refused and nothing finishes.
+    /// `limit` arrivals on the core, peaks decay. Counted on arrivals, not completions: a
+    /// reservation must fade even when everything else is refused and nothing finishes.
     #[inline]
     pub(crate) fn want(&self, stripe: usize, tier: usize, limit: usize) {
         let local = self.local.get(stripe);
         let here = local.in_flight[tier].load(Relaxed) + 1;
         if here > local.high[tier].load(Relaxed) {
             local.high[tier].store(here, Relaxed);
-            self.raise_peak(tier);
+            self.raise_peak(tier, here);
         }
         // A countdown, read and written without a locked instruction or a division: two
         // threads sharing a core's line may lose a step, which only delays a decay.
@@ -174,10 +176,11 @@ impl Demand {
         }
     }
 
-    /// Raises the tier's peak to its calls in flight on every core, with this one.
+    /// Raises the tier's peak to its calls in flight on every core, with this one (at
+    /// least the `here` this core's count rose to, whatever left meanwhile).
     #[cold]
-    fn raise_peak(&self, tier: usize) {
-        let wanted = self.tier_in_flight(tier) + 1;
+    fn raise_peak(&self, tier: usize, here: usize) {
+        let wanted = (self.tier_in_flight(tier) + 1).max(here);
         if self.peak[tier].load(Relaxed) < wanted {
             self.peak[tier].fetch_max(wanted, Relaxed);
         }
@@ -195,7 +198,16 @@ impl Demand {
                 if peak == 0 {
                     return 0;
                 }
-                (peak + peak.div_ceil(4)).saturating_sub(self.tier_in_flight(above))
+                // Its calls on several cores may have risen with no core passing its own
+                // mark: what it holds now is a peak too, kept until it decays.
+                let in_flight = self.tier_in_flight(above);
+                let peak = if in_flight > peak {
+                    self.peak[above].fetch_max(in_flight, Relaxed);
+                    in_flight
+                } else {
+                    peak
+                };
+                (peak + peak.div_ceil(4)).saturating_sub(in_flight)
             })
             .sum()
     }
@@ -214,7 +226,8 @@ impl Demand {
 
     /// Lowers each peak by an eighth, not below the tier's calls in flight, and starts the
     /// cores' high-water marks again from their counts (so a total that rises from here is
-    /// seen). A racing `want` may be lost; the tier's next rise notes it again.
+    /// seen, until a core's mark moves again). A racing `want` may be lost; the tier's next
+    /// rise notes it again.
     #[cold]
     fn decay(&self) {
         for (tier, peak) in self.peak.iter().enumerate() {
@@ -291,6 +304,49 @@ mod tests {
 #[cfg(all(test, not(bulwark_loom)))]
 mod demand_tests {
     use super::*;
+
+    /// Review: a tier's calls on two cores in turn, then on both at once. Each core's
+    /// count stays at or below its own high-water mark, so the total (60, the tier's
+    /// peak at this very moment) is never read: the tier's "recent peak" is 30, half what
+    /// it holds, and it keeps no room at all (60 plus a quarter, less 60, is 15).
+    #[test]
+    fn a_tier_keeps_room_for_the_calls_it_holds_on_several_cores_at_once() {
+        let demand = Demand {
+            local: PerCore::with_stripes(2, Local::default),
+            peak: Padded(Default::default()),
+        };
+        // 30 critical calls on core 0, all finished; then 30 on core 1, all finished.
+        for stripe in [0, 1] {
+            for _ in 0..30 {
+                demand.want(stripe, 2, 1000);
+                demand.enter(stripe, 2);
+            }
+            for _ in 0..30 {
+                demand.leave(stripe, 2);
+            }
+        }
+        assert_eq!(demand.reserved_above(0), 30 + 8, "peak 30 plus a quarter");
+        // Now 30 on each at once.
+        for stripe in [0, 1] {
+            for _ in 0..30 {
+                demand.want(stripe, 2, 1000);
+                demand.enter(stripe, 2);
+            }
+        }
+        assert_eq!(demand.in_flight(), [0, 0, 60, 0]);
+        assert_eq!(
+            demand.reserved_above(0),
+            60 + 15 - 60,
+            "60 critical calls in flight keep no room for more"
+        );
+        // And the peak, once seen, stays after they finish (until it decays).
+        for stripe in [0, 1] {
+            for _ in 0..30 {
+                demand.leave(stripe, 2);
+            }
+        }
+        assert_eq!(demand.reserved_above(0), 75, "peak 60 plus a quarter");
+    }
 
     #[test]
     fn a_tier_leaves_room_for_the_recent_peak_of_the_tiers_above() {

@@ -164,3 +164,104 @@ fn a_tier_never_above_60_does_not_shut_out_the_tiers_below() {
         );
     });
 }
+
+/// Review: critical calls on two threads in turn (100 on one, all finished, then 100 on
+/// the other), then on both at once (200 in flight, each thread at its own earlier
+/// count). Their peak is 200 and plus a quarter 250: 50 places kept for them, sheddable
+/// calls may take 750. No thread's count passed its own mark, so the layer saw a peak of
+/// 100: it kept nothing, and sheddable calls took the places the critical ones had just
+/// shown they use (800 here: the whole limit).
+#[test]
+fn critical_calls_on_two_threads_at_once_keep_room_for_their_peak() {
+    if stripes() < 2 {
+        return;
+    }
+    let layer = fixed(1000);
+    let (inner, control) = controlled::<Call>();
+    control.hang();
+    let mask = stripes() - 1;
+    let mine = thread_index() & mask;
+    // A thread on another stripe that holds `n` critical calls when told (0: ends them).
+    let (commands, acks, worker) = loop {
+        let (ready_tx, ready) = std::sync::mpsc::channel::<bool>();
+        let (commands, command) = std::sync::mpsc::channel::<usize>();
+        let (ack, acks) = std::sync::mpsc::channel::<()>();
+        let (layer, inner) = (layer.clone(), inner.clone());
+        let worker = std::thread::spawn(move || {
+            if thread_index() & mask == mine {
+                ready_tx.send(false).unwrap();
+                return;
+            }
+            ready_tx.send(true).unwrap();
+            runtime().block_on(async move {
+                let mut service = layer.layer(ReadinessProbe::new(inner));
+                let mut held = Vec::new();
+                while let Ok(n) = command.recv() {
+                    if n == 0 {
+                        held.clear();
+                    }
+                    for _ in 0..n {
+                        held.push(
+                            admitted(&mut service, Criticality::Critical)
+                                .await
+                                .expect("room"),
+                        );
+                    }
+                    ack.send(()).unwrap();
+                }
+            })
+        });
+        if ready.recv().unwrap() {
+            break (commands, acks, worker);
+        }
+        worker.join().unwrap();
+    };
+    let on_worker = |n: usize| {
+        commands.send(n).unwrap();
+        acks.recv().unwrap();
+    };
+    let here = |n: usize, then_end: bool| {
+        let (layer, inner) = (layer.clone(), inner.clone());
+        runtime().block_on(async move {
+            let mut service = layer.layer(ReadinessProbe::new(inner));
+            let mut held = Vec::new();
+            for _ in 0..n {
+                held.push(
+                    admitted(&mut service, Criticality::Critical)
+                        .await
+                        .expect("room"),
+                );
+            }
+            if then_end {
+                held.clear();
+            }
+            held
+        })
+    };
+    // In turn: 100 on the worker, ended; 100 here, ended.
+    on_worker(100);
+    on_worker(0);
+    drop(here(100, true));
+    // At once: 100 on each.
+    on_worker(100);
+    let critical = here(100, false);
+    assert_eq!(layer.handle().snapshot().in_flight_by_tier, [0, 0, 200, 0]);
+    runtime().block_on({
+        let (layer, inner) = (layer.clone(), inner.clone());
+        async move {
+            let mut service = layer.layer(ReadinessProbe::new(inner));
+            let mut held = Vec::new();
+            while let Some(call) = admitted(&mut service, Criticality::Sheddable).await {
+                held.push(call);
+            }
+            assert!(
+                held.len() <= 750,
+                "sheddable calls took {} places with 200 critical calls in flight (250 kept)",
+                held.len()
+            );
+        }
+    });
+    drop(critical);
+    drop(commands);
+    worker.join().unwrap();
+}

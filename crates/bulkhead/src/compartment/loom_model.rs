@@ -256,3 +256,63 @@ fn in_flight_sees_a_call_in_flight_while_spares_go_back() {
         drop(permit);
     });
 }
+
+/// A permit on core `stripe`, taken from the count (limits under 16 a core: no spares).
+fn admit_on(c: &Holder, stripe: usize) -> Permit {
+    let max = c.max_concurrent.load(Relaxed);
+    c.counts
+        .fetch_update(SeqCst, Acquire, |word| {
+            (queued_of(word) == 0 && in_flight_of(word) < max).then_some(word + 1)
+        })
+        .expect("a free permit");
+    c.enter(stripe);
+    Permit::new(c, stripe)
+}
+
+/// Review: one call holds a permit on core 0 while another joins it on core 1; then the
+/// first ends and a third takes its permit on core 1. Never more than two at once (the
+/// limit), but the second call's reading of every core's count (core 0, then core 1) may
+/// see the first before it ends and the third after it began: a peak of three.
+#[test]
+fn the_peak_never_exceeds_the_limit_while_calls_change_cores() {
+    let mut model = loom::model::Builder::new();
+    model.preemption_bound = Some(3);
+    model.check(|| {
+        let c = Stripe::new(Arc::new(
+            Compartment::new(Name::from("loom"), 2, 0, Listeners::new()).with_stripes(2),
+        ));
+        let first = admit_on(&c, 0);
+        let other = {
+            let c = c.clone();
+            loom::thread::spawn(move || {
+                drop(first);
+                admit_on(&c, 1)
+            })
+        };
+        let second = admit_on(&c, 1);
+        let third = other.join().unwrap();
+        let peak = c.peak_in_flight();
+        assert!(peak <= 2, "a peak of {peak} with a limit of 2");
+        drop((second, third));
+    });
+}
+
+/// Review: with calls on one core, "every rise is seen": a call that joins another (its
+/// core's count rises to two) while the other ends must leave a peak of two, even if the
+/// other ended before the total was read.
+#[test]
+fn with_calls_on_one_core_every_rise_is_seen() {
+    loom::model(|| {
+        let c = compartment(2);
+        let first = admit_on(&c, 0);
+        let other = loom::thread::spawn(move || drop(first));
+        let second = admit_on(&c, 0);
+        other.join().unwrap();
+        // The mark is two exactly when the second call's count included the first.
+        let both = c.cores.get(0).high.load(Relaxed) == 2;
+        if both {
+            assert_eq!(c.peak_in_flight(), 2, "two calls were in flight at once");
+        }
+        drop(second);
+    });
+}

@@ -468,3 +468,27 @@ fn peak_in_flight_counts_calls_not_another_cores_spares() {
     assert_eq!(c.peak_in_flight(), 1, "one call at a time");
     drop(permit);
 }
+
+/// Review: "the most calls ever in flight at once" is never below the calls in flight
+/// now. One call at a time on core 0, then on core 1 (each core's high-water mark is 1),
+/// then one on each at once: the bulkhead is full (limit 2, the next call refused), yet
+/// neither core passed its own mark, so the total was never read.
+#[test]
+fn the_peak_is_never_below_the_calls_in_flight() {
+    let c = striped(2, 0);
+    drop(admitted(Compartment::enqueue(&c, true, 0)));
+    drop(admitted(Compartment::enqueue(&c, true, 1)));
+    assert_eq!(c.peak_in_flight(), 1);
+    let a = admitted(Compartment::enqueue(&c, true, 0));
+    let b = admitted(Compartment::enqueue(&c, true, 1));
+    assert_eq!(c.in_flight(), 2);
+    assert!(matches!(c.admit(true), Admission::QueueFull), "full");
+    assert_eq!(
+        c.peak_in_flight(),
+        2,
+        "peak below the {} calls in flight now",
+        c.in_flight()
+    );
+    drop((a, b));
+    assert_eq!(c.peak_in_flight(), 2, "and it stays");
+}
