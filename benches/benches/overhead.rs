@@ -339,6 +339,42 @@ fn http_layers(c: &mut Criterion) {
         HandleRejections::new(noop_http()),
         || Request::new(()),
     );
+    // The presets' whole stacks on their happy path, beside the tower layers a hand-built
+    // stack would use. The client preset's retry copies the request on every call (for a
+    // retry), as tower's `Retry` does; its attempt timeout arms a timer, as `Timeout` does.
+    let client = tower_bulwark::presets::ClientPreset::http("bench").expect("preset");
+    bench_ready_call(
+        &mut group,
+        "client_preset",
+        tower::Layer::layer(&client.layer(), noop_http()),
+        || Request::new(()),
+    );
+    bench_ready_call(
+        &mut group,
+        "tower_concurrency_limit_timeout",
+        tower::ServiceBuilder::new()
+            .concurrency_limit(100)
+            .timeout(std::time::Duration::from_secs(10))
+            .service(noop_http()),
+        || Request::new(()),
+    );
+    let server = tower_bulwark::presets::ServerPreset::http().expect("preset");
+    bench_ready_call(
+        &mut group,
+        "server_preset",
+        tower::Layer::layer(&server.layer(), noop_http()),
+        || Request::new(()),
+    );
+    bench_ready_call(
+        &mut group,
+        "tower_load_shed_concurrency_limit_timeout",
+        tower::ServiceBuilder::new()
+            .load_shed()
+            .concurrency_limit(1000)
+            .timeout(std::time::Duration::from_secs(10))
+            .service(noop_http()),
+        || Request::new(()),
+    );
     group.finish();
 }
 

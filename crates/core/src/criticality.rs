@@ -56,6 +56,10 @@ pub enum Criticality {
 /// The header that carries a request's criticality between services.
 pub const CRITICALITY_HEADER: &str = "x-request-criticality";
 
+/// The same as a `HeaderName`: a lookup then needs no parsing (every request reads it).
+#[cfg(feature = "http")]
+const CRITICALITY_NAME: http::HeaderName = http::HeaderName::from_static(CRITICALITY_HEADER);
+
 impl Criticality {
     /// The current task's criticality, set by an enclosing [`Criticality::scope`] (the shed
     /// layer sets it for its handler), so calls made while serving a request inherit the
@@ -168,7 +172,7 @@ impl Criticality {
     /// ```
     #[cfg(feature = "http")]
     pub fn from_headers_or(headers: &http::HeaderMap, default: Criticality) -> Criticality {
-        let Some(value) = headers.get(CRITICALITY_HEADER) else {
+        let Some(value) = headers.get(&CRITICALITY_NAME) else {
             return default;
         };
         Criticality::parse_bytes(value.as_bytes()).unwrap_or_else(|_| {

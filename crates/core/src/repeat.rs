@@ -43,7 +43,11 @@ pub fn is_idempotent<B>(request: &Request<B>) -> bool {
     matches!(
         *request.method(),
         Method::GET | Method::HEAD | Method::OPTIONS | Method::PUT | Method::DELETE | Method::TRACE
-    ) || request.headers().get(IDEMPOTENCY_KEY).is_some_and(keyed)
+    ) || {
+        // As a `HeaderName`: a lookup then needs no parsing.
+        const KEY: http::HeaderName = http::HeaderName::from_static(IDEMPOTENCY_KEY);
+        request.headers().get(KEY).is_some_and(keyed)
+    }
 }
 
 /// A set of gRPC methods, named as gRPC's service config names them: one method

@@ -66,7 +66,9 @@ impl GrpcClassifier {
 
     /// The code a response head carries, following the rules in the type's documentation.
     pub fn code_of<B>(response: &http::Response<B>) -> GrpcCode {
-        match response.headers().get(GRPC_STATUS) {
+        // As a `HeaderName`: a lookup then needs no parsing (every response reads it).
+        const STATUS: http::HeaderName = http::HeaderName::from_static(GRPC_STATUS);
+        match response.headers().get(STATUS) {
             Some(value) => GrpcCode::parse(value.as_bytes()).unwrap_or(GrpcCode::Unknown),
             None => GrpcCode::from_http_status(response.status()),
         }

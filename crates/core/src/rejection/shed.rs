@@ -1,6 +1,6 @@
 //! The response marker that says "shed for overload: do not retry".
 
-use http::header::{HeaderMap, HeaderValue};
+use http::header::{HeaderMap, HeaderName, HeaderValue};
 
 /// The response header a server sets when it shed the call because it is overloaded
 /// (value `true`).
@@ -34,12 +34,15 @@ pub const ENVOY_OVERLOADED_HEADER: &str = "x-envoy-overloaded";
 /// assert!(is_shed_for_overload(&headers));
 /// ```
 pub fn is_shed_for_overload(headers: &HeaderMap) -> bool {
-    let marked = |name| {
+    // As `HeaderName`s: a lookup then needs no parsing.
+    const OVERLOADED: HeaderName = HeaderName::from_static(OVERLOADED_HEADER);
+    const ENVOY_OVERLOADED: HeaderName = HeaderName::from_static(ENVOY_OVERLOADED_HEADER);
+    let marked = |name: HeaderName| {
         headers
             .get(name)
             .is_some_and(|value: &HeaderValue| value.as_bytes().eq_ignore_ascii_case(b"true"))
     };
-    marked(OVERLOADED_HEADER) || marked(ENVOY_OVERLOADED_HEADER)
+    marked(OVERLOADED) || marked(ENVOY_OVERLOADED)
 }
 
 /// Whether an HTTP response is a shed for overload: a 503 or 429 with the marker.
