@@ -73,7 +73,8 @@ pub(crate) struct Compartment {
 /// Counters for the handle.
 #[derive(Debug)]
 pub(crate) struct Stats {
-    /// The most calls in flight at once, raised when a core passes its high-water mark.
+    /// The most calls in flight at once, raised when a core passes its high-water mark
+    /// and to the calls in flight whenever it is read.
     pub(crate) peak_in_flight: AtomicUsize,
     pub(crate) rejected_queue_full: AtomicU64,
     pub(crate) rejected_wait_timeout: AtomicU64,
@@ -186,19 +187,18 @@ impl Compartment {
 
     /// The calls in flight on every core. The cores are read one after another, so a call
     /// seen on one before it ended and its successor seen on a later one may both count:
-    /// the sum is capped by the permits out (more than the limit only after the limit was
-    /// lowered under calls in flight).
+    /// the sum is capped by the permits out (never fewer than the calls in flight) read
+    /// just before and just after it. Far below the limit those include the cores' spares,
+    /// so there the sum may still count such a pair twice.
     fn calls_in_flight(&self) -> usize {
+        let before = in_flight_of(self.counts.load(SeqCst));
         let in_flight: usize = self
             .cores
             .iter()
-            .map(|core| calls_of(core.word.load(Relaxed)))
+            .map(|core| calls_of(core.word.load(SeqCst)))
             .sum();
-        let cap = self
-            .max_concurrent
-            .load(Relaxed)
-            .max(in_flight_of(self.counts.load(Relaxed)));
-        in_flight.min(cap)
+        let after = in_flight_of(self.counts.load(SeqCst));
+        in_flight.min(before.max(after))
     }
 
     /// The most calls in flight at once (see `enter`), and at least those in flight now:

@@ -29,8 +29,9 @@ pub struct Snapshot {
     /// The limit on waiting calls.
     pub max_queue: usize,
     /// The most calls ever in flight at once: read on every core whenever one core's count
-    /// passes its own high-water mark (exact while calls run on one core; with several, a
-    /// total that grows while no core passes its mark is not seen).
+    /// passes its own high-water mark, and on each snapshot (exact while calls run on one
+    /// core; with several, a total that grows while no core passes its mark is seen only
+    /// if it still holds at the next snapshot).
     pub peak_in_flight: usize,
     /// Calls refused because the queue was full.
     pub rejected_queue_full: u64,
