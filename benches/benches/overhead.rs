@@ -342,6 +342,7 @@ fn http_layers(c: &mut Criterion) {
     // The presets' whole stacks on their happy path, beside the tower layers a hand-built
     // stack would use. The client preset's retry copies the request on every call (for a
     // retry), as tower's `Retry` does; its attempt timeout arms a timer, as `Timeout` does.
+    // The preset also has a breaker and deadline propagation, which the tower stack lacks.
     let client = tower_bulwark::presets::ClientPreset::http("bench").expect("preset");
     bench_ready_call(
         &mut group,
@@ -351,8 +352,9 @@ fn http_layers(c: &mut Criterion) {
     );
     bench_ready_call(
         &mut group,
-        "tower_concurrency_limit_timeout",
+        "tower_retry_concurrency_limit_timeout",
         tower::ServiceBuilder::new()
+            .retry(BudgetedRetry::new())
             .concurrency_limit(100)
             .timeout(std::time::Duration::from_secs(10))
             .service(noop_http()),

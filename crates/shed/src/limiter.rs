@@ -321,8 +321,8 @@ mod loom_model {
                 TierShares::flat(),
                 listeners,
             ));
-            // An hour long: every latency is the longest a window counts, whatever the
-            // real clock reads, so the model stays deterministic.
+            // A fixed latency (an hour, capped to the longest a window counts): with
+            // windows of one call and no shortest time, the real clock changes no branch.
             let call = |limiter: &Limiter| {
                 limiter.teach(Duration::from_secs(3600), 1, false, Instant::now());
             };
