@@ -254,6 +254,38 @@ mod tests {
     use super::*;
     use proptest::prelude::*;
 
+    /// The scope's criticality is the current one while its future runs (the innermost
+    /// scope wins, and the outer one is back after it), and none outside; `in_scope` the
+    /// same for a closure, returning its value.
+    #[tokio::test]
+    async fn a_scope_sets_the_current_criticality_while_it_runs() {
+        assert_eq!(Criticality::current(), None);
+        let seen = Criticality::Sheddable
+            .scope(async {
+                let outer = Criticality::current();
+                let inner = Criticality::CriticalPlus
+                    .scope(async {
+                        tokio::task::yield_now().await;
+                        Criticality::current()
+                    })
+                    .await;
+                (outer, inner, Criticality::current())
+            })
+            .await;
+        assert_eq!(
+            seen,
+            (
+                Some(Criticality::Sheddable),
+                Some(Criticality::CriticalPlus),
+                Some(Criticality::Sheddable)
+            )
+        );
+        assert_eq!(Criticality::current(), None);
+        let inside = Criticality::SheddablePlus.in_scope(|| (Criticality::current(), 7));
+        assert_eq!(inside, (Some(Criticality::SheddablePlus), 7));
+        assert_eq!(Criticality::current(), None);
+    }
+
     #[test]
     fn every_level_round_trips_through_text() {
         for level in Criticality::ALL {

@@ -402,6 +402,7 @@ mod tests {
             assert!(!set.contains(path), "{path}");
         }
         assert!(GrpcMethods::new().is_empty());
+        assert!(!set.is_empty());
         assert!(!GrpcMethods::new().contains("/a.B/Get"));
         // The most specific entry, whatever the order.
         let mixed = GrpcMethods::new()

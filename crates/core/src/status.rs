@@ -337,6 +337,23 @@ mod tests {
         assert_eq!(source.to_string(), "breaker refused", "the original error");
     }
 
+    /// A `Status` in an error's chain answers as a trailers-only response with its code;
+    /// an error without one gets none.
+    #[test]
+    fn a_status_in_the_chain_answers_trailers_only() {
+        let error: BoxError = Box::new(Status::resource_exhausted("full"));
+        let response = status_response(&*error, "application/grpc").unwrap();
+        let headers = response.headers();
+        assert_eq!(headers["content-type"], "application/grpc");
+        assert_eq!(
+            headers["grpc-status"],
+            (Code::ResourceExhausted as i32).to_string()
+        );
+        assert_eq!(headers["grpc-message"], "full");
+        let other: BoxError = "not a status".into();
+        assert!(status_response(&*other, "application/grpc").is_none());
+    }
+
     #[tokio::test]
     async fn other_errors_and_statuses_pass_untouched() {
         let status = status_of(|| "connection reset".into()).await;

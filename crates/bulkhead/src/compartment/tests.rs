@@ -492,3 +492,69 @@ fn the_peak_is_never_below_the_calls_in_flight() {
     drop((a, b));
     assert_eq!(c.peak_in_flight(), 2, "and it stays");
 }
+
+/// Calls taking this core's spares (no new batch) raise the peak like any other: two at
+/// once in the fast zone are a peak of two.
+#[test]
+fn calls_on_a_cores_spares_raise_the_peak() {
+    let c = striped(1024, 0);
+    let first = admitted(c.admit(true));
+    let second = admitted(c.admit(true));
+    assert_eq!(here(&c), (62, 2), "the second took a spare");
+    assert_eq!(c.peak_in_flight(), 2);
+    drop((first, second));
+    assert_eq!(c.peak_in_flight(), 2);
+}
+
+/// A core keeps at most two batches of spares: calls given back beyond that return a
+/// batch to the count, and the books still balance.
+#[test]
+fn a_core_keeps_at_most_two_batches_of_spares() {
+    let c = striped(1024, 0);
+    // Batches of 64: 200 calls here take four, leaving 56 spare.
+    let permits: Vec<_> = (0..200).map(|_| admitted(c.admit(true))).collect();
+    assert_eq!(in_flight_of(c.counts.load(Relaxed)), 256);
+    assert_eq!(here(&c), (56, 200));
+    assert_eq!(c.in_flight(), 200);
+    let mut permits = permits.into_iter();
+    // 72 back make 128 spares (two batches), still kept.
+    permits.by_ref().take(72).for_each(drop);
+    assert_eq!(here(&c), (128, 128));
+    assert_eq!(in_flight_of(c.counts.load(Relaxed)), 256);
+    // One more would be 129: a batch goes back to the count.
+    drop(permits.next());
+    assert_eq!(here(&c), (65, 127));
+    assert_eq!(in_flight_of(c.counts.load(Relaxed)), 192);
+    assert_eq!(c.in_flight(), 127);
+    drop(permits);
+    assert_eq!(here(&c), (128, 0));
+    assert_eq!(in_flight_of(c.counts.load(Relaxed)), 128);
+    assert_eq!((c.in_flight(), c.queued()), (0, 0));
+    assert_eq!(c.peak_in_flight(), 200);
+}
+
+/// Out of the fast zone (here at the limit) a permit given back goes to the count, not
+/// to the core's spares, and with nobody waiting a quiet core keeps its spares.
+#[test]
+fn out_of_the_fast_zone_a_permit_goes_back_to_the_count() {
+    let c = striped(32, 4);
+    let mut permits: Vec<_> = (0..30).map(|_| admitted(c.admit(true))).collect();
+    // This core kept a spare of its last batch; a quiet core holds the last permit.
+    assert_eq!(
+        (in_flight_of(c.counts.load(Relaxed)), here(&c)),
+        (31, (1, 30))
+    );
+    other_stripe(&c).fetch_add(1, Relaxed);
+    c.counts.fetch_add(1, Relaxed);
+    drop(permits.pop());
+    assert_eq!(in_flight_of(c.counts.load(Relaxed)), 31);
+    assert_eq!(here(&c), (1, 29), "no spare more at the limit");
+    assert_eq!(
+        spare_of(other_stripe(&c).load(Relaxed)),
+        1,
+        "nobody waits: nothing taken back"
+    );
+    assert_eq!((c.in_flight(), c.queued()), (29, 0));
+    drop(permits);
+    assert_eq!((c.in_flight(), c.queued()), (0, 0));
+}
