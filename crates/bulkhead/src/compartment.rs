@@ -11,10 +11,11 @@
 //! Far below the limit (in the fast zone: nobody waiting, and the permits out, with a
 //! batch more, at most half the limit; limits of 16 a core and more) each core keeps spare
 //! permits taken from the count a batch at a time, and its calls take and give back
-//! those: calls on different cores then write different cache lines. The count's low half is the permits out of the pool (held
-//! by calls or spare), so it never undercounts and the limit holds exactly; a call that
-//! would queue first takes every core's spares back, and a permit given back as a spare
-//! while a waiter arrives is found by the waiter's second look (see `release`).
+//! those: calls on different cores then write different cache lines. The count's low
+//! half is the permits out of the pool (held by calls or spare), so it never undercounts
+//! and the limit holds exactly; a call that would queue first takes every core's spares
+//! back, and a permit given back as a spare while a waiter arrives is found by the
+//! waiter's second look (see `release`).
 
 use std::collections::VecDeque;
 use std::sync::Arc;
