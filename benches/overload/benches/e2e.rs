@@ -27,8 +27,9 @@
 //! a shed, 504 for a timeout) + `LoadShed` + `ConcurrencyLimit(1000)` + `Timeout(10 s)`,
 //! the preset's top shed limit and its deadline for a request that sends none; the client
 //! through `ClientPreset::http("e2e")?.layer()` around the same hyper-util client, requests
-//! with `Full<Bytes>` bodies; the client through tower's `ConcurrencyLimit(100)` +
-//! `Timeout(10 s)`, the preset's bulkhead and attempt timeout. The bare setup is measured
+//! with `Full<Bytes>` bodies; the client through tower's `Retry` (with a `TpsBudget`) +
+//! `ConcurrencyLimit(100)` + `Timeout(10 s)`, the preset's retry, bulkhead and attempt
+//! timeout. The bare setup is measured
 //! twice per round (once with each side's variants): the second is an A/A check, the noise
 //! of the bench itself, against which a cost of a few percent must be read.
 //!

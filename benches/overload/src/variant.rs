@@ -50,8 +50,8 @@ pub enum Variant {
     /// `ServerPreset::http()?.layer()` or `ClientPreset::http(..)?.layer()`.
     Preset(Side),
     /// tower's stack with the preset's limits: server `HandleErrorLayer` + `LoadShed` +
-    /// `ConcurrencyLimit(1000)` + `Timeout(10 s)`; client `ConcurrencyLimit(100)` +
-    /// `Timeout(10 s)`.
+    /// `ConcurrencyLimit(1000)` + `Timeout(10 s)`; client `Retry` (errors, within a
+    /// `TpsBudget` like the preset's) + `ConcurrencyLimit(100)` + `Timeout(10 s)`.
     Tower(Side),
 }
 
@@ -85,7 +85,7 @@ impl Variant {
                 TOWER_TIMEOUT.as_secs()
             ),
             Variant::Tower(Side::Client) => format!(
-                "tower `ConcurrencyLimit({TOWER_CLIENT_LIMIT})` + `Timeout({} s)`",
+                "tower `Retry` + `ConcurrencyLimit({TOWER_CLIENT_LIMIT})` + `Timeout({} s)`",
                 TOWER_TIMEOUT.as_secs()
             ),
         }
@@ -124,12 +124,49 @@ impl Variant {
             }
             Variant::Tower(Side::Client) => {
                 let client = ServiceBuilder::new()
+                    .retry(BudgetedRetry::new())
                     .concurrency_limit(TOWER_CLIENT_LIMIT)
                     .timeout(TOWER_TIMEOUT)
                     .service(transport());
                 pinned::run(hello(), None, client, plan)
             }
         }
+    }
+}
+
+/// tower's retry as its documentation pairs it with a budget (over 10 s, 20% of the calls
+/// plus 10 retries a second, like the client preset's): errors are retried while the
+/// budget allows; every request is copied first, for a retry, as the preset's retry does.
+#[derive(Clone, Debug)]
+struct BudgetedRetry {
+    budget: std::sync::Arc<tower::retry::budget::TpsBudget>,
+}
+
+impl BudgetedRetry {
+    fn new() -> Self {
+        let budget = tower::retry::budget::TpsBudget::new(Duration::from_secs(10), 10, 0.2);
+        BudgetedRetry {
+            budget: std::sync::Arc::new(budget),
+        }
+    }
+}
+
+impl<Req: Clone, Res, E> tower::retry::Policy<Req, Res, E> for BudgetedRetry {
+    type Future = std::future::Ready<()>;
+
+    fn retry(&mut self, _request: &mut Req, result: &mut Result<Res, E>) -> Option<Self::Future> {
+        use tower::retry::budget::Budget;
+        match result {
+            Ok(_) => {
+                self.budget.deposit();
+                None
+            }
+            Err(_) => self.budget.withdraw().then(|| std::future::ready(())),
+        }
+    }
+
+    fn clone_request(&mut self, request: &Req) -> Option<Req> {
+        Some(request.clone())
     }
 }
 
