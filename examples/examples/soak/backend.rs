@@ -2,6 +2,7 @@
 //! off, and that can be stopped and started again on the same port.
 
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -18,15 +19,16 @@ use tower_bulwark::chaos::{ChaosHandle, ChaosLayer, HttpChaosLayer, HttpFault, L
 use tower_bulwark::{BoxError, HandleRejectionsLayer};
 
 /// How long a hung call hangs: past every timeout above it (the endpoint's 500 ms, the
-/// attempt's 1 s, the caller's 2 s deadline), and short enough that the hung handlers (the
-/// server does not notice their callers leave) hold little memory at once.
+/// attempt's 1 s, the caller's 2 s deadline), so that it fails its caller. The handler
+/// ends sooner when its caller gives up and closes the connection (hyper notices).
 pub(crate) const HANG: Duration = Duration::from_secs(3);
-/// At most this many calls of one backend go through its hang fault at once, so at most
-/// this many hang together. Without a bound, how many hung handlers a hangs phase piles up
-/// depends on how fast the callers above find the backend slow (8 in one cycle, 22 in the
-/// next), and the memory they held at once moved the soak's reading by several percent:
-/// noise, not a leak. With it every cycle reaches the same number, in the warm-up too.
-pub(crate) const MAX_HUNG: usize = 8;
+/// At most this many calls of one backend are in its hang fault at once, so at most this
+/// many hang together. Without a bound, how many hung handlers a hangs phase piled up
+/// depended on how fast the callers above found the backend slow, and the memory they
+/// (and the connections their callers opened instead) held at once moved the soak's
+/// reading by several percent from cycle to cycle: noise, not a leak. With it a cycle
+/// hangs at most this many at once; the soak prints each hangs phase's peak.
+pub(crate) const MAX_HUNG: usize = 4;
 /// The latency a slow backend adds.
 pub(crate) const SLOW: Duration = Duration::from_millis(50);
 
@@ -39,8 +41,11 @@ pub(crate) struct Faults {
     pub(crate) errors: ChaosHandle,
     /// Every call 50 ms slower.
     pub(crate) slow: ChaosHandle,
-    /// One call in ten hangs for 3 s (at most [`MAX_HUNG`] at once).
+    /// One call in ten of those let into the fault hangs for 3 s; at most [`MAX_HUNG`]
+    /// calls are let in at once, the others pass it by.
     pub(crate) hangs: ChaosHandle,
+    /// The most calls in the hang fault at once since it was last read (and reset).
+    pub(crate) hang_peak: Arc<AtomicUsize>,
 }
 
 impl Faults {
@@ -63,18 +68,23 @@ struct Running {
 }
 
 /// Sends a call through the hang fault while fewer than [`MAX_HUNG`] calls are in it, and
-/// past it otherwise.
+/// past it otherwise; notes the most in it at once in `peak`.
 fn gate_hangs(
     items: Router,
     hangs: HttpChaosLayer,
+    peak: Arc<AtomicUsize>,
 ) -> impl Service<Request, Response = Response, Error = BoxError, Future: Send> + Clone + Send {
     let hanging = ServiceBuilder::new().layer(hangs).service(items.clone());
     let gate = Arc::new(Semaphore::new(MAX_HUNG));
     service_fn(move |request: Request| {
-        let (items, hanging, gate) = (items.clone(), hanging.clone(), gate.clone());
+        let (items, hanging, gate, peak) =
+            (items.clone(), hanging.clone(), gate.clone(), peak.clone());
         async move {
-            match gate.try_acquire_owned() {
-                Ok(_in_the_fault) => hanging.oneshot(request).await,
+            match gate.clone().try_acquire_owned() {
+                Ok(_in_the_fault) => {
+                    peak.fetch_max(MAX_HUNG - gate.available_permits(), Relaxed);
+                    hanging.oneshot(request).await
+                }
                 Err(_) => Ok(items.oneshot(request).await?),
             }
         }
@@ -108,13 +118,18 @@ impl Backend {
             errors: errors.handle(),
             slow: slow.handle(),
             hangs: hangs.handle(),
+            hang_peak: Arc::default(),
         };
         let items = Router::new().route(
             "/items/{key}",
             get(|Path(key): Path<u64>| async move { format!("item {key}") }),
         );
         let router = Router::new()
-            .fallback_service(HandleRejectionsLayer::new().layer(gate_hangs(items, hangs)))
+            .fallback_service(HandleRejectionsLayer::new().layer(gate_hangs(
+                items,
+                hangs,
+                faults.hang_peak.clone(),
+            )))
             .layer(
                 ServiceBuilder::new()
                     .layer(HandleRejectionsLayer::new())

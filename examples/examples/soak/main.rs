@@ -235,6 +235,10 @@ async fn soak(args: &Args) -> Result<Vec<String>, BoxError> {
         let next =
             CYCLE[(elapsed.as_secs() / phase_length.as_secs().max(1)) as usize % CYCLE.len()];
         if next != phase {
+            if phase == Phase::Hangs {
+                let hung = backends[1].faults.hang_peak.swap(0, Relaxed);
+                println!("        hangs phase: at most {hung} calls in the hang fault at once");
+            }
             phase = next;
             set_phase(phase, &mut backends).await?;
         }
