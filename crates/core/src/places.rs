@@ -364,22 +364,27 @@ mod tests {
     }
 
     /// The limit is exact: whatever the stripes hold, no more than `ceiling` calls are in,
-    /// and a full pool's spares held by a quiet stripe do not refuse a call.
+    /// and a full pool's spares held by quiet stripes do not refuse a call, not even the
+    /// one that finds the count at the ceiling and takes them back.
     #[test]
     fn the_ceiling_is_exact_and_idle_spares_do_not_refuse() {
         let places = Places::with_stripes(4);
         let limit = 1000;
-        // A quiet stripe holds a batch's spares.
-        assert!(places.try_take_on(3, limit, limit).is_some());
-        places.give_on(3, limit);
-        assert!(places.spare.get(3).load(Relaxed) > 0);
-        let mut admitted = 0;
-        for i in 0..2 * limit {
-            if places.try_take_on(i % 3, limit, limit).is_some() {
-                admitted += 1;
-            }
+        // Two quiet stripes hold a batch's spares each.
+        for quiet in [2, 3] {
+            assert!(places.try_take_on(quiet, limit, limit).is_some());
+            places.give_on(quiet, limit);
+            assert!(places.spare.get(quiet).load(Relaxed) > 0);
         }
-        assert_eq!(admitted, limit, "every place, and not one more");
+        for i in 0..limit {
+            assert!(
+                places.try_take_on(i % 2, limit, limit).is_some(),
+                "call {i} refused with {} in use",
+                places.in_use()
+            );
+        }
+        assert_eq!(places.try_take_on(0, limit, limit), None, "not one more");
+        assert_eq!(places.try_take_on(3, limit, limit), None);
         assert_eq!(places.in_use(), limit);
         assert_eq!(
             places.spare.iter().map(|s| s.load(Relaxed)).sum::<usize>(),
@@ -389,6 +394,75 @@ mod tests {
             places.give_on(i % 4, limit);
         }
         assert_empty(&places);
+    }
+
+    /// `try_take`, `take_counted`, `try_take_fast` and `give` on this thread's stripe.
+    #[test]
+    fn the_calls_on_this_threads_stripe() {
+        let places = Places::new();
+        let limit = 3;
+        assert_eq!(places.take_counted(limit), Some(1));
+        assert_eq!(places.try_take(limit, limit), Some(2));
+        assert_eq!(places.try_take(limit, limit), Some(3));
+        assert_eq!(places.try_take(limit, limit), None, "full");
+        assert_eq!(places.take_counted(limit), None, "full");
+        for _ in 0..3 {
+            places.give(limit);
+        }
+        assert_empty(&places);
+        // Far below a large limit a fast take uses a batch, with more than one stripe.
+        let limit = 1024;
+        if places.spare.len() > 1 {
+            assert_eq!(places.try_take_fast(limit, limit), Some(1));
+            assert_eq!(places.try_take_fast(limit, limit), Some(2));
+            places.give(limit);
+            places.give(limit);
+        } else {
+            assert_eq!(places.try_take_fast(limit, limit), None, "one stripe");
+        }
+        assert_empty(&places);
+    }
+
+    #[test]
+    fn the_fast_zone_ends_a_batch_before_half_the_limit() {
+        assert!(in_fast_zone(13, 2, 32));
+        assert!(!in_fast_zone(14, 2, 32), "14 and a batch of 2 reach half");
+        assert!(!in_fast_zone(usize::MAX, 2, 32), "no overflow");
+    }
+
+    /// A batch that brings the places out exactly to the call's ceiling is taken.
+    #[test]
+    fn a_batch_may_reach_the_ceiling() {
+        let places = Places::with_stripes(2);
+        let limit = 1024; // batches of 64
+        assert_eq!(places.try_take_fast_on(0, 64, limit), Some(1));
+        assert_eq!(places.spare.get(0).load(Relaxed), 63);
+        assert_eq!(
+            places.try_take_fast_on(1, 127, limit),
+            None,
+            "64 out and a batch more pass 127"
+        );
+    }
+
+    /// A stripe given back more than two batches of spares returns one batch to the pool.
+    #[test]
+    fn a_stripe_past_two_batches_gives_one_back() {
+        let places = Places::with_stripes(2);
+        let limit = 1024; // batches of 64
+        for _ in 0..200 {
+            places.try_take_on(0, limit, limit).unwrap();
+        }
+        assert_eq!(places.taken.load(Relaxed), 256, "four batches");
+        // Given back on stripe 1 (tasks that moved threads).
+        for _ in 0..128 {
+            places.give_on(1, limit);
+        }
+        assert_eq!(places.spare.get(1).load(Relaxed), 128, "two batches kept");
+        assert_eq!(places.taken.load(Relaxed), 256);
+        places.give_on(1, limit);
+        assert_eq!(places.spare.get(1).load(Relaxed), 65, "one batch back");
+        assert_eq!(places.taken.load(Relaxed), 192);
+        assert_eq!(places.in_use(), 71);
     }
 
     /// A tier's ceiling under half the limit: the fast zone ends below it, and the count

@@ -293,6 +293,37 @@ mod tests {
         }
     }
 
+    /// A stripe index wraps to the stripes, as thread numbers past the cores do.
+    #[test]
+    fn an_index_wraps_to_the_stripes() {
+        let striped = Striped::new(Arc::new(AtomicUsize::new(0)));
+        let n = striped.stripes.len();
+        assert_eq!(n, stripe_count());
+        for index in 0..4 * n + 3 {
+            assert!(Arc::ptr_eq(striped.get(index), &striped.stripes[index % n]));
+        }
+        let per_core = PerCore::with_stripes(4, || AtomicUsize::new(0));
+        assert_eq!(per_core.len(), 4);
+        assert!(!per_core.is_empty());
+        for index in 0..19 {
+            assert!(std::ptr::eq(
+                per_core.get(index),
+                &per_core.stripes[index % 4].0
+            ));
+        }
+        assert_eq!(
+            PerCore::with_stripes(3, || 0u8).len(),
+            1,
+            "not a power of two: one"
+        );
+    }
+
+    #[test]
+    fn a_stripe_per_core_rounded_to_a_power_of_two() {
+        let cores = std::thread::available_parallelism().map_or(1, usize::from);
+        assert_eq!(stripe_count(), cores.next_power_of_two().min(64));
+    }
+
     #[test]
     fn debug_prints_the_shared_value_once() {
         let striped = Striped::new(Arc::new("the-state"));
