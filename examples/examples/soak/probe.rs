@@ -1,9 +1,26 @@
-//! What the soak samples: the process's resident memory and open sockets (from `/proc`,
-//! so Linux only), and every handle's counts of calls in flight, queued or probing.
+//! What the soak samples: the bytes the program holds, the process's resident memory and
+//! open sockets (from `/proc`, so Linux only), and every handle's counts of calls in
+//! flight, queued or probing.
 
+use std::alloc::System;
 use std::fmt;
 
+use stats_alloc::{StatsAlloc, INSTRUMENTED_SYSTEM};
+
 use crate::edge::Parts;
+
+/// The system allocator, counting what it hands out and takes back.
+#[global_allocator]
+static ALLOCATOR: &StatsAlloc<System> = &INSTRUMENTED_SYSTEM;
+
+/// The bytes the program holds: allocated less freed. A leak raises it for good; unlike
+/// the resident memory, it does not count what the allocator keeps of freed memory.
+pub(crate) fn heap() -> u64 {
+    let stats = ALLOCATOR.stats();
+    stats
+        .bytes_allocated
+        .saturating_sub(stats.bytes_deallocated) as u64
+}
 
 /// The resident set size in bytes (`VmRSS`), if `/proc` tells.
 pub(crate) fn rss() -> Option<u64> {
