@@ -21,12 +21,13 @@
 //! Once a second it samples the bytes the program holds (allocated less freed, counted by
 //! its global allocator), the resident memory, the open sockets and every handle's
 //! in-flight, queued and probe counts. The run holds `--cycles` cycles of faults (3 by
-//! default; phases of 5 s to a minute); the warm-up is its first quarter, and at least
-//! every cycle but the last. It fails (exit code 1) if the bytes held or the resident
-//! memory at the end of the run are more than 5% over their highest in the warm-up (a leak
-//! keeps what it takes; a passing peak is no leak, and is printed too; the resident memory
-//! also counts what the allocator keeps of freed memory, which grows as it fragments); if
-//! a keyed store holds more keys than its bound (`--bound`,
+//! default, at least 3; phases of 5 s to a minute); the warm-up is its first quarter, and
+//! at least every cycle but the last. It fails (exit code 1) if the lowest bytes held in
+//! the last cycle are more than 5% over the highest of the earlier cycles' lowest (the
+//! first cycle left out), or the resident memory at the end of the run more than 5% over its highest in the
+//! warm-up (a leak keeps what it takes; a passing peak is no leak, and is printed too; the
+//! resident memory also counts what the allocator keeps of freed memory, which grows as
+//! it fragments); if a keyed store holds more keys than its bound (`--bound`,
 //! default 1,000: small, so that the stores fill during the warm-up); if, once the load
 //! has stopped, any count does not return to zero within 10 s, or the sockets do not
 //! return to their number before the start once everything is shut down; if the fallback
@@ -49,9 +50,10 @@ use crate::edge::Edge;
 use crate::load::Load;
 use crate::probe::{InFlight, Keys};
 
-/// The growth of memory (bytes held, or resident) that fails the soak: at the end of the
-/// run, over its highest in the warm-up. (The end, not the highest after the warm-up: a
-/// leak keeps what it takes, while a phase's passing peak is no leak.)
+/// The growth of memory that fails the soak: of the resident memory at the end of the run
+/// over its highest in the warm-up (the end, not the highest after the warm-up: a leak
+/// keeps what it takes, while a phase's passing peak is no leak), and of the lowest bytes
+/// held in the last cycle over the cycles before.
 const MAX_GROWTH: f64 = 0.05;
 
 struct Args {
@@ -89,7 +91,7 @@ fn args() -> Result<Args, String> {
             "--keys" => args.keys = number("--keys")?,
             "--callers" => args.callers = number("--callers")? as usize,
             "--bound" => args.bound = number("--bound")? as usize,
-            "--cycles" => args.cycles = number("--cycles")?.clamp(2, 100) as u32,
+            "--cycles" => args.cycles = number("--cycles")?.clamp(3, 100) as u32,
             other => return Err(format!("unknown argument {other}")),
         }
     }
@@ -182,6 +184,34 @@ fn soak_for_a_minute() {
     assert!(failures.is_empty(), "{failures:#?}");
 }
 
+/// The verdicts on memory, on made-up samples.
+#[test]
+fn memory_verdicts() {
+    let mib = |n: f64| (n * f64::from(1 << 20)) as u64;
+    // The first cycle (the start) is left out; the last is judged against the highest low.
+    assert_eq!(
+        judge_floors(&[mib(1.0), mib(10.0), mib(10.4), mib(10.9)]),
+        None
+    );
+    let leak = judge_floors(&[mib(1.0), mib(10.0), mib(10.4), mib(11.0)]).unwrap();
+    assert!(leak.contains("5.8%"), "{leak}");
+    assert!(judge_floors(&[mib(9.0), mib(10.0)])
+        .unwrap()
+        .contains("2 whole cycles"));
+    // Resident memory: the end against the warm-up's highest; a passing peak is no leak.
+    let mut rss = Memory::default();
+    for sample in [100, 200, 150] {
+        rss.warm_up(Some(sample));
+    }
+    for sample in [400, 209] {
+        rss.after_warm_up(Some(sample));
+    }
+    assert_eq!(rss.judge("rss"), None);
+    rss.after_warm_up(Some(211));
+    assert!(rss.judge("rss").unwrap().contains("5.5%"));
+    assert_eq!(Memory::default().judge("no /proc"), None, "not measured");
+}
+
 /// Runs the soak; returns what failed.
 async fn soak(args: &Args) -> Result<Vec<String>, BoxError> {
     let mut failures = Vec::new();
@@ -203,6 +233,9 @@ async fn soak(args: &Args) -> Result<Vec<String>, BoxError> {
     let warm_up = (args.duration / 4)
         .max(cycle * (args.cycles - 1))
         .min(args.duration.saturating_sub(cycle));
+    // The lowest bytes held in each whole cycle of the run.
+    let whole_cycles = (args.duration.as_millis() / cycle.as_millis()) as usize;
+    let mut floors = vec![u64::MAX; whole_cycles];
     println!(
         "soak: {:.0?}, {} callers, {} keys, warm-up {:.0?}, phases of {:.1?}",
         args.duration, args.callers, args.keys, warm_up, phase_length
@@ -226,7 +259,6 @@ async fn soak(args: &Args) -> Result<Vec<String>, BoxError> {
     let mut tick = interval(Duration::from_secs(1));
     tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
     let mut phase = Phase::Calm;
-    let mut heap_memory = Memory::default();
     let mut rss_memory = Memory::default();
     let mut last = [0u64; 4];
     let mut last_print = Instant::now();
@@ -236,11 +268,14 @@ async fn soak(args: &Args) -> Result<Vec<String>, BoxError> {
         if elapsed >= args.duration {
             break;
         }
-        let next =
-            CYCLE[(elapsed.as_secs() / phase_length.as_secs().max(1)) as usize % CYCLE.len()];
+        let next = CYCLE[(elapsed.as_millis() / phase_length.as_millis()) as usize % CYCLE.len()];
         if next != phase {
+            let hang_peak = &backends[1].faults.hang_peak;
+            if next == Phase::Hangs {
+                hang_peak.store(0, Relaxed);
+            }
             if phase == Phase::Hangs {
-                let hung = backends[1].faults.hang_peak.swap(0, Relaxed);
+                let hung = hang_peak.load(Relaxed);
                 println!("        hangs phase: at most {hung} calls in the hang fault at once");
             }
             phase = next;
@@ -263,10 +298,11 @@ async fn soak(args: &Args) -> Result<Vec<String>, BoxError> {
         let heap = probe::heap();
         if elapsed < warm_up {
             rss_memory.warm_up(rss);
-            heap_memory.warm_up(Some(heap));
         } else {
             rss_memory.after_warm_up(rss);
-            heap_memory.after_warm_up(Some(heap));
+        }
+        if let Some(floor) = floors.get_mut((elapsed.as_millis() / cycle.as_millis()) as usize) {
+            *floor = (*floor).min(heap);
         }
         if last_print.elapsed() >= Duration::from_secs(5) || elapsed < Duration::from_secs(1) {
             let counts = &load.counts;
@@ -299,15 +335,9 @@ async fn soak(args: &Args) -> Result<Vec<String>, BoxError> {
     }
     set_phase(Phase::Calm, &mut backends).await?;
 
-    // Memory after the warm-up.
-    for (what, memory) in [
-        ("bytes held (allocated less freed)", &heap_memory),
-        ("resident memory", &rss_memory),
-    ] {
-        if let Some(failure) = memory.judge(what) {
-            failures.push(failure);
-        }
-    }
+    // Memory: the bytes held in the last cycle, and the resident memory after the warm-up.
+    failures.extend(judge_floors(&floors));
+    failures.extend(rss_memory.judge("resident memory"));
 
     // The traffic stops: every count returns to zero.
     let counts = load.stop().await?;
@@ -367,6 +397,42 @@ async fn soak(args: &Args) -> Result<Vec<String>, BoxError> {
         }
     }
     Ok(failures)
+}
+
+/// Judges the bytes held by the lowest of each whole cycle (`floors`): fails if the last
+/// cycle's is more than [`MAX_GROWTH`] over the highest of the earlier cycles' lowest, the
+/// first left out (it holds the start, when the stores are still empty). Lows are compared, not
+/// the end with the warm-up's peak: a phase's calls in flight lift the bytes held by more
+/// than a leak of a few percent, and the run ends in a quiet phase.
+fn judge_floors(floors: &[u64]) -> Option<String> {
+    let lows: Vec<String> = floors
+        .iter()
+        .map(|&low| format!("{:.2}", mib(low)))
+        .collect();
+    println!(
+        "bytes held (allocated less freed), lowest in each cycle: {} MiB",
+        lows.join(", ")
+    );
+    if floors.len() < 3 {
+        return Some(format!(
+            "the run held {} whole cycles of faults: at least 3 are needed to judge the memory",
+            floors.len()
+        ));
+    }
+    let (last, before) = (floors[floors.len() - 1], &floors[1..floors.len() - 1]);
+    let baseline = before.iter().copied().max().unwrap_or(last).max(1);
+    let growth = last as f64 / baseline as f64 - 1.0;
+    println!(
+        "bytes held: the last cycle's lowest {:+.1}% over the earlier cycles' highest lowest",
+        growth * 100.0
+    );
+    (growth > MAX_GROWTH).then(|| {
+        format!(
+            "the bytes held grew {:.1}% in the last cycle over the cycles before it (at most {:.0}%)",
+            growth * 100.0,
+            MAX_GROWTH * 100.0
+        )
+    })
 }
 
 /// One measure of memory over the run: its highest in the warm-up, its highest after it,

@@ -17,9 +17,8 @@ static ALLOCATOR: &StatsAlloc<System> = &INSTRUMENTED_SYSTEM;
 /// the resident memory, it does not count what the allocator keeps of freed memory.
 pub(crate) fn heap() -> u64 {
     let stats = ALLOCATOR.stats();
-    stats
-        .bytes_allocated
-        .saturating_sub(stats.bytes_deallocated) as u64
+    // The counts only grow, and wrap on 32-bit targets: their difference does not.
+    stats.bytes_allocated.wrapping_sub(stats.bytes_deallocated) as u64
 }
 
 /// The resident set size in bytes (`VmRSS`), if `/proc` tells.
