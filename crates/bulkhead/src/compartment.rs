@@ -268,8 +268,8 @@ impl Compartment {
             .sum()
     }
 
-    /// Gives every core's spare permits back to the count; whether there were any.
-    fn reclaim(&self) -> bool {
+    /// Gives every core's spare permits back to the count.
+    fn reclaim(&self) {
         let spares: usize = self
             .cores
             .iter()
@@ -278,7 +278,6 @@ impl Compartment {
         if spares != 0 {
             self.counts.fetch_sub(spares as u64, SeqCst);
         }
-        spares != 0
     }
 
     /// A permit for a call on core `stripe`, counting it there.

@@ -1,8 +1,10 @@
 //! The soak: the whole stack under steady load for minutes, with faults cycling, to show
 //! that nothing leaks.
 //!
-//! `cargo run --release --example soak [-- --minutes 10] [--seconds N] [--cycles 2]
-//! [--keys 1000000] [--callers 32] [--bound 1000]`
+//! `cargo run --release --example soak [-- --minutes 10] [--seconds N] [--cycles 3]
+//! [--keys 1000000] [--callers 32] [--bound 1000] [--leak-kib N]`
+//!
+//! `--leak-kib N` leaks N KiB a second on purpose, to check the soak itself: it must fail.
 //!
 //! Over real sockets on loopback: callers in a closed loop call an edge service (axum,
 //! behind the server preset with a rate limit per client and idempotency keys), which calls
@@ -63,6 +65,8 @@ struct Args {
     /// The bound of every keyed store: small enough to fill during the warm-up, so that
     /// what grows after it is a leak, not a store filling.
     bound: usize,
+    /// KiB leaked on purpose every second (0: none), to show the soak catches a leak.
+    leak_kib: usize,
     /// Cycles of faults in the run: all but the last are the warm-up (the allocator's
     /// high-water mark still rises in a second cycle).
     cycles: u32,
@@ -74,6 +78,7 @@ fn args() -> Result<Args, String> {
         keys: 1_000_000,
         callers: 32,
         bound: 1_000,
+        leak_kib: 0,
         cycles: 3,
     };
     let mut words = std::env::args().skip(1);
@@ -91,6 +96,7 @@ fn args() -> Result<Args, String> {
             "--keys" => args.keys = number("--keys")?,
             "--callers" => args.callers = number("--callers")? as usize,
             "--bound" => args.bound = number("--bound")? as usize,
+            "--leak-kib" => args.leak_kib = number("--leak-kib")? as usize,
             "--cycles" => args.cycles = number("--cycles")?.clamp(3, 100) as u32,
             other => return Err(format!("unknown argument {other}")),
         }
@@ -179,6 +185,7 @@ fn soak_for_a_minute() {
         keys: 1_000_000,
         callers: 32,
         bound: 200,
+        leak_kib: 0,
         cycles: 4,
     });
     assert!(failures.is_empty(), "{failures:#?}");
@@ -280,6 +287,11 @@ async fn soak(args: &Args) -> Result<Vec<String>, BoxError> {
             }
             phase = next;
             set_phase(phase, &mut backends).await?;
+        }
+
+        if args.leak_kib > 0 {
+            // Written, so that the pages are resident too.
+            Box::leak(vec![1u8; args.leak_kib << 10].into_boxed_slice());
         }
 
         let keys = Keys::of(&edge.parts);
