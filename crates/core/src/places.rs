@@ -396,6 +396,23 @@ mod tests {
         assert_empty(&places);
     }
 
+    /// A call at its ceiling takes the quiet stripes' spares back, and is refused when
+    /// what is left is still at the ceiling (not looked at again and again).
+    #[test]
+    fn a_call_at_its_ceiling_with_only_spares_out_is_refused_once_they_are_back() {
+        let places = Places::with_stripes(2);
+        let limit = 1024; // batches of 64
+        places.try_take_on(1, limit, limit).unwrap();
+        assert_eq!(places.spare.get(1).load(Relaxed), 63);
+        assert_eq!(
+            places.take_counted_on(0, 1),
+            None,
+            "one in use, ceiling one"
+        );
+        assert_eq!(places.spare.get(1).load(Relaxed), 0, "taken back");
+        assert_eq!(places.take_counted_on(0, 2), Some(2));
+    }
+
     /// `try_take`, `take_counted`, `try_take_fast` and `give` on this thread's stripe.
     #[test]
     fn the_calls_on_this_threads_stripe() {

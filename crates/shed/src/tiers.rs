@@ -355,6 +355,27 @@ mod demand_tests {
         assert_eq!(demand.reserved_above(0), 75, "peak 60 plus a quarter");
     }
 
+    /// A call arriving on a core below its own mark, while the tier's calls on another
+    /// core pass it: the peak counts the arriving call too.
+    #[test]
+    fn the_peak_counts_the_call_that_raises_it() {
+        let demand = Demand {
+            local: PerCore::with_stripes(2, Local::default),
+            peak: Padded(Default::default()),
+        };
+        for _ in 0..30 {
+            demand.want(1, 2, 1000);
+            demand.enter(1, 2);
+        }
+        // Refused or not yet in: wanted all the same.
+        demand.want(0, 2, 1000);
+        assert_eq!(
+            demand.reserved_above(0),
+            31 + 8 - 30,
+            "peak 31 plus a quarter"
+        );
+    }
+
     #[test]
     fn a_tier_leaves_room_for_the_recent_peak_of_the_tiers_above() {
         let demand = Demand::default();

@@ -506,6 +506,21 @@ fn calls_on_a_cores_spares_raise_the_peak() {
     assert_eq!(c.peak_in_flight(), 2);
 }
 
+/// The peak is noted as calls come, not only when it is read: calls in the fast zone (the
+/// first through a new batch, the next on a spare) that ended before the reading count.
+#[test]
+fn calls_in_the_fast_zone_are_in_the_peak_after_they_end() {
+    let c = striped(1024, 0);
+    drop(admitted(c.admit(true)));
+    assert_eq!(c.peak_in_flight(), 1, "a call through a new batch");
+    let c = striped(1024, 0);
+    let first = admitted(c.admit(true));
+    let second = admitted(c.admit(true));
+    assert_eq!(here(&c), (62, 2), "the second took a spare");
+    drop((first, second));
+    assert_eq!(c.peak_in_flight(), 2, "the second, on a spare, made two");
+}
+
 /// A core keeps at most two batches of spares: calls given back beyond that return a
 /// batch to the count, and the books still balance.
 #[test]
