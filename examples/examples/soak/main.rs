@@ -23,13 +23,14 @@
 //! Once a second it samples the bytes the program holds (allocated less freed, counted by
 //! its global allocator), the resident memory, the open sockets and every handle's
 //! in-flight, queued and probe counts. The run holds `--cycles` cycles of faults (3 by
-//! default, at least 3; phases of 5 s to a minute); the warm-up is its first quarter, and
-//! at least every cycle but the last. It fails (exit code 1) if the lowest bytes held in
-//! the last cycle are more than 5% over the highest of the earlier cycles' lowest (the
-//! first cycle left out), or the resident memory at the end of the run more than 5% over its highest in the
-//! warm-up (a leak keeps what it takes; a passing peak is no leak, and is printed too; the
-//! resident memory also counts what the allocator keeps of freed memory, which grows as
-//! it fragments); if a keyed store holds more keys than its bound (`--bound`,
+//! default, at least 3; phases of 5 s to a minute, so a run of 105 s at least); the
+//! warm-up is its first quarter, and at least every cycle asked for but the last. It fails
+//! (exit code 1) if the lowest bytes held in the last whole cycle are more than 5% over
+//! the highest lowest of the cycles wholly in the warm-up (the first left out), or the
+//! resident memory at the end of the run more than 5% over its highest in the warm-up (a
+//! leak keeps what it takes; a passing peak is no leak, and is printed too; the resident
+//! memory also counts what the allocator keeps of freed memory, which grows as it
+//! fragments); if a keyed store holds more keys than its bound (`--bound`,
 //! default 1,000: small, so that the stores fill during the warm-up); if, once the load
 //! has stopped, any count does not return to zero within 10 s, or the sockets do not
 //! return to their number before the start once everything is shut down; if the fallback
@@ -65,8 +66,8 @@ struct Args {
     /// The bound of every keyed store: small enough to fill during the warm-up, so that
     /// what grows after it is a leak, not a store filling.
     bound: usize,
-    /// KiB leaked on purpose every second (0: none), to show the soak catches a leak.
-    leak_kib: usize,
+    /// Bytes leaked on purpose every second (0: none), to show the soak catches a leak.
+    leak: usize,
     /// Cycles of faults in the run: all but the last are the warm-up (the allocator's
     /// high-water mark still rises in a second cycle).
     cycles: u32,
@@ -78,31 +79,45 @@ fn args() -> Result<Args, String> {
         keys: 1_000_000,
         callers: 32,
         bound: 1_000,
-        leak_kib: 0,
+        leak: 0,
         cycles: 3,
     };
     let mut words = std::env::args().skip(1);
     while let Some(word) = words.next() {
-        let mut number = |name: &str| -> Result<u64, String> {
+        let mut number = |name: &str, max: u64| -> Result<u64, String> {
             words
                 .next()
                 .and_then(|value| value.parse().ok())
-                .filter(|value| *value > 0)
-                .ok_or_else(|| format!("{name} takes a number above zero"))
+                .filter(|value| (1..=max).contains(value))
+                .ok_or_else(|| format!("{name} takes a number from 1 to {max}"))
         };
+        const WEEK: u64 = 7 * 24 * 3600;
         match word.as_str() {
-            "--minutes" => args.duration = Duration::from_secs(number("--minutes")? * 60),
-            "--seconds" => args.duration = Duration::from_secs(number("--seconds")?),
-            "--keys" => args.keys = number("--keys")?,
-            "--callers" => args.callers = number("--callers")? as usize,
-            "--bound" => args.bound = number("--bound")? as usize,
-            "--leak-kib" => args.leak_kib = number("--leak-kib")? as usize,
-            "--cycles" => args.cycles = number("--cycles")?.clamp(3, 100) as u32,
+            "--minutes" => {
+                args.duration = Duration::from_secs(number("--minutes", WEEK / 60)? * 60)
+            }
+            "--seconds" => args.duration = Duration::from_secs(number("--seconds", WEEK)?),
+            "--keys" => args.keys = number("--keys", u64::MAX)?,
+            "--callers" => args.callers = number("--callers", 10_000)? as usize,
+            "--bound" => args.bound = number("--bound", 10_000_000)? as usize,
+            "--leak-kib" => args.leak = number("--leak-kib", 1 << 20)? as usize * 1024,
+            "--cycles" => args.cycles = number("--cycles", 100)?.max(3) as u32,
             other => return Err(format!("unknown argument {other}")),
         }
     }
+    // Three whole cycles of faults at least, of phases of 5 s at least: one to leave out
+    // (the start), one of warm-up, one to measure.
+    if args.duration < MIN_PHASE * 3 * CYCLE.len() as u32 {
+        return Err(format!(
+            "the run must last {:?} at least (three cycles of 5 s phases)",
+            MIN_PHASE * 3 * CYCLE.len() as u32
+        ));
+    }
     Ok(args)
 }
+
+/// The shortest phase of faults.
+const MIN_PHASE: Duration = Duration::from_secs(5);
 
 /// The faults, one phase at a time, in a cycle.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -185,7 +200,7 @@ fn soak_for_a_minute() {
         keys: 1_000_000,
         callers: 32,
         bound: 200,
-        leak_kib: 0,
+        leak: 0,
         cycles: 4,
     });
     assert!(failures.is_empty(), "{failures:#?}");
@@ -195,16 +210,24 @@ fn soak_for_a_minute() {
 #[test]
 fn memory_verdicts() {
     let mib = |n: f64| (n * f64::from(1 << 20)) as u64;
-    // The first cycle (the start) is left out; the last is judged against the highest low.
-    assert_eq!(
-        judge_floors(&[mib(1.0), mib(10.0), mib(10.4), mib(10.9)]),
-        None
-    );
-    let leak = judge_floors(&[mib(1.0), mib(10.0), mib(10.4), mib(11.0)]).unwrap();
+    // The first cycle (the start) is left out; the last is judged against the highest
+    // low of the warm-up's cycles, not the latest.
+    let floors = |last: f64| [mib(20.0), mib(10.4), mib(10.0), mib(10.2), mib(last)];
+    assert_eq!(judge_floors(&floors(10.9), 3), None);
+    let leak = judge_floors(&floors(11.0), 3).unwrap();
     assert!(leak.contains("5.8%"), "{leak}");
-    assert!(judge_floors(&[mib(9.0), mib(10.0)])
+    assert!(judge_floors(&floors(11.0), 4).is_some());
+    assert_eq!(
+        judge_floors(&floors(10.9), 4),
+        None,
+        "against the highest low of the warm-up (10.4), not the latest (10.2)"
+    );
+    assert!(judge_floors(&floors(10.0), 1).unwrap().contains("at least"));
+    assert!(judge_floors(&[mib(9.0), mib(10.0)], 2)
         .unwrap()
-        .contains("2 whole cycles"));
+        .contains("at least"));
+    let gap = [mib(20.0), u64::MAX, mib(10.0), mib(10.0)];
+    assert!(judge_floors(&gap, 3).unwrap().contains("without a sample"));
     // Resident memory: the end against the warm-up's highest; a passing peak is no leak.
     let mut rss = Memory::default();
     for sample in [100, 200, 150] {
@@ -233,7 +256,7 @@ async fn soak(args: &Args) -> Result<Vec<String>, BoxError> {
 
     // `cycles` cycles of faults in the run (phases of 5 s to a minute).
     let phase_length = (args.duration / (args.cycles * CYCLE.len() as u32))
-        .clamp(Duration::from_secs(5), Duration::from_secs(60));
+        .clamp(MIN_PHASE, Duration::from_secs(60));
     // A quarter of the run and at least every cycle but the last (each fault's memory is
     // then in the baseline), leaving at least the last cycle to measure.
     let cycle = phase_length * CYCLE.len() as u32;
@@ -289,9 +312,9 @@ async fn soak(args: &Args) -> Result<Vec<String>, BoxError> {
             set_phase(phase, &mut backends).await?;
         }
 
-        if args.leak_kib > 0 {
+        if args.leak > 0 {
             // Written, so that the pages are resident too.
-            Box::leak(vec![1u8; args.leak_kib << 10].into_boxed_slice());
+            Box::leak(vec![1u8; args.leak].into_boxed_slice());
         }
 
         let keys = Keys::of(&edge.parts);
@@ -348,7 +371,8 @@ async fn soak(args: &Args) -> Result<Vec<String>, BoxError> {
     set_phase(Phase::Calm, &mut backends).await?;
 
     // Memory: the bytes held in the last cycle, and the resident memory after the warm-up.
-    failures.extend(judge_floors(&floors));
+    let warm_cycles = (warm_up.as_millis() / cycle.as_millis()) as usize;
+    failures.extend(judge_floors(&floors, warm_cycles));
     failures.extend(rss_memory.judge("resident memory"));
 
     // The traffic stops: every count returns to zero.
@@ -412,35 +436,47 @@ async fn soak(args: &Args) -> Result<Vec<String>, BoxError> {
 }
 
 /// Judges the bytes held by the lowest of each whole cycle (`floors`): fails if the last
-/// cycle's is more than [`MAX_GROWTH`] over the highest of the earlier cycles' lowest, the
-/// first left out (it holds the start, when the stores are still empty). Lows are compared, not
-/// the end with the warm-up's peak: a phase's calls in flight lift the bytes held by more
-/// than a leak of a few percent, and the run ends in a quiet phase.
-fn judge_floors(floors: &[u64]) -> Option<String> {
+/// cycle's is more than [`MAX_GROWTH`] over the highest of the cycles wholly in the
+/// warm-up (the first `warm_cycles`), the first left out (it holds the start, when the
+/// stores are still empty). Lows are compared, not the end with the warm-up's peak: a
+/// phase's calls in flight lift the bytes held by more than a leak of a few percent. Against
+/// the warm-up, not the cycle before, so that a longer run measures a longer leak.
+fn judge_floors(floors: &[u64], warm_cycles: usize) -> Option<String> {
     let lows: Vec<String> = floors
         .iter()
-        .map(|&low| format!("{:.2}", mib(low)))
+        .map(|&low| match low {
+            u64::MAX => "-".to_string(),
+            low => format!("{:.2}", mib(low)),
+        })
         .collect();
     println!(
         "bytes held (allocated less freed), lowest in each cycle: {} MiB",
         lows.join(", ")
     );
-    if floors.len() < 3 {
+    if warm_cycles < 2 || floors.len() <= warm_cycles {
         return Some(format!(
-            "the run held {} whole cycles of faults: at least 3 are needed to judge the memory",
+            "{} whole cycles of faults, {warm_cycles} of them in the warm-up: at least 2 in \
+             it and 1 after are needed to judge the memory",
             floors.len()
         ));
     }
-    let (last, before) = (floors[floors.len() - 1], &floors[1..floors.len() - 1]);
-    let baseline = before.iter().copied().max().unwrap_or(last).max(1);
-    let growth = last as f64 / baseline as f64 - 1.0;
+    let baseline = floors[1..warm_cycles]
+        .iter()
+        .copied()
+        .max()
+        .unwrap_or(u64::MAX);
+    let last = floors[floors.len() - 1];
+    if baseline == u64::MAX || last == u64::MAX {
+        return Some("a cycle of faults went without a sample of the memory".to_string());
+    }
+    let growth = last as f64 / baseline.max(1) as f64 - 1.0;
     println!(
-        "bytes held: the last cycle's lowest {:+.1}% over the earlier cycles' highest lowest",
+        "bytes held: the last cycle's lowest {:+.1}% over the highest of the warm-up's",
         growth * 100.0
     );
     (growth > MAX_GROWTH).then(|| {
         format!(
-            "the bytes held grew {:.1}% in the last cycle over the cycles before it (at most {:.0}%)",
+            "the bytes held grew {:.1}% in the last cycle over the warm-up (at most {:.0}%)",
             growth * 100.0,
             MAX_GROWTH * 100.0
         )
