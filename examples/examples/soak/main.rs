@@ -56,7 +56,7 @@ use crate::probe::{InFlight, Keys};
 /// The growth of memory that fails the soak: of the resident memory at the end of the run
 /// over its highest in the warm-up (the end, not the highest after the warm-up: a leak
 /// keeps what it takes, while a phase's passing peak is no leak), and of the lowest bytes
-/// held in the last cycle over the cycles before.
+/// held in the last cycle over the warm-up's cycles.
 const MAX_GROWTH: f64 = 0.05;
 
 struct Args {
