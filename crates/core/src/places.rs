@@ -694,6 +694,32 @@ mod loom_model {
         });
     }
 
+    /// `in_use` while another stripe takes a batch (the count first, then its spares): a
+    /// count read before the batch and spares read after it would subtract spares the
+    /// count never held. A call in flight throughout is seen.
+    #[test]
+    fn in_use_never_misses_a_call_in_flight_while_a_batch_is_taken() {
+        loom::model(|| {
+            // Limit 32 with two stripes: batches of 2, the fast zone under 16.
+            let limit = 32;
+            let places = Arc::new(Places::with_stripes(2));
+            // One call counted on stripe 1: no spares anywhere.
+            places.take_counted_on(1, limit).unwrap();
+            let reader = {
+                let places = places.clone();
+                loom::thread::spawn(move || places.in_use())
+            };
+            places.try_take_fast_on(0, limit, limit).unwrap();
+            let seen = reader.join().unwrap();
+            // At most the places out: a batch being taken (counted, not yet in its
+            // stripe) reads as calls for that moment.
+            assert!(
+                (1..=3).contains(&seen),
+                "in_use read {seen} with one or two calls in flight"
+            );
+        });
+    }
+
     /// Fast takes and gives on both stripes at once: the books stay whole.
     #[test]
     fn fast_takes_and_gives_keep_the_books() {

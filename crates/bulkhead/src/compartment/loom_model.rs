@@ -257,6 +257,38 @@ fn in_flight_sees_a_call_in_flight_while_spares_go_back() {
     });
 }
 
+/// `in_flight()` while another core takes a batch (the count first, then its spares): a
+/// count read before the batch and spares read after it would subtract spares the count
+/// never held. A call in flight throughout is seen.
+#[test]
+fn in_flight_sees_a_call_in_flight_while_a_batch_is_taken() {
+    loom::model(|| {
+        // Limit 32 with two stripes: batches of 2, the fast zone under 16.
+        let c = Stripe::new(Arc::new(
+            Compartment::new(Name::from("loom"), 32, 4, Listeners::new()).with_stripes(2),
+        ));
+        // A call counted on core 1: no spares anywhere.
+        let held = admit_on(&c, 1);
+        let reader = {
+            let c = c.clone();
+            loom::thread::spawn(move || c.in_flight())
+        };
+        // Core 0 (every loom thread is): a batch, one of it spare.
+        let permit = match c.admit(true) {
+            Admission::Admitted(permit) => permit,
+            _ => unreachable!("far below the limit"),
+        };
+        let seen = reader.join().unwrap();
+        // At most the permits out: a batch being taken (counted, not yet in its core's
+        // spares) reads as calls for that moment.
+        assert!(
+            (1..=3).contains(&seen),
+            "in_flight() read {seen} with one or two calls in flight"
+        );
+        drop((held, permit));
+    });
+}
+
 /// A permit on core `stripe`, taken from the count (limits under 16 a core: no spares).
 fn admit_on(c: &Holder, stripe: usize) -> Permit {
     let max = c.max_concurrent.load(Relaxed);
