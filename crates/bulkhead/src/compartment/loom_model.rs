@@ -263,7 +263,7 @@ fn in_flight_sees_a_call_in_flight_while_spares_go_back() {
 #[test]
 fn in_flight_sees_a_call_in_flight_while_a_batch_is_taken() {
     loom::model(|| {
-        // Limit 32 with two stripes: batches of 2, the fast zone under 16.
+        // Limit 32 with two stripes: batches of 2, the fast zone up to 16 out.
         let c = Stripe::new(Arc::new(
             Compartment::new(Name::from("loom"), 32, 4, Listeners::new()).with_stripes(2),
         ));
@@ -286,6 +286,7 @@ fn in_flight_sees_a_call_in_flight_while_a_batch_is_taken() {
             "in_flight() read {seen} with one or two calls in flight"
         );
         drop((held, permit));
+        assert_eq!(c.in_flight(), 0, "every permit back (as spares)");
     });
 }
 
